@@ -1,0 +1,66 @@
+//! Per-node cache of campaign delivery specs with their compiled templates. A
+//! campaign's content never changes after creation, so entries stay valid; they are
+//! dropped when the campaign stops being referenced by owned work.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use deadpool_postgres::Pool;
+use penguin_engine::db::StoreError;
+use penguin_engine::message::{CampaignTemplate, TemplateError};
+use penguin_engine::store::routing::{CampaignSpec, campaign_spec};
+use uuid::Uuid;
+
+/// A campaign ready for delivery.
+pub struct Campaign {
+    pub spec: CampaignSpec,
+    /// A template that does not compile fails the campaign's jobs with its reason
+    /// (the API checks templates at creation, so this is a safety net).
+    pub template: Result<CampaignTemplate, TemplateError>,
+    /// Domain of the From address: Message-IDs and Feedback-IDs use it.
+    pub domain: String,
+}
+
+#[derive(Default)]
+pub struct CampaignCache {
+    entries: Mutex<HashMap<Uuid, Arc<Campaign>>>,
+}
+
+impl CampaignCache {
+    pub async fn get(
+        &self,
+        pg: &Pool,
+        tenant: Uuid,
+        campaign: Uuid,
+    ) -> Result<Arc<Campaign>, StoreError> {
+        if let Some(hit) = self.entries.lock().expect("campaign cache").get(&campaign) {
+            return Ok(hit.clone());
+        }
+        let spec = campaign_spec(pg, tenant, campaign).await?;
+        let template = CampaignTemplate::compile(
+            &spec.from_address,
+            spec.from_name.as_deref(),
+            &spec.subject,
+            &spec.text_body,
+            spec.html_body.as_deref(),
+        );
+        let domain = penguin_engine::domain::email_domain(&spec.from_address).to_string();
+        let entry = Arc::new(Campaign {
+            spec,
+            template,
+            domain,
+        });
+        self.entries
+            .lock()
+            .expect("campaign cache")
+            .insert(campaign, entry.clone());
+        Ok(entry)
+    }
+
+    pub fn forget(&self, campaign: Uuid) {
+        self.entries
+            .lock()
+            .expect("campaign cache")
+            .remove(&campaign);
+    }
+}

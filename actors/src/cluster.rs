@@ -1,0 +1,209 @@
+//! Cluster: decides what this node works on. Every `node.heartbeat_ms` it lists the
+//! tenants, takes or renews their leases in Redis, loads the owned tenants' IPs and
+//! publishes the result (the [`Ownership`] watch) to TenantSupervisor,
+//! IpSupervisor, Feeder and Reaper.
+//!
+//! It also listens to control notifications (Redis pub/sub): a tenant change
+//! triggers a refresh at once; a campaign pause/cancel marks the campaign stopped
+//! for the delivery workers, a start/resume wakes the Feeder. On stop it releases
+//! its leases. Fair spreading over several nodes (rendezvous hashing, graceful
+//! hand-off) and fencing tokens come with the multi-node step.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use penguin_engine::control::{CHANNEL, ControlEvent};
+use penguin_engine::domain::CampaignStatus;
+use penguin_engine::lease::Leases;
+use penguin_engine::store::routing;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::context::{Ctx, Ownership};
+use crate::ip_supervisor::IpSupMsg;
+use crate::tenant_supervisor::TenantSupMsg;
+use crate::{feeder, metrics};
+
+pub struct Cluster;
+
+pub struct ClusterArgs {
+    pub ctx: Ctx,
+    pub tenants: ActorRef<TenantSupMsg>,
+    pub ips: ActorRef<IpSupMsg>,
+}
+
+pub enum ClusterMsg {
+    Heartbeat,
+    Control(ControlEvent),
+}
+
+pub struct ClusterState {
+    ctx: Ctx,
+    leases: Leases,
+    tenants: ActorRef<TenantSupMsg>,
+    ips: ActorRef<IpSupMsg>,
+    subscriber: JoinHandle<()>,
+}
+
+impl Actor for Cluster {
+    type Msg = ClusterMsg;
+    type State = ClusterState;
+    type Arguments = ClusterArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: ClusterArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let every = Duration::from_millis(args.ctx.config.node.heartbeat_ms);
+        myself.send_interval(every, || ClusterMsg::Heartbeat);
+        myself.cast(ClusterMsg::Heartbeat)?;
+        let subscriber = tokio::spawn(subscribe(args.ctx.config.redis.url.clone(), myself.clone()));
+        Ok(ClusterState {
+            leases: Leases::new(args.ctx.queue.pool().clone()),
+            ctx: args.ctx,
+            tenants: args.tenants,
+            ips: args.ips,
+            subscriber,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ClusterMsg::Heartbeat => state.refresh().await,
+            ClusterMsg::Control(event) => state.control(event).await,
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.subscriber.abort();
+        Ok(())
+    }
+}
+
+impl ClusterState {
+    async fn refresh(&mut self) {
+        let all = match routing::tenant_ids(&self.ctx.pg).await {
+            Ok(all) => all,
+            Err(err) => {
+                tracing::warn!(error = %err, "listing tenants failed; keeping current ownership");
+                return;
+            }
+        };
+        let node = &self.ctx.config.node;
+        let mut owned = Vec::new();
+        for tenant in all {
+            match self
+                .leases
+                .acquire_or_renew(tenant, &node.id, node.lease_ttl_ms)
+                .await
+            {
+                Ok(true) => owned.push(tenant),
+                Ok(false) => {}
+                Err(err) => {
+                    // Without Redis nothing can be sent anyway; keep what we had so a
+                    // blip does not tear the actor tree down.
+                    tracing::warn!(error = %err, "lease renewal failed");
+                    return;
+                }
+            }
+        }
+        let ips = match routing::ips_of(&self.ctx.pg, &owned).await {
+            Ok(ips) => ips,
+            Err(err) => {
+                tracing::warn!(error = %err, "loading ips failed; keeping current ownership");
+                return;
+            }
+        };
+        let mut per_tenant: HashMap<Uuid, Vec<_>> =
+            owned.iter().map(|t| (*t, Vec::new())).collect();
+        for ip in &ips {
+            per_tenant.entry(ip.tenant_id).or_default().push(ip.clone());
+        }
+        metrics::owned_tenants(owned.len());
+        let ownership = Arc::new(Ownership {
+            tenants: owned,
+            ips: ips.clone(),
+        });
+        let changed = *self.ctx.ownership.borrow() != ownership;
+        self.ctx.ownership.send_replace(ownership);
+        // Always told (cheap, idempotent): a restarted supervisor catches up here.
+        let _ = self.ips.cast(IpSupMsg::SetIps(ips));
+        let _ = self.tenants.cast(TenantSupMsg::SetTenants(per_tenant));
+        if changed {
+            feeder::wake(&self.ctx);
+        }
+    }
+
+    async fn control(&mut self, event: ControlEvent) {
+        match event {
+            ControlEvent::TenantChanged { .. } => self.refresh().await,
+            ControlEvent::CampaignChanged {
+                campaign_id,
+                status,
+                ..
+            } => {
+                let running = status == CampaignStatus::Running;
+                self.ctx.set_stopped(campaign_id, !running);
+                if running {
+                    feeder::wake(&self.ctx);
+                }
+            }
+        }
+    }
+}
+
+/// Gives up every lease this node holds (the last step of a clean shutdown).
+pub async fn release_leases(ctx: &Ctx) {
+    let leases = Leases::new(ctx.queue.pool().clone());
+    for tenant in ctx.owned().tenants.iter() {
+        if let Err(err) = leases.release(*tenant, &ctx.config.node.id).await {
+            tracing::warn!(%tenant, error = %err, "releasing lease failed; it will expire");
+        }
+    }
+}
+
+/// Forwards control notifications to the Cluster actor, reconnecting after Redis
+/// errors; after each (re)connect a heartbeat catches up on missed changes.
+async fn subscribe(url: String, cluster: ActorRef<ClusterMsg>) {
+    loop {
+        let connected = async {
+            let client = redis::Client::open(url.as_str())?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(CHANNEL).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        }
+        .await;
+        match connected {
+            Ok(mut pubsub) => {
+                let _ = cluster.cast(ClusterMsg::Heartbeat);
+                let mut messages = pubsub.on_message();
+                while let Some(message) = messages.next().await {
+                    let Ok(text) = message.get_payload::<String>() else {
+                        continue;
+                    };
+                    if let Some(event) = ControlEvent::from_json(&text)
+                        && cluster.cast(ClusterMsg::Control(event)).is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "control channel unavailable"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,71 @@
+//! The state every actor of one node shares: configuration, pools, the clock, the
+//! route table, the campaign cache, the actor directory, what this node owns, and
+//! the campaigns known to be paused. Built once by [`crate::start_engine`].
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use deadpool_postgres::Pool;
+use penguin_config::Config;
+use penguin_engine::clock::SharedClock;
+use penguin_engine::queue::RedisQueue;
+use penguin_engine::route::RouteTable;
+use penguin_engine::store::routing::IpSpec;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::campaigns::CampaignCache;
+use crate::directory::Directory;
+
+/// The tenants (and their IPs) whose lease this node holds right now.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    pub tenants: Vec<Uuid>,
+    pub ips: Vec<IpSpec>,
+}
+
+pub struct EngineContext {
+    pub config: Arc<Config>,
+    pub pg: Pool,
+    pub queue: RedisQueue,
+    pub clock: SharedClock,
+    pub routes: RouteTable,
+    pub campaigns: CampaignCache,
+    pub directory: Directory,
+    /// Written by Cluster only.
+    pub ownership: watch::Sender<Arc<Ownership>>,
+    /// Campaigns a control notification said are paused or cancelled. A speed-up
+    /// only: delivery workers skip them at once; Postgres claims are the guarantee.
+    pub stopped_campaigns: RwLock<HashSet<Uuid>>,
+}
+
+pub type Ctx = Arc<EngineContext>;
+
+impl EngineContext {
+    pub fn owned(&self) -> Arc<Ownership> {
+        self.ownership.borrow().clone()
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        (self.clock.now().unix_timestamp_nanos() / 1_000_000) as i64
+    }
+
+    pub fn is_stopped(&self, campaign: Uuid) -> bool {
+        self.stopped_campaigns
+            .read()
+            .expect("stopped campaigns lock")
+            .contains(&campaign)
+    }
+
+    pub fn set_stopped(&self, campaign: Uuid, stopped: bool) {
+        let mut set = self
+            .stopped_campaigns
+            .write()
+            .expect("stopped campaigns lock");
+        if stopped {
+            set.insert(campaign);
+        } else {
+            set.remove(&campaign);
+        }
+    }
+}

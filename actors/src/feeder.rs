@@ -1,0 +1,151 @@
+//! Feeder: moves due jobs Postgres → Redis for the tenants this node owns. Each
+//! round reads every owned tenant's list depth in one round trip and tops up those
+//! below half the window (`queue.window`) with at most `queue.feed_batch` jobs,
+//! claimed `pending|deferred → queued` with `SKIP LOCKED`. Postgres stays the
+//! backlog; Redis holds a bounded window.
+//!
+//! Rounds follow each other immediately while there is work, and every
+//! `queue.feed_idle_ms` when there is none; a control notification (campaign
+//! started or resumed) wakes the feeder at once.
+
+use std::time::Duration;
+
+use penguin_engine::domain::Band;
+use penguin_engine::store::jobs;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use uuid::Uuid;
+
+use crate::context::Ctx;
+use crate::metrics;
+use crate::tenant::TenantMsg;
+
+/// Pause between rounds while work keeps coming (lets pushes batch up).
+const BUSY_DELAY: Duration = Duration::from_millis(5);
+
+pub struct Feeder;
+
+pub enum FeederMsg {
+    /// A round; stale generations (superseded by a wake-up) are ignored.
+    Round(u64),
+    Wake,
+}
+
+pub struct FeederState {
+    ctx: Ctx,
+    generation: u64,
+}
+
+impl Actor for Feeder {
+    type Msg = FeederMsg;
+    type State = FeederState;
+    type Arguments = Ctx;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        ctx: Ctx,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.cast(FeederMsg::Round(0))?;
+        Ok(FeederState { ctx, generation: 0 })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            FeederMsg::Round(generation) if generation == state.generation => {
+                let fed = state.round().await;
+                state.generation += 1;
+                let next = state.generation;
+                let delay = if fed > 0 {
+                    BUSY_DELAY
+                } else {
+                    Duration::from_millis(state.ctx.config.queue.feed_idle_ms)
+                };
+                myself.send_after(delay, move || FeederMsg::Round(next));
+            }
+            FeederMsg::Round(_stale) => {}
+            FeederMsg::Wake => {
+                state.generation += 1;
+                myself.cast(FeederMsg::Round(state.generation))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FeederState {
+    /// One pass over the owned tenants; returns how many jobs were fed.
+    async fn round(&mut self) -> usize {
+        let tenants = self.ctx.owned().tenants.clone();
+        if tenants.is_empty() {
+            return 0;
+        }
+        let depths = match self.ctx.queue.depths(&tenants).await {
+            Ok(depths) => depths,
+            Err(err) => {
+                tracing::warn!(error = %err, "reading queue depths failed");
+                return 0;
+            }
+        };
+        metrics::queue_depth(depths.iter().sum());
+        let window = self.ctx.config.queue.window;
+        let mut fed = 0;
+        for (tenant, depth) in tenants.into_iter().zip(depths) {
+            if depth * 2 >= window {
+                continue;
+            }
+            let want = (window - depth).min(self.ctx.config.queue.feed_batch);
+            fed += self.feed_tenant(tenant, want).await;
+        }
+        fed
+    }
+
+    async fn feed_tenant(&self, tenant: Uuid, want: usize) -> usize {
+        let now = self.ctx.clock.now();
+        let due = match jobs::claim_due(&self.ctx.pg, tenant, want, now).await {
+            Ok(due) => due,
+            Err(err) => {
+                tracing::warn!(%tenant, error = %err, "claiming due jobs failed");
+                return 0;
+            }
+        };
+        if due.is_empty() {
+            return 0;
+        }
+        let mut encoded = Vec::with_capacity(due.len());
+        for payload in &due {
+            let band = Band::of(match payload {
+                penguin_engine::payload::JobPayload::V1(job) => job.priority,
+            });
+            match payload.encode() {
+                Ok(raw) => encoded.push((band, raw)),
+                Err(err) => tracing::error!(error = %err, "encoding a job payload failed"),
+            }
+        }
+        if let Err(err) = self.ctx.queue.push(tenant, &encoded).await {
+            // The jobs are `queued` in Postgres without a Redis copy: hand them back.
+            tracing::warn!(%tenant, error = %err, "pushing jobs to redis failed; releasing them");
+            if let Err(err) = jobs::release_queued(&self.ctx.pg, tenant, self.ctx.clock.now()).await
+            {
+                tracing::error!(%tenant, error = %err, "releasing queued jobs failed; the reaper will retry");
+            }
+            return 0;
+        }
+        metrics::jobs_fed(encoded.len());
+        if let Some(actor) = self.ctx.directory.tenant(tenant) {
+            let _ = actor.cast(TenantMsg::JobsAvailable);
+        }
+        encoded.len()
+    }
+}
+
+/// Wakes the feeder now (a campaign started or resumed).
+pub fn wake(ctx: &Ctx) {
+    if let Some(feeder) = ctx.directory.feeder() {
+        let _ = feeder.cast(FeederMsg::Wake);
+    }
+}

@@ -1,0 +1,175 @@
+//! IpSupervisor: keeps exactly one Ip actor per active-or-paused IP of the owned
+//! tenants, as Cluster tells it (`SetIps`). A failed Ip actor is restarted with
+//! backoff (its `pre_start` returns its orphaned `sending` jobs to `pending`);
+//! `Drain` drains every Ip actor for shutdown.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+use penguin_engine::store::routing::IpSpec;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use uuid::Uuid;
+
+use crate::children::Children;
+use crate::context::Ctx;
+use crate::ip::{IpActor, IpArgs, IpMsg};
+use crate::metrics;
+
+pub struct IpSupervisor;
+
+pub enum IpSupMsg {
+    SetIps(Vec<IpSpec>),
+    Respawn(Uuid),
+    Drain(RpcReplyPort<()>),
+}
+
+pub struct IpSupState {
+    ctx: Ctx,
+    wanted: HashMap<Uuid, IpSpec>,
+    children: Children<Uuid>,
+    draining: bool,
+}
+
+impl Actor for IpSupervisor {
+    type Msg = IpSupMsg;
+    type State = IpSupState;
+    type Arguments = Ctx;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        ctx: Ctx,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(IpSupState {
+            ctx,
+            wanted: HashMap::new(),
+            children: Children::default(),
+            draining: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            IpSupMsg::SetIps(ips) => state.set_ips(&myself, ips).await,
+            IpSupMsg::Respawn(ip) => {
+                if !state.draining
+                    && !state.children.contains(&ip)
+                    && state.wanted.contains_key(&ip)
+                {
+                    state.spawn(&myself, ip).await;
+                }
+            }
+            IpSupMsg::Drain(reply) => {
+                state.draining = true;
+                let actors: Vec<ActorRef<IpMsg>> = state
+                    .children
+                    .keys()
+                    .into_iter()
+                    .filter_map(|ip| state.ctx.directory.ip(ip))
+                    .collect();
+                join_all(
+                    actors
+                        .iter()
+                        .map(|actor| actor.call(IpMsg::Drain, Some(Duration::from_secs(90)))),
+                )
+                .await;
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let cell = match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                tracing::error!(error = %err, "ip actor failed");
+                cell
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => cell,
+            _ => return Ok(()),
+        };
+        let Some(ip) = state.children.exited(cell.get_id()) else {
+            return Ok(());
+        };
+        state.ctx.directory.set_ip(ip, None);
+        if !state.draining && state.wanted.contains_key(&ip) {
+            metrics::actor_restart("ip");
+            let delay = state.children.backoff(&ip);
+            tracing::warn!(%ip, ?delay, "restarting ip actor");
+            myself.send_after(delay, move || IpSupMsg::Respawn(ip));
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        for cell in state.children.drain() {
+            cell.stop(Some("engine stopping".into()));
+        }
+        Ok(())
+    }
+}
+
+impl IpSupState {
+    async fn set_ips(&mut self, myself: &ActorRef<IpSupMsg>, ips: Vec<IpSpec>) {
+        let wanted: HashMap<Uuid, IpSpec> = ips.into_iter().map(|ip| (ip.id, ip)).collect();
+        for ip in self.children.keys() {
+            let changed = match (self.wanted.get(&ip), wanted.get(&ip)) {
+                (Some(old), Some(new)) => old != new,
+                _ => true,
+            };
+            if changed && let Some(cell) = self.children.remove(&ip) {
+                self.ctx.directory.set_ip(ip, None);
+                cell.stop(Some("ip removed or changed".into()));
+            }
+        }
+        self.wanted = wanted;
+        if self.draining {
+            return;
+        }
+        let missing: Vec<Uuid> = self
+            .wanted
+            .keys()
+            .filter(|ip| !self.children.contains(ip))
+            .copied()
+            .collect();
+        for ip in missing {
+            self.spawn(myself, ip).await;
+        }
+    }
+
+    async fn spawn(&mut self, myself: &ActorRef<IpSupMsg>, ip: Uuid) {
+        let Some(spec) = self.wanted.get(&ip).cloned() else {
+            return;
+        };
+        let args = IpArgs {
+            ctx: self.ctx.clone(),
+            spec,
+        };
+        match Actor::spawn_linked(None, IpActor, args, myself.get_cell()).await {
+            Ok((actor, _)) => {
+                self.children.insert(ip, actor.get_cell());
+                self.ctx.directory.set_ip(ip, Some(actor));
+            }
+            Err(err) => {
+                let delay = self.children.backoff(&ip);
+                tracing::error!(%ip, error = %err, ?delay, "ip actor failed to start");
+                myself.send_after(delay, move || IpSupMsg::Respawn(ip));
+            }
+        }
+    }
+}

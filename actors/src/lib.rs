@@ -1,0 +1,39 @@
+//! Penguin Engine's supervision tree (ractor), one actor per file.
+//!
+//! ```text
+//! EngineSupervisor            supervisor.rs   starts/restarts everything below, owns shutdown
+//! ├── Cluster                 cluster.rs      tenant leases, control notifications
+//! ├── Feeder                  feeder.rs       due jobs Postgres → Redis lists
+//! ├── Reaper                  reaper.rs       expired in-flight, stale `sending`, Redis loss, completion
+//! ├── TenantSupervisor        tenant_supervisor.rs
+//! │   └── Tenant(t)           tenant.rs       pops its lists by priority, routes jobs to IPs with credit
+//! ├── IpSupervisor            ip_supervisor.rs
+//! │   └── Ip(a)               ip.rs           claims `queued → sending`, feeds its delivery workers
+//! │       └── workers         delivery.rs     SMTP connections bound to the IP, report outcomes
+//! ├── Analytics               analytics.rs    delivery events and daily rollups, batched
+//! └── StatusWriter            status_writer.rs job transitions, one UPDATE … FROM unnest() per batch
+//! ```
+//!
+//! Shared, read-mostly state lives in [`context::EngineContext`]; actors find each
+//! other through [`directory::Directory`], which supervisors keep current across
+//! restarts. Hot paths only `cast`; the producers bound their own output (credits per
+//! IP, the Redis window per tenant) so no mailbox grows without limit.
+
+pub mod analytics;
+pub mod campaigns;
+pub mod children;
+pub mod cluster;
+pub mod context;
+pub mod delivery;
+pub mod directory;
+pub mod feeder;
+pub mod ip;
+pub mod ip_supervisor;
+pub mod metrics;
+pub mod reaper;
+pub mod status_writer;
+pub mod supervisor;
+pub mod tenant;
+pub mod tenant_supervisor;
+
+pub use supervisor::{EngineDeps, EngineHandle, start_engine};

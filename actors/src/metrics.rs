@@ -1,0 +1,69 @@
+//! Every metric the actors emit, declared in one place. Names follow
+//! `penguin_<what>_<unit>`; labels come from small fixed sets.
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+
+pub const MESSAGES: &str = "penguin_messages_total";
+pub const QUEUE_DEPTH: &str = "penguin_queue_depth_jobs";
+pub const PICKUP_LATENCY: &str = "penguin_pickup_latency_seconds";
+pub const ACTOR_RESTARTS: &str = "penguin_actor_restarts_total";
+pub const SMTP_CONNECTIONS: &str = "penguin_smtp_connections_total";
+pub const JOBS_FED: &str = "penguin_jobs_fed_total";
+pub const JOBS_RECOVERED: &str = "penguin_jobs_recovered_total";
+pub const OWNED_TENANTS: &str = "penguin_owned_tenants";
+
+/// Registers descriptions with the installed recorder (no-op without one).
+pub fn describe() {
+    describe_counter!(
+        MESSAGES,
+        "Delivery attempts by outcome (sent, deferred, bounced, failed, suppressed)."
+    );
+    describe_gauge!(
+        QUEUE_DEPTH,
+        "Jobs waiting in the Redis lists of the tenants this node owns."
+    );
+    describe_histogram!(
+        PICKUP_LATENCY,
+        "Time from a job being due to the SMTP server accepting it."
+    );
+    describe_counter!(
+        ACTOR_RESTARTS,
+        "Actors restarted by their supervisor, by actor kind."
+    );
+    describe_counter!(SMTP_CONNECTIONS, "SMTP connections opened.");
+    describe_counter!(JOBS_FED, "Jobs moved from Postgres to Redis.");
+    describe_counter!(JOBS_RECOVERED, "Jobs returned by the reaper, by reason.");
+    describe_gauge!(OWNED_TENANTS, "Tenants whose lease this node holds.");
+}
+
+pub fn message(outcome: &'static str) {
+    counter!(MESSAGES, "outcome" => outcome).increment(1);
+}
+
+pub fn queue_depth(jobs: usize) {
+    gauge!(QUEUE_DEPTH).set(jobs as f64);
+}
+
+pub fn pickup_latency(seconds: f64) {
+    histogram!(PICKUP_LATENCY).record(seconds);
+}
+
+pub fn actor_restart(kind: &'static str) {
+    counter!(ACTOR_RESTARTS, "actor" => kind).increment(1);
+}
+
+pub fn smtp_connection() {
+    counter!(SMTP_CONNECTIONS).increment(1);
+}
+
+pub fn jobs_fed(n: usize) {
+    counter!(JOBS_FED).increment(n as u64);
+}
+
+pub fn jobs_recovered(reason: &'static str, n: u64) {
+    counter!(JOBS_RECOVERED, "reason" => reason).increment(n);
+}
+
+pub fn owned_tenants(n: usize) {
+    gauge!(OWNED_TENANTS).set(n as f64);
+}

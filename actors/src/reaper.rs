@@ -1,0 +1,144 @@
+//! Reaper: recovery for the tenants this node owns, every `queue.reaper_interval_ms`.
+//!
+//! 1. Redis lost the tenant's state (emptied or restarted: its `live` marker is
+//!    gone) → every `queued` job returns to `pending`, then the marker is set again.
+//!    Copies that survived are harmless: claiming them fails.
+//! 2. Popped jobs whose in-flight deadline passed (their Tenant or Ip died before
+//!    claiming) go back to the front of their list.
+//! 3. Jobs `sending` for longer than `queue.sending_timeout_ms` return to `pending`.
+//! 4. Running campaigns with nothing left to do become `completed`.
+
+use std::time::Duration;
+
+use penguin_engine::store::jobs;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+
+use crate::context::Ctx;
+use crate::tenant::TenantMsg;
+use crate::{feeder, metrics};
+
+pub struct Reaper;
+
+pub enum ReaperMsg {
+    Tick,
+}
+
+pub struct ReaperState {
+    ctx: Ctx,
+}
+
+impl Actor for Reaper {
+    type Msg = ReaperMsg;
+    type State = ReaperState;
+    type Arguments = Ctx;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        ctx: Ctx,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let every = Duration::from_millis(ctx.config.queue.reaper_interval_ms);
+        myself.send_interval(every, || ReaperMsg::Tick);
+        Ok(ReaperState { ctx })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            ReaperMsg::Tick => state.tick().await,
+        }
+        Ok(())
+    }
+}
+
+impl ReaperState {
+    async fn tick(&mut self) {
+        let tenants = self.ctx.owned().tenants.clone();
+        if tenants.is_empty() {
+            return;
+        }
+        let mut returned = 0;
+        for &tenant in &tenants {
+            returned += self.recover_redis_loss(tenant).await;
+            match self
+                .ctx
+                .queue
+                .requeue_expired(tenant, self.ctx.now_ms(), 1_000)
+                .await
+            {
+                Ok(0) => {}
+                Ok(moved) => {
+                    metrics::jobs_recovered("inflight_expired", moved as u64);
+                    if let Some(actor) = self.ctx.directory.tenant(tenant) {
+                        let _ = actor.cast(TenantMsg::JobsAvailable);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(%tenant, error = %err, "re-queueing expired jobs failed")
+                }
+            }
+        }
+        let now = self.ctx.clock.now();
+        let stale = now - Duration::from_millis(self.ctx.config.queue.sending_timeout_ms);
+        match jobs::release_stale_sending(&self.ctx.pg, &tenants, stale, now).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(jobs = n, "returned jobs stuck in `sending`");
+                metrics::jobs_recovered("sending_timeout", n);
+                returned += n;
+            }
+            Err(err) => tracing::warn!(error = %err, "releasing stale sending jobs failed"),
+        }
+        if returned > 0 {
+            feeder::wake(&self.ctx);
+        }
+        self.complete_campaigns(&tenants).await;
+    }
+
+    async fn recover_redis_loss(&self, tenant: uuid::Uuid) -> u64 {
+        match self.ctx.queue.is_live(tenant).await {
+            Ok(true) => return 0,
+            Ok(false) => {}
+            Err(err) => {
+                tracing::warn!(%tenant, error = %err, "checking redis state failed");
+                return 0;
+            }
+        }
+        match jobs::release_queued(&self.ctx.pg, tenant, self.ctx.clock.now()).await {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::warn!(%tenant, jobs = n, "redis lost this tenant's queue; re-feeding from postgres");
+                    metrics::jobs_recovered("redis_lost", n);
+                }
+                if let Err(err) = self.ctx.queue.mark_live(tenant).await {
+                    tracing::warn!(%tenant, error = %err, "marking redis state failed");
+                }
+                n
+            }
+            Err(err) => {
+                tracing::warn!(%tenant, error = %err, "releasing queued jobs failed");
+                0
+            }
+        }
+    }
+
+    async fn complete_campaigns(&self, tenants: &[uuid::Uuid]) {
+        let result = async {
+            let running = jobs::running_campaigns(&self.ctx.pg, tenants).await?;
+            jobs::complete_finished_campaigns(&self.ctx.pg, &running, self.ctx.clock.now()).await
+        }
+        .await;
+        match result {
+            Ok(done) => {
+                for (tenant, campaign) in done {
+                    tracing::info!(%tenant, %campaign, "campaign completed");
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "completion check failed"),
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! StatusWriter: the single writer of job outcomes. Delivery workers `cast`
+//! [`Transition`]s; they are written in batches with one `UPDATE … FROM unnest()`
+//! every `queue.status_flush_ms` or every `queue.status_batch` transitions,
+//! whichever comes first. A failed write keeps the batch and retries with backoff:
+//! an outcome is never dropped while the node lives.
+//!
+//! After each write, campaigns whose jobs changed are checked for completion.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use penguin_engine::store::jobs::{self, Transition};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use uuid::Uuid;
+
+use crate::context::Ctx;
+
+pub struct StatusWriter;
+
+pub enum StatusMsg {
+    Record(Vec<Transition>),
+    /// Timer: write whatever is buffered.
+    Flush,
+    /// Write everything buffered, then answer (shutdown, Ip restarts).
+    FlushNow(RpcReplyPort<()>),
+}
+
+pub struct StatusState {
+    ctx: Ctx,
+    buffer: Vec<Transition>,
+    flush_scheduled: bool,
+    failures: u32,
+    /// Campaigns touched since the last completion check.
+    touched: HashSet<(Uuid, Uuid)>,
+}
+
+impl Actor for StatusWriter {
+    type Msg = StatusMsg;
+    type State = StatusState;
+    type Arguments = Ctx;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        ctx: Ctx,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(StatusState {
+            ctx,
+            buffer: Vec::new(),
+            flush_scheduled: false,
+            failures: 0,
+            touched: HashSet::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            StatusMsg::Record(mut transitions) => {
+                state.buffer.append(&mut transitions);
+                if state.buffer.len() >= state.ctx.config.queue.status_batch {
+                    state.write().await;
+                }
+                state.schedule(&myself);
+            }
+            StatusMsg::Flush => {
+                state.flush_scheduled = false;
+                state.write().await;
+                state.schedule(&myself);
+            }
+            StatusMsg::FlushNow(reply) => {
+                while !state.buffer.is_empty() {
+                    if !state.write().await {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                let _ = reply.send(());
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if !state.buffer.is_empty() && !state.write().await {
+            tracing::error!(
+                pending = state.buffer.len(),
+                "status writer stopped with unwritten outcomes"
+            );
+        }
+        Ok(())
+    }
+}
+
+impl StatusState {
+    fn schedule(&mut self, myself: &ActorRef<StatusMsg>) {
+        if self.flush_scheduled || self.buffer.is_empty() {
+            return;
+        }
+        self.flush_scheduled = true;
+        let base = self.ctx.config.queue.status_flush_ms;
+        let delay = base.saturating_mul(1 << self.failures.min(8)).min(5_000);
+        myself.send_after(Duration::from_millis(delay), || StatusMsg::Flush);
+    }
+
+    /// Writes up to one batch; returns whether the write succeeded.
+    async fn write(&mut self) -> bool {
+        if self.buffer.is_empty() {
+            return true;
+        }
+        let take = self.buffer.len().min(self.ctx.config.queue.status_batch);
+        let now = self.ctx.clock.now();
+        match jobs::apply_transitions(&self.ctx.pg, &self.buffer[..take], now).await {
+            Ok(changed) => {
+                self.buffer.drain(..take);
+                self.failures = 0;
+                self.touched.extend(changed);
+                self.check_completion().await;
+                true
+            }
+            Err(err) => {
+                self.failures += 1;
+                tracing::warn!(error = %err, pending = self.buffer.len(), "writing job outcomes failed; will retry");
+                false
+            }
+        }
+    }
+
+    async fn check_completion(&mut self) {
+        if self.touched.is_empty() {
+            return;
+        }
+        let campaigns: Vec<(Uuid, Uuid)> = self.touched.drain().collect();
+        match jobs::complete_finished_campaigns(&self.ctx.pg, &campaigns, self.ctx.clock.now())
+            .await
+        {
+            Ok(done) => {
+                for (tenant, campaign) in done {
+                    tracing::info!(%tenant, %campaign, "campaign completed");
+                }
+            }
+            // The reaper's periodic check catches what this one missed.
+            Err(err) => tracing::warn!(error = %err, "campaign completion check failed"),
+        }
+    }
+}
+
+/// Sends outcomes to the live StatusWriter. Returns them back if it is restarting,
+/// so the caller can retry rather than lose them.
+pub fn record(ctx: &Ctx, transitions: Vec<Transition>) -> Result<(), Vec<Transition>> {
+    let Some(writer) = ctx.directory.status_writer() else {
+        return Err(transitions);
+    };
+    writer
+        .cast(StatusMsg::Record(transitions))
+        .map_err(|err| match err {
+            ractor::MessagingErr::SendErr(StatusMsg::Record(t)) => t,
+            _ => Vec::new(),
+        })
+}
+
+/// Waits until every outcome recorded so far is in Postgres.
+pub async fn flush(ctx: &Ctx) {
+    if let Some(writer) = ctx.directory.status_writer() {
+        let _ = writer
+            .call(StatusMsg::FlushNow, Some(Duration::from_secs(30)))
+            .await;
+    }
+}

@@ -1,0 +1,191 @@
+//! [`AppError`]: the one error type of the API and the one place errors become
+//! responses. Every failure answers `{"error": {"code": "...", "message": "..."}}`
+//! with a fitting status; codes are a small fixed set clients can match on.
+//! Server-side failures (5xx) are logged here, once, and their details are not
+//! sent to the client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use penguin_engine::db::StoreError;
+use penguin_engine::domain::InputError;
+use serde_json::json;
+
+/// An error answer: status, machine-readable code, human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// What went wrong inside, for the log only (never sent to the client).
+    pub detail: Option<String>,
+}
+
+impl AppError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        AppError {
+            status,
+            code,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// 401: no token, or a token nobody issued.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// 403: a valid token without the right to this route.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404: absent, or owned by another tenant (never told apart).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 405: the path exists, the method does not.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed on this path",
+        )
+    }
+
+    /// 409: the request is valid but clashes with the current state.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 422: well-formed JSON that is not a valid request.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+    }
+
+    /// 422 for one field: `"<field> <what is wrong>"`.
+    pub fn invalid_field(field: &str, error: &InputError) -> Self {
+        Self::invalid(format!("{field} {error}"))
+    }
+
+    /// 400: the body is not JSON.
+    pub fn malformed_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_json", message)
+    }
+
+    /// 415: a body in a content type this route does not take.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            message,
+        )
+    }
+
+    /// 413: the body is over `api.max_body_bytes`.
+    pub fn payload_too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "request body is too large",
+        )
+    }
+
+    /// 503: the request took longer than `api.request_timeout_ms`.
+    pub fn timeout() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "request timed out",
+        )
+    }
+
+    /// 503: a backing service (`what`: "database", "redis") is unreachable;
+    /// `detail` goes to the log only.
+    pub fn unavailable(what: &str, detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{what} unavailable"),
+        )
+        .with_detail(detail)
+    }
+
+    /// 500: a bug or an unexpected database error; `detail` goes to the log only.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
+        .with_detail(detail)
+    }
+}
+
+impl std::fmt::Display for AppError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.status, self.code, self.message)
+    }
+}
+
+impl std::error::Error for AppError {}
+
+impl From<StoreError> for AppError {
+    /// The generic mapping; handlers match `NotFound`/`Conflict` themselves when
+    /// they can say more (which resource, which field).
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => AppError::not_found("not found"),
+            StoreError::Conflict(what) => AppError::conflict(what),
+            StoreError::Invalid(what) => AppError::invalid(what),
+            err if err.is_transient() => AppError::unavailable("database", err.to_string()),
+            err => AppError::internal(err.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            let detail = self.detail.as_deref().unwrap_or(&self.message);
+            tracing::error!(status = %self.status, code = self.code, detail, "request failed");
+        }
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The result type of handlers.
+pub type ApiResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_statuses() {
+        assert_eq!(
+            AppError::from(StoreError::NotFound).status,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            AppError::from(StoreError::Conflict("x".into())).code,
+            "conflict"
+        );
+        assert_eq!(
+            AppError::from(StoreError::Invalid("x".into())).status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            AppError::from(StoreError::Migration("x".into())).code,
+            "internal"
+        );
+    }
+}

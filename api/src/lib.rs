@@ -1,0 +1,97 @@
+//! Penguin Engine control API (DESIGN.md §8): axum, JSON, under `/v1`.
+//!
+//! - [`router`] builds the whole app from an [`AppState`]; [`serve`] runs it on a
+//!   listener until `shutdown` resolves (graceful: in-flight requests finish).
+//! - [`error`]: [`AppError`], the one place errors become responses
+//!   (`{"error": {"code", "message"}}`).
+//! - [`auth`]: bearer tokens → admin or tenant ([`auth::Caller`]).
+//! - [`extract`]: JSON body and path-id extractors that fail with [`AppError`].
+//! - [`validate`]: pure checks of request fields.
+//! - [`metrics`]: metric names and the request-counting middleware.
+//! - `routes/`: one route group per file — `ops` (health, metrics), `tenants`,
+//!   `ips`, `campaigns` (create, read, lifecycle), `leads` (import).
+//!
+//! Handlers are thin: validate fully, call `penguin_engine::store`, map the result;
+//! no SQL here. After every state change they publish a
+//! [`penguin_engine::control::ControlEvent`] so engine nodes react at once.
+//!
+//! Tenant isolation: every tenant query filters `tenant_id = $1` explicitly and a
+//! foreign id answers 404. Row-level security (DESIGN.md §2) is not yet enforced
+//! for the API: it connects with the table owner's role, which bypasses the
+//! policies. A later change gives the API a dedicated non-owner role and sets
+//! `app.current_tenant_id` per transaction, as a second wall behind these filters.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+mod routes;
+pub mod validate;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::trace::TraceLayer;
+
+pub use error::AppError;
+
+/// Everything a handler may use; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<penguin_config::Config>,
+    pub pg: deadpool_postgres::Pool,
+    pub redis: deadpool_redis::Pool,
+    /// Renders `/metrics`. The owner of the recorder runs its upkeep.
+    pub metrics: PrometheusHandle,
+}
+
+/// The whole API: routes, JSON fallbacks for unknown paths and methods, the body
+/// limit (`api.max_body_bytes`), the request timeout (`api.request_timeout_ms`),
+/// request metrics and tracing.
+pub fn router(state: AppState) -> Router {
+    metrics::describe();
+    let timeout = Duration::from_millis(state.config.api.request_timeout_ms);
+    Router::new()
+        .merge(routes::ops::routes())
+        .merge(routes::tenants::routes())
+        .merge(routes::ips::routes())
+        .merge(routes::campaigns::routes())
+        .merge(routes::leads::routes())
+        .fallback(|| async { AppError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async { AppError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(state.config.api.max_body_bytes))
+        .layer(middleware::from_fn_with_state(timeout, request_timeout))
+        .layer(middleware::from_fn(metrics::track))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Answers 503 `timeout` when a request outlives `timeout`. Dropping the handler
+/// rolls back any open transaction.
+async fn request_timeout(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => AppError::timeout().into_response(),
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets in-flight
+/// requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "control API listening");
+    }
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,84 @@
+//! The API's metrics, declared in one place, and the middleware recording them.
+//!
+//! Labels come from bounded sets only: the method (a fixed list or `other`), the
+//! route *template* (`/v1/campaigns/{id}`, or `unmatched`), the status class.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
+
+/// Requests answered, by `method`, `route`, `status` (`2xx`, `4xx`, …).
+pub const REQUESTS_TOTAL: &str = "penguin_api_requests_total";
+/// Time to answer a request, by `method`, `route`.
+pub const REQUEST_DURATION_SECONDS: &str = "penguin_api_request_duration_seconds";
+
+/// Registers descriptions with the installed recorder (if any).
+pub fn describe() {
+    describe_counter!(
+        REQUESTS_TOTAL,
+        Unit::Count,
+        "HTTP requests answered by the control API"
+    );
+    describe_histogram!(
+        REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time the control API took to answer a request"
+    );
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Middleware: counts and times every request.
+pub async fn track(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = method_label(req.method());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let response = next.run(req).await;
+    let status = status_class(response.status().as_u16());
+    counter!(REQUESTS_TOTAL, "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    histogram!(REQUEST_DURATION_SECONDS, "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+        assert_eq!(status_class(204), "2xx");
+        assert_eq!(status_class(503), "5xx");
+    }
+}

@@ -1,0 +1,184 @@
+//! `[delivery]`: the route table, SMTP stage timeouts, connection reuse and retries.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ConfigError, positive};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// `[[delivery.routes]]`: send a domain (`*` = every domain) to a fixed host:port
+    /// instead of its MX. The most specific route wins (exact domain before `*`).
+    pub routes: Vec<Route>,
+    /// SMTP connections (= concurrent transactions) per source IP.
+    pub connections_per_ip: usize,
+    /// Messages sent over one connection before it is closed and reopened.
+    pub messages_per_connection: usize,
+    /// Connections idle longer than this are closed, in ms.
+    pub idle_timeout_ms: u64,
+    /// Jobs an IP actor holds beyond those in SMTP (its share of the tenant's window).
+    pub ip_backlog: usize,
+    pub timeouts: SmtpTimeouts,
+    pub retry: RetryConfig,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            routes: Vec::new(),
+            connections_per_ip: 8,
+            messages_per_connection: 100,
+            idle_timeout_ms: 30_000,
+            ip_backlog: 64,
+            timeouts: SmtpTimeouts::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+impl DeliveryConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        for (i, route) in self.routes.iter().enumerate() {
+            route.validate(i)?;
+        }
+        positive(
+            "delivery.connections_per_ip",
+            self.connections_per_ip as u64,
+        )?;
+        positive(
+            "delivery.messages_per_connection",
+            self.messages_per_connection as u64,
+        )?;
+        positive("delivery.idle_timeout_ms", self.idle_timeout_ms)?;
+        positive("delivery.ip_backlog", self.ip_backlog as u64)?;
+        self.timeouts.validate()?;
+        self.retry.validate()
+    }
+}
+
+/// One `[[delivery.routes]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// A recipient domain (case-insensitive), or `*` for every domain.
+    pub domain: String,
+    /// Host name or IP address of the SMTP server to use.
+    pub host: String,
+    /// Its TCP port.
+    pub port: u16,
+}
+
+impl Route {
+    fn validate(&self, index: usize) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("delivery.routes[{index}].{field}");
+        let domain_ok = self.domain == "*"
+            || (!self.domain.is_empty()
+                && self
+                    .domain
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.')));
+        if !domain_ok {
+            return Err(ConfigError::invalid(
+                key("domain"),
+                "must be a domain name or `*`",
+            ));
+        }
+        if self.host.trim().is_empty() {
+            return Err(ConfigError::invalid(key("host"), "must not be empty"));
+        }
+        if self.port == 0 {
+            return Err(ConfigError::invalid(key("port"), "must not be 0"));
+        }
+        Ok(())
+    }
+}
+
+/// `[delivery.timeouts]`: one limit per SMTP stage, in ms; the error names the stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpTimeouts {
+    pub connect_ms: u64,
+    pub greeting_ms: u64,
+    pub ehlo_ms: u64,
+    pub mail_from_ms: u64,
+    pub rcpt_to_ms: u64,
+    pub data_ms: u64,
+    /// From the end of the message body to the server's final reply.
+    pub data_end_ms: u64,
+}
+
+impl Default for SmtpTimeouts {
+    fn default() -> Self {
+        // Close to RFC 5321 §4.5.3.2 minimums, shortened where a cold-outreach
+        // sender would rather defer and retry than hold a connection.
+        Self {
+            connect_ms: 30_000,
+            greeting_ms: 60_000,
+            ehlo_ms: 60_000,
+            mail_from_ms: 60_000,
+            rcpt_to_ms: 60_000,
+            data_ms: 60_000,
+            data_end_ms: 120_000,
+        }
+    }
+}
+
+impl SmtpTimeouts {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive("delivery.timeouts.connect_ms", self.connect_ms)?;
+        positive("delivery.timeouts.greeting_ms", self.greeting_ms)?;
+        positive("delivery.timeouts.ehlo_ms", self.ehlo_ms)?;
+        positive("delivery.timeouts.mail_from_ms", self.mail_from_ms)?;
+        positive("delivery.timeouts.rcpt_to_ms", self.rcpt_to_ms)?;
+        positive("delivery.timeouts.data_ms", self.data_ms)?;
+        positive("delivery.timeouts.data_end_ms", self.data_end_ms)
+    }
+}
+
+/// `[delivery.retry]`: exponential backoff with jitter for deferred jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// First retry delay, in seconds.
+    pub base_delay_secs: u64,
+    /// Each further retry waits this many times longer.
+    pub factor: f64,
+    /// Longest delay between two attempts, in seconds.
+    pub max_delay_secs: u64,
+    /// A job older than this (since its first attempt) fails instead of retrying, in seconds.
+    pub max_age_secs: u64,
+    /// A job fails after this many attempts.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            base_delay_secs: 300,
+            factor: 2.0,
+            max_delay_secs: 4 * 3600,
+            max_age_secs: 3 * 24 * 3600,
+            max_attempts: 30,
+        }
+    }
+}
+
+impl RetryConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        positive("delivery.retry.base_delay_secs", self.base_delay_secs)?;
+        if !(self.factor.is_finite() && self.factor >= 1.0) {
+            return Err(ConfigError::invalid(
+                "delivery.retry.factor",
+                "must be a number >= 1.0",
+            ));
+        }
+        if self.max_delay_secs < self.base_delay_secs {
+            return Err(ConfigError::invalid(
+                "delivery.retry.max_delay_secs",
+                "must be >= delivery.retry.base_delay_secs",
+            ));
+        }
+        positive("delivery.retry.max_age_secs", self.max_age_secs)?;
+        positive("delivery.retry.max_attempts", self.max_attempts.into())
+    }
+}

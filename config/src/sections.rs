@@ -1,0 +1,248 @@
+//! The plain sections of the configuration: database, redis, api, node, queue, tracking.
+//! Delivery (routes, timeouts, retries) lives in `delivery.rs`.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ConfigError, positive};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://user:pass@host:port/db` or a key=value string; `DATABASE_URL` overrides.
+    pub url: String,
+    /// Upper bound of the connection pool of this node.
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection before failing, in ms.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/penguin".into(),
+            max_connections: 16,
+            acquire_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl DatabaseConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if self.url.trim().is_empty() {
+            return Err(ConfigError::invalid("database.url", "must not be empty"));
+        }
+        positive("database.max_connections", self.max_connections.into())?;
+        positive("database.acquire_timeout_ms", self.acquire_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://host:port/db` or `redis+unix:///path`; `REDIS_URL` overrides.
+    pub url: String,
+    /// Upper bound of the connection pool of this node.
+    pub pool_size: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            pool_size: 16,
+        }
+    }
+}
+
+impl RedisConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
+            .iter()
+            .any(|s| self.url.starts_with(s));
+        if !scheme_ok {
+            return Err(ConfigError::invalid(
+                "redis.url",
+                "must start with redis://, rediss://, redis+unix:// or unix://",
+            ));
+        }
+        positive("redis.pool_size", self.pool_size as u64)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address the control API listens on.
+    pub listen: String,
+    /// Bearer token of the operator (manages tenants, IPs, nodes). At least 16 characters.
+    pub admin_token: String,
+    /// Largest accepted request body, in bytes (larger answers 413).
+    pub max_body_bytes: usize,
+    /// Longest time a request may take before it answers 503, in ms.
+    pub request_timeout_ms: u64,
+    /// How long `pause` waits for SMTP transactions already under way, in ms.
+    pub pause_drain_timeout_ms: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8025".into(),
+            admin_token: "change-me-admin-token".into(),
+            max_body_bytes: 64 * 1024 * 1024,
+            request_timeout_ms: 120_000,
+            pause_drain_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl ApiConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        self.listen.parse::<SocketAddr>().map_err(|e| {
+            ConfigError::invalid("api.listen", format!("not a socket address: {e}"))
+        })?;
+        if self.admin_token.len() < 16 {
+            return Err(ConfigError::invalid(
+                "api.admin_token",
+                "must be at least 16 characters",
+            ));
+        }
+        positive("api.max_body_bytes", self.max_body_bytes as u64)?;
+        positive("api.request_timeout_ms", self.request_timeout_ms)?;
+        positive("api.pause_drain_timeout_ms", self.pause_drain_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Unique name of this node in the cluster (letters, digits, `-`, `_`, `.`).
+    pub id: String,
+    /// How long a tenant lease lives without renewal, in ms.
+    pub lease_ttl_ms: u64,
+    /// How often leases are renewed and membership is refreshed, in ms.
+    pub heartbeat_ms: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            id: "node-1".into(),
+            lease_ttl_ms: 10_000,
+            heartbeat_ms: 2_000,
+        }
+    }
+}
+
+impl NodeConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        let valid = !self.id.is_empty()
+            && self.id.len() <= 64
+            && self
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(ConfigError::invalid(
+                "node.id",
+                "must be 1-64 characters of letters, digits, '-', '_' or '.'",
+            ));
+        }
+        positive("node.lease_ttl_ms", self.lease_ttl_ms)?;
+        positive("node.heartbeat_ms", self.heartbeat_ms)?;
+        if self.heartbeat_ms * 2 > self.lease_ttl_ms {
+            return Err(ConfigError::invalid(
+                "node.heartbeat_ms",
+                "must be at most half of node.lease_ttl_ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Most jobs one tenant holds in Redis at once (the rest waits in Postgres).
+    pub window: usize,
+    /// Most jobs moved Postgres → Redis per tenant per feed.
+    pub feed_batch: usize,
+    /// How long the feeder sleeps when no tenant had due work, in ms.
+    pub feed_idle_ms: u64,
+    /// How long a popped job may stay unclaimed before the reaper re-queues it, in ms.
+    pub inflight_deadline_ms: u64,
+    /// How long a job may stay `sending` before the reaper returns it, in ms.
+    pub sending_timeout_ms: u64,
+    /// How often the reaper runs, in ms.
+    pub reaper_interval_ms: u64,
+    /// Longest delay before a batch of status transitions is written, in ms.
+    pub status_flush_ms: u64,
+    /// Most transitions written in one statement.
+    pub status_batch: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            window: 2_000,
+            feed_batch: 500,
+            feed_idle_ms: 500,
+            inflight_deadline_ms: 60_000,
+            sending_timeout_ms: 600_000,
+            reaper_interval_ms: 5_000,
+            status_flush_ms: 20,
+            status_batch: 2_000,
+        }
+    }
+}
+
+impl QueueConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        positive("queue.window", self.window as u64)?;
+        positive("queue.feed_batch", self.feed_batch as u64)?;
+        positive("queue.feed_idle_ms", self.feed_idle_ms)?;
+        positive("queue.inflight_deadline_ms", self.inflight_deadline_ms)?;
+        positive("queue.sending_timeout_ms", self.sending_timeout_ms)?;
+        positive("queue.reaper_interval_ms", self.reaper_interval_ms)?;
+        positive("queue.status_flush_ms", self.status_flush_ms)?;
+        positive("queue.status_batch", self.status_batch as u64)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingConfig {
+    /// Public base URL of this API, used in List-Unsubscribe and tracking links.
+    pub base_url: String,
+    /// Secret for signing tracking and unsubscribe tokens. At least 16 characters.
+    pub secret: String,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "http://127.0.0.1:8025".into(),
+            secret: "change-me-tracking-secret".into(),
+        }
+    }
+}
+
+impl TrackingConfig {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "tracking.base_url",
+                "must start with http:// or https://",
+            ));
+        }
+        if self.secret.len() < 16 {
+            return Err(ConfigError::invalid(
+                "tracking.secret",
+                "must be at least 16 characters",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,122 @@
+//! Postgres access: the pool, migrations, and the one place that maps SQLSTATE
+//! codes to domain errors.
+//!
+//! Migrations are the numbered files of `migrations/` embedded at build time and
+//! applied by refinery under a Postgres advisory lock, so two nodes starting at
+//! once apply them exactly once.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use penguin_config::DatabaseConfig;
+use thiserror::Error;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+mod embedded {
+    refinery::embed_migrations!("../migrations");
+}
+
+/// Arbitrary constant naming the migration lock ("penguin" in ASCII).
+const MIGRATION_LOCK: i64 = 0x70656e6775696e;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("database unavailable: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database error: {0}")]
+    Db(tokio_postgres::Error),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        match err.code() {
+            Some(code) if *code == SqlState::UNIQUE_VIOLATION => {
+                StoreError::Conflict(constraint_of(&err))
+            }
+            Some(code)
+                if *code == SqlState::FOREIGN_KEY_VIOLATION
+                    || *code == SqlState::CHECK_VIOLATION
+                    || *code == SqlState::INVALID_TEXT_REPRESENTATION
+                    || *code == SqlState::NOT_NULL_VIOLATION =>
+            {
+                StoreError::Invalid(constraint_of(&err))
+            }
+            _ => StoreError::Db(err),
+        }
+    }
+}
+
+fn constraint_of(err: &tokio_postgres::Error) -> String {
+    err.as_db_error()
+        .map(|db| {
+            db.constraint()
+                .map(str::to_string)
+                .unwrap_or_else(|| db.message().to_string())
+        })
+        .unwrap_or_else(|| err.to_string())
+}
+
+impl StoreError {
+    /// Worth retrying: the database or the pool was unavailable, not the request wrong.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Pool(_) => true,
+            StoreError::Db(err) => err.is_closed() || err.code().is_none(),
+            _ => false,
+        }
+    }
+}
+
+/// Builds the connection pool; connects lazily.
+pub fn pg_pool(config: &DatabaseConfig) -> Result<Pool, StoreError> {
+    let pg = tokio_postgres::Config::from_str(&config.url)
+        .map_err(|e| StoreError::Invalid(format!("database.url: {e}")))?;
+    let manager = Manager::from_config(
+        pg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    let wait = Duration::from_millis(config.acquire_timeout_ms);
+    Pool::builder(manager)
+        .max_size(config.max_connections as usize)
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(wait))
+        .recycle_timeout(Some(wait))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| StoreError::Invalid(format!("database pool: {e}")))
+}
+
+/// Applies every pending migration, serialised across nodes by an advisory lock.
+/// Returns the names of the migrations this call applied.
+pub async fn migrate(pool: &Pool) -> Result<Vec<String>, StoreError> {
+    let mut client = pool.get().await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = embedded::migrations::runner()
+        .run_async(&mut **client)
+        .await
+        .map_err(|e| StoreError::Migration(e.to_string()));
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let report = result?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|m| format!("V{}__{}", m.version(), m.name()))
+        .collect())
+}

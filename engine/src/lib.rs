@@ -1,0 +1,24 @@
+//! Penguin Engine core: domain types, pure policy, and the adapters to the outside
+//! world. No actors and no HTTP live here; `penguin-actors` drives these pieces.
+//!
+//! - [`domain`]: job/campaign states, priority bands, input validation.
+//! - [`payload`]: the versioned bincode job payload kept in Redis.
+//! - [`clock`]: time as a dependency, movable in tests.
+//! - [`db`]: Postgres pool, migrations, SQLSTATE → [`db::StoreError`].
+//! - [`store`]: every query, grouped by table.
+//! - [`queue`]: Redis priority lists with reliable pop and in-flight deadlines.
+
+pub mod clock;
+pub mod control;
+pub mod db;
+pub mod domain;
+pub mod lease;
+pub mod message;
+pub mod payload;
+pub mod queue;
+pub mod retry;
+pub mod route;
+pub mod sink;
+pub mod smtp;
+pub mod store;
+pub mod tracking;

@@ -1,0 +1,15 @@
+//! The SMTP client side of delivery: one session per pooled connection and the
+//! typed outcome of every attempt.
+//!
+//! - [`outcome`]: [`DeliveryOutcome`] and [`Stage`], pure reply classification
+//!   (2xx sent, 4xx/timeouts/failures deferred, 5xx bounced, RFC 3463 codes).
+//! - [`transport`]: [`SmtpConnection`], a mail-send session bound to a source IP
+//!   with a timeout per stage; plain TCP for now (STARTTLS comes later).
+//!
+//! Called by the IP actors; the loopback test server lives in [`crate::sink`].
+
+pub mod outcome;
+pub mod transport;
+
+pub use outcome::{DeliveryOutcome, Stage};
+pub use transport::SmtpConnection;

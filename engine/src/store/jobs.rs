@@ -1,0 +1,330 @@
+//! The send-job state machine in Postgres (DESIGN.md §2). Every transition is a
+//! conditional, batched statement (`WHERE status = …`), so a stale or duplicated
+//! request changes nothing:
+//!
+//! - [`claim_due`] (Feeder): `pending|deferred → queued`, due jobs of running
+//!   campaigns, `FOR UPDATE SKIP LOCKED` so nodes never claim the same job.
+//! - [`claim_sending`] (Ip actor, right before SMTP): `queued → sending`, only while
+//!   the campaign row is `running` under `FOR SHARE` — a pause (row lock) therefore
+//!   orders strictly before or after every claim. Jobs of campaigns that are not
+//!   running go back to `pending`.
+//! - [`apply_transitions`] (StatusWriter): `sending → sent|deferred|bounced|failed|
+//!   suppressed|pending`, one `UPDATE … FROM unnest()` per batch.
+//! - [`release_stale_sending`], [`release_queued`] (Reaper): recovery after crashes
+//!   and Redis loss.
+
+use deadpool_postgres::Pool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::StoreError;
+use crate::domain::JobStatus;
+use crate::payload::{JobPayload, JobV1};
+
+/// Claims up to `limit` due jobs of `tenant` (`pending|deferred → queued`) in
+/// priority order and returns them as payloads ready for Redis.
+pub async fn claim_due(
+    pool: &Pool,
+    tenant: Uuid,
+    limit: usize,
+    now: OffsetDateTime,
+) -> Result<Vec<JobPayload>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "WITH due AS (
+                SELECT j.tenant_id, j.id
+                FROM send_jobs j
+                JOIN campaigns c ON c.tenant_id = j.tenant_id AND c.id = j.campaign_id
+                WHERE j.tenant_id = $1
+                  AND j.status IN ('pending', 'deferred')
+                  AND j.run_at <= $3
+                  AND c.status = 'running'
+                ORDER BY j.priority, j.run_at
+                LIMIT $2
+                FOR UPDATE OF j SKIP LOCKED
+            )
+            UPDATE send_jobs j
+            SET status = 'queued', queued_at = $3, updated_at = $3
+            FROM due, leads l
+            WHERE j.tenant_id = due.tenant_id AND j.id = due.id
+              AND l.tenant_id = j.tenant_id AND l.id = j.lead_id
+            RETURNING j.id, j.campaign_id, j.priority, j.attempts, l.email, l.fields::text,
+                      (extract(epoch FROM j.run_at) * 1000)::int8",
+        )
+        .await?;
+    let rows = client
+        .query(&stmt, &[&tenant, &(limit as i64), &now])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            JobPayload::V1(JobV1 {
+                job_id: row.get(0),
+                tenant_id: tenant,
+                campaign_id: row.get(1),
+                priority: row.get(2),
+                attempts: row.get(3),
+                recipient: row.get(4),
+                fields_json: row.get(5),
+                due_ms: row.get(6),
+            })
+        })
+        .collect())
+}
+
+/// What [`claim_sending`] did with the jobs it was offered.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SendingClaim {
+    /// Now `sending` on the given IP, with the time of their first attempt:
+    /// deliver exactly these.
+    pub claimed: Vec<(Uuid, OffsetDateTime)>,
+    /// Their campaign was not running: returned to `pending` for a later feed.
+    pub released: usize,
+}
+
+/// Claims `queued → sending` for `(job, ip)` pairs of one tenant, only for jobs whose
+/// campaign is `running` (row held `FOR SHARE` for the statement's transaction).
+/// Jobs in any other state (already handled, duplicated in Redis) are ignored.
+pub async fn claim_sending(
+    pool: &Pool,
+    tenant: Uuid,
+    jobs: &[(Uuid, Uuid)],
+    campaigns: &[Uuid],
+    now: OffsetDateTime,
+) -> Result<SendingClaim, StoreError> {
+    if jobs.is_empty() {
+        return Ok(SendingClaim::default());
+    }
+    let job_ids: Vec<Uuid> = jobs.iter().map(|(job, _)| *job).collect();
+    let ip_ids: Vec<Uuid> = jobs.iter().map(|(_, ip)| *ip).collect();
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let claim = tx
+        .prepare_cached(
+            "WITH running AS MATERIALIZED (
+                SELECT c.id FROM campaigns c
+                WHERE c.tenant_id = $1 AND c.id = ANY($4) AND c.status = 'running'
+                FOR SHARE
+            )
+            UPDATE send_jobs j
+            SET status = 'sending', ip_id = u.ip_id, attempts = j.attempts + 1,
+                first_attempt_at = coalesce(j.first_attempt_at, $5), updated_at = $5
+            FROM unnest($2::uuid[], $3::uuid[]) AS u(id, ip_id)
+            WHERE j.tenant_id = $1 AND j.id = u.id AND j.status = 'queued'
+              AND j.campaign_id IN (SELECT id FROM running)
+            RETURNING j.id, j.first_attempt_at",
+        )
+        .await?;
+    let rows = tx
+        .query(&claim, &[&tenant, &job_ids, &ip_ids, &campaigns, &now])
+        .await?;
+    let claimed = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+    // Whatever is still `queued` among the offered jobs belongs to a campaign that
+    // is paused or finished: hand it back to Postgres' backlog.
+    let release = tx
+        .prepare_cached(
+            "UPDATE send_jobs SET status = 'pending', updated_at = $3
+             WHERE tenant_id = $1 AND id = ANY($2) AND status = 'queued'",
+        )
+        .await?;
+    let released = tx.execute(&release, &[&tenant, &job_ids, &now]).await? as usize;
+    tx.commit().await?;
+    Ok(SendingClaim { claimed, released })
+}
+
+/// The end of one delivery attempt (or its abandonment) for a `sending` job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub tenant_id: Uuid,
+    pub job_id: Uuid,
+    /// `Sent`, `Deferred`, `Bounced`, `Failed`, `Suppressed`, or `Pending` for an
+    /// attempt abandoned before SMTP started (the attempt is not counted).
+    pub to: JobStatus,
+    /// When a deferred job may be tried again.
+    pub run_at: Option<OffsetDateTime>,
+    pub message_id: Option<String>,
+    pub reply: Option<String>,
+}
+
+/// Applies a batch of transitions from `sending` in one statement; returns the
+/// `(tenant_id, campaign_id)` of every job that changed (for completion checks).
+pub async fn apply_transitions(
+    pool: &Pool,
+    batch: &[Transition],
+    now: OffsetDateTime,
+) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    debug_assert!(
+        batch
+            .iter()
+            .all(|t| t.to != JobStatus::Queued && t.to != JobStatus::Sending)
+    );
+    let tenants: Vec<Uuid> = batch.iter().map(|t| t.tenant_id).collect();
+    let ids: Vec<Uuid> = batch.iter().map(|t| t.job_id).collect();
+    let statuses: Vec<&str> = batch.iter().map(|t| t.to.as_str()).collect();
+    let run_ats: Vec<Option<OffsetDateTime>> = batch.iter().map(|t| t.run_at).collect();
+    let message_ids: Vec<Option<&str>> = batch.iter().map(|t| t.message_id.as_deref()).collect();
+    let replies: Vec<Option<&str>> = batch.iter().map(|t| t.reply.as_deref()).collect();
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "UPDATE send_jobs j
+             SET status = u.status,
+                 run_at = coalesce(u.run_at, j.run_at),
+                 message_id = coalesce(u.message_id, j.message_id),
+                 last_reply = coalesce(u.reply, j.last_reply),
+                 attempts = CASE WHEN u.status = 'pending' THEN j.attempts - 1 ELSE j.attempts END,
+                 updated_at = $7
+             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
+                  AS u(tenant_id, id, status, run_at, message_id, reply)
+             WHERE j.tenant_id = u.tenant_id AND j.id = u.id AND j.status = 'sending'
+             RETURNING j.tenant_id, j.campaign_id",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &tenants,
+                &ids,
+                &statuses,
+                &run_ats,
+                &message_ids,
+                &replies,
+                &now,
+            ],
+        )
+        .await?;
+    let mut changed: Vec<(Uuid, Uuid)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    changed.sort_unstable();
+    changed.dedup();
+    Ok(changed)
+}
+
+/// Marks `running` campaigns `completed` when none of their jobs can change any more.
+/// Returns the campaigns that completed.
+pub async fn complete_finished_campaigns(
+    pool: &Pool,
+    campaigns: &[(Uuid, Uuid)],
+    now: OffsetDateTime,
+) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+    if campaigns.is_empty() {
+        return Ok(Vec::new());
+    }
+    let tenants: Vec<Uuid> = campaigns.iter().map(|c| c.0).collect();
+    let ids: Vec<Uuid> = campaigns.iter().map(|c| c.1).collect();
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "UPDATE campaigns c SET status = 'completed', completed_at = $3
+             FROM unnest($1::uuid[], $2::uuid[]) AS u(tenant_id, id)
+             WHERE c.tenant_id = u.tenant_id AND c.id = u.id AND c.status = 'running'
+               AND NOT EXISTS (
+                   SELECT 1 FROM send_jobs j
+                   WHERE j.tenant_id = c.tenant_id AND j.campaign_id = c.id
+                     AND j.status IN ('pending', 'queued', 'sending', 'deferred'))
+             RETURNING c.tenant_id, c.id",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&tenants, &ids, &now]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The running campaigns of some tenants (for periodic completion checks).
+pub async fn running_campaigns(
+    pool: &Pool,
+    tenants: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT tenant_id, id FROM campaigns WHERE tenant_id = ANY($1) AND status = 'running'",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&tenants]).await?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Returns `sending` jobs of `tenants` untouched since `older_than` to `pending`:
+/// their node or Ip actor died mid-attempt. (The attempt may have reached the
+/// recipient; this is the "at most in-flight" duplicate window after a crash.)
+pub async fn release_stale_sending(
+    pool: &Pool,
+    tenants: &[Uuid],
+    older_than: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "UPDATE send_jobs SET status = 'pending', updated_at = $3
+             WHERE tenant_id = ANY($1) AND status = 'sending' AND updated_at < $2",
+        )
+        .await?;
+    Ok(client
+        .execute(&stmt, &[&tenants, &older_than, &now])
+        .await?)
+}
+
+/// Returns every `sending` job on one IP to `pending`: used when that IP's actor
+/// restarts, because this node owns the IP and the old actor's attempts are gone.
+pub async fn release_sending_on_ip(
+    pool: &Pool,
+    tenant: Uuid,
+    ip: Uuid,
+    now: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "UPDATE send_jobs SET status = 'pending', updated_at = $3
+             WHERE tenant_id = $1 AND ip_id = $2 AND status = 'sending'",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&tenant, &ip, &now]).await?)
+}
+
+/// Returns every `queued` job of a tenant to `pending`: Redis lost its copies
+/// (emptied or restarted). Copies that survived are harmless — claiming them fails.
+pub async fn release_queued(
+    pool: &Pool,
+    tenant: Uuid,
+    now: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "UPDATE send_jobs SET status = 'pending', updated_at = $2
+             WHERE tenant_id = $1 AND status = 'queued'",
+        )
+        .await?;
+    Ok(client.execute(&stmt, &[&tenant, &now]).await?)
+}
+
+/// Jobs of a campaign per state (states without jobs are absent).
+pub async fn counts_by_status(
+    pool: &Pool,
+    tenant: Uuid,
+    campaign: Uuid,
+) -> Result<Vec<(JobStatus, i64)>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT status, count(*) FROM send_jobs
+             WHERE tenant_id = $1 AND campaign_id = $2 GROUP BY status",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&tenant, &campaign]).await?;
+    rows.iter()
+        .map(|row| {
+            let status: &str = row.get(0);
+            let status = status
+                .parse()
+                .map_err(|_| StoreError::Invalid(format!("job status {status}")))?;
+            Ok((status, row.get(1)))
+        })
+        .collect()
+}

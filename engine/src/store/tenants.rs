@@ -1,0 +1,74 @@
+//! Tenants and their API tokens (control plane, written by the API).
+//!
+//! A tenant token is stored only as its sha256: [`insert_tenant`] takes the hash,
+//! [`tenant_of_token`] resolves a presented token's hash to its tenant. Also holds
+//! [`ping`], the database health probe of `/health/db`.
+
+use deadpool_postgres::Pool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::StoreError;
+
+/// One tenant row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// Creates a tenant and its first API token in one transaction.
+pub async fn insert_tenant(
+    pool: &Pool,
+    id: Uuid,
+    name: &str,
+    token_id: Uuid,
+    token_hash: &[u8],
+) -> Result<Tenant, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let insert_tenant = tx
+        .prepare_cached("INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING created_at")
+        .await?;
+    let row = tx.query_one(&insert_tenant, &[&id, &name]).await?;
+    let insert_token = tx
+        .prepare_cached("INSERT INTO api_tokens (tenant_id, id, token_hash) VALUES ($1, $2, $3)")
+        .await?;
+    tx.execute(&insert_token, &[&id, &token_id, &token_hash])
+        .await?;
+    tx.commit().await?;
+    Ok(Tenant {
+        id,
+        name: name.to_string(),
+        created_at: row.get(0),
+    })
+}
+
+/// The tenant owning a non-revoked token with this sha256, if any.
+pub async fn tenant_of_token(pool: &Pool, token_hash: &[u8]) -> Result<Option<Uuid>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT tenant_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        )
+        .await?;
+    let row = client.query_opt(&stmt, &[&token_hash]).await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Whether a tenant exists.
+pub async fn tenant_exists(pool: &Pool, id: Uuid) -> Result<bool, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
+        .await?;
+    Ok(client.query_one(&stmt, &[&id]).await?.get(0))
+}
+
+/// A round trip to the database (health check).
+pub async fn ping(pool: &Pool) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    client.simple_query("SELECT 1").await?;
+    Ok(())
+}

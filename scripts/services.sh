@@ -1,0 +1,244 @@
+# shellcheck shell=bash
+# Local PostgreSQL and Redis for the demo and the tests. Sourced, not run:
+#
+#   source scripts/services.sh
+#   ensure_packages   # apt-get installs redis-server / postgresql when missing
+#   start_postgres    # exports DATABASE_URL (fresh database `penguin`)
+#   start_redis       # exports REDIS_URL (empty, nothing persisted)
+#
+# When DATABASE_URL / REDIS_URL are already set they are used as they are and
+# nothing is started for them. Servers started here listen on a free loopback
+# port and are stopped by PID when the sourcing shell exits (an EXIT trap).
+# Postgres data lives in .local/pg/<major>/ under the repository (gitignored).
+
+set -euo pipefail
+
+PENGUIN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PENGUIN_PG_PID=""
+PENGUIN_REDIS_PID=""
+PENGUIN_TRAP_SET=0
+
+log() {
+    printf '==> %s\n' "$*" >&2
+}
+
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Prints the directory holding initdb and postgres (PATH first, then Debian's
+# /usr/lib/postgresql/<version>/bin, newest version first); fails when none.
+find_pg_bindir() {
+    local initdb dir
+    if initdb="$(command -v initdb 2>/dev/null)"; then
+        dir="$(dirname "$(readlink -f "$initdb")")"
+        if [[ -x "$dir/postgres" ]]; then
+            printf '%s\n' "$dir"
+            return 0
+        fi
+    fi
+    while IFS= read -r dir; do
+        if [[ -x "$dir/initdb" && -x "$dir/postgres" ]]; then
+            printf '%s\n' "$dir"
+            return 0
+        fi
+    done < <(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -rV)
+    return 1
+}
+
+# Installs what is missing: redis-server (unless REDIS_URL is set) and
+# postgresql (unless DATABASE_URL is set or initdb is found).
+ensure_packages() {
+    local missing=()
+    if [[ -z "${REDIS_URL:-}" ]] && ! command -v redis-server >/dev/null 2>&1; then
+        missing+=(redis-server)
+    fi
+    if [[ -z "${DATABASE_URL:-}" ]] && ! find_pg_bindir >/dev/null; then
+        missing+=(postgresql)
+    fi
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null 2>&1 ||
+            die "missing ${missing[*]}: install them, or set DATABASE_URL / REDIS_URL"
+        sudo=(sudo)
+    fi
+    command -v apt-get >/dev/null 2>&1 ||
+        die "missing ${missing[*]} and no apt-get: install them, or set DATABASE_URL / REDIS_URL"
+    log "installing ${missing[*]} (apt-get)"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# Prints a loopback TCP port that nothing listens on right now.
+free_port() {
+    local port attempt
+    for attempt in $(seq 1 100); do
+        port=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            printf '%s\n' "$port"
+            return 0
+        fi
+        : "$attempt"
+    done
+    die "no free loopback port found"
+}
+
+# Runs a command as the `postgres` user when we are root (initdb and postgres
+# refuse to run as root), as ourselves otherwise. Keeps the PID (exec).
+as_pg_user() {
+    if ((EUID == 0)); then
+        exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"
+    fi
+    exec "$@"
+}
+
+# Waits up to $2 seconds for the command $3... to succeed while PID $1 lives.
+wait_until() {
+    local pid="$1" seconds="$2" tries
+    shift 2
+    for ((tries = 0; tries < seconds * 10; tries++)); do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+install_trap() {
+    if ((PENGUIN_TRAP_SET == 0)); then
+        trap stop_services EXIT
+        trap 'exit 130' INT
+        trap 'exit 143' TERM
+        PENGUIN_TRAP_SET=1
+    fi
+}
+
+# Stops the servers this shell started, by PID: politely, then by force.
+stop_services() {
+    stop_pid "$PENGUIN_REDIS_PID" TERM redis-server
+    stop_pid "$PENGUIN_PG_PID" INT postgres
+    PENGUIN_REDIS_PID=""
+    PENGUIN_PG_PID=""
+}
+
+stop_pid() {
+    local pid="$1" signal="$2" name="$3" tries
+    [[ -n "$pid" ]] || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    log "stopping $name (pid $pid)"
+    kill "-$signal" "$pid" 2>/dev/null || true
+    for ((tries = 0; tries < 100; tries++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    log "$name (pid $pid) did not stop in 10 s: killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# Starts Postgres from .local/pg/<major> (initdb on first use) on a free
+# loopback port with durability off, recreates database `penguin`, and exports
+# DATABASE_URL. Does nothing when DATABASE_URL is already set.
+start_postgres() {
+    if [[ -n "${DATABASE_URL:-}" ]]; then
+        log "using DATABASE_URL as given"
+        return 0
+    fi
+    local bindir major base data port logfile
+    bindir="$(find_pg_bindir)" || die "PostgreSQL not found: run ensure_packages or set DATABASE_URL"
+    major="$("$bindir/postgres" --version | sed -nE 's/^[^0-9]*([0-9]+).*/\1/p')"
+    base="$PENGUIN_ROOT/.local/pg/$major"
+    mkdir -p "$base"
+    if ((EUID == 0)); then
+        # The postgres user must reach the data directory; a clone under /root cannot.
+        if ! setpriv --reuid=postgres --regid=postgres --init-groups -- test -x "$base"; then
+            base="${TMPDIR:-/tmp}/penguin-pg-$major-$(printf '%s' "$PENGUIN_ROOT" | cksum | cut -d' ' -f1)"
+            log "postgres user cannot reach $PENGUIN_ROOT; using $base"
+            mkdir -p "$base"
+        fi
+        chown postgres:postgres "$base"
+    fi
+    data="$base/data"
+    logfile="$base/postgres.log"
+    if [[ ! -f "$data/PG_VERSION" ]]; then
+        log "initdb $data"
+        rm -rf "$data"
+        (as_pg_user "$bindir/initdb" --no-sync -A trust -U postgres -E UTF8 \
+            --locale=C -D "$data") >"$base/initdb.log" 2>&1 ||
+            die "initdb failed: see $base/initdb.log"
+    fi
+    clear_stale_pidfile "$data"
+    port="$(free_port)"
+    log "starting postgres $major on 127.0.0.1:$port (log: $logfile)"
+    install_trap
+    (as_pg_user "$bindir/postgres" -D "$data" -p "$port" \
+        -c listen_addresses=127.0.0.1 -c unix_socket_directories= \
+        -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+        -c max_connections=200) >"$logfile" 2>&1 &
+    PENGUIN_PG_PID=$!
+    if ! wait_until "$PENGUIN_PG_PID" 60 "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres; then
+        tail -n 20 "$logfile" >&2 || true
+        die "postgres did not become ready"
+    fi
+    PGOPTIONS="-c client_min_messages=warning" "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+        -c 'DROP DATABASE IF EXISTS penguin WITH (FORCE)' \
+        -c 'CREATE DATABASE penguin' >/dev/null
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$port/penguin"
+    log "DATABASE_URL=$DATABASE_URL"
+}
+
+# A postmaster.pid left by a killed run blocks the start when its PID now
+# belongs to another process; remove it unless a postgres really holds it.
+clear_stale_pidfile() {
+    local pidfile="$1/postmaster.pid" pid
+    [[ -f "$pidfile" ]] || return 0
+    pid="$(head -n 1 "$pidfile")"
+    if [[ -n "$pid" && -r "/proc/$pid/comm" ]] && grep -qx 'postgres' "/proc/$pid/comm"; then
+        die "a postgres (pid $pid) already runs on $1: stop it or set DATABASE_URL"
+    fi
+    rm -f "$pidfile"
+}
+
+redis_ping() {
+    local port="$1" reply
+    if command -v redis-cli >/dev/null 2>&1; then
+        [[ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" == "PONG" ]]
+        return
+    fi
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
+    printf 'PING\r\n' >&3
+    read -r -t 2 reply <&3 || true
+    exec 3>&-
+    [[ "$reply" == "+PONG"* ]]
+}
+
+# Starts an empty, non-persistent redis-server on a free loopback port and
+# exports REDIS_URL. Does nothing when REDIS_URL is already set.
+start_redis() {
+    if [[ -n "${REDIS_URL:-}" ]]; then
+        log "using REDIS_URL as given"
+        return 0
+    fi
+    command -v redis-server >/dev/null 2>&1 || die "redis-server not found: run ensure_packages or set REDIS_URL"
+    local port logdir
+    port="$(free_port)"
+    logdir="$PENGUIN_ROOT/.local/redis"
+    mkdir -p "$logdir"
+    log "starting redis-server on 127.0.0.1:$port (log: $logdir/redis.log)"
+    install_trap
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+        --daemonize no --dir "$logdir" >"$logdir/redis.log" 2>&1 &
+    PENGUIN_REDIS_PID=$!
+    if ! wait_until "$PENGUIN_REDIS_PID" 30 redis_ping "$port"; then
+        tail -n 20 "$logdir/redis.log" >&2 || true
+        die "redis-server did not become ready"
+    fi
+    export REDIS_URL="redis://127.0.0.1:$port"
+    log "REDIS_URL=$REDIS_URL"
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: `cargo test --workspace --locked`, extra arguments
+# passed through (e.g. `bash scripts/test.sh --test e2e harness_smoke`).
+# Only makes sure redis-server and PostgreSQL are installed: the end-to-end
+# tests start their own throwaway instances (tests/e2e/support). With
+# DATABASE_URL set they create their databases on that server instead.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+
+if ! command -v cargo >/dev/null 2>&1 && [[ -f "${HOME:-/nonexistent}/.cargo/env" ]]; then
+    # shellcheck source=/dev/null
+    source "${HOME:-/nonexistent}/.cargo/env"
+fi
+command -v cargo >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain (https://rustup.rs)"
+
+log "checking for redis-server and PostgreSQL"
+ensure_packages
+log "cargo test --workspace --locked $*"
+cargo test --workspace --locked "$@"

@@ -1,0 +1,63 @@
+//! `penguin serve --config FILE`: runs one engine node (migrations, actors, API)
+//! until SIGTERM or Ctrl-C, then shuts down in order (see `penguin-actors`).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use penguin_config::Config;
+use penguin_engine::clock::SystemClock;
+
+use crate::node::{Node, NodeOptions};
+
+pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
+    let config = Arc::new(Config::load(config)?);
+    let metrics = PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let node = Node::start(
+        config,
+        NodeOptions {
+            metrics,
+            clock: Arc::new(SystemClock),
+        },
+    )
+    .await?;
+    println!("penguin node listening on {}", node.api_url());
+    shutdown_signal().await;
+    tracing::info!("shutdown requested");
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

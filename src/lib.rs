@@ -1,0 +1,8 @@
+//! The `penguin` binary's library: `src/main.rs` only parses the command line and
+//! calls into [`commands`], one file per subcommand. [`node`] starts a whole engine
+//! node in-process (serve, demo, bench and the end-to-end tests use it).
+
+pub mod client;
+pub mod commands;
+pub mod node;
+pub mod scenario;

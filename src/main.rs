@@ -1,0 +1,67 @@
+//! `penguin`: the command line. Parses arguments, sets up logging, and hands over
+//! to `penguin::commands`; nothing else lives here.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use penguin::commands;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "penguin",
+    version,
+    about = "Penguin Engine: multi-tenant cold-outreach sending engine",
+    long_about = "Penguin Engine: an actor-based, multi-tenant cold-outreach sending engine.\n\
+                  Configuration: one TOML file (--config) plus PENGUIN_<SECTION>__<KEY> \
+                  environment overrides; DATABASE_URL and REDIS_URL are honoured. \
+                  See config/example.toml for every key and its default."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an engine node: migrate, start the actors and the control API.
+    Serve {
+        /// TOML configuration file (environment variables override it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        /// TOML configuration file (environment variables override it).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Measure end-to-end throughput against the raw-SMTP ceiling.
+    Bench(commands::bench::BenchArgs),
+    /// Run a whole campaign against a built-in loopback sink and report.
+    Demo(commands::demo::DemoArgs),
+    /// Run the loopback SMTP sink used by tests, the demo and benchmarks.
+    Sink(commands::sink::SinkArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Serve { config } => commands::serve::run(config.as_deref()).await,
+            Command::Migrate { config } => commands::migrate::run(config.as_deref()).await,
+            Command::Bench(args) => commands::bench::run(args).await,
+            Command::Demo(args) => commands::demo::run(args).await,
+            Command::Sink(args) => commands::sink::run(args).await,
+        }
+    })
+}

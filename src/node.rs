@@ -1,0 +1,129 @@
+//! One engine node in this process: pools, migrations, the actor tree and the
+//! control API, started and stopped together. `penguin serve` runs one until
+//! SIGTERM/Ctrl-C; the demo, the benchmark and the end-to-end tests start their own.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
+use penguin_actors::{EngineDeps, EngineHandle, start_engine};
+use penguin_config::Config;
+use penguin_engine::clock::{SharedClock, SystemClock};
+use penguin_engine::{db, queue};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running node.
+pub struct Node {
+    pub api_addr: SocketAddr,
+    pub config: Arc<Config>,
+    pub pg: deadpool_postgres::Pool,
+    pub redis: deadpool_redis::Pool,
+    engine: EngineHandle,
+    api_stop: oneshot::Sender<()>,
+    api_task: JoinHandle<std::io::Result<()>>,
+}
+
+/// How to start a node beyond its configuration.
+pub struct NodeOptions {
+    pub metrics: PrometheusHandle,
+    pub clock: SharedClock,
+}
+
+impl NodeOptions {
+    /// A private metrics registry (not the global recorder) and the wall clock.
+    pub fn standalone() -> Self {
+        Self {
+            metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
+                .build_recorder()
+                .handle(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl Node {
+    /// Connects, migrates (under the migration lock), starts the actors, then the API.
+    pub async fn start(config: Arc<Config>, options: NodeOptions) -> anyhow::Result<Node> {
+        let pg = db::pg_pool(&config.database).context("database pool")?;
+        let redis = queue::redis_pool(&config.redis).context("redis pool")?;
+        migrate_with_retry(&pg).await?;
+        let engine = start_engine(EngineDeps {
+            config: config.clone(),
+            pg: pg.clone(),
+            redis: redis.clone(),
+            clock: options.clock,
+        })
+        .await
+        .context("starting the engine")?;
+        let listener = tokio::net::TcpListener::bind(&config.api.listen)
+            .await
+            .with_context(|| format!("binding api.listen {}", config.api.listen))?;
+        let api_addr = listener.local_addr()?;
+        let state = penguin_api::AppState {
+            config: config.clone(),
+            pg: pg.clone(),
+            redis: redis.clone(),
+            metrics: options.metrics,
+        };
+        let (api_stop, stopped) = oneshot::channel::<()>();
+        let api_task = tokio::spawn(penguin_api::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        tracing::info!(node = %config.node.id, api = %api_addr, "node started");
+        Ok(Node {
+            api_addr,
+            config,
+            pg,
+            redis,
+            engine,
+            api_stop,
+            api_task,
+        })
+    }
+
+    pub fn engine(&self) -> &EngineHandle {
+        &self.engine
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    /// Stops accepting API requests, then stops the engine in order.
+    pub async fn shutdown(self) {
+        let _ = self.api_stop.send(());
+        match tokio::time::timeout(Duration::from_secs(30), self.api_task).await {
+            Ok(Ok(Err(err))) => tracing::warn!(error = %err, "api server ended with an error"),
+            Err(_) => tracing::warn!("api server did not stop within 30 s"),
+            _ => {}
+        }
+        self.engine.shutdown().await;
+        tracing::info!("node stopped");
+    }
+}
+
+/// Applies migrations, waiting up to a minute for the database to accept
+/// connections (nodes often start together with their database).
+pub async fn migrate_with_retry(pg: &deadpool_postgres::Pool) -> anyhow::Result<Vec<String>> {
+    let mut delay = Duration::from_millis(100);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match db::migrate(pg).await {
+            Ok(applied) => {
+                for name in &applied {
+                    tracing::info!(migration = %name, "applied");
+                }
+                return Ok(applied);
+            }
+            Err(err) if err.is_transient() && tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %err, ?delay, "database not ready; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(err) => return Err(err).context("applying migrations"),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The end-to-end test binary `e2e`: real Postgres, Redis and a loopback SMTP
+//! sink, one scenario per file. `support` is the harness (`TestEnv`, `wait_for`).
+//!
+//! Run one scenario: `bash scripts/test.sh --test e2e <scenario>`.
+
+mod support;
+
+mod delivery_exactly_once;
+mod harness_smoke;
+mod ip_actor_killed;
+mod pause_resume;
+mod redis_flushed;
