@@ -118,9 +118,7 @@ impl FeederState {
         }
         let mut encoded = Vec::with_capacity(due.len());
         for payload in &due {
-            let band = Band::of(match payload {
-                penguin_engine::payload::JobPayload::V1(job) => job.priority,
-            });
+            let band = Band::of(payload.job().priority);
             match payload.encode() {
                 Ok(raw) => encoded.push((band, raw)),
                 Err(err) => tracing::error!(error = %err, "encoding a job payload failed"),

@@ -126,12 +126,13 @@ impl Actor for EngineSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             EngineMsg::Respawn(kind) => {
-                if !state.stopping && !state.children.contains(&kind) {
-                    if let Err(err) = state.spawn(&myself, kind).await {
-                        let delay = state.children.backoff(&kind);
-                        tracing::error!(actor = kind.name(), error = %err, ?delay, "restart failed");
-                        myself.send_after(delay, move || EngineMsg::Respawn(kind));
-                    }
+                if !state.stopping
+                    && !state.children.contains(&kind)
+                    && let Err(err) = state.spawn(&myself, kind).await
+                {
+                    let delay = state.children.backoff(&kind);
+                    tracing::error!(actor = kind.name(), error = %err, ?delay, "restart failed");
+                    myself.send_after(delay, move || EngineMsg::Respawn(kind));
                 }
             }
             EngineMsg::Shutdown(reply) => {

@@ -208,9 +208,7 @@ impl TenantState {
 
     /// The IP of the job's campaign pool with the most credit left, spending one.
     async fn pick_ip(&mut self, item: &Popped) -> Option<Uuid> {
-        let job = match &item.payload {
-            penguin_engine::payload::JobPayload::V1(job) => job,
-        };
+        let job = item.payload.job();
         let campaign = self
             .ctx
             .campaigns

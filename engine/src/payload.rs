@@ -68,10 +68,15 @@ impl JobPayload {
         }
     }
 
-    pub fn job_id(&self) -> Uuid {
+    /// The latest shape, borrowed.
+    pub fn job(&self) -> &JobV1 {
         match self {
-            JobPayload::V1(job) => job.job_id,
+            JobPayload::V1(job) => job,
         }
+    }
+
+    pub fn job_id(&self) -> Uuid {
+        self.job().job_id
     }
 }
 

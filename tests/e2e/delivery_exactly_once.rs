@@ -44,5 +44,23 @@ async fn two_tenants_three_ips_each_exactly_once() {
         (rows[0].get::<_, i64>(0) == 2).then_some(())
     })
     .await;
+
+    // The node's /metrics shows what happened (counters are process-wide).
+    let text = reqwest::get(format!("{}/metrics", rig.node().api_url()))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .unwrap();
+    let sent: f64 = text
+        .lines()
+        .find(|l| l.starts_with("penguin_messages_total{outcome=\"sent\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sent counter in /metrics:\n{text}"));
+    assert!(sent >= 10_000.0, "sent counter {sent}");
+    for name in ["penguin_queue_depth_jobs", "penguin_pickup_latency_seconds", "penguin_jobs_fed_total"] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
     rig.shutdown().await;
 }

@@ -8,5 +8,7 @@ mod support;
 mod delivery_exactly_once;
 mod harness_smoke;
 mod ip_actor_killed;
+mod migrations;
 mod pause_resume;
+mod queue_redis;
 mod redis_flushed;

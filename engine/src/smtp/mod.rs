@@ -5,11 +5,13 @@
 //!   (2xx sent, 4xx/timeouts/failures deferred, 5xx bounced, RFC 3463 codes).
 //! - [`transport`]: [`SmtpConnection`], a mail-send session bound to a source IP
 //!   with a timeout per stage; plain TCP for now (STARTTLS comes later).
+//! - [`wire`]: dot-stuffing and envelope checks (pure).
 //!
 //! Called by the IP actors; the loopback test server lives in [`crate::sink`].
 
 pub mod outcome;
 pub mod transport;
+pub mod wire;
 
 pub use outcome::{DeliveryOutcome, Stage};
 pub use transport::SmtpConnection;

@@ -6,7 +6,7 @@
 //! PID, waits for it, and removes its scratch directory. Rust never drops statics,
 //! so this is what stops the per-binary Postgres.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -68,10 +68,10 @@ impl Watched {
         BufReader::new(stdout)
             .read_line(&mut line)
             .unwrap_or_else(|e| panic!("{name}: watchdog gave no PID: {e}"));
-        let server_pid = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}: watchdog printed {line:?}, not a PID"));
+        let server_pid = line.trim().parse().unwrap_or_else(|_| {
+            let log_text = fs::read_to_string(log).unwrap_or_default();
+            panic!("{name}: watchdog printed {line:?}, not a PID; log:\n{log_text}")
+        });
         Watched {
             name,
             wrapper,
@@ -236,9 +236,4 @@ pub fn fresh_dir(root: &Path, prefix: &str) -> PathBuf {
         }
     }
     unreachable!("u32 exhausted")
-}
-
-/// Opens (creating) a file for a server log.
-pub fn touch(path: &Path) -> File {
-    File::create(path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()))
 }

@@ -4,8 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use penguin::node::{Node, NodeOptions};
 use penguin::scenario::{Scenario, ScenarioSpec};
@@ -13,6 +15,20 @@ use penguin_config::{Config, Route};
 use penguin_engine::sink::{Sink, SinkConfig, SinkHandle};
 
 use super::{ADMIN_TOKEN, TestEnv, wait_for};
+
+/// The process-wide metrics recorder (installed once per test binary), so the
+/// engine's counters show on `/metrics`. Counters add up across the tests of the
+/// binary: assert on presence and growth, not exact values.
+pub fn global_metrics() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .expect("install the metrics recorder")
+        })
+        .clone()
+}
 
 pub struct Rig {
     pub env: TestEnv,
@@ -35,7 +51,11 @@ impl Rig {
         }];
         tweak(&mut config);
         config.validate().expect("tweaked config is valid");
-        let node = Node::start(Arc::new(config), NodeOptions::standalone())
+        let options = NodeOptions {
+            metrics: global_metrics(),
+            ..NodeOptions::standalone()
+        };
+        let node = Node::start(Arc::new(config), options)
             .await
             .expect("node starts");
         Rig {

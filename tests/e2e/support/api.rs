@@ -1,0 +1,332 @@
+//! The control API in-process for the `api_*` scenarios, and a raw HTTP client
+//! that returns every answer (status and JSON body) instead of failing on 4xx, so
+//! tests can check error answers exactly.
+//!
+//! [`ApiServer::start`] serves `penguin_api::router` on `127.0.0.1:0` against a
+//! [`TestEnv`]'s Postgres and Redis; no global metrics recorder is installed.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use penguin_config::Config;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::{ADMIN_TOKEN, TestEnv};
+
+/// A running API; stops when dropped.
+pub struct ApiServer {
+    pub api: ApiClient,
+    _stop: oneshot::Sender<()>,
+}
+
+impl ApiServer {
+    /// Serves the API on `env`'s databases with `env.config`, adjusted by `tweak`.
+    pub async fn start(env: &TestEnv, tweak: impl FnOnce(&mut Config)) -> ApiServer {
+        let mut config = env.config.clone();
+        tweak(&mut config);
+        Self::start_on(config, env.pg.clone(), env.redis.clone()).await
+    }
+
+    /// Serves the API on the given pools (e.g. pools of servers that are down).
+    pub async fn start_on(
+        config: Config,
+        pg: deadpool_postgres::Pool,
+        redis: deadpool_redis::Pool,
+    ) -> ApiServer {
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle();
+        let state = penguin_api::AppState {
+            config: Arc::new(config),
+            pg,
+            redis,
+            metrics,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the API");
+        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(penguin_api::serve(listener, state, async move {
+            let _ = stopped.await;
+        }));
+        ApiServer {
+            api: ApiClient::new(&base),
+            _stop: stop,
+        }
+    }
+}
+
+/// One answer of the API.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: String,
+    /// The JSON body (`Value::String` with the raw text when not JSON).
+    pub body: Value,
+}
+
+impl Answer {
+    /// `error.code` of an error answer (empty when absent).
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+
+    pub fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or("")
+    }
+
+    /// Panics unless this is an error answer with this status and code, in the
+    /// documented shape.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(
+            (self.status, self.code()),
+            (status, code),
+            "answer: {:#}",
+            self.body
+        );
+        assert!(
+            !self.message().is_empty(),
+            "error without message: {}",
+            self.body
+        );
+    }
+
+    /// Panics unless the status is `status`; returns the body.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Value {
+        assert_eq!(self.status, status, "answer: {:#}", self.body);
+        &self.body
+    }
+
+    pub fn id(&self) -> Uuid {
+        self.body["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("answer without id: {}", self.body))
+    }
+}
+
+#[derive(Clone)]
+pub struct ApiClient {
+    pub base: String,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    pub fn new(base: &str) -> ApiClient {
+        ApiClient {
+            base: base.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Any request: `token` as a bearer token, `body` sent with `content_type`.
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Answer {
+        let mut request = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.expect("the API answers");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = response.text().await.expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    /// A request with this exact `Authorization` header value and no body.
+    pub async fn raw_authorization(&self, method: Method, path: &str, value: &str) -> Answer {
+        let url = format!("{}{}", self.base, path);
+        let response = self
+            .http
+            .request(method, url)
+            .header("authorization", value)
+            .send()
+            .await
+            .expect("the API answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer {
+            status,
+            content_type: String::new(),
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.raw(Method::GET, path, token, None, None).await
+    }
+
+    /// POSTs `body` as `application/json`.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
+        self.post_text(path, token, &body.to_string()).await
+    }
+
+    /// POSTs raw text as `application/json` (malformed JSON on purpose).
+    pub async fn post_text(&self, path: &str, token: Option<&str>, text: &str) -> Answer {
+        let body = Some(text.as_bytes().to_vec());
+        self.raw(Method::POST, path, token, Some("application/json"), body)
+            .await
+    }
+
+    /// `POST /v1/tenants` as admin; returns `(id, token)`.
+    pub async fn create_tenant(&self, name: &str) -> (Uuid, String) {
+        let answer = self
+            .post("/v1/tenants", Some(ADMIN_TOKEN), &json!({ "name": name }))
+            .await;
+        answer.expect(201);
+        let token = answer.body["token"].as_str().expect("token").to_string();
+        (answer.id(), token)
+    }
+
+    /// `POST /v1/tenants/{tenant}/ips` as admin with `body`.
+    pub async fn add_ip_with(&self, tenant: Uuid, body: &Value) -> Answer {
+        self.post(&format!("/v1/tenants/{tenant}/ips"), Some(ADMIN_TOKEN), body)
+            .await
+    }
+
+    /// Adds an already-warm IP; returns its id.
+    pub async fn add_ip(&self, tenant: Uuid, address: &str) -> Uuid {
+        let body = json!({ "address": address, "helo_name": "mta.example.test" });
+        let answer = self.add_ip_with(tenant, &body).await;
+        answer.expect(201);
+        answer.id()
+    }
+
+    /// `POST /v1/campaigns` with `body`.
+    pub async fn create_campaign_with(&self, token: &str, body: &Value) -> Answer {
+        self.post("/v1/campaigns", Some(token), body).await
+    }
+
+    /// Creates a valid campaign on `ips`; returns its id.
+    pub async fn create_campaign(&self, token: &str, ips: &[Uuid]) -> Uuid {
+        let answer = self
+            .create_campaign_with(token, &campaign_body(ips))
+            .await;
+        answer.expect(201);
+        answer.id()
+    }
+
+    /// `GET /v1/campaigns/{id}`.
+    pub async fn campaign(&self, token: &str, id: Uuid) -> Answer {
+        self.get(&format!("/v1/campaigns/{id}"), Some(token)).await
+    }
+
+    /// `POST /v1/campaigns/{id}/leads` with `{leads}`.
+    pub async fn add_leads(&self, token: &str, id: Uuid, leads: Value) -> Answer {
+        self.post(
+            &format!("/v1/campaigns/{id}/leads"),
+            Some(token),
+            &json!({ "leads": leads }),
+        )
+        .await
+    }
+
+    /// `POST /v1/campaigns/{id}/{action}` (start, pause, resume, cancel).
+    pub async fn action(&self, token: &str, id: Uuid, action: &str) -> Answer {
+        self.post(&format!("/v1/campaigns/{id}/{action}"), Some(token), &json!({}))
+            .await
+    }
+
+    /// Like [`Self::action`], expecting 200; returns the status it answered.
+    pub async fn action_ok(&self, token: &str, id: Uuid, action: &str) -> String {
+        let answer = self.action(token, id, action).await;
+        answer.expect(200);
+        assert_eq!(answer.body["id"], json!(id.to_string()));
+        answer.body["status"].as_str().expect("status").to_string()
+    }
+}
+
+/// A valid campaign body on `ips`.
+pub fn campaign_body(ips: &[Uuid]) -> Value {
+    json!({
+        "name": "Spring outreach",
+        "from": "Hello@Sender.example.com",
+        "from_name": "Ann from Sender",
+        "subject": "Hi {{ first_name }}",
+        "text": "Hello {{ first_name }},\nhow are you?\n",
+        "html": "<p>Hello {{ first_name }}</p>",
+        "ip_ids": ips,
+    })
+}
+
+/// `n` valid leads `lead<i>@example.com` with a `first_name`.
+pub fn leads(n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| json!({ "email": format!("lead{i}@example.com"), "fields": { "first_name": format!("Lead{i}") } }))
+            .collect(),
+    )
+}
+
+/// The number of rows `sql` (a `SELECT count(*) …`) counts.
+pub async fn count(env: &TestEnv, sql: &str) -> i64 {
+    env.psql(sql).await[0].get(0)
+}
+
+/// Row counts of every table an API write touches, to prove a refused request
+/// changed nothing.
+pub async fn snapshot(env: &TestEnv) -> Vec<(&'static str, i64)> {
+    let mut counts = Vec::new();
+    for table in [
+        "tenants",
+        "api_tokens",
+        "smtp_ips",
+        "campaigns",
+        "leads",
+        "send_jobs",
+    ] {
+        let n = count(env, &format!("SELECT count(*) FROM {table}")).await;
+        counts.push((table, n));
+    }
+    let states = count(
+        env,
+        "SELECT count(*) FROM campaigns WHERE status <> 'draft'",
+    )
+    .await;
+    counts.push(("campaigns not draft", states));
+    counts
+}
+
+/// Subscribes to the control channel; returns the JSON events published after
+/// this call, one per `next().await`.
+pub async fn control_events(env: &TestEnv) -> impl futures::Stream<Item = Value> + Unpin {
+    let client = redis::Client::open(env.config.redis.url.as_str()).expect("redis url");
+    let mut pubsub = client.get_async_pubsub().await.expect("redis pubsub");
+    pubsub
+        .subscribe(penguin_engine::control::CHANNEL)
+        .await
+        .expect("subscribe");
+    Box::pin(pubsub.into_on_message().map(|msg| {
+        let text: String = msg.get_payload().expect("text payload");
+        serde_json::from_str(&text).expect("JSON event")
+    }))
+}
