@@ -1,1 +1,64 @@
-fn main() {}
+//! Criterion micro-benchmarks of the per-message hot path that runs without I/O:
+//! payload encode/decode (every job crosses Redis once) and message rendering
+//! (every attempt renders its campaign template). The end-to-end throughput
+//! benchmark is `penguin bench` (see BENCHMARKS.md).
+//!
+//! Run: `cargo bench --bench engine`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use penguin_engine::message::{CampaignTemplate, RenderContext, new_message_id};
+use penguin_engine::payload::{JobPayload, JobV1};
+use uuid::Uuid;
+
+fn payload(c: &mut Criterion) {
+    let job = JobPayload::V1(JobV1 {
+        job_id: Uuid::new_v4(),
+        tenant_id: Uuid::new_v4(),
+        campaign_id: Uuid::new_v4(),
+        priority: 100,
+        recipient: "ann.lead@example-company.com".into(),
+        fields_json: r#"{"first_name":"Ann","company":"Example Co","title":"CTO"}"#.into(),
+        attempts: 0,
+        due_ms: 1_700_000_000_000,
+    });
+    let bytes = job.encode().unwrap();
+    c.bench_function("payload_encode", |b| b.iter(|| black_box(&job).encode().unwrap()));
+    c.bench_function("payload_decode", |b| {
+        b.iter(|| JobPayload::decode(black_box(&bytes)).unwrap())
+    });
+}
+
+fn render(c: &mut Criterion) {
+    let body = format!("Hello {{{{first_name}}}},\n\n{}\nBest,\nPenguin", "Lorem ipsum dolor sit amet. ".repeat(350));
+    let template = CampaignTemplate::compile(
+        "hello@sender.test",
+        Some("Sender"),
+        "Hi {{first_name}}, a question about {{company}}",
+        &body,
+        None,
+    )
+    .unwrap();
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(r#"{"first_name":"Ann","company":"Example Co"}"#).unwrap();
+    let job = Uuid::new_v4();
+    let message_id = new_message_id(job, "sender.test");
+    c.bench_function("render_10kb_message", |b| {
+        b.iter(|| {
+            template
+                .render(&RenderContext {
+                    recipient: "ann@example.com",
+                    fields: &fields,
+                    message_id: &message_id,
+                    unsubscribe_url: "https://t.sender.test/u/token",
+                    unsubscribe_mailto: None,
+                    feedback_id: "c:t:penguin",
+                })
+                .unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, payload, render);
+criterion_main!(benches);

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use penguin_engine::queue::Popped;
+use penguin_engine::store::events::Event;
 use penguin_engine::store::jobs;
 use penguin_engine::store::routing::IpSpec;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -24,7 +25,7 @@ use uuid::Uuid;
 
 use crate::context::Ctx;
 use crate::delivery::{Work, Worker};
-use crate::status_writer;
+use crate::{analytics, status_writer};
 use crate::tenant::TenantMsg;
 
 pub struct IpActor;
@@ -169,6 +170,9 @@ impl IpState {
         if let Err(err) = self.ctx.queue.ack(tenant, &raws).await {
             tracing::warn!(error = %err, "acknowledging jobs in redis failed");
         }
+        if !claim.suppressed.is_empty() {
+            self.record_suppressed(&batch, &claim.suppressed);
+        }
         let claimed: std::collections::HashMap<Uuid, time::OffsetDateTime> =
             claim.claimed.into_iter().collect();
         let mut unclaimed = 0;
@@ -185,6 +189,34 @@ impl IpState {
             }
         }
         self.return_credit(unclaimed);
+    }
+
+    /// Jobs the claim found on the suppression list: already terminal in Postgres;
+    /// record the event.
+    fn record_suppressed(&self, batch: &[Popped], suppressed: &[Uuid]) {
+        let now = self.ctx.clock.now();
+        let events = batch
+            .iter()
+            .map(|p| p.payload.job())
+            .filter(|job| suppressed.contains(&job.job_id))
+            .map(|job| {
+                crate::metrics::message("suppressed");
+                Event {
+                    tenant_id: job.tenant_id,
+                    campaign_id: job.campaign_id,
+                    job_id: job.job_id,
+                    ip_id: Some(self.spec.id),
+                    kind: "suppressed".into(),
+                    smtp_code: None,
+                    enhanced_code: None,
+                    class: None,
+                    provider: None,
+                    reply: Some("address is on the tenant's suppression list".into()),
+                    at: now,
+                }
+            })
+            .collect();
+        analytics::record(&self.ctx, events);
     }
 
     fn return_credit(&self, n: usize) {

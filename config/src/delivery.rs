@@ -1,8 +1,13 @@
-//! `[delivery]`: the route table, SMTP stage timeouts, connection reuse and retries.
+//! `[delivery]`: the route table, SMTP stage timeouts, connection reuse and retries,
+//! MX resolution (`[delivery.dns]`) and providers (`[[delivery.providers]]`).
+
+use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, positive};
+use crate::reply_rules::{ReplyRule, default_reply_rules, validate_all};
+use crate::providers::{ProviderConfig, validate_providers};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -20,6 +25,13 @@ pub struct DeliveryConfig {
     pub ip_backlog: usize,
     pub timeouts: SmtpTimeouts,
     pub retry: RetryConfig,
+    /// `[[delivery.reply_rules]]`: reply patterns that slow down or suspend an
+    /// (IP, provider) pair; first match wins. Setting it replaces the defaults.
+    pub reply_rules: Vec<ReplyRule>,
+    /// `[delivery.dns]`: how MX and address lookups are made and cached.
+    pub dns: DnsConfig,
+    /// `[[delivery.providers]]`: changes to the built-in providers, or new ones.
+    pub providers: Vec<ProviderConfig>,
 }
 
 impl Default for DeliveryConfig {
@@ -32,6 +44,9 @@ impl Default for DeliveryConfig {
             ip_backlog: 64,
             timeouts: SmtpTimeouts::default(),
             retry: RetryConfig::default(),
+            reply_rules: default_reply_rules(),
+            dns: DnsConfig::default(),
+            providers: Vec::new(),
         }
     }
 }
@@ -52,7 +67,10 @@ impl DeliveryConfig {
         positive("delivery.idle_timeout_ms", self.idle_timeout_ms)?;
         positive("delivery.ip_backlog", self.ip_backlog as u64)?;
         self.timeouts.validate()?;
-        self.retry.validate()
+        self.retry.validate()?;
+        validate_all(&self.reply_rules)?;
+        self.dns.validate()?;
+        validate_providers(&self.providers)
     }
 }
 
@@ -180,5 +198,100 @@ impl RetryConfig {
         }
         positive("delivery.retry.max_age_secs", self.max_age_secs)?;
         positive("delivery.retry.max_attempts", self.max_attempts.into())
+    }
+}
+
+/// `[delivery.dns]`: the resolver used for MX and address lookups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Nameservers as "ip:port" (or "ip", port 53); empty = the system's resolv.conf.
+    pub nameservers: Vec<String>,
+    /// One query's timeout, in ms (each nameserver is tried; a timeout defers the job).
+    pub timeout_ms: u64,
+    /// Longest time a negative answer (NXDOMAIN, no records) is cached, in seconds;
+    /// the zone's SOA negative TTL applies when shorter.
+    pub negative_ttl_secs: u64,
+    /// Most DNS answers kept in the cache (each until its TTL), least used evicted.
+    pub cache_size: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            timeout_ms: 5_000,
+            negative_ttl_secs: 60,
+            cache_size: 16_384,
+        }
+    }
+}
+
+impl DnsConfig {
+    /// The configured nameservers; empty means the system configuration.
+    /// Infallible on a validated config (invalid entries were rejected).
+    pub fn nameserver_addrs(&self) -> Vec<SocketAddr> {
+        self.nameservers
+            .iter()
+            .filter_map(|entry| parse_nameserver(entry))
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (i, entry) in self.nameservers.iter().enumerate() {
+            if parse_nameserver(entry).is_none() {
+                return Err(ConfigError::invalid(
+                    format!("delivery.dns.nameservers[{i}]"),
+                    format!("`{entry}` must be an IP address, optionally with :port"),
+                ));
+            }
+        }
+        positive("delivery.dns.timeout_ms", self.timeout_ms)?;
+        positive("delivery.dns.negative_ttl_secs", self.negative_ttl_secs)?;
+        positive("delivery.dns.cache_size", self.cache_size)
+    }
+}
+
+/// "ip:port", "[v6]:port", or a bare IP address (port 53).
+fn parse_nameserver(entry: &str) -> Option<SocketAddr> {
+    let entry = entry.trim();
+    if let Ok(addr) = entry.parse::<SocketAddr>() {
+        return (addr.port() != 0).then_some(addr);
+    }
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, 53))
+}
+
+#[cfg(test)]
+mod dns_tests {
+    use super::*;
+
+    #[test]
+    fn nameservers_parse_with_and_without_port() {
+        let dns = DnsConfig {
+            nameservers: vec!["127.0.0.1:5353".into(), "::1".into(), "[::1]:54".into()],
+            ..DnsConfig::default()
+        };
+        dns.validate().unwrap();
+        let addrs: Vec<String> = dns
+            .nameserver_addrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(addrs, ["127.0.0.1:5353", "[::1]:53", "[::1]:54"]);
+    }
+
+    #[test]
+    fn bad_nameserver_names_its_index() {
+        for bad in ["dns.example", "127.0.0.1:0", ""] {
+            let dns = DnsConfig {
+                nameservers: vec!["1.1.1.1".into(), bad.into()],
+                ..DnsConfig::default()
+            };
+            let err = dns.validate().unwrap_err().to_string();
+            assert!(err.contains("delivery.dns.nameservers[1]"), "{err}");
+        }
     }
 }

@@ -10,6 +10,8 @@
 
 mod delivery;
 mod error;
+mod providers;
+mod reply_rules;
 mod sections;
 
 use std::path::Path;
@@ -20,8 +22,13 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use delivery::{DeliveryConfig, RetryConfig, Route, SmtpTimeouts};
+pub use delivery::{DeliveryConfig, DnsConfig, RetryConfig, Route, SmtpTimeouts};
 pub use error::ConfigError;
+pub use providers::{
+    DEFAULT_PROVIDER, ProviderConfig, ProviderLimits, ProviderSpec, builtin_providers,
+    normalize_pattern, resolve_providers,
+};
+pub use reply_rules::{MAX_RULE_DURATION_SECS, ReplyAction, ReplyRule, default_reply_rules};
 pub use sections::{
     ApiConfig, DatabaseConfig, NodeConfig, QueueConfig, RedisConfig, TrackingConfig,
 };

@@ -7,15 +7,20 @@
 //! - [`db`]: Postgres pool, migrations, SQLSTATE → [`db::StoreError`].
 //! - [`store`]: every query, grouped by table.
 //! - [`queue`]: Redis priority lists with reliable pop and in-flight deadlines.
+//! - [`dns`]: MX resolution (hickory, TTL cache) and a domain's destinations.
+//! - [`provider`]: MX host → mailbox provider and its per-IP shaping limits.
 
 pub mod clock;
 pub mod control;
 pub mod db;
+pub mod dns;
 pub mod domain;
 pub mod lease;
 pub mod message;
 pub mod payload;
+pub mod provider;
 pub mod queue;
+pub mod reply_rules;
 pub mod retry;
 pub mod route;
 pub mod sink;

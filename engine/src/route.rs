@@ -80,6 +80,15 @@ impl RouteTable {
         }
     }
 
+    /// The configured route for `domain` (its exact route, else the `*` route), or
+    /// `None` when the domain goes to its MX ([`crate::dns::destinations`]).
+    pub fn lookup(&self, domain: &str) -> Option<Destination> {
+        self.exact
+            .get(&normalize(domain))
+            .or(self.wildcard.as_ref())
+            .cloned()
+    }
+
     /// True when no route is configured at all.
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.wildcard.is_none()

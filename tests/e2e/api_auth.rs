@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::api::{ApiServer, campaign_body, count, leads, snapshot};
+use crate::api_support::{ApiServer, campaign_body, count, leads, snapshot};
 use crate::support::{ADMIN_TOKEN, TestEnv};
 
 /// Every protected route with a body that would be valid for its owner.
@@ -41,7 +41,9 @@ async fn missing_or_unknown_tokens_are_401() {
     for (method, path) in protected_routes(tenant, campaign, ip) {
         let body = Some(b"{}".to_vec());
         let json = Some("application/json");
-        let none = api.raw(method.clone(), &path, None, json, body.clone()).await;
+        let none = api
+            .raw(method.clone(), &path, None, json, body.clone())
+            .await;
         none.assert_error(401, "unauthorized");
         for bad in ["nope", forged.as_str(), &ADMIN_TOKEN[1..]] {
             api.raw(method.clone(), &path, Some(bad), json, body.clone())
@@ -54,7 +56,11 @@ async fn missing_or_unknown_tokens_are_401() {
             .await;
         basic.assert_error(401, "unauthorized");
     }
-    assert_eq!(snapshot(&env).await, before, "refused requests changed nothing");
+    assert_eq!(
+        snapshot(&env).await,
+        before,
+        "refused requests changed nothing"
+    );
 }
 
 #[tokio::test]
@@ -67,7 +73,9 @@ async fn tokens_reach_only_their_own_routes_and_rows() {
     let ip_a = api.add_ip(tenant_a, "127.0.0.2").await;
     let ip_b = api.add_ip(tenant_b, "127.0.0.3").await;
     let campaign_a = api.create_campaign(&token_a, &[ip_a]).await;
-    api.add_leads(&token_a, campaign_a, leads(2)).await.expect(200);
+    api.add_leads(&token_a, campaign_a, leads(2))
+        .await
+        .expect(200);
     let before = snapshot(&env).await;
 
     // Tenant tokens on admin routes: 403.
@@ -116,12 +124,20 @@ async fn tokens_reach_only_their_own_routes_and_rows() {
         .create_campaign_with(&token_b, &campaign_body(&[ip_b, ip_a]))
         .await;
     answer.assert_error(422, "invalid_request");
-    assert!(answer.message().contains(&ip_a.to_string()), "{}", answer.message());
+    assert!(
+        answer.message().contains(&ip_a.to_string()),
+        "{}",
+        answer.message()
+    );
     // Ids that are not UUIDs cannot exist.
     api.get("/v1/campaigns/not-a-uuid", Some(&token_a))
         .await
         .assert_error(404, "not_found");
-    assert_eq!(snapshot(&env).await, before, "refused requests changed nothing");
+    assert_eq!(
+        snapshot(&env).await,
+        before,
+        "refused requests changed nothing"
+    );
     let leads_a = format!("SELECT count(*) FROM leads WHERE campaign_id = '{campaign_a}'");
     assert_eq!(count(&env, &leads_a).await, 2);
 

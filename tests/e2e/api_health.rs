@@ -6,8 +6,8 @@
 use reqwest::Method;
 use serde_json::json;
 
+use crate::api_support::ApiServer;
 use crate::support::TestEnv;
-use crate::support::api::ApiServer;
 
 #[tokio::test]
 async fn health_probes_and_metrics_answer_without_a_token() {
@@ -23,7 +23,9 @@ async fn health_probes_and_metrics_answer_without_a_token() {
     assert_eq!(metrics.status, 200);
     assert_eq!(metrics.content_type, "text/plain; version=0.0.4");
 
-    api.get("/v1/nope", None).await.assert_error(404, "not_found");
+    api.get("/v1/nope", None)
+        .await
+        .assert_error(404, "not_found");
     api.raw(Method::DELETE, "/health", None, None, None)
         .await
         .assert_error(405, "method_not_allowed");

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::support::api::{ApiServer, control_events, count, snapshot};
+use crate::api_support::{ApiServer, control_events, count, snapshot};
 use crate::support::{ADMIN_TOKEN, TestEnv};
 
 #[tokio::test]
@@ -19,7 +19,11 @@ async fn tenants_are_created_with_a_hashed_token() {
     let mut events = control_events(&env).await;
 
     let answer = api
-        .post("/v1/tenants", Some(ADMIN_TOKEN), &json!({ "name": "Acme Corp" }))
+        .post(
+            "/v1/tenants",
+            Some(ADMIN_TOKEN),
+            &json!({ "name": "Acme Corp" }),
+        )
         .await;
     let body = answer.expect(201).clone();
     let id = answer.id();
@@ -38,7 +42,10 @@ async fn tenants_are_created_with_a_hashed_token() {
         .await
         .expect("an event")
         .unwrap();
-    assert_eq!(event, json!({ "kind": "tenant_changed", "tenant_id": id.to_string() }));
+    assert_eq!(
+        event,
+        json!({ "kind": "tenant_changed", "tenant_id": id.to_string() })
+    );
     // The token works at once.
     assert_eq!(api.get("/v1/ips", Some(token)).await.status, 200);
 
@@ -50,19 +57,35 @@ async fn tenants_are_created_with_a_hashed_token() {
         (json!({ "name": "a\nb" }), 422, "invalid_request"),
         (json!({ "name": "a\u{0}b" }), 422, "invalid_request"),
         (json!({ "name": "x".repeat(201) }), 422, "invalid_request"),
-        (json!({ "name": "ok", "plan": "pro" }), 422, "invalid_request"),
+        (
+            json!({ "name": "ok", "plan": "pro" }),
+            422,
+            "invalid_request",
+        ),
         (json!({ "name": 5 }), 422, "invalid_request"),
         (json!({}), 422, "invalid_request"),
-        (json!({ "name": "x".repeat(5_000) }), 413, "payload_too_large"),
+        (
+            json!({ "name": "x".repeat(5_000) }),
+            413,
+            "payload_too_large",
+        ),
     ];
     for (body, status, code) in refused {
         let answer = api.post("/v1/tenants", Some(ADMIN_TOKEN), &body).await;
         answer.assert_error(status, code);
     }
     let unknown = api
-        .post("/v1/tenants", Some(ADMIN_TOKEN), &json!({ "name": "ok", "plan": "pro" }))
+        .post(
+            "/v1/tenants",
+            Some(ADMIN_TOKEN),
+            &json!({ "name": "ok", "plan": "pro" }),
+        )
         .await;
-    assert!(unknown.message().contains("unknown field"), "{}", unknown.message());
+    assert!(
+        unknown.message().contains("unknown field"),
+        "{}",
+        unknown.message()
+    );
     for text in ["{\"name\":", "not json", "", "{\"name\": \"a\"} trailing"] {
         api.post_text("/v1/tenants", Some(ADMIN_TOKEN), text)
             .await
@@ -77,7 +100,11 @@ async fn tenants_are_created_with_a_hashed_token() {
     )
     .await
     .assert_error(415, "unsupported_media_type");
-    assert_eq!(snapshot(&env).await, before, "refused requests changed nothing");
+    assert_eq!(
+        snapshot(&env).await,
+        before,
+        "refused requests changed nothing"
+    );
 }
 
 #[tokio::test]
@@ -112,7 +139,10 @@ async fn ips_are_validated_and_shown_with_their_warmup() {
     assert_eq!(ip["sent_today"], 0);
 
     let warm = api
-        .add_ip_with(tenant, &json!({ "address": "::1", "helo_name": "mta2.acme.test" }))
+        .add_ip_with(
+            tenant,
+            &json!({ "address": "::1", "helo_name": "mta2.acme.test" }),
+        )
         .await;
     let warm_body = warm.expect(201);
     assert_eq!(warm_body["warmup_schedule"], Value::Null);
@@ -133,7 +163,9 @@ async fn ips_are_validated_and_shown_with_their_warmup() {
         "UPDATE smtp_ips SET warmup_day = 500 WHERE id = '{ip_id}'"
     ))
     .await;
-    let past_end = api.get(&format!("/v1/ips/{ip_id}"), Some(ADMIN_TOKEN)).await;
+    let past_end = api
+        .get(&format!("/v1/ips/{ip_id}"), Some(ADMIN_TOKEN))
+        .await;
     assert_eq!(past_end.expect(200)["warmup_daily_volume"], 175_000);
 
     let before = snapshot(&env).await;
@@ -145,17 +177,53 @@ async fn ips_are_validated_and_shown_with_their_warmup() {
     };
     let refused: Vec<(Value, u16, &str)> = vec![
         (with("address", json!("999.1.1.1")), 422, "invalid_request"),
-        (with("address", json!("mta.acme.test")), 422, "invalid_request"),
+        (
+            with("address", json!("mta.acme.test")),
+            422,
+            "invalid_request",
+        ),
         (with("address", json!("0.0.0.0")), 422, "invalid_request"),
         (with("address", json!("127.0.0.2")), 409, "conflict"),
-        (with("helo_name", json!("not a host")), 422, "invalid_request"),
-        (with("helo_name", json!("localhost")), 422, "invalid_request"),
-        (with("helo_name", json!("mta.acme.test\r\nX: y")), 422, "invalid_request"),
-        (with("helo_name", json!(format!("{}.test", "a".repeat(64)))), 422, "invalid_request"),
-        (with("warmup_schedule", json!("nope")), 422, "invalid_request"),
-        (with("warmup_schedule", json!("Bad Name")), 422, "invalid_request"),
-        (with("timezone", json!("Mars/Olympus")), 422, "invalid_request"),
-        (with("timezone", json!("UTC'; DROP TABLE x")), 422, "invalid_request"),
+        (
+            with("helo_name", json!("not a host")),
+            422,
+            "invalid_request",
+        ),
+        (
+            with("helo_name", json!("localhost")),
+            422,
+            "invalid_request",
+        ),
+        (
+            with("helo_name", json!("mta.acme.test\r\nX: y")),
+            422,
+            "invalid_request",
+        ),
+        (
+            with("helo_name", json!(format!("{}.test", "a".repeat(64)))),
+            422,
+            "invalid_request",
+        ),
+        (
+            with("warmup_schedule", json!("nope")),
+            422,
+            "invalid_request",
+        ),
+        (
+            with("warmup_schedule", json!("Bad Name")),
+            422,
+            "invalid_request",
+        ),
+        (
+            with("timezone", json!("Mars/Olympus")),
+            422,
+            "invalid_request",
+        ),
+        (
+            with("timezone", json!("UTC'; DROP TABLE x")),
+            422,
+            "invalid_request",
+        ),
         (with("pool", json!("x")), 422, "invalid_request"),
     ];
     for (body, status, code) in refused {
@@ -170,14 +238,21 @@ async fn ips_are_validated_and_shown_with_their_warmup() {
     api.add_ip_with(uuid::Uuid::now_v7(), &base)
         .await
         .assert_error(404, "not_found");
-    assert_eq!(snapshot(&env).await, before, "refused requests changed nothing");
+    assert_eq!(
+        snapshot(&env).await,
+        before,
+        "refused requests changed nothing"
+    );
     assert_eq!(count(&env, "SELECT count(*) FROM smtp_ips").await, 2);
 
     let listed = api.get("/v1/ips", Some(&token)).await;
     let ips = listed.expect(200)["ips"].as_array().unwrap().clone();
     assert_eq!(ips.len(), 2);
     assert_eq!(ips[0]["id"], json!(ip_id.to_string()));
-    api.get(&format!("/v1/ips/{}", uuid::Uuid::now_v7()), Some(ADMIN_TOKEN))
-        .await
-        .assert_error(404, "not_found");
+    api.get(
+        &format!("/v1/ips/{}", uuid::Uuid::now_v7()),
+        Some(ADMIN_TOKEN),
+    )
+    .await
+    .assert_error(404, "not_found");
 }

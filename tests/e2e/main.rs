@@ -12,3 +12,14 @@ mod migrations;
 mod pause_resume;
 mod queue_redis;
 mod redis_flushed;
+mod suppressed_at_send;
+
+// The control API scenarios; their client lives in `support/api.rs`.
+#[path = "support/api.rs"]
+mod api_support;
+mod api_auth;
+mod api_campaigns;
+mod api_health;
+mod api_leads;
+mod api_lifecycle;
+mod api_tenants_ips;

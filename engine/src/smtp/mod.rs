@@ -3,15 +3,19 @@
 //!
 //! - [`outcome`]: [`DeliveryOutcome`] and [`Stage`], pure reply classification
 //!   (2xx sent, 4xx/timeouts/failures deferred, 5xx bounced, RFC 3463 codes).
+//! - [`mod@classify`]: [`BounceClass`] of a non-sent outcome (invalid recipient,
+//!   mailbox full, policy block, …) and whether it suppresses the address.
 //! - [`transport`]: [`SmtpConnection`], a mail-send session bound to a source IP
 //!   with a timeout per stage; plain TCP for now (STARTTLS comes later).
 //! - [`wire`]: dot-stuffing and envelope checks (pure).
 //!
 //! Called by the IP actors; the loopback test server lives in [`crate::sink`].
 
+pub mod classify;
 pub mod outcome;
 pub mod transport;
 pub mod wire;
 
+pub use classify::{BounceClass, classify, should_suppress};
 pub use outcome::{DeliveryOutcome, Stage};
 pub use transport::SmtpConnection;

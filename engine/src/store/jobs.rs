@@ -79,12 +79,16 @@ pub struct SendingClaim {
     /// Now `sending` on the given IP, with the time of their first attempt:
     /// deliver exactly these.
     pub claimed: Vec<(Uuid, OffsetDateTime)>,
+    /// Their address is on the tenant's suppression list: now `suppressed`, never sent.
+    pub suppressed: Vec<Uuid>,
     /// Their campaign was not running: returned to `pending` for a later feed.
     pub released: usize,
 }
 
 /// Claims `queued → sending` for `(job, ip)` pairs of one tenant, only for jobs whose
 /// campaign is `running` (row held `FOR SHARE` for the statement's transaction).
+/// A job whose address is suppressed for the tenant ends `suppressed` instead, in
+/// the same statement: the suppression list is checked right before every send.
 /// Jobs in any other state (already handled, duplicated in Redis) are ignored.
 pub async fn claim_sending(
     pool: &Pool,
@@ -108,18 +112,33 @@ pub async fn claim_sending(
                 FOR SHARE
             )
             UPDATE send_jobs j
-            SET status = 'sending', ip_id = u.ip_id, attempts = j.attempts + 1,
-                first_attempt_at = coalesce(j.first_attempt_at, $5), updated_at = $5
-            FROM unnest($2::uuid[], $3::uuid[]) AS u(id, ip_id)
+            SET status = CASE WHEN s.email IS NULL THEN 'sending' ELSE 'suppressed' END,
+                ip_id = u.ip_id,
+                attempts = j.attempts + CASE WHEN s.email IS NULL THEN 1 ELSE 0 END,
+                first_attempt_at = coalesce(j.first_attempt_at, $5),
+                last_reply = CASE WHEN s.email IS NULL THEN j.last_reply
+                                  ELSE 'suppressed: ' || s.reason END,
+                updated_at = $5
+            FROM unnest($2::uuid[], $3::uuid[]) AS u(id, ip_id),
+                 leads l LEFT JOIN suppressions s ON s.tenant_id = l.tenant_id AND s.email = l.email
             WHERE j.tenant_id = $1 AND j.id = u.id AND j.status = 'queued'
+              AND l.tenant_id = j.tenant_id AND l.id = j.lead_id
               AND j.campaign_id IN (SELECT id FROM running)
-            RETURNING j.id, j.first_attempt_at",
+            RETURNING j.id, j.first_attempt_at, j.status",
         )
         .await?;
     let rows = tx
         .query(&claim, &[&tenant, &job_ids, &ip_ids, &campaigns, &now])
         .await?;
-    let claimed = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+    let mut claim = SendingClaim::default();
+    for row in &rows {
+        let status: &str = row.get(2);
+        if status == "suppressed" {
+            claim.suppressed.push(row.get(0));
+        } else {
+            claim.claimed.push((row.get(0), row.get(1)));
+        }
+    }
     // Whatever is still `queued` among the offered jobs belongs to a campaign that
     // is paused or finished: hand it back to Postgres' backlog.
     let release = tx
@@ -128,9 +147,9 @@ pub async fn claim_sending(
              WHERE tenant_id = $1 AND id = ANY($2) AND status = 'queued'",
         )
         .await?;
-    let released = tx.execute(&release, &[&tenant, &job_ids, &now]).await? as usize;
+    claim.released = tx.execute(&release, &[&tenant, &job_ids, &now]).await? as usize;
     tx.commit().await?;
-    Ok(SendingClaim { claimed, released })
+    Ok(claim)
 }
 
 /// The end of one delivery attempt (or its abandonment) for a `sending` job.

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{ADMIN_TOKEN, TestEnv};
+use crate::support::{ADMIN_TOKEN, TestEnv};
 
 /// A running API; stops when dropped.
 pub struct ApiServer {
@@ -209,8 +209,12 @@ impl ApiClient {
 
     /// `POST /v1/tenants/{tenant}/ips` as admin with `body`.
     pub async fn add_ip_with(&self, tenant: Uuid, body: &Value) -> Answer {
-        self.post(&format!("/v1/tenants/{tenant}/ips"), Some(ADMIN_TOKEN), body)
-            .await
+        self.post(
+            &format!("/v1/tenants/{tenant}/ips"),
+            Some(ADMIN_TOKEN),
+            body,
+        )
+        .await
     }
 
     /// Adds an already-warm IP; returns its id.
@@ -228,9 +232,7 @@ impl ApiClient {
 
     /// Creates a valid campaign on `ips`; returns its id.
     pub async fn create_campaign(&self, token: &str, ips: &[Uuid]) -> Uuid {
-        let answer = self
-            .create_campaign_with(token, &campaign_body(ips))
-            .await;
+        let answer = self.create_campaign_with(token, &campaign_body(ips)).await;
         answer.expect(201);
         answer.id()
     }
@@ -252,8 +254,12 @@ impl ApiClient {
 
     /// `POST /v1/campaigns/{id}/{action}` (start, pause, resume, cancel).
     pub async fn action(&self, token: &str, id: Uuid, action: &str) -> Answer {
-        self.post(&format!("/v1/campaigns/{id}/{action}"), Some(token), &json!({}))
-            .await
+        self.post(
+            &format!("/v1/campaigns/{id}/{action}"),
+            Some(token),
+            &json!({}),
+        )
+        .await
     }
 
     /// Like [`Self::action`], expecting 200; returns the status it answered.
