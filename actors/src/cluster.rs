@@ -121,6 +121,10 @@ impl ClusterState {
                 }
             }
         }
+        let before = self.ctx.owned();
+        for tenant in owned.iter().filter(|t| !before.tenants.contains(t)) {
+            crate::reaper::recover_redis_loss(&self.ctx, *tenant, true).await;
+        }
         let ips = match routing::ips_of(&self.ctx.pg, &owned).await {
             Ok(ips) => ips,
             Err(err) => {

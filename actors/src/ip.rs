@@ -25,8 +25,8 @@ use uuid::Uuid;
 
 use crate::context::Ctx;
 use crate::delivery::{Work, Worker};
-use crate::{analytics, status_writer};
 use crate::tenant::TenantMsg;
+use crate::{analytics, status_writer};
 
 pub struct IpActor;
 

@@ -63,7 +63,7 @@ impl ReaperState {
         }
         let mut returned = 0;
         for &tenant in &tenants {
-            returned += self.recover_redis_loss(tenant).await;
+            returned += recover_redis_loss(&self.ctx, tenant, false).await;
             match self
                 .ctx
                 .queue
@@ -99,33 +99,6 @@ impl ReaperState {
         self.complete_campaigns(&tenants).await;
     }
 
-    async fn recover_redis_loss(&self, tenant: uuid::Uuid) -> u64 {
-        match self.ctx.queue.is_live(tenant).await {
-            Ok(true) => return 0,
-            Ok(false) => {}
-            Err(err) => {
-                tracing::warn!(%tenant, error = %err, "checking redis state failed");
-                return 0;
-            }
-        }
-        match jobs::release_queued(&self.ctx.pg, tenant, self.ctx.clock.now()).await {
-            Ok(n) => {
-                if n > 0 {
-                    tracing::warn!(%tenant, jobs = n, "redis lost this tenant's queue; re-feeding from postgres");
-                    metrics::jobs_recovered("redis_lost", n);
-                }
-                if let Err(err) = self.ctx.queue.mark_live(tenant).await {
-                    tracing::warn!(%tenant, error = %err, "marking redis state failed");
-                }
-                n
-            }
-            Err(err) => {
-                tracing::warn!(%tenant, error = %err, "releasing queued jobs failed");
-                0
-            }
-        }
-    }
-
     async fn complete_campaigns(&self, tenants: &[uuid::Uuid]) {
         let result = async {
             let running = jobs::running_campaigns(&self.ctx.pg, tenants).await?;
@@ -139,6 +112,40 @@ impl ReaperState {
                 }
             }
             Err(err) => tracing::warn!(error = %err, "completion check failed"),
+        }
+    }
+}
+
+/// When Redis no longer holds `tenant`'s marker (emptied, restarted, or never set
+/// for this tenant), returns the tenant's `queued` jobs to `pending` and sets the
+/// marker. Cluster calls it when it takes a tenant's lease (`taking_over`), before
+/// the Feeder sees the tenant; the Reaper calls it every round. Returns the jobs.
+pub(crate) async fn recover_redis_loss(ctx: &Ctx, tenant: uuid::Uuid, taking_over: bool) -> u64 {
+    match ctx.queue.is_live(tenant).await {
+        Ok(true) => return 0,
+        Ok(false) => {}
+        Err(err) => {
+            tracing::warn!(%tenant, error = %err, "checking redis state failed");
+            return 0;
+        }
+    }
+    match jobs::release_queued(&ctx.pg, tenant, ctx.clock.now()).await {
+        Ok(n) => {
+            if n > 0 && taking_over {
+                tracing::info!(%tenant, jobs = n, "took over queued jobs without a redis copy");
+                metrics::jobs_recovered("takeover", n);
+            } else if n > 0 {
+                tracing::warn!(%tenant, jobs = n, "redis lost this tenant's queue; re-feeding from postgres");
+                metrics::jobs_recovered("redis_lost", n);
+            }
+            if let Err(err) = ctx.queue.mark_live(tenant).await {
+                tracing::warn!(%tenant, error = %err, "marking redis state failed");
+            }
+            n
+        }
+        Err(err) => {
+            tracing::warn!(%tenant, error = %err, "releasing queued jobs failed");
+            0
         }
     }
 }

@@ -6,7 +6,6 @@
 //!   serde's message; another content type → 415; over `api.max_body_bytes` → 413.
 //! - [`IdPath`]: the `{id}` of a path; an id that is not a UUID cannot exist → 404.
 
-
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;

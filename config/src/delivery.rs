@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, positive};
-use crate::reply_rules::{ReplyRule, default_reply_rules, validate_all};
 use crate::providers::{ProviderConfig, validate_providers};
+use crate::reply_rules::{ReplyRule, default_reply_rules, validate_all};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -279,4 +279,27 @@ mod tests {
         validate_all(&[unnamed.clone(), unnamed.clone()]).unwrap();
         assert_eq!(unnamed.label(), "rate limit");
     }
+
+    #[test]
+    fn a_file_replaces_the_default_list() {
+        let toml = "[[delivery.reply_rules]]\npattern = \"421 4.7.0 [TSS04]\"\n\
+                    provider = \"yahoo\"\naction = \"slow_down\"\nfactor = 0.5\n\
+                    duration_secs = 3600\n";
+        let config = crate::Config::from_toml_str(toml).unwrap();
+        assert_eq!(config.delivery.reply_rules.len(), 1);
+        let rule = &config.delivery.reply_rules[0];
+        assert_eq!(rule.provider.as_deref(), Some("yahoo"));
+        assert_eq!(
+            (rule.action, rule.factor),
+            (ReplyAction::SlowDown, Some(0.5))
+        );
+        let err = crate::Config::from_toml_str(&toml.replace("0.5", "1.5"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("delivery.reply_rules[0].factor"), "{err}");
+        let err = crate::Config::from_toml_str(&toml.replace("slow_down", "pause"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pause"), "{err}");
+    }
 }

@@ -111,7 +111,14 @@ impl ApiConfig {
         }
         positive("api.max_body_bytes", self.max_body_bytes as u64)?;
         positive("api.request_timeout_ms", self.request_timeout_ms)?;
-        positive("api.pause_drain_timeout_ms", self.pause_drain_timeout_ms)
+        positive("api.pause_drain_timeout_ms", self.pause_drain_timeout_ms)?;
+        if self.pause_drain_timeout_ms >= self.request_timeout_ms {
+            return Err(ConfigError::invalid(
+                "api.pause_drain_timeout_ms",
+                "must be less than api.request_timeout_ms (a pause must answer before the request times out)",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -244,7 +244,7 @@ mod tests {
                 "outlook",
                 "451 4.7.650 The mail server [192.0.2.1] has been temporarily rate limited due \
                  to IP reputation. For e-mail delivery information, see https://postmaster.live.com (S775)",
-                Some("microsoft_4_7_650"),
+                Some("outlook_s775"),
             ),
             (
                 "outlook",
@@ -276,6 +276,11 @@ mod tests {
                 "office365",
                 "451 4.7.500 Server busy",
                 Some("microsoft_server_busy"),
+            ),
+            (
+                "office365",
+                "451 4.7.650 The mail server [192.0.2.1] has been temporarily rate limited",
+                Some("microsoft_4_7_650"),
             ),
             ("yahoo", "550 5.7.1 … on our block list (S3150)", None),
             ("default", "550 5.7.1 likely unsolicited mail", None),

@@ -114,7 +114,12 @@ fn hint_after(rest: &str) -> Option<Duration> {
         .filter(|word| !word.is_empty())
         .peekable();
     while words
-        .next_if(|word| matches!(*word, "about" | "at" | "least" | "another" | "approximately"))
+        .next_if(|word| {
+            matches!(
+                *word,
+                "about" | "at" | "least" | "another" | "approximately"
+            )
+        })
         .is_some()
     {}
     let first = words.next()?;
@@ -124,7 +129,11 @@ fn hint_after(rest: &str) -> Option<Duration> {
         .unwrap_or(first.len());
     let (number, glued) = first.split_at(split);
     let count: u64 = number.parse().ok()?;
-    let unit = if glued.is_empty() { words.next()? } else { glued };
+    let unit = if glued.is_empty() {
+        words.next()?
+    } else {
+        glued
+    };
     let secs_per_unit = match unit {
         "s" | "sec" | "secs" | "second" | "seconds" => 1,
         "m" | "min" | "mins" | "minute" | "minutes" => 60,
@@ -190,11 +199,17 @@ mod tests {
     #[test]
     fn hints_from_real_replies() {
         let cases: &[(&str, Option<u64>)] = &[
-            ("450 4.2.0 Greylisted, please retry in 300 seconds", Some(300)),
+            (
+                "450 4.2.0 Greylisted, please retry in 300 seconds",
+                Some(300),
+            ),
             ("451 4.7.1 Please try again in 5 minutes", Some(300)),
             ("421 4.7.0 Try again after 30 seconds", Some(30)),
             ("450 4.7.1 RETRY AFTER 2 Hours", Some(7200)),
-            ("450 4.2.0 Recipient address rejected: Greylisted for 60 seconds", Some(60)),
+            (
+                "450 4.2.0 Recipient address rejected: Greylisted for 60 seconds",
+                Some(60),
+            ),
             ("451 try again in about 10 min.", Some(600)),
             ("451 please wait at least 90s before retrying", Some(90)),
             ("421 retry in 1 hour", Some(3600)),
@@ -217,8 +232,7 @@ mod tests {
         let now = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(10_000);
         for jitter in [0.0, 0.5, 0.999] {
             let hint = Some(Duration::from_secs(300));
-            let RetryDecision::RetryAt(at) = decide_with_hint(&c, 1, now, now, jitter, hint)
-            else {
+            let RetryDecision::RetryAt(at) = decide_with_hint(&c, 1, now, now, jitter, hint) else {
                 panic!("must retry");
             };
             let delay = (at - now).as_seconds_f64();

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::api_support::{ApiServer, campaign_body, count, leads, snapshot};
+use crate::support::api::{ApiServer, campaign_body, count, leads, snapshot};
 use crate::support::{ADMIN_TOKEN, TestEnv};
 
 /// Every protected route with a body that would be valid for its owner.

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::api_support::{ApiServer, campaign_body, leads, snapshot};
+use crate::support::api::{ApiServer, campaign_body, leads, snapshot};
 use crate::support::TestEnv;
 
 #[tokio::test]
@@ -219,7 +219,7 @@ async fn invalid_campaigns_are_refused_and_change_nothing() {
         answer.message()
     );
 
-    for text in ["{", "{\"name\": \"x\",}", "[1, 2", "nul\u{0}"] {
+    for text in ["{", "{\"name\": \"x\",}", "{\"name\": \"x\"", "nul\u{0}"] {
         api.post_text("/v1/campaigns", Some(&token), text)
             .await
             .assert_error(400, "malformed_json");

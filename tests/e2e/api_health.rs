@@ -6,7 +6,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::api_support::ApiServer;
+use crate::support::api::ApiServer;
 use crate::support::TestEnv;
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::api_support::{ApiServer, control_events, count, leads, snapshot};
+use crate::support::api::{ApiServer, control_events, count, leads, snapshot};
 use crate::support::TestEnv;
 
 fn rejected(answer: &Value) -> Vec<(u64, String)> {

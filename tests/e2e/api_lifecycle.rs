@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::api_support::{ApiServer, control_events, count, leads, snapshot};
+use crate::support::api::{ApiServer, control_events, count, leads, snapshot};
 use crate::support::{TestEnv, wait_for};
 
 #[tokio::test]

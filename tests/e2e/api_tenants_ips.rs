@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::api_support::{ApiServer, control_events, count, snapshot};
+use crate::support::api::{ApiServer, control_events, count, snapshot};
 use crate::support::{ADMIN_TOKEN, TestEnv};
 
 #[tokio::test]

@@ -15,8 +15,6 @@ mod redis_flushed;
 mod suppressed_at_send;
 
 // The control API scenarios; their client lives in `support/api.rs`.
-#[path = "support/api.rs"]
-mod api_support;
 mod api_auth;
 mod api_campaigns;
 mod api_health;

@@ -20,12 +20,12 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::{Name, RData};
-use hickory_resolver::TokioResolver;
 use penguin_config::DnsConfig;
 use thiserror::Error;
 
@@ -78,9 +78,7 @@ impl HickoryResolver {
         // Source IPs are mostly IPv4: A records first, AAAA after, both asked at once.
         options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         options.try_tcp_on_error = true;
-        let inner = builder
-            .build()
-            .map_err(|e| DnsSetupError(e.to_string()))?;
+        let inner = builder.build().map_err(|e| DnsSetupError(e.to_string()))?;
         Ok(Self { inner })
     }
 }

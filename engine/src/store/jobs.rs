@@ -225,6 +225,10 @@ pub async fn apply_transitions(
 
 /// Marks `running` campaigns `completed` when none of their jobs can change any more.
 /// Returns the campaigns that completed.
+///
+/// The campaign rows are locked first (`FOR UPDATE`, which waits for a lead import
+/// holding them `FOR SHARE`); the emptiness check then runs as a separate statement,
+/// so its snapshot includes every job such an import created.
 pub async fn complete_finished_campaigns(
     pool: &Pool,
     campaigns: &[(Uuid, Uuid)],
@@ -235,8 +239,26 @@ pub async fn complete_finished_campaigns(
     }
     let tenants: Vec<Uuid> = campaigns.iter().map(|c| c.0).collect();
     let ids: Vec<Uuid> = campaigns.iter().map(|c| c.1).collect();
-    let client = pool.get().await?;
-    let stmt = client
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let lock = tx
+        .prepare_cached(
+            "SELECT c.tenant_id, c.id FROM campaigns c
+             JOIN unnest($1::uuid[], $2::uuid[]) AS u(tenant_id, id)
+               ON c.tenant_id = u.tenant_id AND c.id = u.id
+             WHERE c.status = 'running'
+             ORDER BY c.tenant_id, c.id
+             FOR UPDATE OF c",
+        )
+        .await?;
+    let locked = tx.query(&lock, &[&tenants, &ids]).await?;
+    if locked.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    let tenants: Vec<Uuid> = locked.iter().map(|r| r.get(0)).collect();
+    let ids: Vec<Uuid> = locked.iter().map(|r| r.get(1)).collect();
+    let complete = tx
         .prepare_cached(
             "UPDATE campaigns c SET status = 'completed', completed_at = $3
              FROM unnest($1::uuid[], $2::uuid[]) AS u(tenant_id, id)
@@ -248,7 +270,8 @@ pub async fn complete_finished_campaigns(
              RETURNING c.tenant_id, c.id",
         )
         .await?;
-    let rows = client.query(&stmt, &[&tenants, &ids, &now]).await?;
+    let rows = tx.query(&complete, &[&tenants, &ids, &now]).await?;
+    tx.commit().await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 

@@ -18,6 +18,7 @@
 // Each scenario uses a different part of the harness.
 #![allow(dead_code)]
 
+pub mod api;
 mod pg_server;
 mod process;
 mod redis_server;
