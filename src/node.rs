@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use penguin_actors::{EngineDeps, EngineHandle, start_engine};
 use penguin_config::Config;
 use penguin_engine::clock::{SharedClock, SystemClock};
+use penguin_engine::dns::MxResolver;
 use penguin_engine::{db, queue};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -30,6 +31,8 @@ pub struct Node {
 pub struct NodeOptions {
     pub metrics: PrometheusHandle,
     pub clock: SharedClock,
+    /// MX resolution; `None` uses hickory configured by `[delivery.dns]`.
+    pub resolver: Option<Arc<dyn MxResolver>>,
 }
 
 impl NodeOptions {
@@ -40,6 +43,7 @@ impl NodeOptions {
                 .build_recorder()
                 .handle(),
             clock: Arc::new(SystemClock),
+            resolver: None,
         }
     }
 }
@@ -55,6 +59,7 @@ impl Node {
             pg: pg.clone(),
             redis: redis.clone(),
             clock: options.clock,
+            resolver: options.resolver,
         })
         .await
         .context("starting the engine")?;

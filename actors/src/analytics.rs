@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use penguin_engine::store::events::{self, Counts, Event};
+use penguin_engine::store::suppressions;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use time::Date;
 use uuid::Uuid;
@@ -22,6 +23,8 @@ pub struct Analytics;
 
 pub enum AnalyticsMsg {
     Record(Vec<Event>),
+    /// A hard bounce: add the address to the tenant's suppression list.
+    Suppress(Uuid, String),
     Flush,
     FlushNow(RpcReplyPort<()>),
 }
@@ -29,6 +32,7 @@ pub enum AnalyticsMsg {
 pub struct AnalyticsState {
     ctx: Ctx,
     buffer: Vec<Event>,
+    suppress: Vec<(Uuid, String)>,
     flush_scheduled: bool,
     failures: u32,
 }
@@ -46,6 +50,7 @@ impl Actor for Analytics {
         Ok(AnalyticsState {
             ctx,
             buffer: Vec::new(),
+            suppress: Vec::new(),
             flush_scheduled: false,
             failures: 0,
         })
@@ -63,6 +68,10 @@ impl Actor for Analytics {
                 if state.buffer.len() >= FLUSH_AT {
                     state.write().await;
                 }
+                state.schedule(&myself);
+            }
+            AnalyticsMsg::Suppress(tenant, email) => {
+                state.suppress.push((tenant, email));
                 state.schedule(&myself);
             }
             AnalyticsMsg::Flush => {
@@ -101,7 +110,7 @@ impl Actor for Analytics {
 
 impl AnalyticsState {
     fn schedule(&mut self, myself: &ActorRef<AnalyticsMsg>) {
-        if self.flush_scheduled || self.buffer.is_empty() {
+        if self.flush_scheduled || (self.buffer.is_empty() && self.suppress.is_empty()) {
             return;
         }
         self.flush_scheduled = true;
@@ -110,6 +119,21 @@ impl AnalyticsState {
     }
 
     async fn write(&mut self) -> bool {
+        if !self.suppress.is_empty() {
+            let rows: Vec<(Uuid, String, &str)> = self
+                .suppress
+                .iter()
+                .map(|(tenant, email)| (*tenant, email.clone(), "hard_bounce"))
+                .collect();
+            match suppressions::add_many(&self.ctx.pg, &rows).await {
+                Ok(_) => self.suppress.clear(),
+                Err(err) => {
+                    self.failures += 1;
+                    tracing::warn!(error = %err, pending = rows.len(), "adding hard bounces to suppressions failed; will retry");
+                    return false;
+                }
+            }
+        }
         if self.buffer.is_empty() {
             return true;
         }
@@ -169,6 +193,14 @@ pub fn record(ctx: &Ctx, batch: Vec<Event>) {
             }
         }
         None => tracing::warn!("analytics restarting; delivery events dropped"),
+    }
+}
+
+/// Queues `email` for the tenant's suppression list (a hard bounce).
+pub fn suppress(ctx: &Ctx, tenant: Uuid, email: String) {
+    match ctx.directory.analytics() {
+        Some(actor) if actor.cast(AnalyticsMsg::Suppress(tenant, email)).is_ok() => {}
+        _ => tracing::warn!(%tenant, "analytics unavailable; a hard bounce was not suppressed"),
     }
 }
 

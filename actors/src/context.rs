@@ -8,7 +8,10 @@ use std::sync::{Arc, RwLock};
 use deadpool_postgres::Pool;
 use penguin_config::Config;
 use penguin_engine::clock::SharedClock;
+use penguin_engine::dns::MxResolver;
+use penguin_engine::provider::ProviderTable;
 use penguin_engine::queue::RedisQueue;
+use penguin_engine::reply_rules::ReplyRules;
 use penguin_engine::route::RouteTable;
 use penguin_engine::store::routing::IpSpec;
 use tokio::sync::watch;
@@ -30,6 +33,10 @@ pub struct EngineContext {
     pub queue: RedisQueue,
     pub clock: SharedClock,
     pub routes: RouteTable,
+    /// MX resolution (cached by TTL) for domains without a configured route.
+    pub resolver: Arc<dyn MxResolver>,
+    pub providers: ProviderTable,
+    pub reply_rules: ReplyRules,
     pub campaigns: CampaignCache,
     pub directory: Directory,
     /// Written by Cluster only.

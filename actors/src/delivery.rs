@@ -2,11 +2,17 @@
 //! bound to the IP's source address and takes claimed jobs (already `sending` in
 //! Postgres) from the IP's work queue, one at a time.
 //!
-//! For every job it renders the message, reuses or opens a connection, runs one SMTP
-//! transaction and reports the outcome straight to StatusWriter (job state) and
-//! Analytics (event), then returns one credit to the tenant. A job of a campaign
-//! that was paused meanwhile, or met while draining, is released to `pending`
-//! without any SMTP. Workers are tasks owned by the Ip actor and aborted with it.
+//! For every job it renders the message, finds the destination (a configured route,
+//! else the domain's MX hosts in order), asks the (IP, provider) shaping for
+//! admission, reuses or opens a connection (within the provider's connection and
+//! per-connection caps, falling back to the next MX on connection failure), runs
+//! one SMTP transaction and reports the outcome straight to StatusWriter (job state)
+//! and Analytics (event with bounce class and provider; hard bounces suppress the
+//! address), applies matching reply rules to the pair, then returns one credit to
+//! the tenant. A job of a campaign paused meanwhile, or met while draining, is
+//! released to `pending` without any SMTP; a job the pair cannot take now is
+//! postponed to Postgres with a later `run_at`. Workers are tasks owned by the Ip
+//! actor and aborted with it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,16 +22,19 @@ use penguin_engine::domain::{JobStatus, email_domain};
 use penguin_engine::message::{RenderContext, new_message_id};
 use penguin_engine::payload::JobV1;
 use penguin_engine::retry::{self, RetryDecision};
+use penguin_engine::dns::{DnsError, destinations};
+use penguin_engine::provider::Provider;
 use penguin_engine::route::Destination;
-use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection};
+use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, Stage, classify, should_suppress};
 use penguin_engine::store::events::Event;
 use penguin_engine::store::jobs::Transition;
 use penguin_engine::store::routing::IpSpec;
 use penguin_engine::tracking;
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
 
 use crate::context::Ctx;
+use crate::shaping::{Admission, Shaping};
 use crate::tenant::TenantMsg;
 use crate::{analytics, metrics, status_writer};
 
@@ -42,11 +51,18 @@ enum Finish {
     Smtp {
         outcome: DeliveryOutcome,
         message_id: String,
+        /// The provider of the destination, when one was found.
+        provider: Option<Provider>,
     },
     /// Could not be attempted and never will (e.g. the template does not render).
     Failed(String),
     /// Not attempted; back to `pending` for a later feed.
     Released,
+    /// Not attempted: the (IP, provider) pair cannot take it before `until`.
+    Postponed {
+        until: OffsetDateTime,
+        why: &'static str,
+    },
 }
 
 pub struct Worker {
@@ -54,11 +70,16 @@ pub struct Worker {
     pub ip: Arc<IpSpec>,
     pub queue: WorkQueue,
     pub draining: Arc<AtomicBool>,
+    pub shaping: Arc<Shaping>,
 }
 
 struct Open {
     conn: SmtpConnection,
     dest: Destination,
+    /// Most messages this connection may carry (config and provider caps).
+    cap: usize,
+    /// This connection's slot among the provider's connections from this IP.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Worker {
@@ -134,51 +155,85 @@ impl Worker {
             Err(err) => return Finish::Failed(format!("template: {err}")),
         };
 
-        let dest = self.ctx.routes.resolve(email_domain(&job.recipient));
+        let dests = match destinations(&self.ctx.routes, &*self.ctx.resolver, email_domain(&job.recipient)).await {
+            Ok(dests) if !dests.is_empty() => dests,
+            Ok(_) => return Finish::Smtp { outcome: dns_outcome(None), message_id, provider: None },
+            Err(err) => return Finish::Smtp { outcome: dns_outcome(Some(&err)), message_id, provider: None },
+        };
+        let provider = self.ctx.providers.classify(&dests[0].host).clone();
+        let now = self.ctx.clock.now();
+        if let Admission::NotBefore { at, why } = self.shaping.admit(&provider, now) {
+            return Finish::Postponed { until: at, why };
+        }
         let reusable = open.as_ref().is_some_and(|o| {
-            o.dest == dest
-                && o.conn.is_usable()
-                && o.conn.messages_sent() < config.delivery.messages_per_connection
+            dests.contains(&o.dest) && o.conn.is_usable() && o.conn.messages_sent() < o.cap
         });
         if !reusable {
             if let Some(old) = open.take() {
                 old.conn.quit().await;
             }
-            match SmtpConnection::connect(
-                self.ip.address,
-                &dest,
-                &self.ip.helo_name,
-                &config.delivery.timeouts,
-            )
-            .await
-            {
-                Ok(conn) => {
-                    metrics::smtp_connection();
-                    *open = Some(Open { conn, dest });
+            match self.open_connection(&dests, &provider).await {
+                Ok(fresh) => *open = Some(fresh),
+                Err(Finish::Smtp { outcome, .. }) => {
+                    return Finish::Smtp { outcome, message_id, provider: Some(provider) };
                 }
-                Err(outcome) => {
-                    return Finish::Smtp {
-                        outcome,
-                        message_id,
-                    };
-                }
+                Err(other) => return other,
             }
         }
         let conn = &mut open.as_mut().expect("connection just ensured").conn;
-        let span = tracing::debug_span!("delivery", job = %job.job_id, ip = %self.ip.address);
+        let span = tracing::debug_span!("delivery", job = %job.job_id, ip = %self.ip.address, provider = %provider.name);
         let _entered = span.enter();
         let outcome = conn
             .send(&campaign.spec.from_address, &job.recipient, &body)
             .await;
-        Finish::Smtp {
-            outcome,
-            message_id,
+        Finish::Smtp { outcome, message_id, provider: Some(provider) }
+    }
+
+    /// Takes a connection slot of the provider, then connects to the first
+    /// destination that answers (MX fallback on connection failures).
+    async fn open_connection(&self, dests: &[Destination], provider: &Provider) -> Result<Open, Finish> {
+        let config = &self.ctx.config;
+        let slots = self.shaping.connections(provider, self.ctx.clock.now());
+        let slot = match tokio::time::timeout(Shaping::connection_wait(), slots.acquire_owned()).await {
+            Ok(Ok(slot)) => slot,
+            _ => {
+                return Err(Finish::Postponed {
+                    until: self.ctx.clock.now() + Duration::from_secs(60),
+                    why: "provider connection limit",
+                });
+            }
+        };
+        let cap = config
+            .delivery
+            .messages_per_connection
+            .min(provider.limits.max_messages_per_connection.max(1));
+        let mut last = None;
+        for dest in dests {
+            match SmtpConnection::connect(self.ip.address, dest, &self.ip.helo_name, &config.delivery.timeouts).await {
+                Ok(conn) => {
+                    metrics::smtp_connection();
+                    return Ok(Open { conn, dest: dest.clone(), cap, _slot: slot });
+                }
+                // A 5xx greeting is the server's answer, not a reachability problem.
+                Err(outcome @ DeliveryOutcome::Bounced { .. }) => {
+                    return Err(Finish::Smtp { outcome, message_id: String::new(), provider: None });
+                }
+                Err(outcome) => last = Some(outcome),
+            }
         }
+        let outcome = last.unwrap_or_else(|| dns_outcome(None));
+        Err(Finish::Smtp { outcome, message_id: String::new(), provider: None })
     }
 
     async fn report(&self, work: Work, finish: Finish) {
         let now = self.ctx.clock.now();
         let job = &work.job;
+        self.apply_reply_rules(&finish, now);
+        if let Finish::Smtp { outcome, .. } = &finish
+            && should_suppress(outcome)
+        {
+            analytics::suppress(&self.ctx, job.tenant_id, job.recipient.clone());
+        }
         let (transition, event) = self.outcome_records(job, work.first_attempt, finish, now);
         if let Some(event) = event {
             analytics::record(&self.ctx, vec![event]);
@@ -200,6 +255,29 @@ impl Worker {
                 ip: self.ip.id,
                 n: 1,
             });
+        }
+    }
+
+    /// A reply that matches a rule slows down or suspends this IP's traffic to the
+    /// provider that gave it.
+    fn apply_reply_rules(&self, finish: &Finish, now: OffsetDateTime) {
+        let Finish::Smtp { outcome, provider: Some(provider), .. } = finish else {
+            return;
+        };
+        if outcome.is_sent() {
+            return;
+        }
+        if let Some(rule) = self.ctx.reply_rules.matching(&provider.name, outcome.reply()) {
+            tracing::warn!(
+                ip = %self.ip.address,
+                provider = %provider.name,
+                rule = rule.name,
+                action = rule.action.as_str(),
+                for_secs = rule.action.duration().as_secs(),
+                "reply rule matched"
+            );
+            metrics::reply_rule(rule.action.as_str());
+            self.shaping.apply(provider, rule.action, now);
         }
     }
 
@@ -233,6 +311,12 @@ impl Worker {
         };
         match finish {
             Finish::Released => return (transition, None),
+            Finish::Postponed { until, why } => {
+                metrics::postponed(why);
+                transition.run_at = Some(until);
+                transition.reply = Some(format!("postponed: {why}"));
+                return (transition, None);
+            }
             Finish::Failed(reason) => {
                 transition.to = JobStatus::Failed;
                 transition.reply = Some(reason.clone());
@@ -241,7 +325,10 @@ impl Worker {
             Finish::Smtp {
                 outcome,
                 message_id,
+                provider,
             } => {
+                event.class = classify(&outcome).map(|c| c.as_str().to_string());
+                event.provider = provider.map(|p| p.name);
                 event.smtp_code = outcome.code().map(i32::from);
                 event.enhanced_code = outcome.enhanced().map(str::to_string);
                 event.reply = Some(outcome.reply().to_string());
@@ -257,12 +344,14 @@ impl Worker {
                     DeliveryOutcome::Deferred { .. } => {
                         let attempts = (job.attempts + 1).max(1) as u32;
                         let jitter = rand::random::<f64>();
-                        match retry::decide(
+                        let hint = retry::retry_hint(outcome.reply());
+                        match retry::decide_with_hint(
                             &self.ctx.config.delivery.retry,
                             attempts,
                             first_attempt,
                             now,
                             jitter,
+                            hint,
                         ) {
                             RetryDecision::RetryAt(at) => {
                                 transition.run_at = Some(at);
@@ -281,5 +370,30 @@ impl Worker {
         metrics::message(transition.to.as_str());
         event.kind = transition.to.as_str().to_string();
         (transition, Some(event))
+    }
+}
+
+/// The outcome of a failed MX lookup: permanent failures (NXDOMAIN, null MX, no
+/// mail host) bounce with the reason; anything else defers.
+fn dns_outcome(err: Option<&DnsError>) -> DeliveryOutcome {
+    match err {
+        Some(err) if err.is_permanent() => DeliveryOutcome::Bounced {
+            code: 550,
+            enhanced: Some("5.1.2".into()),
+            reply: format!("550 5.1.2 {err}"),
+            stage: Stage::Connect,
+        },
+        Some(err) => DeliveryOutcome::Deferred {
+            code: None,
+            enhanced: Some("4.4.3".into()),
+            reply: format!("dns: {err}"),
+            stage: Stage::Connect,
+        },
+        None => DeliveryOutcome::Deferred {
+            code: None,
+            enhanced: Some("4.4.3".into()),
+            reply: "no reachable mail host".into(),
+            stage: Stage::Connect,
+        },
     }
 }

@@ -25,6 +25,7 @@ use uuid::Uuid;
 
 use crate::context::Ctx;
 use crate::delivery::{Work, Worker};
+use crate::shaping::Shaping;
 use crate::tenant::TenantMsg;
 use crate::{analytics, status_writer};
 
@@ -87,6 +88,7 @@ impl Actor for IpActor {
         let (tx, rx) = mpsc::unbounded_channel();
         let queue = Arc::new(Mutex::new(rx));
         let draining = Arc::new(AtomicBool::new(false));
+        let shaping = Arc::new(Shaping::default());
         let workers = (0..ctx.config.delivery.connections_per_ip)
             .map(|_| {
                 let worker = Worker {
@@ -94,6 +96,7 @@ impl Actor for IpActor {
                     ip: spec.clone(),
                     queue: queue.clone(),
                     draining: draining.clone(),
+                    shaping: shaping.clone(),
                 };
                 AbortOnDrop(tokio::spawn(worker.run()))
             })

@@ -31,6 +31,7 @@ pub mod ip;
 pub mod ip_supervisor;
 pub mod metrics;
 pub mod reaper;
+pub mod shaping;
 pub mod status_writer;
 pub mod supervisor;
 pub mod tenant;

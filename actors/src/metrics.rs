@@ -11,6 +11,8 @@ pub const SMTP_CONNECTIONS: &str = "penguin_smtp_connections_total";
 pub const JOBS_FED: &str = "penguin_jobs_fed_total";
 pub const JOBS_RECOVERED: &str = "penguin_jobs_recovered_total";
 pub const OWNED_TENANTS: &str = "penguin_owned_tenants";
+pub const REPLY_RULES: &str = "penguin_reply_rules_matched_total";
+pub const POSTPONED: &str = "penguin_jobs_postponed_total";
 
 /// Registers descriptions with the installed recorder (no-op without one).
 pub fn describe() {
@@ -34,6 +36,8 @@ pub fn describe() {
     describe_counter!(JOBS_FED, "Jobs moved from Postgres to Redis.");
     describe_counter!(JOBS_RECOVERED, "Jobs returned by the reaper, by reason.");
     describe_gauge!(OWNED_TENANTS, "Tenants whose lease this node holds.");
+    describe_counter!(REPLY_RULES, "Replies that matched a reply rule, by action (slow_down, suspend).");
+    describe_counter!(POSTPONED, "Jobs sent back to Postgres with a later run_at by shaping, by reason.");
 }
 
 pub fn message(outcome: &'static str) {
@@ -66,4 +70,12 @@ pub fn jobs_recovered(reason: &'static str, n: u64) {
 
 pub fn owned_tenants(n: usize) {
     gauge!(OWNED_TENANTS).set(n as f64);
+}
+
+pub fn reply_rule(action: &'static str) {
+    counter!(REPLY_RULES, "action" => action).increment(1);
+}
+
+pub fn postponed(why: &'static str) {
+    counter!(POSTPONED, "reason" => why).increment(1);
 }

@@ -14,6 +14,9 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use penguin_config::Config;
 use penguin_engine::clock::SharedClock;
+use penguin_engine::dns::{HickoryResolver, MxResolver};
+use penguin_engine::provider::ProviderTable;
+use penguin_engine::reply_rules::ReplyRules;
 use penguin_engine::queue::RedisQueue;
 use penguin_engine::route::RouteTable;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -41,6 +44,8 @@ pub struct EngineDeps {
     pub pg: Pool,
     pub redis: deadpool_redis::Pool,
     pub clock: SharedClock,
+    /// MX resolution; `None` builds the hickory resolver from `[delivery.dns]`.
+    pub resolver: Option<Arc<dyn MxResolver>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -291,8 +296,20 @@ pub struct EngineHandle {
 /// Starts one node's actor tree.
 pub async fn start_engine(deps: EngineDeps) -> anyhow::Result<EngineHandle> {
     let (ownership, _) = watch::channel(Arc::new(Ownership::default()));
+    let resolver: Arc<dyn MxResolver> = match deps.resolver {
+        Some(resolver) => resolver,
+        None => Arc::new(
+            HickoryResolver::from_config(&deps.config.delivery.dns)
+                .map_err(|e| anyhow::anyhow!("delivery.dns: {e}"))?,
+        ),
+    };
+    let reply_rules = ReplyRules::new(&deps.config.delivery.reply_rules)
+        .map_err(|e| anyhow::anyhow!("delivery.reply_rules: {e}"))?;
     let ctx = Arc::new(EngineContext {
         routes: RouteTable::new(&deps.config.delivery.routes),
+        resolver,
+        providers: ProviderTable::from_config(&deps.config.delivery),
+        reply_rules,
         queue: RedisQueue::new(deps.redis),
         config: deps.config,
         pg: deps.pg,

@@ -9,7 +9,8 @@
 //! - [`validate`]: pure checks of request fields.
 //! - [`metrics`]: metric names and the request-counting middleware.
 //! - `routes/`: one route group per file — `ops` (health, metrics), `tenants`,
-//!   `ips`, `campaigns` (create, read, lifecycle), `leads` (import).
+//!   `ips`, `campaigns` (create, read, lifecycle), `leads` (import), `events`
+//!   (a campaign's delivery events, paged), `suppressions` (list, add, remove).
 //!
 //! Handlers are thin: validate fully, call `penguin_engine::store`, map the result;
 //! no SQL here. After every state change they publish a
@@ -63,6 +64,8 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::ips::routes())
         .merge(routes::campaigns::routes())
         .merge(routes::leads::routes())
+        .merge(routes::events::routes())
+        .merge(routes::suppressions::routes())
         .fallback(|| async { AppError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { AppError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(state.config.api.max_body_bytes))

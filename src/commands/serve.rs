@@ -30,6 +30,7 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
         NodeOptions {
             metrics,
             clock: Arc::new(SystemClock),
+            resolver: None,
         },
     )
     .await?;

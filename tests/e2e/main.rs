@@ -17,7 +17,9 @@ mod suppressed_at_send;
 // The control API scenarios; their client lives in `support/api.rs`.
 mod api_auth;
 mod api_campaigns;
+mod api_events;
 mod api_health;
 mod api_leads;
 mod api_lifecycle;
+mod api_suppressions;
 mod api_tenants_ips;

@@ -1,15 +1,87 @@
 //! The route groups, one per file, each a `routes() -> Router<AppState>` with
-//! full paths. Also [`publish`], the hint every state change sends to the nodes.
+//! full paths. Also [`publish`], the hint every state change sends to the nodes,
+//! and [`Paging`], the `?after=&limit=` of the list routes.
 
 pub mod campaigns;
+pub mod events;
 pub mod ips;
 pub mod leads;
 pub mod ops;
+pub mod suppressions;
 pub mod tenants;
 
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
 use penguin_engine::control::{self, ControlEvent};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::AppState;
+use crate::error::AppError;
+
+/// Rows per page when `limit` is absent, and the most a page may ask for.
+pub(crate) const DEFAULT_PAGE_LIMIT: i64 = 100;
+pub(crate) const MAX_PAGE_LIMIT: i64 = 1000;
+
+/// The query of a list route: rows after the cursor `after` (of type `C`, the
+/// last row's key from the previous page's `next_after`), at most `limit`.
+/// A malformed, repeated or unknown parameter, or a limit outside
+/// 1..=[`MAX_PAGE_LIMIT`], is 422 `invalid_request`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Paging<C> {
+    pub after: Option<C>,
+    pub limit: i64,
+}
+
+impl<C> Paging<C> {
+    /// How many rows to ask the store for: one more than a page, to know
+    /// whether another page follows.
+    pub fn fetch(&self) -> i64 {
+        self.limit + 1
+    }
+
+    /// Cuts `rows` (fetched with [`Self::fetch`]) to a page; returns it and the
+    /// cursor of the next page (`key` of its last row), `None` on the last page.
+    pub fn page<T, K>(&self, mut rows: Vec<T>, key: impl Fn(&T) -> K) -> (Vec<T>, Option<K>) {
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        if rows.len() <= limit {
+            return (rows, None);
+        }
+        rows.truncate(limit);
+        let next = rows.last().map(key);
+        (rows, next)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PagingQuery<C> {
+    after: Option<C>,
+    limit: Option<i64>,
+}
+
+impl<S, C> FromRequestParts<S> for Paging<C>
+where
+    S: Send + Sync,
+    C: DeserializeOwned + Send,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, AppError> {
+        let Query(query) = Query::<PagingQuery<C>>::try_from_uri(&parts.uri)
+            .map_err(|rejection| AppError::invalid(rejection.body_text()))?;
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
+        if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
+            return Err(AppError::invalid(format!(
+                "limit must be between 1 and {MAX_PAGE_LIMIT}"
+            )));
+        }
+        Ok(Paging {
+            after: query.after,
+            limit,
+        })
+    }
+}
 
 /// Tells every engine node about a change. A failure is only logged: the change
 /// is already in Postgres, and nodes poll it anyway (slower).

@@ -4,12 +4,16 @@
 //! - [`tenants`], [`ips`], [`campaigns`], [`leads`]: the control plane (API).
 //! - [`jobs`]: the send-job state machine (feeder claims, sending claims, batched
 //!   conditional transitions, reaper returns).
-//! - [`events`]: delivery events and daily rollups, in batches.
+//! - [`events`]: delivery events and daily rollups, in batches; [`events_read`]
+//!   pages them back for the API.
+//! - [`suppressions`]: a tenant's suppression list (API and hard bounces).
 
 pub mod campaigns;
 pub mod events;
+pub mod events_read;
 pub mod ips;
 pub mod jobs;
 pub mod leads;
 pub mod routing;
+pub mod suppressions;
 pub mod tenants;

@@ -252,6 +252,80 @@ impl ApiClient {
         .await
     }
 
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Answer {
+        self.raw(Method::DELETE, path, token, None, None).await
+    }
+
+    /// `GET /v1/suppressions{query}` (`query` empty or starting with `?`).
+    pub async fn suppressions(&self, token: &str, query: &str) -> Answer {
+        self.get(&format!("/v1/suppressions{query}"), Some(token))
+            .await
+    }
+
+    /// `POST /v1/suppressions` with `body`.
+    pub async fn add_suppressions_with(&self, token: &str, body: &Value) -> Answer {
+        self.post("/v1/suppressions", Some(token), body).await
+    }
+
+    /// `POST /v1/suppressions` `{emails, reason}`, expecting 200; returns the body.
+    pub async fn add_suppressions(&self, token: &str, emails: &[&str], reason: &str) -> Value {
+        let body = json!({ "emails": emails, "reason": reason });
+        let answer = self.add_suppressions_with(token, &body).await;
+        answer.expect(200).clone()
+    }
+
+    /// `DELETE /v1/suppressions/{email}`, the address percent-encoded.
+    pub async fn remove_suppression(&self, token: Option<&str>, email: &str) -> Answer {
+        let path = format!("/v1/suppressions/{}", path_encode(email));
+        self.delete(&path, token).await
+    }
+
+    /// Every suppression of the token's tenant, walking the pages `limit` at a
+    /// time; panics unless every page is well-formed and at most `limit` long.
+    pub async fn all_suppressions(&self, token: &str, limit: usize) -> Vec<Value> {
+        let mut rows = Vec::new();
+        let mut query = format!("?limit={limit}");
+        loop {
+            let answer = self.suppressions(token, &query).await;
+            let page = answer.expect(200);
+            let items = page["suppressions"].as_array().expect("suppressions");
+            assert!(items.len() <= limit, "page over limit: {page:#}");
+            rows.extend(items.iter().cloned());
+            match page["next_after"].as_str() {
+                Some(after) => query = format!("?limit={limit}&after={}", path_encode(after)),
+                None => return rows,
+            }
+        }
+    }
+
+    /// `GET /v1/campaigns/{id}/events{query}` (`query` empty or starting with `?`).
+    pub async fn events(&self, token: &str, campaign: Uuid, query: &str) -> Answer {
+        self.get(
+            &format!("/v1/campaigns/{campaign}/events{query}"),
+            Some(token),
+        )
+        .await
+    }
+
+    /// Every event of a campaign, walking the pages `limit` at a time; panics
+    /// unless every page is well-formed and at most `limit` long.
+    pub async fn all_events(&self, token: &str, campaign: Uuid, limit: usize) -> Vec<Value> {
+        let mut rows = Vec::new();
+        let mut query = format!("?limit={limit}");
+        loop {
+            let answer = self.events(token, campaign, &query).await;
+            let page = answer.expect(200);
+            let items = page["events"].as_array().expect("events");
+            assert!(items.len() <= limit, "page over limit: {page:#}");
+            rows.extend(items.iter().cloned());
+            match page["next_after"].as_i64() {
+                Some(after) => query = format!("?limit={limit}&after={after}"),
+                None => return rows,
+            }
+        }
+    }
+
     /// `POST /v1/campaigns/{id}/{action}` (start, pause, resume, cancel).
     pub async fn action(&self, token: &str, id: Uuid, action: &str) -> Answer {
         self.post(
@@ -291,6 +365,29 @@ pub fn leads(n: usize) -> Value {
             .map(|i| json!({ "email": format!("lead{i}@example.com"), "fields": { "first_name": format!("Lead{i}") } }))
             .collect(),
     )
+}
+
+/// `text` percent-encoded for a path segment or query value (every byte but
+/// ASCII letters, digits and `-._~`).
+pub fn path_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Every suppression row of every tenant as `tenant:email:reason`, sorted, to
+/// prove a request changed (or did not change) exactly what it should.
+pub async fn suppression_rows(env: &TestEnv) -> Vec<String> {
+    env.psql("SELECT tenant_id::text || ':' || email || ':' || reason FROM suppressions ORDER BY 1")
+        .await
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
 }
 
 /// The number of rows `sql` (a `SELECT count(*) …`) counts.

@@ -1,0 +1,194 @@
+//! Traffic shaping of one IP towards each provider (the (IP, provider) pair,
+//! DESIGN.md §5–§6): at most `max_connections` connections at once, at most
+//! `max_messages_per_hour` messages per clock hour, and the actions of reply rules
+//! — suspend the pair for a while, or slow it down (its hourly cap multiplied by a
+//! factor) for a while. A job the pair cannot take now is postponed: it goes back
+//! to Postgres with a later `run_at`, never into a busy loop.
+//!
+//! Owned by one Ip actor and shared with its delivery workers. The counters live in
+//! memory and start from zero when the Ip actor restarts; per-IP daily and hourly
+//! allowances that survive restarts (Redis counters rebuilt from Postgres) belong
+//! to the warm-up step.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use penguin_engine::provider::Provider;
+use penguin_engine::reply_rules::RuleAction;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+
+/// Smallest hourly cap a slow-down leaves.
+const MIN_SLOW_CAP: u32 = 1;
+/// Cap assumed for a pair without its own hourly cap when it is first slowed.
+const NOMINAL_CAP: u32 = 60;
+
+/// Whether a message may start towards a provider now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    Go,
+    /// Not before this time; `why` is a short reason for logs and the job's reply.
+    NotBefore { at: OffsetDateTime, why: &'static str },
+}
+
+struct Pair {
+    connections: Arc<Semaphore>,
+    hour: i64,
+    sent_this_hour: u32,
+    suspended_until: Option<OffsetDateTime>,
+    /// The slowed hourly cap and until when it applies.
+    slowed: Option<(u32, OffsetDateTime)>,
+}
+
+#[derive(Default)]
+pub struct Shaping {
+    pairs: Mutex<HashMap<String, Pair>>,
+}
+
+fn hour_of(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp().div_euclid(3600)
+}
+
+fn next_hour(t: OffsetDateTime) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp((hour_of(t) + 1) * 3600).unwrap_or(t)
+}
+
+impl Shaping {
+    fn with_pair<R>(&self, provider: &Provider, now: OffsetDateTime, f: impl FnOnce(&mut Pair) -> R) -> R {
+        let mut pairs = self.pairs.lock().expect("shaping lock");
+        let pair = pairs.entry(provider.name.clone()).or_insert_with(|| Pair {
+            connections: Arc::new(Semaphore::new(provider.limits.max_connections.max(1))),
+            hour: hour_of(now),
+            sent_this_hour: 0,
+            suspended_until: None,
+            slowed: None,
+        });
+        if pair.hour != hour_of(now) {
+            pair.hour = hour_of(now);
+            pair.sent_this_hour = 0;
+        }
+        if pair.suspended_until.is_some_and(|until| until <= now) {
+            pair.suspended_until = None;
+        }
+        if pair.slowed.is_some_and(|(_, until)| until <= now) {
+            pair.slowed = None;
+        }
+        f(pair)
+    }
+
+    /// Admits one message towards `provider` (and counts it), or says when to retry.
+    pub fn admit(&self, provider: &Provider, now: OffsetDateTime) -> Admission {
+        let cap = provider.limits.max_messages_per_hour;
+        self.with_pair(provider, now, |pair| {
+            if let Some(until) = pair.suspended_until {
+                return Admission::NotBefore { at: until, why: "provider suspended by a reply rule" };
+            }
+            let effective = match (pair.slowed, cap) {
+                (Some((slow_cap, _)), _) => Some(slow_cap),
+                (None, Some(cap)) if cap > 0 => Some(cap),
+                _ => None,
+            };
+            if effective.is_some_and(|cap| pair.sent_this_hour >= cap) {
+                let why = if pair.slowed.is_some() { "provider slowed by a reply rule" } else { "provider hourly cap reached" };
+                return Admission::NotBefore { at: next_hour(now), why };
+            }
+            pair.sent_this_hour += 1;
+            Admission::Go
+        })
+    }
+
+    /// The semaphore bounding this IP's connections to `provider`.
+    pub fn connections(&self, provider: &Provider, now: OffsetDateTime) -> Arc<Semaphore> {
+        self.with_pair(provider, now, |pair| pair.connections.clone())
+    }
+
+    /// Applies a reply rule's action to the pair.
+    pub fn apply(&self, provider: &Provider, action: RuleAction, now: OffsetDateTime) {
+        let until = now + action.duration();
+        let base_cap = provider.limits.max_messages_per_hour.filter(|c| *c > 0);
+        self.with_pair(provider, now, |pair| match action {
+            RuleAction::Suspend { .. } => {
+                pair.suspended_until = Some(pair.suspended_until.map_or(until, |u| u.max(until)));
+            }
+            RuleAction::SlowDown { factor, .. } => {
+                let current = pair
+                    .slowed
+                    .map(|(cap, _)| cap)
+                    .or(base_cap)
+                    .unwrap_or_else(|| pair.sent_this_hour.max(NOMINAL_CAP));
+                let slowed = ((current as f64 * factor) as u32).max(MIN_SLOW_CAP);
+                let until = pair.slowed.map_or(until, |(_, u)| u.max(until));
+                pair.slowed = Some((slowed, until));
+            }
+        });
+    }
+
+    /// How long a delivery worker waits for a connection slot before postponing.
+    pub fn connection_wait() -> Duration {
+        Duration::from_secs(30)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use penguin_config::ProviderLimits;
+
+    fn provider(cap: Option<u32>) -> Provider {
+        Provider {
+            name: "google".into(),
+            limits: ProviderLimits {
+                max_connections: 2,
+                max_messages_per_connection: 10,
+                max_messages_per_hour: cap,
+            },
+        }
+    }
+
+    fn at(secs: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_700_000_000 - 1_700_000_000 % 3600 + secs).unwrap()
+    }
+
+    #[test]
+    fn hourly_cap_postpones_to_the_next_hour() {
+        let shaping = Shaping::default();
+        let p = provider(Some(3));
+        for _ in 0..3 {
+            assert_eq!(shaping.admit(&p, at(10)), Admission::Go);
+        }
+        let Admission::NotBefore { at: when, .. } = shaping.admit(&p, at(20)) else {
+            panic!("cap must hold");
+        };
+        assert_eq!(when, at(3600));
+        assert_eq!(shaping.admit(&p, at(3600)), Admission::Go, "a new hour starts afresh");
+    }
+
+    #[test]
+    fn suspend_holds_until_it_expires() {
+        let shaping = Shaping::default();
+        let p = provider(None);
+        shaping.apply(&p, RuleAction::Suspend { for_: Duration::from_secs(600) }, at(0));
+        assert!(matches!(shaping.admit(&p, at(599)), Admission::NotBefore { .. }));
+        assert_eq!(shaping.admit(&p, at(600)), Admission::Go);
+    }
+
+    #[test]
+    fn slow_down_lowers_the_cap_for_a_while() {
+        let shaping = Shaping::default();
+        let p = provider(Some(100));
+        shaping.apply(&p, RuleAction::SlowDown { factor: 0.05, for_: Duration::from_secs(7200) }, at(0));
+        for _ in 0..5 {
+            assert_eq!(shaping.admit(&p, at(1)), Admission::Go);
+        }
+        assert!(matches!(shaping.admit(&p, at(2)), Admission::NotBefore { .. }), "slowed to 5 per hour");
+        assert_eq!(shaping.admit(&p, at(7300)), Admission::Go, "slow-down expired");
+    }
+
+    #[test]
+    fn connections_are_bounded_per_provider() {
+        let shaping = Shaping::default();
+        let sem = shaping.connections(&provider(None), at(0));
+        assert_eq!(sem.available_permits(), 2);
+    }
+}

@@ -1,0 +1,93 @@
+//! `GET /v1/campaigns/{id}/events?after=&limit=` (tenant): the delivery events of
+//! one campaign, oldest first → `{events: [{id, job_id, ip_id, kind, smtp_code,
+//! enhanced_code, class, provider, reply, created_at, recipient}], next_after}`.
+//!
+//! Events are append-only and ids only grow, so paging by `after` = the last id
+//! seen walks every event exactly once, also while new ones arrive (they land on
+//! later pages). `next_after` is `null` on the last page; a client tailing the
+//! campaign keeps polling with the last id it saw. A campaign of another tenant
+//! (or none) answers 404.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use penguin_engine::db::StoreError;
+use penguin_engine::store;
+use penguin_engine::store::events_read::EventRow;
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::Paging;
+use crate::AppState;
+use crate::auth::TenantCaller;
+use crate::error::{ApiResult, AppError};
+use crate::extract::IdPath;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/campaigns/{id}/events", get(list))
+}
+
+/// One event as the API shows it.
+#[derive(Debug, Serialize)]
+struct EventBody {
+    id: i64,
+    job_id: Uuid,
+    ip_id: Option<Uuid>,
+    kind: String,
+    smtp_code: Option<i32>,
+    enhanced_code: Option<String>,
+    class: Option<String>,
+    provider: Option<String>,
+    reply: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    recipient: Option<String>,
+}
+
+impl From<EventRow> for EventBody {
+    fn from(e: EventRow) -> Self {
+        EventBody {
+            id: e.id,
+            job_id: e.job_id,
+            ip_id: e.ip_id,
+            kind: e.kind,
+            smtp_code: e.smtp_code,
+            enhanced_code: e.enhanced_code,
+            class: e.class,
+            provider: e.provider,
+            reply: e.reply,
+            created_at: e.created_at,
+            recipient: e.recipient,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct EventsBody {
+    events: Vec<EventBody>,
+    next_after: Option<i64>,
+}
+
+async fn list(
+    TenantCaller(tenant): TenantCaller,
+    State(state): State<AppState>,
+    IdPath(campaign): IdPath,
+    paging: Paging<i64>,
+) -> ApiResult<Json<EventsBody>> {
+    let after = paging.after.unwrap_or(0);
+    if after < 0 {
+        return Err(AppError::invalid("after must be an event id (0 or more)"));
+    }
+    let rows = store::events_read::events_page(&state.pg, tenant, campaign, after, paging.fetch())
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => AppError::not_found("no such campaign"),
+            other => other.into(),
+        })?;
+    let (rows, next_after) = paging.page(rows, |e| e.id);
+    Ok(Json(EventsBody {
+        events: rows.into_iter().map(EventBody::from).collect(),
+        next_after,
+    }))
+}

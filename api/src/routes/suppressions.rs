@@ -1,0 +1,242 @@
+//! The calling tenant's suppression list (`/v1/suppressions`, tenant token):
+//!
+//! - `GET /v1/suppressions?after=&limit=` → `{suppressions: [{email, reason,
+//!   created_at}], next_after}`, ordered by email; `next_after` is the cursor of
+//!   the next page (the last email of this one), `null` on the last page.
+//! - `POST /v1/suppressions` `{emails: [..], reason?}` → `{added, already,
+//!   rejected: [{index, reason}]}`. `index` is the 0-based position in `emails`;
+//!   an invalid address is rejected, one already suppressed (or repeated in the
+//!   request) counts in `already`, so `added + already + rejected.len()` =
+//!   addresses sent. `reason` defaults to `manual`; tenants may give `manual`,
+//!   `unsubscribe` or `complaint` (`hard_bounce` is the engine's). At most
+//!   [`MAX_EMAILS`] addresses per request; one bulk insert.
+//! - `DELETE /v1/suppressions/{email}` (the address percent-encoded) → 204, or
+//!   404 when the address is not on the list.
+//!
+//! Addresses are normalised (`normalize_email`: trimmed, lower-cased) exactly
+//! as lead import does, so a suppressed address matches its leads. Rows of
+//! other tenants are never read or changed (every store call filters `tenant_id`).
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use penguin_engine::db::StoreError;
+use penguin_engine::domain::normalize_email;
+use penguin_engine::store;
+use penguin_engine::store::suppressions::{Suppression, SuppressionReason};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::Paging;
+use crate::AppState;
+use crate::auth::TenantCaller;
+use crate::error::{ApiResult, AppError};
+use crate::extract::JsonBody;
+
+/// Most addresses in one `POST /v1/suppressions`.
+pub const MAX_EMAILS: usize = 10_000;
+/// Longest `after` cursor (an address is at most 254 bytes).
+const MAX_CURSOR: usize = 254;
+
+/// The reasons a tenant may give; `hard_bounce` comes from delivery only.
+const TENANT_REASONS: [SuppressionReason; 3] = [
+    SuppressionReason::Manual,
+    SuppressionReason::Unsubscribe,
+    SuppressionReason::Complaint,
+];
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/suppressions", get(list).post(add))
+        .route("/v1/suppressions/{email}", delete(remove))
+}
+
+#[derive(Debug, Serialize)]
+struct SuppressionBody {
+    email: String,
+    reason: SuppressionReason,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+}
+
+impl From<Suppression> for SuppressionBody {
+    fn from(s: Suppression) -> Self {
+        SuppressionBody {
+            email: s.email,
+            reason: s.reason,
+            created_at: s.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ListBody {
+    suppressions: Vec<SuppressionBody>,
+    next_after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddSuppressions {
+    emails: Vec<String>,
+    reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+struct Rejected {
+    index: usize,
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct AddResult {
+    added: u64,
+    already: u64,
+    rejected: Vec<Rejected>,
+}
+
+async fn list(
+    TenantCaller(tenant): TenantCaller,
+    State(state): State<AppState>,
+    paging: Paging<String>,
+) -> ApiResult<Json<ListBody>> {
+    if let Some(after) = &paging.after
+        && (after.len() > MAX_CURSOR || after.chars().any(char::is_control))
+    {
+        return Err(AppError::invalid(format!(
+            "after must be an address of at most {MAX_CURSOR} bytes without control characters"
+        )));
+    }
+    let rows =
+        store::suppressions::list(&state.pg, tenant, paging.after.as_deref(), paging.fetch())
+            .await?;
+    let (rows, next_after) = paging.page(rows, |s| s.email.clone());
+    Ok(Json(ListBody {
+        suppressions: rows.into_iter().map(SuppressionBody::from).collect(),
+        next_after,
+    }))
+}
+
+/// The reason a tenant asked for (default `manual`), or why it is refused.
+fn tenant_reason(reason: Option<&str>) -> ApiResult<SuppressionReason> {
+    let Some(name) = reason else {
+        return Ok(SuppressionReason::Manual);
+    };
+    let allowed = || {
+        TENANT_REASONS
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match name.parse::<SuppressionReason>() {
+        Ok(reason) if TENANT_REASONS.contains(&reason) => Ok(reason),
+        Ok(reason) => Err(AppError::invalid(format!(
+            "reason {reason} is recorded by the engine only; use one of {}",
+            allowed()
+        ))),
+        Err(()) => Err(AppError::invalid(format!(
+            "reason {name:?} is not one of {}",
+            allowed()
+        ))),
+    }
+}
+
+/// Splits the addresses into normalised valid ones and rejections.
+fn check_emails(emails: &[String]) -> (Vec<String>, Vec<Rejected>) {
+    let mut valid = Vec::with_capacity(emails.len());
+    let mut rejected = Vec::new();
+    for (index, email) in emails.iter().enumerate() {
+        match normalize_email(email) {
+            Ok(email) => valid.push(email),
+            Err(e) => rejected.push(Rejected {
+                index,
+                reason: format!("email {e}"),
+            }),
+        }
+    }
+    (valid, rejected)
+}
+
+async fn add(
+    TenantCaller(tenant): TenantCaller,
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<AddSuppressions>,
+) -> ApiResult<Json<AddResult>> {
+    let reason = tenant_reason(request.reason.as_deref())?;
+    if request.emails.is_empty() || request.emails.len() > MAX_EMAILS {
+        return Err(AppError::invalid(format!(
+            "emails must hold 1-{MAX_EMAILS} addresses"
+        )));
+    }
+    let (valid, rejected) = check_emails(&request.emails);
+    let (added, already) = store::suppressions::add(&state.pg, tenant, &valid, reason).await?;
+    tracing::info!(
+        tenant_id = %tenant, %reason, added, already, rejected = rejected.len(),
+        "suppressions added"
+    );
+    Ok(Json(AddResult {
+        added,
+        already,
+        rejected,
+    }))
+}
+
+async fn remove(
+    TenantCaller(tenant): TenantCaller,
+    State(state): State<AppState>,
+    email: Result<Path<String>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    let Path(raw) =
+        email.map_err(|_| AppError::invalid("email in the path is not a valid address"))?;
+    let email = normalize_email(&raw).map_err(|e| AppError::invalid_field("email", &e))?;
+    store::suppressions::remove(&state.pg, tenant, &email)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => AppError::not_found("address is not suppressed"),
+            other => other.into(),
+        })?;
+    tracing::info!(tenant_id = %tenant, "suppression removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenants_may_give_three_reasons() {
+        assert_eq!(tenant_reason(None).unwrap(), SuppressionReason::Manual);
+        for (name, reason) in [
+            ("manual", SuppressionReason::Manual),
+            ("unsubscribe", SuppressionReason::Unsubscribe),
+            ("complaint", SuppressionReason::Complaint),
+        ] {
+            assert_eq!(tenant_reason(Some(name)).unwrap(), reason);
+        }
+        for bad in ["hard_bounce", "bounce", "", "Manual", "manual\r\n"] {
+            let err = tenant_reason(Some(bad)).unwrap_err();
+            assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+        }
+        assert!(
+            tenant_reason(Some("hard_bounce"))
+                .unwrap_err()
+                .message
+                .contains("engine")
+        );
+    }
+
+    #[test]
+    fn emails_are_normalised_or_rejected_by_index() {
+        let emails: Vec<String> = ["Ann@Example.com", "nope", "a\r\nb@x.com", " bob@x.com "]
+            .map(String::from)
+            .to_vec();
+        let (valid, rejected) = check_emails(&emails);
+        assert_eq!(valid, vec!["ann@example.com", "bob@x.com"]);
+        let indexes: Vec<usize> = rejected.iter().map(|r| r.index).collect();
+        assert_eq!(indexes, vec![1, 2]);
+        assert!(rejected[0].reason.starts_with("email "));
+    }
+}

@@ -1,0 +1,202 @@
+//! A tenant's suppression list: addresses that must never be sent to again.
+//!
+//! Called by the control API (`/v1/suppressions`: [`list`], [`add`], [`remove`])
+//! and by the engine's Analytics actor ([`add_many`], hard bounces in batches).
+//! The list is read where it matters by other modules: the sending claim in
+//! `store::jobs` and lead import in `store::leads`.
+//!
+//! Guarantees: every query filters `tenant_id` explicitly, so a call never reads
+//! or changes another tenant's rows; writes are one bulk
+//! `INSERT … SELECT FROM unnest() ON CONFLICT DO NOTHING`, so adding an address
+//! twice (or concurrently) keeps the first row and its reason. Callers pass
+//! addresses already normalised (`domain::normalize_email`: trimmed, lower-cased).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+
+use deadpool_postgres::Pool;
+use serde::Serialize;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::StoreError;
+
+/// Why an address is suppressed (the schema's `suppressions.reason` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressionReason {
+    /// A permanent delivery failure of the address (recorded by the engine).
+    HardBounce,
+    /// The recipient reported the message as spam.
+    Complaint,
+    /// The recipient unsubscribed.
+    Unsubscribe,
+    /// Added by hand through the API.
+    Manual,
+}
+
+impl SuppressionReason {
+    pub const ALL: [SuppressionReason; 4] = [
+        SuppressionReason::HardBounce,
+        SuppressionReason::Complaint,
+        SuppressionReason::Unsubscribe,
+        SuppressionReason::Manual,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuppressionReason::HardBounce => "hard_bounce",
+            SuppressionReason::Complaint => "complaint",
+            SuppressionReason::Unsubscribe => "unsubscribe",
+            SuppressionReason::Manual => "manual",
+        }
+    }
+}
+
+impl fmt::Display for SuppressionReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SuppressionReason {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        SuppressionReason::ALL
+            .into_iter()
+            .find(|reason| reason.as_str() == s)
+            .ok_or(())
+    }
+}
+
+/// One suppressed address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppression {
+    pub email: String,
+    pub reason: SuppressionReason,
+    pub created_at: OffsetDateTime,
+}
+
+/// Up to `limit` suppressions of `tenant` ordered by email, starting after the
+/// email `after` (exclusive; `None` = from the start). One range scan of the
+/// primary key `(tenant_id, email)`, whatever the page.
+pub async fn list(
+    pool: &Pool,
+    tenant: Uuid,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Suppression>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT email, reason, created_at FROM suppressions
+             WHERE tenant_id = $1 AND email > coalesce($2::text, '')
+             ORDER BY email
+             LIMIT $3",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&tenant, &after, &limit]).await?;
+    rows.iter()
+        .map(|row| {
+            let reason: &str = row.get(1);
+            Ok(Suppression {
+                email: row.get(0),
+                reason: reason
+                    .parse()
+                    .map_err(|_| StoreError::Invalid(format!("suppression reason {reason}")))?,
+                created_at: row.get(2),
+            })
+        })
+        .collect()
+}
+
+/// Suppresses `emails` for `tenant` with `reason`, in one statement. Returns
+/// `(added, already)`: how many addresses are new, and how many were suppressed
+/// before (or repeat an earlier entry of `emails`); together `emails.len()`.
+pub async fn add(
+    pool: &Pool,
+    tenant: Uuid,
+    emails: &[String],
+    reason: SuppressionReason,
+) -> Result<(u64, u64), StoreError> {
+    let mut seen = HashSet::with_capacity(emails.len());
+    let distinct: Vec<&str> = emails
+        .iter()
+        .map(String::as_str)
+        .filter(|email| seen.insert(*email))
+        .collect();
+    if distinct.is_empty() {
+        return Ok((0, emails.len() as u64));
+    }
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO suppressions (tenant_id, email, reason)
+             SELECT $1, u.email, $3 FROM unnest($2::text[]) AS u(email)
+             ON CONFLICT (tenant_id, email) DO NOTHING",
+        )
+        .await?;
+    let added = client
+        .execute(&stmt, &[&tenant, &distinct, &reason.as_str()])
+        .await?;
+    Ok((added, emails.len() as u64 - added))
+}
+
+/// Lifts the suppression of `email` for `tenant`; [`StoreError::NotFound`] when
+/// the address is not on the tenant's list.
+pub async fn remove(pool: &Pool, tenant: Uuid, email: &str) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached("DELETE FROM suppressions WHERE tenant_id = $1 AND email = $2")
+        .await?;
+    match client.execute(&stmt, &[&tenant, &email]).await? {
+        0 => Err(StoreError::NotFound),
+        _ => Ok(()),
+    }
+}
+
+/// Suppresses many `(tenant, email, reason)` rows of any tenants in one
+/// statement (the Analytics actor's batch of hard bounces); rows already present
+/// keep their first reason. `reason` is one of [`SuppressionReason::as_str`]
+/// (anything else is [`StoreError::Invalid`] and nothing is written). Returns how
+/// many rows are new.
+pub async fn add_many(pool: &Pool, rows: &[(Uuid, String, &str)]) -> Result<u64, StoreError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let tenants: Vec<Uuid> = rows.iter().map(|(tenant, _, _)| *tenant).collect();
+    let emails: Vec<&str> = rows.iter().map(|(_, email, _)| email.as_str()).collect();
+    let reasons: Vec<&str> = rows.iter().map(|(_, _, reason)| *reason).collect();
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO suppressions (tenant_id, email, reason)
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
+             ON CONFLICT (tenant_id, email) DO NOTHING",
+        )
+        .await?;
+    Ok(client
+        .execute(&stmt, &[&tenants, &emails, &reasons])
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_round_trip_through_their_names() {
+        for reason in SuppressionReason::ALL {
+            assert_eq!(reason.as_str().parse(), Ok(reason));
+            assert_eq!(reason.to_string(), reason.as_str());
+        }
+        assert!("bounce".parse::<SuppressionReason>().is_err());
+        assert!("Manual".parse::<SuppressionReason>().is_err());
+        assert_eq!(
+            serde_json::to_value(SuppressionReason::HardBounce).unwrap(),
+            "hard_bounce"
+        );
+    }
+}
