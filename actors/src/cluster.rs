@@ -123,7 +123,7 @@ impl ClusterState {
         }
         let before = self.ctx.owned();
         for tenant in owned.iter().filter(|t| !before.tenants.contains(t)) {
-            crate::reaper::recover_redis_loss(&self.ctx, *tenant, true).await;
+            self.take_over(*tenant).await;
         }
         let ips = match routing::ips_of(&self.ctx.pg, &owned).await {
             Ok(ips) => ips,
@@ -150,6 +150,23 @@ impl ClusterState {
         if changed {
             feeder::wake(&self.ctx);
         }
+    }
+
+    /// A tenant whose lease this process just took: whoever worked it before (a
+    /// dead node, or this node before a restart) is gone, so its `sending` jobs are
+    /// orphans and its Redis state may be stale. Runs before the Feeder and the
+    /// Ip actors see the tenant.
+    async fn take_over(&self, tenant: Uuid) {
+        let now = self.ctx.clock.now();
+        match penguin_engine::store::jobs::release_stale_sending(&self.ctx.pg, &[tenant], now, now).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(%tenant, jobs = n, "returned jobs a previous owner left `sending`");
+                metrics::jobs_recovered("takeover", n);
+            }
+            Err(err) => tracing::warn!(%tenant, error = %err, "releasing orphaned sending jobs failed"),
+        }
+        crate::reaper::recover_redis_loss(&self.ctx, tenant, true).await;
     }
 
     async fn control(&mut self, event: ControlEvent) {

@@ -14,6 +14,7 @@
 //! postponed to Postgres with a later `run_at`. Workers are tasks owned by the Ip
 //! actor and aborted with it.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,7 +32,7 @@ use penguin_engine::store::jobs::Transition;
 use penguin_engine::store::routing::IpSpec;
 use penguin_engine::tracking;
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
+use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, mpsc};
 
 use crate::context::Ctx;
 use crate::shaping::{Admission, Shaping};
@@ -45,6 +46,12 @@ pub struct Work {
 }
 
 pub type WorkQueue = Arc<Mutex<mpsc::UnboundedReceiver<Work>>>;
+
+enum Next {
+    Work(Work),
+    Again,
+    Closed,
+}
 
 /// How one job ended on this worker.
 enum Finish {
@@ -63,6 +70,46 @@ enum Finish {
         until: OffsetDateTime,
         why: &'static str,
     },
+    /// Every connection slot of the pair is taken: the job goes to the pair's
+    /// ready queue, which the slot holders drain (no worker blocks on a slot).
+    HandOff(String),
+}
+
+/// Jobs waiting for a connection of their (IP, provider) pair, per provider.
+#[derive(Default)]
+pub struct ReadyQueues {
+    queues: std::sync::Mutex<HashMap<String, VecDeque<Work>>>,
+    /// Woken when a job is handed off or a slot is released with jobs waiting.
+    pub wake: Notify,
+}
+
+impl ReadyQueues {
+    fn push(&self, provider: String, work: Work) {
+        self.queues.lock().expect("ready lock").entry(provider).or_default().push_back(work);
+        self.wake.notify_waiters();
+    }
+
+    fn pop(&self, provider: &str) -> Option<Work> {
+        self.queues.lock().expect("ready lock").get_mut(provider)?.pop_front()
+    }
+
+    fn has_work(&self, provider: &str) -> bool {
+        self.queues.lock().expect("ready lock").get(provider).is_some_and(|q| !q.is_empty())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queues.lock().expect("ready lock").values().all(VecDeque::is_empty)
+    }
+
+    /// A waiting job of a pair that has a free connection slot, for a worker
+    /// without a connection.
+    fn pop_any(&self, has_free_slot: impl Fn(&str) -> bool) -> Option<Work> {
+        let mut queues = self.queues.lock().expect("ready lock");
+        queues
+            .iter_mut()
+            .find(|(provider, queue)| !queue.is_empty() && has_free_slot(provider))
+            .and_then(|(_, queue)| queue.pop_front())
+    }
 }
 
 pub struct Worker {
@@ -71,11 +118,13 @@ pub struct Worker {
     pub queue: WorkQueue,
     pub draining: Arc<AtomicBool>,
     pub shaping: Arc<Shaping>,
+    pub ready: Arc<ReadyQueues>,
 }
 
 struct Open {
     conn: SmtpConnection,
     dest: Destination,
+    provider: Provider,
     /// Most messages this connection may carry (config and provider caps).
     cap: usize,
     /// This connection's slot among the provider's connections from this IP.
@@ -87,25 +136,63 @@ impl Worker {
         let idle = Duration::from_millis(self.ctx.config.delivery.idle_timeout_ms);
         let mut open: Option<Open> = None;
         loop {
-            let next = {
-                let mut queue = self.queue.lock().await;
-                tokio::time::timeout(idle, queue.recv()).await
-            };
-            let work = match next {
-                Ok(Some(work)) => work,
-                Ok(None) => break,
-                Err(_idle) => {
-                    if let Some(idle_conn) = open.take() {
-                        idle_conn.conn.quit().await;
+            let work = match self.next_work(&mut open, idle).await {
+                Next::Work(work) => work,
+                Next::Again => continue,
+                Next::Closed => {
+                    // Draining: what still waits for a slot goes back to `pending`.
+                    while let Some(work) = self.ready.pop_any(|_| true) {
+                        self.report(work, Finish::Released).await;
                     }
-                    continue;
+                    break;
                 }
             };
-            let finish = self.attempt(&work.job, &mut open).await;
-            self.report(work, finish).await;
+            match self.attempt(&work.job, &mut open).await {
+                Finish::HandOff(provider) => self.ready.push(provider, work),
+                finish => self.report(work, finish).await,
+            }
         }
-        if let Some(last) = open.take() {
-            last.conn.quit().await;
+        self.close(&mut open).await;
+    }
+
+    /// The next job: first one waiting for this worker's open connection, else the
+    /// IP's queue, else (without a connection) one waiting for a free slot. While
+    /// waiting, a hand-off wakes the worker; an idle connection is closed.
+    async fn next_work(&self, open: &mut Option<Open>, idle: Duration) -> Next {
+        if let Some(provider) = open.as_ref().map(|o| o.provider.name.clone()) {
+            if let Some(work) = self.ready.pop(&provider) {
+                return Next::Work(work);
+            }
+        } else if let Some(work) = self.ready.pop_any(|p| self.shaping.has_free_slot(p)) {
+            return Next::Work(work);
+        }
+        // Hand-offs racing with this wait are caught by the short re-check.
+        let recheck = if self.ready.is_empty() { idle } else { Duration::from_millis(50) };
+        tokio::select! {
+            next = async { self.queue.lock().await.recv().await } => match next {
+                Some(work) => Next::Work(work),
+                None => Next::Closed,
+            },
+            _ = self.ready.wake.notified() => Next::Again,
+            _ = tokio::time::sleep(recheck) => {
+                if recheck == idle {
+                    self.close(open).await;
+                }
+                Next::Again
+            }
+        }
+    }
+
+    /// Closes the connection; if jobs wait for its pair, wakes a worker to take the
+    /// freed slot.
+    async fn close(&self, open: &mut Option<Open>) {
+        if let Some(old) = open.take() {
+            let provider = old.provider.name.clone();
+            old.conn.quit().await;
+            drop(old._slot);
+            if self.ready.has_work(&provider) {
+                self.ready.wake.notify_waiters();
+            }
         }
     }
 
@@ -169,9 +256,7 @@ impl Worker {
             dests.contains(&o.dest) && o.conn.is_usable() && o.conn.messages_sent() < o.cap
         });
         if !reusable {
-            if let Some(old) = open.take() {
-                old.conn.quit().await;
-            }
+            self.close(open).await;
             match self.open_connection(&dests, &provider).await {
                 Ok(fresh) => *open = Some(fresh),
                 Err(Finish::Smtp { outcome, .. }) => {
@@ -194,14 +279,8 @@ impl Worker {
     async fn open_connection(&self, dests: &[Destination], provider: &Provider) -> Result<Open, Finish> {
         let config = &self.ctx.config;
         let slots = self.shaping.connections(provider, self.ctx.clock.now());
-        let slot = match tokio::time::timeout(Shaping::connection_wait(), slots.acquire_owned()).await {
-            Ok(Ok(slot)) => slot,
-            _ => {
-                return Err(Finish::Postponed {
-                    until: self.ctx.clock.now() + Duration::from_secs(60),
-                    why: "provider connection limit",
-                });
-            }
+        let Ok(slot) = slots.try_acquire_owned() else {
+            return Err(Finish::HandOff(provider.name.clone()));
         };
         let cap = config
             .delivery
@@ -212,7 +291,13 @@ impl Worker {
             match SmtpConnection::connect(self.ip.address, dest, &self.ip.helo_name, &config.delivery.timeouts).await {
                 Ok(conn) => {
                     metrics::smtp_connection();
-                    return Ok(Open { conn, dest: dest.clone(), cap, _slot: slot });
+                    return Ok(Open {
+                        conn,
+                        dest: dest.clone(),
+                        provider: provider.clone(),
+                        cap,
+                        _slot: slot,
+                    });
                 }
                 // A 5xx greeting is the server's answer, not a reachability problem.
                 Err(outcome @ DeliveryOutcome::Bounced { .. }) => {
@@ -239,6 +324,7 @@ impl Worker {
             analytics::record(&self.ctx, vec![event]);
         }
         let mut pending = vec![transition];
+        // (A hand-off never reaches here: the job is still this IP's.)
         // StatusWriter is only ever briefly absent (restart); wait for it rather
         // than lose an outcome.
         for _ in 0..200 {
@@ -310,7 +396,7 @@ impl Worker {
             at: now,
         };
         match finish {
-            Finish::Released => return (transition, None),
+            Finish::Released | Finish::HandOff(_) => return (transition, None),
             Finish::Postponed { until, why } => {
                 metrics::postponed(why);
                 transition.run_at = Some(until);

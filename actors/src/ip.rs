@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::context::Ctx;
-use crate::delivery::{Work, Worker};
+use crate::delivery::{ReadyQueues, Work, Worker};
 use crate::shaping::Shaping;
 use crate::tenant::TenantMsg;
 use crate::{analytics, status_writer};
@@ -89,6 +89,7 @@ impl Actor for IpActor {
         let queue = Arc::new(Mutex::new(rx));
         let draining = Arc::new(AtomicBool::new(false));
         let shaping = Arc::new(Shaping::default());
+        let ready = Arc::new(ReadyQueues::default());
         let workers = (0..ctx.config.delivery.connections_per_ip)
             .map(|_| {
                 let worker = Worker {
@@ -97,6 +98,7 @@ impl Actor for IpActor {
                     queue: queue.clone(),
                     draining: draining.clone(),
                     shaping: shaping.clone(),
+                    ready: ready.clone(),
                 };
                 AbortOnDrop(tokio::spawn(worker.run()))
             })

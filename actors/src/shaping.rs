@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use penguin_engine::provider::Provider;
 use penguin_engine::reply_rules::RuleAction;
@@ -103,6 +102,12 @@ impl Shaping {
         self.with_pair(provider, now, |pair| pair.connections.clone())
     }
 
+    /// Whether this IP could open another connection to the provider named.
+    pub fn has_free_slot(&self, provider: &str) -> bool {
+        let pairs = self.pairs.lock().expect("shaping lock");
+        pairs.get(provider).is_some_and(|pair| pair.connections.available_permits() > 0)
+    }
+
     /// Applies a reply rule's action to the pair.
     pub fn apply(&self, provider: &Provider, action: RuleAction, now: OffsetDateTime) {
         let until = now + action.duration();
@@ -123,15 +128,12 @@ impl Shaping {
             }
         });
     }
-
-    /// How long a delivery worker waits for a connection slot before postponing.
-    pub fn connection_wait() -> Duration {
-        Duration::from_secs(30)
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use penguin_config::ProviderLimits;
 

@@ -6,6 +6,7 @@
 mod support;
 
 mod delivery_exactly_once;
+mod delivery_outcomes;
 mod harness_smoke;
 mod ip_actor_killed;
 mod migrations;

@@ -12,6 +12,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use penguin::node::{Node, NodeOptions};
 use penguin::scenario::{Scenario, ScenarioSpec};
 use penguin_config::{Config, Route};
+use penguin_engine::clock::ManualClock;
+use penguin_engine::dns::MxResolver;
 use penguin_engine::sink::{Sink, SinkConfig, SinkHandle};
 
 use super::{ADMIN_TOKEN, TestEnv, wait_for};
@@ -36,26 +38,50 @@ pub struct Rig {
     pub node: Option<Node>,
 }
 
+/// What a rig's node uses besides its configuration.
+#[derive(Default)]
+pub struct RigOptions {
+    /// A clock the test moves (retry schedules, hourly caps); wall clock otherwise.
+    pub clock: Option<ManualClock>,
+    /// MX resolution; hickory with the system's resolv.conf otherwise.
+    pub resolver: Option<Arc<dyn MxResolver>>,
+    /// Route only these domains to the sink (instead of `*`).
+    pub routed_domains: Option<Vec<String>>,
+}
+
 impl Rig {
     /// Starts the sink and a node; `tweak` adjusts the node's configuration.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> Rig {
+        Rig::start_with(tweak, RigOptions::default()).await
+    }
+
+    /// Like [`Rig::start`], with a controlled clock, resolver or routes.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config), options: RigOptions) -> Rig {
         let env = TestEnv::start().await;
         let sink = Sink::start(SinkConfig::new(SocketAddr::from(([127, 0, 0, 1], 0))))
             .await
             .expect("sink starts");
         let mut config = env.config.clone();
-        config.delivery.routes = vec![Route {
-            domain: "*".into(),
-            host: "127.0.0.1".into(),
-            port: sink.smtp_addr().port(),
-        }];
+        let routed = options.routed_domains.unwrap_or_else(|| vec!["*".into()]);
+        config.delivery.routes = routed
+            .into_iter()
+            .map(|domain| Route {
+                domain,
+                host: "127.0.0.1".into(),
+                port: sink.smtp_addr().port(),
+            })
+            .collect();
         tweak(&mut config);
         config.validate().expect("tweaked config is valid");
-        let options = NodeOptions {
+        let mut node_options = NodeOptions {
             metrics: global_metrics(),
+            resolver: options.resolver,
             ..NodeOptions::standalone()
         };
-        let node = Node::start(Arc::new(config), options)
+        if let Some(clock) = options.clock {
+            node_options.clock = Arc::new(clock);
+        }
+        let node = Node::start(Arc::new(config), node_options)
             .await
             .expect("node starts");
         Rig {
@@ -84,6 +110,42 @@ impl Rig {
         Scenario::setup(&self.node().api_url(), ADMIN_TOKEN, &self.env.pg, &spec)
             .await
             .expect("scenario set up")
+    }
+
+    /// One tenant with one IP (127.0.0.2) and one campaign holding exactly `leads`
+    /// (not started). `scenario.total` is the number of leads.
+    pub async fn campaign_with_leads(&self, leads: &[&str]) -> Scenario {
+        let mut scenario = self.scenario(vec![vec!["127.0.0.2"]], 0).await;
+        let tenant = &scenario.tenants[0];
+        let leads: Vec<serde_json::Value> = leads
+            .iter()
+            .map(|email| serde_json::json!({"email": email, "fields": {"first_name": "Pat"}}))
+            .collect();
+        let accepted = scenario
+            .client
+            .add_leads(&tenant.token, tenant.campaign, &leads, 1_000)
+            .await
+            .expect("leads accepted");
+        scenario.total = accepted;
+        scenario
+    }
+
+    /// Jobs of the whole database per state.
+    pub async fn job_counts(&self) -> HashMap<String, i64> {
+        self.env
+            .psql("SELECT status, count(*) FROM send_jobs GROUP BY status")
+            .await
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    }
+
+    /// Waits until exactly `n` jobs are in `state`.
+    pub async fn wait_for_jobs(&self, state: &str, n: i64, timeout: Duration) {
+        wait_for(&format!("{n} jobs {state}"), timeout, || async {
+            (self.job_counts().await.get(state).copied().unwrap_or(0) == n).then_some(())
+        })
+        .await;
     }
 
     /// Waits until the sink has accepted at least `n` messages.
