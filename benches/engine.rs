@@ -24,14 +24,19 @@ fn payload(c: &mut Criterion) {
         due_ms: 1_700_000_000_000,
     });
     let bytes = job.encode().unwrap();
-    c.bench_function("payload_encode", |b| b.iter(|| black_box(&job).encode().unwrap()));
+    c.bench_function("payload_encode", |b| {
+        b.iter(|| black_box(&job).encode().unwrap())
+    });
     c.bench_function("payload_decode", |b| {
         b.iter(|| JobPayload::decode(black_box(&bytes)).unwrap())
     });
 }
 
 fn render(c: &mut Criterion) {
-    let body = format!("Hello {{{{first_name}}}},\n\n{}\nBest,\nPenguin", "Lorem ipsum dolor sit amet. ".repeat(350));
+    let body = format!(
+        "Hello {{{{first_name}}}},\n\n{}\nBest,\nPenguin",
+        "Lorem ipsum dolor sit amet. ".repeat(350)
+    );
     let template = CampaignTemplate::compile(
         "hello@sender.test",
         Some("Sender"),

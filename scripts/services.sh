@@ -242,3 +242,23 @@ start_redis() {
     export REDIS_URL="redis://127.0.0.1:$port"
     log "REDIS_URL=$REDIS_URL"
 }
+
+# Puts cargo on PATH (rustup's ~/.cargo/bin when the shell lacks it) or dies.
+ensure_cargo() {
+    if ! command -v cargo >/dev/null 2>&1 && [[ -f "${HOME:-/nonexistent}/.cargo/env" ]]; then
+        # shellcheck source=/dev/null
+        source "${HOME:-/nonexistent}/.cargo/env"
+    fi
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain (https://rustup.rs)"
+}
+
+# Starts (or reuses) Postgres and Redis, then runs `penguin <command> <args>`
+# built in release mode; the servers stop when the calling script exits.
+run_penguin_with_services() {
+    ensure_cargo
+    ensure_packages
+    start_postgres
+    start_redis
+    log "cargo run --release --locked -- $*"
+    cargo run --release --locked -- "$@"
+}

@@ -9,11 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/services.sh
 source scripts/services.sh
 
-if ! command -v cargo >/dev/null 2>&1 && [[ -f "${HOME:-/nonexistent}/.cargo/env" ]]; then
-    # shellcheck source=/dev/null
-    source "${HOME:-/nonexistent}/.cargo/env"
-fi
-command -v cargo >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain (https://rustup.rs)"
+ensure_cargo
 
 log "checking for redis-server and PostgreSQL"
 ensure_packages

@@ -158,13 +158,17 @@ impl ClusterState {
     /// Ip actors see the tenant.
     async fn take_over(&self, tenant: Uuid) {
         let now = self.ctx.clock.now();
-        match penguin_engine::store::jobs::release_stale_sending(&self.ctx.pg, &[tenant], now, now).await {
+        match penguin_engine::store::jobs::release_stale_sending(&self.ctx.pg, &[tenant], now, now)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => {
                 tracing::warn!(%tenant, jobs = n, "returned jobs a previous owner left `sending`");
                 metrics::jobs_recovered("takeover", n);
             }
-            Err(err) => tracing::warn!(%tenant, error = %err, "releasing orphaned sending jobs failed"),
+            Err(err) => {
+                tracing::warn!(%tenant, error = %err, "releasing orphaned sending jobs failed")
+            }
         }
         crate::reaper::recover_redis_loss(&self.ctx, tenant, true).await;
     }

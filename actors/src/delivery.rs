@@ -19,13 +19,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use penguin_engine::dns::{DnsError, destinations};
 use penguin_engine::domain::{JobStatus, email_domain};
 use penguin_engine::message::{RenderContext, new_message_id};
 use penguin_engine::payload::JobV1;
-use penguin_engine::retry::{self, RetryDecision};
-use penguin_engine::dns::{DnsError, destinations};
 use penguin_engine::provider::Provider;
+use penguin_engine::retry::{self, RetryDecision};
 use penguin_engine::route::Destination;
+use penguin_engine::smtp::transport::TlsMode;
 use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, Stage, classify, should_suppress};
 use penguin_engine::store::events::Event;
 use penguin_engine::store::jobs::Transition;
@@ -85,20 +86,37 @@ pub struct ReadyQueues {
 
 impl ReadyQueues {
     fn push(&self, provider: String, work: Work) {
-        self.queues.lock().expect("ready lock").entry(provider).or_default().push_back(work);
+        self.queues
+            .lock()
+            .expect("ready lock")
+            .entry(provider)
+            .or_default()
+            .push_back(work);
         self.wake.notify_waiters();
     }
 
     fn pop(&self, provider: &str) -> Option<Work> {
-        self.queues.lock().expect("ready lock").get_mut(provider)?.pop_front()
+        self.queues
+            .lock()
+            .expect("ready lock")
+            .get_mut(provider)?
+            .pop_front()
     }
 
     fn has_work(&self, provider: &str) -> bool {
-        self.queues.lock().expect("ready lock").get(provider).is_some_and(|q| !q.is_empty())
+        self.queues
+            .lock()
+            .expect("ready lock")
+            .get(provider)
+            .is_some_and(|q| !q.is_empty())
     }
 
     fn is_empty(&self) -> bool {
-        self.queues.lock().expect("ready lock").values().all(VecDeque::is_empty)
+        self.queues
+            .lock()
+            .expect("ready lock")
+            .values()
+            .all(VecDeque::is_empty)
     }
 
     /// A waiting job of a pair that has a free connection slot, for a worker
@@ -167,7 +185,11 @@ impl Worker {
             return Next::Work(work);
         }
         // Hand-offs racing with this wait are caught by the short re-check.
-        let recheck = if self.ready.is_empty() { idle } else { Duration::from_millis(50) };
+        let recheck = if self.ready.is_empty() {
+            idle
+        } else {
+            Duration::from_millis(50)
+        };
         tokio::select! {
             next = async { self.queue.lock().await.recv().await } => match next {
                 Some(work) => Next::Work(work),
@@ -242,10 +264,28 @@ impl Worker {
             Err(err) => return Finish::Failed(format!("template: {err}")),
         };
 
-        let dests = match destinations(&self.ctx.routes, &*self.ctx.resolver, email_domain(&job.recipient)).await {
+        let dests = match destinations(
+            &self.ctx.routes,
+            &*self.ctx.resolver,
+            email_domain(&job.recipient),
+        )
+        .await
+        {
             Ok(dests) if !dests.is_empty() => dests,
-            Ok(_) => return Finish::Smtp { outcome: dns_outcome(None), message_id, provider: None },
-            Err(err) => return Finish::Smtp { outcome: dns_outcome(Some(&err)), message_id, provider: None },
+            Ok(_) => {
+                return Finish::Smtp {
+                    outcome: dns_outcome(None),
+                    message_id,
+                    provider: None,
+                };
+            }
+            Err(err) => {
+                return Finish::Smtp {
+                    outcome: dns_outcome(Some(&err)),
+                    message_id,
+                    provider: None,
+                };
+            }
         };
         let provider = self.ctx.providers.classify(&dests[0].host).clone();
         let now = self.ctx.clock.now();
@@ -260,7 +300,11 @@ impl Worker {
             match self.open_connection(&dests, &provider).await {
                 Ok(fresh) => *open = Some(fresh),
                 Err(Finish::Smtp { outcome, .. }) => {
-                    return Finish::Smtp { outcome, message_id, provider: Some(provider) };
+                    return Finish::Smtp {
+                        outcome,
+                        message_id,
+                        provider: Some(provider),
+                    };
                 }
                 Err(other) => return other,
             }
@@ -271,12 +315,20 @@ impl Worker {
         let outcome = conn
             .send(&campaign.spec.from_address, &job.recipient, &body)
             .await;
-        Finish::Smtp { outcome, message_id, provider: Some(provider) }
+        Finish::Smtp {
+            outcome,
+            message_id,
+            provider: Some(provider),
+        }
     }
 
     /// Takes a connection slot of the provider, then connects to the first
     /// destination that answers (MX fallback on connection failures).
-    async fn open_connection(&self, dests: &[Destination], provider: &Provider) -> Result<Open, Finish> {
+    async fn open_connection(
+        &self,
+        dests: &[Destination],
+        provider: &Provider,
+    ) -> Result<Open, Finish> {
         let config = &self.ctx.config;
         let slots = self.shaping.connections(provider, self.ctx.clock.now());
         let Ok(slot) = slots.try_acquire_owned() else {
@@ -288,7 +340,15 @@ impl Worker {
             .min(provider.limits.max_messages_per_connection.max(1));
         let mut last = None;
         for dest in dests {
-            match SmtpConnection::connect(self.ip.address, dest, &self.ip.helo_name, &config.delivery.timeouts).await {
+            let tls = TlsMode::from_config(&config.delivery);
+            let connecting = SmtpConnection::connect_with_tls(
+                self.ip.address,
+                dest,
+                &self.ip.helo_name,
+                &config.delivery.timeouts,
+                tls,
+            );
+            match connecting.await {
                 Ok(conn) => {
                     metrics::smtp_connection();
                     return Ok(Open {
@@ -301,13 +361,21 @@ impl Worker {
                 }
                 // A 5xx greeting is the server's answer, not a reachability problem.
                 Err(outcome @ DeliveryOutcome::Bounced { .. }) => {
-                    return Err(Finish::Smtp { outcome, message_id: String::new(), provider: None });
+                    return Err(Finish::Smtp {
+                        outcome,
+                        message_id: String::new(),
+                        provider: None,
+                    });
                 }
                 Err(outcome) => last = Some(outcome),
             }
         }
         let outcome = last.unwrap_or_else(|| dns_outcome(None));
-        Err(Finish::Smtp { outcome, message_id: String::new(), provider: None })
+        Err(Finish::Smtp {
+            outcome,
+            message_id: String::new(),
+            provider: None,
+        })
     }
 
     async fn report(&self, work: Work, finish: Finish) {
@@ -347,13 +415,22 @@ impl Worker {
     /// A reply that matches a rule slows down or suspends this IP's traffic to the
     /// provider that gave it.
     fn apply_reply_rules(&self, finish: &Finish, now: OffsetDateTime) {
-        let Finish::Smtp { outcome, provider: Some(provider), .. } = finish else {
+        let Finish::Smtp {
+            outcome,
+            provider: Some(provider),
+            ..
+        } = finish
+        else {
             return;
         };
         if outcome.is_sent() {
             return;
         }
-        if let Some(rule) = self.ctx.reply_rules.matching(&provider.name, outcome.reply()) {
+        if let Some(rule) = self
+            .ctx
+            .reply_rules
+            .matching(&provider.name, outcome.reply())
+        {
             tracing::warn!(
                 ip = %self.ip.address,
                 provider = %provider.name,

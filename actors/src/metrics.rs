@@ -36,8 +36,14 @@ pub fn describe() {
     describe_counter!(JOBS_FED, "Jobs moved from Postgres to Redis.");
     describe_counter!(JOBS_RECOVERED, "Jobs returned by the reaper, by reason.");
     describe_gauge!(OWNED_TENANTS, "Tenants whose lease this node holds.");
-    describe_counter!(REPLY_RULES, "Replies that matched a reply rule, by action (slow_down, suspend).");
-    describe_counter!(POSTPONED, "Jobs sent back to Postgres with a later run_at by shaping, by reason.");
+    describe_counter!(
+        REPLY_RULES,
+        "Replies that matched a reply rule, by action (slow_down, suspend)."
+    );
+    describe_counter!(
+        POSTPONED,
+        "Jobs sent back to Postgres with a later run_at by shaping, by reason."
+    );
 }
 
 pub fn message(outcome: &'static str) {

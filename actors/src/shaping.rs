@@ -28,7 +28,10 @@ const NOMINAL_CAP: u32 = 60;
 pub enum Admission {
     Go,
     /// Not before this time; `why` is a short reason for logs and the job's reply.
-    NotBefore { at: OffsetDateTime, why: &'static str },
+    NotBefore {
+        at: OffsetDateTime,
+        why: &'static str,
+    },
 }
 
 struct Pair {
@@ -54,7 +57,12 @@ fn next_hour(t: OffsetDateTime) -> OffsetDateTime {
 }
 
 impl Shaping {
-    fn with_pair<R>(&self, provider: &Provider, now: OffsetDateTime, f: impl FnOnce(&mut Pair) -> R) -> R {
+    fn with_pair<R>(
+        &self,
+        provider: &Provider,
+        now: OffsetDateTime,
+        f: impl FnOnce(&mut Pair) -> R,
+    ) -> R {
         let mut pairs = self.pairs.lock().expect("shaping lock");
         let pair = pairs.entry(provider.name.clone()).or_insert_with(|| Pair {
             connections: Arc::new(Semaphore::new(provider.limits.max_connections.max(1))),
@@ -81,7 +89,10 @@ impl Shaping {
         let cap = provider.limits.max_messages_per_hour;
         self.with_pair(provider, now, |pair| {
             if let Some(until) = pair.suspended_until {
-                return Admission::NotBefore { at: until, why: "provider suspended by a reply rule" };
+                return Admission::NotBefore {
+                    at: until,
+                    why: "provider suspended by a reply rule",
+                };
             }
             let effective = match (pair.slowed, cap) {
                 (Some((slow_cap, _)), _) => Some(slow_cap),
@@ -89,8 +100,15 @@ impl Shaping {
                 _ => None,
             };
             if effective.is_some_and(|cap| pair.sent_this_hour >= cap) {
-                let why = if pair.slowed.is_some() { "provider slowed by a reply rule" } else { "provider hourly cap reached" };
-                return Admission::NotBefore { at: next_hour(now), why };
+                let why = if pair.slowed.is_some() {
+                    "provider slowed by a reply rule"
+                } else {
+                    "provider hourly cap reached"
+                };
+                return Admission::NotBefore {
+                    at: next_hour(now),
+                    why,
+                };
             }
             pair.sent_this_hour += 1;
             Admission::Go
@@ -105,7 +123,9 @@ impl Shaping {
     /// Whether this IP could open another connection to the provider named.
     pub fn has_free_slot(&self, provider: &str) -> bool {
         let pairs = self.pairs.lock().expect("shaping lock");
-        pairs.get(provider).is_some_and(|pair| pair.connections.available_permits() > 0)
+        pairs
+            .get(provider)
+            .is_some_and(|pair| pair.connections.available_permits() > 0)
     }
 
     /// Applies a reply rule's action to the pair.
@@ -163,15 +183,28 @@ mod tests {
             panic!("cap must hold");
         };
         assert_eq!(when, at(3600));
-        assert_eq!(shaping.admit(&p, at(3600)), Admission::Go, "a new hour starts afresh");
+        assert_eq!(
+            shaping.admit(&p, at(3600)),
+            Admission::Go,
+            "a new hour starts afresh"
+        );
     }
 
     #[test]
     fn suspend_holds_until_it_expires() {
         let shaping = Shaping::default();
         let p = provider(None);
-        shaping.apply(&p, RuleAction::Suspend { for_: Duration::from_secs(600) }, at(0));
-        assert!(matches!(shaping.admit(&p, at(599)), Admission::NotBefore { .. }));
+        shaping.apply(
+            &p,
+            RuleAction::Suspend {
+                for_: Duration::from_secs(600),
+            },
+            at(0),
+        );
+        assert!(matches!(
+            shaping.admit(&p, at(599)),
+            Admission::NotBefore { .. }
+        ));
         assert_eq!(shaping.admit(&p, at(600)), Admission::Go);
     }
 
@@ -179,12 +212,26 @@ mod tests {
     fn slow_down_lowers_the_cap_for_a_while() {
         let shaping = Shaping::default();
         let p = provider(Some(100));
-        shaping.apply(&p, RuleAction::SlowDown { factor: 0.05, for_: Duration::from_secs(7200) }, at(0));
+        shaping.apply(
+            &p,
+            RuleAction::SlowDown {
+                factor: 0.05,
+                for_: Duration::from_secs(7200),
+            },
+            at(0),
+        );
         for _ in 0..5 {
             assert_eq!(shaping.admit(&p, at(1)), Admission::Go);
         }
-        assert!(matches!(shaping.admit(&p, at(2)), Admission::NotBefore { .. }), "slowed to 5 per hour");
-        assert_eq!(shaping.admit(&p, at(7300)), Admission::Go, "slow-down expired");
+        assert!(
+            matches!(shaping.admit(&p, at(2)), Admission::NotBefore { .. }),
+            "slowed to 5 per hour"
+        );
+        assert_eq!(
+            shaping.admit(&p, at(7300)),
+            Admission::Go,
+            "slow-down expired"
+        );
     }
 
     #[test]

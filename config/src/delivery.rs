@@ -23,6 +23,11 @@ pub struct DeliveryConfig {
     pub idle_timeout_ms: u64,
     /// Jobs an IP actor holds beyond those in SMTP (its share of the tenant's window).
     pub ip_backlog: usize,
+    /// STARTTLS policy toward receiving servers: `opportunistic` (upgrade when
+    /// offered, plain otherwise), `required` (defer rather than send in plain) or
+    /// `disabled` (never upgrade). Certificates are not verified (as usual for
+    /// MTA-to-MTA TLS): this protects against passive eavesdropping only.
+    pub tls: TlsPolicy,
     pub timeouts: SmtpTimeouts,
     pub retry: RetryConfig,
     /// `[[delivery.reply_rules]]`: reply patterns that slow down or suspend an
@@ -42,6 +47,7 @@ impl Default for DeliveryConfig {
             messages_per_connection: 100,
             idle_timeout_ms: 30_000,
             ip_backlog: 64,
+            tls: TlsPolicy::default(),
             timeouts: SmtpTimeouts::default(),
             retry: RetryConfig::default(),
             reply_rules: default_reply_rules(),
@@ -71,6 +77,31 @@ impl DeliveryConfig {
         validate_all(&self.reply_rules)?;
         self.dns.validate()?;
         validate_providers(&self.providers)
+    }
+}
+
+/// `[delivery] tls`: when the SMTP client upgrades a connection with STARTTLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsPolicy {
+    /// Upgrade when the server offers STARTTLS; plain when it does not.
+    #[default]
+    Opportunistic,
+    /// Only ever send over TLS; a server without STARTTLS defers the message.
+    Required,
+    /// Never upgrade, even when offered.
+    Disabled,
+}
+
+impl TlsPolicy {
+    /// True unless `disabled`.
+    pub fn enabled(self) -> bool {
+        self != TlsPolicy::Disabled
+    }
+
+    /// True for `required`.
+    pub fn required(self) -> bool {
+        self == TlsPolicy::Required
     }
 }
 
@@ -123,6 +154,8 @@ pub struct SmtpTimeouts {
     pub data_ms: u64,
     /// From the end of the message body to the server's final reply.
     pub data_end_ms: u64,
+    /// The STARTTLS command and the TLS handshake (each), when the server offers it.
+    pub tls_ms: u64,
 }
 
 impl Default for SmtpTimeouts {
@@ -137,6 +170,7 @@ impl Default for SmtpTimeouts {
             rcpt_to_ms: 60_000,
             data_ms: 60_000,
             data_end_ms: 120_000,
+            tls_ms: 30_000,
         }
     }
 }
@@ -149,7 +183,8 @@ impl SmtpTimeouts {
         positive("delivery.timeouts.mail_from_ms", self.mail_from_ms)?;
         positive("delivery.timeouts.rcpt_to_ms", self.rcpt_to_ms)?;
         positive("delivery.timeouts.data_ms", self.data_ms)?;
-        positive("delivery.timeouts.data_end_ms", self.data_end_ms)
+        positive("delivery.timeouts.data_end_ms", self.data_end_ms)?;
+        positive("delivery.timeouts.tls_ms", self.tls_ms)
     }
 }
 
@@ -293,5 +328,23 @@ mod dns_tests {
             let err = dns.validate().unwrap_err().to_string();
             assert!(err.contains("delivery.dns.nameservers[1]"), "{err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tls_tests {
+    use crate::Config;
+
+    #[test]
+    fn tls_policy_parses_and_rejects_unknown_values() {
+        let parse =
+            |value: &str| Config::from_toml_str(&format!("[delivery]\ntls = \"{value}\"\n"));
+        let required = parse("required").unwrap().delivery.tls;
+        assert!(required.required() && required.enabled());
+        let disabled = parse("disabled").unwrap().delivery.tls;
+        assert!(!disabled.enabled() && !disabled.required());
+        let default = Config::from_toml_str("").unwrap().delivery.tls;
+        assert!(default.enabled() && !default.required());
+        assert!(parse("always").is_err());
     }
 }

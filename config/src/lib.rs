@@ -22,7 +22,7 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use delivery::{DeliveryConfig, DnsConfig, RetryConfig, Route, SmtpTimeouts};
+pub use delivery::{DeliveryConfig, DnsConfig, RetryConfig, Route, SmtpTimeouts, TlsPolicy};
 pub use error::ConfigError;
 pub use providers::{
     DEFAULT_PROVIDER, ProviderConfig, ProviderLimits, ProviderSpec, builtin_providers,

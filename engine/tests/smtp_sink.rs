@@ -31,6 +31,7 @@ fn timeouts() -> SmtpTimeouts {
         rcpt_to_ms: 5_000,
         data_ms: 5_000,
         data_end_ms: 5_000,
+        tls_ms: 5_000,
     }
 }
 

@@ -6,8 +6,8 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::api::{ApiServer, campaign_body, leads, snapshot};
 use crate::support::TestEnv;
+use crate::support::api::{ApiServer, campaign_body, leads, snapshot};
 
 #[tokio::test]
 async fn campaigns_are_created_as_drafts_and_read_back_with_counts() {

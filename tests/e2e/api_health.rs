@@ -6,8 +6,8 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::support::api::ApiServer;
 use crate::support::TestEnv;
+use crate::support::api::ApiServer;
 
 #[tokio::test]
 async fn health_probes_and_metrics_answer_without_a_token() {

@@ -10,8 +10,8 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::api::{ApiServer, control_events, count, leads, snapshot};
 use crate::support::TestEnv;
+use crate::support::api::{ApiServer, control_events, count, leads, snapshot};
 
 fn rejected(answer: &Value) -> Vec<(u64, String)> {
     answer["rejected"]

@@ -59,7 +59,11 @@ async fn two_tenants_three_ips_each_exactly_once() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no sent counter in /metrics:\n{text}"));
     assert!(sent >= 10_000.0, "sent counter {sent}");
-    for name in ["penguin_queue_depth_jobs", "penguin_pickup_latency_seconds", "penguin_jobs_fed_total"] {
+    for name in [
+        "penguin_queue_depth_jobs",
+        "penguin_pickup_latency_seconds",
+        "penguin_jobs_fed_total",
+    ] {
         assert!(text.contains(name), "{name} missing from /metrics");
     }
     rig.shutdown().await;

@@ -34,38 +34,58 @@ fn manual_clock() -> ManualClock {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_4xx_defers_then_the_retry_is_sent_on_schedule() {
     let clock = manual_clock();
-    let options = RigOptions { clock: Some(clock.clone()), ..RigOptions::default() };
+    let options = RigOptions {
+        clock: Some(clock.clone()),
+        ..RigOptions::default()
+    };
     let rig = Rig::start_with(|_| {}, options).await;
     rig.sink
-        .set_rules(vec![rule("*", RuleStage::Rcpt, Some("450 4.2.0 mailbox busy"), Some(1))])
+        .set_rules(vec![rule(
+            "*",
+            RuleStage::Rcpt,
+            Some("450 4.2.0 mailbox busy"),
+            Some(1),
+        )])
         .unwrap();
     let leads: Vec<String> = (0..20).map(|n| format!("busy{n}@retry.test")).collect();
-    let scenario = rig.campaign_with_leads(&leads.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let scenario = rig
+        .campaign_with_leads(&leads.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
     scenario.start().await.unwrap();
-    rig.wait_for_jobs("deferred", 20, Duration::from_secs(30)).await;
+    rig.wait_for_jobs("deferred", 20, Duration::from_secs(30))
+        .await;
     assert_eq!(rig.sink.stats().messages_accepted, 0);
     assert_eq!(rig.sink.stats().rejected_4xx, 20);
 
     // The retry is scheduled base_delay (300 s) ± 10 % after the first attempt.
     let rows = rig
         .env
-        .psql("SELECT extract(epoch FROM run_at - first_attempt_at)::float8, attempts FROM send_jobs")
+        .psql(
+            "SELECT extract(epoch FROM run_at - first_attempt_at)::float8, attempts FROM send_jobs",
+        )
         .await;
     for row in &rows {
         let delay: f64 = row.get(0);
-        assert!((270.0..=330.0).contains(&delay), "retry scheduled after {delay} s");
+        assert!(
+            (270.0..=330.0).contains(&delay),
+            "retry scheduled after {delay} s"
+        );
         assert_eq!(row.get::<_, i32>(1), 1);
     }
     // Nothing is retried before its time.
     clock.advance(Duration::from_secs(200));
-    rig.wait_for_jobs("deferred", 20, Duration::from_secs(5)).await;
+    rig.wait_for_jobs("deferred", 20, Duration::from_secs(5))
+        .await;
     assert_eq!(rig.sink.stats().messages_accepted, 0);
 
     clock.advance(Duration::from_secs(131));
     rig.wait_for_jobs("sent", 20, Duration::from_secs(30)).await;
     let stats = rig.sink.stats();
     assert_eq!((stats.messages_accepted, stats.duplicate_messages), (20, 0));
-    let rows = rig.env.psql("SELECT count(*) FROM send_jobs WHERE attempts = 2").await;
+    let rows = rig
+        .env
+        .psql("SELECT count(*) FROM send_jobs WHERE attempts = 2")
+        .await;
     assert_eq!(rows[0].get::<_, i64>(0), 20, "sent on the second attempt");
     crate::support::wait_for("deferred and sent events", Duration::from_secs(10), || async {
         let rows = rig
@@ -81,14 +101,20 @@ async fn a_4xx_defers_then_the_retry_is_sent_on_schedule() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_drop_during_data_defers_and_the_retry_delivers_once() {
     let clock = manual_clock();
-    let options = RigOptions { clock: Some(clock.clone()), ..RigOptions::default() };
+    let options = RigOptions {
+        clock: Some(clock.clone()),
+        ..RigOptions::default()
+    };
     let rig = Rig::start_with(|_| {}, options).await;
     let mut drop = rule("*", RuleStage::DataEnd, None, Some(1));
     drop.drop_connection = true;
     rig.sink.set_rules(vec![drop]).unwrap();
-    let scenario = rig.campaign_with_leads(&["a@drop.test", "b@drop.test", "c@drop.test"]).await;
+    let scenario = rig
+        .campaign_with_leads(&["a@drop.test", "b@drop.test", "c@drop.test"])
+        .await;
     scenario.start().await.unwrap();
-    rig.wait_for_jobs("deferred", 3, Duration::from_secs(30)).await;
+    rig.wait_for_jobs("deferred", 3, Duration::from_secs(30))
+        .await;
     let replies = rig.env.psql("SELECT last_reply FROM send_jobs").await;
     for row in &replies {
         let reply: String = row.get(0);
@@ -106,30 +132,45 @@ async fn hard_bounces_suppress_and_mailbox_full_does_not() {
     let rig = Rig::start(|_| {}).await;
     rig.sink
         .set_rules(vec![
-            rule("*@gone.test", RuleStage::Rcpt, Some("550 5.1.1 <x@gone.test>: user unknown"), None),
-            rule("*@full.test", RuleStage::Rcpt, Some("552 5.2.2 mailbox full"), None),
+            rule(
+                "*@gone.test",
+                RuleStage::Rcpt,
+                Some("550 5.1.1 <x@gone.test>: user unknown"),
+                None,
+            ),
+            rule(
+                "*@full.test",
+                RuleStage::Rcpt,
+                Some("552 5.2.2 mailbox full"),
+                None,
+            ),
         ])
         .unwrap();
     let scenario = rig
         .campaign_with_leads(&["ann@gone.test", "bob@full.test", "cy@fine.test"])
         .await;
     scenario.start().await.unwrap();
-    rig.wait_until_done(&scenario, Duration::from_secs(30)).await;
+    rig.wait_until_done(&scenario, Duration::from_secs(30))
+        .await;
     let counts = rig.job_counts().await;
     assert_eq!(counts.get("bounced"), Some(&2), "{counts:?}");
     assert_eq!(counts.get("sent"), Some(&1), "{counts:?}");
 
-    crate::support::wait_for("bounce events and suppression", Duration::from_secs(10), || async {
-        let rows = rig
-            .env
-            .psql("SELECT email, reason FROM suppressions ORDER BY email")
-            .await;
-        let events = rig
-            .env
-            .psql("SELECT class FROM delivery_events WHERE kind = 'bounced' ORDER BY class")
-            .await;
-        (rows.len() == 1 && events.len() == 2).then_some((rows, events))
-    })
+    crate::support::wait_for(
+        "bounce events and suppression",
+        Duration::from_secs(10),
+        || async {
+            let rows = rig
+                .env
+                .psql("SELECT email, reason FROM suppressions ORDER BY email")
+                .await;
+            let events = rig
+                .env
+                .psql("SELECT class FROM delivery_events WHERE kind = 'bounced' ORDER BY class")
+                .await;
+            (rows.len() == 1 && events.len() == 2).then_some((rows, events))
+        },
+    )
     .await;
     let suppressed = rig.env.psql("SELECT email, reason FROM suppressions").await;
     assert_eq!(suppressed[0].get::<_, String>(0), "ann@gone.test");
@@ -183,25 +224,39 @@ async fn a_policy_block_suspends_the_ip_provider_pair() {
         )])
         .unwrap();
     let leads: Vec<String> = (0..50).map(|n| format!("p{n}@blocked.test")).collect();
-    let scenario = rig.campaign_with_leads(&leads.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let scenario = rig
+        .campaign_with_leads(&leads.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
     scenario.start().await.unwrap();
 
     // The first refusals suspend the pair; everything else waits in Postgres.
-    crate::support::wait_for("every job bounced or postponed", Duration::from_secs(30), || async {
-        let counts = rig.job_counts().await;
-        let bounced = counts.get("bounced").copied().unwrap_or(0);
-        let pending = counts.get("pending").copied().unwrap_or(0);
-        (bounced + pending == 50 && bounced >= 1).then_some(())
-    })
+    crate::support::wait_for(
+        "every job bounced or postponed",
+        Duration::from_secs(30),
+        || async {
+            let counts = rig.job_counts().await;
+            let bounced = counts.get("bounced").copied().unwrap_or(0);
+            let pending = counts.get("pending").copied().unwrap_or(0);
+            (bounced + pending == 50 && bounced >= 1).then_some(())
+        },
+    )
     .await;
     let stats = rig.sink.stats();
-    assert!(stats.rejected_5xx <= 2, "{} attempts reached the blocked provider", stats.rejected_5xx);
+    assert!(
+        stats.rejected_5xx <= 2,
+        "{} attempts reached the blocked provider",
+        stats.rejected_5xx
+    );
     let rows = rig
         .env
         .psql("SELECT count(*) FROM send_jobs WHERE status = 'pending' AND run_at > now() + interval '50 minutes' AND last_reply LIKE 'postponed: provider suspended%'")
         .await;
     let pending = rig.job_counts().await.get("pending").copied().unwrap_or(0);
-    assert_eq!(rows[0].get::<_, i64>(0), pending, "postponed jobs wait for the suspension to end");
+    assert_eq!(
+        rows[0].get::<_, i64>(0),
+        pending,
+        "postponed jobs wait for the suspension to end"
+    );
     let classes = crate::support::wait_for("bounce events", Duration::from_secs(10), || async {
         let rows = rig
             .env
@@ -212,7 +267,10 @@ async fn a_policy_block_suspends_the_ip_provider_pair() {
     .await;
     assert_eq!(classes.len(), 1);
     assert_eq!(classes[0].get::<_, String>(0), "policy_block");
-    assert!(rig.sink.stats().rejected_5xx <= 2, "still no traffic to the suspended pair");
+    assert!(
+        rig.sink.stats().rejected_5xx <= 2,
+        "still no traffic to the suspended pair"
+    );
     rig.shutdown().await;
 }
 
@@ -230,20 +288,35 @@ async fn connections_are_reused_within_the_provider_caps() {
     .await;
     let scenario = rig.scenario(vec![vec!["127.0.0.2"]], 210).await;
     scenario.start().await.unwrap();
-    rig.wait_until_done(&scenario, Duration::from_secs(60)).await;
+    rig.wait_until_done(&scenario, Duration::from_secs(60))
+        .await;
     let stats = rig.sink.stats();
     let source: std::net::IpAddr = "127.0.0.2".parse().unwrap();
     assert_eq!(stats.messages_accepted, 210);
-    assert!(stats.peak_open_connections_per_source_ip[&source] <= 2, "{stats:?}");
-    assert!(stats.connections >= 30, "at most 7 messages per connection: {}", stats.connections);
-    assert!(stats.connections <= 45, "connections are reused: {}", stats.connections);
+    assert!(
+        stats.peak_open_connections_per_source_ip[&source] <= 2,
+        "{stats:?}"
+    );
+    assert!(
+        stats.connections >= 30,
+        "at most 7 messages per connection: {}",
+        stats.connections
+    );
+    assert!(
+        stats.connections <= 45,
+        "connections are reused: {}",
+        stats.connections
+    );
     rig.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_provider_hourly_cap_postpones_the_rest_to_the_next_hour() {
     let clock = manual_clock();
-    let options = RigOptions { clock: Some(clock.clone()), ..RigOptions::default() };
+    let options = RigOptions {
+        clock: Some(clock.clone()),
+        ..RigOptions::default()
+    };
     let rig = Rig::start_with(
         |c| {
             c.delivery.providers = vec![penguin_config::ProviderConfig {
@@ -260,12 +333,18 @@ async fn a_provider_hourly_cap_postpones_the_rest_to_the_next_hour() {
     let scenario = rig.scenario(vec![vec!["127.0.0.2"]], 25).await;
     scenario.start().await.unwrap();
     rig.wait_for_jobs("sent", 10, Duration::from_secs(30)).await;
-    rig.wait_for_jobs("pending", 15, Duration::from_secs(30)).await;
+    rig.wait_for_jobs("pending", 15, Duration::from_secs(30))
+        .await;
     assert_eq!(rig.sink.stats().messages_accepted, 10, "the cap holds");
     clock.advance(Duration::from_secs(3600));
     rig.wait_for_jobs("sent", 20, Duration::from_secs(30)).await;
-    rig.wait_for_jobs("pending", 5, Duration::from_secs(30)).await;
-    assert_eq!(rig.sink.stats().messages_accepted, 20, "ten more in the next hour");
+    rig.wait_for_jobs("pending", 5, Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        rig.sink.stats().messages_accepted,
+        20,
+        "ten more in the next hour"
+    );
     rig.shutdown().await;
 }
 
@@ -284,17 +363,58 @@ async fn unresolvable_domains_bounce_with_the_reason() {
         .campaign_with_leads(&["a@ok.test", "b@nowhere.test", "c@nullmx.test"])
         .await;
     scenario.start().await.unwrap();
-    rig.wait_until_done(&scenario, Duration::from_secs(30)).await;
+    rig.wait_until_done(&scenario, Duration::from_secs(30))
+        .await;
     let rows = rig
         .env
         .psql("SELECT l.email, j.status, j.last_reply FROM send_jobs j JOIN leads l ON l.id = j.lead_id ORDER BY l.email")
         .await;
-    let got: Vec<(String, String, String)> = rows.iter().map(|r| (r.get(0), r.get(1), r.get::<_, Option<String>>(2).unwrap_or_default())).collect();
+    let got: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(1),
+                r.get::<_, Option<String>>(2).unwrap_or_default(),
+            )
+        })
+        .collect();
     assert_eq!(got[0].1, "sent");
     assert_eq!(got[1].1, "bounced");
-    assert!(got[1].2.to_lowercase().contains("nowhere.test"), "reason names the domain: {}", got[1].2);
+    assert!(
+        got[1].2.to_lowercase().contains("nowhere.test"),
+        "reason names the domain: {}",
+        got[1].2
+    );
     assert_eq!(got[2].1, "bounced");
-    assert!(got[2].2.to_lowercase().contains("null mx"), "reason says null MX: {}", got[2].2);
+    assert!(
+        got[2].2.to_lowercase().contains("null mx"),
+        "reason says null MX: {}",
+        got[2].2
+    );
     assert_eq!(rig.sink.stats().messages_accepted, 1);
+    rig.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn required_tls_never_falls_back_to_plain() {
+    let rig = Rig::start(|c| {
+        c.delivery.tls = penguin_config::TlsPolicy::Required;
+    })
+    .await;
+    let scenario = rig.campaign_with_leads(&["a@tls.test", "b@tls.test"]).await;
+    scenario.start().await.unwrap();
+    rig.wait_for_jobs("deferred", 2, Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        rig.sink.stats().messages_accepted,
+        0,
+        "nothing sent in plain text"
+    );
+    let rows = rig.env.psql("SELECT last_reply FROM send_jobs").await;
+    for row in rows {
+        let reply: String = row.get(0);
+        assert!(reply.contains("TLS"), "the deferral names TLS: {reply}");
+    }
     rig.shutdown().await;
 }

@@ -10,7 +10,13 @@ use crate::support::TestEnv;
 fn with_database(url: &str, name: &str) -> String {
     if url.contains("dbname=") {
         url.split_whitespace()
-            .map(|kv| if kv.starts_with("dbname=") { format!("dbname={name}") } else { kv.to_string() })
+            .map(|kv| {
+                if kv.starts_with("dbname=") {
+                    format!("dbname={name}")
+                } else {
+                    kv.to_string()
+                }
+            })
             .collect::<Vec<_>>()
             .join(" ")
     } else {
@@ -30,18 +36,37 @@ async fn concurrent_migrations_apply_once() {
     };
     let pools: Vec<_> = (0..4).map(|_| db::pg_pool(&config).unwrap()).collect();
     let results = futures::future::join_all(pools.iter().map(db::migrate)).await;
-    let applied: Vec<Vec<String>> = results.into_iter().map(|r| r.expect("migrate succeeds")).collect();
+    let applied: Vec<Vec<String>> = results
+        .into_iter()
+        .map(|r| r.expect("migrate succeeds"))
+        .collect();
     let total: usize = applied.iter().map(Vec::len).sum();
     let available = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "sql"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "sql")
+        })
         .count();
-    assert_eq!(total, available, "each migration applied by exactly one caller: {applied:?}");
-    assert!(db::migrate(&pools[0]).await.unwrap().is_empty(), "re-running applies nothing");
+    assert_eq!(
+        total, available,
+        "each migration applied by exactly one caller: {applied:?}"
+    );
+    assert!(
+        db::migrate(&pools[0]).await.unwrap().is_empty(),
+        "re-running applies nothing"
+    );
     let client = pools[0].get().await.unwrap();
-    let row = client.query_one("SELECT count(*) FROM warmup_schedules WHERE builtin", &[]).await.unwrap();
+    let row = client
+        .query_one("SELECT count(*) FROM warmup_schedules WHERE builtin", &[])
+        .await
+        .unwrap();
     assert_eq!(row.get::<_, i64>(0), 3);
     drop(client);
     drop(pools);
-    env.psql(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await;
+    env.psql(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await;
 }

@@ -39,7 +39,10 @@ async fn pops_by_priority_and_requeues_only_unacknowledged_jobs() {
         .map(|(b, raw, _)| (*b, raw.clone()))
         .collect();
     queue.push(tenant, &jobs).await.unwrap();
-    queue.push(other, &[(Band::High, job(other, 1, 5).1)]).await.unwrap();
+    queue
+        .push(other, &[(Band::High, job(other, 1, 5).1)])
+        .await
+        .unwrap();
     assert_eq!(queue.depths(&[tenant, other]).await.unwrap(), vec![4, 1]);
 
     // Most urgent band first, FIFO within a band; only this tenant's lists.
@@ -50,14 +53,33 @@ async fn pops_by_priority_and_requeues_only_unacknowledged_jobs() {
     assert_eq!(queue.depths(&[tenant]).await.unwrap(), vec![1]);
 
     // Ack one; the other two expire and go back to the front of their lists.
-    queue.ack(tenant, &[popped[0].raw.as_slice()]).await.unwrap();
-    assert_eq!(queue.requeue_expired(tenant, 999, 100).await.unwrap(), 0, "not yet expired");
+    queue
+        .ack(tenant, &[popped[0].raw.as_slice()])
+        .await
+        .unwrap();
+    assert_eq!(
+        queue.requeue_expired(tenant, 999, 100).await.unwrap(),
+        0,
+        "not yet expired"
+    );
     assert_eq!(queue.requeue_expired(tenant, 1_001, 100).await.unwrap(), 2);
-    assert_eq!(queue.requeue_expired(tenant, 1_001, 100).await.unwrap(), 0, "moved once");
+    assert_eq!(
+        queue.requeue_expired(tenant, 1_001, 100).await.unwrap(),
+        0,
+        "moved once"
+    );
     let (again, _) = queue.pop(tenant, 10, 5_000).await.unwrap();
     let ids: Vec<Uuid> = again.iter().map(|p| p.payload.job_id()).collect();
-    assert_eq!(ids, vec![high2.2, normal.2, low.2], "the acked job never comes back");
-    assert_eq!(queue.depths(&[other]).await.unwrap(), vec![1], "other tenant untouched");
+    assert_eq!(
+        ids,
+        vec![high2.2, normal.2, low.2],
+        "the acked job never comes back"
+    );
+    assert_eq!(
+        queue.depths(&[other]).await.unwrap(),
+        vec![1],
+        "other tenant untouched"
+    );
 }
 
 #[tokio::test]
@@ -66,14 +88,27 @@ async fn garbage_is_dropped_and_redis_loss_is_detected() {
     let queue = RedisQueue::new(env.redis.clone());
     let tenant = Uuid::new_v4();
     queue
-        .push(tenant, &[(Band::Normal, b"not a payload".to_vec()), (Band::Normal, job(tenant, 100, 7).1)])
+        .push(
+            tenant,
+            &[
+                (Band::Normal, b"not a payload".to_vec()),
+                (Band::Normal, job(tenant, 100, 7).1),
+            ],
+        )
         .await
         .unwrap();
     let (popped, dropped) = queue.pop(tenant, 10, 1_000).await.unwrap();
     assert_eq!((popped.len(), dropped), (1, 1));
-    assert_eq!(queue.requeue_expired(tenant, 2_000, 10).await.unwrap(), 1, "only the real job is in flight");
+    assert_eq!(
+        queue.requeue_expired(tenant, 2_000, 10).await.unwrap(),
+        1,
+        "only the real job is in flight"
+    );
 
-    assert!(!queue.is_live(tenant).await.unwrap(), "a fresh redis has no state");
+    assert!(
+        !queue.is_live(tenant).await.unwrap(),
+        "a fresh redis has no state"
+    );
     queue.mark_live(tenant).await.unwrap();
     assert!(queue.is_live(tenant).await.unwrap());
     env.flush_redis().await;

@@ -26,15 +26,34 @@ async fn addresses_suppressed_after_import_are_never_sent() {
         .await
         .unwrap();
     scenario.start().await.unwrap();
-    rig.wait_until_done(&scenario, Duration::from_secs(60)).await;
+    rig.wait_until_done(&scenario, Duration::from_secs(60))
+        .await;
 
     let progress = scenario.progress().await.unwrap();
-    assert_eq!(progress.counts.get("suppressed"), Some(&20), "{:?}", progress.counts);
-    assert_eq!(progress.counts.get("sent"), Some(&180), "{:?}", progress.counts);
-    let received: HashSet<String> = rig.sink.messages().into_iter().flat_map(|m| m.rcpt_to).collect();
+    assert_eq!(
+        progress.counts.get("suppressed"),
+        Some(&20),
+        "{:?}",
+        progress.counts
+    );
+    assert_eq!(
+        progress.counts.get("sent"),
+        Some(&180),
+        "{:?}",
+        progress.counts
+    );
+    let received: HashSet<String> = rig
+        .sink
+        .messages()
+        .into_iter()
+        .flat_map(|m| m.rcpt_to)
+        .collect();
     assert_eq!(received.len(), 180);
     for address in &suppressed {
-        assert!(!received.contains(address), "{address} was sent despite its suppression");
+        assert!(
+            !received.contains(address),
+            "{address} was sent despite its suppression"
+        );
     }
     crate::support::wait_for("suppressed events", Duration::from_secs(10), || async {
         let rows = rig

@@ -11,6 +11,11 @@
 //! - [`state`]: records and counters.
 //! - `session`: the SMTP protocol, one task per connection.
 //!
+//! STARTTLS (for tests of the client's TLS): start with [`Sink::start_with_tls`];
+//! the sink then offers STARTTLS and records per message whether it arrived over
+//! TLS ([`ReceivedMessage::tls`], [`SinkStats::tls_messages`]). Without it,
+//! STARTTLS is neither offered nor understood.
+//!
 //! Guarantees: a message is recorded before its 250 is sent; per message only the
 //! source IP, Message-ID, envelope, size and connection id are kept (100k
 //! messages ≈ tens of MB); many concurrent, pipelining clients are fine;
@@ -29,6 +34,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 pub use http::MessagesPage;
 pub use rules::{Rule, RuleError, RuleStage};
@@ -83,6 +89,22 @@ pub struct Sink;
 impl Sink {
     /// Binds the listeners and starts serving in background tasks.
     pub async fn start(config: SinkConfig) -> Result<SinkHandle, SinkError> {
+        Self::start_inner(config, None).await
+    }
+
+    /// [`Sink::start`], also offering STARTTLS with `tls` (e.g. from
+    /// [`crate::smtp::tls::server_config`] and a self-signed certificate).
+    pub async fn start_with_tls(
+        config: SinkConfig,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Result<SinkHandle, SinkError> {
+        Self::start_inner(config, Some(TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_inner(
+        config: SinkConfig,
+        tls: Option<TlsAcceptor>,
+    ) -> Result<SinkHandle, SinkError> {
         let rules = rules::RuleSet::new(config.rules)?;
         let state = Arc::new(SinkState::new(rules));
         let listener =
@@ -127,6 +149,7 @@ impl Sink {
             listener,
             Arc::clone(&state),
             stopped,
+            tls,
         )));
         tracing::info!(%smtp_addr, ?http_addr, "SMTP sink listening");
 
@@ -145,6 +168,7 @@ async fn accept_loop(
     listener: TcpListener,
     state: Arc<SinkState>,
     mut stopped: watch::Receiver<bool>,
+    tls: Option<TlsAcceptor>,
 ) {
     let mut sessions = JoinSet::new();
     loop {
@@ -152,7 +176,7 @@ async fn accept_loop(
             () = stop_requested(&mut stopped) => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    sessions.spawn(session::serve(stream, peer, Arc::clone(&state)));
+                    sessions.spawn(session::serve(stream, peer, Arc::clone(&state), tls.clone()));
                 }
                 Err(err) => {
                     // Out of file descriptors and the like: back off briefly

@@ -2,7 +2,7 @@
 //! at RCPT", "450 the first time, then accept", "wait 2 s before the final reply",
 //! "drop the connection after the data".
 //!
-//! Used by [`super::session`] at the RCPT and end-of-data stages; set from
+//! Used by the `session` module at the RCPT and end-of-data stages; set from
 //! [`super::SinkConfig`], [`super::SinkHandle::set_rules`], `POST /rules` or
 //! `penguin sink --rules FILE` (a JSON array of [`Rule`]). Guarantees: rules are
 //! validated before use (a reply is one line starting with a 2xx–5xx code), the

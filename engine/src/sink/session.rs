@@ -2,8 +2,11 @@
 //! buffered reader.
 //!
 //! Spawned by the sink's accept loop, one task per connection. Speaks 220, EHLO
-//! (PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES) / HELO, MAIL, RCPT, DATA,
-//! RSET, NOOP, VRFY, QUIT. Guarantees: replies go out in command order and are
+//! (PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES, and STARTTLS when the sink
+//! has a TLS configuration and the session is still plain) / HELO, MAIL, RCPT,
+//! DATA, RSET, NOOP, VRFY, STARTTLS, QUIT. After STARTTLS the session starts over
+//! (not greeted, no transaction) on the TLS stream; plain-text bytes pipelined
+//! after STARTTLS close the connection (RFC 3207 §4.2). Guarantees: replies go out in command order and are
 //! flushed whenever no further pipelined input is buffered; DATA is
 //! dot-unstuffed and ends only at CRLF `.` CRLF (a lone LF `.` LF too, leniently);
 //! a message is recorded before its 2xx reply; scripted rules run at RCPT and
@@ -13,9 +16,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use std::time::Duration;
+
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_rustls::TlsAcceptor;
 
 use super::rules::{Response, RuleStage};
 use super::state::{Accepted, SinkState};
@@ -27,45 +34,77 @@ const MAX_COMMAND_LINE: u64 = 4096;
 /// Longest chunk read at once inside DATA; longer lines are read in pieces.
 const MAX_DATA_CHUNK: u64 = 64 * 1024;
 const HOSTNAME: &str = "penguin-sink";
-
-type Reader = BufReader<OwnedReadHalf>;
-type Writer = BufWriter<OwnedWriteHalf>;
+/// Longest TLS handshake the sink waits for.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves one connection until QUIT, EOF, an I/O error or a drop rule.
-pub(crate) async fn serve(stream: TcpStream, peer: SocketAddr, state: Arc<SinkState>) {
+/// `tls`: offer STARTTLS with this acceptor.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<SinkState>,
+    tls: Option<TlsAcceptor>,
+) {
     let source_ip = peer.ip();
     let connection_id = state.connection_opened(source_ip);
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
-    let mut session = Session {
-        reader: BufReader::with_capacity(64 * 1024, read),
-        writer: BufWriter::with_capacity(16 * 1024, write),
-        state: Arc::clone(&state),
-        connection_id,
-        peer,
-        greeted: false,
-        mail_from: None,
-        rcpt_to: Vec::new(),
-        line: Vec::with_capacity(1024),
-    };
-    if let Err(err) = session.run().await {
+    let mut session = Session::new(read, write, Arc::clone(&state), connection_id, peer);
+    session.starttls = tls.is_some();
+    let end = session.run(true).await;
+    let mut closed_counted = session.closed_counted;
+    if let (Ok(Next::StartTls), Some(acceptor)) = (&end, tls) {
+        // Nothing may follow STARTTLS in plain text (checked in `run`).
+        let Session { reader, writer, .. } = session;
+        match reader.into_inner().reunite(writer.into_inner()) {
+            Ok(stream) => {
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let (read, write) = tokio::io::split(stream);
+                        let mut session =
+                            Session::new(read, write, Arc::clone(&state), connection_id, peer);
+                        session.tls = true;
+                        if let Err(err) = session.run(false).await {
+                            tracing::debug!(%peer, connection_id, error = %err, "sink TLS session ended with an error");
+                        }
+                        closed_counted = session.closed_counted;
+                    }
+                    Ok(Err(err)) => {
+                        tracing::debug!(%peer, connection_id, error = %err, "sink TLS handshake failed");
+                    }
+                    Err(_) => tracing::debug!(%peer, connection_id, "sink TLS handshake timed out"),
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "sink could not reunite a TCP stream"),
+        }
+    } else if let Err(err) = end {
         tracing::debug!(%peer, connection_id, error = %err, "sink session ended with an error");
     }
-    state.connection_closed(source_ip);
+    if !closed_counted {
+        state.connection_closed(source_ip);
+    }
 }
 
 /// How a command handler wants the session to continue.
 enum Next {
     Continue,
     Close,
+    /// 220 to STARTTLS was sent and flushed: hand the stream to TLS.
+    StartTls,
 }
 
-struct Session {
-    reader: Reader,
-    writer: Writer,
+struct Session<R, W> {
+    reader: BufReader<R>,
+    writer: BufWriter<W>,
     state: Arc<SinkState>,
     connection_id: u64,
     peer: SocketAddr,
+    /// Offer STARTTLS (a TLS configuration exists and this session is plain).
+    starttls: bool,
+    /// This session runs over TLS: its messages are recorded as such.
+    tls: bool,
+    /// The connection was already counted closed (at QUIT).
+    closed_counted: bool,
     greeted: bool,
     mail_from: Option<String>,
     rcpt_to: Vec<String>,
@@ -73,9 +112,30 @@ struct Session {
     line: Vec<u8>,
 }
 
-impl Session {
-    async fn run(&mut self) -> io::Result<()> {
-        self.reply(&format!("220 {HOSTNAME} ESMTP ready")).await?;
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
+    fn new(read: R, write: W, state: Arc<SinkState>, connection_id: u64, peer: SocketAddr) -> Self {
+        Session {
+            reader: BufReader::with_capacity(64 * 1024, read),
+            writer: BufWriter::with_capacity(16 * 1024, write),
+            state,
+            connection_id,
+            peer,
+            starttls: false,
+            tls: false,
+            closed_counted: false,
+            greeted: false,
+            mail_from: None,
+            rcpt_to: Vec::new(),
+            line: Vec::with_capacity(1024),
+        }
+    }
+
+    /// Serves commands (after a 220 greeting when `greet`) until the session
+    /// ends: `Next::Close`, or `Next::StartTls` with nothing buffered after it.
+    async fn run(&mut self, greet: bool) -> io::Result<Next> {
+        if greet {
+            self.reply(&format!("220 {HOSTNAME} ESMTP ready")).await?;
+        }
         loop {
             // Pipelining: answer everything already buffered, then flush once.
             if self.reader.buffer().is_empty() {
@@ -87,19 +147,30 @@ impl Session {
                 .read_until(b'\n', &mut self.line)
                 .await?;
             if read == 0 {
-                return Ok(());
+                return Ok(Next::Close);
             }
             if !self.line.ends_with(b"\n") {
                 if read as u64 >= MAX_COMMAND_LINE {
                     self.reply("500 5.5.6 line too long").await?;
                     self.writer.flush().await?;
                 }
-                return Ok(()); // EOF in the middle of a line, or too long.
+                return Ok(Next::Close); // EOF in the middle of a line, or too long.
             }
             let line = String::from_utf8_lossy(&self.line).trim_end().to_owned();
-            if let Next::Close = self.command(&line).await? {
-                self.writer.flush().await?;
-                return Ok(());
+            match self.command(&line).await? {
+                Next::Continue => {}
+                Next::Close => {
+                    self.writer.flush().await?;
+                    return Ok(Next::Close);
+                }
+                Next::StartTls => {
+                    self.writer.flush().await?;
+                    if !self.reader.buffer().is_empty() {
+                        // Plain text pipelined after STARTTLS: possible injection.
+                        return Ok(Next::Close);
+                    }
+                    return Ok(Next::StartTls);
+                }
             }
         }
     }
@@ -113,8 +184,13 @@ impl Session {
             "EHLO" => {
                 self.greeted = true;
                 self.reset_transaction();
+                let starttls = if self.starttls {
+                    "250-STARTTLS\r\n"
+                } else {
+                    ""
+                };
                 let ehlo = format!(
-                    "250-{HOSTNAME} hello\r\n250-PIPELINING\r\n250-8BITMIME\r\n\
+                    "250-{HOSTNAME} hello\r\n250-PIPELINING\r\n250-8BITMIME\r\n{starttls}\
                      250-ENHANCEDSTATUSCODES\r\n250 SIZE {MAX_MESSAGE_SIZE}"
                 );
                 self.reply(&ehlo).await?;
@@ -131,9 +207,21 @@ impl Session {
                 self.reset_transaction();
                 self.reply("250 2.0.0 OK").await?;
             }
+            "STARTTLS" if self.starttls => {
+                if !self.greeted {
+                    self.reply("503 5.5.1 EHLO first").await?;
+                } else {
+                    self.reply("220 2.0.0 ready to start TLS").await?;
+                    return Ok(Next::StartTls);
+                }
+            }
             "NOOP" => self.reply("250 2.0.0 OK").await?,
             "VRFY" => self.reply("252 2.5.0 cannot verify").await?,
             "QUIT" => {
+                // Counted closed before the 221: a client that opens its next
+                // connection right after the reply never looks like one too many.
+                self.state.connection_closed(self.peer.ip());
+                self.closed_counted = true;
                 self.reply("221 2.0.0 bye").await?;
                 return Ok(Next::Close);
             }
@@ -233,6 +321,7 @@ impl Session {
             mail_from,
             rcpt_to,
             size: summary.size,
+            tls: self.tls,
         };
         match response {
             Response::Drop => return self.drop_connection().await,

@@ -4,7 +4,7 @@
 //!
 //! Guarantees: a message is recorded before its 2xx reply is written, so once a
 //! client sees "250" the record is visible; records are ordered by a sequence
-//! number that only grows (also across [`SinkState::reset`]), so paging with
+//! number that only grows (also across `SinkState::reset`), so paging with
 //! `after=` never skips; locks are plain mutexes held for a few map updates and
 //! never across an `.await`, which keeps up with well over 10k messages/s.
 
@@ -33,6 +33,9 @@ pub struct ReceivedMessage {
     pub rcpt_to: Vec<String>,
     /// Size of the message as received, after dot-unstuffing.
     pub size: usize,
+    /// It arrived over TLS (after STARTTLS).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// Counters since start (or the last reset).
@@ -56,6 +59,9 @@ pub struct SinkStats {
     /// Extra copies: messages whose Message-ID had been seen before.
     pub duplicate_messages: u64,
     pub messages_without_message_id: u64,
+    /// Accepted messages that arrived over TLS (after STARTTLS).
+    #[serde(default)]
+    pub tls_messages: u64,
     /// Accepted messages per client source IP.
     pub per_source_ip: BTreeMap<IpAddr, u64>,
     /// Connections accepted per client source IP.
@@ -73,6 +79,7 @@ pub(crate) struct Accepted {
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub size: usize,
+    pub tls: bool,
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +89,7 @@ struct Records {
     duplicate_message_ids: u64,
     duplicate_messages: u64,
     without_message_id: u64,
+    tls_messages: u64,
     per_source_ip: HashMap<IpAddr, u64>,
 }
 
@@ -164,6 +172,9 @@ impl SinkState {
                 None => records.without_message_id += 1,
             }
             *records.per_source_ip.entry(message.source_ip).or_insert(0) += 1;
+            if message.tls {
+                records.tls_messages += 1;
+            }
             records.messages.push(ReceivedMessage {
                 seq,
                 connection_id: message.connection_id,
@@ -172,6 +183,7 @@ impl SinkState {
                 mail_from: message.mail_from,
                 rcpt_to: message.rcpt_to,
                 size: message.size,
+                tls: message.tls,
             });
             seq
         };
@@ -231,6 +243,7 @@ impl SinkState {
             duplicate_message_ids: records.duplicate_message_ids,
             duplicate_messages: records.duplicate_messages,
             messages_without_message_id: records.without_message_id,
+            tls_messages: records.tls_messages,
             per_source_ip: records
                 .per_source_ip
                 .iter()
@@ -303,6 +316,7 @@ mod tests {
             mail_from: "s@a.test".into(),
             rcpt_to: vec!["r@b.test".into()],
             size: 10,
+            tls: false,
         }
     }
 

@@ -1,13 +1,27 @@
-//! One SMTP client session bound to a source IP: connect, greeting, EHLO, then any
-//! number of MAIL/RCPT/DATA transactions, then QUIT.
+//! One SMTP client session bound to a source IP: connect, greeting, EHLO,
+//! STARTTLS when offered (then EHLO again), then any number of MAIL/RCPT/DATA
+//! transactions, then QUIT.
 //!
 //! Called by the IP actors' connection pools (one [`SmtpConnection`] per pooled
-//! connection). Built on mail-send's [`SmtpClient`], one command at a time (no
-//! pipelining, so its one-reply-per-read parser is exact).
+//! connection). mail-send only opens the TCP connection (bound to the source IP);
+//! commands and replies go through our own buffered `ReplyReader`, which keeps
+//! bytes past one reply for the next, so pipelined replies are never lost.
 //!
 //! Guarantees:
-//! - every stage runs under its own timeout from [`SmtpTimeouts`]; a failure comes
-//!   back as a [`DeliveryOutcome`] naming the [`Stage`], never as a panic or a hang;
+//! - every stage runs under its own timeout from [`SmtpTimeouts`] (STARTTLS and
+//!   the TLS handshake under `tls_ms`); a failure comes back as a
+//!   [`DeliveryOutcome`] naming the [`Stage`], never as a panic or a hang;
+//! - STARTTLS ([`TlsMode`], config `[delivery] tls`): `Opportunistic` upgrades
+//!   when the server offers it; a server that refuses the command (e.g. 454)
+//!   keeps the plain session; a failed handshake reconnects once in plain.
+//!   `Required` never sends in plain: no STARTTLS, a refusal or a failed
+//!   handshake is `Deferred` at [`Stage::Ehlo`] with a reply naming TLS.
+//!   `Disabled` never upgrades. Any certificate is accepted (see
+//!   [`super::tls`]); bytes buffered after the 220 to STARTTLS (plain-text
+//!   injection) fail the upgrade;
+//! - PIPELINING (when offered after the last EHLO): MAIL FROM and RCPT TO go in
+//!   one write and both replies are read; each reply is still classified at its
+//!   own stage, DATA waits for them;
 //! - after a refused MAIL FROM, RCPT TO or DATA the transaction is reset (RSET) so
 //!   the next message can use the same connection;
 //! - after any I/O error, timeout, unparseable reply or 421 the connection is
@@ -16,28 +30,58 @@
 //! - addresses with CR, LF, `<`, `>`, whitespace or control characters are refused
 //!   locally (5.1.3 / 5.1.7) and never reach the wire, so no command injection.
 //!
-//! Plain TCP only for now: STARTTLS (when the server offers it) comes in a later
-//! issue. The session is generic over the stream (`AsyncRead + AsyncWrite`) so
-//! tests can drive it over an in-memory pipe; [`SmtpConnection::connect`] is the
-//! TCP entry point.
+//! The session is generic over the stream (`AsyncRead + AsyncWrite`) so tests can
+//! drive it over an in-memory pipe ([`SmtpConnection::handshake`]); the default,
+//! [`MaybeTls`], is what [`SmtpConnection::connect`] opens.
 
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use mail_send::SmtpClient;
-use penguin_config::SmtpTimeouts;
+use penguin_config::{DeliveryConfig, SmtpTimeouts};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::outcome::{DeliveryOutcome, Stage};
-use super::wire::{dot_stuff, is_safe_address, is_safe_word};
+pub use super::tls::MaybeTls;
+use super::tls::{connector, server_name};
+use super::wire::{Capabilities, ReadError, ReplyReader, dot_stuff, is_safe_address, is_safe_word};
 use crate::route::Destination;
 
+/// When [`SmtpConnection::connect_with_tls`] upgrades with STARTTLS; mirrors the
+/// config's `[delivery] tls`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Upgrade when offered; plain otherwise (or after a failed handshake).
+    #[default]
+    Opportunistic,
+    /// Never send in plain: defer instead.
+    Required,
+    /// Never upgrade.
+    Disabled,
+}
+
+impl TlsMode {
+    /// The mode `[delivery] tls` asks for.
+    pub fn from_config(delivery: &DeliveryConfig) -> Self {
+        if delivery.tls.required() {
+            TlsMode::Required
+        } else if delivery.tls.enabled() {
+            TlsMode::Opportunistic
+        } else {
+            TlsMode::Disabled
+        }
+    }
+}
+
 /// One open SMTP session; see the module doc for its guarantees.
-pub struct SmtpConnection<S: AsyncRead + AsyncWrite = TcpStream> {
-    client: SmtpClient<S>,
+pub struct SmtpConnection<S: AsyncRead + AsyncWrite = MaybeTls> {
+    stream: S,
+    reader: ReplyReader,
     timeouts: SmtpTimeouts,
+    capabilities: Capabilities,
     usable: bool,
     messages_sent: usize,
 }
@@ -47,73 +91,165 @@ impl<S: AsyncRead + AsyncWrite> std::fmt::Debug for SmtpConnection<S> {
         f.debug_struct("SmtpConnection")
             .field("usable", &self.usable)
             .field("messages_sent", &self.messages_sent)
+            .field("capabilities", &self.capabilities)
             .finish_non_exhaustive()
     }
 }
 
-impl SmtpConnection<TcpStream> {
-    /// Opens a TCP connection from `source` to `dest`, reads the greeting and says
-    /// EHLO `helo`. Host names are looked up within the connect timeout; only
-    /// addresses of the source's family are tried, in order.
+/// A STARTTLS attempt that did not end in a TLS session: the outcome, and the
+/// plain session when it is still in sync (the server refused the command).
+struct StartTlsFailure {
+    outcome: DeliveryOutcome,
+    plain: Option<SmtpConnection<MaybeTls>>,
+}
+
+impl SmtpConnection<MaybeTls> {
+    /// Opens a TCP connection from `source` to `dest`, reads the greeting, says
+    /// EHLO `helo` and upgrades with STARTTLS when offered
+    /// ([`TlsMode::Opportunistic`]). Host names are looked up within the connect
+    /// timeout; only addresses of the source's family are tried, in order.
     pub async fn connect(
         source: IpAddr,
         dest: &Destination,
         helo: &str,
         timeouts: &SmtpTimeouts,
     ) -> Result<Self, DeliveryOutcome> {
-        let limit = ms(timeouts.connect_ms);
-        let deadline = Instant::now() + limit;
-        let addrs = match tokio::time::timeout(
-            limit,
-            tokio::net::lookup_host((dest.host.as_str(), dest.port)),
-        )
-        .await
-        {
-            Ok(Ok(addrs)) => addrs.filter(|a| a.is_ipv4() == source.is_ipv4()),
-            Ok(Err(err)) => return Err(DeliveryOutcome::connection_failed(Stage::Connect, err)),
-            Err(_) => return Err(DeliveryOutcome::timeout(Stage::Connect)),
-        };
+        Self::connect_with_tls(source, dest, helo, timeouts, TlsMode::Opportunistic).await
+    }
 
-        let mut last_failure = None;
-        for addr in addrs {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Err(DeliveryOutcome::timeout(Stage::Connect));
+    /// [`SmtpConnection::connect`] with an explicit STARTTLS policy; see the
+    /// module doc.
+    pub async fn connect_with_tls(
+        source: IpAddr,
+        dest: &Destination,
+        helo: &str,
+        timeouts: &SmtpTimeouts,
+        tls: TlsMode,
+    ) -> Result<Self, DeliveryOutcome> {
+        let tcp = open_tcp(source, dest, timeouts).await?;
+        let conn = Self::handshake(MaybeTls::Plain(tcp), helo, timeouts).await?;
+        if tls == TlsMode::Disabled {
+            return Ok(conn);
+        }
+        if !conn.capabilities.starttls {
+            if tls == TlsMode::Required {
+                conn.quit().await;
+                return Err(tls_deferred(format!(
+                    "TLS required but not offered by {}",
+                    dest.host
+                )));
             }
-            match SmtpClient::connect_using(source, addr, remaining).await {
-                Ok(client) => {
-                    // Commands are small and we wait for each reply: no Nagle delay.
-                    let _ = client.stream.set_nodelay(true);
-                    return Self::handshake(client.stream, helo, timeouts).await;
+            return Ok(conn);
+        }
+        match conn.start_tls(&dest.host, helo).await {
+            Ok(conn) => Ok(conn),
+            Err(StartTlsFailure { outcome, plain }) => {
+                if tls == TlsMode::Required {
+                    if let Some(plain) = plain {
+                        plain.quit().await;
+                    }
+                    return Err(outcome);
                 }
-                Err(mail_send::Error::Timeout) => {
-                    return Err(DeliveryOutcome::timeout(Stage::Connect));
+                if let Some(plain) = plain {
+                    return Ok(plain);
                 }
-                Err(err) => last_failure = Some(describe_connect_error(addr, err)),
+                // Opportunistic and the handshake failed: once more, in plain.
+                tracing::debug!(%dest, reply = outcome.reply(), "STARTTLS failed; reconnecting without TLS");
+                let tcp = open_tcp(source, dest, timeouts).await?;
+                Self::handshake(MaybeTls::Plain(tcp), helo, timeouts).await
             }
         }
-        Err(DeliveryOutcome::connection_failed(
-            Stage::Connect,
-            last_failure
-                .unwrap_or_else(|| format!("no {} address for {dest}", family_name(source))),
-        ))
+    }
+
+    /// True when the session runs over TLS (after STARTTLS).
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
+    }
+
+    /// STARTTLS, the TLS handshake (SNI `host`), then EHLO again.
+    async fn start_tls(mut self, host: &str, helo: &str) -> Result<Self, StartTlsFailure> {
+        let broken = |outcome| StartTlsFailure {
+            outcome,
+            plain: None,
+        };
+        let reply = match self
+            .exchange(Stage::Ehlo, Some(b"STARTTLS\r\n"), self.timeouts.tls_ms)
+            .await
+        {
+            Ok(reply) => reply,
+            Err(outcome) => {
+                return Err(broken(tls_deferred(format!(
+                    "STARTTLS with {host} failed: {}",
+                    outcome.reply()
+                ))));
+            }
+        };
+        if reply.code != 220 {
+            let outcome = tls_deferred(format!("STARTTLS refused by {host}: {}", reply.line));
+            if reply.code == 421 {
+                return Err(broken(outcome));
+            }
+            return Err(StartTlsFailure {
+                outcome,
+                plain: Some(self),
+            });
+        }
+        if !self.reader.is_empty() {
+            return Err(broken(tls_deferred(format!(
+                "STARTTLS with {host} failed: data after the 220 reply"
+            ))));
+        }
+        let name = server_name(host).map_err(|err| broken(tls_deferred(err)))?;
+        let MaybeTls::Plain(tcp) = self.stream else {
+            return Err(broken(tls_deferred("STARTTLS on a TLS session".to_owned())));
+        };
+        let tls =
+            match tokio::time::timeout(ms(self.timeouts.tls_ms), connector().connect(name, tcp))
+                .await
+            {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(err)) => {
+                    return Err(broken(tls_deferred(format!(
+                        "TLS handshake with {host} failed: {err}"
+                    ))));
+                }
+                Err(_) => {
+                    return Err(broken(tls_deferred(format!(
+                        "TLS handshake with {host} timed out"
+                    ))));
+                }
+            };
+        let mut conn = SmtpConnection {
+            stream: MaybeTls::Tls(Box::new(tls)),
+            reader: ReplyReader::default(),
+            timeouts: self.timeouts,
+            capabilities: Capabilities::default(),
+            usable: true,
+            messages_sent: 0,
+        };
+        match conn.ehlo(helo).await {
+            Ok(()) => Ok(conn),
+            Err(outcome) => Err(broken(tls_deferred(format!(
+                "EHLO over TLS with {host} failed: {}",
+                outcome.reply()
+            )))),
+        }
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
     /// Starts a session on an already open stream: reads the greeting, then EHLO
-    /// (falling back to HELO when the server does not know EHLO).
+    /// (falling back to HELO when the server does not know EHLO). No STARTTLS.
     pub async fn handshake(
         stream: S,
         helo: &str,
         timeouts: &SmtpTimeouts,
     ) -> Result<Self, DeliveryOutcome> {
         let mut conn = SmtpConnection {
-            client: SmtpClient {
-                stream,
-                timeout: ms(timeouts.greeting_ms),
-            },
+            stream,
+            reader: ReplyReader::default(),
             timeouts: timeouts.clone(),
+            capabilities: Capabilities::default(),
             usable: true,
             messages_sent: 0,
         };
@@ -122,33 +258,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
         }
 
         let greeting = conn
-            .read_reply(Stage::Greeting, conn.timeouts.greeting_ms)
+            .exchange(Stage::Greeting, None, conn.timeouts.greeting_ms)
             .await?;
         if !(200..300).contains(&greeting.code) {
             return Err(refusal(Stage::Greeting, &greeting));
         }
+        conn.ehlo(helo).await?;
+        Ok(conn)
+    }
 
-        conn.client.timeout = ms(conn.timeouts.ehlo_ms);
-        match conn.client.ehlo(helo).await {
-            Ok(_capabilities) => Ok(conn),
-            // 500/502: an old server without ESMTP. Everything we send is plain
-            // SMTP, so HELO is enough.
-            Err(mail_send::Error::UnexpectedReply(reply)) if matches!(reply.code, 500 | 502) => {
-                let reply = conn
-                    .command(
-                        Stage::Ehlo,
-                        format!("HELO {helo}\r\n"),
-                        conn.timeouts.ehlo_ms,
-                    )
-                    .await?;
-                if (200..300).contains(&reply.code) {
-                    Ok(conn)
-                } else {
-                    Err(refusal(Stage::Ehlo, &reply))
-                }
-            }
-            Err(err) => Err(conn.failed(Stage::Ehlo, err)),
+    /// EHLO (HELO when the server does not know EHLO); records the capabilities.
+    async fn ehlo(&mut self, helo: &str) -> Result<(), DeliveryOutcome> {
+        let reply = self
+            .exchange(
+                Stage::Ehlo,
+                Some(format!("EHLO {helo}\r\n").as_bytes()),
+                self.timeouts.ehlo_ms,
+            )
+            .await?;
+        if (200..300).contains(&reply.code) {
+            self.capabilities = Capabilities::from_ehlo(&reply.message);
+            return Ok(());
         }
+        if !matches!(reply.code, 500 | 502) {
+            return Err(refusal(Stage::Ehlo, &reply));
+        }
+        // 500/502: an old server without ESMTP. Everything we send is plain
+        // SMTP, so HELO is enough.
+        let reply = self
+            .exchange(
+                Stage::Ehlo,
+                Some(format!("HELO {helo}\r\n").as_bytes()),
+                self.timeouts.ehlo_ms,
+            )
+            .await?;
+        if (200..300).contains(&reply.code) {
+            self.capabilities = Capabilities::default();
+            Ok(())
+        } else {
+            Err(refusal(Stage::Ehlo, &reply))
+        }
+    }
+
+    /// Whether the server offered PIPELINING in its last EHLO reply.
+    pub fn pipelining(&self) -> bool {
+        self.capabilities.pipelining
     }
 
     /// Sends one message to one recipient over this session. Never panics; every
@@ -167,28 +321,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
             return local_refusal(Stage::RcptTo, "5.1.3", "invalid recipient address");
         }
 
-        let steps = [
-            (
-                Stage::MailFrom,
-                format!("MAIL FROM:<{mail_from}>\r\n"),
-                self.timeouts.mail_from_ms,
-            ),
-            (
-                Stage::RcptTo,
-                format!("RCPT TO:<{rcpt}>\r\n"),
-                self.timeouts.rcpt_to_ms,
-            ),
-        ];
-        for (stage, command, timeout_ms) in steps {
-            match self.command(stage, command, timeout_ms).await {
-                Ok(reply) if (200..300).contains(&reply.code) => {}
-                Ok(reply) => return self.refused(stage, &reply).await,
-                Err(outcome) => return outcome,
+        let mail_command = format!("MAIL FROM:<{mail_from}>\r\n");
+        let rcpt_command = format!("RCPT TO:<{rcpt}>\r\n");
+        if self.capabilities.pipelining {
+            if let Some(outcome) = self.pipelined_envelope(&mail_command, &rcpt_command).await {
+                return outcome;
+            }
+        } else {
+            let steps = [
+                (Stage::MailFrom, mail_command, self.timeouts.mail_from_ms),
+                (Stage::RcptTo, rcpt_command, self.timeouts.rcpt_to_ms),
+            ];
+            for (stage, command, timeout_ms) in steps {
+                match self
+                    .exchange(stage, Some(command.as_bytes()), timeout_ms)
+                    .await
+                {
+                    Ok(reply) if (200..300).contains(&reply.code) => {}
+                    Ok(reply) => return self.refused(stage, &reply).await,
+                    Err(outcome) => return outcome,
+                }
             }
         }
 
         match self
-            .command(Stage::Data, "DATA\r\n", self.timeouts.data_ms)
+            .exchange(Stage::Data, Some(b"DATA\r\n"), self.timeouts.data_ms)
             .await
         {
             Ok(reply) if reply.code == 354 => {}
@@ -197,18 +354,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
         }
 
         let payload = dot_stuff(body);
-        let write = async {
-            self.client.stream.write_all(&payload).await?;
-            self.client.stream.flush().await
-        };
-        match tokio::time::timeout(ms(self.timeouts.data_ms), write).await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => return self.failed(Stage::Data, err.into()),
-            Err(_) => return self.failed(Stage::Data, mail_send::Error::Timeout),
+        if let Err(outcome) = self
+            .write(Stage::Data, &payload, self.timeouts.data_ms)
+            .await
+        {
+            return outcome;
         }
 
         let reply = match self
-            .read_reply(Stage::DataEnd, self.timeouts.data_end_ms)
+            .exchange(Stage::DataEnd, None, self.timeouts.data_end_ms)
             .await
         {
             Ok(reply) => reply,
@@ -222,6 +376,62 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
             self.messages_sent += 1;
         }
         outcome
+    }
+
+    /// MAIL FROM and RCPT TO in one write, then both replies (RFC 2920). `None`
+    /// when both were accepted; otherwise the outcome at the right stage, after
+    /// RSET.
+    async fn pipelined_envelope(
+        &mut self,
+        mail_command: &str,
+        rcpt_command: &str,
+    ) -> Option<DeliveryOutcome> {
+        let batch = [mail_command.as_bytes(), rcpt_command.as_bytes()].concat();
+        if let Err(outcome) = self
+            .write(Stage::MailFrom, &batch, self.timeouts.mail_from_ms)
+            .await
+        {
+            return Some(outcome);
+        }
+        let mail = match self
+            .exchange(Stage::MailFrom, None, self.timeouts.mail_from_ms)
+            .await
+        {
+            Ok(reply) => reply,
+            Err(outcome) => return Some(outcome),
+        };
+        if !(200..300).contains(&mail.code) {
+            let outcome = refusal(Stage::MailFrom, &mail);
+            if outcome.closes_connection() {
+                self.usable = false;
+                return Some(outcome);
+            }
+            // The RCPT reply (most likely 503) is still owed: read it first.
+            match self
+                .exchange(Stage::RcptTo, None, self.timeouts.rcpt_to_ms)
+                .await
+            {
+                Ok(rcpt) if rcpt.code == 421 => {
+                    self.usable = false;
+                    return Some(outcome);
+                }
+                Ok(_) => {}
+                Err(_) => return Some(outcome),
+            }
+            return Some(self.refused(Stage::MailFrom, &mail).await);
+        }
+        let rcpt = match self
+            .exchange(Stage::RcptTo, None, self.timeouts.rcpt_to_ms)
+            .await
+        {
+            Ok(reply) => reply,
+            Err(outcome) => return Some(outcome),
+        };
+        if (200..300).contains(&rcpt.code) {
+            None
+        } else {
+            Some(self.refused(Stage::RcptTo, &rcpt).await)
+        }
     }
 
     /// False after any I/O error, timeout, unparseable reply or 421: drop it.
@@ -239,10 +449,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
     /// `mail_from_ms` timeout.
     pub async fn quit(mut self) {
         if self.usable {
-            self.client.timeout = ms(self.timeouts.mail_from_ms);
-            let _ = self.client.cmd(b"QUIT\r\n").await;
+            let _ = self
+                .exchange(
+                    Stage::MailFrom,
+                    Some(b"QUIT\r\n"),
+                    self.timeouts.mail_from_ms,
+                )
+                .await;
         }
-        let _ = self.client.stream.shutdown().await;
+        let _ = tokio::time::timeout(ms(self.timeouts.mail_from_ms), self.stream.shutdown()).await;
     }
 
     /// A refused MAIL/RCPT/DATA: classify, then RSET so the session stays usable
@@ -254,7 +469,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
             return outcome;
         }
         match self
-            .command(Stage::MailFrom, "RSET\r\n", self.timeouts.mail_from_ms)
+            .exchange(
+                Stage::MailFrom,
+                Some(b"RSET\r\n"),
+                self.timeouts.mail_from_ms,
+            )
             .await
         {
             Ok(rset) if (200..300).contains(&rset.code) => {}
@@ -264,71 +483,147 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
         outcome
     }
 
-    /// Sends one command and reads its reply within `timeout_ms`.
-    async fn command(
+    /// Writes `bytes` and flushes within `timeout_ms`.
+    async fn write(
         &mut self,
         stage: Stage,
-        command: impl AsRef<[u8]>,
+        bytes: &[u8],
         timeout_ms: u64,
-    ) -> Result<Reply, DeliveryOutcome> {
-        self.client.timeout = ms(timeout_ms);
-        match self.client.cmd(command).await {
-            Ok(response) => Ok(Reply::new(response.code, response.esc, &response.message)),
-            Err(err) => Err(self.failed(stage, err)),
+    ) -> Result<(), DeliveryOutcome> {
+        let stream = &mut self.stream;
+        let write = async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        };
+        match tokio::time::timeout(ms(timeout_ms), write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(self.failed(stage, Failure::Io(err))),
+            Err(_) => Err(self.failed(stage, Failure::Timeout)),
         }
     }
 
-    /// Reads one reply (greeting, end of data) within `timeout_ms`.
-    async fn read_reply(
+    /// Sends `command` (if any) and reads one reply, all within `timeout_ms`.
+    async fn exchange(
         &mut self,
         stage: Stage,
+        command: Option<&[u8]>,
         timeout_ms: u64,
     ) -> Result<Reply, DeliveryOutcome> {
-        match tokio::time::timeout(ms(timeout_ms), self.client.read()).await {
-            Ok(Ok(response)) => Ok(Reply::new(response.code, response.esc, &response.message)),
-            Ok(Err(err)) => Err(self.failed(stage, err)),
-            Err(_) => Err(self.failed(stage, mail_send::Error::Timeout)),
-        }
-    }
-
-    /// Maps a mail-send error to an outcome; anything but a well-formed reply
-    /// leaves the session out of sync, so it becomes unusable.
-    fn failed(&mut self, stage: Stage, err: mail_send::Error) -> DeliveryOutcome {
-        if let mail_send::Error::UnexpectedReply(response) = &err {
-            let reply = Reply::new(response.code, response.esc, &response.message);
-            let outcome = refusal(stage, &reply);
-            if outcome.closes_connection() {
-                self.usable = false;
+        let stream = &mut self.stream;
+        let reader = &mut self.reader;
+        let io = async {
+            if let Some(command) = command {
+                stream.write_all(command).await.map_err(Failure::Io)?;
+                stream.flush().await.map_err(Failure::Io)?;
             }
-            return outcome;
+            reader.read(stream).await.map_err(Failure::Read)
+        };
+        match tokio::time::timeout(ms(timeout_ms), io).await {
+            Ok(Ok(response)) => Ok(Reply::new(response.code, response.esc, response.message)),
+            Ok(Err(failure)) => Err(self.failed(stage, failure)),
+            Err(_) => Err(self.failed(stage, Failure::Timeout)),
         }
+    }
+
+    /// Maps an I/O failure to an outcome; the session is out of sync after any,
+    /// so it becomes unusable.
+    fn failed(&mut self, stage: Stage, failure: Failure) -> DeliveryOutcome {
         self.usable = false;
-        match err {
-            mail_send::Error::Timeout => DeliveryOutcome::timeout(stage),
-            mail_send::Error::Io(io) => DeliveryOutcome::connection_failed(stage, io),
-            // mail-send reports EOF as an unparseable reply.
-            mail_send::Error::UnparseableReply => {
-                DeliveryOutcome::connection_failed(stage, "connection closed or unparseable reply")
+        match failure {
+            Failure::Timeout => DeliveryOutcome::timeout(stage),
+            Failure::Io(io) | Failure::Read(ReadError::Io(io)) => {
+                DeliveryOutcome::connection_failed(stage, io)
             }
-            other => DeliveryOutcome::connection_failed(stage, other),
+            Failure::Read(ReadError::Closed) => {
+                DeliveryOutcome::connection_failed(stage, "connection closed")
+            }
+            Failure::Read(ReadError::Unparseable) => {
+                DeliveryOutcome::connection_failed(stage, "unparseable reply")
+            }
         }
     }
 }
 
-/// A reply rebuilt as one line, e.g. `550 5.1.1 user unknown`.
+/// Why a command or reply did not go through.
+enum Failure {
+    Timeout,
+    Io(io::Error),
+    Read(ReadError),
+}
+
+/// A reply rebuilt as one line, e.g. `550 5.1.1 user unknown`, plus its text.
 struct Reply {
     code: u16,
     line: String,
+    /// The text after the codes (lines joined by LF), for EHLO keywords.
+    message: String,
 }
 
 impl Reply {
-    fn new(code: u16, esc: [u8; 3], message: &str) -> Self {
+    fn new(code: u16, esc: [u8; 3], message: String) -> Self {
         let line = if esc == [0, 0, 0] {
             format!("{code} {message}")
         } else {
             format!("{code} {}.{}.{} {message}", esc[0], esc[1], esc[2])
         };
-        Reply { code, line }
+        Reply {
+            code,
+            line,
+            message,
+        }
+    }
+}
+
+/// Opens the TCP connection from `source` within the connect timeout.
+async fn open_tcp(
+    source: IpAddr,
+    dest: &Destination,
+    timeouts: &SmtpTimeouts,
+) -> Result<TcpStream, DeliveryOutcome> {
+    let limit = ms(timeouts.connect_ms);
+    let deadline = Instant::now() + limit;
+    let addrs = match tokio::time::timeout(
+        limit,
+        tokio::net::lookup_host((dest.host.as_str(), dest.port)),
+    )
+    .await
+    {
+        Ok(Ok(addrs)) => addrs.filter(|a| a.is_ipv4() == source.is_ipv4()),
+        Ok(Err(err)) => return Err(DeliveryOutcome::connection_failed(Stage::Connect, err)),
+        Err(_) => return Err(DeliveryOutcome::timeout(Stage::Connect)),
+    };
+
+    let mut last_failure = None;
+    for addr in addrs {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(DeliveryOutcome::timeout(Stage::Connect));
+        }
+        match SmtpClient::connect_using(source, addr, remaining).await {
+            Ok(client) => {
+                // Commands are small and we wait for each reply: no Nagle delay.
+                let _ = client.stream.set_nodelay(true);
+                return Ok(client.stream);
+            }
+            Err(mail_send::Error::Timeout) => {
+                return Err(DeliveryOutcome::timeout(Stage::Connect));
+            }
+            Err(err) => last_failure = Some(describe_connect_error(addr, err)),
+        }
+    }
+    Err(DeliveryOutcome::connection_failed(
+        Stage::Connect,
+        last_failure.unwrap_or_else(|| format!("no {} address for {dest}", family_name(source))),
+    ))
+}
+
+/// A STARTTLS failure: deferred at EHLO (the session setup), the reply names TLS.
+fn tls_deferred(reason: String) -> DeliveryOutcome {
+    DeliveryOutcome::Deferred {
+        code: None,
+        enhanced: None,
+        reply: reason.replace(['\r', '\n'], " "),
+        stage: Stage::Ehlo,
     }
 }
 
@@ -386,6 +681,7 @@ mod tests {
             rcpt_to_ms: ms,
             data_ms: ms,
             data_end_ms: ms,
+            tls_ms: ms,
         }
     }
 
@@ -488,6 +784,52 @@ mod tests {
         assert_eq!(outcome.code(), Some(250));
         assert!(conn.is_usable());
         assert_eq!(conn.messages_sent(), 0);
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn pipelined_mail_refusal_names_mail_from_and_resets() {
+        let (client, server) = tokio::io::duplex(4096);
+        let server = tokio::spawn(scripted(
+            server,
+            "220 hi\r\n",
+            vec![
+                Some("250-hi\r\n250 PIPELINING\r\n"),
+                Some("550 5.7.1 sender blocked\r\n"),
+                Some("503 5.5.1 MAIL first\r\n"),
+                Some("250 reset\r\n"),
+            ],
+        ));
+        let mut conn = SmtpConnection::handshake(client, "me.test", &timeouts(1000))
+            .await
+            .unwrap();
+        assert!(conn.pipelining());
+        let outcome = conn.send("a@s.test", "b@r.test", b"x\r\n").await;
+        assert!(outcome.is_bounced(), "{outcome:?}");
+        assert_eq!(outcome.stage(), Some(Stage::MailFrom));
+        assert_eq!(outcome.enhanced(), Some("5.7.1"));
+        assert!(conn.is_usable());
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn pipelined_mail_421_makes_the_session_unusable() {
+        let (client, server) = tokio::io::duplex(4096);
+        let server = tokio::spawn(scripted(
+            server,
+            "220 hi\r\n",
+            vec![
+                Some("250-hi\r\n250 PIPELINING\r\n"),
+                Some("421 4.7.0 go away\r\n"),
+            ],
+        ));
+        let mut conn = SmtpConnection::handshake(client, "me.test", &timeouts(1000))
+            .await
+            .unwrap();
+        let outcome = conn.send("a@s.test", "b@r.test", b"x\r\n").await;
+        assert!(outcome.is_deferred());
+        assert_eq!(outcome.stage(), Some(Stage::MailFrom));
+        assert!(!conn.is_usable());
         server.await.unwrap();
     }
 
