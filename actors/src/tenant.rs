@@ -24,7 +24,7 @@ use crate::ip::{IpActor, IpMsg};
 /// Most jobs taken from Redis in one pop.
 const MAX_POP: usize = 1_000;
 /// Credits arriving within this window are served by one pop.
-const COALESCE: Duration = Duration::from_millis(10);
+const COALESCE: Duration = Duration::from_millis(25);
 const SAFETY_TICK: Duration = Duration::from_secs(1);
 
 pub struct TenantActor;

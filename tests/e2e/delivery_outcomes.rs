@@ -418,3 +418,53 @@ async fn required_tls_never_falls_back_to_plain() {
     }
     rig.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_address_suppressed_while_its_job_waits_for_a_retry_is_never_sent() {
+    let clock = manual_clock();
+    let options = RigOptions {
+        clock: Some(clock.clone()),
+        ..RigOptions::default()
+    };
+    let rig = Rig::start_with(|_| {}, options).await;
+    rig.sink
+        .set_rules(vec![rule(
+            "*",
+            RuleStage::Rcpt,
+            Some("451 4.3.0 try later"),
+            Some(1),
+        )])
+        .unwrap();
+    let scenario = rig
+        .campaign_with_leads(&["stop@later.test", "go@later.test"])
+        .await;
+    scenario.start().await.unwrap();
+    rig.wait_for_jobs("deferred", 2, Duration::from_secs(30))
+        .await;
+
+    // The recipient unsubscribes (through the API) while the retry waits.
+    let tenant = &scenario.tenants[0];
+    scenario
+        .client
+        .post(
+            "/v1/suppressions",
+            &tenant.token,
+            &serde_json::json!({"emails": ["stop@later.test"], "reason": "unsubscribe"}),
+        )
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(400));
+    rig.wait_until_done(&scenario, Duration::from_secs(30))
+        .await;
+    let counts = rig.job_counts().await;
+    assert_eq!(counts.get("suppressed"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("sent"), Some(&1), "{counts:?}");
+    let received: Vec<String> = rig
+        .sink
+        .messages()
+        .into_iter()
+        .flat_map(|m| m.rcpt_to)
+        .collect();
+    assert_eq!(received, vec!["go@later.test".to_string()]);
+    rig.shutdown().await;
+}

@@ -702,6 +702,53 @@ mod tests {
         }
     }
 
+    /// A server that answers the first lines with `replies`, then reads on and
+    /// never answers again, keeping the connection open: a stall.
+    async fn stalling(server: DuplexStream, replies: Vec<&'static str>) {
+        let (read, mut write) = tokio::io::split(server);
+        let mut lines = BufReader::new(read).lines();
+        write.write_all(b"220 hi\r\n").await.unwrap();
+        let mut replies = replies.into_iter();
+        while let Ok(Some(_)) = lines.next_line().await {
+            if let Some(reply) = replies.next() {
+                write.write_all(reply.as_bytes()).await.unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stall_at_each_stage_defers_naming_that_stage() {
+        let script: [&'static str; 4] = ["250 hi\r\n", "250 ok\r\n", "250 ok\r\n", "354 go\r\n"];
+        let stages = [
+            (0, Stage::Ehlo, "timeout at ehlo"),
+            (1, Stage::MailFrom, "timeout at mail_from"),
+            (2, Stage::RcptTo, "timeout at rcpt_to"),
+            (3, Stage::Data, "timeout at data"),
+            (4, Stage::DataEnd, "timeout at data_end"),
+        ];
+        for (answered, stage, reply) in stages {
+            let (client, server) = tokio::io::duplex(64 * 1024);
+            let server = tokio::spawn(stalling(server, script[..answered].to_vec()));
+            let outcome = match SmtpConnection::handshake(client, "me.test", &timeouts(100)).await {
+                Err(outcome) => outcome,
+                Ok(mut conn) => {
+                    let outcome = conn
+                        .send("a@s.test", "b@r.test", b"Subject: x\r\n\r\nhi\r\n")
+                        .await;
+                    assert!(
+                        !conn.is_usable(),
+                        "a stalled session is not reused ({stage:?})"
+                    );
+                    outcome
+                }
+            };
+            assert!(outcome.is_deferred(), "{stage:?}: {outcome:?}");
+            assert_eq!(outcome.stage(), Some(stage));
+            assert_eq!(outcome.reply(), reply);
+            server.abort();
+        }
+    }
+
     #[tokio::test]
     async fn ehlo_falls_back_to_helo() {
         let (client, server) = tokio::io::duplex(4096);
