@@ -241,6 +241,7 @@ impl Worker {
         let unsubscribe_url = tracking::unsubscribe_url(
             &config.tracking.base_url,
             &config.tracking.secret,
+            job.tenant_id,
             job.job_id,
         );
         let feedback_id = format!(

@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::leads::routes())
         .merge(routes::events::routes())
         .merge(routes::suppressions::routes())
+        .merge(routes::unsubscribe::routes())
         .fallback(|| async { AppError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { AppError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(state.config.api.max_body_bytes))

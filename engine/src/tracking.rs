@@ -1,6 +1,8 @@
 //! Signed tokens for the public tracking and unsubscribe links (`/u/{token}`,
-//! `/t/o/{token}`, `/t/c/{token}`): the job id plus an HMAC-SHA256 tag over the
-//! link kind and the id, so a forged or altered token is refused without a lookup.
+//! `/t/o/{token}`, `/t/c/{token}`): the tenant and job ids plus an HMAC-SHA256 tag
+//! over the link kind and both ids, so a forged or altered token is refused without
+//! a lookup, and the lookup it allows stays inside one tenant (keys lead with
+//! `tenant_id`, DESIGN.md §3a).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -31,44 +33,47 @@ impl LinkKind {
     }
 }
 
-fn tag(secret: &str, kind: LinkKind, job: Uuid) -> [u8; TAG_LEN] {
+fn mac(secret: &str, kind: LinkKind, tenant: Uuid, job: Uuid) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(kind.label());
+    mac.update(tenant.as_bytes());
     mac.update(job.as_bytes());
-    let full = mac.finalize().into_bytes();
-    let mut out = [0u8; TAG_LEN];
-    out.copy_from_slice(&full[..TAG_LEN]);
-    out
+    mac
 }
 
-/// A URL-safe token naming `job` for a link of `kind`.
-pub fn sign(secret: &str, kind: LinkKind, job: Uuid) -> String {
-    let mut bytes = Vec::with_capacity(16 + TAG_LEN);
+/// A URL-safe token naming `(tenant, job)` for a link of `kind`.
+pub fn sign(secret: &str, kind: LinkKind, tenant: Uuid, job: Uuid) -> String {
+    let tag = mac(secret, kind, tenant, job).finalize().into_bytes();
+    let mut bytes = Vec::with_capacity(32 + TAG_LEN);
+    bytes.extend_from_slice(tenant.as_bytes());
     bytes.extend_from_slice(job.as_bytes());
-    bytes.extend_from_slice(&tag(secret, kind, job));
+    bytes.extend_from_slice(&tag[..TAG_LEN]);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The job a token names, if the token is authentic for `kind`.
-pub fn verify(secret: &str, kind: LinkKind, token: &str) -> Option<Uuid> {
-    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
-    if bytes.len() != 16 + TAG_LEN {
+/// The `(tenant, job)` a token names, if the token is authentic for `kind`.
+pub fn verify(secret: &str, kind: LinkKind, token: &str) -> Option<(Uuid, Uuid)> {
+    if token.len() > 128 {
         return None;
     }
-    let job = Uuid::from_slice(&bytes[..16]).ok()?;
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
-    mac.update(kind.label());
-    mac.update(job.as_bytes());
-    mac.verify_truncated_left(&bytes[16..]).ok()?;
-    Some(job)
+    let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
+    if bytes.len() != 32 + TAG_LEN {
+        return None;
+    }
+    let tenant = Uuid::from_slice(&bytes[..16]).ok()?;
+    let job = Uuid::from_slice(&bytes[16..32]).ok()?;
+    mac(secret, kind, tenant, job)
+        .verify_truncated_left(&bytes[32..])
+        .ok()?;
+    Some((tenant, job))
 }
 
 /// The `List-Unsubscribe` URL of a job.
-pub fn unsubscribe_url(base_url: &str, secret: &str, job: Uuid) -> String {
+pub fn unsubscribe_url(base_url: &str, secret: &str, tenant: Uuid, job: Uuid) -> String {
     format!(
         "{}/u/{}",
         base_url.trim_end_matches('/'),
-        sign(secret, LinkKind::Unsubscribe, job)
+        sign(secret, LinkKind::Unsubscribe, tenant, job)
     )
 }
 
@@ -80,9 +85,13 @@ mod tests {
 
     #[test]
     fn tokens_verify_and_forgeries_fail() {
+        let tenant = Uuid::from_u128(7);
         let job = Uuid::from_u128(42);
-        let token = sign(SECRET, LinkKind::Unsubscribe, job);
-        assert_eq!(verify(SECRET, LinkKind::Unsubscribe, &token), Some(job));
+        let token = sign(SECRET, LinkKind::Unsubscribe, tenant, job);
+        assert_eq!(
+            verify(SECRET, LinkKind::Unsubscribe, &token),
+            Some((tenant, job))
+        );
         assert_eq!(
             verify(SECRET, LinkKind::Open, &token),
             None,
@@ -107,7 +116,12 @@ mod tests {
 
     #[test]
     fn unsubscribe_url_is_under_base() {
-        let url = unsubscribe_url("https://t.example.com/", SECRET, Uuid::from_u128(1));
+        let url = unsubscribe_url(
+            "https://t.example.com/",
+            SECRET,
+            Uuid::from_u128(2),
+            Uuid::from_u128(1),
+        );
         assert!(url.starts_with("https://t.example.com/u/"), "{url}");
     }
 }

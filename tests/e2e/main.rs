@@ -14,6 +14,7 @@ mod pause_resume;
 mod queue_redis;
 mod redis_flushed;
 mod suppressed_at_send;
+mod unsubscribe;
 
 // The control API scenarios; their client lives in `support/api.rs`.
 mod api_auth;

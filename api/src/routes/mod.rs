@@ -9,6 +9,7 @@ pub mod leads;
 pub mod ops;
 pub mod suppressions;
 pub mod tenants;
+pub mod unsubscribe;
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;

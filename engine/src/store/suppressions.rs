@@ -200,3 +200,69 @@ mod tests {
         );
     }
 }
+
+/// The recipient of one job (for the unsubscribe page), if the job exists.
+pub async fn job_recipient(
+    pool: &Pool,
+    tenant: Uuid,
+    job: Uuid,
+) -> Result<Option<String>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT l.email FROM send_jobs j
+             JOIN leads l ON l.tenant_id = j.tenant_id AND l.id = j.lead_id
+             WHERE j.tenant_id = $1 AND j.id = $2",
+        )
+        .await?;
+    Ok(client
+        .query_opt(&stmt, &[&tenant, &job])
+        .await?
+        .map(|row| row.get(0)))
+}
+
+/// What an unsubscribe did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsubscribed {
+    pub email: String,
+    /// `false` when the address was already suppressed (a repeated click).
+    pub newly: bool,
+}
+
+/// Suppresses the recipient of `job` for its tenant (reason `unsubscribe`) and
+/// records an `unsubscribed` delivery event the first time, in one statement.
+/// `None` when the job does not exist.
+pub async fn unsubscribe_job(
+    pool: &Pool,
+    tenant: Uuid,
+    job: Uuid,
+) -> Result<Option<Unsubscribed>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "WITH target AS (
+                 SELECT j.tenant_id, j.campaign_id, j.id, j.ip_id, l.email
+                 FROM send_jobs j
+                 JOIN leads l ON l.tenant_id = j.tenant_id AND l.id = j.lead_id
+                 WHERE j.tenant_id = $1 AND j.id = $2
+             ), added AS (
+                 INSERT INTO suppressions (tenant_id, email, reason)
+                 SELECT tenant_id, email, 'unsubscribe' FROM target
+                 ON CONFLICT (tenant_id, email) DO NOTHING
+                 RETURNING email
+             ), event AS (
+                 INSERT INTO delivery_events (tenant_id, campaign_id, job_id, ip_id, kind, reply)
+                 SELECT tenant_id, campaign_id, id, ip_id, 'unsubscribed', 'List-Unsubscribe'
+                 FROM target WHERE EXISTS (SELECT 1 FROM added)
+             )
+             SELECT email, EXISTS (SELECT 1 FROM added) FROM target",
+        )
+        .await?;
+    Ok(client
+        .query_opt(&stmt, &[&tenant, &job])
+        .await?
+        .map(|row| Unsubscribed {
+            email: row.get(0),
+            newly: row.get(1),
+        }))
+}
