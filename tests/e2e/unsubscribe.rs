@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use penguin_engine::tracking::{self, LinkKind};
+use penguin_engine::tracking;
 use uuid::Uuid;
 
 use crate::support::rig::Rig;
