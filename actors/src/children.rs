@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use ractor::{ActorCell, ActorId};
+use ractor::{ActorCell, ActorId, SupervisionEvent};
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -60,6 +60,21 @@ impl<K: Hash + Eq + Clone> Children<K> {
         self.by_id.remove(&cell.get_id());
         self.failures.remove(key);
         Some(cell)
+    }
+
+    /// The key of the live child a supervision event reports dead (failed or
+    /// terminated), logging a failure as `what`; `None` for other events and for
+    /// children removed on purpose.
+    pub fn dead_child(&mut self, event: SupervisionEvent, what: &str) -> Option<K> {
+        let cell = match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                tracing::error!(error = %err, "{what} failed");
+                cell
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => cell,
+            _ => return None,
+        };
+        self.exited(cell.get_id())
     }
 
     /// Records that the actor `id` exited; returns its key when it was a live child

@@ -91,15 +91,7 @@ impl Actor for IpSupervisor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let cell = match event {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                tracing::error!(error = %err, "ip actor failed");
-                cell
-            }
-            SupervisionEvent::ActorTerminated(cell, _, _) => cell,
-            _ => return Ok(()),
-        };
-        let Some(ip) = state.children.exited(cell.get_id()) else {
+        let Some(ip) = state.children.dead_child(event, "ip actor") else {
             return Ok(());
         };
         state.ctx.directory.set_ip(ip, None);

@@ -155,15 +155,7 @@ impl Actor for EngineSupervisor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let cell = match event {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                tracing::error!(error = %err, "engine child failed");
-                cell
-            }
-            SupervisionEvent::ActorTerminated(cell, _, _) => cell,
-            _ => return Ok(()),
-        };
-        let Some(kind) = state.children.exited(cell.get_id()) else {
+        let Some(kind) = state.children.dead_child(event, "engine child") else {
             return Ok(());
         };
         state.unregister(kind);

@@ -67,15 +67,7 @@ impl Actor for TenantSupervisor {
         event: SupervisionEvent,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let cell = match event {
-            SupervisionEvent::ActorFailed(cell, err) => {
-                tracing::error!(error = %err, "tenant actor failed");
-                cell
-            }
-            SupervisionEvent::ActorTerminated(cell, _, _) => cell,
-            _ => return Ok(()),
-        };
-        let Some(tenant) = state.children.exited(cell.get_id()) else {
+        let Some(tenant) = state.children.dead_child(event, "tenant actor") else {
             return Ok(());
         };
         state.ctx.directory.set_tenant(tenant, None);
