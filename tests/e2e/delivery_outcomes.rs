@@ -468,3 +468,40 @@ async fn an_address_suppressed_while_its_job_waits_for_a_retry_is_never_sent() {
     assert_eq!(received, vec!["go@later.test".to_string()]);
     rig.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_deferred_past_the_maximum_attempts_fails_with_the_reason() {
+    let clock = manual_clock();
+    let options = RigOptions {
+        clock: Some(clock.clone()),
+        ..RigOptions::default()
+    };
+    let rig = Rig::start_with(|c| c.delivery.retry.max_attempts = 2, options).await;
+    rig.sink
+        .set_rules(vec![rule(
+            "*",
+            RuleStage::Rcpt,
+            Some("451 4.4.1 no answer from host"),
+            None,
+        )])
+        .unwrap();
+    let scenario = rig.campaign_with_leads(&["never@later.test"]).await;
+    scenario.start().await.unwrap();
+    rig.wait_for_jobs("deferred", 1, Duration::from_secs(30))
+        .await;
+    clock.advance(Duration::from_secs(400));
+    rig.wait_for_jobs("failed", 1, Duration::from_secs(30))
+        .await;
+    let rows = rig
+        .env
+        .psql("SELECT attempts, last_reply FROM send_jobs")
+        .await;
+    assert_eq!(rows[0].get::<_, i32>(0), 2);
+    let reply: String = rows[0].get(1);
+    assert!(
+        reply.contains("451 4.4.1") && reply.contains("maximum attempts"),
+        "{reply}"
+    );
+    assert_eq!(rig.sink.stats().rejected_4xx, 2);
+    rig.shutdown().await;
+}
