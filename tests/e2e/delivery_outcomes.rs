@@ -7,10 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use penguin_engine::clock::ManualClock;
 use penguin_engine::dns::FakeResolver;
 use penguin_engine::sink::{Rule, RuleStage};
-use time::OffsetDateTime;
 
 use crate::support::rig::{Rig, RigOptions};
 
@@ -25,20 +23,9 @@ fn rule(pattern: &str, stage: RuleStage, reply: Option<&str>, times: Option<u32>
     }
 }
 
-/// A clock a minute ahead of Postgres' `now()` (which stamps jobs due at start),
-/// so the campaign's jobs are due; it then moves only when the test says so.
-fn manual_clock() -> ManualClock {
-    ManualClock::new(OffsetDateTime::now_utc() + Duration::from_secs(60))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_4xx_defers_then_the_retry_is_sent_on_schedule() {
-    let clock = manual_clock();
-    let options = RigOptions {
-        clock: Some(clock.clone()),
-        ..RigOptions::default()
-    };
-    let rig = Rig::start_with(|_| {}, options).await;
+    let (rig, clock) = Rig::start_with_clock(|_| {}).await;
     rig.sink
         .set_rules(vec![rule(
             "*",
@@ -100,12 +87,7 @@ async fn a_4xx_defers_then_the_retry_is_sent_on_schedule() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_drop_during_data_defers_and_the_retry_delivers_once() {
-    let clock = manual_clock();
-    let options = RigOptions {
-        clock: Some(clock.clone()),
-        ..RigOptions::default()
-    };
-    let rig = Rig::start_with(|_| {}, options).await;
+    let (rig, clock) = Rig::start_with_clock(|_| {}).await;
     let mut drop = rule("*", RuleStage::DataEnd, None, Some(1));
     drop.drop_connection = true;
     rig.sink.set_rules(vec![drop]).unwrap();
@@ -186,27 +168,9 @@ async fn hard_bounces_suppress_and_mailbox_full_does_not() {
 
     // A later campaign of the same tenant skips the suppressed address at import
     // and never sends to it.
-    let tenant = &scenario.tenants[0];
-    let second = scenario
-        .client
-        .create_campaign(
-            &tenant.token,
-            &serde_json::json!({
-                "name": "second", "from": "hello@e2e-1.test", "subject": "Hi", "text": "Hello",
-                "ip_ids": [tenant.ips[0].0.to_string()],
-            }),
-        )
-        .await
-        .unwrap();
-    let body = scenario
-        .client
-        .post(
-            &format!("/v1/campaigns/{second}/leads"),
-            &tenant.token,
-            &serde_json::json!({"leads": [{"email": "ann@gone.test"}, {"email": "dee@fine.test"}]}),
-        )
-        .await
-        .unwrap();
+    let body = rig
+        .import_into_new_campaign(&scenario, &["ann@gone.test", "dee@fine.test"])
+        .await;
     assert_eq!(body["accepted"], 1);
     assert_eq!(body["suppressed"], 1);
     rig.shutdown().await;
@@ -312,23 +276,15 @@ async fn connections_are_reused_within_the_provider_caps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_provider_hourly_cap_postpones_the_rest_to_the_next_hour() {
-    let clock = manual_clock();
-    let options = RigOptions {
-        clock: Some(clock.clone()),
-        ..RigOptions::default()
-    };
-    let rig = Rig::start_with(
-        |c| {
-            c.delivery.providers = vec![penguin_config::ProviderConfig {
-                name: "loopback".into(),
-                mx_patterns: Some(vec!["127.0.0.1".into()]),
-                max_connections: None,
-                max_messages_per_connection: None,
-                max_messages_per_hour: Some(10),
-            }];
-        },
-        options,
-    )
+    let (rig, clock) = Rig::start_with_clock(|c| {
+        c.delivery.providers = vec![penguin_config::ProviderConfig {
+            name: "loopback".into(),
+            mx_patterns: Some(vec!["127.0.0.1".into()]),
+            max_connections: None,
+            max_messages_per_connection: None,
+            max_messages_per_hour: Some(10),
+        }];
+    })
     .await;
     let scenario = rig.scenario(vec![vec!["127.0.0.2"]], 25).await;
     scenario.start().await.unwrap();
@@ -421,12 +377,7 @@ async fn required_tls_never_falls_back_to_plain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_address_suppressed_while_its_job_waits_for_a_retry_is_never_sent() {
-    let clock = manual_clock();
-    let options = RigOptions {
-        clock: Some(clock.clone()),
-        ..RigOptions::default()
-    };
-    let rig = Rig::start_with(|_| {}, options).await;
+    let (rig, clock) = Rig::start_with_clock(|_| {}).await;
     rig.sink
         .set_rules(vec![rule(
             "*",
@@ -471,12 +422,7 @@ async fn an_address_suppressed_while_its_job_waits_for_a_retry_is_never_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_deferred_past_the_maximum_attempts_fails_with_the_reason() {
-    let clock = manual_clock();
-    let options = RigOptions {
-        clock: Some(clock.clone()),
-        ..RigOptions::default()
-    };
-    let rig = Rig::start_with(|c| c.delivery.retry.max_attempts = 2, options).await;
+    let (rig, clock) = Rig::start_with_clock(|c| c.delivery.retry.max_attempts = 2).await;
     rig.sink
         .set_rules(vec![rule(
             "*",

@@ -10,6 +10,7 @@ mod delivery_outcomes;
 mod harness_smoke;
 mod ip_actor_killed;
 mod migrations;
+mod node_restart;
 mod pause_resume;
 mod queue_redis;
 mod redis_flushed;

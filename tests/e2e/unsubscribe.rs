@@ -84,25 +84,9 @@ async fn one_click_unsubscribe_suppresses_the_recipient_once() {
     );
 
     // The tenant's next campaign skips the address at import.
-    let owner = &scenario.tenants[0];
-    let second = scenario
-        .client
-        .create_campaign(
-            &owner.token,
-            &serde_json::json!({"name": "again", "from": "hello@e2e-1.test", "subject": "Hi",
-                "text": "Hello", "ip_ids": [owner.ips[0].0.to_string()]}),
-        )
-        .await
-        .unwrap();
-    let body = scenario
-        .client
-        .post(
-            &format!("/v1/campaigns/{second}/leads"),
-            &owner.token,
-            &serde_json::json!({"leads": [{"email": "ann@list.test"}, {"email": "bob@list.test"}]}),
-        )
-        .await
-        .unwrap();
+    let body = rig
+        .import_into_new_campaign(&scenario, &["ann@list.test", "bob@list.test"])
+        .await;
     assert_eq!(
         (body["accepted"].as_u64(), body["suppressed"].as_u64()),
         (Some(1), Some(1))

@@ -36,6 +36,8 @@ pub struct Rig {
     pub env: TestEnv,
     pub sink: SinkHandle,
     pub node: Option<Node>,
+    /// The node's configuration, for [`Rig::restart_node`].
+    config: Arc<Config>,
 }
 
 /// What a rig's node uses besides its configuration.
@@ -81,14 +83,78 @@ impl Rig {
         if let Some(clock) = options.clock {
             node_options.clock = Arc::new(clock);
         }
-        let node = Node::start(Arc::new(config), node_options)
+        let config = Arc::new(config);
+        let node = Node::start(config.clone(), node_options)
             .await
             .expect("node starts");
         Rig {
             env,
             sink,
             node: Some(node),
+            config,
         }
+    }
+
+    /// Starts a rig whose node runs on a [`ManualClock`] a minute ahead of
+    /// Postgres' `now()` (which stamps jobs due at start), so a started campaign's
+    /// jobs are due; the clock then moves only when the test says so.
+    pub async fn start_with_clock(tweak: impl FnOnce(&mut Config)) -> (Rig, ManualClock) {
+        let clock = ManualClock::new(time::OffsetDateTime::now_utc() + Duration::from_secs(60));
+        let options = RigOptions {
+            clock: Some(clock.clone()),
+            ..RigOptions::default()
+        };
+        (Rig::start_with(tweak, options).await, clock)
+    }
+
+    /// Stops the node in order and starts a new one with the same configuration
+    /// (wall clock, default resolver), as an operator restarting it would.
+    pub async fn restart_node(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown().await;
+        }
+        let options = NodeOptions {
+            metrics: global_metrics(),
+            ..NodeOptions::standalone()
+        };
+        let node = Node::start(self.config.clone(), options)
+            .await
+            .expect("node restarts");
+        self.node = Some(node);
+    }
+
+    /// Creates another campaign of the scenario's first tenant on its first IP and
+    /// imports `emails` into it; returns the import answer.
+    pub async fn import_into_new_campaign(
+        &self,
+        scenario: &Scenario,
+        emails: &[&str],
+    ) -> serde_json::Value {
+        let tenant = &scenario.tenants[0];
+        let campaign = scenario
+            .client
+            .create_campaign(
+                &tenant.token,
+                &serde_json::json!({
+                    "name": "another", "from": "hello@e2e-1.test", "subject": "Hi", "text": "Hello",
+                    "ip_ids": [tenant.ips[0].0.to_string()],
+                }),
+            )
+            .await
+            .expect("campaign created");
+        let leads: Vec<serde_json::Value> = emails
+            .iter()
+            .map(|e| serde_json::json!({"email": e}))
+            .collect();
+        scenario
+            .client
+            .post(
+                &format!("/v1/campaigns/{campaign}/leads"),
+                &tenant.token,
+                &serde_json::json!({ "leads": leads }),
+            )
+            .await
+            .expect("leads imported")
     }
 
     pub fn node(&self) -> &Node {
