@@ -104,23 +104,24 @@ impl ClusterState {
             }
         };
         let node = &self.ctx.config.node;
-        let mut owned = Vec::new();
-        for tenant in all {
-            match self
-                .leases
-                .acquire_or_renew(tenant, &node.id, node.lease_ttl_ms)
-                .await
-            {
-                Ok(true) => owned.push(tenant),
-                Ok(false) => {}
-                Err(err) => {
-                    // Without Redis nothing can be sent anyway; keep what we had so a
-                    // blip does not tear the actor tree down.
-                    tracing::warn!(error = %err, "lease renewal failed");
-                    return;
-                }
+        let held = match self
+            .leases
+            .acquire_or_renew_many(&all, &node.id, node.lease_ttl_ms)
+            .await
+        {
+            Ok(held) => held,
+            Err(err) => {
+                // Without Redis nothing can be sent anyway; keep what we had so a
+                // blip does not tear the actor tree down.
+                tracing::warn!(error = %err, "lease renewal failed");
+                return;
             }
-        }
+        };
+        let owned: Vec<Uuid> = all
+            .into_iter()
+            .zip(held)
+            .filter_map(|(tenant, held)| held.then_some(tenant))
+            .collect();
         let before = self.ctx.owned();
         for tenant in owned.iter().filter(|t| !before.tenants.contains(t)) {
             self.take_over(*tenant).await;

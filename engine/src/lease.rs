@@ -51,23 +51,27 @@ impl Leases {
         }
     }
 
-    /// Takes the lease of `tenant` for `node` if free, renews it if `node` holds it.
-    /// Returns whether `node` holds it now.
-    pub async fn acquire_or_renew(
+    /// Takes each tenant's lease for `node` where it is free and renews it where
+    /// `node` holds it, in one round trip (a pipeline of one script call per key,
+    /// so it stays per-slot on Redis Cluster). Returns, per tenant in order,
+    /// whether `node` holds that lease now.
+    pub async fn acquire_or_renew_many(
         &self,
-        tenant: Uuid,
+        tenants: &[Uuid],
         node: &str,
         ttl_ms: u64,
-    ) -> Result<bool, QueueError> {
+    ) -> Result<Vec<bool>, QueueError> {
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = deadpool_redis::redis::pipe();
+        pipe.load_script(&self.acquire).ignore();
+        for tenant in tenants {
+            pipe.invoke_script(self.acquire.key(lease_key(*tenant)).arg(node).arg(ttl_ms));
+        }
         let mut conn = self.pool.get().await?;
-        let held: i64 = self
-            .acquire
-            .key(lease_key(tenant))
-            .arg(node)
-            .arg(ttl_ms)
-            .invoke_async(&mut *conn)
-            .await?;
-        Ok(held == 1)
+        let held: Vec<i64> = pipe.query_async(&mut *conn).await?;
+        Ok(held.into_iter().map(|h| h == 1).collect())
     }
 
     /// Gives up the lease if `node` holds it.

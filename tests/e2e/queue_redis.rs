@@ -115,3 +115,57 @@ async fn garbage_is_dropped_and_redis_loss_is_detected() {
     assert!(!queue.is_live(tenant).await.unwrap(), "FLUSHALL is noticed");
     queue.ping().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_lease_is_held_by_one_node_until_released() {
+    use penguin_engine::lease::Leases;
+    let env = TestEnv::start().await;
+    let leases = Leases::new(env.redis.clone());
+    let tenants = [Uuid::new_v4(), Uuid::new_v4()];
+    assert_eq!(
+        leases
+            .acquire_or_renew_many(&tenants, "a", 60_000)
+            .await
+            .unwrap(),
+        vec![true, true]
+    );
+    assert_eq!(
+        leases
+            .acquire_or_renew_many(&tenants, "b", 60_000)
+            .await
+            .unwrap(),
+        vec![false, false]
+    );
+    assert_eq!(
+        leases
+            .acquire_or_renew_many(&tenants, "a", 60_000)
+            .await
+            .unwrap(),
+        vec![true, true],
+        "renewed"
+    );
+    leases.release(tenants[0], "b").await.unwrap();
+    assert_eq!(
+        leases
+            .acquire_or_renew_many(&tenants, "b", 60_000)
+            .await
+            .unwrap(),
+        vec![false, false],
+        "only the holder releases"
+    );
+    leases.release(tenants[0], "a").await.unwrap();
+    assert_eq!(
+        leases
+            .acquire_or_renew_many(&tenants, "b", 60_000)
+            .await
+            .unwrap(),
+        vec![true, false]
+    );
+    assert!(
+        leases
+            .acquire_or_renew_many(&[], "b", 60_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
