@@ -177,6 +177,13 @@ impl ClusterState {
     async fn control(&mut self, event: ControlEvent) {
         match event {
             ControlEvent::TenantChanged { .. } => self.refresh().await,
+            ControlEvent::Complaint {
+                ip_id, provider, ..
+            } => {
+                if let Some(ip) = self.ctx.directory.ip(ip_id) {
+                    let _ = ip.cast(crate::ip::IpMsg::Complaint { provider });
+                }
+            }
             ControlEvent::CampaignChanged {
                 campaign_id,
                 status,

@@ -41,6 +41,8 @@ pub enum IpMsg {
     Deliver(Vec<Popped>),
     /// Stop taking work, release what has not started, wait for SMTP under way.
     Drain(RpcReplyPort<()>),
+    /// A complaint about a message this IP sent (to `provider`, when known).
+    Complaint { provider: Option<String> },
 }
 
 /// Aborts a task when dropped, so workers never outlive their actor.
@@ -129,6 +131,9 @@ impl Actor for IpActor {
             IpMsg::Drain(reply) => {
                 state.drain().await;
                 let _ = reply.send(());
+            }
+            IpMsg::Complaint { provider } => {
+                tracing::info!(ip = %state.spec.address, ?provider, "complaint received");
             }
         }
         Ok(())

@@ -10,6 +10,7 @@
 
 mod delivery;
 mod error;
+mod limits;
 mod providers;
 mod reply_rules;
 mod sections;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use delivery::{DeliveryConfig, DnsConfig, RetryConfig, Route, SmtpTimeouts, TlsPolicy};
 pub use error::ConfigError;
+pub use limits::{HealthConfig, LimitsConfig, WarmupConfig};
 pub use providers::{
     DEFAULT_PROVIDER, ProviderConfig, ProviderLimits, ProviderSpec, builtin_providers,
     normalize_pattern, resolve_providers,
@@ -44,6 +46,9 @@ pub struct Config {
     pub queue: QueueConfig,
     pub delivery: DeliveryConfig,
     pub tracking: TrackingConfig,
+    pub limits: LimitsConfig,
+    pub warmup: WarmupConfig,
+    pub health: HealthConfig,
 }
 
 impl Config {
@@ -89,6 +94,9 @@ impl Config {
         self.queue.validate()?;
         self.delivery.validate()?;
         self.tracking.validate()?;
+        self.limits.validate()?;
+        self.warmup.validate()?;
+        self.health.validate()?;
         Ok(())
     }
 }

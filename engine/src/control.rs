@@ -26,13 +26,21 @@ pub enum ControlEvent {
     },
     /// A tenant was created or its IPs were added, paused or resumed.
     TenantChanged { tenant_id: Uuid },
+    /// A complaint (feedback loop) arrived for a message this IP sent; the node
+    /// owning the IP counts it in the IP's and the pair's rolling health.
+    Complaint {
+        tenant_id: Uuid,
+        ip_id: Uuid,
+        provider: Option<String>,
+    },
 }
 
 impl ControlEvent {
     pub fn tenant_id(&self) -> Uuid {
         match self {
             ControlEvent::CampaignChanged { tenant_id, .. }
-            | ControlEvent::TenantChanged { tenant_id } => *tenant_id,
+            | ControlEvent::TenantChanged { tenant_id }
+            | ControlEvent::Complaint { tenant_id, .. } => *tenant_id,
         }
     }
 

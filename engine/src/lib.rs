@@ -10,11 +10,13 @@
 //! - [`dns`]: MX resolution (hickory, TTL cache) and a domain's destinations.
 //! - [`provider`]: MX host → mailbox provider and its per-IP shaping limits.
 
+pub mod allowance;
 pub mod clock;
 pub mod control;
 pub mod db;
 pub mod dns;
 pub mod domain;
+pub mod health;
 pub mod lease;
 pub mod message;
 pub mod payload;

@@ -6,6 +6,7 @@
 //!   conditional transitions, reaper returns).
 //! - [`events`]: delivery events and daily rollups, in batches; [`events_read`]
 //!   pages them back for the API.
+//! - [`usage`]: per-IP reservations per local hour, and the IP-local calendar.
 //! - [`suppressions`]: a tenant's suppression list (API and hard bounces).
 
 pub mod campaigns;
@@ -17,3 +18,4 @@ pub mod leads;
 pub mod routing;
 pub mod suppressions;
 pub mod tenants;
+pub mod usage;
