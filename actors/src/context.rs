@@ -21,7 +21,7 @@ use crate::campaigns::CampaignCache;
 use crate::directory::Directory;
 
 /// The tenants (and their IPs) whose lease this node holds right now.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Ownership {
     pub tenants: Vec<Uuid>,
     pub ips: Vec<IpSpec>,

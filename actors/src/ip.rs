@@ -41,6 +41,8 @@ pub enum IpMsg {
     Deliver(Vec<Popped>),
     /// Stop taking work, release what has not started, wait for SMTP under way.
     Drain(RpcReplyPort<()>),
+    /// The IP's row changed (status, warm-up day, limits); same address.
+    Update(IpSpec),
     /// A complaint about a message this IP sent (to `provider`, when known).
     Complaint { provider: Option<String> },
 }
@@ -132,6 +134,7 @@ impl Actor for IpActor {
                 state.drain().await;
                 let _ = reply.send(());
             }
+            IpMsg::Update(spec) => state.spec = Arc::new(spec),
             IpMsg::Complaint { provider } => {
                 tracing::info!(ip = %state.spec.address, ?provider, "complaint received");
             }

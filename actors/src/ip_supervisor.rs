@@ -120,13 +120,21 @@ impl IpSupState {
     async fn set_ips(&mut self, myself: &ActorRef<IpSupMsg>, ips: Vec<IpSpec>) {
         let wanted: HashMap<Uuid, IpSpec> = ips.into_iter().map(|ip| (ip.id, ip)).collect();
         for ip in self.children.keys() {
-            let changed = match (self.wanted.get(&ip), wanted.get(&ip)) {
-                (Some(old), Some(new)) => old != new,
-                _ => true,
-            };
-            if changed && let Some(cell) = self.children.remove(&ip) {
-                self.ctx.directory.set_ip(ip, None);
-                cell.stop(Some("ip removed or changed".into()));
+            match (self.wanted.get(&ip), wanted.get(&ip)) {
+                (Some(old), Some(new)) if old == new => {}
+                // Limits, warm-up day or status changed: updated in place, so SMTP
+                // under way is never cut.
+                (Some(old), Some(new)) if old.same_identity(new) => {
+                    if let Some(actor) = self.ctx.directory.ip(ip) {
+                        let _ = actor.cast(IpMsg::Update(new.clone()));
+                    }
+                }
+                _ => {
+                    if let Some(cell) = self.children.remove(&ip) {
+                        self.ctx.directory.set_ip(ip, None);
+                        cell.stop(Some("ip removed or changed".into()));
+                    }
+                }
             }
         }
         self.wanted = wanted;

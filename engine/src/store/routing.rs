@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use deadpool_postgres::Pool;
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::StoreError;
@@ -24,13 +25,39 @@ pub async fn tenant_ids(pool: &Pool) -> Result<Vec<Uuid>, StoreError> {
 }
 
 /// One sending IP as the engine needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IpSpec {
     pub tenant_id: Uuid,
     pub id: Uuid,
     pub address: IpAddr,
     pub helo_name: String,
     pub active: bool,
+    /// Why it is paused (operator or health breaker).
+    pub status_reason: Option<String>,
+    /// An automatic pause ends here.
+    pub paused_until: Option<OffsetDateTime>,
+    pub warmup_schedule: Option<String>,
+    /// The schedule's ramp (`None` without a schedule: the IP is warm).
+    pub daily_volumes: Option<Vec<i32>>,
+    pub warmup_day: i32,
+    /// IANA zone of the IP's day.
+    pub timezone: String,
+    pub active_hours_start: u8,
+    pub active_hours_end: u8,
+    /// Multiplies allowance and rate after a health pause (1 = full).
+    pub rate_factor: f64,
+    pub created_at: OffsetDateTime,
+}
+
+impl IpSpec {
+    /// Whether `other` is the same IP with the same address and HELO name (only
+    /// limits, warm-up position or status differ): the Ip actor updates in place.
+    pub fn same_identity(&self, other: &IpSpec) -> bool {
+        self.tenant_id == other.tenant_id
+            && self.id == other.id
+            && self.address == other.address
+            && self.helo_name == other.helo_name
+    }
 }
 
 /// The IPs of some tenants.
@@ -38,8 +65,12 @@ pub async fn ips_of(pool: &Pool, tenants: &[Uuid]) -> Result<Vec<IpSpec>, StoreE
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
-            "SELECT tenant_id, id, host(address), helo_name, status = 'active'
-             FROM smtp_ips WHERE tenant_id = ANY($1) ORDER BY tenant_id, id",
+            "SELECT i.tenant_id, i.id, host(i.address), i.helo_name, i.status = 'active',
+                    i.status_reason, i.paused_until, i.warmup_schedule, w.daily_volumes,
+                    i.warmup_day, i.timezone, i.active_hours_start, i.active_hours_end,
+                    i.rate_factor::float8, i.created_at
+             FROM smtp_ips i LEFT JOIN warmup_schedules w ON w.name = i.warmup_schedule
+             WHERE i.tenant_id = ANY($1) ORDER BY i.tenant_id, i.id",
         )
         .await?;
     let rows = client.query(&stmt, &[&tenants]).await?;
@@ -54,6 +85,16 @@ pub async fn ips_of(pool: &Pool, tenants: &[Uuid]) -> Result<Vec<IpSpec>, StoreE
                     .map_err(|_| StoreError::Invalid(format!("ip address {address}")))?,
                 helo_name: row.get(3),
                 active: row.get(4),
+                status_reason: row.get(5),
+                paused_until: row.get(6),
+                warmup_schedule: row.get(7),
+                daily_volumes: row.get(8),
+                warmup_day: row.get(9),
+                timezone: row.get(10),
+                active_hours_start: row.get::<_, i16>(11) as u8,
+                active_hours_end: row.get::<_, i16>(12) as u8,
+                rate_factor: row.get(13),
+                created_at: row.get(14),
             })
         })
         .collect()
