@@ -44,6 +44,17 @@ pub struct EngineContext {
     /// Campaigns a control notification said are paused or cancelled. A speed-up
     /// only: delivery workers skip them at once; Postgres claims are the guarantee.
     pub stopped_campaigns: RwLock<HashSet<Uuid>>,
+    /// How often the actors that poll woke up (tests count them while jobs wait).
+    pub wakeups: Wakeups,
+}
+
+/// Wake-up counters of this node's polling-prone actors.
+#[derive(Debug, Default)]
+pub struct Wakeups {
+    /// Feeder rounds (each reads Postgres).
+    pub feeder_rounds: std::sync::atomic::AtomicU64,
+    /// Tenant pops (each may read Redis).
+    pub tenant_pops: std::sync::atomic::AtomicU64,
 }
 
 pub type Ctx = Arc<EngineContext>;

@@ -13,29 +13,35 @@
 //! released to `pending` without any SMTP; a job the pair cannot take now is
 //! postponed to Postgres with a later `run_at`. Workers are tasks owned by the Ip
 //! actor and aborted with it.
+//!
+//! Before each SMTP transaction a worker waits for the IP's per-second pace; each
+//! server verdict feeds the IP's health breakers, and a job released before SMTP
+//! returns its send to the IP's allowance. The records an outcome leaves are built
+//! in [`crate::outcome`].
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use penguin_engine::dns::{DnsError, destinations};
-use penguin_engine::domain::{JobStatus, email_domain};
+use penguin_engine::dns::destinations;
+use penguin_engine::domain::email_domain;
 use penguin_engine::message::{RenderContext, new_message_id};
 use penguin_engine::payload::JobV1;
 use penguin_engine::provider::Provider;
-use penguin_engine::retry::{self, RetryDecision};
 use penguin_engine::route::Destination;
 use penguin_engine::smtp::transport::TlsMode;
-use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, Stage, classify, should_suppress};
-use penguin_engine::store::events::Event;
-use penguin_engine::store::jobs::Transition;
+use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, should_suppress};
 use penguin_engine::store::routing::IpSpec;
 use penguin_engine::tracking;
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, mpsc};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
 
+use crate::breaker::{Breakers, Observed};
 use crate::context::Ctx;
+use crate::ip::IpMsg;
+use crate::outcome::{Finish, dns_outcome, outcome_records};
+use crate::pacer::Pacer;
+pub use crate::ready::ReadyQueues;
 use crate::shaping::{Admission, Shaping};
 use crate::tenant::TenantMsg;
 use crate::{analytics, metrics, status_writer};
@@ -44,6 +50,8 @@ use crate::{analytics, metrics, status_writer};
 pub struct Work {
     pub job: JobV1,
     pub first_attempt: OffsetDateTime,
+    /// The IP-local hour whose allowance this job's send was reserved in.
+    pub hour_start: OffsetDateTime,
 }
 
 pub type WorkQueue = Arc<Mutex<mpsc::UnboundedReceiver<Work>>>;
@@ -54,89 +62,17 @@ enum Next {
     Closed,
 }
 
-/// How one job ended on this worker.
-enum Finish {
-    Smtp {
-        outcome: DeliveryOutcome,
-        message_id: String,
-        /// The provider of the destination, when one was found.
-        provider: Option<Provider>,
-    },
-    /// Could not be attempted and never will (e.g. the template does not render).
-    Failed(String),
-    /// Not attempted; back to `pending` for a later feed.
-    Released,
-    /// Not attempted: the (IP, provider) pair cannot take it before `until`.
-    Postponed {
-        until: OffsetDateTime,
-        why: &'static str,
-    },
-    /// Every connection slot of the pair is taken: the job goes to the pair's
-    /// ready queue, which the slot holders drain (no worker blocks on a slot).
-    HandOff(String),
-}
-
-/// Jobs waiting for a connection of their (IP, provider) pair, per provider.
-#[derive(Default)]
-pub struct ReadyQueues {
-    queues: std::sync::Mutex<HashMap<String, VecDeque<Work>>>,
-    /// Woken when a job is handed off or a slot is released with jobs waiting.
-    pub wake: Notify,
-}
-
-impl ReadyQueues {
-    fn push(&self, provider: String, work: Work) {
-        self.queues
-            .lock()
-            .expect("ready lock")
-            .entry(provider)
-            .or_default()
-            .push_back(work);
-        self.wake.notify_waiters();
-    }
-
-    fn pop(&self, provider: &str) -> Option<Work> {
-        self.queues
-            .lock()
-            .expect("ready lock")
-            .get_mut(provider)?
-            .pop_front()
-    }
-
-    fn has_work(&self, provider: &str) -> bool {
-        self.queues
-            .lock()
-            .expect("ready lock")
-            .get(provider)
-            .is_some_and(|q| !q.is_empty())
-    }
-
-    fn is_empty(&self) -> bool {
-        self.queues
-            .lock()
-            .expect("ready lock")
-            .values()
-            .all(VecDeque::is_empty)
-    }
-
-    /// A waiting job of a pair that has a free connection slot, for a worker
-    /// without a connection.
-    fn pop_any(&self, has_free_slot: impl Fn(&str) -> bool) -> Option<Work> {
-        let mut queues = self.queues.lock().expect("ready lock");
-        queues
-            .iter_mut()
-            .find(|(provider, queue)| !queue.is_empty() && has_free_slot(provider))
-            .and_then(|(_, queue)| queue.pop_front())
-    }
-}
-
 pub struct Worker {
     pub ctx: Ctx,
     pub ip: Arc<IpSpec>,
     pub queue: WorkQueue,
     pub draining: Arc<AtomicBool>,
+    /// The IP is paused: release instead of sending.
+    pub paused: Arc<AtomicBool>,
     pub shaping: Arc<Shaping>,
     pub ready: Arc<ReadyQueues>,
+    pub breakers: Arc<std::sync::Mutex<Breakers>>,
+    pub pacer: Arc<Pacer>,
 }
 
 struct Open {
@@ -219,7 +155,10 @@ impl Worker {
     }
 
     async fn attempt(&self, job: &JobV1, open: &mut Option<Open>) -> Finish {
-        if self.draining.load(Ordering::Acquire) || self.ctx.is_stopped(job.campaign_id) {
+        if self.draining.load(Ordering::Acquire)
+            || self.paused.load(Ordering::Acquire)
+            || self.ctx.is_stopped(job.campaign_id)
+        {
             return Finish::Released;
         }
         let campaign = match self
@@ -310,6 +249,7 @@ impl Worker {
                 Err(other) => return other,
             }
         }
+        self.pacer.pace().await;
         let conn = &mut open.as_mut().expect("connection just ensured").conn;
         let span = tracing::debug_span!("delivery", job = %job.job_id, ip = %self.ip.address, provider = %provider.name);
         let _entered = span.enter();
@@ -383,12 +323,14 @@ impl Worker {
         let now = self.ctx.clock.now();
         let job = &work.job;
         self.apply_reply_rules(&finish, now);
+        self.observe_health(&work, &finish, now);
         if let Finish::Smtp { outcome, .. } = &finish
             && should_suppress(outcome)
         {
             analytics::suppress(&self.ctx, job.tenant_id, job.recipient.clone());
         }
-        let (transition, event) = self.outcome_records(job, work.first_attempt, finish, now);
+        let (transition, event) =
+            outcome_records(&self.ctx, self.ip.id, job, work.first_attempt, finish, now);
         if let Some(event) = event {
             analytics::record(&self.ctx, vec![event]);
         }
@@ -410,6 +352,51 @@ impl Worker {
                 ip: self.ip.id,
                 n: 1,
             });
+        }
+    }
+
+    /// Feeds the breakers with a server's verdict, and returns the allowance of a
+    /// job released before SMTP.
+    fn observe_health(&self, work: &Work, finish: &Finish, now: OffsetDateTime) {
+        let ip = || self.ctx.directory.ip(self.ip.id);
+        let observed = match finish {
+            Finish::Released | Finish::Postponed { .. } => {
+                if let Some(ip) = ip() {
+                    let _ = ip.cast(IpMsg::Released {
+                        hour_start: work.hour_start,
+                        n: 1,
+                    });
+                }
+                return;
+            }
+            Finish::Smtp { outcome, .. } if outcome.code().is_none() => return,
+            Finish::Smtp { outcome, .. } => match outcome {
+                DeliveryOutcome::Sent { .. } => Observed::Sent,
+                DeliveryOutcome::Bounced { .. } => Observed::Bounced,
+                DeliveryOutcome::Deferred { .. } => Observed::Deferred,
+            },
+            Finish::Failed(_) | Finish::HandOff(_) => return,
+        };
+        let provider = match finish {
+            Finish::Smtp { provider, .. } => provider.as_ref().map(|p| p.name.as_str()),
+            _ => None,
+        };
+        let trips = self
+            .breakers
+            .lock()
+            .expect("breakers lock")
+            .observe(now, provider, observed);
+        if trips
+            .iter()
+            .any(|t| matches!(t, crate::breaker::Trip::PauseIp(_)))
+        {
+            // Stop at once; the Ip actor records the pause in Postgres.
+            self.paused.store(true, Ordering::Release);
+        }
+        if !trips.is_empty()
+            && let Some(ip) = ip()
+        {
+            let _ = ip.cast(IpMsg::Tripped(trips));
         }
     }
 
@@ -443,121 +430,5 @@ impl Worker {
             metrics::reply_rule(rule.action.as_str());
             self.shaping.apply(provider, rule.action, now);
         }
-    }
-
-    fn outcome_records(
-        &self,
-        job: &JobV1,
-        first_attempt: OffsetDateTime,
-        finish: Finish,
-        now: OffsetDateTime,
-    ) -> (Transition, Option<Event>) {
-        let mut transition = Transition {
-            tenant_id: job.tenant_id,
-            job_id: job.job_id,
-            to: JobStatus::Pending,
-            run_at: None,
-            message_id: None,
-            reply: None,
-        };
-        let mut event = Event {
-            tenant_id: job.tenant_id,
-            campaign_id: job.campaign_id,
-            job_id: job.job_id,
-            ip_id: Some(self.ip.id),
-            kind: String::new(),
-            smtp_code: None,
-            enhanced_code: None,
-            class: None,
-            provider: None,
-            reply: None,
-            at: now,
-        };
-        match finish {
-            Finish::Released | Finish::HandOff(_) => return (transition, None),
-            Finish::Postponed { until, why } => {
-                metrics::postponed(why);
-                transition.run_at = Some(until);
-                transition.reply = Some(format!("postponed: {why}"));
-                return (transition, None);
-            }
-            Finish::Failed(reason) => {
-                transition.to = JobStatus::Failed;
-                transition.reply = Some(reason.clone());
-                event.reply = Some(reason);
-            }
-            Finish::Smtp {
-                outcome,
-                message_id,
-                provider,
-            } => {
-                event.class = classify(&outcome).map(|c| c.as_str().to_string());
-                event.provider = provider.map(|p| p.name);
-                event.smtp_code = outcome.code().map(i32::from);
-                event.enhanced_code = outcome.enhanced().map(str::to_string);
-                event.reply = Some(outcome.reply().to_string());
-                transition.message_id = Some(message_id);
-                transition.reply = Some(outcome.reply().to_string());
-                transition.to = match &outcome {
-                    DeliveryOutcome::Sent { .. } => {
-                        let latency = (now.unix_timestamp_nanos() / 1_000_000) as i64 - job.due_ms;
-                        metrics::pickup_latency(latency.max(0) as f64 / 1000.0);
-                        JobStatus::Sent
-                    }
-                    DeliveryOutcome::Bounced { .. } => JobStatus::Bounced,
-                    DeliveryOutcome::Deferred { .. } => {
-                        let attempts = (job.attempts + 1).max(1) as u32;
-                        let jitter = rand::random::<f64>();
-                        let hint = retry::retry_hint(outcome.reply());
-                        match retry::decide_with_hint(
-                            &self.ctx.config.delivery.retry,
-                            attempts,
-                            first_attempt,
-                            now,
-                            jitter,
-                            hint,
-                        ) {
-                            RetryDecision::RetryAt(at) => {
-                                transition.run_at = Some(at);
-                                JobStatus::Deferred
-                            }
-                            RetryDecision::GiveUp(reason) => {
-                                transition.reply =
-                                    Some(format!("{} ({})", outcome.reply(), reason.as_str()));
-                                JobStatus::Failed
-                            }
-                        }
-                    }
-                };
-            }
-        }
-        metrics::message(transition.to.as_str());
-        event.kind = transition.to.as_str().to_string();
-        (transition, Some(event))
-    }
-}
-
-/// The outcome of a failed MX lookup: permanent failures (NXDOMAIN, null MX, no
-/// mail host) bounce with the reason; anything else defers.
-fn dns_outcome(err: Option<&DnsError>) -> DeliveryOutcome {
-    match err {
-        Some(err) if err.is_permanent() => DeliveryOutcome::Bounced {
-            code: 550,
-            enhanced: Some("5.1.2".into()),
-            reply: format!("550 5.1.2 {err}"),
-            stage: Stage::Connect,
-        },
-        Some(err) => DeliveryOutcome::Deferred {
-            code: None,
-            enhanced: Some("4.4.3".into()),
-            reply: format!("dns: {err}"),
-            stage: Stage::Connect,
-        },
-        None => DeliveryOutcome::Deferred {
-            code: None,
-            enhanced: Some("4.4.3".into()),
-            reply: "no reachable mail host".into(),
-            stage: Stage::Connect,
-        },
     }
 }

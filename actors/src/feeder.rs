@@ -4,15 +4,21 @@
 //! claimed `pending|deferred → queued` with `SKIP LOCKED`. Postgres stays the
 //! backlog; Redis holds a bounded window.
 //!
-//! Rounds follow each other immediately while there is work, and every
-//! `queue.feed_idle_ms` when there is none; a control notification (campaign
-//! started or resumed) wakes the feeder at once.
+//! Rounds follow each other immediately while there is work. When a round finds
+//! nothing due, the feeder sleeps until the earliest `run_at` of the backlog (on
+//! the engine's clock) or `queue.feed_idle_ms`, whichever comes first; a control
+//! notification (campaign started or resumed), a job returned to the backlog
+//! earlier than that ([`wake_at`]) or recovered work wakes it sooner. Jobs waiting
+//! for an allowance window therefore cost no wake-ups until the window opens.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use penguin_engine::domain::Band;
 use penguin_engine::store::jobs;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use time::OffsetDateTime;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::context::Ctx;
@@ -28,11 +34,23 @@ pub enum FeederMsg {
     /// A round; stale generations (superseded by a wake-up) are ignored.
     Round(u64),
     Wake,
+    /// Something becomes due at this time: wake then, if not planned earlier.
+    WakeAt(OffsetDateTime),
 }
 
 pub struct FeederState {
     ctx: Ctx,
     generation: u64,
+    /// The planned idle wake-up (engine clock) and its timer.
+    planned: Option<(OffsetDateTime, JoinHandle<()>)>,
+}
+
+impl Drop for FeederState {
+    fn drop(&mut self) {
+        if let Some((_, timer)) = self.planned.take() {
+            timer.abort();
+        }
+    }
 }
 
 impl Actor for Feeder {
@@ -46,7 +64,11 @@ impl Actor for Feeder {
         ctx: Ctx,
     ) -> Result<Self::State, ActorProcessingErr> {
         myself.cast(FeederMsg::Round(0))?;
-        Ok(FeederState { ctx, generation: 0 })
+        Ok(FeederState {
+            ctx,
+            generation: 0,
+            planned: None,
+        })
     }
 
     async fn handle(
@@ -57,20 +79,35 @@ impl Actor for Feeder {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             FeederMsg::Round(generation) if generation == state.generation => {
+                state
+                    .ctx
+                    .wakeups
+                    .feeder_rounds
+                    .fetch_add(1, Ordering::Relaxed);
                 let fed = state.round().await;
                 state.generation += 1;
                 let next = state.generation;
-                let delay = if fed > 0 {
-                    BUSY_DELAY
+                if fed > 0 {
+                    myself.send_after(BUSY_DELAY, move || FeederMsg::Round(next));
                 } else {
-                    Duration::from_millis(state.ctx.config.queue.feed_idle_ms)
-                };
-                myself.send_after(delay, move || FeederMsg::Round(next));
+                    let due = state.next_due().await;
+                    state.plan(&myself, due);
+                }
             }
             FeederMsg::Round(_stale) => {}
             FeederMsg::Wake => {
                 state.generation += 1;
                 myself.cast(FeederMsg::Round(state.generation))?;
+            }
+            FeederMsg::WakeAt(at) => {
+                let earlier = state
+                    .planned
+                    .as_ref()
+                    .is_none_or(|(planned, _)| at < *planned);
+                if earlier {
+                    state.generation += 1;
+                    state.plan(&myself, Some(at));
+                }
             }
         }
         Ok(())
@@ -78,6 +115,48 @@ impl Actor for Feeder {
 }
 
 impl FeederState {
+    /// The earliest `run_at` in the backlog still in the future (`None`: nothing
+    /// waits, or something is due already but had no room in Redis).
+    async fn next_due(&self) -> Option<OffsetDateTime> {
+        let tenants = self.ctx.owned().tenants.clone();
+        if tenants.is_empty() {
+            return None;
+        }
+        match jobs::next_due(&self.ctx.pg, &tenants).await {
+            Ok(due) => due.filter(|at| *at > self.ctx.clock.now()),
+            Err(err) => {
+                tracing::warn!(error = %err, "reading the next due time failed");
+                None
+            }
+        }
+    }
+
+    /// Plans the next round of the current generation: at `due` on the engine's
+    /// clock, or after `queue.feed_idle_ms` (the safety net), whichever is first.
+    fn plan(&mut self, myself: &ActorRef<FeederMsg>, due: Option<OffsetDateTime>) {
+        if let Some((_, timer)) = self.planned.take() {
+            timer.abort();
+        }
+        let generation = self.generation;
+        let idle = Duration::from_millis(self.ctx.config.queue.feed_idle_ms);
+        let sleep = due.map(|at| self.ctx.clock.sleep_until(at));
+        let myself = myself.clone();
+        let timer = tokio::spawn(async move {
+            match sleep {
+                Some(sleep) => {
+                    tokio::select! {
+                        _ = sleep => {}
+                        _ = tokio::time::sleep(idle) => {}
+                    }
+                }
+                None => tokio::time::sleep(idle).await,
+            }
+            let _ = myself.cast(FeederMsg::Round(generation));
+        });
+        let at = due.unwrap_or_else(|| self.ctx.clock.now() + idle);
+        self.planned = Some((at, timer));
+    }
+
     /// One pass over the owned tenants; returns how many jobs were fed.
     async fn round(&mut self) -> usize {
         let tenants = self.ctx.owned().tenants.clone();
@@ -138,6 +217,13 @@ impl FeederState {
             let _ = actor.cast(TenantMsg::JobsAvailable);
         }
         encoded.len()
+    }
+}
+
+/// Wakes the feeder at `at` (engine clock) unless it plans to wake earlier.
+pub fn wake_at(ctx: &Ctx, at: OffsetDateTime) {
+    if let Some(feeder) = ctx.directory.feeder() {
+        let _ = feeder.cast(FeederMsg::WakeAt(at));
     }
 }
 

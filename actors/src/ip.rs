@@ -4,17 +4,25 @@
 //! its delivery workers (`delivery.connections_per_ip` of them, each with one SMTP
 //! connection bound to the IP's address).
 //!
+//! Before claiming, a batch is reserved against the IP's allowance ([`Allowance`]:
+//! daily volume spread over the active hours, hourly cap, Redis counters rebuilt
+//! from Postgres); what the allowance refuses goes back to the tenant with the time
+//! the next window opens. Workers pace messages per second ([`Pacer`]) and feed
+//! the reputation breakers ([`Breakers`]); a trip pauses the IP in Postgres (and
+//! at once here) or suspends/slows one provider pair.
+//!
 //! On (re)start it first flushes StatusWriter and returns any job still `sending`
 //! on this IP to `pending`: those belonged to a previous incarnation whose workers
-//! are gone. Workers die with the actor (their handles abort on drop).
-//! Per-IP limits and warm-up allowances come in a later step; today the IP's
-//! capacity is its worker count plus `delivery.ip_backlog`.
+//! are gone. Workers die with the actor (their handles abort on drop). A changed
+//! row (pause, warm-up day, limits) arrives as [`IpMsg::Update`], never a restart.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use penguin_engine::control::{self, ControlEvent};
 use penguin_engine::queue::Popped;
+use penguin_engine::store;
 use penguin_engine::store::events::Event;
 use penguin_engine::store::jobs;
 use penguin_engine::store::routing::IpSpec;
@@ -23,11 +31,14 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::allowance::{Allowance, Grant};
+use crate::breaker::{Breakers, Observed, Trip};
 use crate::context::Ctx;
 use crate::delivery::{ReadyQueues, Work, Worker};
+use crate::pacer::Pacer;
 use crate::shaping::Shaping;
 use crate::tenant::TenantMsg;
-use crate::{analytics, status_writer};
+use crate::{analytics, metrics, status_writer};
 
 pub struct IpActor;
 
@@ -45,6 +56,14 @@ pub enum IpMsg {
     Update(IpSpec),
     /// A complaint about a message this IP sent (to `provider`, when known).
     Complaint { provider: Option<String> },
+    /// Health breakers fired on an outcome (sent by a worker).
+    Tripped(Vec<Trip>),
+    /// A worker released `n` claimed jobs of the hour starting at `hour_start`
+    /// before SMTP: their sends return to the allowance.
+    Released {
+        hour_start: time::OffsetDateTime,
+        n: u32,
+    },
 }
 
 /// Aborts a task when dropped, so workers never outlive their actor.
@@ -62,6 +81,12 @@ pub struct IpState {
     work: Option<mpsc::UnboundedSender<Work>>,
     workers: Vec<AbortOnDrop>,
     draining: Arc<AtomicBool>,
+    /// The IP is paused (operator or breaker): workers release what they hold.
+    paused: Arc<AtomicBool>,
+    allowance: Allowance,
+    breakers: Arc<std::sync::Mutex<Breakers>>,
+    shaping: Arc<Shaping>,
+    pacer: Arc<Pacer>,
 }
 
 impl IpActor {
@@ -92,8 +117,13 @@ impl Actor for IpActor {
         let (tx, rx) = mpsc::unbounded_channel();
         let queue = Arc::new(Mutex::new(rx));
         let draining = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(!spec.active));
         let shaping = Arc::new(Shaping::default());
         let ready = Arc::new(ReadyQueues::default());
+        let breakers = Arc::new(std::sync::Mutex::new(Breakers::new(
+            ctx.config.health.clone(),
+        )));
+        let pacer = Arc::new(Pacer::default());
         let workers = (0..ctx.config.delivery.connections_per_ip)
             .map(|_| {
                 let worker = Worker {
@@ -101,8 +131,11 @@ impl Actor for IpActor {
                     ip: spec.clone(),
                     queue: queue.clone(),
                     draining: draining.clone(),
+                    paused: paused.clone(),
                     shaping: shaping.clone(),
                     ready: ready.clone(),
+                    breakers: breakers.clone(),
+                    pacer: pacer.clone(),
                 };
                 AbortOnDrop(tokio::spawn(worker.run()))
             })
@@ -113,13 +146,20 @@ impl Actor for IpActor {
                 capacity: IpActor::capacity(&ctx),
             });
         }
-        Ok(IpState {
+        let state = IpState {
+            allowance: Allowance::new(&ctx),
             ctx,
             spec,
             work: Some(tx),
             workers,
             draining,
-        })
+            paused,
+            breakers,
+            shaping,
+            pacer,
+        };
+        state.set_pace();
+        Ok(state)
     }
 
     async fn handle(
@@ -134,9 +174,20 @@ impl Actor for IpActor {
                 state.drain().await;
                 let _ = reply.send(());
             }
-            IpMsg::Update(spec) => state.spec = Arc::new(spec),
+            IpMsg::Update(spec) => state.update(spec),
             IpMsg::Complaint { provider } => {
-                tracing::info!(ip = %state.spec.address, ?provider, "complaint received");
+                let now = state.ctx.clock.now();
+                let trips = state.breakers.lock().expect("breakers lock").observe(
+                    now,
+                    provider.as_deref(),
+                    Observed::Complaint,
+                );
+                tracing::info!(ip = %state.spec.address, ?provider, "complaint counted");
+                state.trip(trips).await;
+            }
+            IpMsg::Tripped(trips) => state.trip(trips).await,
+            IpMsg::Released { hour_start, n } => {
+                state.allowance.released(&state.spec, hour_start, n).await;
             }
         }
         Ok(())
@@ -144,40 +195,57 @@ impl Actor for IpActor {
 }
 
 impl IpState {
-    async fn deliver(&mut self, batch: Vec<Popped>) {
+    async fn deliver(&mut self, mut batch: Vec<Popped>) {
         let tenant = self.spec.tenant_id;
-        let pairs: Vec<(Uuid, Uuid)> = batch
-            .iter()
-            .map(|p| (p.payload.job_id(), self.spec.id))
-            .collect();
-        let mut campaigns: Vec<Uuid> = batch
-            .iter()
-            .map(|p| p.payload.clone().into_job().campaign_id)
-            .collect();
-        campaigns.sort_unstable();
-        campaigns.dedup();
-        let claim = if self.work.is_some() {
-            jobs::claim_sending(
-                &self.ctx.pg,
-                tenant,
-                &pairs,
-                &campaigns,
-                self.ctx.clock.now(),
-            )
-            .await
-        } else {
-            Ok(Default::default())
-        };
-        let claim = match claim {
-            Ok(claim) => claim,
+        if self.work.is_none() {
+            self.return_credit(batch.len());
+            return;
+        }
+        let grant = match self.reserve(batch.len()).await {
+            Ok(grant) => grant,
             Err(err) => {
-                // Nothing changed in Postgres; the jobs stay in Redis' in-flight set
-                // and the reaper re-queues them after their deadline.
-                tracing::warn!(ip = %self.spec.address, error = %err, "claiming jobs failed");
+                // Nothing was claimed; the jobs stay in Redis' in-flight set and the
+                // reaper re-queues them after their deadline.
+                tracing::warn!(ip = %self.spec.address, error = %err, "reserving allowance failed");
                 self.return_credit(batch.len());
                 return;
             }
         };
+        let refused = batch.split_off(grant.n as usize);
+        if !refused.is_empty() {
+            self.refuse(refused, grant.next_window);
+        }
+        let pairs: Vec<(Uuid, Uuid)> = batch
+            .iter()
+            .map(|p| (p.payload.job_id(), self.spec.id))
+            .collect();
+        let mut campaigns: Vec<Uuid> = batch.iter().map(|p| p.payload.job().campaign_id).collect();
+        campaigns.sort_unstable();
+        campaigns.dedup();
+        let claim = jobs::claim_sending(
+            &self.ctx.pg,
+            tenant,
+            &pairs,
+            &campaigns,
+            self.ctx.clock.now(),
+            Some(grant.mark),
+        )
+        .await;
+        let claim = match claim {
+            Ok(claim) => claim,
+            Err(err) => {
+                tracing::warn!(ip = %self.spec.address, error = %err, "claiming jobs failed");
+                self.allowance.unused(&self.spec, &grant, 0).await;
+                self.return_credit(batch.len());
+                return;
+            }
+        };
+        self.allowance
+            .unused(&self.spec, &grant, claim.claimed.len() as u32)
+            .await;
+        if batch.is_empty() {
+            return;
+        }
         // Postgres now holds the truth for every offered job: drop them from Redis.
         let raws: Vec<&[u8]> = batch.iter().map(|p| p.raw.as_slice()).collect();
         if let Err(err) = self.ctx.queue.ack(tenant, &raws).await {
@@ -193,8 +261,12 @@ impl IpState {
             let job = popped.payload.into_job();
             match (claimed.get(&job.job_id), &self.work) {
                 (Some(first_attempt), Some(work)) => {
-                    let first_attempt = *first_attempt;
-                    if work.send(Work { job, first_attempt }).is_err() {
+                    let work_item = Work {
+                        job,
+                        first_attempt: *first_attempt,
+                        hour_start: grant.mark.hour_start,
+                    };
+                    if work.send(work_item).is_err() {
                         unclaimed += 1;
                     }
                 }
@@ -202,6 +274,119 @@ impl IpState {
             }
         }
         self.return_credit(unclaimed);
+    }
+
+    /// Reserves up to `wanted` sends; a paused IP grants none until it resumes.
+    async fn reserve(&mut self, wanted: usize) -> Result<Grant, crate::allowance::AllowanceError> {
+        if self.paused.load(Ordering::Acquire) {
+            let now = self.ctx.clock.now();
+            let until = self
+                .spec
+                .paused_until
+                .filter(|until| *until > now)
+                .unwrap_or(now + time::Duration::hours(1));
+            return Ok(Grant {
+                n: 0,
+                mark: jobs::UsageMark {
+                    ip: self.spec.id,
+                    hour_start: now,
+                    day: now.date(),
+                    given_back: 0,
+                },
+                next_window: Some(until),
+            });
+        }
+        let factor = self.breakers.lock().expect("breakers lock").factor();
+        self.allowance
+            .reserve(&self.ctx, &self.spec, factor, wanted as u32)
+            .await
+    }
+
+    /// Jobs the allowance refused: back to the tenant, which routes them to another
+    /// IP of their pool or leaves them in Postgres until `next_window`.
+    fn refuse(&self, jobs: Vec<Popped>, next_window: Option<time::OffsetDateTime>) {
+        let until = next_window.unwrap_or_else(|| self.ctx.clock.now());
+        // Without a tenant actor (restarting), the jobs stay in Redis' in-flight
+        // set until the reaper re-queues them.
+        if let Some(tenant) = self.ctx.directory.tenant(self.spec.tenant_id) {
+            let _ = tenant.cast(TenantMsg::Refused {
+                ip: self.spec.id,
+                jobs,
+                until,
+            });
+        }
+    }
+
+    /// The row changed: new limits apply to the next reservation; a pause stops
+    /// the workers' queued work, a resume starts with clean health.
+    fn update(&mut self, spec: IpSpec) {
+        let was_active = self.spec.active;
+        if spec.active && !was_active {
+            self.breakers.lock().expect("breakers lock").reset();
+            tracing::info!(ip = %spec.address, "ip resumed");
+        }
+        self.paused.store(!spec.active, Ordering::Release);
+        self.spec = Arc::new(spec);
+        self.set_pace();
+    }
+
+    fn set_pace(&self) {
+        let mps = f64::from(self.ctx.config.limits.ip_messages_per_second);
+        let factor = self.breakers.lock().expect("breakers lock").factor();
+        self.pacer.set_rate(mps * self.spec.rate_factor * factor);
+    }
+
+    /// Carries out what the breakers decided.
+    async fn trip(&mut self, trips: Vec<Trip>) {
+        let health = self.ctx.config.health.clone();
+        let now = self.ctx.clock.now();
+        let pause_for = Duration::from_secs(health.pause_secs);
+        for trip in trips {
+            match trip {
+                Trip::PauseIp(why) => {
+                    metrics::health_trip("pause_ip");
+                    self.paused.store(true, Ordering::Release);
+                    let until = now + pause_for;
+                    tracing::warn!(ip = %self.spec.address, %why, %until, "health breaker paused the ip");
+                    let spec = &self.spec;
+                    match store::ip_state::pause_for_health(
+                        &self.ctx.pg,
+                        spec.tenant_id,
+                        spec.id,
+                        &why,
+                        until,
+                        health.resume_factor,
+                    )
+                    .await
+                    {
+                        Ok(_) => {
+                            let event = ControlEvent::TenantChanged {
+                                tenant_id: spec.tenant_id,
+                            };
+                            if let Err(err) = control::publish(self.ctx.queue.pool(), &event).await
+                            {
+                                tracing::warn!(error = %err, "publishing the ip pause failed");
+                            }
+                        }
+                        Err(err) => {
+                            tracing::error!(ip = %spec.address, error = %err, "recording the health pause failed")
+                        }
+                    }
+                }
+                Trip::SuspendPair { provider, why } => {
+                    metrics::health_trip("suspend_pair");
+                    tracing::warn!(ip = %self.spec.address, %provider, %why, "health breaker suspended the pair");
+                    self.shaping
+                        .suspend_pair(&provider, pause_for, health.resume_factor, now);
+                }
+                Trip::SlowPair { provider, why } => {
+                    metrics::health_trip("slow_pair");
+                    tracing::warn!(ip = %self.spec.address, %provider, %why, "health breaker slowed the pair");
+                    self.shaping.slow_pair(&provider, 0.5, pause_for, now);
+                }
+            }
+        }
+        self.set_pace();
     }
 
     /// Jobs the claim found on the suppression list: already terminal in Postgres;

@@ -19,7 +19,9 @@
 //! restarts. Hot paths only `cast`; the producers bound their own output (credits per
 //! IP, the Redis window per tenant) so no mailbox grows without limit.
 
+pub mod allowance;
 pub mod analytics;
+pub mod breaker;
 pub mod campaigns;
 pub mod children;
 pub mod cluster;
@@ -30,6 +32,9 @@ pub mod feeder;
 pub mod ip;
 pub mod ip_supervisor;
 pub mod metrics;
+pub mod outcome;
+pub mod pacer;
+pub mod ready;
 pub mod reaper;
 pub mod shaping;
 pub mod status_writer;

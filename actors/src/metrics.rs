@@ -13,6 +13,9 @@ pub const JOBS_RECOVERED: &str = "penguin_jobs_recovered_total";
 pub const OWNED_TENANTS: &str = "penguin_owned_tenants";
 pub const REPLY_RULES: &str = "penguin_reply_rules_matched_total";
 pub const POSTPONED: &str = "penguin_jobs_postponed_total";
+pub const COUNTERS_REBUILT: &str = "penguin_ip_counters_rebuilt_total";
+pub const IP_TRIPS: &str = "penguin_ip_health_trips_total";
+pub const ALLOWANCE_WAITS: &str = "penguin_allowance_waits_total";
 
 /// Registers descriptions with the installed recorder (no-op without one).
 pub fn describe() {
@@ -39,6 +42,18 @@ pub fn describe() {
     describe_counter!(
         REPLY_RULES,
         "Replies that matched a reply rule, by action (slow_down, suspend)."
+    );
+    describe_counter!(
+        COUNTERS_REBUILT,
+        "Per-IP day counters rebuilt in Redis from Postgres (Redis lost them)."
+    );
+    describe_counter!(
+        IP_TRIPS,
+        "Health breakers that fired, by action (pause_ip, suspend_pair, slow_pair)."
+    );
+    describe_counter!(
+        ALLOWANCE_WAITS,
+        "Jobs left waiting in Postgres because every IP of their pool had used its allowance."
     );
     describe_counter!(
         POSTPONED,
@@ -84,4 +99,16 @@ pub fn reply_rule(action: &'static str) {
 
 pub fn postponed(why: &'static str) {
     counter!(POSTPONED, "reason" => why).increment(1);
+}
+
+pub fn counters_rebuilt() {
+    counter!(COUNTERS_REBUILT).increment(1);
+}
+
+pub fn health_trip(action: &'static str) {
+    counter!(IP_TRIPS, "action" => action).increment(1);
+}
+
+pub fn allowance_wait(n: usize) {
+    counter!(ALLOWANCE_WAITS).increment(n as u64);
 }

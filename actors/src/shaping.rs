@@ -5,10 +5,10 @@
 //! factor) for a while. A job the pair cannot take now is postponed: it goes back
 //! to Postgres with a later `run_at`, never into a busy loop.
 //!
-//! Owned by one Ip actor and shared with its delivery workers. The counters live in
-//! memory and start from zero when the Ip actor restarts; per-IP daily and hourly
-//! allowances that survive restarts (Redis counters rebuilt from Postgres) belong
-//! to the warm-up step.
+//! Owned by one Ip actor and shared with its delivery workers. The pair counters
+//! live in memory and start from zero when the Ip actor restarts (the per-IP daily
+//! and hourly allowances, which must survive restarts, are in [`crate::allowance`]).
+//! The health breakers also suspend or slow pairs through here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -126,6 +126,45 @@ impl Shaping {
         pairs
             .get(provider)
             .is_some_and(|pair| pair.connections.available_permits() > 0)
+    }
+
+    /// The health breaker's suspension of a pair: nothing for `for_`, then the
+    /// pair's hourly cap times `resume_factor` for as long again.
+    pub fn suspend_pair(
+        &self,
+        provider: &str,
+        for_: std::time::Duration,
+        resume_factor: f64,
+        now: OffsetDateTime,
+    ) {
+        let mut pairs = self.pairs.lock().expect("shaping lock");
+        if let Some(pair) = pairs.get_mut(provider) {
+            let until = now + for_;
+            pair.suspended_until = Some(pair.suspended_until.map_or(until, |u| u.max(until)));
+            let cap = pair
+                .slowed
+                .map_or(pair.sent_this_hour.max(NOMINAL_CAP), |(c, _)| c);
+            let slowed = ((cap as f64 * resume_factor) as u32).max(MIN_SLOW_CAP);
+            pair.slowed = Some((slowed, until + for_));
+        }
+    }
+
+    /// The health breaker's slow-down of a pair: its hourly cap times `factor`.
+    pub fn slow_pair(
+        &self,
+        provider: &str,
+        factor: f64,
+        for_: std::time::Duration,
+        now: OffsetDateTime,
+    ) {
+        let mut pairs = self.pairs.lock().expect("shaping lock");
+        if let Some(pair) = pairs.get_mut(provider) {
+            let cap = pair
+                .slowed
+                .map_or(pair.sent_this_hour.max(NOMINAL_CAP), |(c, _)| c);
+            let slowed = ((cap as f64 * factor) as u32).max(MIN_SLOW_CAP);
+            pair.slowed = Some((slowed, now + for_));
+        }
     }
 
     /// Applies a reply rule's action to the pair.

@@ -9,6 +9,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use penguin_engine::domain::JobStatus;
 use penguin_engine::store::jobs::{self, Transition};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uuid::Uuid;
@@ -124,6 +125,15 @@ impl StatusState {
         let now = self.ctx.clock.now();
         match jobs::apply_transitions(&self.ctx.pg, &self.buffer[..take], now).await {
             Ok(changed) => {
+                // Jobs back in the backlog: the feeder wakes when the first is due.
+                let back = self.buffer[..take]
+                    .iter()
+                    .filter(|t| matches!(t.to, JobStatus::Pending | JobStatus::Deferred))
+                    .map(|t| t.run_at.unwrap_or(now))
+                    .min();
+                if let Some(at) = back {
+                    crate::feeder::wake_at(&self.ctx, at);
+                }
                 self.buffer.drain(..take);
                 self.failures = 0;
                 self.touched.extend(changed);

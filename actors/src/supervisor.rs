@@ -310,6 +310,7 @@ pub async fn start_engine(deps: EngineDeps) -> anyhow::Result<EngineHandle> {
         directory: Directory::default(),
         ownership,
         stopped_campaigns: Default::default(),
+        wakeups: Default::default(),
     });
     let (supervisor, join) = Actor::spawn(None, EngineSupervisor, ctx.clone()).await?;
     Ok(EngineHandle {
@@ -337,5 +338,12 @@ impl EngineHandle {
     /// The live Ip actor of `ip`, if this node runs it (fault-injection tests kill it).
     pub fn ip_actor(&self, ip: Uuid) -> Option<ActorRef<IpMsg>> {
         self.ctx.directory.ip(ip)
+    }
+
+    /// (feeder rounds, tenant pops) since the engine started.
+    pub fn wakeups(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let w = &self.ctx.wakeups;
+        (w.feeder_rounds.load(Relaxed), w.tenant_pops.load(Relaxed))
     }
 }

@@ -9,6 +9,12 @@
 //! (their pool's IPs are busy) wait in a small local overflow, counted against the
 //! credit. Pops are coalesced: credits arriving within a few milliseconds share one
 //! Redis round trip. A slow safety tick covers lost wake-ups; there is no busy loop.
+//!
+//! Allowances: an IP that has used its hourly or daily allowance refuses the jobs
+//! it cannot send, with the time its next window opens; the tenant marks it blocked
+//! until then and routes the jobs to another IP of their pool. When every IP of a
+//! job's pool is blocked, the job goes back to Postgres with `run_at` at the
+//! earliest reopening (the feeder sleeps until then): waiting costs nothing.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -16,6 +22,7 @@ use std::time::Duration;
 use penguin_engine::queue::Popped;
 use penguin_engine::store::routing::IpSpec;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::Ctx;
@@ -25,6 +32,7 @@ use crate::ip::{IpActor, IpMsg};
 const MAX_POP: usize = 1_000;
 /// Credits arriving within this window are served by one pop.
 const COALESCE: Duration = Duration::from_millis(25);
+/// Shortest safety tick; it follows `queue.feed_idle_ms` when that is longer.
 const SAFETY_TICK: Duration = Duration::from_secs(1);
 
 pub struct TenantActor;
@@ -50,12 +58,35 @@ pub enum TenantMsg {
     },
     /// The tenant's IPs changed (added, paused, resumed).
     SetIps(Vec<IpSpec>),
+    /// `ip` has no allowance for these jobs before `until` (credit comes back).
+    Refused {
+        ip: Uuid,
+        jobs: Vec<Popped>,
+        until: OffsetDateTime,
+    },
     Pop,
 }
 
 struct Slot {
     active: bool,
     credit: usize,
+    /// Used up its allowance until then.
+    blocked_until: Option<OffsetDateTime>,
+}
+
+impl Slot {
+    fn open(&self, now: OffsetDateTime) -> bool {
+        self.active && self.blocked_until.is_none_or(|until| until <= now)
+    }
+}
+
+/// Where a job can go.
+enum Route {
+    Ip(Uuid),
+    /// Its pool's IPs have allowance but no credit right now.
+    Busy,
+    /// Every IP of its pool is blocked; the earliest reopening.
+    Wait(OffsetDateTime),
 }
 
 pub struct TenantState {
@@ -64,6 +95,16 @@ pub struct TenantState {
     slots: HashMap<Uuid, Slot>,
     overflow: VecDeque<Popped>,
     pop_scheduled: bool,
+    /// Wakes the tenant when the earliest blocked IP reopens.
+    reopen_timer: Option<(OffsetDateTime, tokio::task::JoinHandle<()>)>,
+}
+
+impl Drop for TenantState {
+    fn drop(&mut self) {
+        if let Some((_, timer)) = self.reopen_timer.take() {
+            timer.abort();
+        }
+    }
 }
 
 impl Actor for TenantActor {
@@ -82,9 +123,11 @@ impl Actor for TenantActor {
             slots: HashMap::new(),
             overflow: VecDeque::new(),
             pop_scheduled: false,
+            reopen_timer: None,
         };
         state.set_ips(args.ips);
-        myself.send_interval(SAFETY_TICK, || TenantMsg::JobsAvailable);
+        let tick = Duration::from_millis(state.ctx.config.queue.feed_idle_ms).max(SAFETY_TICK);
+        myself.send_interval(tick, || TenantMsg::JobsAvailable);
         state.schedule_pop(&myself, Duration::ZERO);
         Ok(state)
     }
@@ -110,11 +153,27 @@ impl Actor for TenantActor {
                 state.schedule_pop(&myself, Duration::ZERO);
             }
             TenantMsg::SetIps(ips) => {
-                state.set_ips(ips);
+                // Told on every heartbeat; only a change is worth a pop.
+                if state.set_ips(ips) {
+                    state.schedule_pop(&myself, Duration::ZERO);
+                }
+            }
+            TenantMsg::Refused { ip, jobs, until } => {
+                if let Some(slot) = state.slots.get_mut(&ip) {
+                    slot.credit = (slot.credit + jobs.len()).min(IpActor::capacity(&state.ctx));
+                    slot.blocked_until = Some(slot.blocked_until.map_or(until, |u| u.max(until)));
+                }
+                state.overflow.extend(jobs);
+                state.arm_reopen_timer(&myself);
                 state.schedule_pop(&myself, Duration::ZERO);
             }
             TenantMsg::Pop => {
                 state.pop_scheduled = false;
+                state
+                    .ctx
+                    .wakeups
+                    .tenant_pops
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let more = state.pop_and_route().await;
                 if more {
                     state.schedule_pop(&myself, Duration::ZERO);
@@ -126,20 +185,30 @@ impl Actor for TenantActor {
 }
 
 impl TenantState {
-    fn set_ips(&mut self, ips: Vec<IpSpec>) {
+    /// Applies the tenant's IPs; returns whether any was added, removed, paused or
+    /// resumed.
+    fn set_ips(&mut self, ips: Vec<IpSpec>) -> bool {
         let capacity = IpActor::capacity(&self.ctx);
         let mut slots = HashMap::with_capacity(ips.len());
         for ip in ips.into_iter().filter(|ip| ip.tenant_id == self.tenant) {
-            let credit = self.slots.get(&ip.id).map_or(capacity, |s| s.credit);
+            let old = self.slots.get(&ip.id);
             slots.insert(
                 ip.id,
                 Slot {
                     active: ip.active,
-                    credit,
+                    credit: old.map_or(capacity, |s| s.credit),
+                    blocked_until: old.and_then(|s| s.blocked_until),
                 },
             );
         }
+        let changed = slots.len() != self.slots.len()
+            || slots.iter().any(|(id, slot)| {
+                self.slots
+                    .get(id)
+                    .is_none_or(|old| old.active != slot.active)
+            });
         self.slots = slots;
+        changed
     }
 
     fn schedule_pop(&mut self, myself: &ActorRef<TenantMsg>, delay: Duration) {
@@ -155,11 +224,40 @@ impl TenantState {
     }
 
     fn free_credit(&self) -> usize {
+        let now = self.ctx.clock.now();
         self.slots
             .values()
-            .filter(|s| s.active)
+            .filter(|s| s.open(now))
             .map(|s| s.credit)
             .sum()
+    }
+
+    /// Schedules a wake-up for the earliest time a blocked IP reopens (on the
+    /// engine's clock, so a test's manual clock drives it too).
+    fn arm_reopen_timer(&mut self, myself: &ActorRef<TenantMsg>) {
+        let now = self.ctx.clock.now();
+        let Some(earliest) = self
+            .slots
+            .values()
+            .filter_map(|s| s.blocked_until)
+            .filter(|until| *until > now)
+            .min()
+        else {
+            return;
+        };
+        if let Some((at, timer)) = &self.reopen_timer {
+            if *at == earliest && !timer.is_finished() {
+                return;
+            }
+            timer.abort();
+        }
+        let sleep = self.ctx.clock.sleep_until(earliest);
+        let myself = myself.clone();
+        let timer = tokio::spawn(async move {
+            sleep.await;
+            let _ = myself.cast(TenantMsg::JobsAvailable);
+        });
+        self.reopen_timer = Some((earliest, timer));
     }
 
     /// Routes the overflow, then pops what the remaining credit allows. Returns
@@ -184,11 +282,16 @@ impl TenantState {
             return false;
         }
         let mut batches: HashMap<Uuid, Vec<Popped>> = HashMap::new();
+        let mut waiting: HashMap<OffsetDateTime, Vec<Popped>> = HashMap::new();
         for item in items {
             match self.pick_ip(&item).await {
-                Some(ip) => batches.entry(ip).or_default().push(item),
-                None => self.overflow.push_back(item),
+                Route::Ip(ip) => batches.entry(ip).or_default().push(item),
+                Route::Busy => self.overflow.push_back(item),
+                Route::Wait(until) => waiting.entry(until).or_default().push(item),
             }
+        }
+        for (until, jobs) in waiting {
+            self.wait_in_postgres(jobs, until).await;
         }
         for (ip, batch) in batches {
             let n = batch.len();
@@ -206,26 +309,74 @@ impl TenantState {
         popped_full
     }
 
-    /// The IP of the job's campaign pool with the most credit left, spending one.
-    async fn pick_ip(&mut self, item: &Popped) -> Option<Uuid> {
+    /// The open IP of the job's campaign pool with the most credit left (spending
+    /// one), else whether it must wait for credit or for an allowance window.
+    async fn pick_ip(&mut self, item: &Popped) -> Route {
         let job = item.payload.job();
-        let campaign = self
+        let Ok(campaign) = self
             .ctx
             .campaigns
             .get(&self.ctx.pg, job.tenant_id, job.campaign_id)
             .await
-            .ok()?;
-        let best = campaign
+        else {
+            return Route::Busy;
+        };
+        let now = self.ctx.clock.now();
+        let pool: Vec<(&Uuid, &Slot)> = campaign
             .spec
             .ip_ids
             .iter()
             .filter_map(|ip| self.slots.get(ip).map(|slot| (ip, slot)))
-            .filter(|(_, slot)| slot.active && slot.credit > 0)
+            .filter(|(_, slot)| slot.active)
+            .collect();
+        let best = pool
+            .iter()
+            .filter(|(_, slot)| slot.open(now) && slot.credit > 0)
             .max_by_key(|(_, slot)| slot.credit)
-            .map(|(ip, _)| *ip)?;
-        if let Some(slot) = self.slots.get_mut(&best) {
-            slot.credit -= 1;
+            .map(|(ip, _)| **ip);
+        if let Some(best) = best {
+            if let Some(slot) = self.slots.get_mut(&best) {
+                slot.credit -= 1;
+            }
+            return Route::Ip(best);
         }
-        Some(best)
+        let reopens = pool
+            .iter()
+            .map(|(_, slot)| slot.blocked_until.filter(|until| *until > now))
+            .collect::<Option<Vec<_>>>();
+        match reopens.and_then(|times| times.into_iter().min()) {
+            Some(earliest) => Route::Wait(earliest),
+            None => Route::Busy,
+        }
+    }
+
+    /// Jobs whose whole pool has used its allowance: back to Postgres until the
+    /// earliest reopening, and out of Redis.
+    async fn wait_in_postgres(&mut self, jobs: Vec<Popped>, until: OffsetDateTime) {
+        let ids: Vec<Uuid> = jobs.iter().map(|p| p.payload.job_id()).collect();
+        let now = self.ctx.clock.now();
+        match penguin_engine::store::jobs::postpone_queued(
+            &self.ctx.pg,
+            self.tenant,
+            &ids,
+            until,
+            now,
+        )
+        .await
+        {
+            Ok(moved) => {
+                crate::metrics::allowance_wait(moved as usize);
+                tracing::debug!(tenant = %self.tenant, jobs = moved, %until, "pool used its allowance; jobs wait in postgres");
+                let raws: Vec<&[u8]> = jobs.iter().map(|p| p.raw.as_slice()).collect();
+                if let Err(err) = self.ctx.queue.ack(self.tenant, &raws).await {
+                    tracing::warn!(error = %err, "acknowledging waiting jobs failed");
+                }
+                crate::feeder::wake_at(&self.ctx, until);
+            }
+            Err(err) => {
+                // They stay in the in-flight set; the reaper re-queues them.
+                tracing::warn!(tenant = %self.tenant, error = %err, "postponing jobs failed");
+            }
+        }
     }
 }

@@ -176,7 +176,8 @@ pub struct QueueConfig {
     pub window: usize,
     /// Most jobs moved Postgres → Redis per tenant per feed.
     pub feed_batch: usize,
-    /// How long the feeder sleeps when no tenant had due work, in ms.
+    /// Longest feeder (and tenant) sleep when nothing is due, in ms: a safety net
+    /// only; due times, control notifications and returned jobs wake it earlier.
     pub feed_idle_ms: u64,
     /// How long a popped job may stay unclaimed before the reaper re-queues it, in ms.
     pub inflight_deadline_ms: u64,
@@ -195,7 +196,7 @@ impl Default for QueueConfig {
         Self {
             window: 2_000,
             feed_batch: 500,
-            feed_idle_ms: 500,
+            feed_idle_ms: 5_000,
             inflight_deadline_ms: 60_000,
             sending_timeout_ms: 600_000,
             reaper_interval_ms: 5_000,

@@ -9,6 +9,7 @@ mod delivery_exactly_once;
 mod delivery_outcomes;
 mod harness_smoke;
 mod ip_actor_killed;
+mod limits_overflow;
 mod migrations;
 mod node_restart;
 mod pause_resume;

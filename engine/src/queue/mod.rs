@@ -15,6 +15,8 @@ use penguin_config::RedisConfig;
 use thiserror::Error;
 use uuid::Uuid;
 
+pub mod counters;
+
 use crate::domain::Band;
 use crate::payload::{JobPayload, PayloadError};
 

@@ -90,14 +90,20 @@ pub struct SendingClaim {
 /// A job whose address is suppressed for the tenant ends `suppressed` instead, in
 /// the same statement: the suppression list is checked right before every send.
 /// Jobs in any other state (already handled, duplicated in Redis) are ignored.
+///
+/// With `usage`, the number of jobs claimed `sending` (minus `usage.given_back`,
+/// earlier reservations of the same hour that never reached SMTP) is added to
+/// the IP's `ip_hourly_usage` row in the same transaction: the durable copy of
+/// the Redis counters never lags behind what was handed to SMTP.
 pub async fn claim_sending(
     pool: &Pool,
     tenant: Uuid,
     jobs: &[(Uuid, Uuid)],
     campaigns: &[Uuid],
     now: OffsetDateTime,
+    usage: Option<UsageMark>,
 ) -> Result<SendingClaim, StoreError> {
-    if jobs.is_empty() {
+    if jobs.is_empty() && usage.is_none_or(|u| u.given_back == 0) {
         return Ok(SendingClaim::default());
     }
     let job_ids: Vec<Uuid> = jobs.iter().map(|(job, _)| *job).collect();
@@ -148,8 +154,36 @@ pub async fn claim_sending(
         )
         .await?;
     claim.released = tx.execute(&release, &[&tenant, &job_ids, &now]).await? as usize;
+    if let Some(usage) = usage {
+        let delta = claim.claimed.len() as i32 - usage.given_back as i32;
+        if delta != 0 {
+            let record = tx
+                .prepare_cached(
+                    "INSERT INTO ip_hourly_usage AS u (tenant_id, ip_id, hour, day, reserved)
+                     VALUES ($1, $2, $3, $4, greatest($5, 0))
+                     ON CONFLICT (tenant_id, ip_id, hour)
+                     DO UPDATE SET reserved = greatest(u.reserved + $5, 0)",
+                )
+                .await?;
+            tx.execute(
+                &record,
+                &[&tenant, &usage.ip, &usage.hour_start, &usage.day, &delta],
+            )
+            .await?;
+        }
+    }
     tx.commit().await?;
     Ok(claim)
+}
+
+/// Where a claim's sends count: one IP's local hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageMark {
+    pub ip: Uuid,
+    pub hour_start: OffsetDateTime,
+    pub day: time::Date,
+    /// Reservations of this hour released before SMTP, returned now.
+    pub given_back: u32,
 }
 
 /// The end of one delivery attempt (or its abandonment) for a `sending` job.
@@ -344,6 +378,42 @@ pub async fn release_queued(
         )
         .await?;
     Ok(client.execute(&stmt, &[&tenant, &now]).await?)
+}
+
+/// Sends popped `queued` jobs back to Postgres' backlog until `run_at`: every IP
+/// of their pool has used its allowance until then. Returns how many moved.
+pub async fn postpone_queued(
+    pool: &Pool,
+    tenant: Uuid,
+    jobs: &[Uuid],
+    run_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "UPDATE send_jobs SET status = 'pending', run_at = greatest(run_at, $3), updated_at = $4
+             WHERE tenant_id = $1 AND id = ANY($2) AND status = 'queued'",
+        )
+        .await?;
+    Ok(client
+        .execute(&stmt, &[&tenant, &jobs, &run_at, &now])
+        .await?)
+}
+
+/// The earliest `run_at` of a job waiting in the backlog of these tenants (only
+/// running campaigns), for the feeder to sleep until.
+pub async fn next_due(pool: &Pool, tenants: &[Uuid]) -> Result<Option<OffsetDateTime>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT min(j.run_at) FROM send_jobs j
+             JOIN campaigns c ON c.tenant_id = j.tenant_id AND c.id = j.campaign_id
+             WHERE j.tenant_id = ANY($1) AND j.status IN ('pending', 'deferred')
+               AND c.status = 'running'",
+        )
+        .await?;
+    Ok(client.query_one(&stmt, &[&tenants]).await?.get(0))
 }
 
 /// Jobs of a campaign per state (states without jobs are absent).

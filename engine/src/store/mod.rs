@@ -12,6 +12,7 @@
 pub mod campaigns;
 pub mod events;
 pub mod events_read;
+pub mod ip_state;
 pub mod ips;
 pub mod jobs;
 pub mod leads;

@@ -19,6 +19,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod limits;
 mod pg_server;
 mod process;
 mod redis_server;

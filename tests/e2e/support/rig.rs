@@ -110,13 +110,21 @@ impl Rig {
     /// Stops the node in order and starts a new one with the same configuration
     /// (wall clock, default resolver), as an operator restarting it would.
     pub async fn restart_node(&mut self) {
+        self.restart_node_with(None).await;
+    }
+
+    /// Like [`Rig::restart_node`]; the new node runs on `clock` when given.
+    pub async fn restart_node_with(&mut self, clock: Option<ManualClock>) {
         if let Some(node) = self.node.take() {
             node.shutdown().await;
         }
-        let options = NodeOptions {
+        let mut options = NodeOptions {
             metrics: global_metrics(),
             ..NodeOptions::standalone()
         };
+        if let Some(clock) = clock {
+            options.clock = Arc::new(clock);
+        }
         let node = Node::start(self.config.clone(), options)
             .await
             .expect("node restarts");

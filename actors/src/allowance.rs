@@ -1,0 +1,234 @@
+//! The allowance of one Ip actor: turns its spec (warm-up day, schedule, rate
+//! factor, active hours), the `[limits]` config and its current health into a
+//! [`DayPlan`] for the IP-local day, and reserves sends against it in Redis
+//! ([`IpCounters`]), rebuilding missing counters from Postgres first.
+//!
+//! A batch gets at most what the hour and the day still allow; the rest is
+//! refused with the time the next window opens, so the tenant can route it to
+//! another IP or leave it waiting in Postgres until then.
+
+use penguin_engine::allowance::{DayPlan, daily_allowance};
+use penguin_engine::queue::QueueError;
+use penguin_engine::queue::counters::{IpCounters, Reserved, Slot};
+use penguin_engine::store::jobs::UsageMark;
+use penguin_engine::store::routing::IpSpec;
+use penguin_engine::store::usage::{self, LocalHour};
+use time::OffsetDateTime;
+
+use crate::context::Ctx;
+
+/// The outcome of one reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub n: u32,
+    /// Where the granted sends count.
+    pub mark: UsageMark,
+    /// When fewer than wanted were granted: when this IP may send again.
+    pub next_window: Option<OffsetDateTime>,
+}
+
+pub struct Allowance {
+    counters: IpCounters,
+    local: Option<LocalHour>,
+    /// Reservations of the current hour released before SMTP, not yet taken off
+    /// the Postgres copy (they already were in Redis).
+    given_back: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AllowanceError {
+    #[error(transparent)]
+    Store(#[from] penguin_engine::db::StoreError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// The plan of `spec` for one of its days. `health_factor` is 0.5 while a
+/// warning threshold is crossed, else 1.
+pub fn plan(ctx: &Ctx, spec: &IpSpec, health_factor: f64) -> DayPlan {
+    let limits = &ctx.config.limits;
+    DayPlan {
+        daily: daily_allowance(
+            spec.daily_volumes.as_deref(),
+            spec.warmup_day,
+            limits.warm_daily_volume,
+            spec.rate_factor * health_factor,
+        ),
+        active_start: spec.active_hours_start,
+        active_end: spec.active_hours_end,
+        hourly_cap: (limits.ip_hourly_cap > 0).then_some(limits.ip_hourly_cap),
+    }
+}
+
+impl Allowance {
+    pub fn new(ctx: &Ctx) -> Self {
+        Self {
+            counters: IpCounters::new(ctx.queue.pool().clone()),
+            local: None,
+            given_back: 0,
+        }
+    }
+
+    /// The IP-local hour of `now`, asked of Postgres once per hour.
+    async fn local_hour(
+        &mut self,
+        ctx: &Ctx,
+        spec: &IpSpec,
+        now: OffsetDateTime,
+    ) -> Result<LocalHour, AllowanceError> {
+        match self.local {
+            Some(local) if local.contains(now) => Ok(local),
+            _ => {
+                let local = usage::local_hour(&ctx.pg, &spec.timezone, now).await?;
+                self.local = Some(local);
+                self.given_back = 0; // earlier hours' give-backs stay counted
+                Ok(local)
+            }
+        }
+    }
+
+    /// Reserves up to `wanted` sends now.
+    pub async fn reserve(
+        &mut self,
+        ctx: &Ctx,
+        spec: &IpSpec,
+        health_factor: f64,
+        wanted: u32,
+    ) -> Result<Grant, AllowanceError> {
+        let now = ctx.clock.now();
+        let local = self.local_hour(ctx, spec, now).await?;
+        let plan = plan(ctx, spec, health_factor);
+        let hour_limit = plan.hour_quota(local.hour);
+        let mut mark = UsageMark {
+            ip: spec.id,
+            hour_start: local.hour_start,
+            day: local.day,
+            given_back: 0,
+        };
+        let slot = slot(spec, &local);
+        let reserve = || self.counters.reserve(&slot, wanted, plan.daily, hour_limit);
+        let mut reserved = reserve().await?;
+        if reserved == Reserved::Missing {
+            let used = usage::usage(
+                &ctx.pg,
+                spec.tenant_id,
+                spec.id,
+                local.day,
+                local.hour_start,
+            )
+            .await?;
+            tracing::info!(ip = %spec.address, day = %local.day, sent_today = used.day_total, "rebuilding ip counters from postgres");
+            crate::metrics::counters_rebuilt();
+            self.counters
+                .seed(&slot, used.day_total, used.hour_total)
+                .await?;
+            reserved = reserve().await?;
+        }
+        let (n, day_total) = match reserved {
+            Reserved::Granted { granted, day, .. } => (granted, day),
+            Reserved::Missing => (0, 0),
+        };
+        mark.given_back = std::mem::take(&mut self.given_back);
+        let next_window = (n < wanted).then(|| next_window(&plan, &local, day_total));
+        Ok(Grant {
+            n,
+            mark,
+            next_window,
+        })
+    }
+
+    /// Returns reservations the claim did not use (Redis only: Postgres counted
+    /// only what was claimed).
+    pub async fn unused(&self, spec: &IpSpec, grant: &Grant, claimed: u32) {
+        let Some(local) = self.local else { return };
+        let n = grant.n.saturating_sub(claimed);
+        if let Err(err) = self.counters.give_back(&slot(spec, &local), n).await {
+            tracing::warn!(ip = %spec.address, error = %err, "returning unused reservations failed");
+        }
+    }
+
+    /// A claimed job of `hour_start` was released before SMTP: its send returns to
+    /// the allowance if that hour is still the current one.
+    pub async fn released(&mut self, spec: &IpSpec, hour_start: OffsetDateTime, n: u32) {
+        let Some(local) = self.local.filter(|l| l.hour_start == hour_start) else {
+            return;
+        };
+        match self.counters.give_back(&slot(spec, &local), n).await {
+            Ok(()) => self.given_back += n,
+            Err(err) => {
+                tracing::warn!(ip = %spec.address, error = %err, "returning a released send failed")
+            }
+        }
+    }
+}
+
+fn slot(spec: &IpSpec, local: &LocalHour) -> Slot {
+    Slot {
+        tenant: spec.tenant_id,
+        ip: spec.id,
+        day: local.day,
+        hour: local.hour,
+    }
+}
+
+/// When an IP that could not take more may send again: the next hour with a
+/// quota, or the first active hour of the next day when the day is used up.
+fn next_window(plan: &DayPlan, local: &LocalHour, day_total: i64) -> OffsetDateTime {
+    let day_used_up = plan.daily.is_some_and(|d| day_total >= i64::from(d));
+    let later_today = (!day_used_up && local.hour < 23)
+        .then(|| plan.next_open_hour(local.hour + 1))
+        .flatten();
+    match later_today {
+        Some(hour) => local.start_of_hour(hour),
+        None => local.day_end + time::Duration::hours(i64::from(plan.active_start)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn local() -> LocalHour {
+        LocalHour {
+            day: time::macros::date!(2026 - 12 - 01),
+            hour: 10,
+            hour_start: datetime!(2026-12-01 10:00 UTC),
+            hour_end: datetime!(2026-12-01 11:00 UTC),
+            day_start: datetime!(2026-12-01 00:00 UTC),
+            day_end: datetime!(2026-12-02 00:00 UTC),
+        }
+    }
+
+    fn plan(daily: Option<u32>) -> DayPlan {
+        DayPlan {
+            daily,
+            active_start: 8,
+            active_end: 18,
+            hourly_cap: None,
+        }
+    }
+
+    #[test]
+    fn an_hour_used_up_opens_at_the_next_hour() {
+        assert_eq!(
+            next_window(&plan(Some(100)), &local(), 30),
+            datetime!(2026-12-01 11:00 UTC)
+        );
+    }
+
+    #[test]
+    fn a_day_used_up_opens_at_the_next_days_first_active_hour() {
+        assert_eq!(
+            next_window(&plan(Some(100)), &local(), 100),
+            datetime!(2026-12-02 08:00 UTC)
+        );
+        let mut late = local();
+        late.hour = 17;
+        assert_eq!(
+            next_window(&plan(Some(100)), &late, 90),
+            datetime!(2026-12-02 08:00 UTC),
+            "no active hour left today"
+        );
+    }
+}

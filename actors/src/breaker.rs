@@ -1,0 +1,204 @@
+//! Reputation breakers of one IP (DESIGN.md §6): rolling bounce, complaint and
+//! deferral rates of the IP and of each (IP, provider) pair, fed by the IP's
+//! delivery outcomes and by complaints. A warning threshold halves the rate; a
+//! critical one pauses the IP (in Postgres, with a time to resume) or suspends
+//! the pair. Only outcomes the receiving server decided count: a connection that
+//! failed says nothing about reputation.
+
+use std::collections::HashMap;
+
+use penguin_config::HealthConfig;
+use penguin_engine::health::{Health, Rates, RollingWindow};
+use time::OffsetDateTime;
+
+/// What the Ip actor must do after an outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trip {
+    /// Pause the IP for `[health] pause_secs`.
+    PauseIp(String),
+    /// Suspend the pair for `[health] pause_secs`, then slow it down.
+    SuspendPair { provider: String, why: String },
+    /// Halve the pair's rate for a while.
+    SlowPair { provider: String, why: String },
+}
+
+/// One outcome as the breakers count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    Sent,
+    Bounced,
+    Deferred,
+    Complaint,
+}
+
+impl Observed {
+    fn rates(self) -> Rates {
+        let mut r = Rates::default();
+        match self {
+            Observed::Sent => r.sent = 1,
+            Observed::Bounced => r.bounced = 1,
+            Observed::Deferred => r.deferred = 1,
+            Observed::Complaint => r.complaints = 1,
+        }
+        r
+    }
+}
+
+pub struct Breakers {
+    config: HealthConfig,
+    ip: RollingWindow,
+    ip_health: Health,
+    pairs: HashMap<String, (RollingWindow, Health)>,
+    /// The IP was paused by a trip and has not been resumed since.
+    tripped: bool,
+}
+
+impl Breakers {
+    pub fn new(config: HealthConfig) -> Self {
+        Self {
+            ip: RollingWindow::new(config.window_secs),
+            ip_health: Health::Healthy,
+            pairs: HashMap::new(),
+            tripped: false,
+            config,
+        }
+    }
+
+    /// 0.5 while the IP's rates are above a warning threshold, else 1.
+    pub fn factor(&self) -> f64 {
+        match self.ip_health {
+            Health::Healthy => 1.0,
+            _ => 0.5,
+        }
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.ip_health
+    }
+
+    /// The IP resumed after a pause: start with a clean slate.
+    pub fn reset(&mut self) {
+        self.ip.clear();
+        self.pairs.clear();
+        self.ip_health = Health::Healthy;
+        self.tripped = false;
+    }
+
+    /// Counts an outcome; returns what to do now (each trip fires once per
+    /// crossing, not on every later outcome).
+    pub fn observe(
+        &mut self,
+        now: OffsetDateTime,
+        provider: Option<&str>,
+        observed: Observed,
+    ) -> Vec<Trip> {
+        let min = u64::from(self.config.min_sends);
+        let mut trips = Vec::new();
+        self.ip.record(now, observed.rates());
+        let health = self.ip.totals(now).judge(&self.config, min);
+        if let Health::Critical(why) = &health
+            && !self.tripped
+        {
+            self.tripped = true;
+            trips.push(Trip::PauseIp(why.clone()));
+        }
+        self.ip_health = health;
+        if let Some(provider) = provider {
+            let window_secs = self.config.window_secs;
+            let (window, last) = self
+                .pairs
+                .entry(provider.to_string())
+                .or_insert_with(|| (RollingWindow::new(window_secs), Health::Healthy));
+            window.record(now, observed.rates());
+            let health = window.totals(now).judge(&self.config, min);
+            let provider = provider.to_string();
+            match (&health, &*last) {
+                (Health::Critical(why), Health::Healthy | Health::Warning(_)) => {
+                    trips.push(Trip::SuspendPair {
+                        provider,
+                        why: why.clone(),
+                    });
+                }
+                (Health::Warning(why), Health::Healthy) => trips.push(Trip::SlowPair {
+                    provider,
+                    why: why.clone(),
+                }),
+                _ => {}
+            }
+            *last = health;
+        }
+        trips
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn a_bounce_spike_pauses_the_ip_once_within_the_minimum_sample() {
+        let mut b = Breakers::new(HealthConfig::default());
+        let mut pauses = 0;
+        let mut first_pause_at = None;
+        for i in 0..200 {
+            let observed = if i % 5 == 0 {
+                Observed::Bounced
+            } else {
+                Observed::Sent
+            };
+            for trip in b.observe(t(i), Some("default"), observed) {
+                if matches!(trip, Trip::PauseIp(_)) {
+                    pauses += 1;
+                    first_pause_at.get_or_insert(i);
+                }
+            }
+        }
+        assert_eq!(pauses, 1, "one trip per crossing");
+        assert!(first_pause_at.unwrap() < 50, "paused at the minimum sample");
+        b.reset();
+        assert_eq!(b.factor(), 1.0);
+    }
+
+    #[test]
+    fn a_warning_halves_the_rate_and_slows_the_pair() {
+        let mut b = Breakers::new(HealthConfig::default());
+        let mut trips = Vec::new();
+        for i in 0..100 {
+            let observed = if i % 14 == 0 {
+                Observed::Bounced
+            } else {
+                Observed::Sent
+            };
+            trips.extend(b.observe(t(i), Some("google"), observed));
+        }
+        assert_eq!(b.factor(), 0.5, "{:?}", b.health());
+        assert!(
+            trips
+                .iter()
+                .any(|t| matches!(t, Trip::SlowPair { provider, .. } if provider == "google"))
+        );
+        assert!(!trips.iter().any(|t| matches!(t, Trip::PauseIp(_))));
+    }
+
+    #[test]
+    fn complaints_count_against_delivered_mail() {
+        let mut b = Breakers::new(HealthConfig::default());
+        for i in 0..1000 {
+            b.observe(t(i), None, Observed::Sent);
+        }
+        assert!(
+            b.observe(t(1000), None, Observed::Complaint).is_empty(),
+            "0.1 %: warning only"
+        );
+        b.observe(t(1001), None, Observed::Complaint);
+        let trips = b.observe(t(1002), None, Observed::Complaint);
+        assert!(
+            matches!(&trips[..], [Trip::PauseIp(why)] if why.starts_with("complaint")),
+            "{trips:?}"
+        );
+    }
+}

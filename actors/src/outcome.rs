@@ -1,0 +1,155 @@
+//! How one delivery attempt ends, and the records it leaves: the job's status
+//! transition (with the retry schedule of a deferral) and its delivery event.
+
+use penguin_engine::dns::DnsError;
+use penguin_engine::domain::JobStatus;
+use penguin_engine::payload::JobV1;
+use penguin_engine::provider::Provider;
+use penguin_engine::retry::{self, RetryDecision};
+use penguin_engine::smtp::{DeliveryOutcome, Stage, classify};
+use penguin_engine::store::events::Event;
+use penguin_engine::store::jobs::Transition;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::context::Ctx;
+use crate::metrics;
+
+/// How one job ended on this worker.
+pub(crate) enum Finish {
+    Smtp {
+        outcome: DeliveryOutcome,
+        message_id: String,
+        /// The provider of the destination, when one was found.
+        provider: Option<Provider>,
+    },
+    /// Could not be attempted and never will (e.g. the template does not render).
+    Failed(String),
+    /// Not attempted; back to `pending` for a later feed.
+    Released,
+    /// Not attempted: the (IP, provider) pair cannot take it before `until`.
+    Postponed {
+        until: OffsetDateTime,
+        why: &'static str,
+    },
+    /// Every connection slot of the pair is taken: the job goes to the pair's
+    /// ready queue, which the slot holders drain (no worker blocks on a slot).
+    HandOff(String),
+}
+
+pub(crate) fn outcome_records(
+    ctx: &Ctx,
+    ip_id: Uuid,
+    job: &JobV1,
+    first_attempt: OffsetDateTime,
+    finish: Finish,
+    now: OffsetDateTime,
+) -> (Transition, Option<Event>) {
+    let mut transition = Transition {
+        tenant_id: job.tenant_id,
+        job_id: job.job_id,
+        to: JobStatus::Pending,
+        run_at: None,
+        message_id: None,
+        reply: None,
+    };
+    let mut event = Event {
+        tenant_id: job.tenant_id,
+        campaign_id: job.campaign_id,
+        job_id: job.job_id,
+        ip_id: Some(ip_id),
+        kind: String::new(),
+        smtp_code: None,
+        enhanced_code: None,
+        class: None,
+        provider: None,
+        reply: None,
+        at: now,
+    };
+    match finish {
+        Finish::Released | Finish::HandOff(_) => return (transition, None),
+        Finish::Postponed { until, why } => {
+            metrics::postponed(why);
+            transition.run_at = Some(until);
+            transition.reply = Some(format!("postponed: {why}"));
+            return (transition, None);
+        }
+        Finish::Failed(reason) => {
+            transition.to = JobStatus::Failed;
+            transition.reply = Some(reason.clone());
+            event.reply = Some(reason);
+        }
+        Finish::Smtp {
+            outcome,
+            message_id,
+            provider,
+        } => {
+            event.class = classify(&outcome).map(|c| c.as_str().to_string());
+            event.provider = provider.map(|p| p.name);
+            event.smtp_code = outcome.code().map(i32::from);
+            event.enhanced_code = outcome.enhanced().map(str::to_string);
+            event.reply = Some(outcome.reply().to_string());
+            transition.message_id = Some(message_id);
+            transition.reply = Some(outcome.reply().to_string());
+            transition.to = match &outcome {
+                DeliveryOutcome::Sent { .. } => {
+                    let latency = (now.unix_timestamp_nanos() / 1_000_000) as i64 - job.due_ms;
+                    metrics::pickup_latency(latency.max(0) as f64 / 1000.0);
+                    JobStatus::Sent
+                }
+                DeliveryOutcome::Bounced { .. } => JobStatus::Bounced,
+                DeliveryOutcome::Deferred { .. } => {
+                    let attempts = (job.attempts + 1).max(1) as u32;
+                    let jitter = rand::random::<f64>();
+                    let hint = retry::retry_hint(outcome.reply());
+                    match retry::decide_with_hint(
+                        &ctx.config.delivery.retry,
+                        attempts,
+                        first_attempt,
+                        now,
+                        jitter,
+                        hint,
+                    ) {
+                        RetryDecision::RetryAt(at) => {
+                            transition.run_at = Some(at);
+                            JobStatus::Deferred
+                        }
+                        RetryDecision::GiveUp(reason) => {
+                            transition.reply =
+                                Some(format!("{} ({})", outcome.reply(), reason.as_str()));
+                            JobStatus::Failed
+                        }
+                    }
+                }
+            };
+        }
+    }
+    metrics::message(transition.to.as_str());
+    event.kind = transition.to.as_str().to_string();
+    (transition, Some(event))
+}
+
+/// The outcome of a failed MX lookup: permanent failures (NXDOMAIN, null MX, no
+/// mail host) bounce with the reason; anything else defers.
+pub(crate) fn dns_outcome(err: Option<&DnsError>) -> DeliveryOutcome {
+    match err {
+        Some(err) if err.is_permanent() => DeliveryOutcome::Bounced {
+            code: 550,
+            enhanced: Some("5.1.2".into()),
+            reply: format!("550 5.1.2 {err}"),
+            stage: Stage::Connect,
+        },
+        Some(err) => DeliveryOutcome::Deferred {
+            code: None,
+            enhanced: Some("4.4.3".into()),
+            reply: format!("dns: {err}"),
+            stage: Stage::Connect,
+        },
+        None => DeliveryOutcome::Deferred {
+            code: None,
+            enhanced: Some("4.4.3".into()),
+            reply: "no reachable mail host".into(),
+            stage: Stage::Connect,
+        },
+    }
+}

@@ -1,0 +1,176 @@
+//! Per-IP send counters for the current IP-local day and hour (DESIGN.md §3): one
+//! Redis hash per IP and day, `day` plus one field per local hour, reserved
+//! atomically against the day's and the hour's limits by a Lua script.
+//!
+//! Redis is never the only copy: every reservation that turns into claimed jobs is
+//! also written to Postgres (`ip_hourly_usage`) in the claim's transaction, and a
+//! missing hash (Redis emptied or restarted) is rebuilt from there with
+//! [`IpCounters::seed`] before the next reservation — so a wipe never resets a cap.
+
+use deadpool_redis::Pool;
+use deadpool_redis::redis::{self, Script};
+use time::Date;
+use uuid::Uuid;
+
+use super::QueueError;
+
+/// Counters expire this long after they were last seeded (a day has at most 25 h).
+const TTL_SECS: i64 = 3 * 86_400;
+
+/// What a reservation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reserved {
+    /// `granted` sends were granted (possibly 0: a limit is reached); the day's
+    /// and the hour's totals after the grant.
+    Granted { granted: u32, day: i64, hour: i64 },
+    /// The day's counters are missing: seed them from Postgres, then retry.
+    Missing,
+}
+
+#[derive(Clone)]
+pub struct IpCounters {
+    pool: Pool,
+    reserve_script: Script,
+    give_back_script: Script,
+}
+
+/// One IP's counters in one local hour of one local day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub tenant: Uuid,
+    pub ip: Uuid,
+    pub day: Date,
+    /// 0..=23
+    pub hour: u8,
+}
+
+impl Slot {
+    fn key(&self) -> String {
+        day_key(self.tenant, self.ip, self.day)
+    }
+
+    fn field(&self) -> String {
+        hour_field(self.hour)
+    }
+}
+
+/// The counter hash of one IP for one IP-local day.
+pub fn day_key(tenant: Uuid, ip: Uuid, day: Date) -> String {
+    format!("ipc:{{t:{tenant}}}:{ip}:{day}")
+}
+
+fn hour_field(hour: u8) -> String {
+    format!("h{hour:02}")
+}
+
+impl IpCounters {
+    pub fn new(pool: Pool) -> Self {
+        Self {
+            pool,
+            reserve_script: Script::new(include_str!("reserve.lua")),
+            give_back_script: Script::new(
+                "if redis.call('EXISTS', KEYS[1]) == 1 then
+                   redis.call('HINCRBY', KEYS[1], 'day', ARGV[2])
+                   redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+                 end
+                 return 0",
+            ),
+        }
+    }
+
+    /// Reserves up to `wanted` sends in local `hour` of `day`, keeping the day's
+    /// total within `day_limit` and the hour's within `hour_limit` (`None` = no
+    /// limit).
+    pub async fn reserve(
+        &self,
+        slot: &Slot,
+        wanted: u32,
+        day_limit: Option<u32>,
+        hour_limit: Option<u32>,
+    ) -> Result<Reserved, QueueError> {
+        let limit = |l: Option<u32>| l.map_or(-1, i64::from);
+        let mut conn = self.pool.get().await?;
+        let (granted, day, hour): (i64, i64, i64) = self
+            .reserve_script
+            .key(slot.key())
+            .arg(slot.field())
+            .arg(wanted)
+            .arg(limit(day_limit))
+            .arg(limit(hour_limit))
+            .invoke_async(&mut *conn)
+            .await?;
+        Ok(if granted < 0 {
+            Reserved::Missing
+        } else {
+            Reserved::Granted {
+                granted: granted as u32,
+                day,
+                hour,
+            }
+        })
+    }
+
+    /// Creates the day's counters from Postgres' totals, unless they exist already
+    /// (then nothing changes: Redis is ahead of or equal to Postgres).
+    pub async fn seed(
+        &self,
+        slot: &Slot,
+        day_total: i64,
+        hour_total: i64,
+    ) -> Result<(), QueueError> {
+        let key = slot.key();
+        let mut conn = self.pool.get().await?;
+        let created: bool = redis::cmd("HSETNX")
+            .arg(&key)
+            .arg("day")
+            .arg(day_total)
+            .query_async(&mut *conn)
+            .await?;
+        if created {
+            let _: () = redis::pipe()
+                .hset(&key, slot.field(), hour_total)
+                .ignore()
+                .expire(&key, TTL_SECS)
+                .ignore()
+                .query_async(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Returns `n` reserved sends that will not happen (the jobs were not claimed
+    /// or were released before SMTP). A missing hash is left missing.
+    pub async fn give_back(&self, slot: &Slot, n: u32) -> Result<(), QueueError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let key = slot.key();
+        let n = -i64::from(n);
+        let mut conn = self.pool.get().await?;
+        let _: i64 = self
+            .give_back_script
+            .key(key)
+            .arg(slot.field())
+            .arg(n)
+            .invoke_async(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_the_tenant_hash_tag_and_the_day() {
+        let key = day_key(
+            Uuid::from_u128(1),
+            Uuid::from_u128(2),
+            Date::from_calendar_date(2026, time::Month::December, 1).unwrap(),
+        );
+        assert!(key.starts_with("ipc:{t:00000000-0000-0000-0000-000000000001}:"));
+        assert!(key.ends_with(":2026-12-01"));
+        assert_eq!(hour_field(7), "h07");
+    }
+}

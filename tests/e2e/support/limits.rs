@@ -1,0 +1,170 @@
+//! Set-up for the per-IP limit scenarios: a rig on a manual clock parked at a
+//! future UTC midnight, one tenant, IPs with warm-up schedules, timezones and
+//! active hours, one campaign over them with a large backlog, and per-source-IP
+//! counts of what the sink received.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use penguin_config::Config;
+use penguin_engine::clock::ManualClock;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::ADMIN_TOKEN;
+use super::api::ApiClient;
+use super::rig::Rig;
+use super::wait_for;
+
+pub struct LimitsRig {
+    pub rig: Rig,
+    pub clock: ManualClock,
+    pub api: ApiClient,
+    pub tenant: Uuid,
+    pub token: String,
+}
+
+/// An IP to create.
+pub struct IpPlan<'a> {
+    pub address: &'a str,
+    /// A schedule name (created with [`LimitsRig::schedule`]) or none (warm).
+    pub schedule: Option<&'a str>,
+    pub timezone: &'a str,
+    pub active_hours: (u8, u8),
+}
+
+impl LimitsRig {
+    /// A rig whose clock stands at 00:00 UTC two days from now.
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> LimitsRig {
+        let (rig, clock) = Rig::start_with_clock(tweak).await;
+        let midnight = (OffsetDateTime::now_utc() + Duration::from_secs(2 * 86_400))
+            .date()
+            .midnight()
+            .assume_utc();
+        clock.set(midnight);
+        let api = ApiClient::new(&rig.node().api_url());
+        let (tenant, token) = api.create_tenant("limits").await;
+        LimitsRig {
+            rig,
+            clock,
+            api,
+            tenant,
+            token,
+        }
+    }
+
+    pub fn now(&self) -> OffsetDateTime {
+        use penguin_engine::clock::Clock;
+        self.clock.now()
+    }
+
+    /// Moves the clock to `at` (never backwards).
+    pub fn set_clock(&self, at: OffsetDateTime) {
+        assert!(at >= self.now(), "the clock only moves forward");
+        self.clock.set(at);
+    }
+
+    /// Restarts the node on the same clock, emptying Redis first when `flush`.
+    pub async fn restart(&mut self, flush: bool) {
+        if flush {
+            self.rig.env.flush_redis().await;
+        }
+        self.rig.restart_node_with(Some(self.clock.clone())).await;
+        self.api = ApiClient::new(&self.rig.node().api_url());
+    }
+
+    /// Creates a custom warm-up schedule (as the API would; its own tests are in
+    /// `api_ips_limits`).
+    pub async fn schedule(&self, name: &str, volumes: &[u32]) {
+        let volumes: Vec<String> = volumes.iter().map(u32::to_string).collect();
+        self.rig
+            .env
+            .psql(&format!(
+                "INSERT INTO warmup_schedules (name, daily_volumes) VALUES ('{name}', '{{{}}}')",
+                volumes.join(",")
+            ))
+            .await;
+    }
+
+    pub async fn add_ip(&self, plan: &IpPlan<'_>) -> Uuid {
+        let mut body = json!({
+            "address": plan.address,
+            "helo_name": "mta.limits.test",
+            "timezone": plan.timezone,
+        });
+        if plan.active_hours != (0, 24) {
+            body["active_hours"] =
+                json!({ "start": plan.active_hours.0, "end": plan.active_hours.1 });
+        }
+        if let Some(schedule) = plan.schedule {
+            body["warmup_schedule"] = json!(schedule);
+        }
+        let answer = self.api.add_ip_with(self.tenant, &body).await;
+        answer.expect(201);
+        answer.id()
+    }
+
+    /// A campaign over `ips` with `leads` leads, started.
+    pub async fn start_campaign(&self, ips: &[Uuid], leads: usize) -> Uuid {
+        let campaign = self.api.create_campaign(&self.token, ips).await;
+        for chunk in (0..leads).collect::<Vec<_>>().chunks(5_000) {
+            let batch: Vec<Value> = chunk
+                .iter()
+                .map(|i| json!({ "email": format!("lead{i}@limits{}.test", i % 7), "fields": { "first_name": "Pat" } }))
+                .collect();
+            self.api
+                .add_leads(&self.token, campaign, Value::Array(batch))
+                .await
+                .expect(200);
+        }
+        self.api.action_ok(&self.token, campaign, "start").await;
+        campaign
+    }
+
+    /// Messages the sink accepted, per source IP.
+    pub fn sent_by_ip(&self) -> HashMap<IpAddr, u64> {
+        let mut counts = HashMap::new();
+        for message in self.rig.sink.messages() {
+            *counts.entry(message.source_ip).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Jobs in `sending` (an SMTP transaction may be under way).
+    pub async fn sending(&self) -> i64 {
+        let rows = self
+            .rig
+            .env
+            .psql("SELECT count(*) FROM send_jobs WHERE status = 'sending'")
+            .await;
+        rows[0].get(0)
+    }
+
+    /// Waits until the sink holds exactly `expected` messages from each source IP
+    /// and nothing is in SMTP; fails at once when any IP went over.
+    pub async fn settle(&self, expected: &HashMap<IpAddr, u64>, what: &str) {
+        wait_for(what, Duration::from_secs(60), || async {
+            let sent = self.sent_by_ip();
+            for (ip, want) in expected {
+                let got = sent.get(ip).copied().unwrap_or(0);
+                assert!(got <= *want, "{what}: {ip} sent {got}, more than {want}");
+            }
+            let exact = expected
+                .iter()
+                .all(|(ip, want)| sent.get(ip).copied().unwrap_or(0) == *want);
+            (exact && self.sending().await == 0).then_some(())
+        })
+        .await;
+    }
+
+    /// The IP as `GET /v1/ips/{id}` shows it.
+    pub async fn ip(&self, id: Uuid) -> Value {
+        let answer = self
+            .api
+            .get(&format!("/v1/ips/{id}"), Some(ADMIN_TOKEN))
+            .await;
+        answer.expect(200).clone()
+    }
+}
