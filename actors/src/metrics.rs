@@ -13,6 +13,8 @@ pub const JOBS_RECOVERED: &str = "penguin_jobs_recovered_total";
 pub const OWNED_TENANTS: &str = "penguin_owned_tenants";
 pub const REPLY_RULES: &str = "penguin_reply_rules_matched_total";
 pub const POSTPONED: &str = "penguin_jobs_postponed_total";
+pub const WARMUP_DECISIONS: &str = "penguin_warmup_decisions_total";
+pub const IP_AUTO_RESUMED: &str = "penguin_ip_auto_resumed_total";
 
 /// Registers descriptions with the installed recorder (no-op without one).
 pub fn describe() {
@@ -43,6 +45,14 @@ pub fn describe() {
     describe_counter!(
         POSTPONED,
         "Jobs sent back to Postgres with a later run_at by shaping, by reason."
+    );
+    describe_counter!(
+        WARMUP_DECISIONS,
+        "End-of-day warm-up verdicts applied, by decision (advance, hold, step_back, rewarm)."
+    );
+    describe_counter!(
+        IP_AUTO_RESUMED,
+        "IPs resumed automatically when their health pause ended."
     );
 }
 
@@ -84,4 +94,12 @@ pub fn reply_rule(action: &'static str) {
 
 pub fn postponed(why: &'static str) {
     counter!(POSTPONED, "reason" => why).increment(1);
+}
+
+pub fn warmup_decision(decision: &'static str) {
+    counter!(WARMUP_DECISIONS, "decision" => decision).increment(1);
+}
+
+pub fn ip_auto_resumed() {
+    counter!(IP_AUTO_RESUMED).increment(1);
 }
