@@ -1,7 +1,7 @@
 //! Cluster: decides what this node works on. Every `node.heartbeat_ms` it lists the
 //! tenants, takes or renews their leases in Redis, loads the owned tenants' IPs and
 //! publishes the result (the [`Ownership`] watch) to TenantSupervisor,
-//! IpSupervisor, Feeder and Reaper.
+//! IpSupervisor, WarmupSupervisor, Feeder and Reaper.
 //!
 //! It also listens to control notifications (Redis pub/sub): a tenant change
 //! triggers a refresh at once; a campaign pause/cancel marks the campaign stopped
@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::context::{Ctx, Ownership};
 use crate::ip_supervisor::IpSupMsg;
 use crate::tenant_supervisor::TenantSupMsg;
+use crate::warmup_supervisor::WarmupSupMsg;
 use crate::{feeder, metrics};
 
 pub struct Cluster;
@@ -33,6 +34,7 @@ pub struct ClusterArgs {
     pub ctx: Ctx,
     pub tenants: ActorRef<TenantSupMsg>,
     pub ips: ActorRef<IpSupMsg>,
+    pub warmup: ActorRef<WarmupSupMsg>,
 }
 
 pub enum ClusterMsg {
@@ -45,6 +47,7 @@ pub struct ClusterState {
     leases: Leases,
     tenants: ActorRef<TenantSupMsg>,
     ips: ActorRef<IpSupMsg>,
+    warmup: ActorRef<WarmupSupMsg>,
     subscriber: JoinHandle<()>,
 }
 
@@ -67,6 +70,7 @@ impl Actor for Cluster {
             ctx: args.ctx,
             tenants: args.tenants,
             ips: args.ips,
+            warmup: args.warmup,
             subscriber,
         })
     }
@@ -146,6 +150,7 @@ impl ClusterState {
         let changed = *self.ctx.ownership.borrow() != ownership;
         self.ctx.ownership.send_replace(ownership);
         // Always told (cheap, idempotent): a restarted supervisor catches up here.
+        let _ = self.warmup.cast(WarmupSupMsg::SetIps(ips.clone()));
         let _ = self.ips.cast(IpSupMsg::SetIps(ips));
         let _ = self.tenants.cast(TenantSupMsg::SetTenants(per_tenant));
         if changed {

@@ -10,6 +10,8 @@
 //! ├── IpSupervisor            ip_supervisor.rs
 //! │   └── Ip(a)               ip.rs           claims `queued → sending`, feeds its delivery workers
 //! │       └── workers         delivery.rs     SMTP connections bound to the IP, report outcomes
+//! ├── WarmupSupervisor        warmup_supervisor.rs
+//! │   └── Warmup(s)           warmup.rs       per schedule: day-end verdicts, end of health pauses
 //! ├── Analytics               analytics.rs    delivery events and daily rollups, batched
 //! └── StatusWriter            status_writer.rs job transitions, one UPDATE … FROM unnest() per batch
 //! ```
@@ -41,5 +43,7 @@ pub mod status_writer;
 pub mod supervisor;
 pub mod tenant;
 pub mod tenant_supervisor;
+pub mod warmup;
+pub mod warmup_supervisor;
 
 pub use supervisor::{EngineDeps, EngineHandle, start_engine};

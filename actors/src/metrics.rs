@@ -16,6 +16,8 @@ pub const POSTPONED: &str = "penguin_jobs_postponed_total";
 pub const COUNTERS_REBUILT: &str = "penguin_ip_counters_rebuilt_total";
 pub const IP_TRIPS: &str = "penguin_ip_health_trips_total";
 pub const ALLOWANCE_WAITS: &str = "penguin_allowance_waits_total";
+pub const WARMUP_DECISIONS: &str = "penguin_warmup_decisions_total";
+pub const IP_AUTO_RESUMED: &str = "penguin_ip_auto_resumed_total";
 
 /// Registers descriptions with the installed recorder (no-op without one).
 pub fn describe() {
@@ -58,6 +60,14 @@ pub fn describe() {
     describe_counter!(
         POSTPONED,
         "Jobs sent back to Postgres with a later run_at by shaping, by reason."
+    );
+    describe_counter!(
+        WARMUP_DECISIONS,
+        "End-of-day warm-up verdicts applied, by decision (advance, hold, step_back, rewarm)."
+    );
+    describe_counter!(
+        IP_AUTO_RESUMED,
+        "IPs resumed automatically when their health pause ended."
     );
 }
 
@@ -111,4 +121,12 @@ pub fn health_trip(action: &'static str) {
 
 pub fn allowance_wait(n: usize) {
     counter!(ALLOWANCE_WAITS).increment(n as u64);
+}
+
+pub fn warmup_decision(decision: &'static str) {
+    counter!(WARMUP_DECISIONS, "decision" => decision).increment(1);
+}
+
+pub fn ip_auto_resumed() {
+    counter!(IP_AUTO_RESUMED).increment(1);
 }

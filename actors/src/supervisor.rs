@@ -2,7 +2,8 @@
 //! every child linked, restarts a failed child with backoff (counted in
 //! `penguin_actor_restarts_total`), and owns the shutdown order:
 //!
-//! stop leasing and feeding (Cluster, Feeder, Reaper) → stop popping (Tenants) →
+//! stop leasing, judging warm-up days and feeding (Cluster, WarmupSupervisor,
+//! Feeder, Reaper) → stop popping (Tenants) →
 //! drain the Ip actors (work not started goes back to `pending`, SMTP under way
 //! finishes) → flush StatusWriter and Analytics → release leases → exit.
 //!
@@ -36,6 +37,7 @@ use crate::ip_supervisor::{IpSupMsg, IpSupervisor};
 use crate::reaper::Reaper;
 use crate::status_writer::StatusWriter;
 use crate::tenant_supervisor::{TenantSupMsg, TenantSupervisor};
+use crate::warmup_supervisor::{WarmupSupMsg, WarmupSupervisor};
 use crate::{analytics, metrics, status_writer};
 
 /// What a node needs from outside.
@@ -54,6 +56,7 @@ pub(crate) enum Kind {
     Analytics,
     IpSupervisor,
     TenantSupervisor,
+    WarmupSupervisor,
     Feeder,
     Reaper,
     Cluster,
@@ -61,11 +64,12 @@ pub(crate) enum Kind {
 
 impl Kind {
     /// Start order: sinks of work before its sources.
-    const ORDER: [Kind; 7] = [
+    const ORDER: [Kind; 8] = [
         Kind::StatusWriter,
         Kind::Analytics,
         Kind::IpSupervisor,
         Kind::TenantSupervisor,
+        Kind::WarmupSupervisor,
         Kind::Feeder,
         Kind::Reaper,
         Kind::Cluster,
@@ -77,6 +81,7 @@ impl Kind {
             Kind::Analytics => "analytics",
             Kind::IpSupervisor => "ip_supervisor",
             Kind::TenantSupervisor => "tenant_supervisor",
+            Kind::WarmupSupervisor => "warmup_supervisor",
             Kind::Feeder => "feeder",
             Kind::Reaper => "reaper",
             Kind::Cluster => "cluster",
@@ -96,6 +101,7 @@ pub(crate) struct EngineState {
     children: Children<Kind>,
     tenant_sup: Option<ActorRef<TenantSupMsg>>,
     ip_sup: Option<ActorRef<IpSupMsg>>,
+    warmup_sup: Option<ActorRef<WarmupSupMsg>>,
     stopping: bool,
 }
 
@@ -115,6 +121,7 @@ impl Actor for EngineSupervisor {
             children: Children::default(),
             tenant_sup: None,
             ip_sup: None,
+            warmup_sup: None,
             stopping: false,
         };
         for kind in Kind::ORDER {
@@ -166,9 +173,11 @@ impl Actor for EngineSupervisor {
         let delay = state.children.backoff(&kind);
         tracing::warn!(actor = kind.name(), ?delay, "restarting engine child");
         myself.send_after(delay, move || EngineMsg::Respawn(kind));
-        // Cluster holds references to both supervisors: give it the new ones.
-        if matches!(kind, Kind::TenantSupervisor | Kind::IpSupervisor)
-            && let Some(cluster) = state.children.remove(&Kind::Cluster)
+        // Cluster holds references to the supervisors: give it the new ones.
+        if matches!(
+            kind,
+            Kind::TenantSupervisor | Kind::IpSupervisor | Kind::WarmupSupervisor
+        ) && let Some(cluster) = state.children.remove(&Kind::Cluster)
         {
             cluster.stop(Some("supervisor restarted".into()));
             myself.send_after(delay, || EngineMsg::Respawn(Kind::Cluster));
@@ -206,6 +215,11 @@ impl EngineState {
                 self.tenant_sup = Some(actor.clone());
                 actor.get_cell()
             }
+            Kind::WarmupSupervisor => {
+                let (actor, _) = Actor::spawn_linked(None, WarmupSupervisor, ctx, parent).await?;
+                self.warmup_sup = Some(actor.clone());
+                actor.get_cell()
+            }
             Kind::Feeder => {
                 let (actor, _) = Actor::spawn_linked(None, Feeder, ctx, parent).await?;
                 self.ctx.directory.set_feeder(Some(actor.clone()));
@@ -216,11 +230,19 @@ impl EngineState {
                 .0
                 .get_cell(),
             Kind::Cluster => {
-                let (Some(tenants), Some(ips)) = (self.tenant_sup.clone(), self.ip_sup.clone())
-                else {
-                    return Err("cluster needs both supervisors".into());
+                let (Some(tenants), Some(ips), Some(warmup)) = (
+                    self.tenant_sup.clone(),
+                    self.ip_sup.clone(),
+                    self.warmup_sup.clone(),
+                ) else {
+                    return Err("cluster needs the tenant, ip and warmup supervisors".into());
                 };
-                let args = ClusterArgs { ctx, tenants, ips };
+                let args = ClusterArgs {
+                    ctx,
+                    tenants,
+                    ips,
+                    warmup,
+                };
                 Actor::spawn_linked(None, Cluster, args, parent)
                     .await?
                     .0
@@ -239,6 +261,7 @@ impl EngineState {
             Kind::Feeder => directory.set_feeder(None),
             Kind::IpSupervisor => self.ip_sup = None,
             Kind::TenantSupervisor => self.tenant_sup = None,
+            Kind::WarmupSupervisor => self.warmup_sup = None,
             Kind::Reaper | Kind::Cluster => {}
         }
     }
@@ -256,6 +279,7 @@ impl EngineState {
         self.stopping = true;
         for kind in [
             Kind::Cluster,
+            Kind::WarmupSupervisor,
             Kind::Feeder,
             Kind::Reaper,
             Kind::TenantSupervisor,

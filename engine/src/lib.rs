@@ -9,6 +9,7 @@
 //! - [`queue`]: Redis priority lists with reliable pop and in-flight deadlines.
 //! - [`dns`]: MX resolution (hickory, TTL cache) and a domain's destinations.
 //! - [`provider`]: MX host → mailbox provider and its per-IP shaping limits.
+//! - [`warmup`]: the end-of-day warm-up verdict (advance, hold, step back, re-warm).
 
 pub mod allowance;
 pub mod clock;
@@ -29,3 +30,4 @@ pub mod sink;
 pub mod smtp;
 pub mod store;
 pub mod tracking;
+pub mod warmup;

@@ -17,6 +17,7 @@ mod queue_redis;
 mod redis_flushed;
 mod suppressed_at_send;
 mod unsubscribe;
+mod warmup;
 
 // The control API scenarios; their client lives in `support/api.rs`.
 mod api_auth;

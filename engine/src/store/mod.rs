@@ -8,6 +8,8 @@
 //!   pages them back for the API.
 //! - [`usage`]: per-IP reservations per local hour, and the IP-local calendar.
 //! - [`suppressions`]: a tenant's suppression list (API and hard bounces).
+//! - [`warmup`]: end-of-day warm-up verdicts (once per IP and day) and the end of
+//!   automatic pauses.
 
 pub mod campaigns;
 pub mod events;
@@ -20,3 +22,4 @@ pub mod routing;
 pub mod suppressions;
 pub mod tenants;
 pub mod usage;
+pub mod warmup;
