@@ -41,6 +41,8 @@ pub enum AllowanceError {
     Store(#[from] penguin_engine::db::StoreError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error("warm-up verdict: {0:#}")]
+    Warmup(anyhow::Error),
 }
 
 /// The plan of `spec` for one of its days. `health_factor` is 0.5 while a
@@ -70,7 +72,7 @@ impl Allowance {
     }
 
     /// The IP-local hour of `now`, asked of Postgres once per hour.
-    async fn local_hour(
+    pub async fn local_hour(
         &mut self,
         ctx: &Ctx,
         spec: &IpSpec,

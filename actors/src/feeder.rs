@@ -43,6 +43,8 @@ pub struct FeederState {
     generation: u64,
     /// The planned idle wake-up (engine clock) and its timer.
     planned: Option<(OffsetDateTime, JoinHandle<()>)>,
+    /// A round follows shortly (work kept coming): wake-ups add nothing.
+    busy: bool,
 }
 
 impl Drop for FeederState {
@@ -68,6 +70,7 @@ impl Actor for Feeder {
             ctx,
             generation: 0,
             planned: None,
+            busy: false,
         })
     }
 
@@ -96,6 +99,7 @@ impl Actor for Feeder {
             }
             FeederMsg::Round(_stale) => {}
             FeederMsg::Wake => {
+                state.busy = false;
                 state.generation += 1;
                 myself.cast(FeederMsg::Round(state.generation))?;
             }

@@ -31,7 +31,7 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::allowance::{Allowance, Grant};
+use crate::allowance::{Allowance, AllowanceError, Grant};
 use crate::breaker::{Breakers, Observed, Trip};
 use crate::context::Ctx;
 use crate::delivery::{ReadyQueues, Work, Worker};
@@ -84,6 +84,8 @@ pub struct IpState {
     /// The IP is paused (operator or breaker): workers release what they hold.
     paused: Arc<AtomicBool>,
     allowance: Allowance,
+    /// The IP-local day whose warm-up verdicts (for the days before it) are in.
+    judged_day: Option<time::Date>,
     breakers: Arc<std::sync::Mutex<Breakers>>,
     shaping: Arc<Shaping>,
     pacer: Arc<Pacer>,
@@ -148,6 +150,7 @@ impl Actor for IpActor {
         }
         let state = IpState {
             allowance: Allowance::new(&ctx),
+            judged_day: None,
             ctx,
             spec,
             work: Some(tx),
@@ -277,7 +280,7 @@ impl IpState {
     }
 
     /// Reserves up to `wanted` sends; a paused IP grants none until it resumes.
-    async fn reserve(&mut self, wanted: usize) -> Result<Grant, crate::allowance::AllowanceError> {
+    async fn reserve(&mut self, wanted: usize) -> Result<Grant, AllowanceError> {
         if self.paused.load(Ordering::Acquire) {
             let now = self.ctx.clock.now();
             let until = self
@@ -296,10 +299,34 @@ impl IpState {
                 next_window: Some(until),
             });
         }
+        self.ensure_judged().await?;
         let factor = self.breakers.lock().expect("breakers lock").factor();
         self.allowance
             .reserve(&self.ctx, &self.spec, factor, wanted as u32)
             .await
+    }
+
+    /// Before the first reservation of a new IP-local day, the finished days get
+    /// their warm-up verdict (the Warmup actor may be a moment late at midnight), so
+    /// the new day's allowance is exact from its first send.
+    async fn ensure_judged(&mut self) -> Result<(), AllowanceError> {
+        let now = self.ctx.clock.now();
+        let today = self.allowance.local_hour(&self.ctx, &self.spec, now).await?.day;
+        if self.judged_day == Some(today) {
+            return Ok(());
+        }
+        let (changed, _) = crate::warmup::catch_up(&self.ctx, &self.spec, now)
+            .await
+            .map_err(AllowanceError::Warmup)?;
+        if changed {
+            let tenant = self.spec.tenant_id;
+            let fresh = store::routing::ips_of(&self.ctx.pg, &[tenant]).await?;
+            if let Some(spec) = fresh.into_iter().find(|ip| ip.id == self.spec.id) {
+                self.update(spec);
+            }
+        }
+        self.judged_day = Some(today);
+        Ok(())
     }
 
     /// Jobs the allowance refused: back to the tenant, which routes them to another

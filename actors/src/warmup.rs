@@ -143,7 +143,7 @@ impl WarmupState {
         let now = self.ctx.clock.now();
         let mut pass = Pass::default();
         for ip in &self.ips {
-            match self.catch_up(ip, now).await {
+            match catch_up(&self.ctx, ip, now).await {
                 Ok((changed, next_midnight)) => {
                     if changed {
                         pass.changed.insert(ip.tenant_id);
@@ -177,75 +177,6 @@ impl WarmupState {
         }
     }
 
-    /// Judges every finished, unjudged local day of `ip` in order. Returns whether
-    /// the IP changed, and when its current local day ends.
-    async fn catch_up(
-        &self,
-        ip: &IpSpec,
-        now: OffsetDateTime,
-    ) -> anyhow::Result<(bool, OffsetDateTime)> {
-        let pool = &self.ctx.pg;
-        let today = local_hour(pool, &ip.timezone, now)
-            .await
-            .with_context(|| format!("local day in {}", ip.timezone))?;
-        let mut day = store::next_day(pool, ip.tenant_id, ip.id)
-            .await
-            .context("next day to judge")?;
-        let oldest = today.day - time::Duration::days(MAX_CATCH_UP_DAYS);
-        if day < oldest {
-            tracing::warn!(ip = %ip.id, from = %day, to = %oldest, "skipping warm-up days older than the catch-up bound");
-            day = oldest;
-        }
-        let mut changed = false;
-        while day < today.day {
-            changed |= self.judge(ip, day, now).await?;
-            day = day.next_day().context("calendar overflow")?;
-        }
-        Ok((changed, today.day_end))
-    }
-
-    /// Judges one day of `ip` and records it; returns whether the IP moved.
-    async fn judge(&self, ip: &IpSpec, day: Date, now: OffsetDateTime) -> anyhow::Result<bool> {
-        let config = &self.ctx.config;
-        let policy = Policy {
-            warmup: &config.warmup,
-            health: &config.health,
-            warm_daily_volume: config.limits.warm_daily_volume,
-        };
-        for _ in 0..STALE_RETRIES {
-            let inputs = store::day_inputs(&self.ctx.pg, ip.tenant_id, ip.id, day)
-                .await
-                .context("reading the day's inputs")?;
-            let decision = warmup::decide(&inputs, policy);
-            let applied = store::apply(&self.ctx.pg, ip.tenant_id, ip.id, day, &decision, now)
-                .await
-                .context("recording the verdict")?;
-            match applied {
-                Applied::Applied => {
-                    tracing::info!(
-                        ip = %ip.id,
-                        tenant = %ip.tenant_id,
-                        day = %day,
-                        decision = decision.verdict.as_str(),
-                        from = decision.from_day,
-                        to = decision.to_day,
-                        rate_factor = decision.to_factor,
-                        reason = %decision.reason,
-                        "warm-up verdict"
-                    );
-                    metrics::warmup_decision(decision.verdict.as_str());
-                    return Ok(decision.changes_ip());
-                }
-                Applied::AlreadyJudged => {
-                    tracing::debug!(ip = %ip.id, day = %day, "day already judged elsewhere");
-                    return Ok(false);
-                }
-                Applied::Stale => continue,
-            }
-        }
-        anyhow::bail!("the IP kept changing while {day} was judged")
-    }
-
     /// Resumes `ip` if its automatic pause has ended; otherwise wakes up for it.
     async fn auto_resume(&self, ip: &IpSpec, now: OffsetDateTime, pass: &mut Pass) {
         let Some(until) = ip.paused_until.filter(|_| !ip.active) else {
@@ -269,4 +200,75 @@ impl WarmupState {
             }
         }
     }
+}
+
+/// Judges every finished, unjudged local day of `ip` in order (idempotent: a day
+/// is recorded once, whoever judges it — this actor at midnight, or the IP's own
+/// actor before its first reservation of a new day). Returns whether
+/// the IP changed, and when its current local day ends.
+pub async fn catch_up(
+    ctx: &Ctx,
+    ip: &IpSpec,
+    now: OffsetDateTime,
+) -> anyhow::Result<(bool, OffsetDateTime)> {
+    let pool = &ctx.pg;
+    let today = local_hour(pool, &ip.timezone, now)
+        .await
+        .with_context(|| format!("local day in {}", ip.timezone))?;
+    let mut day = store::next_day(pool, ip.tenant_id, ip.id)
+        .await
+        .context("next day to judge")?;
+    let oldest = today.day - time::Duration::days(MAX_CATCH_UP_DAYS);
+    if day < oldest {
+        tracing::warn!(ip = %ip.id, from = %day, to = %oldest, "skipping warm-up days older than the catch-up bound");
+        day = oldest;
+    }
+    let mut changed = false;
+    while day < today.day {
+        changed |= judge(ctx, ip, day, now).await?;
+        day = day.next_day().context("calendar overflow")?;
+    }
+    Ok((changed, today.day_end))
+}
+
+/// Judges one day of `ip` and records it; returns whether the IP moved.
+async fn judge(ctx: &Ctx, ip: &IpSpec, day: Date, now: OffsetDateTime) -> anyhow::Result<bool> {
+    let config = &ctx.config;
+    let policy = Policy {
+        warmup: &config.warmup,
+        health: &config.health,
+        warm_daily_volume: config.limits.warm_daily_volume,
+    };
+    for _ in 0..STALE_RETRIES {
+        let inputs = store::day_inputs(&ctx.pg, ip.tenant_id, ip.id, day)
+            .await
+            .context("reading the day's inputs")?;
+        let decision = warmup::decide(&inputs, policy);
+        let applied = store::apply(&ctx.pg, ip.tenant_id, ip.id, day, &decision, now)
+            .await
+            .context("recording the verdict")?;
+        match applied {
+            Applied::Applied => {
+                tracing::info!(
+                    ip = %ip.id,
+                    tenant = %ip.tenant_id,
+                    day = %day,
+                    decision = decision.verdict.as_str(),
+                    from = decision.from_day,
+                    to = decision.to_day,
+                    rate_factor = decision.to_factor,
+                    reason = %decision.reason,
+                    "warm-up verdict"
+                );
+                metrics::warmup_decision(decision.verdict.as_str());
+                return Ok(decision.changes_ip());
+            }
+            Applied::AlreadyJudged => {
+                tracing::debug!(ip = %ip.id, day = %day, "day already judged elsewhere");
+                return Ok(false);
+            }
+            Applied::Stale => continue,
+        }
+    }
+    anyhow::bail!("the IP kept changing while {day} was judged")
 }
