@@ -9,8 +9,10 @@
 //! - [`queue`]: Redis priority lists with reliable pop and in-flight deadlines.
 //! - [`dns`]: MX resolution (hickory, TTL cache) and a domain's destinations.
 //! - [`provider`]: MX host → mailbox provider and its per-IP shaping limits.
+//! - [`arf`]: feedback-loop reports (RFC 5965) → the complained-about Message-ID.
 
 pub mod allowance;
+pub mod arf;
 pub mod clock;
 pub mod control;
 pub mod db;
