@@ -8,14 +8,19 @@
 //!   pages them back for the API.
 //! - [`usage`]: per-IP reservations per local hour, and the IP-local calendar.
 //! - [`suppressions`]: a tenant's suppression list (API and hard bounces).
+//! - [`schedules`]: warm-up schedules (built-in and added by the operator).
+//! - [`complaints`]: feedback-loop complaints: the job, the event, the rollup,
+//!   the suppression.
 
 pub mod campaigns;
+pub mod complaints;
 pub mod events;
 pub mod events_read;
 pub mod ips;
 pub mod jobs;
 pub mod leads;
 pub mod routing;
+pub mod schedules;
 pub mod suppressions;
 pub mod tenants;
 pub mod usage;
