@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, positive};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Most messages one IP starts per second; 0 = no per-second limit.
@@ -15,16 +15,6 @@ pub struct LimitsConfig {
     pub ip_hourly_cap: u32,
     /// Daily allowance of an IP without a warm-up schedule; 0 = unlimited.
     pub warm_daily_volume: u32,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            ip_messages_per_second: 0,
-            ip_hourly_cap: 0,
-            warm_daily_volume: 0,
-        }
-    }
 }
 
 impl LimitsConfig {
