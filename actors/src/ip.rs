@@ -311,7 +311,11 @@ impl IpState {
     /// the new day's allowance is exact from its first send.
     async fn ensure_judged(&mut self) -> Result<(), AllowanceError> {
         let now = self.ctx.clock.now();
-        let today = self.allowance.local_hour(&self.ctx, &self.spec, now).await?.day;
+        let today = self
+            .allowance
+            .local_hour(&self.ctx, &self.spec, now)
+            .await?
+            .day;
         if self.judged_day == Some(today) {
             return Ok(());
         }

@@ -4,11 +4,17 @@
 //! - [`JsonBody`]: a JSON body. Not JSON → 400 `malformed_json`; JSON of the wrong
 //!   shape (unknown field, wrong type, missing field) → 422 `invalid_request` with
 //!   serde's message; another content type → 415; over `api.max_body_bytes` → 413.
+//! - [`OptionalJsonBody`]: like [`JsonBody`], but an empty or absent body is
+//!   `None` (whatever its content type), for actions whose body is optional.
+//! - [`RawBody`]: the body's bytes and its `Content-Type`, for routes that take
+//!   more than JSON; over the limit → 413.
 //! - [`IdPath`]: the `{id}` of a path; an id that is not a UUID cannot exist → 404.
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -46,6 +52,91 @@ fn json_rejection(rejection: JsonRejection) -> AppError {
         }
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => AppError::payload_too_large(),
         other => AppError::malformed_json(other.body_text()),
+    }
+}
+
+/// An optional JSON request body: `None` when the body is empty (or only
+/// whitespace); otherwise exactly as [`JsonBody`] (415 unless JSON, 400, 422).
+#[derive(Debug, Clone, Default)]
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for OptionalJsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let RawBody { content_type, body } = RawBody::from_request(req, state).await?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(None));
+        }
+        if !is_json(content_type.as_deref().unwrap_or("")) {
+            return Err(AppError::unsupported_media_type(
+                "expected Content-Type: application/json (or no body)",
+            ));
+        }
+        parse_json(&body).map(|value| OptionalJsonBody(Some(value)))
+    }
+}
+
+/// Whether a `Content-Type` is JSON (`application/json`, `application/*+json`).
+pub fn is_json(content_type: &str) -> bool {
+    let mime = mime_of(content_type);
+    mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+/// The lower-cased `type/subtype` of a `Content-Type` (parameters dropped).
+pub fn mime_of(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Parses JSON bytes as [`JsonBody`] does: not JSON → 400 `malformed_json`,
+/// JSON of the wrong shape → 422 `invalid_request` with serde's message.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => AppError::invalid(e.to_string()),
+        _ => AppError::malformed_json(e.to_string()),
+    })
+}
+
+/// A request body as bytes, with its `Content-Type` header (if any and readable).
+#[derive(Debug, Clone, Default)]
+pub struct RawBody {
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+impl<S> FromRequest<S> for RawBody
+where
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let content_type = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(bytes_rejection)?;
+        Ok(RawBody { content_type, body })
+    }
+}
+
+fn bytes_rejection(rejection: BytesRejection) -> AppError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::payload_too_large()
+    } else {
+        AppError::malformed_json(rejection.body_text())
     }
 }
 

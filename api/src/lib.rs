@@ -7,10 +7,14 @@
 //! - [`auth`]: bearer tokens → admin or tenant ([`auth::Caller`]).
 //! - [`extract`]: JSON body and path-id extractors that fail with [`AppError`].
 //! - [`validate`]: pure checks of request fields.
+//! - [`ip_view`]: an IP as the API shows it, with its allowance, quota, health
+//!   and state computed by the engine's own arithmetic.
 //! - [`metrics`]: metric names and the request-counting middleware.
 //! - `routes/`: one route group per file — `ops` (health, metrics), `tenants`,
-//!   `ips`, `campaigns` (create, read, lifecycle), `leads` (import), `events`
-//!   (a campaign's delivery events, paged), `suppressions` (list, add, remove).
+//!   `ips` (add, show, pause, resume), `schedules` (warm-up schedules),
+//!   `complaints` (feedback loops, JSON or ARF), `campaigns` (create, read,
+//!   lifecycle), `leads` (import), `events` (a campaign's delivery events,
+//!   paged), `suppressions` (list, add, remove).
 //!
 //! Handlers are thin: validate fully, call `penguin_engine::store`, map the result;
 //! no SQL here. After every state change they publish a
@@ -25,6 +29,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod ip_view;
 pub mod metrics;
 mod routes;
 pub mod validate;
@@ -62,6 +67,8 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::ops::routes())
         .merge(routes::tenants::routes())
         .merge(routes::ips::routes())
+        .merge(routes::schedules::routes())
+        .merge(routes::complaints::routes())
         .merge(routes::campaigns::routes())
         .merge(routes::leads::routes())
         .merge(routes::events::routes())

@@ -104,7 +104,7 @@ pub fn timezone_shape(field: &str, value: &str) -> Result<(), AppError> {
 }
 
 /// A warm-up schedule name's shape (the schema's `^[a-z0-9_-]{1,64}$`).
-pub fn schedule_name(value: &str) -> Result<(), AppError> {
+pub fn schedule_name(field: &str, value: &str) -> Result<(), AppError> {
     let ok = !value.is_empty()
         && value.len() <= 64
         && value
@@ -114,9 +114,87 @@ pub fn schedule_name(value: &str) -> Result<(), AppError> {
         Ok(())
     } else {
         Err(AppError::invalid(format!(
-            "warmup_schedule {value:?} is not a schedule name"
+            "{field} {value:?} is not a schedule name (1-64 of a-z, 0-9, _ and -)"
         )))
     }
+}
+
+/// Most days of a warm-up schedule, and most messages of one of its days.
+pub const MAX_SCHEDULE_DAYS: usize = 365;
+pub const MAX_DAILY_VOLUME: i64 = 10_000_000;
+
+/// A schedule's `daily_volumes`: 1..=[`MAX_SCHEDULE_DAYS`] values, each
+/// 1..=[`MAX_DAILY_VOLUME`]. Returns them as the schema stores them.
+pub fn daily_volumes(values: &[i64]) -> Result<Vec<i32>, AppError> {
+    if values.is_empty() || values.len() > MAX_SCHEDULE_DAYS {
+        return Err(AppError::invalid(format!(
+            "daily_volumes must have 1 to {MAX_SCHEDULE_DAYS} values (one per day), not {}",
+            values.len()
+        )));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(day, &volume)| {
+            if (1..=MAX_DAILY_VOLUME).contains(&volume) {
+                Ok(volume as i32)
+            } else {
+                Err(AppError::invalid(format!(
+                    "daily_volumes[{day}] is {volume}: each day must be 1 to {MAX_DAILY_VOLUME} messages"
+                )))
+            }
+        })
+        .collect()
+}
+
+/// The local hours an IP sends in, `[start, end)`: `start` 0..=23, `end` 1..=24,
+/// `start < end`. Returns them as `(start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveHours {
+    pub start: i64,
+    pub end: i64,
+}
+
+pub fn active_hours(hours: &ActiveHours) -> Result<(u8, u8), AppError> {
+    if !(0..=23).contains(&hours.start) {
+        return Err(AppError::invalid(
+            "active_hours.start must be an hour 0 to 23",
+        ));
+    }
+    if !(1..=24).contains(&hours.end) {
+        return Err(AppError::invalid(
+            "active_hours.end must be an hour 1 to 24",
+        ));
+    }
+    if hours.start >= hours.end {
+        return Err(AppError::invalid(
+            "active_hours.start must be before active_hours.end (hours of one local day)",
+        ));
+    }
+    Ok((hours.start as u8, hours.end as u8))
+}
+
+/// Longest reason given for pausing something by hand.
+pub const MAX_REASON: usize = 200;
+
+/// A reason given by hand: not blank, at most [`MAX_REASON`] characters, no
+/// control characters (it is shown in logs and dashboards).
+pub fn reason(field: &str, value: &str) -> Result<String, AppError> {
+    if value.trim().is_empty() {
+        return Err(AppError::invalid_field(field, &InputError::Empty));
+    }
+    if value.chars().count() > MAX_REASON {
+        return Err(AppError::invalid(format!(
+            "{field} must be at most {MAX_REASON} characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(AppError::invalid(format!(
+            "{field} must not contain control characters (line breaks, tabs, NUL)"
+        )));
+    }
+    Ok(value.trim().to_string())
 }
 
 /// When a campaign may send: between `start` and `end` (`HH:MM`, 24 h; `end`
@@ -239,6 +317,32 @@ mod tests {
         for bad in ["", "0.0.0.0", "224.0.0.1", "300.1.1.1", "example.com"] {
             assert!(ip_address(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn schedules_hours_and_reasons() {
+        assert!(schedule_name("name", "slow-ramp_2").is_ok());
+        for bad in ["", "Slow", "a b", &"x".repeat(65)] {
+            assert!(schedule_name("name", bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            daily_volumes(&[1, 10_000_000]).unwrap(),
+            vec![1, 10_000_000]
+        );
+        for bad in [vec![], vec![0], vec![5, -1], vec![10_000_001], vec![1; 366]] {
+            assert!(daily_volumes(&bad).is_err(), "{bad:?}");
+        }
+        let hours = |start, end| active_hours(&ActiveHours { start, end });
+        assert_eq!(hours(0, 24).unwrap(), (0, 24));
+        assert_eq!(hours(8, 18).unwrap(), (8, 18));
+        for (start, end) in [(-1, 5), (24, 24), (5, 5), (9, 8), (0, 0), (0, 25)] {
+            assert!(hours(start, end).is_err(), "{start}..{end}");
+        }
+        assert_eq!(reason("reason", " blocklisted ").unwrap(), "blocklisted");
+        for bad in ["", "  ", "a\nb", "a\tb", "a\u{0}b", &"é".repeat(201)] {
+            assert!(reason("reason", bad).is_err(), "{bad:?}");
+        }
+        assert!(reason("reason", &"é".repeat(200)).is_ok());
     }
 
     #[test]

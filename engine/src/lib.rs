@@ -9,9 +9,13 @@
 //! - [`queue`]: Redis priority lists with reliable pop and in-flight deadlines.
 //! - [`dns`]: MX resolution (hickory, TTL cache) and a domain's destinations.
 //! - [`provider`]: MX host → mailbox provider and its per-IP shaping limits.
+//! - [`allowance`]: an IP's daily allowance spread over its active hours.
+//! - [`health`]: bounce, complaint and deferral rates judged against thresholds.
 //! - [`warmup`]: the end-of-day warm-up verdict (advance, hold, step back, re-warm).
+//! - [`arf`]: feedback-loop reports (RFC 5965) → the complained-about Message-ID.
 
 pub mod allowance;
+pub mod arf;
 pub mod clock;
 pub mod control;
 pub mod db;

@@ -150,11 +150,13 @@ async fn ips_are_validated_and_shown_with_their_warmup() {
     assert_eq!(warm_body["timezone"], "UTC");
     assert_eq!(warm_body["address"], "::1");
 
-    // Today's volume comes from the rollup of the IP's own day.
+    // Today's volume is what the IP reserved on its own local day.
     env.psql(&format!(
-        "INSERT INTO ip_daily_stats (tenant_id, ip_id, day, sent)
-         VALUES ('{tenant}', '{ip_id}', (now() AT TIME ZONE 'Europe/Paris')::date, 7),
-                ('{tenant}', '{ip_id}', (now() AT TIME ZONE 'Europe/Paris')::date - 1, 99)"
+        "INSERT INTO ip_hourly_usage (tenant_id, ip_id, hour, day, reserved)
+         SELECT '{tenant}', '{ip_id}', date_trunc('hour', l) AT TIME ZONE 'Europe/Paris' - d * interval '1 day',
+                l::date - d, r
+         FROM (SELECT now() AT TIME ZONE 'Europe/Paris' AS l) AS x,
+              (VALUES (0, 7), (1, 99)) AS v(d, r)"
     ))
     .await;
     let shown = api.get(&format!("/v1/ips/{ip_id}"), Some(&token)).await;

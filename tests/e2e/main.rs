@@ -22,9 +22,12 @@ mod warmup;
 // The control API scenarios; their client lives in `support/api.rs`.
 mod api_auth;
 mod api_campaigns;
+mod api_complaints;
 mod api_events;
 mod api_health;
+mod api_ips_limits;
 mod api_leads;
 mod api_lifecycle;
 mod api_suppressions;
 mod api_tenants_ips;
+mod api_warmup_schedules;

@@ -1,6 +1,15 @@
-//! SMTP IPs: `POST /v1/tenants/{id}/ips` (admin) adds one to a tenant;
-//! `GET /v1/ips` and `GET /v1/ips/{id}` show them — every IP to the admin, its own
-//! to a tenant (a foreign id is 404).
+//! SMTP IPs:
+//!
+//! - `POST /v1/tenants/{id}/ips` (admin) `{address, helo_name, warmup_schedule?,
+//!   timezone?, active_hours?: {start, end}}` adds one to a tenant → 201 IP.
+//! - `GET /v1/ips` → `{ips: [IP]}` and `GET /v1/ips/{id}` → IP: every IP to the
+//!   admin, its own to a tenant (a foreign id is 404).
+//! - `POST /v1/ips/{id}/pause` `{reason?}` and `POST /v1/ips/{id}/resume` (admin
+//!   or the owning tenant; the body may be empty) → 200 IP; idempotent.
+//!
+//! An IP is shown as [`IpBody`] (allowance, quota, usage, health and state at
+//! this instant). Every change publishes `TenantChanged` so the node owning the
+//! tenant reloads its IPs at once.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -9,8 +18,8 @@ use axum::{Json, Router};
 use penguin_engine::control::ControlEvent;
 use penguin_engine::db::StoreError;
 use penguin_engine::store;
-use penguin_engine::store::ips::{IpView, NewIp};
-use serde::{Deserialize, Serialize};
+use penguin_engine::store::ips::{NewIp, StatusChange};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -18,14 +27,20 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{AdminCaller, Caller};
 use crate::error::{ApiResult, AppError};
-use crate::extract::{IdPath, JsonBody};
-use crate::validate;
+use crate::extract::{IdPath, JsonBody, OptionalJsonBody};
+use crate::ip_view::IpBody;
+use crate::validate::{self, ActiveHours};
+
+/// The reason of a pause through the API that gives none.
+pub const DEFAULT_PAUSE_REASON: &str = "paused through the API";
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/tenants/{id}/ips", post(create))
         .route("/v1/ips", get(list))
         .route("/v1/ips/{id}", get(show))
+        .route("/v1/ips/{id}/pause", post(pause))
+        .route("/v1/ips/{id}/resume", post(resume))
 }
 
 #[derive(Debug, Deserialize)]
@@ -37,59 +52,39 @@ struct CreateIp {
     warmup_schedule: Option<String>,
     /// IANA name; the IP's day (caps, warm-up) runs in it. Default `UTC`.
     timezone: Option<String>,
+    /// The local hours it sends in; default the whole day (0 to 24).
+    active_hours: Option<ActiveHours>,
 }
 
-/// An IP as the API shows it.
-#[derive(Debug, Serialize)]
-struct Ip {
-    id: Uuid,
-    tenant_id: Uuid,
-    address: String,
-    helo_name: String,
-    status: String,
-    status_reason: Option<String>,
-    warmup_schedule: Option<String>,
-    warmup_day: i32,
-    /// The schedule's volume for today's warm-up day; null without a schedule.
-    warmup_daily_volume: Option<i64>,
-    timezone: String,
-    sent_today: i64,
-    #[serde(with = "time::serde::rfc3339")]
-    created_at: OffsetDateTime,
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PauseIp {
+    reason: Option<String>,
 }
 
-impl From<IpView> for Ip {
-    fn from(ip: IpView) -> Self {
-        Ip {
-            id: ip.id,
-            tenant_id: ip.tenant_id,
-            address: ip.address.to_string(),
-            helo_name: ip.helo_name,
-            status: ip.status,
-            status_reason: ip.status_reason,
-            warmup_schedule: ip.warmup_schedule,
-            warmup_day: ip.warmup_day,
-            warmup_daily_volume: ip.warmup_daily_volume,
-            timezone: ip.timezone,
-            sent_today: ip.sent_today,
-            created_at: ip.created_at,
-        }
-    }
-}
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResumeIp {}
 
+/// `POST /v1/tenants/{id}/ips` (admin): validates everything, then inserts the
+/// IP; 201 with the IP, 404 for an unknown tenant, 409 for a taken address.
 async fn create(
     _: AdminCaller,
     State(state): State<AppState>,
     IdPath(tenant_id): IdPath,
     JsonBody(request): JsonBody<CreateIp>,
-) -> ApiResult<(StatusCode, Json<Ip>)> {
+) -> ApiResult<(StatusCode, Json<IpBody>)> {
     let address = validate::ip_address(&request.address)?;
     let helo_name = validate::hostname("helo_name", &request.helo_name)?;
     let timezone = request.timezone.unwrap_or_else(|| "UTC".to_string());
     validate::timezone_shape("timezone", &timezone)?;
     if let Some(schedule) = &request.warmup_schedule {
-        validate::schedule_name(schedule)?;
+        validate::schedule_name("warmup_schedule", schedule)?;
     }
+    let (active_hours_start, active_hours_end) = match &request.active_hours {
+        Some(hours) => validate::active_hours(hours)?,
+        None => (0, 24),
+    };
 
     if !store::tenants::tenant_exists(&state.pg, tenant_id).await? {
         return Err(AppError::not_found("no such tenant"));
@@ -114,8 +109,10 @@ async fn create(
         helo_name,
         warmup_schedule: request.warmup_schedule,
         timezone,
+        active_hours_start,
+        active_hours_end,
     };
-    let ip = store::ips::insert_ip(&state.pg, &new)
+    let ip = store::ips::insert_ip(&state.pg, &new, OffsetDateTime::now_utc())
         .await
         .map_err(|e| match e {
             StoreError::Conflict(_) => {
@@ -125,30 +122,88 @@ async fn create(
         })?;
     super::publish(&state, ControlEvent::TenantChanged { tenant_id }).await;
     tracing::info!(%tenant_id, ip_id = %ip.id, %address, "IP added");
-    Ok((StatusCode::CREATED, Json(ip.into())))
+    Ok((StatusCode::CREATED, Json(IpBody::new(ip, &state.config))))
 }
 
+/// `GET /v1/ips`: the caller's IPs (every IP for the admin), oldest first, in
+/// one query.
 async fn list(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let now = OffsetDateTime::now_utc();
     let ips = match caller {
-        Caller::Admin => store::ips::all_ips(&state.pg).await?,
-        Caller::Tenant(tenant) => store::ips::tenant_ips(&state.pg, tenant).await?,
+        Caller::Admin => store::ips::all_ips(&state.pg, now).await?,
+        Caller::Tenant(tenant) => store::ips::tenant_ips(&state.pg, tenant, now).await?,
     };
-    let ips: Vec<Ip> = ips.into_iter().map(Ip::from).collect();
+    let ips: Vec<IpBody> = ips
+        .into_iter()
+        .map(|ip| IpBody::new(ip, &state.config))
+        .collect();
     Ok(Json(json!({ "ips": ips })))
 }
 
+/// `GET /v1/ips/{id}`: one IP; 404 when absent or another tenant's.
 async fn show(
     caller: Caller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
-) -> ApiResult<Json<Ip>> {
+) -> ApiResult<Json<IpBody>> {
+    let now = OffsetDateTime::now_utc();
     let ip = match caller {
-        Caller::Admin => store::ips::ip_by_id(&state.pg, id).await,
-        Caller::Tenant(tenant) => store::ips::tenant_ip(&state.pg, tenant, id).await,
+        Caller::Admin => store::ips::ip_by_id(&state.pg, id, now).await,
+        Caller::Tenant(tenant) => store::ips::tenant_ip(&state.pg, tenant, id, now).await,
     };
-    match ip {
-        Ok(ip) => Ok(Json(ip.into())),
-        Err(StoreError::NotFound) => Err(AppError::not_found("no such IP")),
-        Err(other) => Err(other.into()),
+    Ok(Json(IpBody::new(ip.map_err(no_such_ip)?, &state.config)))
+}
+
+/// `POST /v1/ips/{id}/pause` `{reason?}`: status `paused` with the reason (at
+/// most 200 characters, no control characters; default
+/// [`DEFAULT_PAUSE_REASON`]) until resumed — an automatic pause's end is
+/// cleared. The node owning the IP stops starting SMTP transactions from it.
+async fn pause(
+    caller: Caller,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    OptionalJsonBody(body): OptionalJsonBody<PauseIp>,
+) -> ApiResult<Json<IpBody>> {
+    let reason = match body.and_then(|b| b.reason) {
+        Some(reason) => validate::reason("reason", &reason)?,
+        None => DEFAULT_PAUSE_REASON.to_string(),
+    };
+    change_status(caller, state, id, StatusChange::Pause { reason }).await
+}
+
+/// `POST /v1/ips/{id}/resume`: status `active`, reason and automatic-pause end
+/// cleared; the health `rate_factor` stays as it is.
+async fn resume(
+    caller: Caller,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+    OptionalJsonBody(_): OptionalJsonBody<ResumeIp>,
+) -> ApiResult<Json<IpBody>> {
+    change_status(caller, state, id, StatusChange::Resume).await
+}
+
+async fn change_status(
+    caller: Caller,
+    state: AppState,
+    id: Uuid,
+    change: StatusChange,
+) -> ApiResult<Json<IpBody>> {
+    let owner = match caller {
+        Caller::Admin => None,
+        Caller::Tenant(tenant) => Some(tenant),
+    };
+    let ip = store::ips::set_status(&state.pg, owner, id, &change, OffsetDateTime::now_utc())
+        .await
+        .map_err(no_such_ip)?;
+    let tenant_id = ip.tenant_id;
+    super::publish(&state, ControlEvent::TenantChanged { tenant_id }).await;
+    tracing::info!(%tenant_id, ip_id = %id, ?change, "IP status set through the API");
+    Ok(Json(IpBody::new(ip, &state.config)))
+}
+
+fn no_such_ip(error: StoreError) -> AppError {
+    match error {
+        StoreError::NotFound => AppError::not_found("no such IP"),
+        other => other.into(),
     }
 }

@@ -3,10 +3,12 @@
 //! and [`Paging`], the `?after=&limit=` of the list routes.
 
 pub mod campaigns;
+pub mod complaints;
 pub mod events;
 pub mod ips;
 pub mod leads;
 pub mod ops;
+pub mod schedules;
 pub mod suppressions;
 pub mod tenants;
 pub mod unsubscribe;

@@ -10,8 +10,12 @@
 //! - [`suppressions`]: a tenant's suppression list (API and hard bounces).
 //! - [`warmup`]: end-of-day warm-up verdicts (once per IP and day) and the end of
 //!   automatic pauses.
+//! - [`schedules`]: warm-up schedules (built-in and added by the operator).
+//! - [`complaints`]: feedback-loop complaints: the job, the event, the rollup,
+//!   the suppression.
 
 pub mod campaigns;
+pub mod complaints;
 pub mod events;
 pub mod events_read;
 pub mod ip_state;
@@ -19,6 +23,7 @@ pub mod ips;
 pub mod jobs;
 pub mod leads;
 pub mod routing;
+pub mod schedules;
 pub mod suppressions;
 pub mod tenants;
 pub mod usage;
