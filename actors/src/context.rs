@@ -64,8 +64,12 @@ impl EngineContext {
         self.ownership.borrow().clone()
     }
 
-    pub fn now_ms(&self) -> i64 {
-        (self.clock.now().unix_timestamp_nanos() / 1_000_000) as i64
+    /// Wall-clock unix milliseconds, for Redis in-flight deadlines. Those are
+    /// liveness timeouts ("this pop was not acknowledged in time"), not calendar
+    /// time: a test moving the engine's clock by hours must not expire the jobs a
+    /// tenant is routing at that moment (which would put duplicates in its lists).
+    pub fn inflight_now_ms(&self) -> i64 {
+        (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
     }
 
     pub fn is_stopped(&self, campaign: Uuid) -> bool {

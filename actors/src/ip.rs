@@ -198,26 +198,44 @@ impl Actor for IpActor {
 }
 
 impl IpState {
-    async fn deliver(&mut self, mut batch: Vec<Popped>) {
-        let tenant = self.spec.tenant_id;
+    async fn deliver(&mut self, batch: Vec<Popped>) {
         if self.work.is_none() {
             self.return_credit(batch.len());
             return;
         }
-        let grant = match self.reserve(batch.len()).await {
-            Ok(grant) => grant,
-            Err(err) => {
-                // Nothing was claimed; the jobs stay in Redis' in-flight set and the
-                // reaper re-queues them after their deadline.
-                tracing::warn!(ip = %self.spec.address, error = %err, "reserving allowance failed");
-                self.return_credit(batch.len());
-                return;
+        let mut offered = batch;
+        loop {
+            let grant = match self.reserve(offered.len()).await {
+                Ok(grant) => grant,
+                Err(err) => {
+                    // Nothing was claimed; the jobs stay in Redis' in-flight set and
+                    // the reaper re-queues them after their deadline.
+                    tracing::warn!(ip = %self.spec.address, error = %err, "reserving allowance failed");
+                    self.return_credit(offered.len());
+                    return;
+                }
+            };
+            let refused = offered.split_off(grant.n as usize);
+            let claimed = self.claim(offered, &grant).await;
+            // A granted job that was no longer `queued` (a stale copy, a paused
+            // campaign, a suppressed address) left its send unused: offer that
+            // send to the jobs the allowance refused, so the hour is used in full.
+            match claimed {
+                Some(claimed) if claimed < grant.n && !refused.is_empty() => offered = refused,
+                _ => {
+                    if !refused.is_empty() {
+                        self.refuse(refused, grant.next_window);
+                    }
+                    return;
+                }
             }
-        };
-        let refused = batch.split_off(grant.n as usize);
-        if !refused.is_empty() {
-            self.refuse(refused, grant.next_window);
         }
+    }
+
+    /// Claims the granted jobs `sending` (recording their usage), hands them to
+    /// the workers, and returns how many were claimed (`None` if the claim failed).
+    async fn claim(&mut self, batch: Vec<Popped>, grant: &Grant) -> Option<u32> {
+        let tenant = self.spec.tenant_id;
         let pairs: Vec<(Uuid, Uuid)> = batch
             .iter()
             .map(|p| (p.payload.job_id(), self.spec.id))
@@ -238,16 +256,15 @@ impl IpState {
             Ok(claim) => claim,
             Err(err) => {
                 tracing::warn!(ip = %self.spec.address, error = %err, "claiming jobs failed");
-                self.allowance.unused(&self.spec, &grant, 0).await;
+                self.allowance.unused(&self.spec, grant, 0).await;
                 self.return_credit(batch.len());
-                return;
+                return None;
             }
         };
-        self.allowance
-            .unused(&self.spec, &grant, claim.claimed.len() as u32)
-            .await;
+        let claimed_n = claim.claimed.len() as u32;
+        self.allowance.unused(&self.spec, grant, claimed_n).await;
         if batch.is_empty() {
-            return;
+            return Some(claimed_n);
         }
         // Postgres now holds the truth for every offered job: drop them from Redis.
         let raws: Vec<&[u8]> = batch.iter().map(|p| p.raw.as_slice()).collect();
@@ -277,6 +294,7 @@ impl IpState {
             }
         }
         self.return_credit(unclaimed);
+        Some(claimed_n)
     }
 
     /// Reserves up to `wanted` sends; a paused IP grants none until it resumes.
@@ -319,15 +337,15 @@ impl IpState {
         if self.judged_day == Some(today) {
             return Ok(());
         }
-        let (changed, _) = crate::warmup::catch_up(&self.ctx, &self.spec, now)
+        crate::warmup::catch_up(&self.ctx, &self.spec, now)
             .await
             .map_err(AllowanceError::Warmup)?;
-        if changed {
-            let tenant = self.spec.tenant_id;
-            let fresh = store::routing::ips_of(&self.ctx.pg, &[tenant]).await?;
-            if let Some(spec) = fresh.into_iter().find(|ip| ip.id == self.spec.id) {
-                self.update(spec);
-            }
+        // Whoever judged (this actor or the Warmup actor a moment ago, whose
+        // notification may still be on its way), the row now holds the new day.
+        let tenant = self.spec.tenant_id;
+        let fresh = store::routing::ips_of(&self.ctx.pg, &[tenant]).await?;
+        if let Some(spec) = fresh.into_iter().find(|ip| ip.id == self.spec.id) {
+            self.update(spec);
         }
         self.judged_day = Some(today);
         Ok(())

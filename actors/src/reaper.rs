@@ -67,7 +67,7 @@ impl ReaperState {
             match self
                 .ctx
                 .queue
-                .requeue_expired(tenant, self.ctx.now_ms(), 1_000)
+                .requeue_expired(tenant, self.ctx.inflight_now_ms(), 1_000)
                 .await
             {
                 Ok(0) => {}

@@ -267,7 +267,8 @@ impl TenantState {
         let room = self.free_credit().saturating_sub(items.len()).min(MAX_POP);
         let mut popped_full = false;
         if room > 0 {
-            let deadline = self.ctx.now_ms() + self.ctx.config.queue.inflight_deadline_ms as i64;
+            let deadline =
+                self.ctx.inflight_now_ms() + self.ctx.config.queue.inflight_deadline_ms as i64;
             match self.ctx.queue.pop(self.tenant, room, deadline).await {
                 Ok((popped, _dropped)) => {
                     popped_full = popped.len() == room;

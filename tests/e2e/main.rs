@@ -10,6 +10,7 @@ mod delivery_outcomes;
 mod harness_smoke;
 mod ip_actor_killed;
 mod limits_overflow;
+mod limits_thirty_days;
 mod migrations;
 mod node_restart;
 mod pause_resume;

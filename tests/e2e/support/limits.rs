@@ -16,7 +16,6 @@ use uuid::Uuid;
 use super::ADMIN_TOKEN;
 use super::api::ApiClient;
 use super::rig::Rig;
-use super::wait_for;
 
 pub struct LimitsRig {
     pub rig: Rig,
@@ -75,17 +74,17 @@ impl LimitsRig {
         self.api = ApiClient::new(&self.rig.node().api_url());
     }
 
-    /// Creates a custom warm-up schedule (as the API would; its own tests are in
-    /// `api_ips_limits`).
+    /// Creates a custom warm-up schedule through the API.
     pub async fn schedule(&self, name: &str, volumes: &[u32]) {
-        let volumes: Vec<String> = volumes.iter().map(u32::to_string).collect();
-        self.rig
-            .env
-            .psql(&format!(
-                "INSERT INTO warmup_schedules (name, daily_volumes) VALUES ('{name}', '{{{}}}')",
-                volumes.join(",")
-            ))
+        let answer = self
+            .api
+            .post(
+                "/v1/warmup-schedules",
+                Some(ADMIN_TOKEN),
+                &json!({ "name": name, "daily_volumes": volumes }),
+            )
             .await;
+        answer.expect(201);
     }
 
     pub async fn add_ip(&self, plan: &IpPlan<'_>) -> Uuid {
@@ -143,9 +142,11 @@ impl LimitsRig {
     }
 
     /// Waits until the sink holds exactly `expected` messages from each source IP
-    /// and nothing is in SMTP; fails at once when any IP went over.
+    /// and nothing is in SMTP; fails at once when any IP went over, and on a
+    /// timeout shows what was sent and where the jobs are.
     pub async fn settle(&self, expected: &HashMap<IpAddr, u64>, what: &str) {
-        wait_for(what, Duration::from_secs(60), || async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
             let sent = self.sent_by_ip();
             for (ip, want) in expected {
                 let got = sent.get(ip).copied().unwrap_or(0);
@@ -154,9 +155,38 @@ impl LimitsRig {
             let exact = expected
                 .iter()
                 .all(|(ip, want)| sent.get(ip).copied().unwrap_or(0) == *want);
-            (exact && self.sending().await == 0).then_some(())
-        })
-        .await;
+            if exact && self.sending().await == 0 {
+                return;
+            }
+            if std::time::Instant::now() >= deadline {
+                let jobs = self
+                    .rig
+                    .env
+                    .psql("SELECT status, min(run_at)::text, max(run_at)::text, count(*) FROM send_jobs GROUP BY status")
+                    .await;
+                let jobs: Vec<(String, Option<String>, Option<String>, i64)> = jobs
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                    .collect();
+                let history = self
+                    .rig
+                    .env
+                    .psql("SELECT host(i.address) || ' ' || h.day || ' ' || h.decision || ' ' || h.from_day || '->' || h.to_day || ' sent ' || h.sent || '/' || coalesce(h.allowance, -1) || ' ' || h.reason FROM warmup_history h JOIN smtp_ips i ON i.id = h.ip_id ORDER BY h.decided_at DESC LIMIT 6")
+                    .await;
+                let history: Vec<String> = history.iter().map(|r| r.get(0)).collect();
+                let usage = self
+                    .rig
+                    .env
+                    .psql("SELECT host(i.address) || ' ' || u.day || ' ' || u.hour || ' ' || u.reserved FROM ip_hourly_usage u JOIN smtp_ips i ON i.id = u.ip_id ORDER BY u.hour DESC LIMIT 6")
+                    .await;
+                let usage: Vec<String> = usage.iter().map(|r| r.get(0)).collect();
+                panic!(
+                    "{what}: timed out at {}; sent {sent:?}, expected {expected:?}; jobs {jobs:?}; warm-up {history:#?}; usage {usage:#?}",
+                    self.now()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// The IP as `GET /v1/ips/{id}` shows it.
