@@ -4,6 +4,12 @@
 //! critical one pauses the IP (in Postgres, with a time to resume) or suspends
 //! the pair. Only outcomes the receiving server decided count: a connection that
 //! failed says nothing about reputation.
+//!
+//! A pair trips only when it is sicker than the IP as a whole: a problem every
+//! provider shares is the IP's, and the IP-level action (half rate, or pause and
+//! resume at `resume_factor`) is the one that applies. Otherwise an IP with one
+//! provider would be paused *and* its only pair suspended, and the pair's
+//! slow-down would outlive the pause and override the resume rate.
 
 use std::collections::HashMap;
 
@@ -112,7 +118,9 @@ impl Breakers {
             window.record(now, observed.rates());
             let health = window.totals(now).judge(&self.config, min);
             let provider = provider.to_string();
+            let own_problem = severity(&health) > severity(&self.ip_health);
             match (&health, &*last) {
+                _ if !own_problem => {}
                 (Health::Critical(why), Health::Healthy | Health::Warning(_)) => {
                     trips.push(Trip::SuspendPair {
                         provider,
@@ -128,6 +136,14 @@ impl Breakers {
             *last = health;
         }
         trips
+    }
+}
+
+fn severity(health: &Health) -> u8 {
+    match health {
+        Health::Healthy => 0,
+        Health::Warning(_) => 1,
+        Health::Critical(_) => 2,
     }
 }
 
@@ -164,7 +180,7 @@ mod tests {
     }
 
     #[test]
-    fn a_warning_halves_the_rate_and_slows_the_pair() {
+    fn a_warning_halves_the_rate_without_slowing_the_pair_too() {
         let mut b = Breakers::new(HealthConfig::default());
         let mut trips = Vec::new();
         for i in 0..100 {
@@ -177,11 +193,48 @@ mod tests {
         }
         assert_eq!(b.factor(), 0.5, "{:?}", b.health());
         assert!(
-            trips
-                .iter()
-                .any(|t| matches!(t, Trip::SlowPair { provider, .. } if provider == "google"))
+            trips.is_empty(),
+            "the IP's problem, not google's: {trips:?}"
         );
-        assert!(!trips.iter().any(|t| matches!(t, Trip::PauseIp(_))));
+    }
+
+    #[test]
+    fn a_provider_sicker_than_the_ip_trips_its_pair_only() {
+        let mut b = Breakers::new(HealthConfig::default());
+        let mut trips = Vec::new();
+        for i in 0..1000 {
+            // Google bounces one in six (critical); the other nine in ten go to
+            // healthy providers, so the IP as a whole stays below the warning rate.
+            let (provider, observed) = match i % 10 {
+                0 if i % 60 == 0 => ("google", Observed::Bounced),
+                0 => ("google", Observed::Sent),
+                _ => ("other", Observed::Sent),
+            };
+            trips.extend(b.observe(t(i), Some(provider), observed));
+        }
+        assert_eq!(b.factor(), 1.0, "{:?}", b.health());
+        assert!(
+            matches!(&trips[..], [Trip::SuspendPair { provider, .. }] if provider == "google"),
+            "{trips:?}"
+        );
+    }
+
+    #[test]
+    fn a_paused_ip_does_not_also_suspend_its_pairs() {
+        let mut b = Breakers::new(HealthConfig::default());
+        let mut trips = Vec::new();
+        for i in 0..200 {
+            let observed = if i % 5 == 0 {
+                Observed::Bounced
+            } else {
+                Observed::Sent
+            };
+            trips.extend(b.observe(t(i), Some("default"), observed));
+        }
+        assert!(
+            matches!(&trips[..], [Trip::PauseIp(_)]),
+            "only the IP pauses: {trips:?}"
+        );
     }
 
     #[test]

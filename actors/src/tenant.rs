@@ -87,6 +87,9 @@ enum Route {
     Busy,
     /// Every IP of its pool is blocked; the earliest reopening.
     Wait(OffsetDateTime),
+    /// Every IP of its pool is paused: back to Postgres, where the feeder leaves
+    /// it until one resumes (in Redis it would hold the window other IPs need).
+    Paused,
 }
 
 pub struct TenantState {
@@ -289,6 +292,7 @@ impl TenantState {
                 Route::Ip(ip) => batches.entry(ip).or_default().push(item),
                 Route::Busy => self.overflow.push_back(item),
                 Route::Wait(until) => waiting.entry(until).or_default().push(item),
+                Route::Paused => waiting.entry(self.ctx.clock.now()).or_default().push(item),
             }
         }
         for (until, jobs) in waiting {
@@ -323,13 +327,16 @@ impl TenantState {
             return Route::Busy;
         };
         let now = self.ctx.clock.now();
-        let pool: Vec<(&Uuid, &Slot)> = campaign
+        let known: Vec<(&Uuid, &Slot)> = campaign
             .spec
             .ip_ids
             .iter()
             .filter_map(|ip| self.slots.get(ip).map(|slot| (ip, slot)))
-            .filter(|(_, slot)| slot.active)
             .collect();
+        if !known.is_empty() && known.iter().all(|(_, slot)| !slot.active) {
+            return Route::Paused;
+        }
+        let pool: Vec<(&Uuid, &Slot)> = known.into_iter().filter(|(_, slot)| slot.active).collect();
         let best = pool
             .iter()
             .filter(|(_, slot)| slot.open(now) && slot.credit > 0)
@@ -351,8 +358,8 @@ impl TenantState {
         }
     }
 
-    /// Jobs whose whole pool has used its allowance: back to Postgres until the
-    /// earliest reopening, and out of Redis.
+    /// Jobs whose whole pool has used its allowance (or is paused): back to
+    /// Postgres until the earliest reopening, and out of Redis.
     async fn wait_in_postgres(&mut self, jobs: Vec<Popped>, until: OffsetDateTime) {
         let ids: Vec<Uuid> = jobs.iter().map(|p| p.payload.job_id()).collect();
         let now = self.ctx.clock.now();

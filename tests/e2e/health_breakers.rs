@@ -1,8 +1,9 @@
 //! Reputation breakers under real traffic (DESIGN.md §6): a bounce spike pauses
 //! an IP after a bounded number of SMTP attempts, its jobs wait while the pause
 //! lasts, and it resumes by itself at the reduced rate; complaints over the
-//! critical rate pause it too (below it, only the warning applies); a provider
-//! that bounces suspends only its (IP, provider) pair.
+//! critical rate pause it too (below it, only the warning applies). (Pair
+//! breakers — a provider sicker than its IP — are unit-tested in `breaker.rs`:
+//! every sink here is the same provider.)
 //!
 //! The clock is a [`ManualClock`](penguin_engine::clock::ManualClock) parked at
 //! a UTC midnight (see `support::limits`), moved to whole-hour starts + 1 s so
@@ -85,7 +86,7 @@ async fn quiet(rig: &LimitsRig, what: &str) -> HashMap<String, i64> {
             .iter()
             .map(|s| counts.get(*s).copied().unwrap_or(0))
             .sum::<i64>();
-        (counts.get("sending").is_none() && done as u64 == attempts(rig)).then_some(counts)
+        (!counts.contains_key("sending") && done as u64 == attempts(rig)).then_some(counts)
     })
     .await
 }
@@ -120,10 +121,14 @@ async fn a_bounce_spike_pauses_the_ip_then_it_resumes_at_half_rate() {
         .collect();
     rig.start_campaign_to(&[ip], &emails).await;
 
-    let paused = wait_for("the breaker pauses the ip", Duration::from_secs(30), || async {
-        let shown = rig.ip(ip).await;
-        (shown["state"] == "paused").then_some(shown)
-    })
+    let paused = wait_for(
+        "the breaker pauses the ip",
+        Duration::from_secs(30),
+        || async {
+            let shown = rig.ip(ip).await;
+            (shown["state"] == "paused").then_some(shown)
+        },
+    )
     .await;
     let counts = quiet(&rig, "the SMTP under way at the pause to finish").await;
     let at_pause = attempts(&rig);
@@ -176,14 +181,15 @@ async fn a_bounce_spike_pauses_the_ip_then_it_resumes_at_half_rate() {
         rig.start_campaign_to(&[witness], &probe).await;
         witnessed += 20;
         rig.settle(
-            &HashMap::from([
-                (addr(IP), accepted_at_pause),
-                (addr(WITNESS), witnessed),
-            ]),
+            &HashMap::from([(addr(IP), accepted_at_pause), (addr(WITNESS), witnessed)]),
             "the witness campaign, nothing from the paused ip",
         )
         .await;
-        assert_eq!(attempts(&rig), at_pause + witnessed, "no attempt from the paused ip");
+        assert_eq!(
+            attempts(&rig),
+            at_pause + witnessed,
+            "no attempt from the paused ip"
+        );
         assert_eq!(rig.ip(ip).await["state"], "paused");
     }
 
@@ -226,6 +232,77 @@ async fn a_bounce_spike_pauses_the_ip_then_it_resumes_at_half_rate() {
         rest - 1_000,
         "the rest waits for the next hour: {counts:?}"
     );
+    assert_eq!(rig.rig.sink.stats().duplicate_messages, 0);
+    rig.rig.shutdown().await;
+}
+
+/// Files a complaint (JSON, by job id) as the tenant.
+async fn complain(rig: &LimitsRig, job: &str) {
+    let body = json!({ "job_id": job });
+    let answer = rig
+        .api
+        .post("/v1/complaints", Some(&rig.token), &body)
+        .await;
+    answer.expect(202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn complaints_over_the_critical_rate_pause_the_ip() {
+    let rig = LimitsRig::start(|c| c.limits.warm_daily_volume = 24_000).await;
+    let health = rig.rig.config().health.clone();
+    let ip = rig.add_ip(&warm_ip(IP)).await;
+    let hour0 = rig.now() + Duration::from_secs(1);
+    rig.set_clock(hour0);
+    let sent = 1_000;
+    rig.start_campaign(&[ip], sent as usize).await;
+    rig.settle(&HashMap::from([(addr(IP), sent)]), "the campaign")
+        .await;
+    let jobs: Vec<String> = rig
+        .rig
+        .env
+        .psql("SELECT id::text FROM send_jobs WHERE status = 'sent' ORDER BY id LIMIT 3")
+        .await
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+
+    // Two complaints in 1 000: 0.2 %, over the warning rate (0.1 %), under the
+    // critical one (0.3 %). The IP keeps sending.
+    complain(&rig, &jobs[0]).await;
+    complain(&rig, &jobs[1]).await;
+    let shown = wait_for(
+        "two complaints counted",
+        Duration::from_secs(10),
+        || async {
+            let shown = rig.ip(ip).await;
+            (shown["health"]["complaints"] == 2).then_some(shown)
+        },
+    )
+    .await;
+    // (The API judges `health` on the wall clock's day, not on this test's.)
+    assert_eq!(shown["state"], "sending", "{shown:#}");
+    assert_eq!(shown["status"], "active", "{shown:#}");
+
+    // The third makes 0.3 %: the IP pauses, for `pause_secs`, to resume at half rate.
+    complain(&rig, &jobs[2]).await;
+    let paused = wait_for(
+        "the complaints pause the ip",
+        Duration::from_secs(10),
+        || async {
+            let shown = rig.ip(ip).await;
+            (shown["state"] == "paused").then_some(shown)
+        },
+    )
+    .await;
+    assert_eq!(paused["status"], "paused");
+    let reason = paused["status_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("complaint rate"), "{paused:#}");
+    let until = timestamp(&paused["paused_until"]);
+    assert!(
+        until > hour0 && until <= rig.now() + Duration::from_secs(health.pause_secs),
+        "paused for health.pause_secs from the third complaint: {paused:#}"
+    );
+    assert_eq!(paused["rate_factor"], json!(health.resume_factor));
     assert_eq!(rig.rig.sink.stats().duplicate_messages, 0);
     rig.rig.shutdown().await;
 }

@@ -8,6 +8,7 @@ mod support;
 mod delivery_exactly_once;
 mod delivery_outcomes;
 mod harness_smoke;
+mod health_breakers;
 mod ip_actor_killed;
 mod limits_overflow;
 mod limits_thirty_days;

@@ -22,7 +22,9 @@ use crate::domain::JobStatus;
 use crate::payload::{JobPayload, JobV1};
 
 /// Claims up to `limit` due jobs of `tenant` (`pending|deferred → queued`) in
-/// priority order and returns them as payloads ready for Redis.
+/// priority order and returns them as payloads ready for Redis. Jobs of a
+/// campaign whose IPs are all paused stay in Postgres: in Redis they would only
+/// fill the tenant's window and starve its other IPs until the pause ends.
 pub async fn claim_due(
     pool: &Pool,
     tenant: Uuid,
@@ -40,6 +42,9 @@ pub async fn claim_due(
                   AND j.status IN ('pending', 'deferred')
                   AND j.run_at <= $3
                   AND c.status = 'running'
+                  AND EXISTS (SELECT 1 FROM smtp_ips i
+                              WHERE i.tenant_id = c.tenant_id AND i.id = ANY(c.ip_ids)
+                                AND i.status = 'active')
                 ORDER BY j.priority, j.run_at
                 LIMIT $2
                 FOR UPDATE OF j SKIP LOCKED
@@ -402,7 +407,8 @@ pub async fn postpone_queued(
 }
 
 /// The earliest `run_at` of a job waiting in the backlog of these tenants (only
-/// running campaigns), for the feeder to sleep until.
+/// running campaigns with an active IP, as [`claim_due`] takes), for the feeder
+/// to sleep until.
 pub async fn next_due(pool: &Pool, tenants: &[Uuid]) -> Result<Option<OffsetDateTime>, StoreError> {
     let client = pool.get().await?;
     let stmt = client
@@ -410,7 +416,10 @@ pub async fn next_due(pool: &Pool, tenants: &[Uuid]) -> Result<Option<OffsetDate
             "SELECT min(j.run_at) FROM send_jobs j
              JOIN campaigns c ON c.tenant_id = j.tenant_id AND c.id = j.campaign_id
              WHERE j.tenant_id = ANY($1) AND j.status IN ('pending', 'deferred')
-               AND c.status = 'running'",
+               AND c.status = 'running'
+               AND EXISTS (SELECT 1 FROM smtp_ips i
+                           WHERE i.tenant_id = c.tenant_id AND i.id = ANY(c.ip_ids)
+                             AND i.status = 'active')",
         )
         .await?;
     Ok(client.query_one(&stmt, &[&tenants]).await?.get(0))

@@ -107,11 +107,19 @@ impl LimitsRig {
 
     /// A campaign over `ips` with `leads` leads, started.
     pub async fn start_campaign(&self, ips: &[Uuid], leads: usize) -> Uuid {
+        let emails: Vec<String> = (0..leads)
+            .map(|i| format!("lead{i}@limits{}.test", i % 7))
+            .collect();
+        self.start_campaign_to(ips, &emails).await
+    }
+
+    /// A campaign over `ips` with one lead per address of `emails`, started.
+    pub async fn start_campaign_to(&self, ips: &[Uuid], emails: &[String]) -> Uuid {
         let campaign = self.api.create_campaign(&self.token, ips).await;
-        for chunk in (0..leads).collect::<Vec<_>>().chunks(5_000) {
+        for chunk in emails.chunks(5_000) {
             let batch: Vec<Value> = chunk
                 .iter()
-                .map(|i| json!({ "email": format!("lead{i}@limits{}.test", i % 7), "fields": { "first_name": "Pat" } }))
+                .map(|email| json!({ "email": email, "fields": { "first_name": "Pat" } }))
                 .collect();
             self.api
                 .add_leads(&self.token, campaign, Value::Array(batch))

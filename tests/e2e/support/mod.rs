@@ -14,6 +14,9 @@
 //!   the latest with the test process, however it ends.
 //!
 //! Never sleep for a fixed time in a scenario: poll with [`wait_for`].
+//!
+//! `E2E_LOG=<filter>` (a `tracing` env filter, e.g. `penguin_actors=debug`) prints
+//! the engine's logs of every scenario to the test's output.
 
 // Each scenario uses a different part of the harness.
 #![allow(dead_code)]
@@ -33,6 +36,19 @@ use penguin_config::Config;
 use self::pg_server::TestDatabase;
 use self::redis_server::RedisServer;
 
+/// Engine logs on the test's output when `E2E_LOG` is set (once per binary).
+fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(filter) = std::env::var("E2E_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 /// The operator token of every test configuration.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
@@ -49,6 +65,7 @@ impl TestEnv {
     /// A fresh migrated database and a fresh Redis; `config.database.url` and
     /// `config.redis.url` point at them and `config.api.listen` is `127.0.0.1:0`.
     pub async fn start() -> TestEnv {
+        init_logs();
         let (database, redis_server) =
             tokio::join!(pg_server::test_database(), RedisServer::start());
         let config = test_config(&database.url, redis_server.url());

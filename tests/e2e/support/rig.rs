@@ -165,6 +165,11 @@ impl Rig {
             .expect("leads imported")
     }
 
+    /// The node's configuration (after the scenario's tweaks).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn node(&self) -> &Node {
         self.node.as_ref().expect("node running")
     }
