@@ -10,7 +10,10 @@
 //! notification (campaign started or resumed), a job returned to the backlog
 //! earlier than that ([`wake_at`]) or recovered work wakes it sooner. Jobs waiting
 //! for an allowance window therefore cost no wake-ups until the window opens.
+//! A tenant whose window was too full to top up is fed again as soon as its own
+//! pops have taken the window below half ([`popped`]).
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -36,15 +39,23 @@ pub enum FeederMsg {
     Wake,
     /// Something becomes due at this time: wake then, if not planned earlier.
     WakeAt(OffsetDateTime),
+    /// A tenant popped this many jobs from its Redis lists.
+    Popped(Uuid, usize),
 }
 
 pub struct FeederState {
     ctx: Ctx,
     generation: u64,
-    /// The planned idle wake-up (engine clock) and its timer.
-    planned: Option<(OffsetDateTime, JoinHandle<()>)>,
-    /// A round follows shortly (work kept coming): wake-ups add nothing.
+    /// The planned wake-up: the due time it waits for on the engine's clock
+    /// (`None`: only the `feed_idle_ms` safety net, a real-time timer) and its timer.
+    planned: Option<(Option<OffsetDateTime>, JoinHandle<()>)>,
+    /// A round follows within `BUSY_DELAY` (the last one fed work): wake-ups
+    /// add nothing, and must not supersede it.
     busy: bool,
+    /// Tenants the last round skipped because their Redis window was at least
+    /// half full, with the depth it saw: when their pops have taken it below
+    /// half, a round follows (no polling while a window drains).
+    full: HashMap<Uuid, usize>,
 }
 
 impl Drop for FeederState {
@@ -71,6 +82,7 @@ impl Actor for Feeder {
             generation: 0,
             planned: None,
             busy: false,
+            full: HashMap::new(),
         })
     }
 
@@ -87,10 +99,15 @@ impl Actor for Feeder {
                     .wakeups
                     .feeder_rounds
                     .fetch_add(1, Ordering::Relaxed);
+                state.busy = false;
+                if let Some((_, timer)) = state.planned.take() {
+                    timer.abort();
+                }
                 let fed = state.round().await;
                 state.generation += 1;
                 let next = state.generation;
                 if fed > 0 {
+                    state.busy = true;
                     myself.send_after(BUSY_DELAY, move || FeederMsg::Round(next));
                 } else {
                     let due = state.next_due().await;
@@ -98,17 +115,33 @@ impl Actor for Feeder {
                 }
             }
             FeederMsg::Round(_stale) => {}
+            FeederMsg::Popped(tenant, n) => {
+                let half = state.ctx.config.queue.window / 2;
+                let room_now = state.full.get_mut(&tenant).is_some_and(|depth| {
+                    *depth = depth.saturating_sub(n);
+                    *depth < half
+                });
+                if room_now {
+                    state.full.remove(&tenant);
+                    if !state.busy {
+                        state.generation += 1;
+                        myself.cast(FeederMsg::Round(state.generation))?;
+                    }
+                }
+            }
+            // A busy round follows within `BUSY_DELAY` and sees the new work (and
+            // plans for what waits when it finds nothing): nothing to add.
+            FeederMsg::Wake | FeederMsg::WakeAt(_) if state.busy => {}
             FeederMsg::Wake => {
-                state.busy = false;
                 state.generation += 1;
                 myself.cast(FeederMsg::Round(state.generation))?;
             }
             FeederMsg::WakeAt(at) => {
-                let earlier = state
-                    .planned
-                    .as_ref()
-                    .is_none_or(|(planned, _)| at < *planned);
-                if earlier {
+                // Only a plan that waits for an earlier due time makes this one
+                // redundant. (The idle safety net runs on real time: it says
+                // nothing about when `at` comes on the engine's clock.)
+                let covered = matches!(&state.planned, Some((Some(planned), _)) if *planned <= at);
+                if !covered {
                     state.generation += 1;
                     state.plan(&myself, Some(at));
                 }
@@ -157,8 +190,7 @@ impl FeederState {
             }
             let _ = myself.cast(FeederMsg::Round(generation));
         });
-        let at = due.unwrap_or_else(|| self.ctx.clock.now() + idle);
-        self.planned = Some((at, timer));
+        self.planned = Some((due, timer));
     }
 
     /// One pass over the owned tenants; returns how many jobs were fed.
@@ -177,8 +209,10 @@ impl FeederState {
         metrics::queue_depth(depths.iter().sum());
         let window = self.ctx.config.queue.window;
         let mut fed = 0;
+        self.full.clear();
         for (tenant, depth) in tenants.into_iter().zip(depths) {
             if depth * 2 >= window {
+                self.full.insert(tenant, depth);
                 continue;
             }
             let want = (window - depth).min(self.ctx.config.queue.feed_batch);
@@ -228,6 +262,14 @@ impl FeederState {
 pub fn wake_at(ctx: &Ctx, at: OffsetDateTime) {
     if let Some(feeder) = ctx.directory.feeder() {
         let _ = feeder.cast(FeederMsg::WakeAt(at));
+    }
+}
+
+/// Tells the feeder a tenant took `n` jobs off its Redis lists (popped, or
+/// dropped as garbage): a window the feeder found full may have room again.
+pub fn popped(ctx: &Ctx, tenant: Uuid, n: usize) {
+    if let Some(feeder) = ctx.directory.feeder() {
+        let _ = feeder.cast(FeederMsg::Popped(tenant, n));
     }
 }
 

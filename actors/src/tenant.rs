@@ -273,8 +273,11 @@ impl TenantState {
             let deadline =
                 self.ctx.inflight_now_ms() + self.ctx.config.queue.inflight_deadline_ms as i64;
             match self.ctx.queue.pop(self.tenant, room, deadline).await {
-                Ok((popped, _dropped)) => {
+                Ok((popped, dropped)) => {
                     popped_full = popped.len() == room;
+                    if !popped.is_empty() || dropped > 0 {
+                        crate::feeder::popped(&self.ctx, self.tenant, popped.len() + dropped);
+                    }
                     items.extend(popped);
                 }
                 Err(err) => {
