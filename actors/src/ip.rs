@@ -274,16 +274,19 @@ impl IpState {
         if !claim.suppressed.is_empty() {
             self.record_suppressed(&batch, &claim.suppressed);
         }
-        let claimed: std::collections::HashMap<Uuid, time::OffsetDateTime> =
+        // One send per claimed job: a job can sit in the batch twice (a stale Redis
+        // copy next to its re-fed one after Redis lost state), and Postgres claims
+        // it once — so the first copy takes the claim and any other is dropped.
+        let mut claimed: std::collections::HashMap<Uuid, time::OffsetDateTime> =
             claim.claimed.into_iter().collect();
         let mut unclaimed = 0;
         for popped in batch {
             let job = popped.payload.into_job();
-            match (claimed.get(&job.job_id), &self.work) {
+            match (claimed.remove(&job.job_id), &self.work) {
                 (Some(first_attempt), Some(work)) => {
                     let work_item = Work {
                         job,
-                        first_attempt: *first_attempt,
+                        first_attempt,
                         hour_start: grant.mark.hour_start,
                     };
                     if work.send(work_item).is_err() {
@@ -442,10 +445,11 @@ impl IpState {
     /// record the event.
     fn record_suppressed(&self, batch: &[Popped], suppressed: &[Uuid]) {
         let now = self.ctx.clock.now();
+        let mut seen = std::collections::HashSet::new();
         let events = batch
             .iter()
             .map(|p| p.payload.job())
-            .filter(|job| suppressed.contains(&job.job_id))
+            .filter(|job| suppressed.contains(&job.job_id) && seen.insert(job.job_id))
             .map(|job| {
                 crate::metrics::message("suppressed");
                 Event {

@@ -1,8 +1,13 @@
 //! Redis is never the only copy: emptied (FLUSHALL) mid-run, the engine notices,
 //! re-feeds every `queued` job from Postgres and completes the campaign with
 //! nothing lost and nothing sent twice. Redis restarted (process killed) likewise.
+//! A job whose stale copy sits in Redis next to its re-fed one is sent once.
 
 use std::time::Duration;
+
+use penguin_engine::payload::{JobPayload, JobV1};
+use penguin_engine::queue::RedisQueue;
+use penguin_engine::store::campaigns;
 
 use crate::support::rig::Rig;
 
@@ -37,5 +42,64 @@ async fn redis_restart_mid_run_loses_nothing() {
         .await;
     let extra = rig.check_delivered(&scenario).await;
     assert_eq!(extra, 0, "a Redis restart must not cause duplicates");
+    rig.shutdown().await;
+}
+
+/// After Redis lost state, a popped-but-unclaimed copy of a job and its re-fed copy
+/// can reach the same IP in one batch. Postgres claims the job once; the Ip actor
+/// must send it once. Here, with the node stopped, every job of a started campaign
+/// is put in Redis twice, side by side; then the node starts and works them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_twice_in_redis_is_sent_once() {
+    let mut rig = Rig::start(|_| {}).await;
+    let scenario = rig.scenario(vec![vec!["127.0.0.2"]], 300).await;
+    let run = &scenario.tenants[0];
+    let tenant = run.id;
+    rig.node.take().expect("node").shutdown().await;
+
+    campaigns::start_campaign(&rig.env.pg, tenant, run.campaign)
+        .await
+        .expect("start the campaign in postgres");
+    let queue = RedisQueue::new(rig.env.redis.clone());
+    // Redis "holds" this tenant's queue, so nothing re-feeds the queued jobs.
+    queue.mark_live(tenant).await.expect("mark live");
+    let client = rig.env.pg.get().await.expect("pg");
+    let rows = client
+        .query(
+            "UPDATE send_jobs j SET status = 'queued', queued_at = now(), updated_at = now()
+             FROM leads l
+             WHERE j.tenant_id = $1 AND j.status = 'pending'
+               AND l.tenant_id = j.tenant_id AND l.id = j.lead_id
+             RETURNING j.id, j.campaign_id, j.priority, j.attempts, l.email, l.fields::text,
+                       (extract(epoch FROM j.run_at) * 1000)::int8",
+            &[&tenant],
+        )
+        .await
+        .expect("queue the jobs");
+    assert_eq!(rows.len(), 300);
+    let mut copies = Vec::new();
+    for row in &rows {
+        let payload = JobPayload::V1(JobV1 {
+            job_id: row.get(0),
+            tenant_id: tenant,
+            campaign_id: row.get(1),
+            priority: row.get(2),
+            attempts: row.get(3),
+            recipient: row.get(4),
+            fields_json: row.get(5),
+            due_ms: row.get(6),
+        });
+        let raw = payload.encode().expect("encode");
+        copies.push((payload.job().band(), raw.clone()));
+        copies.push((payload.job().band(), raw));
+    }
+    queue.push(tenant, &copies).await.expect("push both copies");
+
+    rig.restart_node().await;
+    rig.wait_for_jobs("sent", 300, Duration::from_secs(120))
+        .await;
+    let extra = rig.check_delivered(&scenario).await;
+    assert_eq!(extra, 0, "a job in Redis twice must be sent once");
+    assert_eq!(rig.sink.stats().messages_accepted, 300);
     rig.shutdown().await;
 }
