@@ -2,14 +2,33 @@
 //! responses. Every failure answers `{"error": {"code": "...", "message": "..."}}`
 //! with a fitting status; codes are a small fixed set clients can match on.
 //! Server-side failures (5xx) are logged here, once, and their details are not
-//! sent to the client.
+//! sent to the client. [`ErrorBody`] is that shape as a type, so the OpenAPI
+//! document (`/openapi.json`) describes exactly what is sent.
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use penguin_engine::db::StoreError;
 use penguin_engine::domain::InputError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "no such campaign"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// One of `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
+    /// `conflict`, `invalid_request`, `malformed_json`, `unsupported_media_type`,
+    /// `payload_too_large`, `timeout`, `unavailable`, `internal`.
+    pub code: String,
+    /// For people: what is wrong (never internal details).
+    pub message: String,
+}
 
 /// An error answer: status, machine-readable code, human-readable message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +176,12 @@ impl IntoResponse for AppError {
             let detail = self.detail.as_deref().unwrap_or(&self.message);
             tracing::error!(status = %self.status, code = self.code, detail, "request failed");
         }
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }

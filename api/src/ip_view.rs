@@ -14,18 +14,21 @@ use penguin_engine::store::ips::{IpView, WarmupDecision};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// The IP's state: `paused`, `outside_active_hours`, `exhausted` or `sending`.
 pub const STATES: [&str; 4] = ["paused", "outside_active_hours", "exhausted", "sending"];
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// An SMTP IP with what its limits make of it right now.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct IpBody {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub address: String,
     pub helo_name: String,
     /// `active` or `paused` (as stored).
+    #[schema(schema_with = ip_status_schema)]
     pub status: String,
     pub status_reason: Option<String>,
     pub warmup_schedule: Option<String>,
@@ -46,7 +49,9 @@ pub struct IpBody {
     pub sent_this_hour: i64,
     pub sent_today: i64,
     pub health: HealthBody,
-    /// See [`STATES`].
+    /// Whether it sends now: `paused`, `outside_active_hours`, `exhausted` or
+    /// `sending`; `state_reason` says why not.
+    #[schema(schema_with = state_schema)]
     pub state: &'static str,
     pub state_reason: Option<String>,
     pub last_warmup_decision: Option<WarmupBody>,
@@ -54,14 +59,15 @@ pub struct IpBody {
     pub created_at: OffsetDateTime,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The IP-local hours it sends in, `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ActiveHoursBody {
     pub start: u8,
     pub end: u8,
 }
 
 /// Today's outcomes (the IP-local day) and their verdict.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct HealthBody {
     pub sent: u64,
     pub bounced: u64,
@@ -71,11 +77,13 @@ pub struct HealthBody {
     pub deferral_rate: f64,
     pub complaint_rate: f64,
     /// `healthy`, `warning` or `critical`.
+    #[schema(schema_with = health_schema)]
     pub status: &'static str,
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The last day-end warm-up decision about the IP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct WarmupBody {
     /// The IP-local day judged, `YYYY-MM-DD`.
     pub day: String,
@@ -85,6 +93,18 @@ pub struct WarmupBody {
     pub sent: i64,
     pub allowance: Option<i64>,
     pub reason: String,
+}
+
+fn ip_status_schema() -> utoipa::openapi::schema::Object {
+    crate::openapi::string_enum(["active", "paused"])
+}
+
+fn state_schema() -> utoipa::openapi::schema::Object {
+    crate::openapi::string_enum(STATES)
+}
+
+fn health_schema() -> utoipa::openapi::schema::Object {
+    crate::openapi::string_enum(["healthy", "warning", "critical"])
 }
 
 impl IpBody {

@@ -10,11 +10,17 @@
 //! - [`ip_view`]: an IP as the API shows it, with its allowance, quota, health
 //!   and state computed by the engine's own arithmetic.
 //! - [`metrics`]: metric names and the request-counting middleware.
-//! - `routes/`: one route group per file — `ops` (health, metrics), `tenants`,
+//! - [`openapi`](mod@openapi): the OpenAPI 3 document's frame (info, bearer
+//!   scheme, tags, shared error answers); [`openapi()`] is the whole document,
+//!   built from the same `utoipa_axum` registrations [`router`] serves.
+//! - `routes/`: one route group per file — `ops` (health, metrics), `docs`
+//!   (`/openapi.json` and the `/docs` page), `tenants`,
 //!   `ips` (add, show, pause, resume), `schedules` (warm-up schedules),
 //!   `complaints` (feedback loops, JSON or ARF), `campaigns` (create, read,
 //!   lifecycle), `leads` (import), `events` (a campaign's delivery events,
-//!   paged), `suppressions` (list, add, remove).
+//!   paged), `suppressions` (list, add, remove), `unsubscribe` (the public
+//!   signed `/u/{token}` links). Each handler carries its `#[utoipa::path]`
+//!   (path, method, body, answers, security), so what is served is documented.
 //!
 //! Handlers are thin: validate fully, call `penguin_engine::store`, map the result;
 //! no SQL here. After every state change they publish a
@@ -31,6 +37,7 @@ pub mod error;
 pub mod extract;
 pub mod ip_view;
 pub mod metrics;
+pub mod openapi;
 mod routes;
 pub mod validate;
 
@@ -38,12 +45,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use error::AppError;
 
@@ -57,14 +66,11 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
 }
 
-/// The whole API: routes, JSON fallbacks for unknown paths and methods, the body
-/// limit (`api.max_body_bytes`), the request timeout (`api.request_timeout_ms`),
-/// request metrics and tracing.
-pub fn router(state: AppState) -> Router {
-    metrics::describe();
-    let timeout = Duration::from_millis(state.config.api.request_timeout_ms);
-    Router::new()
+/// Every route, each registered with its `#[utoipa::path]` documentation.
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
         .merge(routes::ops::routes())
+        .merge(routes::docs::routes())
         .merge(routes::tenants::routes())
         .merge(routes::ips::routes())
         .merge(routes::schedules::routes())
@@ -74,8 +80,28 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::events::routes())
         .merge(routes::suppressions::routes())
         .merge(routes::unsubscribe::routes())
+}
+
+/// The OpenAPI 3 document of every route [`router`] serves (what
+/// `GET /openapi.json` answers).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::finish(documented_routes().into_openapi())
+}
+
+/// The whole API: routes, `/openapi.json`, JSON fallbacks for unknown paths and
+/// methods, the body limit (`api.max_body_bytes`), the request timeout
+/// (`api.request_timeout_ms`), request metrics and tracing.
+pub fn router(state: AppState) -> Router {
+    metrics::describe();
+    let timeout = Duration::from_millis(state.config.api.request_timeout_ms);
+    let (routes, doc) = documented_routes().split_for_parts();
+    let doc = openapi::finish(doc)
+        .to_json()
+        .expect("the OpenAPI document serializes");
+    routes
         .fallback(|| async { AppError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { AppError::method_not_allowed() })
+        .layer(Extension(routes::docs::Document(Bytes::from(doc))))
         .layer(DefaultBodyLimit::max(state.config.api.max_body_bytes))
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
         .layer(middleware::from_fn(metrics::track))

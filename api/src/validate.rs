@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use penguin_engine::domain::{InputError, check_header_text};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::error::AppError;
 
@@ -148,14 +149,15 @@ pub fn daily_volumes(values: &[i64]) -> Result<Vec<i32>, AppError> {
 }
 
 /// The local hours an IP sends in, `[start, end)`: `start` 0..=23, `end` 1..=24,
-/// `start < end`. Returns them as `(start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `start < end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActiveHours {
     pub start: i64,
     pub end: i64,
 }
 
+/// Checks [`ActiveHours`]; returns them as `(start, end)`.
 pub fn active_hours(hours: &ActiveHours) -> Result<(u8, u8), AppError> {
     if !(0..=23).contains(&hours.start) {
         return Err(AppError::invalid(
@@ -200,10 +202,14 @@ pub fn reason(field: &str, value: &str) -> Result<String, AppError> {
 /// When a campaign may send: between `start` and `end` (`HH:MM`, 24 h; `end`
 /// before `start` crosses midnight), on `days` (`mon`…`sun`, default every day),
 /// in `timezone` (default: each IP's own timezone).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendWindow {
+    /// `HH:MM`.
+    #[schema(example = "09:00")]
     pub start: String,
+    /// `HH:MM`.
+    #[schema(example = "17:30")]
     pub end: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub days: Option<Vec<String>>,

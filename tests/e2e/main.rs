@@ -30,6 +30,7 @@ mod api_health;
 mod api_ips_limits;
 mod api_leads;
 mod api_lifecycle;
+mod api_openapi;
 mod api_suppressions;
 mod api_tenants_ips;
 mod api_warmup_schedules;

@@ -7,13 +7,12 @@
 //! campaign is `sending` (or `api.pause_drain_timeout_ms` passed: then the answer
 //! carries `in_flight`), so after it returns no new SMTP transaction starts.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use penguin_engine::control::ControlEvent;
 use penguin_engine::db::StoreError;
 use penguin_engine::domain::{CampaignStatus, JobStatus, normalize_email};
@@ -21,15 +20,19 @@ use penguin_engine::message::CampaignTemplate;
 use penguin_engine::store;
 use penguin_engine::store::campaigns::{Campaign, NewCampaign, StatusChange};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::time::Instant;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::TenantCaller;
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{IdPath, JsonBody};
+use crate::openapi::{JsonBodyErrors, TenantOnly, string_enum};
 use crate::validate::{self, SendWindow};
 
 /// How often `pause` looks whether the campaign's SMTP transactions are done.
@@ -37,36 +40,51 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// The default priority (normal band).
 const DEFAULT_PRIORITY: i32 = 100;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/campaigns", post(create))
-        .route("/v1/campaigns/{id}", get(show))
-        .route("/v1/campaigns/{id}/start", post(start))
-        .route("/v1/campaigns/{id}/pause", post(pause))
-        .route("/v1/campaigns/{id}/resume", post(resume))
-        .route("/v1/campaigns/{id}/cancel", post(cancel))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(show))
+        .routes(routes!(start))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(cancel))
 }
 
-#[derive(Debug, Deserialize)]
+/// A new campaign. `subject`, `text` and `html` are templates: `{{field}}` is
+/// the lead's field.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateCampaign {
     name: String,
+    /// The sender's address.
+    #[schema(example = "hello@sender.example.com")]
     from: String,
     from_name: Option<String>,
+    #[schema(example = "Hi {{ first_name }}")]
     subject: String,
     text: String,
     html: Option<String>,
+    /// The caller's IPs to send from (1 or more, no repeats).
     ip_ids: Vec<Uuid>,
+    /// 0 to 1000, lower first; default 100.
     priority: Option<i32>,
+    /// Most messages a day (positive).
     daily_cap: Option<i32>,
     send_window: Option<SendWindow>,
 }
 
+/// `draft`, `running`, `paused`, `completed` or `cancelled`.
+fn campaign_status_schema() -> utoipa::openapi::schema::Object {
+    use CampaignStatus::*;
+    string_enum([Draft, Running, Paused, Completed, Cancelled].map(CampaignStatus::as_str))
+}
+
 /// A campaign as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct CampaignBody {
     id: Uuid,
     name: String,
+    #[schema(schema_with = campaign_status_schema)]
     status: CampaignStatus,
     priority: i32,
     from: String,
@@ -76,6 +94,7 @@ struct CampaignBody {
     html: Option<String>,
     ip_ids: Vec<Uuid>,
     daily_cap: Option<i32>,
+    #[schema(value_type = Option<SendWindow>)]
     send_window: Option<Value>,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
@@ -83,6 +102,30 @@ struct CampaignBody {
     started_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     completed_at: Option<OffsetDateTime>,
+}
+
+/// A campaign with how many of its jobs are in each state.
+#[derive(Debug, Serialize, ToSchema)]
+struct CampaignWithCounts {
+    #[serde(flatten)]
+    campaign: CampaignBody,
+    /// Jobs per state, every state present (`pending`, `queued`, `sending`,
+    /// `sent`, `deferred`, `bounced`, `failed`, `suppressed`, `cancelled`).
+    counts: BTreeMap<&'static str, i64>,
+    /// Every job of the campaign.
+    total: i64,
+}
+
+/// The answer of a lifecycle call.
+#[derive(Debug, Serialize, ToSchema)]
+struct CampaignState {
+    id: Uuid,
+    #[schema(schema_with = campaign_status_schema)]
+    status: CampaignStatus,
+    /// `pause` only, when `api.pause_drain_timeout_ms` passed first: SMTP
+    /// transactions still under way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_flight: Option<i64>,
 }
 
 impl From<Campaign> for CampaignBody {
@@ -161,6 +204,14 @@ fn validate_request(request: &CreateCampaign) -> ApiResult<String> {
     Ok(from)
 }
 
+/// Creates a campaign of the calling tenant, in `draft`.
+#[utoipa::path(post, path = "/v1/campaigns", tag = "campaigns",
+    security(("bearer" = [])),
+    request_body = CreateCampaign,
+    responses(
+        (status = 201, description = "The campaign, `draft`", body = CampaignBody),
+        TenantOnly, JsonBodyErrors,
+    ))]
 async fn create(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
@@ -218,34 +269,48 @@ async fn create(
     Ok((StatusCode::CREATED, Json(campaign.into())))
 }
 
+/// One campaign of the calling tenant, with its job counts per state.
+#[utoipa::path(get, path = "/v1/campaigns/{id}", tag = "campaigns",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The campaign")),
+    responses(
+        (status = 200, description = "The campaign and its counts", body = CampaignWithCounts),
+        (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
+        TenantOnly,
+    ))]
 async fn show(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CampaignWithCounts>> {
     let campaign = store::campaigns::tenant_campaign(&state.pg, tenant, id)
         .await
         .map_err(campaign_error)?;
     let counts = store::jobs::counts_by_status(&state.pg, tenant, id).await?;
-    let mut by_status: Map<String, Value> = JobStatus::ALL
+    let mut by_status: BTreeMap<&'static str, i64> = JobStatus::ALL
         .iter()
-        .map(|status| (status.as_str().to_string(), json!(0)))
+        .map(|status| (status.as_str(), 0))
         .collect();
     let mut total = 0;
     for (status, count) in counts {
-        by_status.insert(status.as_str().to_string(), json!(count));
+        by_status.insert(status.as_str(), count);
         total += count;
     }
-    let mut body = serde_json::to_value(CampaignBody::from(campaign))
-        .map_err(|e| AppError::internal(e.to_string()))?;
-    body["counts"] = Value::Object(by_status);
-    body["total"] = json!(total);
-    Ok(Json(body))
+    Ok(Json(CampaignWithCounts {
+        campaign: campaign.into(),
+        counts: by_status,
+        total,
+    }))
 }
 
 /// Publishes the campaign's state (also when unchanged: a retried call repairs a
 /// lost notification) and answers `{id, status}`.
-async fn answer(state: &AppState, tenant: Uuid, id: Uuid, change: StatusChange) -> Json<Value> {
+async fn answer(
+    state: &AppState,
+    tenant: Uuid,
+    id: Uuid,
+    change: StatusChange,
+) -> Json<CampaignState> {
     let event = ControlEvent::CampaignChanged {
         tenant_id: tenant,
         campaign_id: id,
@@ -255,25 +320,57 @@ async fn answer(state: &AppState, tenant: Uuid, id: Uuid, change: StatusChange) 
     if change.changed {
         tracing::info!(tenant_id = %tenant, campaign_id = %id, status = %change.status, "campaign status changed");
     }
-    Json(json!({ "id": id, "status": change.status }))
+    Json(CampaignState {
+        id,
+        status: change.status,
+        in_flight: None,
+    })
 }
 
+/// Starts a campaign: `draft` → `running`, one job per lead.
+///
+/// Idempotent: starting a running campaign answers 200; any other state is 409
+/// (a paused campaign is resumed, not started).
+#[utoipa::path(post, path = "/v1/campaigns/{id}/start", tag = "campaigns",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The campaign")),
+    responses(
+        (status = 200, description = "The campaign's status", body = CampaignState),
+        (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Not possible from the current status (`conflict`)", body = ErrorBody),
+        TenantOnly,
+    ))]
 async fn start(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CampaignState>> {
     let change = store::campaigns::start_campaign(&state.pg, tenant, id)
         .await
         .map_err(campaign_error)?;
     Ok(answer(&state, tenant, id, change).await)
 }
 
+/// Pauses a running campaign.
+///
+/// Returns once no job of the campaign is `sending` (or after
+/// `api.pause_drain_timeout_ms`: then the answer carries `in_flight`), so no
+/// new SMTP transaction starts after it. Idempotent; an impossible transition
+/// is 409.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/pause", tag = "campaigns",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The campaign")),
+    responses(
+        (status = 200, description = "The campaign's status", body = CampaignState),
+        (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Not possible from the current status (`conflict`)", body = ErrorBody),
+        TenantOnly,
+    ))]
 async fn pause(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CampaignState>> {
     let change = store::campaigns::pause_campaign(&state.pg, tenant, id)
         .await
         .map_err(campaign_error)?;
@@ -281,7 +378,7 @@ async fn pause(
     let in_flight = wait_for_drain(&state, tenant, id).await?;
     if in_flight > 0 {
         tracing::warn!(tenant_id = %tenant, campaign_id = %id, in_flight, "pause returned with SMTP transactions still under way");
-        body["in_flight"] = json!(in_flight);
+        body.in_flight = Some(in_flight);
     }
     Ok(Json(body))
 }
@@ -299,22 +396,43 @@ async fn wait_for_drain(state: &AppState, tenant: Uuid, id: Uuid) -> ApiResult<i
     }
 }
 
+/// Resumes a paused campaign. Idempotent; an impossible transition is 409.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/resume", tag = "campaigns",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The campaign")),
+    responses(
+        (status = 200, description = "The campaign's status", body = CampaignState),
+        (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Not possible from the current status (`conflict`)", body = ErrorBody),
+        TenantOnly,
+    ))]
 async fn resume(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CampaignState>> {
     let change = store::campaigns::resume_campaign(&state.pg, tenant, id)
         .await
         .map_err(campaign_error)?;
     Ok(answer(&state, tenant, id, change).await)
 }
 
+/// Cancels a campaign: every job not yet handed to SMTP is cancelled (those
+/// `sending` finish their attempt). Idempotent; an impossible transition is 409.
+#[utoipa::path(post, path = "/v1/campaigns/{id}/cancel", tag = "campaigns",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The campaign")),
+    responses(
+        (status = 200, description = "The campaign's status", body = CampaignState),
+        (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Not possible from the current status (`conflict`)", body = ErrorBody),
+        TenantOnly,
+    ))]
 async fn cancel(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CampaignState>> {
     let change = store::campaigns::cancel_campaign(&state.pg, tenant, id)
         .await
         .map_err(campaign_error)?;

@@ -17,25 +17,28 @@
 //! `{job_id, ip_id, campaign_id, duplicate}`; a repeated complaint about the same
 //! job changes nothing and says `"duplicate": true`.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use penguin_engine::arf;
 use penguin_engine::control::ControlEvent;
 use penguin_engine::store;
 use penguin_engine::store::complaints::JobRef;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{RawBody, is_json, mime_of, parse_json};
+use crate::openapi::{AnyCaller, JsonBodyErrors};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/complaints", post(complain))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(complain))
 }
 
 /// The ARF content types taken (besides JSON).
@@ -45,18 +48,21 @@ const REPORT_TYPES: [&str; 3] = [
     "message/rfc822",
 ];
 
-#[derive(Debug, Deserialize)]
+/// Names the message by exactly one of its `Message-ID` (angle brackets
+/// optional) or its job id.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ComplaintJson {
     message_id: Option<String>,
     job_id: Option<Uuid>,
 }
 
-#[derive(Debug, Serialize)]
-struct Accepted {
+#[derive(Debug, Serialize, ToSchema)]
+struct ComplaintAccepted {
     job_id: Uuid,
     ip_id: Uuid,
     campaign_id: Uuid,
+    /// The job had a complaint already: nothing changed.
     duplicate: bool,
 }
 
@@ -102,12 +108,36 @@ fn read_body(body: &RawBody) -> ApiResult<(Named, String)> {
     Ok((Named::MessageId(report.message_id), report.feedback_type))
 }
 
-/// `POST /v1/complaints`: see the module documentation.
+/// Records a spam complaint (a feedback loop) about one sent message.
+///
+/// The body is JSON `{message_id}` or `{job_id}`, or an ARF report (RFC 5965):
+/// `multipart/report; report-type=feedback-report`, `message/feedback-report`
+/// alone, or the whole feedback email as `message/rfc822`. The message is looked
+/// up among the caller's jobs (the admin's: every tenant's). Records a
+/// `complaint` event, counts it in the IP's health and suppresses the recipient
+/// for the tenant; a repeat says `"duplicate": true` and changes nothing.
+#[utoipa::path(post, path = "/v1/complaints", tag = "complaints",
+    security(("bearer" = [])),
+    request_body(description = "The message complained about", content(
+        (ComplaintJson = "application/json"),
+        (String = "multipart/report"),
+        (String = "message/feedback-report"),
+        (String = "message/rfc822"),
+    )),
+    responses(
+        (status = 202, description = "Recorded (or a duplicate)", body = ComplaintAccepted),
+        (status = 404, description = "No such message among the caller's (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The job never left through an IP (`conflict`)", body = ErrorBody),
+        AnyCaller, JsonBodyErrors,
+        (status = 415, description = "Neither JSON nor an ARF content type (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "Not exactly one of `message_id`/`job_id`, an unreadable report, \
+            or a `Feedback-Type` that is no complaint (`invalid_request`)", body = ErrorBody),
+    ))]
 async fn complain(
     caller: Caller,
     State(state): State<AppState>,
     body: RawBody,
-) -> ApiResult<(StatusCode, Json<Accepted>)> {
+) -> ApiResult<(StatusCode, Json<ComplaintAccepted>)> {
     let (named, feedback_type) = read_body(&body)?;
     let owner = match caller {
         Caller::Admin => None,
@@ -147,7 +177,7 @@ async fn complain(
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(Accepted {
+        Json(ComplaintAccepted {
             job_id: job.job_id,
             ip_id,
             campaign_id: job.campaign_id,

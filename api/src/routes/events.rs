@@ -8,28 +8,31 @@
 //! campaign keeps polling with the last id it saw. A campaign of another tenant
 //! (or none) answers 404.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use penguin_engine::db::StoreError;
 use penguin_engine::store;
 use penguin_engine::store::events_read::EventRow;
 use serde::Serialize;
 use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::Paging;
 use crate::AppState;
 use crate::auth::TenantCaller;
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::IdPath;
+use crate::openapi::TenantOnly;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/campaigns/{id}/events", get(list))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
 }
 
-/// One event as the API shows it.
-#[derive(Debug, Serialize)]
+/// One delivery event.
+#[derive(Debug, Serialize, ToSchema)]
 struct EventBody {
     id: i64,
     job_id: Uuid,
@@ -63,12 +66,31 @@ impl From<EventRow> for EventBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct EventsBody {
     events: Vec<EventBody>,
+    /// The `after` of the next page; null on the last page.
     next_after: Option<i64>,
 }
 
+/// The delivery events of a campaign of the calling tenant, oldest first.
+///
+/// Paged by event id: `after` = the last id seen walks every event exactly
+/// once, also while new ones arrive.
+#[utoipa::path(get, path = "/v1/campaigns/{id}/events", tag = "events",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "The campaign"),
+        ("after" = Option<i64>, Query, description = "Events after this id (default 0)"),
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 1000 (default 100)"),
+    ),
+    responses(
+        (status = 200, description = "A page of events", body = EventsBody),
+        (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
+        (status = 422, description = "A malformed, repeated or unknown query parameter, \
+            or `limit` out of range (`invalid_request`)", body = ErrorBody),
+        TenantOnly,
+    ))]
 async fn list(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,

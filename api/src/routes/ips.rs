@@ -11,42 +11,48 @@
 //! this instant). Every change publishes `TenantChanged` so the node owning the
 //! tenant reloads its IPs at once.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use penguin_engine::control::ControlEvent;
 use penguin_engine::db::StoreError;
 use penguin_engine::store;
 use penguin_engine::store::ips::{NewIp, StatusChange};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::{AdminCaller, Caller};
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{IdPath, JsonBody, OptionalJsonBody};
 use crate::ip_view::IpBody;
+use crate::openapi::{AdminOnly, AnyCaller, JsonBodyErrors};
 use crate::validate::{self, ActiveHours};
 
 /// The reason of a pause through the API that gives none.
 pub const DEFAULT_PAUSE_REASON: &str = "paused through the API";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/tenants/{id}/ips", post(create))
-        .route("/v1/ips", get(list))
-        .route("/v1/ips/{id}", get(show))
-        .route("/v1/ips/{id}/pause", post(pause))
-        .route("/v1/ips/{id}/resume", post(resume))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create))
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateIp {
+    /// An IPv4 or IPv6 address of this host, not yet registered.
+    #[schema(example = "203.0.113.7")]
     address: String,
+    /// The name the IP says in EHLO.
+    #[schema(example = "mta1.example.com")]
     helo_name: String,
     /// Absent: the IP is already warm.
     warmup_schedule: Option<String>,
@@ -56,18 +62,39 @@ struct CreateIp {
     active_hours: Option<ActiveHours>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PauseIp {
+    /// At most 200 characters, no control characters; default
+    /// "paused through the API".
     reason: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// No field: the body may be `{}` or empty.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ResumeIp {}
 
-/// `POST /v1/tenants/{id}/ips` (admin): validates everything, then inserts the
-/// IP; 201 with the IP, 404 for an unknown tenant, 409 for a taken address.
+#[derive(Debug, Serialize, ToSchema)]
+struct IpList {
+    ips: Vec<IpBody>,
+}
+
+/// Adds an SMTP IP to a tenant (admin).
+///
+/// Validates everything, then inserts the IP; 201 with the IP, 404 for an
+/// unknown tenant, 409 for a taken address. Without `warmup_schedule` the IP
+/// counts as already warm (no ramp).
+#[utoipa::path(post, path = "/v1/tenants/{id}/ips", tag = "ips",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The tenant")),
+    request_body = CreateIp,
+    responses(
+        (status = 201, description = "The IP", body = IpBody),
+        (status = 404, description = "No such tenant (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The address is already registered (`conflict`)", body = ErrorBody),
+        AdminOnly, JsonBodyErrors,
+    ))]
 async fn create(
     _: AdminCaller,
     State(state): State<AppState>,
@@ -125,9 +152,11 @@ async fn create(
     Ok((StatusCode::CREATED, Json(IpBody::new(ip, &state.config))))
 }
 
-/// `GET /v1/ips`: the caller's IPs (every IP for the admin), oldest first, in
-/// one query.
-async fn list(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// The caller's IPs (every IP for the admin), oldest first.
+#[utoipa::path(get, path = "/v1/ips", tag = "ips",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The IPs", body = IpList), AnyCaller))]
+async fn list(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<IpList>> {
     let now = OffsetDateTime::now_utc();
     let ips = match caller {
         Caller::Admin => store::ips::all_ips(&state.pg, now).await?,
@@ -137,10 +166,18 @@ async fn list(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<V
         .into_iter()
         .map(|ip| IpBody::new(ip, &state.config))
         .collect();
-    Ok(Json(json!({ "ips": ips })))
+    Ok(Json(IpList { ips }))
 }
 
-/// `GET /v1/ips/{id}`: one IP; 404 when absent or another tenant's.
+/// One IP; 404 when absent or another tenant's.
+#[utoipa::path(get, path = "/v1/ips/{id}", tag = "ips",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The IP")),
+    responses(
+        (status = 200, description = "The IP", body = IpBody),
+        (status = 404, description = "No such IP of the caller (`not_found`)", body = ErrorBody),
+        AnyCaller,
+    ))]
 async fn show(
     caller: Caller,
     State(state): State<AppState>,
@@ -154,10 +191,21 @@ async fn show(
     Ok(Json(IpBody::new(ip.map_err(no_such_ip)?, &state.config)))
 }
 
-/// `POST /v1/ips/{id}/pause` `{reason?}`: status `paused` with the reason (at
-/// most 200 characters, no control characters; default
-/// [`DEFAULT_PAUSE_REASON`]) until resumed — an automatic pause's end is
-/// cleared. The node owning the IP stops starting SMTP transactions from it.
+/// Pauses an IP until resumed (admin or owner); idempotent.
+///
+/// Status `paused` with the reason (at most 200 characters, no control
+/// characters; default "paused through the API") until resumed — an automatic
+/// pause's end is cleared. The node owning the IP stops starting SMTP
+/// transactions from it. The body is optional.
+#[utoipa::path(post, path = "/v1/ips/{id}/pause", tag = "ips",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The IP")),
+    request_body = Option<PauseIp>,
+    responses(
+        (status = 200, description = "The IP, paused", body = IpBody),
+        (status = 404, description = "No such IP of the caller (`not_found`)", body = ErrorBody),
+        AnyCaller, JsonBodyErrors,
+    ))]
 async fn pause(
     caller: Caller,
     State(state): State<AppState>,
@@ -171,8 +219,19 @@ async fn pause(
     change_status(caller, state, id, StatusChange::Pause { reason }).await
 }
 
-/// `POST /v1/ips/{id}/resume`: status `active`, reason and automatic-pause end
-/// cleared; the health `rate_factor` stays as it is.
+/// Resumes an IP (admin or owner); idempotent.
+///
+/// Status `active`, reason and automatic-pause end cleared; the health
+/// `rate_factor` stays as it is. The body is optional.
+#[utoipa::path(post, path = "/v1/ips/{id}/resume", tag = "ips",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The IP")),
+    request_body = Option<ResumeIp>,
+    responses(
+        (status = 200, description = "The IP, active", body = IpBody),
+        (status = 404, description = "No such IP of the caller (`not_found`)", body = ErrorBody),
+        AnyCaller, JsonBodyErrors,
+    ))]
 async fn resume(
     caller: Caller,
     State(state): State<AppState>,

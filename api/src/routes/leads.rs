@@ -11,9 +11,8 @@
 
 use std::collections::HashSet;
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
 use penguin_engine::control::ControlEvent;
 use penguin_engine::db::StoreError;
 use penguin_engine::domain::normalize_email;
@@ -21,48 +20,60 @@ use penguin_engine::store;
 use penguin_engine::store::leads::{LeadFate, NewLead};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::TenantCaller;
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{IdPath, JsonBody};
+use crate::openapi::{JsonBodyErrors, TenantOnly};
 use crate::validate;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/campaigns/{id}/leads", post(import))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(import))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ImportLeads {
     leads: Vec<LeadIn>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LeadIn {
+    #[schema(example = "ann@example.com")]
     email: String,
+    /// An object of scalars (strings, numbers, booleans, null) for the
+    /// templates' `{{field}}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>, example = json!({"first_name": "Ann"}))]
     fields: Option<Value>,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
-struct Rejected {
+#[derive(Debug, Serialize, PartialEq, Eq, ToSchema)]
+struct RejectedLead {
+    /// The 0-based index in `leads`.
     row: usize,
+    /// What is wrong, or `duplicate`.
     reason: String,
 }
 
-#[derive(Debug, Serialize)]
+/// `accepted + rejected.len() + suppressed` = rows sent.
+#[derive(Debug, Serialize, ToSchema)]
 struct ImportResult {
     accepted: usize,
-    rejected: Vec<Rejected>,
+    rejected: Vec<RejectedLead>,
+    /// Rows on the tenant's suppression list, skipped.
     suppressed: usize,
 }
 
 const DUPLICATE: &str = "duplicate";
 
 /// Splits the rows into valid leads (with their row numbers) and rejections.
-fn check_rows(rows: Vec<LeadIn>) -> (Vec<(usize, NewLead)>, Vec<Rejected>) {
+fn check_rows(rows: Vec<LeadIn>) -> (Vec<(usize, NewLead)>, Vec<RejectedLead>) {
     let mut valid = Vec::with_capacity(rows.len());
     let mut rejected = Vec::new();
     let mut seen = HashSet::with_capacity(rows.len());
@@ -71,19 +82,19 @@ fn check_rows(rows: Vec<LeadIn>) -> (Vec<(usize, NewLead)>, Vec<Rejected>) {
             Ok(email) => email,
             Err(e) => {
                 let reason = format!("email {e}");
-                rejected.push(Rejected { row, reason });
+                rejected.push(RejectedLead { row, reason });
                 continue;
             }
         };
         let fields = match validate::lead_fields(lead.fields) {
             Ok(fields) => fields,
             Err(reason) => {
-                rejected.push(Rejected { row, reason });
+                rejected.push(RejectedLead { row, reason });
                 continue;
             }
         };
         if !seen.insert(email.clone()) {
-            rejected.push(Rejected {
+            rejected.push(RejectedLead {
                 row,
                 reason: DUPLICATE.to_string(),
             });
@@ -94,6 +105,21 @@ fn check_rows(rows: Vec<LeadIn>) -> (Vec<(usize, NewLead)>, Vec<Rejected>) {
     (valid, rejected)
 }
 
+/// Imports leads into a campaign of the calling tenant.
+///
+/// A row is rejected for an invalid email, invalid fields, or as a `duplicate`
+/// (of an earlier row or of a lead the campaign has); a suppressed address is
+/// skipped and counted. A running or paused campaign gets the new leads' jobs
+/// at once. Only JSON for now (`text/csv` is planned).
+#[utoipa::path(post, path = "/v1/campaigns/{id}/leads", tag = "leads",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The campaign")),
+    request_body = ImportLeads,
+    responses(
+        (status = 200, description = "What became of each row", body = ImportResult),
+        (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
+        TenantOnly, JsonBodyErrors,
+    ))]
 async fn import(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
@@ -119,7 +145,7 @@ async fn import(
         match fate {
             LeadFate::Accepted => result.accepted += 1,
             LeadFate::Suppressed => result.suppressed += 1,
-            LeadFate::Duplicate => rejected.push(Rejected {
+            LeadFate::Duplicate => rejected.push(RejectedLead {
                 row,
                 reason: DUPLICATE.to_string(),
             }),

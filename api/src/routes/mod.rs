@@ -1,9 +1,11 @@
-//! The route groups, one per file, each a `routes() -> Router<AppState>` with
-//! full paths. Also [`publish`], the hint every state change sends to the nodes,
+//! The route groups, one per file, each a `routes() -> OpenApiRouter<AppState>`
+//! registering `#[utoipa::path]`-annotated handlers (full paths) with
+//! `utoipa_axum::routes!`, so each route is served and documented at once. Also [`publish`], the hint every state change sends to the nodes,
 //! and [`Paging`], the `?after=&limit=` of the list routes.
 
 pub mod campaigns;
 pub mod complaints;
+pub mod docs;
 pub mod events;
 pub mod ips;
 pub mod leads;

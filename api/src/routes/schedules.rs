@@ -12,38 +12,47 @@
 //! stays at `ceiling` (the last value). Both readers (admin and tenants) see all
 //! schedules: they hold no tenant data. Schedules are never changed once created.
 
+use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use penguin_engine::db::StoreError;
 use penguin_engine::store;
 use penguin_engine::store::schedules::Schedule;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::{AdminCaller, Caller};
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::JsonBody;
+use crate::openapi::{AdminOnly, AnyCaller, JsonBodyErrors};
 use crate::validate;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/warmup-schedules", get(list).post(create))
-        .route("/v1/warmup-schedules/{name}", get(show))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateSchedule {
+    /// `^[a-z0-9_-]{1,64}$`, not taken.
+    #[schema(example = "gentle")]
     name: String,
-    /// Wider than the stored `integer` so an out-of-range day gets our message.
+    /// Messages per day of the ramp: 1 to 365 days of 1 to 10,000,000.
+    // Wider than the stored `integer` so an out-of-range day gets our message.
+    #[schema(example = json!([50, 100, 200, 400]))]
     daily_volumes: Vec<i64>,
 }
 
-#[derive(Debug, Serialize)]
+/// A warm-up schedule: day N of an IP's warm-up sends `daily_volumes[N-1]`,
+/// then `ceiling` every day after the ramp.
+#[derive(Debug, Serialize, ToSchema)]
 struct ScheduleBody {
     name: String,
     daily_volumes: Vec<i32>,
@@ -69,21 +78,33 @@ impl From<Schedule> for ScheduleBody {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct ListBody {
+#[derive(Debug, Serialize, ToSchema)]
+struct ScheduleList {
     warmup_schedules: Vec<ScheduleBody>,
 }
 
-/// `GET /v1/warmup-schedules` (admin or tenant).
-async fn list(_: Caller, State(state): State<AppState>) -> ApiResult<Json<ListBody>> {
+/// Every warm-up schedule (admin or tenant): the built-ins
+/// (`conservative`, `aggressive`, `transactional`) first, then by name.
+#[utoipa::path(get, path = "/v1/warmup-schedules", tag = "warmup-schedules",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The schedules", body = ScheduleList), AnyCaller))]
+async fn list(_: Caller, State(state): State<AppState>) -> ApiResult<Json<ScheduleList>> {
     let schedules = store::schedules::list(&state.pg).await?;
-    Ok(Json(ListBody {
+    Ok(Json(ScheduleList {
         warmup_schedules: schedules.into_iter().map(ScheduleBody::from).collect(),
     }))
 }
 
-/// `GET /v1/warmup-schedules/{name}` (admin or tenant); a name that cannot
-/// exist is 404 like an absent one.
+/// One warm-up schedule (admin or tenant); a name that cannot exist is 404
+/// like an absent one.
+#[utoipa::path(get, path = "/v1/warmup-schedules/{name}", tag = "warmup-schedules",
+    security(("bearer" = [])),
+    params(("name" = String, Path, description = "The schedule's name")),
+    responses(
+        (status = 200, description = "The schedule", body = ScheduleBody),
+        (status = 404, description = "No such schedule (`not_found`)", body = ErrorBody),
+        AnyCaller,
+    ))]
 async fn show(
     _: Caller,
     State(state): State<AppState>,
@@ -103,7 +124,15 @@ async fn show(
     }
 }
 
-/// `POST /v1/warmup-schedules` (admin): validates fully, then inserts.
+/// Adds a warm-up schedule (admin); schedules never change once created.
+#[utoipa::path(post, path = "/v1/warmup-schedules", tag = "warmup-schedules",
+    security(("bearer" = [])),
+    request_body = CreateSchedule,
+    responses(
+        (status = 201, description = "The schedule", body = ScheduleBody),
+        (status = 409, description = "The name is taken (`conflict`)", body = ErrorBody),
+        AdminOnly, JsonBodyErrors,
+    ))]
 async fn create(
     _: AdminCaller,
     State(state): State<AppState>,

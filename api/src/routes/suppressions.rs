@@ -17,23 +17,26 @@
 //! as lead import does, so a suppressed address matches its leads. Rows of
 //! other tenants are never read or changed (every store call filters `tenant_id`).
 
+use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use penguin_engine::db::StoreError;
 use penguin_engine::domain::normalize_email;
 use penguin_engine::store;
 use penguin_engine::store::suppressions::{Suppression, SuppressionReason};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::Paging;
 use crate::AppState;
 use crate::auth::TenantCaller;
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::JsonBody;
+use crate::openapi::{JsonBodyErrors, TenantOnly, string_enum};
 
 /// Most addresses in one `POST /v1/suppressions`.
 pub const MAX_EMAILS: usize = 10_000;
@@ -47,15 +50,20 @@ const TENANT_REASONS: [SuppressionReason; 3] = [
     SuppressionReason::Complaint,
 ];
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/suppressions", get(list).post(add))
-        .route("/v1/suppressions/{email}", delete(remove))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, add))
+        .routes(routes!(remove))
 }
 
-#[derive(Debug, Serialize)]
+fn reason_schema() -> utoipa::openapi::schema::Object {
+    string_enum(SuppressionReason::ALL.map(SuppressionReason::as_str))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 struct SuppressionBody {
     email: String,
+    #[schema(schema_with = reason_schema)]
     reason: SuppressionReason,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
@@ -71,37 +79,59 @@ impl From<Suppression> for SuppressionBody {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct ListBody {
+#[derive(Debug, Serialize, ToSchema)]
+struct SuppressionList {
     suppressions: Vec<SuppressionBody>,
+    /// The `after` of the next page (the last email of this one); null on the
+    /// last page.
     next_after: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddSuppressions {
+    /// 1 to 10,000 addresses.
+    #[schema(example = json!(["ann@example.com"]))]
     emails: Vec<String>,
+    /// `manual` (default), `unsubscribe` or `complaint` (`hard_bounce` is the
+    /// engine's).
     reason: Option<String>,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
-struct Rejected {
+#[derive(Debug, Serialize, PartialEq, Eq, ToSchema)]
+struct RejectedEmail {
+    /// The 0-based position in `emails`.
     index: usize,
     reason: String,
 }
 
-#[derive(Debug, Serialize)]
+/// `added + already + rejected.len()` = addresses sent.
+#[derive(Debug, Serialize, ToSchema)]
 struct AddResult {
     added: u64,
+    /// Already suppressed, or repeated in the request.
     already: u64,
-    rejected: Vec<Rejected>,
+    rejected: Vec<RejectedEmail>,
 }
 
+/// The calling tenant's suppression list, by email.
+#[utoipa::path(get, path = "/v1/suppressions", tag = "suppressions",
+    security(("bearer" = [])),
+    params(
+        ("after" = Option<String>, Query, description = "Addresses after this one (the previous page's `next_after`)"),
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 1000 (default 100)"),
+    ),
+    responses(
+        (status = 200, description = "A page of suppressions", body = SuppressionList),
+        (status = 422, description = "A malformed, repeated or unknown query parameter, \
+            or `limit` out of range (`invalid_request`)", body = ErrorBody),
+        TenantOnly,
+    ))]
 async fn list(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
     paging: Paging<String>,
-) -> ApiResult<Json<ListBody>> {
+) -> ApiResult<Json<SuppressionList>> {
     if let Some(after) = &paging.after
         && (after.len() > MAX_CURSOR || after.chars().any(char::is_control))
     {
@@ -113,7 +143,7 @@ async fn list(
         store::suppressions::list(&state.pg, tenant, paging.after.as_deref(), paging.fetch())
             .await?;
     let (rows, next_after) = paging.page(rows, |s| s.email.clone());
-    Ok(Json(ListBody {
+    Ok(Json(SuppressionList {
         suppressions: rows.into_iter().map(SuppressionBody::from).collect(),
         next_after,
     }))
@@ -145,13 +175,13 @@ fn tenant_reason(reason: Option<&str>) -> ApiResult<SuppressionReason> {
 }
 
 /// Splits the addresses into normalised valid ones and rejections.
-fn check_emails(emails: &[String]) -> (Vec<String>, Vec<Rejected>) {
+fn check_emails(emails: &[String]) -> (Vec<String>, Vec<RejectedEmail>) {
     let mut valid = Vec::with_capacity(emails.len());
     let mut rejected = Vec::new();
     for (index, email) in emails.iter().enumerate() {
         match normalize_email(email) {
             Ok(email) => valid.push(email),
-            Err(e) => rejected.push(Rejected {
+            Err(e) => rejected.push(RejectedEmail {
                 index,
                 reason: format!("email {e}"),
             }),
@@ -160,6 +190,17 @@ fn check_emails(emails: &[String]) -> (Vec<String>, Vec<Rejected>) {
     (valid, rejected)
 }
 
+/// Suppresses addresses for the calling tenant (one bulk insert).
+///
+/// Addresses are normalised (trimmed, lower-cased) as lead import does; an
+/// invalid one is rejected by index.
+#[utoipa::path(post, path = "/v1/suppressions", tag = "suppressions",
+    security(("bearer" = [])),
+    request_body = AddSuppressions,
+    responses(
+        (status = 200, description = "What became of each address", body = AddResult),
+        TenantOnly, JsonBodyErrors,
+    ))]
 async fn add(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
@@ -184,6 +225,16 @@ async fn add(
     }))
 }
 
+/// Removes an address from the calling tenant's suppression list.
+#[utoipa::path(delete, path = "/v1/suppressions/{email}", tag = "suppressions",
+    security(("bearer" = [])),
+    params(("email" = String, Path, description = "The address, percent-encoded")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "The address is not on the list (`not_found`)", body = ErrorBody),
+        (status = 422, description = "Not a valid address (`invalid_request`)", body = ErrorBody),
+        TenantOnly,
+    ))]
 async fn remove(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,

@@ -1,33 +1,37 @@
 //! `POST /v1/tenants` (admin): creates a tenant and its API token. The token is
 //! in this one response only; the database keeps its sha256.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Json, Router};
 use penguin_engine::control::ControlEvent;
 use penguin_engine::store;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::{self, AdminCaller};
 use crate::error::ApiResult;
 use crate::extract::JsonBody;
+use crate::openapi::{AdminOnly, JsonBodyErrors};
 use crate::validate;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/tenants", post(create))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(create))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateTenant {
+    /// At most 200 characters, no control characters.
     name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct TenantCreated {
     id: Uuid,
     name: String,
@@ -37,6 +41,16 @@ struct TenantCreated {
     created_at: OffsetDateTime,
 }
 
+/// Creates a tenant and its API token (admin).
+///
+/// The token is in this answer only: the database keeps its sha256.
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants",
+    security(("bearer" = [])),
+    request_body = CreateTenant,
+    responses(
+        (status = 201, description = "The tenant and its token", body = TenantCreated),
+        AdminOnly, JsonBodyErrors,
+    ))]
 async fn create(
     _: AdminCaller,
     State(state): State<AppState>,

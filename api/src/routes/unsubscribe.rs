@@ -6,19 +6,19 @@
 //! harmless. The token is signed (`penguin_engine::tracking`); a forged, altered or
 //! unknown one answers 404 and changes nothing.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Html;
-use axum::routing::get;
 use penguin_engine::store::suppressions;
 use penguin_engine::tracking::{self, LinkKind};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorBody};
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/u/{token}", get(confirm_page).post(unsubscribe))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(confirm_page, unsubscribe))
 }
 
 fn verify(state: &AppState, token: &str) -> ApiResult<(Uuid, Uuid)> {
@@ -26,6 +26,15 @@ fn verify(state: &AppState, token: &str) -> ApiResult<(Uuid, Uuid)> {
         .ok_or_else(|| AppError::not_found("unknown unsubscribe link"))
 }
 
+/// The unsubscribe link's confirmation page; changes nothing (link scanners
+/// follow GETs).
+#[utoipa::path(get, path = "/u/{token}", tag = "unsubscribe",
+    params(("token" = String, Path, description = "The signed token of the message's link")),
+    responses(
+        (status = 200, description = "A page with an Unsubscribe button", body = String,
+            content_type = "text/html; charset=utf-8"),
+        (status = 404, description = "A forged, altered or unknown link (`not_found`)", body = ErrorBody),
+    ))]
 async fn confirm_page(
     State(state): State<AppState>,
     Path(token): Path<String>,
@@ -45,6 +54,18 @@ async fn confirm_page(
     )))
 }
 
+/// Unsubscribes the recipient (RFC 8058 one-click, or the page's button).
+///
+/// Adds the address to its tenant's suppression list (reason `unsubscribe`) and
+/// records an `unsubscribed` event; repeating it is harmless. Any body (e.g.
+/// `List-Unsubscribe=One-Click`) is ignored.
+#[utoipa::path(post, path = "/u/{token}", tag = "unsubscribe",
+    params(("token" = String, Path, description = "The signed token of the message's link")),
+    responses(
+        (status = 200, description = "A page saying it is done", body = String,
+            content_type = "text/html; charset=utf-8"),
+        (status = 404, description = "A forged, altered or unknown link (`not_found`)", body = ErrorBody),
+    ))]
 async fn unsubscribe(
     State(state): State<AppState>,
     Path(token): Path<String>,
