@@ -98,6 +98,15 @@ impl AppError {
         )
     }
 
+    /// 429: the caller's token used up its request budget (`api.rate_limit_*`).
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests for this token; retry in {retry_after_secs} s"),
+        )
+    }
+
     /// 503: the request took longer than `api.request_timeout_ms`.
     pub fn timeout() -> Self {
         Self::new(

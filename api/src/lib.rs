@@ -10,7 +10,9 @@
 //! - [`ip_view`]: an IP as the API shows it, with its allowance, quota, health
 //!   and state computed by the engine's own arithmetic.
 //! - [`metrics`]: metric names and the request-counting middleware.
+//! - [`rate_limit`]: per-token request budgets (429 `rate_limited`).
 //! - `routes/`: one route group per file — `ops` (health, metrics), `tenants`,
+//!   `tokens` (a tenant's API tokens: issue, list, revoke),
 //!   `ips` (add, show, pause, resume), `schedules` (warm-up schedules),
 //!   `complaints` (feedback loops, JSON or ARF), `campaigns` (create, read,
 //!   lifecycle), `leads` (import), `events` (a campaign's delivery events,
@@ -31,6 +33,7 @@ pub mod error;
 pub mod extract;
 pub mod ip_view;
 pub mod metrics;
+pub mod rate_limit;
 mod routes;
 pub mod validate;
 
@@ -58,14 +61,19 @@ pub struct AppState {
 }
 
 /// The whole API: routes, JSON fallbacks for unknown paths and methods, the body
-/// limit (`api.max_body_bytes`), the request timeout (`api.request_timeout_ms`),
-/// request metrics and tracing.
+/// limit (`api.max_body_bytes`), per-token rate limits (`api.rate_limit_*`), the
+/// request timeout (`api.request_timeout_ms`), request metrics and tracing.
 pub fn router(state: AppState) -> Router {
     metrics::describe();
     let timeout = Duration::from_millis(state.config.api.request_timeout_ms);
+    let limiter = rate_limit::RateLimiter::new(
+        state.config.api.rate_limit_per_minute,
+        state.config.api.rate_limit_burst,
+    );
     Router::new()
         .merge(routes::ops::routes())
         .merge(routes::tenants::routes())
+        .merge(routes::tokens::routes())
         .merge(routes::ips::routes())
         .merge(routes::schedules::routes())
         .merge(routes::complaints::routes())
@@ -77,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { AppError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { AppError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(state.config.api.max_body_bytes))
+        .layer(middleware::from_fn_with_state(limiter, rate_limit::limit))
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
         .layer(middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())

@@ -84,6 +84,10 @@ pub struct ApiConfig {
     pub request_timeout_ms: u64,
     /// How long `pause` waits for SMTP transactions already under way, in ms.
     pub pause_drain_timeout_ms: u64,
+    /// Requests each bearer token may make per minute, on average; 0 = no limit.
+    pub rate_limit_per_minute: u32,
+    /// Requests a token may make at once before the per-minute rate applies.
+    pub rate_limit_burst: u32,
 }
 
 impl Default for ApiConfig {
@@ -94,6 +98,8 @@ impl Default for ApiConfig {
             max_body_bytes: 64 * 1024 * 1024,
             request_timeout_ms: 120_000,
             pause_drain_timeout_ms: 30_000,
+            rate_limit_per_minute: 6_000,
+            rate_limit_burst: 1_000,
         }
     }
 }
@@ -112,6 +118,9 @@ impl ApiConfig {
         positive("api.max_body_bytes", self.max_body_bytes as u64)?;
         positive("api.request_timeout_ms", self.request_timeout_ms)?;
         positive("api.pause_drain_timeout_ms", self.pause_drain_timeout_ms)?;
+        if self.rate_limit_per_minute > 0 {
+            positive("api.rate_limit_burst", self.rate_limit_burst.into())?;
+        }
         if self.pause_drain_timeout_ms >= self.request_timeout_ms {
             return Err(ConfigError::invalid(
                 "api.pause_drain_timeout_ms",

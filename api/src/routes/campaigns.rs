@@ -6,12 +6,16 @@
 //! refuse impossible transitions with 409. `pause` returns only once no job of the
 //! campaign is `sending` (or `api.pause_drain_timeout_ms` passed: then the answer
 //! carries `in_flight`), so after it returns no new SMTP transaction starts.
+//! `start` honours an `Idempotency-Key` header: repeating a start with the key
+//! that started the campaign answers that start again (200 `running`, header
+//! `Idempotent-Replayed: true`) even if the campaign was paused since.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use penguin_engine::control::ControlEvent;
@@ -19,7 +23,7 @@ use penguin_engine::db::StoreError;
 use penguin_engine::domain::{CampaignStatus, JobStatus, normalize_email};
 use penguin_engine::message::CampaignTemplate;
 use penguin_engine::store;
-use penguin_engine::store::campaigns::{Campaign, NewCampaign, StatusChange};
+use penguin_engine::store::campaigns::{Campaign, NewCampaign, StartOutcome, StatusChange};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -262,11 +266,23 @@ async fn start(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
-) -> ApiResult<Json<Value>> {
-    let change = store::campaigns::start_campaign(&state.pg, tenant, id)
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let key = validate::idempotency_key(&headers)?;
+    let outcome = store::campaigns::start_campaign(&state.pg, tenant, id, key.as_deref())
         .await
         .map_err(campaign_error)?;
-    Ok(answer(&state, tenant, id, change).await)
+    Ok(match outcome {
+        StartOutcome::Change(change) => answer(&state, tenant, id, change).await.into_response(),
+        StartOutcome::Replayed => {
+            let body = Json(json!({ "id": id, "status": CampaignStatus::Running }));
+            let mut response = body.into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+    })
 }
 
 async fn pause(
