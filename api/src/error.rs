@@ -80,6 +80,11 @@ impl AppError {
         Self::new(StatusCode::BAD_REQUEST, "malformed_json", message)
     }
 
+    /// 400: the body could not be read to its end (a broken upload).
+    pub fn malformed_body(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_body", message)
+    }
+
     /// 415: a body in a content type this route does not take.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         Self::new(

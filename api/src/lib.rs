@@ -7,6 +7,7 @@
 //! - [`auth`]: bearer tokens → admin or tenant ([`auth::Caller`]).
 //! - [`extract`]: JSON body and path-id extractors that fail with [`AppError`].
 //! - [`validate`]: pure checks of request fields.
+//! - [`csv_leads`]: leads from a streamed CSV body.
 //! - [`ip_view`]: an IP as the API shows it, with its allowance, quota, health
 //!   and state computed by the engine's own arithmetic.
 //! - [`metrics`]: metric names and the request-counting middleware.
@@ -29,6 +30,7 @@
 //! `app.current_tenant_id` per transaction, as a second wall behind these filters.
 
 pub mod auth;
+pub mod csv_leads;
 pub mod error;
 pub mod extract;
 pub mod ip_view;

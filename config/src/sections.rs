@@ -80,6 +80,8 @@ pub struct ApiConfig {
     pub admin_token: String,
     /// Largest accepted request body, in bytes (larger answers 413).
     pub max_body_bytes: usize,
+    /// Largest streamed lead import (`text/csv`), in bytes (larger answers 413).
+    pub max_import_bytes: usize,
     /// Longest time a request may take before it answers 503, in ms.
     pub request_timeout_ms: u64,
     /// How long `pause` waits for SMTP transactions already under way, in ms.
@@ -96,6 +98,7 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8025".into(),
             admin_token: "change-me-admin-token".into(),
             max_body_bytes: 64 * 1024 * 1024,
+            max_import_bytes: 1024 * 1024 * 1024,
             request_timeout_ms: 120_000,
             pause_drain_timeout_ms: 30_000,
             rate_limit_per_minute: 6_000,
@@ -116,6 +119,7 @@ impl ApiConfig {
             ));
         }
         positive("api.max_body_bytes", self.max_body_bytes as u64)?;
+        positive("api.max_import_bytes", self.max_import_bytes as u64)?;
         positive("api.request_timeout_ms", self.request_timeout_ms)?;
         positive("api.pause_drain_timeout_ms", self.pause_drain_timeout_ms)?;
         if self.rate_limit_per_minute > 0 {

@@ -30,6 +30,7 @@ mod api_health;
 mod api_idempotency;
 mod api_ips_limits;
 mod api_leads;
+mod api_leads_csv;
 mod api_lifecycle;
 mod api_suppressions;
 mod api_tenants_ips;
