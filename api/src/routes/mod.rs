@@ -11,6 +11,7 @@ pub mod ops;
 pub mod schedules;
 pub mod suppressions;
 pub mod tenants;
+pub mod tracking;
 pub mod unsubscribe;
 
 use axum::extract::{FromRequestParts, Query};
