@@ -379,6 +379,36 @@ mod tests {
     }
 
     #[test]
+    fn render_tracks_the_html_part_only() {
+        let template = crate::message::CampaignTemplate::compile(
+            "a@sender.test",
+            None,
+            "Hi",
+            "Text https://a.example/\n",
+            Some("<body><a href=\"https://a.example/\">a</a></body>"),
+        )
+        .unwrap();
+        let fields = serde_json::Map::new();
+        let ctx = crate::message::RenderContext {
+            recipient: "r@example.com",
+            fields: &fields,
+            message_id: "id@sender.test",
+            unsubscribe_url: "https://t.example.com/u/x",
+            unsubscribe_mailto: None,
+            feedback_id: "c:t:penguin",
+            tracking: Some(tracking(true, true)),
+        };
+        let message = String::from_utf8(template.render(&ctx).unwrap()).unwrap();
+        let (text, html) = message.split_once("text/html").unwrap();
+        assert!(text.contains("Text https://a.example/\r\n"), "{text}");
+        assert!(!text.contains("/t/"), "{text}");
+        // Undo the quoted-printable soft breaks and `=` escapes.
+        let html = html.replace("=\r\n", "").replace("=3D", "=");
+        assert_eq!(click_targets(&html), ["https://a.example/"]);
+        assert!(html.contains("alt=\"\"></body>"), "{html}");
+    }
+
+    #[test]
     fn references_decode() {
         assert_eq!(
             decode_references("a&amp;b&#38;c&#x26;d&lt;&gt;"),
