@@ -17,7 +17,9 @@
 //!   `ips` (add, show, pause, resume), `schedules` (warm-up schedules),
 //!   `complaints` (feedback loops, JSON or ARF), `campaigns` (create, read,
 //!   lifecycle), `leads` (import), `events` (a campaign's delivery events,
-//!   paged), `suppressions` (list, add, remove).
+//!   paged), `suppressions` (list, add, remove), and the public signed links:
+//!   `unsubscribe` (`/u/{token}`) and `tracking` (`/t/o/{token}` open pixel,
+//!   `/t/c/{token}` click redirect).
 //!
 //! Handlers are thin: validate fully, call `penguin_engine::store`, map the result;
 //! no SQL here. After every state change they publish a
@@ -84,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::events::routes())
         .merge(routes::suppressions::routes())
         .merge(routes::unsubscribe::routes())
+        .merge(routes::tracking::routes())
         .fallback(|| async { AppError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { AppError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(state.config.api.max_body_bytes))

@@ -239,6 +239,10 @@ pub struct TrackingConfig {
     pub base_url: String,
     /// Secret for signing tracking and unsubscribe tokens. At least 16 characters.
     pub secret: String,
+    /// Add an open pixel (`/t/o/{token}`) to every HTML part.
+    pub opens: bool,
+    /// Rewrite the http(s) links of every HTML part to click redirects (`/t/c/{token}`).
+    pub clicks: bool,
 }
 
 impl Default for TrackingConfig {
@@ -246,6 +250,8 @@ impl Default for TrackingConfig {
         Self {
             base_url: "http://127.0.0.1:8025".into(),
             secret: "change-me-tracking-secret".into(),
+            opens: true,
+            clicks: true,
         }
     }
 }

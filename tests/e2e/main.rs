@@ -18,6 +18,7 @@ mod pause_resume;
 mod queue_redis;
 mod redis_flushed;
 mod suppressed_at_send;
+mod tracking;
 mod unsubscribe;
 mod warmup;
 

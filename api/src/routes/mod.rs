@@ -12,6 +12,7 @@ pub mod schedules;
 pub mod suppressions;
 pub mod tenants;
 pub mod tokens;
+pub mod tracking;
 pub mod unsubscribe;
 
 use axum::extract::{FromRequestParts, Query};
