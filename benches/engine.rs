@@ -59,6 +59,7 @@ fn render(c: &mut Criterion) {
                     unsubscribe_url: "https://t.sender.test/u/token",
                     unsubscribe_mailto: None,
                     feedback_id: "c:t:penguin",
+                    tracking: None,
                 })
                 .unwrap()
         })

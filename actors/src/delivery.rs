@@ -33,6 +33,7 @@ use penguin_engine::smtp::transport::TlsMode;
 use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, should_suppress};
 use penguin_engine::store::routing::IpSpec;
 use penguin_engine::tracking;
+use penguin_engine::tracking_html::HtmlTracking;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
 
@@ -199,6 +200,14 @@ impl Worker {
             unsubscribe_url: &unsubscribe_url,
             unsubscribe_mailto: None,
             feedback_id: &feedback_id,
+            tracking: Some(HtmlTracking {
+                base_url: &config.tracking.base_url,
+                secret: &config.tracking.secret,
+                tenant: job.tenant_id,
+                job: job.job_id,
+                opens: config.tracking.opens,
+                clicks: config.tracking.clicks,
+            }),
         }) {
             Ok(body) => body,
             Err(err) => return Finish::Failed(format!("template: {err}")),

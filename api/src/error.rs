@@ -99,6 +99,11 @@ impl AppError {
         Self::new(StatusCode::BAD_REQUEST, "malformed_json", message)
     }
 
+    /// 400: the body could not be read to its end (a broken upload).
+    pub fn malformed_body(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed_body", message)
+    }
+
     /// 415: a body in a content type this route does not take.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         Self::new(
@@ -114,6 +119,15 @@ impl AppError {
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             "request body is too large",
+        )
+    }
+
+    /// 429: the caller's token used up its request budget (`api.rate_limit_*`).
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests for this token; retry in {retry_after_secs} s"),
         )
     }
 

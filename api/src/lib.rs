@@ -7,20 +7,24 @@
 //! - [`auth`]: bearer tokens → admin or tenant ([`auth::Caller`]).
 //! - [`extract`]: JSON body and path-id extractors that fail with [`AppError`].
 //! - [`validate`]: pure checks of request fields.
+//! - [`csv_leads`]: leads from a streamed CSV body.
 //! - [`ip_view`]: an IP as the API shows it, with its allowance, quota, health
 //!   and state computed by the engine's own arithmetic.
 //! - [`metrics`]: metric names and the request-counting middleware.
 //! - [`openapi`](mod@openapi): the OpenAPI 3 document's frame (info, bearer
 //!   scheme, tags, shared error answers); [`openapi()`] is the whole document,
 //!   built from the same `utoipa_axum` registrations [`router`] serves.
+//! - [`rate_limit`]: per-token request budgets (429 `rate_limited`).
 //! - `routes/`: one route group per file — `ops` (health, metrics), `docs`
-//!   (`/openapi.json` and the `/docs` page), `tenants`,
-//!   `ips` (add, show, pause, resume), `schedules` (warm-up schedules),
-//!   `complaints` (feedback loops, JSON or ARF), `campaigns` (create, read,
-//!   lifecycle), `leads` (import), `events` (a campaign's delivery events,
-//!   paged), `suppressions` (list, add, remove), `unsubscribe` (the public
-//!   signed `/u/{token}` links). Each handler carries its `#[utoipa::path]`
-//!   (path, method, body, answers, security), so what is served is documented.
+//!   (`/openapi.json` and the `/docs` page), `tenants`, `tokens` (a tenant's API
+//!   tokens: issue, list, revoke), `ips` (add, show, pause, resume), `schedules`
+//!   (warm-up schedules), `complaints` (feedback loops, JSON or ARF), `campaigns`
+//!   (create, read, lifecycle), `leads` (import, JSON or streamed CSV), `events`
+//!   (a campaign's delivery events, paged), `suppressions` (list, add, remove),
+//!   and the public signed links: `unsubscribe` (`/u/{token}`) and `tracking`
+//!   (`/t/o/{token}` open pixel, `/t/c/{token}` click redirect). Each handler
+//!   carries its `#[utoipa::path]` (path, method, body, answers, security), so
+//!   what is served is documented.
 //!
 //! Handlers are thin: validate fully, call `penguin_engine::store`, map the result;
 //! no SQL here. After every state change they publish a
@@ -33,11 +37,13 @@
 //! `app.current_tenant_id` per transaction, as a second wall behind these filters.
 
 pub mod auth;
+pub mod csv_leads;
 pub mod error;
 pub mod extract;
 pub mod ip_view;
 pub mod metrics;
 pub mod openapi;
+pub mod rate_limit;
 mod routes;
 pub mod validate;
 
@@ -72,6 +78,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(routes::ops::routes())
         .merge(routes::docs::routes())
         .merge(routes::tenants::routes())
+        .merge(routes::tokens::routes())
         .merge(routes::ips::routes())
         .merge(routes::schedules::routes())
         .merge(routes::complaints::routes())
@@ -80,6 +87,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(routes::events::routes())
         .merge(routes::suppressions::routes())
         .merge(routes::unsubscribe::routes())
+        .merge(routes::tracking::routes())
 }
 
 /// The OpenAPI 3 document of every route [`router`] serves (what
@@ -89,11 +97,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole API: routes, `/openapi.json`, JSON fallbacks for unknown paths and
-/// methods, the body limit (`api.max_body_bytes`), the request timeout
-/// (`api.request_timeout_ms`), request metrics and tracing.
+/// methods, the body limit (`api.max_body_bytes`), per-token rate limits
+/// (`api.rate_limit_*`), the request timeout (`api.request_timeout_ms`), request
+/// metrics and tracing.
 pub fn router(state: AppState) -> Router {
     metrics::describe();
     let timeout = Duration::from_millis(state.config.api.request_timeout_ms);
+    let limiter = rate_limit::RateLimiter::new(
+        state.config.api.rate_limit_per_minute,
+        state.config.api.rate_limit_burst,
+    );
     let (routes, doc) = documented_routes().split_for_parts();
     let doc = openapi::finish(doc)
         .to_json()
@@ -103,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { AppError::method_not_allowed() })
         .layer(Extension(routes::docs::Document(Bytes::from(doc))))
         .layer(DefaultBodyLimit::max(state.config.api.max_body_bytes))
+        .layer(middleware::from_fn_with_state(limiter, rate_limit::limit))
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
         .layer(middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())

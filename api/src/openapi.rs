@@ -52,6 +52,7 @@ pub const BEARER: &str = "bearer";
         (name = "suppressions", description = "The calling tenant's suppression list"),
         (name = "complaints", description = "Feedback loops (spam complaints)"),
         (name = "unsubscribe", description = "Signed public unsubscribe links (RFC 8058)"),
+        (name = "tracking", description = "Signed public open pixel and click redirects"),
     )
 )]
 struct ApiDoc;

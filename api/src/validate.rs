@@ -295,6 +295,33 @@ pub fn lead_fields(fields: Option<Value>) -> Result<Value, String> {
     Ok(Value::Object(map))
 }
 
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The request's `Idempotency-Key` header, if any: 1 to 255 visible ASCII
+/// characters, given once.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, AppError> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AppError::invalid("Idempotency-Key is given more than once"));
+    }
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(AppError::invalid(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+        )));
+    }
+    if !bytes.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(AppError::invalid(
+            "Idempotency-Key must be visible ASCII characters without spaces",
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,5 +404,26 @@ mod tests {
         assert!(lead_fields(Some(json!({"a": {"b": 1}}))).is_err());
         assert!(lead_fields(Some(json!({"a": [1]}))).is_err());
         assert!(lead_fields(Some(json!({"a": "x\u{0}"}))).is_err());
+    }
+
+    #[test]
+    fn idempotency_key_is_one_visible_ascii_value() {
+        use axum::http::{HeaderMap, HeaderValue};
+        let with = |values: &[&[u8]]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append("idempotency-key", HeaderValue::from_bytes(value).unwrap());
+            }
+            idempotency_key(&headers)
+        };
+        assert_eq!(with(&[]).unwrap(), None);
+        assert_eq!(with(&[b"start-42"]).unwrap().as_deref(), Some("start-42"));
+        let longest = "k".repeat(MAX_IDEMPOTENCY_KEY);
+        assert!(with(&[longest.as_bytes()]).is_ok());
+        let too_long = "k".repeat(MAX_IDEMPOTENCY_KEY + 1);
+        for bad in [&b""[..], b"a b", b"\xe9t\xe9", too_long.as_bytes()] {
+            assert!(with(&[bad]).is_err(), "{bad:?}");
+        }
+        assert!(with(&[b"a", b"b"]).is_err(), "given twice");
     }
 }

@@ -80,10 +80,16 @@ pub struct ApiConfig {
     pub admin_token: String,
     /// Largest accepted request body, in bytes (larger answers 413).
     pub max_body_bytes: usize,
+    /// Largest streamed lead import (`text/csv`), in bytes (larger answers 413).
+    pub max_import_bytes: usize,
     /// Longest time a request may take before it answers 503, in ms.
     pub request_timeout_ms: u64,
     /// How long `pause` waits for SMTP transactions already under way, in ms.
     pub pause_drain_timeout_ms: u64,
+    /// Requests each bearer token may make per minute, on average; 0 = no limit.
+    pub rate_limit_per_minute: u32,
+    /// Requests a token may make at once before the per-minute rate applies.
+    pub rate_limit_burst: u32,
 }
 
 impl Default for ApiConfig {
@@ -92,8 +98,11 @@ impl Default for ApiConfig {
             listen: "127.0.0.1:8025".into(),
             admin_token: "change-me-admin-token".into(),
             max_body_bytes: 64 * 1024 * 1024,
+            max_import_bytes: 1024 * 1024 * 1024,
             request_timeout_ms: 120_000,
             pause_drain_timeout_ms: 30_000,
+            rate_limit_per_minute: 6_000,
+            rate_limit_burst: 1_000,
         }
     }
 }
@@ -110,8 +119,12 @@ impl ApiConfig {
             ));
         }
         positive("api.max_body_bytes", self.max_body_bytes as u64)?;
+        positive("api.max_import_bytes", self.max_import_bytes as u64)?;
         positive("api.request_timeout_ms", self.request_timeout_ms)?;
         positive("api.pause_drain_timeout_ms", self.pause_drain_timeout_ms)?;
+        if self.rate_limit_per_minute > 0 {
+            positive("api.rate_limit_burst", self.rate_limit_burst.into())?;
+        }
         if self.pause_drain_timeout_ms >= self.request_timeout_ms {
             return Err(ConfigError::invalid(
                 "api.pause_drain_timeout_ms",
@@ -226,6 +239,10 @@ pub struct TrackingConfig {
     pub base_url: String,
     /// Secret for signing tracking and unsubscribe tokens. At least 16 characters.
     pub secret: String,
+    /// Add an open pixel (`/t/o/{token}`) to every HTML part.
+    pub opens: bool,
+    /// Rewrite the http(s) links of every HTML part to click redirects (`/t/c/{token}`).
+    pub clicks: bool,
 }
 
 impl Default for TrackingConfig {
@@ -233,6 +250,8 @@ impl Default for TrackingConfig {
         Self {
             base_url: "http://127.0.0.1:8025".into(),
             secret: "change-me-tracking-secret".into(),
+            opens: true,
+            clicks: true,
         }
     }
 }

@@ -13,6 +13,8 @@
 //! - [`health`]: bounce, complaint and deferral rates judged against thresholds.
 //! - [`warmup`]: the end-of-day warm-up verdict (advance, hold, step back, re-warm).
 //! - [`arf`]: feedback-loop reports (RFC 5965) → the complained-about Message-ID.
+//! - [`tracking`]: signed unsubscribe, open and click tokens;
+//!   [`tracking_html`]: the open pixel and click redirects in a message's HTML.
 
 pub mod allowance;
 pub mod arf;
@@ -34,4 +36,5 @@ pub mod sink;
 pub mod smtp;
 pub mod store;
 pub mod tracking;
+pub mod tracking_html;
 pub mod warmup;

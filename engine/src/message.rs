@@ -16,6 +16,8 @@
 //!
 //! Template variables: every lead field, plus `email` (the recipient) and
 //! `unsubscribe_url`, which win over lead fields of the same name.
+//! With [`RenderContext::tracking`], the rendered HTML part gets the open pixel
+//! and click redirects ([`crate::tracking_html`]); the text part never does.
 //! DKIM signing happens later, on the bytes returned here.
 
 use mail_builder::MessageBuilder;
@@ -25,6 +27,8 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::headers::url::URL;
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value, context};
 use uuid::Uuid;
+
+use crate::tracking_html::HtmlTracking;
 
 const SUBJECT: &str = "subject";
 const TEXT: &str = "text";
@@ -100,6 +104,8 @@ pub struct RenderContext<'a> {
     pub unsubscribe_mailto: Option<&'a str>,
     /// The Feedback-ID header value (e.g. `campaign:tenant:penguin`).
     pub feedback_id: &'a str,
+    /// Open pixel and click redirects for the HTML part; `None` sends it as rendered.
+    pub tracking: Option<HtmlTracking<'a>>,
 }
 
 /// A campaign's compiled templates and sender; cheap to share behind an `Arc`.
@@ -180,7 +186,11 @@ impl CampaignTemplate {
         let subject = single_line(&self.render_part(TemplatePart::Subject, &vars)?);
         let text = crlf(&self.render_part(TemplatePart::Text, &vars)?);
         let html = if self.has_html {
-            Some(crlf(&self.render_part(TemplatePart::Html, &vars)?))
+            let html = self.render_part(TemplatePart::Html, &vars)?;
+            Some(crlf(&match &ctx.tracking {
+                Some(tracking) => tracking.apply(&html),
+                None => html,
+            }))
         } else {
             None
         };
@@ -302,6 +312,7 @@ mod tests {
             unsubscribe_url: "https://t.sender.test/u/tok123",
             unsubscribe_mailto: Some("unsub+tok123@sender.test"),
             feedback_id: "camp1:tenant1:penguin",
+            tracking: None,
         }
     }
 

@@ -94,6 +94,7 @@ fn build_message(recipient: &str) -> (String, Vec<u8>) {
             unsubscribe_url: "https://t.sender.test/u/x",
             unsubscribe_mailto: None,
             feedback_id: "c1:t1:penguin",
+            tracking: None,
         })
         .expect("renders");
     (message_id, body)

@@ -176,8 +176,8 @@ async fn running_campaigns_get_jobs_and_finished_ones_refuse_leads() {
         Method::POST,
         &path,
         Some(&token),
-        Some("text/csv"),
-        Some(b"email\nx@example.com\n".to_vec()),
+        Some("application/xml"),
+        Some(b"<leads><email>x@example.com</email></leads>".to_vec()),
     )
     .await
     .assert_error(415, "unsupported_media_type");

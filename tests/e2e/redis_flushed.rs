@@ -57,7 +57,7 @@ async fn a_job_twice_in_redis_is_sent_once() {
     let tenant = run.id;
     rig.node.take().expect("node").shutdown().await;
 
-    campaigns::start_campaign(&rig.env.pg, tenant, run.campaign)
+    campaigns::start_campaign(&rig.env.pg, tenant, run.campaign, None)
         .await
         .expect("start the campaign in postgres");
     let queue = RedisQueue::new(rig.env.redis.clone());

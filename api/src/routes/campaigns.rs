@@ -6,19 +6,23 @@
 //! refuse impossible transitions with 409. `pause` returns only once no job of the
 //! campaign is `sending` (or `api.pause_drain_timeout_ms` passed: then the answer
 //! carries `in_flight`), so after it returns no new SMTP transaction starts.
+//! `start` honours an `Idempotency-Key` header: repeating a start with the key
+//! that started the campaign answers that start again (200 `running`, header
+//! `Idempotent-Replayed: true`) even if the campaign was paused since.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use penguin_engine::control::ControlEvent;
 use penguin_engine::db::StoreError;
 use penguin_engine::domain::{CampaignStatus, JobStatus, normalize_email};
 use penguin_engine::message::CampaignTemplate;
 use penguin_engine::store;
-use penguin_engine::store::campaigns::{Campaign, NewCampaign, StatusChange};
+use penguin_engine::store::campaigns::{Campaign, NewCampaign, StartOutcome, StatusChange};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -330,12 +334,20 @@ async fn answer(
 /// Starts a campaign: `draft` → `running`, one job per lead.
 ///
 /// Idempotent: starting a running campaign answers 200; any other state is 409
-/// (a paused campaign is resumed, not started).
+/// (a paused campaign is resumed, not started). With an `Idempotency-Key`,
+/// repeating the key that started the campaign answers that start again (200
+/// `running`, `Idempotent-Replayed: true`), even after a pause.
 #[utoipa::path(post, path = "/v1/campaigns/{id}/start", tag = "campaigns",
     security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The campaign")),
+    params(
+        ("id" = Uuid, Path, description = "The campaign"),
+        ("Idempotency-Key" = Option<String>, Header,
+         description = "1–255 visible ASCII characters; a repeat of the key that started the campaign replays that start"),
+    ),
     responses(
-        (status = 200, description = "The campaign's status", body = CampaignState),
+        (status = 200, description = "The campaign's status", body = CampaignState,
+         headers(("Idempotent-Replayed" = String, description = "`true` when this answer replays an earlier start with the same key"))),
+        (status = 422, description = "A malformed `Idempotency-Key` (`invalid_request`)", body = ErrorBody),
         (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
         (status = 409, description = "Not possible from the current status (`conflict`)", body = ErrorBody),
         TenantOnly,
@@ -344,11 +356,27 @@ async fn start(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
-) -> ApiResult<Json<CampaignState>> {
-    let change = store::campaigns::start_campaign(&state.pg, tenant, id)
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let key = validate::idempotency_key(&headers)?;
+    let outcome = store::campaigns::start_campaign(&state.pg, tenant, id, key.as_deref())
         .await
         .map_err(campaign_error)?;
-    Ok(answer(&state, tenant, id, change).await)
+    Ok(match outcome {
+        StartOutcome::Change(change) => answer(&state, tenant, id, change).await.into_response(),
+        StartOutcome::Replayed => {
+            let body = Json(CampaignState {
+                id,
+                status: CampaignStatus::Running,
+                in_flight: None,
+            });
+            let mut response = body.into_response();
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+    })
 }
 
 /// Pauses a running campaign.

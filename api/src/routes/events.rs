@@ -7,6 +7,10 @@
 //! later pages). `next_after` is `null` on the last page; a client tailing the
 //! campaign keeps polling with the last id it saw. A campaign of another tenant
 //! (or none) answers 404.
+//!
+//! Kinds: `sent`, `deferred`, `bounced`, `failed`, `suppressed` (delivery),
+//! `complaint`, `unsubscribed`, and `open` (first open per job) and `click` (first
+//! click per job and link; `reply` holds the link's URL) from the tracking links.
 
 use axum::Json;
 use axum::extract::State;

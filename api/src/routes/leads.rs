@@ -1,23 +1,35 @@
 //! `POST /v1/campaigns/{id}/leads` (tenant): imports leads as JSON
-//! `{leads: [{email, fields}]}` → `{accepted, rejected: [{row, reason}], suppressed}`.
+//! `{leads: [{email, fields}]}` or as `text/csv` (a header row with an `email`
+//! column; every other column is a field, see [`crate::csv_leads`]) →
+//! `{accepted, rejected: [{row, reason}], suppressed}`.
 //!
-//! `row` is the 0-based index in `leads`. A row is rejected for an invalid email,
-//! invalid fields (not an object of scalars), or as a `duplicate` (of an earlier
-//! row or of a lead the campaign already has); an address on the tenant's
-//! suppression list is skipped and counted in `suppressed`. So
-//! `accepted + rejected.len() + suppressed` = rows sent. A running or paused
-//! campaign gets the new leads' jobs in the same transaction. `text/csv` comes
-//! later: any other content type than JSON answers 415.
+//! `row` is the 0-based index in `leads` (for CSV: of the data rows, the header
+//! not counted). A row is rejected for an invalid email, invalid fields (not an
+//! object of scalars), or as a `duplicate` (of an earlier row or of a lead the
+//! campaign already has); an address on the tenant's suppression list is skipped
+//! and counted in `suppressed`. So `accepted + rejected.len() + suppressed` = rows
+//! sent — unless more than [`MAX_REPORTED`] rows were rejected: then only the
+//! first are listed and `rejected_truncated` is true. A running or paused
+//! campaign gets the new leads' jobs in the same transaction.
+//!
+//! CSV is streamed: the body is parsed as it arrives and written in batches of
+//! [`store::leads::CHUNK`] inside one transaction, so a million-lead file never
+//! sits in memory; it may be up to `api.max_import_bytes`. The import is all or
+//! nothing: a body error, a bad header or an oversized body changes nothing.
+//! Other content types than JSON and CSV answer 415.
 
 use std::collections::HashSet;
 
 use axum::Json;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use futures::StreamExt;
 use penguin_engine::control::ControlEvent;
 use penguin_engine::db::StoreError;
 use penguin_engine::domain::normalize_email;
 use penguin_engine::store;
-use penguin_engine::store::leads::{LeadFate, NewLead};
+use penguin_engine::store::leads::{LeadFate, LeadImport, NewLead};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -26,6 +38,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::TenantCaller;
+use crate::csv_leads::{CsvLeads, DUPLICATE, RejectedLead};
 use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{IdPath, JsonBody};
 use crate::openapi::{JsonBodyErrors, TenantOnly};
@@ -53,24 +66,51 @@ struct LeadIn {
     fields: Option<Value>,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq, ToSchema)]
-struct RejectedLead {
-    /// The 0-based index in `leads`.
-    row: usize,
-    /// What is wrong, or `duplicate`.
-    reason: String,
-}
+/// The most rejected rows an answer lists.
+pub const MAX_REPORTED: usize = 10_000;
 
-/// `accepted + rejected.len() + suppressed` = rows sent.
-#[derive(Debug, Serialize, ToSchema)]
+/// `accepted + rejected.len() + suppressed` = rows sent (unless
+/// `rejected_truncated`).
+#[derive(Debug, Default, Serialize, ToSchema)]
 struct ImportResult {
     accepted: usize,
     rejected: Vec<RejectedLead>,
     /// Rows on the tenant's suppression list, skipped.
     suppressed: usize,
+    /// Present (true) when more than 10,000 rows were rejected: only the first
+    /// are listed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    rejected_truncated: bool,
 }
 
-const DUPLICATE: &str = "duplicate";
+impl ImportResult {
+    fn reject(&mut self, rejected: impl IntoIterator<Item = RejectedLead>) {
+        for row in rejected {
+            if self.rejected.len() < MAX_REPORTED {
+                self.rejected.push(row);
+            } else {
+                self.rejected_truncated = true;
+            }
+        }
+    }
+
+    /// Counts what the database made of `rows`.
+    fn record(&mut self, rows: Vec<usize>, fates: Vec<LeadFate>) {
+        debug_assert_eq!(rows.len(), fates.len());
+        let mut duplicates = Vec::new();
+        for (row, fate) in rows.into_iter().zip(fates) {
+            match fate {
+                LeadFate::Accepted => self.accepted += 1,
+                LeadFate::Suppressed => self.suppressed += 1,
+                LeadFate::Duplicate => duplicates.push(RejectedLead {
+                    row,
+                    reason: DUPLICATE.to_string(),
+                }),
+            }
+        }
+        self.reject(duplicates);
+    }
+}
 
 /// Splits the rows into valid leads (with their row numbers) and rejections.
 fn check_rows(rows: Vec<LeadIn>) -> (Vec<(usize, NewLead)>, Vec<RejectedLead>) {
@@ -110,11 +150,16 @@ fn check_rows(rows: Vec<LeadIn>) -> (Vec<(usize, NewLead)>, Vec<RejectedLead>) {
 /// A row is rejected for an invalid email, invalid fields, or as a `duplicate`
 /// (of an earlier row or of a lead the campaign has); a suppressed address is
 /// skipped and counted. A running or paused campaign gets the new leads' jobs
-/// at once. Only JSON for now (`text/csv` is planned).
+/// at once. As `text/csv` (a header row with an `email` column; every other
+/// column is a field) the body is streamed into one transaction, up to
+/// `api.max_import_bytes`; a bad header or an oversized body changes nothing.
 #[utoipa::path(post, path = "/v1/campaigns/{id}/leads", tag = "leads",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The campaign")),
-    request_body = ImportLeads,
+    request_body(content(
+        (ImportLeads = "application/json"),
+        (String = "text/csv", example = "email,first_name\nann@example.com,Ann\n"),
+    )),
     responses(
         (status = 200, description = "What became of each row", body = ImportResult),
         (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
@@ -124,49 +169,107 @@ async fn import(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
     IdPath(campaign): IdPath,
-    JsonBody(request): JsonBody<ImportLeads>,
+    request: Request,
 ) -> ApiResult<Json<ImportResult>> {
-    let (valid, mut rejected) = check_rows(request.leads);
-    let (rows, leads): (Vec<usize>, Vec<NewLead>) = valid.into_iter().unzip();
-    let outcome = store::leads::import_leads(&state.pg, tenant, campaign, &leads)
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound => AppError::not_found("no such campaign"),
-            other => other.into(),
-        })?;
-    debug_assert_eq!(outcome.fates.len(), rows.len());
-
-    let mut result = ImportResult {
-        accepted: 0,
-        rejected: Vec::new(),
-        suppressed: 0,
+    let csv = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/csv"));
+    let (status, jobs_created, result) = if csv {
+        import_csv(&state, tenant, campaign, request.into_body()).await?
+    } else {
+        let JsonBody(leads) = JsonBody::<ImportLeads>::from_request(request, &state).await?;
+        import_json(&state, tenant, campaign, leads.leads).await?
     };
-    for (row, fate) in rows.into_iter().zip(outcome.fates) {
-        match fate {
-            LeadFate::Accepted => result.accepted += 1,
-            LeadFate::Suppressed => result.suppressed += 1,
-            LeadFate::Duplicate => rejected.push(RejectedLead {
-                row,
-                reason: DUPLICATE.to_string(),
-            }),
-        }
-    }
-    rejected.sort_by_key(|r| r.row);
-    result.rejected = rejected;
-
-    if outcome.jobs_created && result.accepted > 0 {
+    if jobs_created && result.accepted > 0 {
         let event = ControlEvent::CampaignChanged {
             tenant_id: tenant,
             campaign_id: campaign,
-            status: outcome.status,
+            status,
         };
         super::publish(&state, event).await;
     }
     tracing::info!(
         tenant_id = %tenant, campaign_id = %campaign, accepted = result.accepted,
-        rejected = result.rejected.len(), suppressed = result.suppressed, "leads imported"
+        rejected = result.rejected.len(), suppressed = result.suppressed, csv, "leads imported"
     );
     Ok(Json(result))
+}
+
+type Imported = (penguin_engine::domain::CampaignStatus, bool, ImportResult);
+
+fn campaign_error(error: StoreError) -> AppError {
+    match error {
+        StoreError::NotFound => AppError::not_found("no such campaign"),
+        other => other.into(),
+    }
+}
+
+async fn import_json(
+    state: &AppState,
+    tenant: uuid::Uuid,
+    campaign: uuid::Uuid,
+    leads: Vec<LeadIn>,
+) -> ApiResult<Imported> {
+    let (valid, rejected) = check_rows(leads);
+    let (rows, leads): (Vec<usize>, Vec<NewLead>) = valid.into_iter().unzip();
+    let outcome = store::leads::import_leads(&state.pg, tenant, campaign, &leads)
+        .await
+        .map_err(campaign_error)?;
+    let mut result = ImportResult::default();
+    result.record(rows, outcome.fates);
+    result.reject(rejected);
+    result.rejected.sort_by_key(|r| r.row);
+    Ok((outcome.status, outcome.jobs_created, result))
+}
+
+/// Streams a CSV body into one import transaction, a batch at a time.
+async fn import_csv(
+    state: &AppState,
+    tenant: uuid::Uuid,
+    campaign: uuid::Uuid,
+    body: Body,
+) -> ApiResult<Imported> {
+    let max_bytes = state.config.api.max_import_bytes;
+    let mut client = state.pg.get().await.map_err(StoreError::from)?;
+    let mut import = LeadImport::begin(&mut client, tenant, campaign)
+        .await
+        .map_err(campaign_error)?;
+    let mut csv = CsvLeads::new();
+    let mut result = ImportResult::default();
+    let mut stream = body.into_data_stream();
+    let mut received = 0usize;
+    let mut done = false;
+    while !done {
+        match stream.next().await {
+            Some(piece) => {
+                let piece = piece.map_err(|e| {
+                    AppError::malformed_body(format!("reading the body failed: {e}"))
+                })?;
+                received += piece.len();
+                if received > max_bytes {
+                    return Err(AppError::payload_too_large());
+                }
+                csv.feed(&piece)?;
+            }
+            None => {
+                csv.finish()?;
+                done = true;
+            }
+        }
+        result.reject(csv.take_rejected());
+        if csv.pending() >= store::leads::CHUNK || (done && csv.pending() > 0) {
+            let (rows, leads) = csv.take_batch();
+            let fates = import.add(&leads).await.map_err(campaign_error)?;
+            result.record(rows, fates);
+        }
+    }
+    let (status, jobs_created) = (import.status, import.jobs_created);
+    import.commit().await.map_err(campaign_error)?;
+    result.rejected.sort_by_key(|r| r.row);
+    Ok((status, jobs_created, result))
 }
 
 #[cfg(test)]

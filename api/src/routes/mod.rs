@@ -13,6 +13,8 @@ pub mod ops;
 pub mod schedules;
 pub mod suppressions;
 pub mod tenants;
+pub mod tokens;
+pub mod tracking;
 pub mod unsubscribe;
 
 use axum::extract::{FromRequestParts, Query};

@@ -1,5 +1,6 @@
 //! The loopback SMTP sink: a small, fast SMTP server that accepts everything (or
-//! what its rules say), records who sent what, and never keeps message bodies.
+//! what its rules say), records who sent what, and keeps message bodies only
+//! when asked ([`SinkHandle::keep_bodies`], for tests that read the messages).
 //!
 //! Used by the engine's tests, `penguin demo`, `penguin bench` and
 //! `penguin sink`. Start it with [`Sink::start`]; the returned [`SinkHandle`]
@@ -220,6 +221,18 @@ impl SinkHandle {
 
     pub fn stats(&self) -> SinkStats {
         self.state.stats()
+    }
+
+    /// From now on, keep the bytes of every accepted message (off by default:
+    /// a benchmark's bodies would fill memory), readable with [`Self::body`].
+    pub fn keep_bodies(&self, keep: bool) {
+        self.state.set_keep_bodies(keep);
+    }
+
+    /// The message `seq` ([`ReceivedMessage::seq`]) as received (dot-unstuffed),
+    /// if it arrived while bodies were kept.
+    pub fn body(&self, seq: u64) -> Option<Vec<u8>> {
+        self.state.body(seq)
     }
 
     /// Every recorded message, in order of acceptance.

@@ -322,6 +322,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             rcpt_to,
             size: summary.size,
             tls: self.tls,
+            body: summary.body,
         };
         match response {
             Response::Drop => return self.drop_connection().await,
@@ -343,7 +344,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
 
     /// Reads the message up to the terminating dot; `None` on EOF first.
     async fn read_data(&mut self) -> io::Result<Option<DataSummary>> {
-        let mut summary = DataSummary::default();
+        let mut summary = DataSummary {
+            body: self.state.keeps_bodies().then(Vec::new),
+            ..DataSummary::default()
+        };
         let mut headers = HeaderScan::default();
         let mut line_start = true;
         loop {
@@ -364,11 +368,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
                 }
                 let content = chunk.strip_prefix(b".").unwrap_or(chunk);
                 summary.size += content.len();
+                if let Some(body) = &mut summary.body {
+                    body.extend_from_slice(content);
+                }
                 if complete {
                     headers.line(content);
                 }
             } else {
                 summary.size += chunk.len();
+                if let Some(body) = &mut summary.body {
+                    body.extend_from_slice(chunk);
+                }
             }
             line_start = complete;
         }
@@ -398,6 +408,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
 struct DataSummary {
     size: usize,
     message_id: Option<String>,
+    /// The dot-unstuffed message, when the sink keeps bodies.
+    body: Option<Vec<u8>>,
 }
 
 /// Finds the Message-ID among the header lines (folding allowed).

@@ -1,5 +1,6 @@
-//! What the sink remembers: one compact record per accepted message (no bodies),
-//! counters, and the active rules. Shared by every session, the HTTP API and
+//! What the sink remembers: one compact record per accepted message (bodies only
+//! when a test asks, [`super::SinkHandle::keep_bodies`]), counters, and the
+//! active rules. Shared by every session, the HTTP API and
 //! [`super::SinkHandle`].
 //!
 //! Guarantees: a message is recorded before its 2xx reply is written, so once a
@@ -10,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
@@ -80,11 +81,15 @@ pub(crate) struct Accepted {
     pub rcpt_to: Vec<String>,
     pub size: usize,
     pub tls: bool,
+    /// The message as received, when bodies are kept.
+    pub body: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
 struct Records {
     messages: Vec<ReceivedMessage>,
+    /// Kept bodies by sequence number.
+    bodies: HashMap<u64, Vec<u8>>,
     message_id_counts: HashMap<String, u32>,
     duplicate_message_ids: u64,
     duplicate_messages: u64,
@@ -110,6 +115,8 @@ pub(crate) struct SinkState {
     records: Mutex<Records>,
     sources: Mutex<HashMap<IpAddr, SourceConnections>>,
     rules: Mutex<RuleSet>,
+    /// Keep the bytes of accepted messages (tests that read what was sent).
+    keep_bodies: AtomicBool,
     /// Woken on every accepted message, for `wait_for_*` helpers.
     pub accepted: Notify,
 }
@@ -131,6 +138,7 @@ impl SinkState {
             records: Mutex::new(Records::default()),
             sources: Mutex::new(HashMap::new()),
             rules: Mutex::new(rules),
+            keep_bodies: AtomicBool::new(false),
             accepted: Notify::new(),
         }
     }
@@ -174,6 +182,9 @@ impl SinkState {
             *records.per_source_ip.entry(message.source_ip).or_insert(0) += 1;
             if message.tls {
                 records.tls_messages += 1;
+            }
+            if let Some(body) = message.body {
+                records.bodies.insert(seq, body);
             }
             records.messages.push(ReceivedMessage {
                 seq,
@@ -257,6 +268,19 @@ impl SinkState {
         }
     }
 
+    pub fn set_keep_bodies(&self, keep: bool) {
+        self.keep_bodies.store(keep, Ordering::Relaxed);
+    }
+
+    pub fn keeps_bodies(&self) -> bool {
+        self.keep_bodies.load(Ordering::Relaxed)
+    }
+
+    /// The kept body of message `seq`.
+    pub fn body(&self, seq: u64) -> Option<Vec<u8>> {
+        lock(&self.records).bodies.get(&seq).cloned()
+    }
+
     /// Every record, in order.
     pub fn messages(&self) -> Vec<ReceivedMessage> {
         lock(&self.records).messages.clone()
@@ -317,6 +341,7 @@ mod tests {
             rcpt_to: vec!["r@b.test".into()],
             size: 10,
             tls: false,
+            body: None,
         }
     }
 

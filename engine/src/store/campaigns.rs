@@ -192,23 +192,49 @@ const CHANGED_TO_RUNNING: StatusChange = StatusChange {
     changed: true,
 };
 
+/// What [`start_campaign`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// Started now, or found `running` already.
+    Change(StatusChange),
+    /// The campaign was started earlier with the same idempotency key: the first
+    /// answer (`running`) stands, whatever happened to the campaign since.
+    Replayed,
+}
+
 /// `draft → running`, creating one `pending` job per lead, in one transaction.
 /// Starting a running campaign changes nothing; any other state is a conflict
-/// (a paused campaign is resumed, not started).
+/// (a paused campaign is resumed, not started) — unless `key` is the
+/// idempotency key the campaign was started with, which replays that start.
+/// The key of the start that changed the campaign is kept in `start_key`.
 pub async fn start_campaign(
     pool: &Pool,
     tenant: Uuid,
     id: Uuid,
-) -> Result<StatusChange, StoreError> {
+    key: Option<&str>,
+) -> Result<StartOutcome, StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     let (status, priority) = lock_campaign(&tx, tenant, id).await?;
+    if let Some(key) = key {
+        let stmt = tx
+            .prepare_cached("SELECT start_key FROM campaigns WHERE tenant_id = $1 AND id = $2")
+            .await?;
+        let stored: Option<String> = tx.query_one(&stmt, &[&tenant, &id]).await?.get(0);
+        if stored.as_deref() == Some(key) {
+            return Ok(StartOutcome::Replayed);
+        }
+    }
     match status {
         CampaignStatus::Draft => {}
-        CampaignStatus::Running => return Ok(unchanged(status)),
+        CampaignStatus::Running => return Ok(StartOutcome::Change(unchanged(status))),
         _ => return Err(refuse("start", status)),
     }
     set_status(&tx, tenant, id, CampaignStatus::Running).await?;
+    let record_key = tx
+        .prepare_cached("UPDATE campaigns SET start_key = $3 WHERE tenant_id = $1 AND id = $2")
+        .await?;
+    tx.execute(&record_key, &[&tenant, &id, &key]).await?;
     let create_jobs = tx
         .prepare_cached(
             "INSERT INTO send_jobs (tenant_id, id, campaign_id, lead_id, priority, run_at)
@@ -219,7 +245,7 @@ pub async fn start_campaign(
         .await?;
     tx.execute(&create_jobs, &[&tenant, &id, &priority]).await?;
     tx.commit().await?;
-    Ok(CHANGED_TO_RUNNING)
+    Ok(StartOutcome::Change(CHANGED_TO_RUNNING))
 }
 
 /// `running → paused`. Once this returns, no engine claim moves a job of the

@@ -13,9 +13,11 @@
 //! - [`schedules`]: warm-up schedules (built-in and added by the operator).
 //! - [`complaints`]: feedback-loop complaints: the job, the event, the rollup,
 //!   the suppression.
+//! - [`engagement`]: opens and clicks from the public tracking links.
 
 pub mod campaigns;
 pub mod complaints;
+pub mod engagement;
 pub mod events;
 pub mod events_read;
 pub mod ip_state;

@@ -1,7 +1,9 @@
 //! Tenants and their API tokens (control plane, written by the API).
 //!
 //! A tenant token is stored only as its sha256: [`insert_tenant`] takes the hash,
-//! [`tenant_of_token`] resolves a presented token's hash to its tenant. Also holds
+//! [`tenant_of_token`] resolves a presented token's hash to its tenant. A tenant
+//! may hold several tokens ([`insert_token`], [`tokens`]); a revoked one
+//! ([`revoke_token`]) stops working at once and stays listed. Also holds
 //! [`ping`], the database health probe of `/health/db`.
 
 use deadpool_postgres::Pool;
@@ -55,6 +57,79 @@ pub async fn tenant_of_token(pool: &Pool, token_hash: &[u8]) -> Result<Option<Uu
         .await?;
     let row = client.query_opt(&stmt, &[&token_hash]).await?;
     Ok(row.map(|row| row.get(0)))
+}
+
+/// One API token as listed (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    pub id: Uuid,
+    pub created_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
+}
+
+fn token_row(row: &tokio_postgres::Row) -> TokenRow {
+    TokenRow {
+        id: row.get(0),
+        created_at: row.get(1),
+        revoked_at: row.get(2),
+    }
+}
+
+/// Adds a token to an existing tenant; `NotFound` when there is no such tenant.
+pub async fn insert_token(
+    pool: &Pool,
+    tenant: Uuid,
+    id: Uuid,
+    token_hash: &[u8],
+) -> Result<TokenRow, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO api_tokens (tenant_id, id, token_hash)
+             SELECT t.id, $2, $3 FROM tenants t WHERE t.id = $1
+             RETURNING id, created_at, revoked_at",
+        )
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&tenant, &id, &token_hash])
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    Ok(token_row(&row))
+}
+
+/// A tenant's tokens, oldest first, revoked ones included.
+pub async fn tokens(pool: &Pool, tenant: Uuid) -> Result<Vec<TokenRow>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT id, created_at, revoked_at FROM api_tokens
+             WHERE tenant_id = $1 ORDER BY created_at, id",
+        )
+        .await?;
+    Ok(client
+        .query(&stmt, &[&tenant])
+        .await?
+        .iter()
+        .map(token_row)
+        .collect())
+}
+
+/// Revokes one of a tenant's tokens (again: no change, the first time stands);
+/// `NotFound` when the tenant has no such token.
+pub async fn revoke_token(pool: &Pool, tenant: Uuid, id: Uuid) -> Result<TokenRow, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now())
+             WHERE tenant_id = $1 AND id = $2
+             RETURNING id, created_at, revoked_at",
+        )
+        .await?;
+    let row = client
+        .query_opt(&stmt, &[&tenant, &id])
+        .await?
+        .ok_or(StoreError::NotFound)?;
+    Ok(token_row(&row))
 }
 
 /// Whether a tenant exists.

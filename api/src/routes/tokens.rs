@@ -1,0 +1,155 @@
+//! A tenant's API tokens: `POST /v1/tenants/{id}/tokens` issues another one
+//! (shown once), `GET` lists them (ids and dates, never the tokens),
+//! `DELETE /v1/tenants/{id}/tokens/{token_id}` revokes one — it stops working
+//! at once, and revoking it again changes nothing. The admin reaches every
+//! tenant; a tenant token reaches only its own tenant (another id answers 404).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use penguin_engine::store;
+use penguin_engine::store::tenants::TokenRow;
+use serde::Serialize;
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::{self, Caller};
+use crate::error::{ApiResult, AppError, ErrorBody};
+use crate::extract::IdPath;
+use crate::openapi::AnyCaller;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(issue, list))
+        .routes(routes!(revoke))
+}
+
+/// A token as listed: never the token itself.
+#[derive(Debug, Serialize, ToSchema)]
+struct TokenView {
+    id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    revoked_at: Option<OffsetDateTime>,
+}
+
+impl From<TokenRow> for TokenView {
+    fn from(row: TokenRow) -> Self {
+        TokenView {
+            id: row.id,
+            created_at: row.created_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct TokenIssued {
+    id: Uuid,
+    /// Shown once: store it now.
+    token: String,
+    #[serde(with = "time::serde::rfc3339")]
+    created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct TokenList {
+    tokens: Vec<TokenView>,
+}
+
+/// The tenant `id` if `caller` may manage its tokens; 404 otherwise (a foreign
+/// tenant is never told apart from a missing one).
+async fn reachable(state: &AppState, caller: Caller, id: Uuid) -> ApiResult<Uuid> {
+    let visible = match caller {
+        Caller::Admin => store::tenants::tenant_exists(&state.pg, id).await?,
+        Caller::Tenant(own) => own == id,
+    };
+    visible
+        .then_some(id)
+        .ok_or_else(|| AppError::not_found("no such tenant"))
+}
+
+/// Issues another API token for the tenant (shown once, stored as its sha256).
+#[utoipa::path(post, path = "/v1/tenants/{id}/tokens", tag = "tenants",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The tenant")),
+    responses(
+        (status = 201, description = "The new token", body = TokenIssued),
+        (status = 404, description = "No such tenant, or another tenant's (`not_found`)", body = ErrorBody),
+        AnyCaller,
+    ))]
+async fn issue(
+    caller: Caller,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> ApiResult<(StatusCode, Json<TokenIssued>)> {
+    let tenant = reachable(&state, caller, id).await?;
+    let (token, hash) = auth::new_tenant_token();
+    let row = store::tenants::insert_token(&state.pg, tenant, Uuid::now_v7(), &hash).await?;
+    tracing::info!(tenant_id = %tenant, token_id = %row.id, "api token issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenIssued {
+            id: row.id,
+            token,
+            created_at: row.created_at,
+        }),
+    ))
+}
+
+/// The tenant's tokens, oldest first, revoked ones included.
+#[utoipa::path(get, path = "/v1/tenants/{id}/tokens", tag = "tenants",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The tenant")),
+    responses(
+        (status = 200, description = "The tokens (never the token strings)", body = TokenList),
+        (status = 404, description = "No such tenant, or another tenant's (`not_found`)", body = ErrorBody),
+        AnyCaller,
+    ))]
+async fn list(
+    caller: Caller,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> ApiResult<Json<TokenList>> {
+    let tenant = reachable(&state, caller, id).await?;
+    let rows = store::tenants::tokens(&state.pg, tenant).await?;
+    Ok(Json(TokenList {
+        tokens: rows.into_iter().map(TokenView::from).collect(),
+    }))
+}
+
+/// Revokes a token at once; revoking it again changes nothing.
+#[utoipa::path(delete, path = "/v1/tenants/{id}/tokens/{token_id}", tag = "tenants",
+    security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path, description = "The tenant"),
+        ("token_id" = Uuid, Path, description = "The token's id"),
+    ),
+    responses(
+        (status = 200, description = "The token, with `revoked_at`", body = TokenView),
+        (status = 404, description = "No such tenant or token (`not_found`)", body = ErrorBody),
+        AnyCaller,
+    ))]
+async fn revoke(
+    caller: Caller,
+    State(state): State<AppState>,
+    path: Result<Path<(Uuid, Uuid)>, axum::extract::rejection::PathRejection>,
+) -> ApiResult<Json<TokenView>> {
+    let Ok(Path((id, token_id))) = path else {
+        return Err(AppError::not_found("not found"));
+    };
+    let tenant = reachable(&state, caller, id).await?;
+    let row = store::tenants::revoke_token(&state.pg, tenant, token_id)
+        .await
+        .map_err(|e| match e {
+            penguin_engine::db::StoreError::NotFound => AppError::not_found("no such token"),
+            other => other.into(),
+        })?;
+    tracing::info!(tenant_id = %tenant, token_id = %row.id, "api token revoked");
+    Ok(Json(row.into()))
+}
