@@ -6,6 +6,9 @@
 //! In the same run, a raw SMTP blast from this process to the same sink — same
 //! source IPs, same connection count and reuse, prebuilt messages, no Postgres or
 //! Redis — gives the ceiling; the engine/ceiling ratio is what the engine costs.
+//!
+//! With `--import-leads N` it measures lead import instead
+//! ([`super::bench_import`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -42,6 +45,9 @@ pub struct BenchArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 1_800)]
     pub timeout_secs: u64,
+    /// Measure lead import instead: post this many leads as one CSV body.
+    #[arg(long)]
+    pub import_leads: Option<usize>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -66,6 +72,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let total = per_tenant * args.tenants;
 
     let node = Node::start(config.clone(), NodeOptions::standalone()).await?;
+    if let Some(leads) = args.import_leads {
+        let outcome =
+            super::bench_import::run(&node.api_url(), &config.api.admin_token, leads).await;
+        node.shutdown().await;
+        sink.shutdown().await;
+        return outcome;
+    }
     let spec = ScenarioSpec {
         prefix: "bench".into(),
         tenants: addresses.iter().map(|a| vec![a.clone()]).collect(),

@@ -1,6 +1,7 @@
 //! One file per `penguin` subcommand.
 
 pub mod bench;
+pub mod bench_import;
 pub mod demo;
 pub mod migrate;
 pub mod serve;

@@ -225,25 +225,57 @@ async fn import_json(
     Ok((outcome.status, outcome.jobs_created, result))
 }
 
-/// Streams a CSV body into one import transaction, a batch at a time.
+/// Streams a CSV body into one import transaction, a batch at a time. Parsing
+/// the next batch overlaps with writing the previous one (two futures of this
+/// task, a channel of two batches between them), so Postgres and this process
+/// work at the same time.
 async fn import_csv(
     state: &AppState,
     tenant: uuid::Uuid,
     campaign: uuid::Uuid,
     body: Body,
 ) -> ApiResult<Imported> {
-    let max_bytes = state.config.api.max_import_bytes;
     let mut client = state.pg.get().await.map_err(StoreError::from)?;
     let mut import = LeadImport::begin(&mut client, tenant, campaign)
         .await
         .map_err(campaign_error)?;
+    let (batches, mut ready) = tokio::sync::mpsc::channel::<(Vec<usize>, Vec<NewLead>)>(2);
+    let parse = parse_csv(body, state.config.api.max_import_bytes, batches);
+    let write = async {
+        let mut written = ImportResult::default();
+        while let Some((rows, leads)) = ready.recv().await {
+            let fates = import.add(&leads).await.map_err(campaign_error)?;
+            written.record(rows, fates);
+        }
+        Ok::<_, AppError>(written)
+    };
+    // A parse failure closes the channel: the writer stops, the transaction is
+    // dropped (rolled back). A write failure closes it too: the parser stops.
+    let (parsed, written) = tokio::join!(parse, write);
+    let mut result = written?;
+    let refused = parsed?;
+    result.reject(refused.rejected);
+    result.rejected_truncated |= refused.rejected_truncated;
+    let (status, jobs_created) = (import.status, import.jobs_created);
+    import.commit().await.map_err(campaign_error)?;
+    result.rejected.sort_by_key(|r| r.row);
+    Ok((status, jobs_created, result))
+}
+
+/// Reads and parses the body, sending batches of [`store::leads::CHUNK`] leads;
+/// returns the rows it refused (in `rejected`, capped like every answer). Stops early (without error) when the writer is
+/// gone.
+async fn parse_csv(
+    body: Body,
+    max_bytes: usize,
+    batches: tokio::sync::mpsc::Sender<(Vec<usize>, Vec<NewLead>)>,
+) -> ApiResult<ImportResult> {
     let mut csv = CsvLeads::new();
-    let mut result = ImportResult::default();
+    let mut refused = ImportResult::default();
     let mut stream = body.into_data_stream();
     let mut received = 0usize;
-    let mut done = false;
-    while !done {
-        match stream.next().await {
+    loop {
+        let done = match stream.next().await {
             Some(piece) => {
                 let piece = piece.map_err(|e| {
                     AppError::malformed_body(format!("reading the body failed: {e}"))
@@ -253,23 +285,23 @@ async fn import_csv(
                     return Err(AppError::payload_too_large());
                 }
                 csv.feed(&piece)?;
+                false
             }
             None => {
                 csv.finish()?;
-                done = true;
+                true
             }
+        };
+        refused.reject(csv.take_rejected());
+        let full = csv.pending() >= store::leads::CHUNK || (done && csv.pending() > 0);
+        if full && batches.send(csv.take_batch()).await.is_err() {
+            break;
         }
-        result.reject(csv.take_rejected());
-        if csv.pending() >= store::leads::CHUNK || (done && csv.pending() > 0) {
-            let (rows, leads) = csv.take_batch();
-            let fates = import.add(&leads).await.map_err(campaign_error)?;
-            result.record(rows, fates);
+        if done {
+            break;
         }
     }
-    let (status, jobs_created) = (import.status, import.jobs_created);
-    import.commit().await.map_err(campaign_error)?;
-    result.rejected.sort_by_key(|r| r.row);
-    Ok((status, jobs_created, result))
+    Ok(refused)
 }
 
 #[cfg(test)]
