@@ -164,26 +164,20 @@ mod tests {
     #[test]
     fn eta_spreads_the_remaining_jobs_over_the_recent_rate() {
         let now = OffsetDateTime::UNIX_EPOCH;
-        let counts = counts(&[("pending", 9), ("deferred", 1), ("sent", 6)]);
+        let left = counts(&[("pending", 9), ("deferred", 1), ("sent", 6)]);
         let activity = Activity {
             finished_recent: 7,
             ..Activity::default()
         };
         // 10 jobs at 7 per 300 s: ⌈3000 / 7⌉ = 429 s.
-        let eta = eta(CampaignStatus::Running, &counts, &activity, now);
-        assert_eq!(eta, Some(now + Duration::seconds(429)));
+        let at = eta(CampaignStatus::Running, &left, &activity, now);
+        assert_eq!(at, Some(now + Duration::seconds(429)));
         for status in [CampaignStatus::Paused, CampaignStatus::Completed] {
-            assert_eq!(super::eta(status, &counts, &activity, now), None);
+            assert_eq!(eta(status, &left, &activity, now), None);
         }
         let idle = Activity::default();
-        assert_eq!(
-            super::eta(CampaignStatus::Running, &counts, &idle, now),
-            None
-        );
-        let done = super::counts(&[("sent", 6)]);
-        assert_eq!(
-            super::eta(CampaignStatus::Running, &done, &activity, now),
-            None
-        );
+        assert_eq!(eta(CampaignStatus::Running, &left, &idle, now), None);
+        let done = counts(&[("sent", 6)]);
+        assert_eq!(eta(CampaignStatus::Running, &done, &activity, now), None);
     }
 }
