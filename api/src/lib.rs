@@ -8,6 +8,8 @@
 //! - [`extract`]: JSON body and path-id extractors that fail with [`AppError`].
 //! - [`validate`]: pure checks of request fields.
 //! - [`csv_leads`]: leads from a streamed CSV body.
+//! - [`campaign_rates`]: a campaign's `rates` and `eta`, pure arithmetic over
+//!   its job counts and recent events.
 //! - [`ip_view`]: an IP as the API shows it, with its allowance, quota, health
 //!   and state computed by the engine's own arithmetic.
 //! - [`metrics`]: metric names and the request-counting middleware.
@@ -20,7 +22,8 @@
 //!   tokens: issue, list, revoke), `ips` (add, show, pause, resume), `schedules`
 //!   (warm-up schedules), `complaints` (feedback loops, JSON or ARF), `campaigns`
 //!   (create, read, lifecycle), `leads` (import, JSON or streamed CSV), `events`
-//!   (a campaign's delivery events, paged), `suppressions` (list, add, remove),
+//!   (a campaign's delivery events, paged), `stats` (per-day counts per
+//!   campaign, IP and tenant), `suppressions` (list, add, remove),
 //!   and the public signed links: `unsubscribe` (`/u/{token}`) and `tracking`
 //!   (`/t/o/{token}` open pixel, `/t/c/{token}` click redirect). Each handler
 //!   carries its `#[utoipa::path]` (path, method, body, answers, security), so
@@ -37,6 +40,7 @@
 //! `app.current_tenant_id` per transaction, as a second wall behind these filters.
 
 pub mod auth;
+pub mod campaign_rates;
 pub mod csv_leads;
 pub mod error;
 pub mod extract;
@@ -85,6 +89,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(routes::campaigns::routes())
         .merge(routes::leads::routes())
         .merge(routes::events::routes())
+        .merge(routes::stats::routes())
         .merge(routes::suppressions::routes())
         .merge(routes::unsubscribe::routes())
         .merge(routes::tracking::routes())

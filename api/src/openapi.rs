@@ -49,6 +49,7 @@ pub const BEARER: &str = "bearer";
         (name = "campaigns", description = "Campaigns of the calling tenant and their lifecycle"),
         (name = "leads", description = "Lead import"),
         (name = "events", description = "Delivery events of a campaign"),
+        (name = "stats", description = "Counts per day of a campaign, an IP or the calling tenant"),
         (name = "suppressions", description = "The calling tenant's suppression list"),
         (name = "complaints", description = "Feedback loops (spam complaints)"),
         (name = "unsubscribe", description = "Signed public unsubscribe links (RFC 8058)"),

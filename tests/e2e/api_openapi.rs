@@ -18,7 +18,7 @@ use crate::support::api::{Answer, ApiClient, ApiServer};
 use crate::support::{ADMIN_TOKEN, TestEnv};
 
 /// Every (method, path) of DESIGN.md §8 that exists in the code, plus `/docs`.
-const ROUTES: [(&str, &str); 35] = [
+const ROUTES: [(&str, &str); 38] = [
     ("GET", "/health"),
     ("GET", "/health/db"),
     ("GET", "/health/queue"),
@@ -46,6 +46,9 @@ const ROUTES: [(&str, &str); 35] = [
     ("POST", "/v1/campaigns/{id}/resume"),
     ("POST", "/v1/campaigns/{id}/cancel"),
     ("GET", "/v1/campaigns/{id}/events"),
+    ("GET", "/v1/campaigns/{id}/stats"),
+    ("GET", "/v1/ips/{id}/stats"),
+    ("GET", "/v1/stats"),
     ("GET", "/v1/suppressions"),
     ("POST", "/v1/suppressions"),
     ("DELETE", "/v1/suppressions/{email}"),

@@ -1,5 +1,6 @@
 //! Campaigns of the calling tenant: `POST /v1/campaigns` (create, `draft`),
-//! `GET /v1/campaigns/{id}` (with job counts), and the lifecycle
+//! `GET /v1/campaigns/{id}` (with job counts, `rates` and `eta`, see
+//! `campaign_rates.rs`), and the lifecycle
 //! `POST /v1/campaigns/{id}/start|pause|resume|cancel` → `{id, status}`.
 //!
 //! Lifecycle calls are idempotent (asking for the current state answers 200) and
@@ -34,6 +35,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::TenantCaller;
+use crate::campaign_rates::{self, RatesBody};
 use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{IdPath, JsonBody};
 use crate::openapi::{JsonBodyErrors, TenantOnly, string_enum};
@@ -118,6 +120,13 @@ struct CampaignWithCounts {
     counts: BTreeMap<&'static str, i64>,
     /// Every job of the campaign.
     total: i64,
+    /// Sending speed, outcomes and engagement (see each field).
+    rates: RatesBody,
+    /// When the remaining jobs would be done at `rates.finished_per_minute`;
+    /// null when nothing is left, the campaign is not `running`, or no job
+    /// finished in the last 5 minutes.
+    #[serde(with = "time::serde::rfc3339::option")]
+    eta: Option<OffsetDateTime>,
 }
 
 /// The answer of a lifecycle call.
@@ -273,7 +282,9 @@ async fn create(
     Ok((StatusCode::CREATED, Json(campaign.into())))
 }
 
-/// One campaign of the calling tenant, with its job counts per state.
+/// One campaign of the calling tenant, with its job counts per state, its
+/// `rates` (speed over the last 5 minutes, outcome and engagement fractions)
+/// and `eta`.
 #[utoipa::path(get, path = "/v1/campaigns/{id}", tag = "campaigns",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The campaign")),
@@ -300,10 +311,17 @@ async fn show(
         by_status.insert(status.as_str(), count);
         total += count;
     }
+    let now = OffsetDateTime::now_utc();
+    let since = now - time::Duration::minutes(campaign_rates::RATE_WINDOW_MINUTES);
+    let activity = store::stats::campaign_activity(&state.pg, tenant, id, since).await?;
+    let rates = RatesBody::new(&by_status, &activity);
+    let eta = campaign_rates::eta(campaign.status, &by_status, &activity, now);
     Ok(Json(CampaignWithCounts {
         campaign: campaign.into(),
         counts: by_status,
         total,
+        rates,
+        eta,
     }))
 }
 

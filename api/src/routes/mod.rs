@@ -11,6 +11,7 @@ pub mod ips;
 pub mod leads;
 pub mod ops;
 pub mod schedules;
+pub mod stats;
 pub mod suppressions;
 pub mod tenants;
 pub mod tokens;

@@ -14,6 +14,8 @@
 //! - [`complaints`]: feedback-loop complaints: the job, the event, the rollup,
 //!   the suppression.
 //! - [`engagement`]: opens and clicks from the public tracking links.
+//! - [`stats`]: read-only statistics for the API: a campaign's recent activity
+//!   and engagement, per-day rows per campaign, IP and tenant.
 
 pub mod campaigns;
 pub mod complaints;
@@ -26,6 +28,7 @@ pub mod jobs;
 pub mod leads;
 pub mod routing;
 pub mod schedules;
+pub mod stats;
 pub mod suppressions;
 pub mod tenants;
 pub mod usage;

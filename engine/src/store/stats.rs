@@ -1,0 +1,224 @@
+//! Read-only statistics for the control API: a campaign's recent activity and
+//! engagement (`GET /v1/campaigns/{id}`: `rates`, `eta`), and per-day rows for
+//! a campaign, an IP and a tenant (`GET /v1/campaigns/{id}/stats`,
+//! `GET /v1/ips/{id}/stats`, `GET /v1/stats`).
+//!
+//! Sources: the delivery outcomes per day come from the rollups the Analytics
+//! actor and the complaint route write (`campaign_daily_stats`, UTC days;
+//! `ip_daily_stats`, with `complaints`). Nothing rolls up opens, clicks,
+//! unsubscribes or complaints per campaign, so those are counted from
+//! `delivery_events` of the one campaign (an index range of
+//! `delivery_events_campaign`); the tenant-wide rows leave them out, since
+//! counting them would scan every event of the tenant.
+//!
+//! Guarantees: every query filters by `tenant_id`; a campaign or IP that is
+//! absent or another tenant's is [`StoreError::NotFound`]; day rows cover every
+//! day of the range, in order, days without rows as zeros.
+
+use deadpool_postgres::Pool;
+use time::{Date, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::db::StoreError;
+
+/// A campaign's delivery events seen by the rates of `GET /v1/campaigns/{id}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// `sent` events since the start of the recent window.
+    pub sent_recent: i64,
+    /// Final-outcome events (`sent`, `bounced`, `failed`, `suppressed`) since the
+    /// start of the recent window: jobs that left the queue for good.
+    pub finished_recent: i64,
+    /// `complaint` events (at most one per job).
+    pub complaints: i64,
+    /// `unsubscribed` events (one per address newly suppressed).
+    pub unsubscribes: i64,
+    /// Jobs with an `open` event (at most one per job).
+    pub opened: i64,
+    /// Jobs with at least one `click` event.
+    pub clicked: i64,
+}
+
+/// The activity of `campaign` (of `tenant`), "recent" being from `since` on.
+/// One pass over the campaign's events.
+pub async fn campaign_activity(
+    pool: &Pool,
+    tenant: Uuid,
+    campaign: Uuid,
+    since: OffsetDateTime,
+) -> Result<Activity, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "SELECT count(*) FILTER (WHERE kind = 'sent' AND created_at >= $3),
+                    count(*) FILTER (WHERE kind IN ('sent', 'bounced', 'failed', 'suppressed')
+                                       AND created_at >= $3),
+                    count(*) FILTER (WHERE kind = 'complaint'),
+                    count(*) FILTER (WHERE kind = 'unsubscribed'),
+                    count(DISTINCT job_id) FILTER (WHERE kind = 'open'),
+                    count(DISTINCT job_id) FILTER (WHERE kind = 'click')
+             FROM delivery_events
+             WHERE tenant_id = $1 AND campaign_id = $2",
+        )
+        .await?;
+    let row = client
+        .query_one(&stmt, &[&tenant, &campaign, &since])
+        .await?;
+    Ok(Activity {
+        sent_recent: row.get(0),
+        finished_recent: row.get(1),
+        complaints: row.get(2),
+        unsubscribes: row.get(3),
+        opened: row.get(4),
+        clicked: row.get(5),
+    })
+}
+
+/// The counts of one day. Which fields a route fills is said where it is read:
+/// engagement only for a campaign, `complaints` for a campaign and an IP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DayCounts {
+    pub day: Date,
+    pub sent: i64,
+    pub deferred: i64,
+    pub bounced: i64,
+    pub failed: i64,
+    pub complaints: i64,
+    pub unsubscribes: i64,
+    pub opens: i64,
+    pub clicks: i64,
+}
+
+fn day_counts(row: &tokio_postgres::Row) -> DayCounts {
+    DayCounts {
+        day: row.get(0),
+        sent: row.get(1),
+        deferred: row.get(2),
+        bounced: row.get(3),
+        failed: row.get(4),
+        complaints: row.get(5),
+        unsubscribes: row.get(6),
+        opens: row.get(7),
+        clicks: row.get(8),
+    }
+}
+
+/// Per UTC day from `from` to `to` (inclusive) of `campaign`: outcomes from
+/// `campaign_daily_stats`; complaints, unsubscribes, opens and clicks (events;
+/// a click is one per job and link) from `delivery_events` by `created_at`.
+pub async fn campaign_days(
+    pool: &Pool,
+    tenant: Uuid,
+    campaign: Uuid,
+    from: Date,
+    to: Date,
+) -> Result<Vec<DayCounts>, StoreError> {
+    let client = pool.get().await?;
+    let exists = client
+        .prepare_cached("SELECT 1 FROM campaigns WHERE tenant_id = $1 AND id = $2")
+        .await?;
+    if client
+        .query_opt(&exists, &[&tenant, &campaign])
+        .await?
+        .is_none()
+    {
+        return Err(StoreError::NotFound);
+    }
+    let stmt = client
+        .prepare_cached(
+            "WITH days AS (
+                 SELECT d::date AS day FROM generate_series($3::date, $4::date, interval '1 day') d
+             ), engagement AS (
+                 SELECT (created_at AT TIME ZONE 'UTC')::date AS day,
+                        count(*) FILTER (WHERE kind = 'complaint') AS complaints,
+                        count(*) FILTER (WHERE kind = 'unsubscribed') AS unsubscribes,
+                        count(*) FILTER (WHERE kind = 'open') AS opens,
+                        count(*) FILTER (WHERE kind = 'click') AS clicks
+                 FROM delivery_events
+                 WHERE tenant_id = $1 AND campaign_id = $2
+                   AND kind IN ('complaint', 'unsubscribed', 'open', 'click')
+                   AND created_at >= ($3::date)::timestamp AT TIME ZONE 'UTC'
+                   AND created_at < ($4::date + 1)::timestamp AT TIME ZONE 'UTC'
+                 GROUP BY 1
+             )
+             SELECT days.day, coalesce(s.sent, 0), coalesce(s.deferred, 0),
+                    coalesce(s.bounced, 0), coalesce(s.failed, 0),
+                    coalesce(e.complaints, 0), coalesce(e.unsubscribes, 0),
+                    coalesce(e.opens, 0), coalesce(e.clicks, 0)
+             FROM days
+             LEFT JOIN campaign_daily_stats s
+                    ON s.tenant_id = $1 AND s.campaign_id = $2 AND s.day = days.day
+             LEFT JOIN engagement e ON e.day = days.day
+             ORDER BY days.day",
+        )
+        .await?;
+    let rows = client
+        .query(&stmt, &[&tenant, &campaign, &from, &to])
+        .await?;
+    Ok(rows.iter().map(day_counts).collect())
+}
+
+/// Per day from `from` to `to` (inclusive) of the IP `ip` from `ip_daily_stats`
+/// (its `day` as recorded): outcomes and complaints. `owner` `None` is the
+/// admin (any IP); `Some(tenant)` sees only that tenant's IPs.
+pub async fn ip_days(
+    pool: &Pool,
+    owner: Option<Uuid>,
+    ip: Uuid,
+    from: Date,
+    to: Date,
+) -> Result<Vec<DayCounts>, StoreError> {
+    let client = pool.get().await?;
+    let find = client
+        .prepare_cached(
+            "SELECT tenant_id FROM smtp_ips WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)",
+        )
+        .await?;
+    let Some(found) = client.query_opt(&find, &[&ip, &owner]).await? else {
+        return Err(StoreError::NotFound);
+    };
+    let tenant: Uuid = found.get(0);
+    let stmt = client
+        .prepare_cached(
+            "SELECT d::date, coalesce(s.sent, 0), coalesce(s.deferred, 0),
+                    coalesce(s.bounced, 0), coalesce(s.failed, 0), coalesce(s.complaints, 0),
+                    0::int8, 0::int8, 0::int8
+             FROM generate_series($3::date, $4::date, interval '1 day') d
+             LEFT JOIN ip_daily_stats s
+                    ON s.tenant_id = $1 AND s.ip_id = $2 AND s.day = d::date
+             ORDER BY 1",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&tenant, &ip, &from, &to]).await?;
+    Ok(rows.iter().map(day_counts).collect())
+}
+
+/// Per UTC day from `from` to `to` (inclusive): the outcomes of every campaign
+/// of `tenant` summed (`campaign_daily_stats`); no engagement.
+pub async fn tenant_days(
+    pool: &Pool,
+    tenant: Uuid,
+    from: Date,
+    to: Date,
+) -> Result<Vec<DayCounts>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(
+            "WITH sums AS (
+                 SELECT day, sum(sent)::int8 AS sent, sum(deferred)::int8 AS deferred,
+                        sum(bounced)::int8 AS bounced, sum(failed)::int8 AS failed
+                 FROM campaign_daily_stats
+                 WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
+                 GROUP BY day
+             )
+             SELECT d::date, coalesce(s.sent, 0), coalesce(s.deferred, 0),
+                    coalesce(s.bounced, 0), coalesce(s.failed, 0), 0::int8, 0::int8, 0::int8,
+                    0::int8
+             FROM generate_series($2::date, $3::date, interval '1 day') d
+             LEFT JOIN sums s ON s.day = d::date
+             ORDER BY 1",
+        )
+        .await?;
+    let rows = client.query(&stmt, &[&tenant, &from, &to]).await?;
+    Ok(rows.iter().map(day_counts).collect())
+}
