@@ -12,7 +12,7 @@
 
 use std::net::IpAddr;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use time::{Date, OffsetDateTime};
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -304,11 +304,10 @@ pub async fn set_status(
 
 /// Which of `ids` are IPs of `tenant` (the others are unknown or foreign).
 pub async fn owned_ip_ids(
-    pool: &Pool,
+    client: &impl GenericClient,
     tenant: Uuid,
     ids: &[Uuid],
 ) -> Result<Vec<Uuid>, StoreError> {
-    let client = pool.get().await?;
     let stmt = client
         .prepare_cached("SELECT id FROM smtp_ips WHERE tenant_id = $1 AND id = ANY($2)")
         .await?;
