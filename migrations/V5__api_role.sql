@@ -24,8 +24,18 @@ GRANT penguin_tenant TO CURRENT_USER;
 -- lifecycle and lead import lock the row, which needs UPDATE), leads (import),
 -- send jobs (created by start and import, cancelled by cancel, counted by show
 -- and pause), suppressions (list, add, remove; read by import), delivery events
--- (read), and the caller's IPs (read, to check a campaign's pool).
+-- (read).
 GRANT SELECT, INSERT, UPDATE ON campaigns, send_jobs TO penguin_tenant;
 GRANT SELECT, INSERT ON leads TO penguin_tenant;
 GRANT SELECT, INSERT, DELETE ON suppressions TO penguin_tenant;
-GRANT SELECT ON delivery_events, smtp_ips TO penguin_tenant;
+GRANT SELECT ON delivery_events TO penguin_tenant;
+-- The caller's IPs: read with their usage, rollups and warm-up history (the IP
+-- view, and a campaign's pool check), paused and resumed (status columns only).
+GRANT SELECT ON smtp_ips, ip_hourly_usage, ip_daily_stats, warmup_history, warmup_schedules
+    TO penguin_tenant;
+GRANT UPDATE (status, status_reason, paused_until) ON smtp_ips TO penguin_tenant;
+-- The caller's API tokens: issued (for an existing tenant), listed, revoked —
+-- never reading a stored hash back.
+GRANT SELECT ON tenants TO penguin_tenant;
+GRANT SELECT (tenant_id, id, created_at, revoked_at), INSERT (tenant_id, id, token_hash),
+      UPDATE (revoked_at) ON api_tokens TO penguin_tenant;

@@ -8,16 +8,18 @@
 //!   grants the role every privilege on every tenant table first; the grants the
 //!   migration gives are checked separately, and the role is checked to be no
 //!   owner, no superuser, without BYPASSRLS.
-//! - At the API: the tenant routes run under that role. With the campaigns' and
-//!   suppressions' policies turned to `USING (false)` in this test's database
-//!   (the table owner would not care), the caller's own campaign answers 404 on
-//!   every route and its suppressions vanish; restored, they answer again.
+//! - At the API: the tenant routes run under that role. With the policies of
+//!   campaigns, suppressions, smtp_ips and api_tokens turned to `USING (false)`
+//!   in this test's database (the table owner would not care), the caller's own
+//!   campaign, IP and token answer 404 on every route, its lists come back empty
+//!   and its writes are refused, while the admin (on the owner's role) still sees
+//!   them; restored, they answer again.
 
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::TestEnv;
-use crate::support::api::{ApiClient, ApiServer, count, leads};
+use crate::support::api::{Answer, ApiClient, ApiServer, campaign_body, count, leads};
+use crate::support::{ADMIN_TOKEN, TestEnv};
 
 /// Every tenant-owned table, with the column naming its tenant.
 const TENANT_TABLES: [(&str, &str); 13] = [
@@ -152,12 +154,34 @@ async fn the_tenant_role_sees_and_changes_only_its_tenants_rows() {
         [
             "campaigns:INSERT,SELECT,UPDATE",
             "delivery_events:SELECT",
+            "ip_daily_stats:SELECT",
+            "ip_hourly_usage:SELECT",
             "leads:INSERT,SELECT",
             "send_jobs:INSERT,SELECT,UPDATE",
             "smtp_ips:SELECT",
             "suppressions:DELETE,INSERT,SELECT",
+            "tenants:SELECT",
+            "warmup_history:SELECT",
+            "warmup_schedules:SELECT",
         ]
     );
+    // Column grants: a token's hash is never read back; of an IP, only the
+    // status is set.
+    for (table, column, privilege, granted) in [
+        ("api_tokens", "token_hash", "SELECT", false),
+        ("api_tokens", "created_at", "SELECT", true),
+        ("api_tokens", "revoked_at", "UPDATE", true),
+        ("api_tokens", "token_hash", "UPDATE", false),
+        ("smtp_ips", "status", "UPDATE", true),
+        ("smtp_ips", "address", "UPDATE", false),
+        ("smtp_ips", "tenant_id", "UPDATE", false),
+    ] {
+        let sql = format!(
+            "SELECT has_column_privilege('penguin_tenant', '{table}', '{column}', '{privilege}')"
+        );
+        let has: bool = env.psql(&sql).await[0].get(0);
+        assert_eq!(has, granted, "{privilege} on {table}.{column}");
+    }
 
     // From here the policies alone stand between the role and B's rows.
     let tables = TENANT_TABLES.map(|(t, _)| t).join(", ");
@@ -254,20 +278,25 @@ async fn tenant_routes_run_under_the_role() {
     api.add_leads(&token, campaign, leads(2)).await.expect(200);
     api.add_suppressions(&token, &["gone@example.com"], "manual")
         .await;
-    let listed = |answer: &crate::support::api::Answer| {
-        answer.expect(200)["suppressions"]
-            .as_array()
-            .expect("list")
-            .len()
+    let tokens_path = format!("/v1/tenants/{tenant}/tokens");
+    let token_id = api.get(&tokens_path, Some(&token)).await.expect(200)["tokens"][0]["id"]
+        .as_str()
+        .expect("token id")
+        .to_string();
+    let length = |answer: Answer, list: &str| -> usize {
+        answer.expect(200)[list].as_array().expect(list).len()
     };
-    assert_eq!(listed(&api.suppressions(&token, "").await), 1);
+    assert_eq!(
+        length(api.suppressions(&token, "").await, "suppressions"),
+        1
+    );
+    assert_eq!(length(api.get("/v1/ips", Some(&token)).await, "ips"), 1);
 
     // The owner would bypass these; the tenant role may not.
-    for table in ["campaigns", "suppressions"] {
-        env.psql(&format!(
-            "ALTER POLICY tenant_isolation ON {table} USING (false)"
-        ))
-        .await;
+    let tables = ["campaigns", "suppressions", "smtp_ips", "api_tokens"];
+    for table in tables {
+        let sql = format!("ALTER POLICY tenant_isolation ON {table} USING (false)");
+        env.psql(&sql).await;
     }
     api.campaign(&token, campaign)
         .await
@@ -275,32 +304,67 @@ async fn tenant_routes_run_under_the_role() {
     api.events(&token, campaign, "")
         .await
         .assert_error(404, "not_found");
-    api.add_leads(&token, campaign, leads(1))
-        .await
-        .assert_error(404, "not_found");
+    let imported = api.add_leads(&token, campaign, leads(1)).await;
+    imported.assert_error(404, "not_found");
     for action in ["start", "pause", "resume", "cancel"] {
-        api.action(&token, campaign, action)
-            .await
-            .assert_error(404, "not_found");
+        let answer = api.action(&token, campaign, action).await;
+        answer.assert_error(404, "not_found");
     }
+    // Its own IP is invisible too, so the pool check refuses a new campaign.
     let created = api
-        .create_campaign_with(&token, &crate::support::api::campaign_body(&[ip]))
+        .create_campaign_with(&token, &campaign_body(&[ip]))
         .await;
-    assert_eq!(created.status, 500, "{:?}", created.body);
-    assert_eq!(listed(&api.suppressions(&token, "").await), 0);
-    api.remove_suppression(Some(&token), "gone@example.com")
-        .await
-        .assert_error(404, "not_found");
+    created.assert_error(422, "invalid_request");
+    assert_eq!(
+        length(api.suppressions(&token, "").await, "suppressions"),
+        0
+    );
+    let removed = api
+        .remove_suppression(Some(&token), "gone@example.com")
+        .await;
+    removed.assert_error(404, "not_found");
     let added = api
         .add_suppressions_with(&token, &json!({"emails": ["new@example.com"]}))
         .await;
     assert_eq!(added.status, 500, "{:?}", added.body);
-    assert_eq!(count(&env, "SELECT count(*) FROM campaigns").await, 1);
-    assert_eq!(count(&env, "SELECT count(*) FROM suppressions").await, 1);
-    assert_eq!(count(&env, "SELECT count(*) FROM leads").await, 2);
+    assert_eq!(length(api.get("/v1/ips", Some(&token)).await, "ips"), 0);
+    let show_ip = api.get(&format!("/v1/ips/{ip}"), Some(&token)).await;
+    show_ip.assert_error(404, "not_found");
+    for action in ["pause", "resume"] {
+        let path = format!("/v1/ips/{ip}/{action}");
+        let answer = api.post(&path, Some(&token), &json!({})).await;
+        answer.assert_error(404, "not_found");
+    }
+    assert_eq!(
+        length(api.get(&tokens_path, Some(&token)).await, "tokens"),
+        0
+    );
+    let revoked = api
+        .delete(&format!("{tokens_path}/{token_id}"), Some(&token))
+        .await;
+    revoked.assert_error(404, "not_found");
+    let issued = api.post(&tokens_path, Some(&token), &json!({})).await;
+    assert_eq!(issued.status, 500, "{:?}", issued.body);
+    // The admin works on the owner's role: the policies do not apply to it.
+    let admin = Some(ADMIN_TOKEN);
+    assert_eq!(length(api.get(&tokens_path, admin).await, "tokens"), 1);
+    assert_eq!(length(api.get("/v1/ips", admin).await, "ips"), 1);
+    // Nothing changed.
+    for (sql, n) in [
+        ("SELECT count(*) FROM campaigns", 1),
+        ("SELECT count(*) FROM suppressions", 1),
+        ("SELECT count(*) FROM leads", 2),
+        (
+            "SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL",
+            1,
+        ),
+        ("SELECT count(*) FROM smtp_ips WHERE status = 'active'", 1),
+    ] {
+        assert_eq!(count(&env, sql).await, n, "{sql}");
+    }
 
     // Restored, the same calls answer again.
-    for table in ["campaigns", "suppressions"] {
+    for table in tables {
         let policy = format!(
             "ALTER POLICY tenant_isolation ON {table} USING (tenant_id = \
              NULLIF(current_setting('app.current_tenant_id', true), '')::uuid)"
@@ -309,6 +373,18 @@ async fn tenant_routes_run_under_the_role() {
     }
     api.campaign(&token, campaign).await.expect(200);
     api.events(&token, campaign, "").await.expect(200);
-    assert_eq!(listed(&api.suppressions(&token, "").await), 1);
+    assert_eq!(
+        length(api.suppressions(&token, "").await, "suppressions"),
+        1
+    );
     assert_eq!(api.action_ok(&token, campaign, "start").await, "running");
+    assert_eq!(
+        length(api.get(&tokens_path, Some(&token)).await, "tokens"),
+        1
+    );
+    assert_eq!(length(api.get("/v1/ips", Some(&token)).await, "ips"), 1);
+    let paused = api
+        .post(&format!("/v1/ips/{ip}/pause"), Some(&token), &json!({}))
+        .await;
+    assert_eq!(paused.expect(200)["status"], "paused");
 }

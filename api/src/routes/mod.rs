@@ -28,6 +28,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiResult, AppError};
 
 /// Rows per page when `limit` is absent, and the most a page may ask for.
@@ -123,4 +124,16 @@ pub(crate) async fn tenant_scope(
 pub(crate) async fn commit(tx: Transaction<'_>) -> ApiResult<()> {
     tx.commit().await.map_err(StoreError::from)?;
     Ok(())
+}
+
+/// The transaction of a route open to the admin and to the owner: a tenant's is
+/// [`tenant_scope`]; the admin's runs on the owner's role (it spans tenants).
+pub(crate) async fn caller_scope(
+    client: &mut Object,
+    caller: Caller,
+) -> ApiResult<Transaction<'_>> {
+    match caller {
+        Caller::Tenant(tenant) => tenant_scope(client, tenant).await,
+        Caller::Admin => Ok(client.transaction().await.map_err(StoreError::from)?),
+    }
 }
