@@ -29,6 +29,10 @@ GRANT SELECT, INSERT, UPDATE ON campaigns, send_jobs TO penguin_tenant;
 GRANT SELECT, INSERT ON leads TO penguin_tenant;
 GRANT SELECT, INSERT, DELETE ON suppressions TO penguin_tenant;
 GRANT SELECT ON delivery_events TO penguin_tenant;
+-- A tenant's complaint (feedback loop) about one of its messages: the
+-- `complaint` event, one more complaint in the IP's daily rollup.
+GRANT INSERT ON delivery_events TO penguin_tenant;
+GRANT INSERT, UPDATE (complaints) ON ip_daily_stats TO penguin_tenant;
 -- The caller's IPs: read with their usage, rollups and warm-up history (the IP
 -- view, and a campaign's pool check), paused and resumed (status columns only).
 GRANT SELECT ON smtp_ips, ip_hourly_usage, ip_daily_stats, warmup_history, warmup_schedules

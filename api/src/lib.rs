@@ -31,19 +31,19 @@
 //! [`penguin_engine::control::ControlEvent`] so engine nodes react at once.
 //!
 //! Tenant isolation, two walls: every tenant query filters `tenant_id = $1`
-//! explicitly (a foreign id answers 404), and the routes a tenant token calls —
-//! `campaigns` (create, read, lifecycle), `leads`, `events`, `suppressions`, and
-//! as the owner `tokens` and `ips` (list, show, pause, resume) — run their
+//! explicitly (a foreign id answers 404), and every route a tenant token calls —
+//! `campaigns` (create, read, lifecycle), `leads`, `events`, `suppressions`,
+//! `complaints`, and as the owner `tokens` and `ips` (list, show, pause,
+//! resume) — runs its
 //! queries in one transaction under the database role `penguin_tenant`
 //! (`V5__api_role.sql`: not the owner, no superuser, no BYPASSRLS, granted only
 //! what these routes need) with `app.current_tenant_id` set to the caller
 //! (`routes::tenant_scope`, `penguin_engine::db::tenant_transaction`), so the
 //! row-level-security policies of DESIGN.md §2 apply as well. On the owner's
 //! role (their filters are the only wall): token authentication (it finds the
-//! tenant), the admin's calls (they span tenants), `complaints` (also for a
-//! tenant token: not yet moved), the public signed links (`unsubscribe`,
-//! `tracking`), which act for the tenant their signed token names, and the
-//! timezone check of campaign creation (no tenant data).
+//! tenant), the admin's calls (they span tenants), the public signed links
+//! (`unsubscribe`, `tracking`), which act for the tenant their signed token
+//! names, and the timezone check of campaign creation (no tenant data).
 
 pub mod auth;
 pub mod csv_leads;

@@ -9,9 +9,9 @@
 //!   migration gives are checked separately, and the role is checked to be no
 //!   owner, no superuser, without BYPASSRLS.
 //! - At the API: the tenant routes run under that role. With the policies of
-//!   campaigns, suppressions, smtp_ips and api_tokens turned to `USING (false)`
+//!   campaigns, send_jobs, suppressions, smtp_ips and api_tokens turned to `USING (false)`
 //!   in this test's database (the table owner would not care), the caller's own
-//!   campaign, IP and token answer 404 on every route, its lists come back empty
+//!   campaign, job, IP and token answer 404 on every route, its lists come back empty
 //!   and its writes are refused, while the admin (on the owner's role) still sees
 //!   them; restored, they answer again.
 
@@ -153,8 +153,8 @@ async fn the_tenant_role_sees_and_changes_only_its_tenants_rows() {
         grants,
         [
             "campaigns:INSERT,SELECT,UPDATE",
-            "delivery_events:SELECT",
-            "ip_daily_stats:SELECT",
+            "delivery_events:INSERT,SELECT",
+            "ip_daily_stats:INSERT,SELECT",
             "ip_hourly_usage:SELECT",
             "leads:INSERT,SELECT",
             "send_jobs:INSERT,SELECT,UPDATE",
@@ -175,6 +175,8 @@ async fn the_tenant_role_sees_and_changes_only_its_tenants_rows() {
         ("smtp_ips", "status", "UPDATE", true),
         ("smtp_ips", "address", "UPDATE", false),
         ("smtp_ips", "tenant_id", "UPDATE", false),
+        ("ip_daily_stats", "complaints", "UPDATE", true),
+        ("ip_daily_stats", "sent", "UPDATE", false),
     ] {
         let sql = format!(
             "SELECT has_column_privilege('penguin_tenant', '{table}', '{column}', '{privilege}')"
@@ -276,8 +278,14 @@ async fn tenant_routes_run_under_the_role() {
     let ip = api.add_ip(tenant, "127.0.0.2").await;
     let campaign = api.create_campaign(&token, &[ip]).await;
     api.add_leads(&token, campaign, leads(2)).await.expect(200);
+    api.action_ok(&token, campaign, "start").await;
     api.add_suppressions(&token, &["gone@example.com"], "manual")
         .await;
+    // A job that never left: a complaint about it finds it and answers 409.
+    let job: Uuid = env.psql("SELECT id FROM send_jobs LIMIT 1").await[0].get(0);
+    let complaint = json!({ "job_id": job });
+    let complained = api.post("/v1/complaints", Some(&token), &complaint).await;
+    complained.assert_error(409, "conflict");
     let tokens_path = format!("/v1/tenants/{tenant}/tokens");
     let token_id = api.get(&tokens_path, Some(&token)).await.expect(200)["tokens"][0]["id"]
         .as_str()
@@ -293,7 +301,13 @@ async fn tenant_routes_run_under_the_role() {
     assert_eq!(length(api.get("/v1/ips", Some(&token)).await, "ips"), 1);
 
     // The owner would bypass these; the tenant role may not.
-    let tables = ["campaigns", "suppressions", "smtp_ips", "api_tokens"];
+    let tables = [
+        "campaigns",
+        "send_jobs",
+        "suppressions",
+        "smtp_ips",
+        "api_tokens",
+    ];
     for table in tables {
         let sql = format!("ALTER POLICY tenant_isolation ON {table} USING (false)");
         env.psql(&sql).await;
@@ -345,8 +359,12 @@ async fn tenant_routes_run_under_the_role() {
     revoked.assert_error(404, "not_found");
     let issued = api.post(&tokens_path, Some(&token), &json!({})).await;
     assert_eq!(issued.status, 500, "{:?}", issued.body);
+    let complained = api.post("/v1/complaints", Some(&token), &complaint).await;
+    complained.assert_error(404, "not_found");
     // The admin works on the owner's role: the policies do not apply to it.
     let admin = Some(ADMIN_TOKEN);
+    let complained = api.post("/v1/complaints", admin, &complaint).await;
+    complained.assert_error(409, "conflict");
     assert_eq!(length(api.get(&tokens_path, admin).await, "tokens"), 1);
     assert_eq!(length(api.get("/v1/ips", admin).await, "ips"), 1);
     // Nothing changed.
@@ -378,6 +396,8 @@ async fn tenant_routes_run_under_the_role() {
         1
     );
     assert_eq!(api.action_ok(&token, campaign, "start").await, "running");
+    let complained = api.post("/v1/complaints", Some(&token), &complaint).await;
+    complained.assert_error(409, "conflict");
     assert_eq!(
         length(api.get(&tokens_path, Some(&token)).await, "tokens"),
         1
