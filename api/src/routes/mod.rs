@@ -2,8 +2,9 @@
 //! registering `#[utoipa::path]`-annotated handlers (full paths) with
 //! `utoipa_axum::routes!`, so each route is served and documented at once. Also
 //! [`publish`], the hint every state change sends to the nodes, [`Paging`], the
-//! `?after=&limit=` of the list routes, and [`tenant_scope`] / [`commit`], the
-//! transaction a tenant route's queries run in (row-level security applies).
+//! `?after=&limit=` of the list routes, and [`tenant_scope`] / [`caller_scope`] /
+//! [`commit`], the transaction a route's queries run in (for a tenant caller:
+//! under the tenant role, where row-level security applies).
 
 pub mod campaigns;
 pub mod complaints;
