@@ -33,11 +33,20 @@
 //! no SQL here. After every state change they publish a
 //! [`penguin_engine::control::ControlEvent`] so engine nodes react at once.
 //!
-//! Tenant isolation: every tenant query filters `tenant_id = $1` explicitly and a
-//! foreign id answers 404. Row-level security (DESIGN.md §2) is not yet enforced
-//! for the API: it connects with the table owner's role, which bypasses the
-//! policies. A later change gives the API a dedicated non-owner role and sets
-//! `app.current_tenant_id` per transaction, as a second wall behind these filters.
+//! Tenant isolation, two walls: every tenant query filters `tenant_id = $1`
+//! explicitly (a foreign id answers 404), and every route a tenant token calls —
+//! `campaigns` (create, read, lifecycle), `leads`, `events`, `suppressions`,
+//! `complaints`, and as the owner `tokens` and `ips` (list, show, pause,
+//! resume) — runs its
+//! queries in one transaction under the database role `penguin_tenant`
+//! (`V5__api_role.sql`: not the owner, no superuser, no BYPASSRLS, granted only
+//! what these routes need) with `app.current_tenant_id` set to the caller
+//! (`routes::tenant_scope`, `penguin_engine::db::tenant_transaction`), so the
+//! row-level-security policies of DESIGN.md §2 apply as well. On the owner's
+//! role (their filters are the only wall): token authentication (it finds the
+//! tenant), the admin's calls (they span tenants), the public signed links
+//! (`unsubscribe`, `tracking`), which act for the tenant their signed token
+//! names, and the timezone check of campaign creation (no tenant data).
 
 pub mod auth;
 pub mod campaign_rates;

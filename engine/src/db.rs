@@ -4,19 +4,33 @@
 //! Migrations are the numbered files of `migrations/` embedded at build time and
 //! applied by refinery under a Postgres advisory lock, so two nodes starting at
 //! once apply them exactly once.
+//!
+//! [`tenant_transaction`] opens the transaction a tenant's API request runs in:
+//! under the role [`TENANT_ROLE`] (not the tables' owner, no superuser, no
+//! BYPASSRLS: row-level security applies) with `app.current_tenant_id` set to the
+//! tenant, both for this transaction only. The engine's actors keep the owner's
+//! role: they work across tenants.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction,
+};
 use penguin_config::DatabaseConfig;
 use thiserror::Error;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+use uuid::Uuid;
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
 }
+
+/// The database role of tenant requests (created by `V5__api_role.sql`): subject
+/// to the `tenant_isolation` row-level-security policies, granted only what the
+/// tenant routes need.
+pub const TENANT_ROLE: &str = "penguin_tenant";
 
 /// Arbitrary constant naming the migration lock ("penguin" in ASCII).
 const MIGRATION_LOCK: i64 = 0x70656e6775696e;
@@ -119,4 +133,22 @@ pub async fn migrate(pool: &Pool) -> Result<Vec<String>, StoreError> {
         .iter()
         .map(|m| format!("V{}__{}", m.version(), m.name()))
         .collect())
+}
+
+/// Begins a transaction scoped to `tenant`: `SET LOCAL ROLE` [`TENANT_ROLE`] and
+/// `app.current_tenant_id` = `tenant`, both undone at commit or rollback, so the
+/// pooled connection returns to the owner's role. Every row the transaction reads
+/// or writes is then one of `tenant`'s, whatever a query's own filters say.
+pub async fn tenant_transaction(
+    client: &mut Object,
+    tenant: Uuid,
+) -> Result<Transaction<'_>, StoreError> {
+    let tx = client.transaction().await?;
+    // One round trip; a Uuid formats as hex and dashes only, so it is safe inline.
+    tx.batch_execute(&format!(
+        "SET LOCAL ROLE {TENANT_ROLE};
+         SELECT set_config('app.current_tenant_id', '{tenant}', true)"
+    ))
+    .await?;
+    Ok(tx)
 }

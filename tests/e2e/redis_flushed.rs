@@ -57,9 +57,15 @@ async fn a_job_twice_in_redis_is_sent_once() {
     let tenant = run.id;
     rig.node.take().expect("node").shutdown().await;
 
-    campaigns::start_campaign(&rig.env.pg, tenant, run.campaign, None)
+    let mut client = rig.env.pg.get().await.expect("pg");
+    let tx = penguin_engine::db::tenant_transaction(&mut client, tenant)
+        .await
+        .expect("tenant transaction");
+    campaigns::start_campaign(&tx, tenant, run.campaign, None)
         .await
         .expect("start the campaign in postgres");
+    tx.commit().await.expect("commit the start");
+    drop(client);
     let queue = RedisQueue::new(rig.env.redis.clone());
     // Redis "holds" this tenant's queue, so nothing re-feeds the queued jobs.
     queue.mark_live(tenant).await.expect("mark live");

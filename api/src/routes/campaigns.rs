@@ -18,6 +18,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use deadpool_postgres::Object;
 use penguin_engine::control::ControlEvent;
 use penguin_engine::db::StoreError;
 use penguin_engine::domain::{CampaignStatus, JobStatus, normalize_email};
@@ -33,6 +34,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::{commit, connection, tenant_scope};
 use crate::AppState;
 use crate::auth::TenantCaller;
 use crate::campaign_rates::{self, RatesBody};
@@ -232,7 +234,9 @@ async fn create(
 ) -> ApiResult<(StatusCode, Json<CampaignBody>)> {
     let from_address = validate_request(&request)?;
 
-    let owned: HashSet<Uuid> = store::ips::owned_ip_ids(&state.pg, tenant, &request.ip_ids)
+    let mut client = connection(&state).await?;
+    let tx = tenant_scope(&mut client, tenant).await?;
+    let owned: HashSet<Uuid> = store::ips::owned_ip_ids(&tx, tenant, &request.ip_ids)
         .await?
         .into_iter()
         .collect();
@@ -277,7 +281,8 @@ async fn create(
         daily_cap: request.daily_cap,
         send_window,
     };
-    let campaign = store::campaigns::insert_campaign(&state.pg, &new).await?;
+    let campaign = store::campaigns::insert_campaign(&tx, &new).await?;
+    commit(tx).await?;
     tracing::info!(tenant_id = %tenant, campaign_id = %campaign.id, "campaign created");
     Ok((StatusCode::CREATED, Json(campaign.into())))
 }
@@ -298,10 +303,13 @@ async fn show(
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> ApiResult<Json<CampaignWithCounts>> {
-    let campaign = store::campaigns::tenant_campaign(&state.pg, tenant, id)
+    let mut client = connection(&state).await?;
+    let tx = tenant_scope(&mut client, tenant).await?;
+    let campaign = store::campaigns::tenant_campaign(&tx, tenant, id)
         .await
         .map_err(campaign_error)?;
-    let counts = store::jobs::counts_by_status(&state.pg, tenant, id).await?;
+    let counts = store::jobs::counts_by_status(&tx, tenant, id).await?;
+    commit(tx).await?;
     let mut by_status: BTreeMap<&'static str, i64> = JobStatus::ALL
         .iter()
         .map(|status| (status.as_str(), 0))
@@ -377,9 +385,13 @@ async fn start(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let key = validate::idempotency_key(&headers)?;
-    let outcome = store::campaigns::start_campaign(&state.pg, tenant, id, key.as_deref())
+    let mut client = connection(&state).await?;
+    let tx = tenant_scope(&mut client, tenant).await?;
+    let outcome = store::campaigns::start_campaign(&tx, tenant, id, key.as_deref())
         .await
         .map_err(campaign_error)?;
+    commit(tx).await?;
+    drop(client);
     Ok(match outcome {
         StartOutcome::Change(change) => answer(&state, tenant, id, change).await.into_response(),
         StartOutcome::Replayed => {
@@ -417,11 +429,14 @@ async fn pause(
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> ApiResult<Json<CampaignState>> {
-    let change = store::campaigns::pause_campaign(&state.pg, tenant, id)
+    let mut client = connection(&state).await?;
+    let tx = tenant_scope(&mut client, tenant).await?;
+    let change = store::campaigns::pause_campaign(&tx, tenant, id)
         .await
         .map_err(campaign_error)?;
+    commit(tx).await?;
     let Json(mut body) = answer(&state, tenant, id, change).await;
-    let in_flight = wait_for_drain(&state, tenant, id).await?;
+    let in_flight = wait_for_drain(&state, &mut client, tenant, id).await?;
     if in_flight > 0 {
         tracing::warn!(tenant_id = %tenant, campaign_id = %id, in_flight, "pause returned with SMTP transactions still under way");
         body.in_flight = Some(in_flight);
@@ -430,11 +445,19 @@ async fn pause(
 }
 
 /// Waits until no job of the campaign is `sending`, at most
-/// `api.pause_drain_timeout_ms`; returns how many still are.
-async fn wait_for_drain(state: &AppState, tenant: Uuid, id: Uuid) -> ApiResult<i64> {
+/// `api.pause_drain_timeout_ms`; returns how many still are. Each look is its
+/// own short tenant transaction on `client`.
+async fn wait_for_drain(
+    state: &AppState,
+    client: &mut Object,
+    tenant: Uuid,
+    id: Uuid,
+) -> ApiResult<i64> {
     let deadline = Instant::now() + Duration::from_millis(state.config.api.pause_drain_timeout_ms);
     loop {
-        let sending = store::campaigns::sending_count(&state.pg, tenant, id).await?;
+        let tx = tenant_scope(client, tenant).await?;
+        let sending = store::campaigns::sending_count(&tx, tenant, id).await?;
+        commit(tx).await?;
         if sending == 0 || Instant::now() >= deadline {
             return Ok(sending);
         }
@@ -457,9 +480,13 @@ async fn resume(
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> ApiResult<Json<CampaignState>> {
-    let change = store::campaigns::resume_campaign(&state.pg, tenant, id)
+    let mut client = connection(&state).await?;
+    let tx = tenant_scope(&mut client, tenant).await?;
+    let change = store::campaigns::resume_campaign(&tx, tenant, id)
         .await
         .map_err(campaign_error)?;
+    commit(tx).await?;
+    drop(client);
     Ok(answer(&state, tenant, id, change).await)
 }
 
@@ -479,8 +506,12 @@ async fn cancel(
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> ApiResult<Json<CampaignState>> {
-    let change = store::campaigns::cancel_campaign(&state.pg, tenant, id)
+    let mut client = connection(&state).await?;
+    let tx = tenant_scope(&mut client, tenant).await?;
+    let change = store::campaigns::cancel_campaign(&tx, tenant, id)
         .await
         .map_err(campaign_error)?;
+    commit(tx).await?;
+    drop(client);
     Ok(answer(&state, tenant, id, change).await)
 }

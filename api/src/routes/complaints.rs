@@ -147,7 +147,9 @@ async fn complain(
         Named::MessageId(id) => JobRef::MessageId(id),
         Named::JobId(id) => JobRef::JobId(*id),
     };
-    let job = store::complaints::find_job(&state.pg, owner, by)
+    let mut client = super::connection(&state).await?;
+    let tx = super::caller_scope(&mut client, caller).await?;
+    let job = store::complaints::find_job(&tx, owner, by)
         .await?
         .ok_or_else(|| match &named {
             Named::MessageId(id) => {
@@ -162,7 +164,9 @@ async fn complain(
         )));
     };
     let now = OffsetDateTime::now_utc();
-    let recorded = store::complaints::record(&state.pg, &job, ip_id, &feedback_type, now).await?;
+    let recorded = store::complaints::record(&tx, &job, ip_id, &feedback_type, now).await?;
+    super::commit(tx).await?;
+    drop(client);
     if !recorded.duplicate {
         let event = ControlEvent::Complaint {
             tenant_id: job.tenant_id,

@@ -105,12 +105,15 @@ async fn list(
     if after < 0 {
         return Err(AppError::invalid("after must be an event id (0 or more)"));
     }
-    let rows = store::events_read::events_page(&state.pg, tenant, campaign, after, paging.fetch())
+    let mut client = super::connection(&state).await?;
+    let tx = super::tenant_scope(&mut client, tenant).await?;
+    let rows = store::events_read::events_page(&tx, tenant, campaign, after, paging.fetch())
         .await
         .map_err(|e| match e {
             StoreError::NotFound => AppError::not_found("no such campaign"),
             other => other.into(),
         })?;
+    super::commit(tx).await?;
     let (rows, next_after) = paging.page(rows, |e| e.id);
     Ok(Json(EventsBody {
         events: rows.into_iter().map(EventBody::from).collect(),

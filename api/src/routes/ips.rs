@@ -160,7 +160,13 @@ async fn list(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<I
     let now = OffsetDateTime::now_utc();
     let ips = match caller {
         Caller::Admin => store::ips::all_ips(&state.pg, now).await?,
-        Caller::Tenant(tenant) => store::ips::tenant_ips(&state.pg, tenant, now).await?,
+        Caller::Tenant(tenant) => {
+            let mut client = super::connection(&state).await?;
+            let tx = super::tenant_scope(&mut client, tenant).await?;
+            let ips = store::ips::tenant_ips(&tx, tenant, now).await?;
+            super::commit(tx).await?;
+            ips
+        }
     };
     let ips: Vec<IpBody> = ips
         .into_iter()
@@ -186,7 +192,13 @@ async fn show(
     let now = OffsetDateTime::now_utc();
     let ip = match caller {
         Caller::Admin => store::ips::ip_by_id(&state.pg, id, now).await,
-        Caller::Tenant(tenant) => store::ips::tenant_ip(&state.pg, tenant, id, now).await,
+        Caller::Tenant(tenant) => {
+            let mut client = super::connection(&state).await?;
+            let tx = super::tenant_scope(&mut client, tenant).await?;
+            let ip = store::ips::tenant_ip(&tx, tenant, id, now).await;
+            super::commit(tx).await?;
+            ip
+        }
     };
     Ok(Json(IpBody::new(ip.map_err(no_such_ip)?, &state.config)))
 }
@@ -251,9 +263,13 @@ async fn change_status(
         Caller::Admin => None,
         Caller::Tenant(tenant) => Some(tenant),
     };
-    let ip = store::ips::set_status(&state.pg, owner, id, &change, OffsetDateTime::now_utc())
+    let mut client = super::connection(&state).await?;
+    let tx = super::caller_scope(&mut client, caller).await?;
+    let ip = store::ips::set_status(&tx, owner, id, &change, OffsetDateTime::now_utc())
         .await
         .map_err(no_such_ip)?;
+    super::commit(tx).await?;
+    drop(client);
     let tenant_id = ip.tenant_id;
     super::publish(&state, ControlEvent::TenantChanged { tenant_id }).await;
     tracing::info!(%tenant_id, ip_id = %id, ?change, "IP status set through the API");

@@ -1,7 +1,10 @@
 //! The route groups, one per file, each a `routes() -> OpenApiRouter<AppState>`
 //! registering `#[utoipa::path]`-annotated handlers (full paths) with
-//! `utoipa_axum::routes!`, so each route is served and documented at once. Also [`publish`], the hint every state change sends to the nodes,
-//! and [`Paging`], the `?after=&limit=` of the list routes.
+//! `utoipa_axum::routes!`, so each route is served and documented at once. Also
+//! [`publish`], the hint every state change sends to the nodes, [`Paging`], the
+//! `?after=&limit=` of the list routes, and [`tenant_scope`] / [`caller_scope`] /
+//! [`commit`], the transaction a route's queries run in (for a tenant caller:
+//! under the tenant role, where row-level security applies).
 
 pub mod campaigns;
 pub mod complaints;
@@ -20,12 +23,15 @@ pub mod unsubscribe;
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
+use deadpool_postgres::{Object, Transaction};
 use penguin_engine::control::{self, ControlEvent};
+use penguin_engine::db::StoreError;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
-use crate::error::AppError;
+use crate::auth::Caller;
+use crate::error::{ApiResult, AppError};
 
 /// Rows per page when `limit` is absent, and the most a page may ask for.
 pub(crate) const DEFAULT_PAGE_LIMIT: i64 = 100;
@@ -96,5 +102,40 @@ where
 pub(crate) async fn publish(state: &AppState, event: ControlEvent) {
     if let Err(error) = control::publish(&state.redis, &event).await {
         tracing::warn!(%error, tenant_id = %event.tenant_id(), "control event not published");
+    }
+}
+
+/// A pooled connection for [`tenant_scope`]: `let mut client =
+/// connection(&state).await?; let tx = tenant_scope(&mut client, tenant).await?;`
+pub(crate) async fn connection(state: &AppState) -> ApiResult<Object> {
+    Ok(state.pg.get().await.map_err(StoreError::from)?)
+}
+
+/// Opens the transaction of a tenant route: under the tenant role with
+/// `app.current_tenant_id` = `tenant` (`db::tenant_transaction`), so the
+/// row-level-security policies confine every query to the tenant's rows, behind
+/// the store's own `tenant_id` filters. Dropped without [`commit`], it rolls back.
+pub(crate) async fn tenant_scope(
+    client: &mut Object,
+    tenant: uuid::Uuid,
+) -> ApiResult<Transaction<'_>> {
+    Ok(penguin_engine::db::tenant_transaction(client, tenant).await?)
+}
+
+/// Commits a [`tenant_scope`] transaction.
+pub(crate) async fn commit(tx: Transaction<'_>) -> ApiResult<()> {
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(())
+}
+
+/// The transaction of a route open to the admin and to the owner: a tenant's is
+/// [`tenant_scope`]; the admin's runs on the owner's role (it spans tenants).
+pub(crate) async fn caller_scope(
+    client: &mut Object,
+    caller: Caller,
+) -> ApiResult<Transaction<'_>> {
+    match caller {
+        Caller::Tenant(tenant) => tenant_scope(client, tenant).await,
+        Caller::Admin => Ok(client.transaction().await.map_err(StoreError::from)?),
     }
 }

@@ -139,9 +139,11 @@ async fn list(
             "after must be an address of at most {MAX_CURSOR} bytes without control characters"
         )));
     }
+    let mut client = super::connection(&state).await?;
+    let tx = super::tenant_scope(&mut client, tenant).await?;
     let rows =
-        store::suppressions::list(&state.pg, tenant, paging.after.as_deref(), paging.fetch())
-            .await?;
+        store::suppressions::list(&tx, tenant, paging.after.as_deref(), paging.fetch()).await?;
+    super::commit(tx).await?;
     let (rows, next_after) = paging.page(rows, |s| s.email.clone());
     Ok(Json(SuppressionList {
         suppressions: rows.into_iter().map(SuppressionBody::from).collect(),
@@ -213,7 +215,10 @@ async fn add(
         )));
     }
     let (valid, rejected) = check_emails(&request.emails);
-    let (added, already) = store::suppressions::add(&state.pg, tenant, &valid, reason).await?;
+    let mut client = super::connection(&state).await?;
+    let tx = super::tenant_scope(&mut client, tenant).await?;
+    let (added, already) = store::suppressions::add(&tx, tenant, &valid, reason).await?;
+    super::commit(tx).await?;
     tracing::info!(
         tenant_id = %tenant, %reason, added, already, rejected = rejected.len(),
         "suppressions added"
@@ -243,12 +248,15 @@ async fn remove(
     let Path(raw) =
         email.map_err(|_| AppError::invalid("email in the path is not a valid address"))?;
     let email = normalize_email(&raw).map_err(|e| AppError::invalid_field("email", &e))?;
-    store::suppressions::remove(&state.pg, tenant, &email)
+    let mut client = super::connection(&state).await?;
+    let tx = super::tenant_scope(&mut client, tenant).await?;
+    store::suppressions::remove(&tx, tenant, &email)
         .await
         .map_err(|e| match e {
             StoreError::NotFound => AppError::not_found("address is not suppressed"),
             other => other.into(),
         })?;
+    super::commit(tx).await?;
     tracing::info!(tenant_id = %tenant, "suppression removed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -90,7 +90,10 @@ async fn issue(
 ) -> ApiResult<(StatusCode, Json<TokenIssued>)> {
     let tenant = reachable(&state, caller, id).await?;
     let (token, hash) = auth::new_tenant_token();
-    let row = store::tenants::insert_token(&state.pg, tenant, Uuid::now_v7(), &hash).await?;
+    let mut client = super::connection(&state).await?;
+    let tx = super::caller_scope(&mut client, caller).await?;
+    let row = store::tenants::insert_token(&tx, tenant, Uuid::now_v7(), &hash).await?;
+    super::commit(tx).await?;
     tracing::info!(tenant_id = %tenant, token_id = %row.id, "api token issued");
     Ok((
         StatusCode::CREATED,
@@ -117,7 +120,10 @@ async fn list(
     IdPath(id): IdPath,
 ) -> ApiResult<Json<TokenList>> {
     let tenant = reachable(&state, caller, id).await?;
-    let rows = store::tenants::tokens(&state.pg, tenant).await?;
+    let mut client = super::connection(&state).await?;
+    let tx = super::caller_scope(&mut client, caller).await?;
+    let rows = store::tenants::tokens(&tx, tenant).await?;
+    super::commit(tx).await?;
     Ok(Json(TokenList {
         tokens: rows.into_iter().map(TokenView::from).collect(),
     }))
@@ -144,12 +150,15 @@ async fn revoke(
         return Err(AppError::not_found("not found"));
     };
     let tenant = reachable(&state, caller, id).await?;
-    let row = store::tenants::revoke_token(&state.pg, tenant, token_id)
+    let mut client = super::connection(&state).await?;
+    let tx = super::caller_scope(&mut client, caller).await?;
+    let row = store::tenants::revoke_token(&tx, tenant, token_id)
         .await
         .map_err(|e| match e {
             penguin_engine::db::StoreError::NotFound => AppError::not_found("no such token"),
             other => other.into(),
         })?;
+    super::commit(tx).await?;
     tracing::info!(tenant_id = %tenant, token_id = %row.id, "api token revoked");
     Ok(Json(row.into()))
 }

@@ -1,15 +1,16 @@
 //! Campaign rows and their lifecycle, as the control API drives them.
 //!
 //! Every lifecycle call ([`start_campaign`], [`pause_campaign`],
-//! [`resume_campaign`], [`cancel_campaign`]) runs in one transaction that first
+//! [`resume_campaign`], [`cancel_campaign`]) runs in the caller's transaction
+//! (the API's: `db::tenant_transaction`, committed by the caller) and first
 //! locks the campaign row (`FOR UPDATE`), so it orders strictly before or after
 //! each engine claim (which holds the row `FOR SHARE`, see `store::jobs`) and each
-//! lead import. The calls are idempotent: asking for the state a campaign is
+//! lead import. The other calls take any client or transaction. The calls are idempotent: asking for the state a campaign is
 //! already in changes nothing and answers [`StatusChange::changed`] = false; an
 //! impossible transition is [`StoreError::Conflict`] with a readable message.
 //! Every query filters by `tenant_id` explicitly.
 
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::{GenericClient, Transaction};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -96,8 +97,10 @@ fn parse_status(status: &str) -> Result<CampaignStatus, StoreError> {
 }
 
 /// Inserts a campaign in `draft`.
-pub async fn insert_campaign(pool: &Pool, new: &NewCampaign) -> Result<Campaign, StoreError> {
-    let client = pool.get().await?;
+pub async fn insert_campaign(
+    client: &impl GenericClient,
+    new: &NewCampaign,
+) -> Result<Campaign, StoreError> {
     let sql = format!(
         "INSERT INTO campaigns (tenant_id, id, name, priority, from_address, from_name, subject,
                                 text_body, html_body, ip_ids, daily_cap, send_window)
@@ -128,8 +131,11 @@ pub async fn insert_campaign(pool: &Pool, new: &NewCampaign) -> Result<Campaign,
 }
 
 /// One campaign of a tenant; [`StoreError::NotFound`] when absent or foreign.
-pub async fn tenant_campaign(pool: &Pool, tenant: Uuid, id: Uuid) -> Result<Campaign, StoreError> {
-    let client = pool.get().await?;
+pub async fn tenant_campaign(
+    client: &impl GenericClient,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<Campaign, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM campaigns WHERE tenant_id = $1 AND id = $2");
     let stmt = client.prepare_cached(&sql).await?;
     let row = client
@@ -208,14 +214,12 @@ pub enum StartOutcome {
 /// idempotency key the campaign was started with, which replays that start.
 /// The key of the start that changed the campaign is kept in `start_key`.
 pub async fn start_campaign(
-    pool: &Pool,
+    tx: &Transaction<'_>,
     tenant: Uuid,
     id: Uuid,
     key: Option<&str>,
 ) -> Result<StartOutcome, StoreError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let (status, priority) = lock_campaign(&tx, tenant, id).await?;
+    let (status, priority) = lock_campaign(tx, tenant, id).await?;
     if let Some(key) = key {
         let stmt = tx
             .prepare_cached("SELECT start_key FROM campaigns WHERE tenant_id = $1 AND id = $2")
@@ -230,7 +234,7 @@ pub async fn start_campaign(
         CampaignStatus::Running => return Ok(StartOutcome::Change(unchanged(status))),
         _ => return Err(refuse("start", status)),
     }
-    set_status(&tx, tenant, id, CampaignStatus::Running).await?;
+    set_status(tx, tenant, id, CampaignStatus::Running).await?;
     let record_key = tx
         .prepare_cached("UPDATE campaigns SET start_key = $3 WHERE tenant_id = $1 AND id = $2")
         .await?;
@@ -244,27 +248,23 @@ pub async fn start_campaign(
         )
         .await?;
     tx.execute(&create_jobs, &[&tenant, &id, &priority]).await?;
-    tx.commit().await?;
     Ok(StartOutcome::Change(CHANGED_TO_RUNNING))
 }
 
-/// `running → paused`. Once this returns, no engine claim moves a job of the
+/// `running → paused`. Once `tx` commits, no engine claim moves a job of the
 /// campaign to `sending` (jobs already `sending`: see [`sending_count`]).
 pub async fn pause_campaign(
-    pool: &Pool,
+    tx: &Transaction<'_>,
     tenant: Uuid,
     id: Uuid,
 ) -> Result<StatusChange, StoreError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let (status, _) = lock_campaign(&tx, tenant, id).await?;
+    let (status, _) = lock_campaign(tx, tenant, id).await?;
     match status {
         CampaignStatus::Running => {}
         CampaignStatus::Paused => return Ok(unchanged(status)),
         _ => return Err(refuse("pause", status)),
     }
-    set_status(&tx, tenant, id, CampaignStatus::Paused).await?;
-    tx.commit().await?;
+    set_status(tx, tenant, id, CampaignStatus::Paused).await?;
     Ok(StatusChange {
         status: CampaignStatus::Paused,
         changed: true,
@@ -273,20 +273,17 @@ pub async fn pause_campaign(
 
 /// `paused → running`.
 pub async fn resume_campaign(
-    pool: &Pool,
+    tx: &Transaction<'_>,
     tenant: Uuid,
     id: Uuid,
 ) -> Result<StatusChange, StoreError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let (status, _) = lock_campaign(&tx, tenant, id).await?;
+    let (status, _) = lock_campaign(tx, tenant, id).await?;
     match status {
         CampaignStatus::Paused => {}
         CampaignStatus::Running => return Ok(unchanged(status)),
         _ => return Err(refuse("resume", status)),
     }
-    set_status(&tx, tenant, id, CampaignStatus::Running).await?;
-    tx.commit().await?;
+    set_status(tx, tenant, id, CampaignStatus::Running).await?;
     Ok(CHANGED_TO_RUNNING)
 }
 
@@ -294,19 +291,17 @@ pub async fn resume_campaign(
 /// (`pending`, `deferred`, `queued`) → `cancelled`, in one transaction. Jobs
 /// already `sending` finish their attempt.
 pub async fn cancel_campaign(
-    pool: &Pool,
+    tx: &Transaction<'_>,
     tenant: Uuid,
     id: Uuid,
 ) -> Result<StatusChange, StoreError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
-    let (status, _) = lock_campaign(&tx, tenant, id).await?;
+    let (status, _) = lock_campaign(tx, tenant, id).await?;
     match status {
         CampaignStatus::Draft | CampaignStatus::Running | CampaignStatus::Paused => {}
         CampaignStatus::Cancelled => return Ok(unchanged(status)),
         CampaignStatus::Completed => return Err(refuse("cancel", status)),
     }
-    set_status(&tx, tenant, id, CampaignStatus::Cancelled).await?;
+    set_status(tx, tenant, id, CampaignStatus::Cancelled).await?;
     let cancel_jobs = tx
         .prepare_cached(
             "UPDATE send_jobs SET status = 'cancelled', updated_at = now()
@@ -315,7 +310,6 @@ pub async fn cancel_campaign(
         )
         .await?;
     tx.execute(&cancel_jobs, &[&tenant, &id]).await?;
-    tx.commit().await?;
     Ok(StatusChange {
         status: CampaignStatus::Cancelled,
         changed: true,
@@ -323,8 +317,11 @@ pub async fn cancel_campaign(
 }
 
 /// How many jobs of the campaign are `sending` (an SMTP attempt under way).
-pub async fn sending_count(pool: &Pool, tenant: Uuid, id: Uuid) -> Result<i64, StoreError> {
-    let client = pool.get().await?;
+pub async fn sending_count(
+    client: &impl GenericClient,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<i64, StoreError> {
     let stmt = client
         .prepare_cached(
             "SELECT count(*) FROM send_jobs

@@ -4,14 +4,15 @@
 //! [`find_job`] looks a job up by the Message-ID the engine sent or by its id;
 //! a tenant's lookup filters `tenant_id`, the operator's walks the tenants with
 //! one index probe each (`send_jobs_message_id`, the primary key), so no query
-//! scans across tenants. [`record`] writes, in one transaction: a `complaint`
+//! scans across tenants. [`record`] writes, in the caller's transaction (a
+//! tenant's: `db::tenant_transaction`; the operator's: on the owner's role): a `complaint`
 //! delivery event (with the provider of the job's `sent` event), one more
 //! complaint in the IP's daily rollup for the IP-local day of `now`, and the
 //! recipient on the tenant's suppression list (reason `complaint`; an earlier
 //! entry keeps its reason). A job has at most one complaint (unique index
 //! `delivery_events_one_complaint`): a repeat changes nothing and says so.
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -49,11 +50,10 @@ pub struct Recorded {
 /// The job `by` names — among `owner`'s jobs only, when given; `None` when
 /// there is none (or it is another tenant's).
 pub async fn find_job(
-    pool: &Pool,
+    client: &impl GenericClient,
     owner: Option<Uuid>,
     by: JobRef<'_>,
 ) -> Result<Option<ComplainedJob>, StoreError> {
-    let client = pool.get().await?;
     let (condition, key): (&str, &(dyn tokio_postgres::types::ToSql + Sync)) = match &by {
         JobRef::MessageId(id) => ("j.message_id = $2::text", id),
         JobRef::JobId(id) => ("j.id = $2::uuid", id),
@@ -80,17 +80,15 @@ pub async fn find_job(
 }
 
 /// Records a complaint about `job` (which must have an IP) of `feedback_type`
-/// (`abuse`, `fraud`, …; stored as the event's `class`) at `now`, in one
-/// transaction. A repeat for the same job writes nothing and is `duplicate`.
+/// (`abuse`, `fraud`, …; stored as the event's `class`) at `now`, in `tx` (the
+/// caller commits). A repeat for the same job writes nothing and is `duplicate`.
 pub async fn record(
-    pool: &Pool,
+    tx: &Transaction<'_>,
     job: &ComplainedJob,
     ip_id: Uuid,
     feedback_type: &str,
     now: OffsetDateTime,
 ) -> Result<Recorded, StoreError> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
     let event = tx
         .prepare_cached(
             "INSERT INTO delivery_events
@@ -118,7 +116,6 @@ pub async fn record(
         )
         .await?;
     let Some(inserted) = inserted else {
-        tx.rollback().await?;
         return Ok(Recorded {
             duplicate: true,
             provider: None,
@@ -142,7 +139,6 @@ pub async fn record(
         )
         .await?;
     tx.execute(&suppress, &[&job.tenant_id, &job.email]).await?;
-    tx.commit().await?;
     Ok(Recorded {
         duplicate: false,
         provider: inserted.get(0),

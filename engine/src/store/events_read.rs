@@ -7,7 +7,7 @@
 //! explicitly, and a campaign that is absent or another tenant's is
 //! [`StoreError::NotFound`], never an empty page.
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::GenericClient;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -33,13 +33,12 @@ pub struct EventRow {
 /// Up to `limit` events of `campaign` (of `tenant`) with an id above `after`,
 /// ordered by id.
 pub async fn events_page(
-    pool: &Pool,
+    client: &impl GenericClient,
     tenant: Uuid,
     campaign: Uuid,
     after: i64,
     limit: i64,
 ) -> Result<Vec<EventRow>, StoreError> {
-    let client = pool.get().await?;
     let exists = client
         .prepare_cached("SELECT 1 FROM campaigns WHERE tenant_id = $1 AND id = $2")
         .await?;

@@ -12,7 +12,7 @@
 
 use std::net::IpAddr;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use time::{Date, OffsetDateTime};
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -223,11 +223,10 @@ pub async fn all_ips(pool: &Pool, now: OffsetDateTime) -> Result<Vec<IpView>, St
 
 /// The IPs of one tenant at `now`.
 pub async fn tenant_ips(
-    pool: &Pool,
+    client: &impl GenericClient,
     tenant: Uuid,
     now: OffsetDateTime,
 ) -> Result<Vec<IpView>, StoreError> {
-    let client = pool.get().await?;
     let sql = format!(
         "SELECT {VIEW_COLUMNS} FROM smtp_ips i {VIEW_JOINS}
          WHERE i.tenant_id = $2 ORDER BY i.created_at, i.id"
@@ -255,12 +254,11 @@ pub async fn ip_by_id(pool: &Pool, id: Uuid, now: OffsetDateTime) -> Result<IpVi
 
 /// One IP of one tenant; [`StoreError::NotFound`] when absent or foreign.
 pub async fn tenant_ip(
-    pool: &Pool,
+    client: &impl GenericClient,
     tenant: Uuid,
     id: Uuid,
     now: OffsetDateTime,
 ) -> Result<IpView, StoreError> {
-    let client = pool.get().await?;
     let sql = format!(
         "SELECT {VIEW_COLUMNS} FROM smtp_ips i {VIEW_JOINS} WHERE i.tenant_id = $2 AND i.id = $3"
     );
@@ -275,7 +273,7 @@ pub async fn tenant_ip(
 /// Pauses or resumes IP `id` — of `owner` only, when given — and returns its view
 /// at `now`. Idempotent. [`StoreError::NotFound`] when absent or foreign.
 pub async fn set_status(
-    pool: &Pool,
+    client: &impl GenericClient,
     owner: Option<Uuid>,
     id: Uuid,
     change: &StatusChange,
@@ -285,7 +283,6 @@ pub async fn set_status(
         StatusChange::Pause { reason } => ("paused", Some(reason.as_str())),
         StatusChange::Resume => ("active", None),
     };
-    let client = pool.get().await?;
     let sql = format!(
         "WITH i AS (
             UPDATE smtp_ips SET status = $4, status_reason = $5, paused_until = NULL
@@ -304,11 +301,10 @@ pub async fn set_status(
 
 /// Which of `ids` are IPs of `tenant` (the others are unknown or foreign).
 pub async fn owned_ip_ids(
-    pool: &Pool,
+    client: &impl GenericClient,
     tenant: Uuid,
     ids: &[Uuid],
 ) -> Result<Vec<Uuid>, StoreError> {
-    let client = pool.get().await?;
     let stmt = client
         .prepare_cached("SELECT id FROM smtp_ips WHERE tenant_id = $1 AND id = ANY($2)")
         .await?;

@@ -13,7 +13,7 @@
 //! - [`release_stale_sending`], [`release_queued`] (Reaper): recovery after crashes
 //!   and Redis loss.
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -427,11 +427,10 @@ pub async fn next_due(pool: &Pool, tenants: &[Uuid]) -> Result<Option<OffsetDate
 
 /// Jobs of a campaign per state (states without jobs are absent).
 pub async fn counts_by_status(
-    pool: &Pool,
+    client: &impl GenericClient,
     tenant: Uuid,
     campaign: Uuid,
 ) -> Result<Vec<(JobStatus, i64)>, StoreError> {
-    let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
             "SELECT status, count(*) FROM send_jobs

@@ -6,6 +6,10 @@
 //! sees every imported lead). Leads are written one `INSERT … SELECT FROM unnest()`
 //! per chunk of [`CHUNK`]; an address already in the campaign or suppressed for the
 //! tenant is skipped and reported as such.
+//!
+//! An import is a tenant's request: its transaction runs under the tenant role
+//! with `app.current_tenant_id` set ([`crate::db::tenant_transaction`]), so
+//! row-level security confines it to the tenant's rows besides its own filters.
 
 use std::collections::HashSet;
 
@@ -90,14 +94,14 @@ pub struct LeadImport<'a> {
 }
 
 impl<'a> LeadImport<'a> {
-    /// Opens the transaction and locks the campaign; refuses a finished,
-    /// absent or foreign campaign.
+    /// Opens the tenant's transaction ([`crate::db::tenant_transaction`]) and
+    /// locks the campaign; refuses a finished, absent or foreign campaign.
     pub async fn begin(
         client: &'a mut Object,
         tenant: Uuid,
         campaign: Uuid,
     ) -> Result<LeadImport<'a>, StoreError> {
-        let tx = client.transaction().await?;
+        let tx = crate::db::tenant_transaction(client, tenant).await?;
         let lock = tx
             .prepare_cached(
                 "SELECT status, priority FROM campaigns WHERE tenant_id = $1 AND id = $2 FOR SHARE",

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use serde::Serialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -83,12 +83,11 @@ pub struct Suppression {
 /// email `after` (exclusive; `None` = from the start). One range scan of the
 /// primary key `(tenant_id, email)`, whatever the page.
 pub async fn list(
-    pool: &Pool,
+    client: &impl GenericClient,
     tenant: Uuid,
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Suppression>, StoreError> {
-    let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
             "SELECT email, reason, created_at FROM suppressions
@@ -116,7 +115,7 @@ pub async fn list(
 /// `(added, already)`: how many addresses are new, and how many were suppressed
 /// before (or repeat an earlier entry of `emails`); together `emails.len()`.
 pub async fn add(
-    pool: &Pool,
+    client: &impl GenericClient,
     tenant: Uuid,
     emails: &[String],
     reason: SuppressionReason,
@@ -130,7 +129,6 @@ pub async fn add(
     if distinct.is_empty() {
         return Ok((0, emails.len() as u64));
     }
-    let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
             "INSERT INTO suppressions (tenant_id, email, reason)
@@ -146,8 +144,11 @@ pub async fn add(
 
 /// Lifts the suppression of `email` for `tenant`; [`StoreError::NotFound`] when
 /// the address is not on the tenant's list.
-pub async fn remove(pool: &Pool, tenant: Uuid, email: &str) -> Result<(), StoreError> {
-    let client = pool.get().await?;
+pub async fn remove(
+    client: &impl GenericClient,
+    tenant: Uuid,
+    email: &str,
+) -> Result<(), StoreError> {
     let stmt = client
         .prepare_cached("DELETE FROM suppressions WHERE tenant_id = $1 AND email = $2")
         .await?;

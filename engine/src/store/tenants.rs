@@ -6,7 +6,7 @@
 //! ([`revoke_token`]) stops working at once and stays listed. Also holds
 //! [`ping`], the database health probe of `/health/db`.
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -77,12 +77,11 @@ fn token_row(row: &tokio_postgres::Row) -> TokenRow {
 
 /// Adds a token to an existing tenant; `NotFound` when there is no such tenant.
 pub async fn insert_token(
-    pool: &Pool,
+    client: &impl GenericClient,
     tenant: Uuid,
     id: Uuid,
     token_hash: &[u8],
 ) -> Result<TokenRow, StoreError> {
-    let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
             "INSERT INTO api_tokens (tenant_id, id, token_hash)
@@ -98,8 +97,10 @@ pub async fn insert_token(
 }
 
 /// A tenant's tokens, oldest first, revoked ones included.
-pub async fn tokens(pool: &Pool, tenant: Uuid) -> Result<Vec<TokenRow>, StoreError> {
-    let client = pool.get().await?;
+pub async fn tokens(
+    client: &impl GenericClient,
+    tenant: Uuid,
+) -> Result<Vec<TokenRow>, StoreError> {
     let stmt = client
         .prepare_cached(
             "SELECT id, created_at, revoked_at FROM api_tokens
@@ -116,8 +117,11 @@ pub async fn tokens(pool: &Pool, tenant: Uuid) -> Result<Vec<TokenRow>, StoreErr
 
 /// Revokes one of a tenant's tokens (again: no change, the first time stands);
 /// `NotFound` when the tenant has no such token.
-pub async fn revoke_token(pool: &Pool, tenant: Uuid, id: Uuid) -> Result<TokenRow, StoreError> {
-    let client = pool.get().await?;
+pub async fn revoke_token(
+    client: &impl GenericClient,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<TokenRow, StoreError> {
     let stmt = client
         .prepare_cached(
             "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now())
