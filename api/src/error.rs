@@ -70,6 +70,15 @@ impl AppError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// For `.map_err`: a store error, with `NotFound` answered as 404 `message`
+    /// ("no such campaign") and everything else mapped as usual.
+    pub fn missing(message: &'static str) -> impl Fn(StoreError) -> AppError {
+        move |error| match error {
+            StoreError::NotFound => AppError::not_found(message),
+            other => other.into(),
+        }
+    }
+
     /// 405: the path exists, the method does not.
     pub fn method_not_allowed() -> Self {
         Self::new(

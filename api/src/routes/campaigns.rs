@@ -18,7 +18,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use deadpool_postgres::Object;
+use deadpool_postgres::{Object, Transaction};
 use penguin_engine::control::ControlEvent;
 use penguin_engine::db::StoreError;
 use penguin_engine::domain::{CampaignStatus, JobStatus, normalize_email};
@@ -167,10 +167,7 @@ impl From<Campaign> for CampaignBody {
 
 /// 404 names the campaign; everything else maps as usual.
 fn campaign_error(err: StoreError) -> AppError {
-    match err {
-        StoreError::NotFound => AppError::not_found("no such campaign"),
-        other => other.into(),
-    }
+    AppError::missing("no such campaign")(err)
 }
 
 /// Every check that needs no database, in request order.
@@ -309,6 +306,9 @@ async fn show(
         .await
         .map_err(campaign_error)?;
     let counts = store::jobs::counts_by_status(&tx, tenant, id).await?;
+    let now = OffsetDateTime::now_utc();
+    let since = now - time::Duration::minutes(campaign_rates::RATE_WINDOW_MINUTES);
+    let activity = store::stats::campaign_activity(&tx, tenant, id, since).await?;
     commit(tx).await?;
     let mut by_status: BTreeMap<&'static str, i64> = JobStatus::ALL
         .iter()
@@ -319,9 +319,6 @@ async fn show(
         by_status.insert(status.as_str(), count);
         total += count;
     }
-    let now = OffsetDateTime::now_utc();
-    let since = now - time::Duration::minutes(campaign_rates::RATE_WINDOW_MINUTES);
-    let activity = store::stats::campaign_activity(&state.pg, tenant, id, since).await?;
     let rates = RatesBody::new(&by_status, &activity);
     let eta = campaign_rates::eta(campaign.status, &by_status, &activity, now);
     Ok(Json(CampaignWithCounts {
@@ -331,6 +328,19 @@ async fn show(
         rates,
         eta,
     }))
+}
+
+/// Runs one lifecycle call in a tenant transaction on `client` and commits it;
+/// a missing campaign is 404 "no such campaign".
+async fn in_tenant_tx<T>(
+    client: &mut Object,
+    tenant: Uuid,
+    call: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+) -> ApiResult<T> {
+    let tx = tenant_scope(client, tenant).await?;
+    let out = call(&tx).await.map_err(campaign_error)?;
+    commit(tx).await?;
+    Ok(out)
 }
 
 /// Publishes the campaign's state (also when unchanged: a retried call repairs a
@@ -386,11 +396,10 @@ async fn start(
 ) -> ApiResult<Response> {
     let key = validate::idempotency_key(&headers)?;
     let mut client = connection(&state).await?;
-    let tx = tenant_scope(&mut client, tenant).await?;
-    let outcome = store::campaigns::start_campaign(&tx, tenant, id, key.as_deref())
-        .await
-        .map_err(campaign_error)?;
-    commit(tx).await?;
+    let outcome = in_tenant_tx(&mut client, tenant, async |tx| {
+        store::campaigns::start_campaign(tx, tenant, id, key.as_deref()).await
+    })
+    .await?;
     drop(client);
     Ok(match outcome {
         StartOutcome::Change(change) => answer(&state, tenant, id, change).await.into_response(),
@@ -430,11 +439,10 @@ async fn pause(
     IdPath(id): IdPath,
 ) -> ApiResult<Json<CampaignState>> {
     let mut client = connection(&state).await?;
-    let tx = tenant_scope(&mut client, tenant).await?;
-    let change = store::campaigns::pause_campaign(&tx, tenant, id)
-        .await
-        .map_err(campaign_error)?;
-    commit(tx).await?;
+    let change = in_tenant_tx(&mut client, tenant, async |tx| {
+        store::campaigns::pause_campaign(tx, tenant, id).await
+    })
+    .await?;
     let Json(mut body) = answer(&state, tenant, id, change).await;
     let in_flight = wait_for_drain(&state, &mut client, tenant, id).await?;
     if in_flight > 0 {
@@ -481,11 +489,10 @@ async fn resume(
     IdPath(id): IdPath,
 ) -> ApiResult<Json<CampaignState>> {
     let mut client = connection(&state).await?;
-    let tx = tenant_scope(&mut client, tenant).await?;
-    let change = store::campaigns::resume_campaign(&tx, tenant, id)
-        .await
-        .map_err(campaign_error)?;
-    commit(tx).await?;
+    let change = in_tenant_tx(&mut client, tenant, async |tx| {
+        store::campaigns::resume_campaign(tx, tenant, id).await
+    })
+    .await?;
     drop(client);
     Ok(answer(&state, tenant, id, change).await)
 }
@@ -507,11 +514,10 @@ async fn cancel(
     IdPath(id): IdPath,
 ) -> ApiResult<Json<CampaignState>> {
     let mut client = connection(&state).await?;
-    let tx = tenant_scope(&mut client, tenant).await?;
-    let change = store::campaigns::cancel_campaign(&tx, tenant, id)
-        .await
-        .map_err(campaign_error)?;
-    commit(tx).await?;
+    let change = in_tenant_tx(&mut client, tenant, async |tx| {
+        store::campaigns::cancel_campaign(tx, tenant, id).await
+    })
+    .await?;
     drop(client);
     Ok(answer(&state, tenant, id, change).await)
 }

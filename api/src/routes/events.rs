@@ -14,7 +14,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use penguin_engine::db::StoreError;
 use penguin_engine::store;
 use penguin_engine::store::events_read::EventRow;
 use serde::Serialize;
@@ -109,10 +108,7 @@ async fn list(
     let tx = super::tenant_scope(&mut client, tenant).await?;
     let rows = store::events_read::events_page(&tx, tenant, campaign, after, paging.fetch())
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound => AppError::not_found("no such campaign"),
-            other => other.into(),
-        })?;
+        .map_err(AppError::missing("no such campaign"))?;
     super::commit(tx).await?;
     let (rows, next_after) = paging.page(rows, |e| e.id);
     Ok(Json(EventsBody {

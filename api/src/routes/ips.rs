@@ -277,8 +277,5 @@ async fn change_status(
 }
 
 fn no_such_ip(error: StoreError) -> AppError {
-    match error {
-        StoreError::NotFound => AppError::not_found("no such IP"),
-        other => other.into(),
-    }
+    AppError::missing("no such IP")(error)
 }

@@ -201,10 +201,7 @@ async fn import(
 type Imported = (penguin_engine::domain::CampaignStatus, bool, ImportResult);
 
 fn campaign_error(error: StoreError) -> AppError {
-    match error {
-        StoreError::NotFound => AppError::not_found("no such campaign"),
-        other => other.into(),
-    }
+    AppError::missing("no such campaign")(error)
 }
 
 async fn import_json(

@@ -17,7 +17,6 @@
 use axum::Json;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use penguin_engine::db::StoreError;
 use penguin_engine::store;
 use penguin_engine::store::stats::DayCounts;
 use serde::{Deserialize, Serialize};
@@ -272,13 +271,6 @@ struct TenantStats {
     totals: TenantCounts,
 }
 
-fn not_found(what: &'static str) -> impl Fn(StoreError) -> AppError {
-    move |error| match error {
-        StoreError::NotFound => AppError::not_found(format!("no such {what}")),
-        other => other.into(),
-    }
-}
-
 /// A campaign's outcomes and engagement per UTC day.
 ///
 /// Outcomes from the daily rollup; complaints, unsubscribes, opens and clicks
@@ -305,7 +297,7 @@ async fn campaign_stats(
 ) -> ApiResult<Json<CampaignStats>> {
     let rows = store::stats::campaign_days(&state.pg, tenant, id, range.from, range.to)
         .await
-        .map_err(not_found("campaign"))?;
+        .map_err(AppError::missing("no such campaign"))?;
     Ok(Json(CampaignStats {
         campaign_id: id,
         from: range.from.to_string(),
@@ -348,7 +340,7 @@ async fn ip_stats(
     };
     let rows = store::stats::ip_days(&state.pg, owner, id, range.from, range.to)
         .await
-        .map_err(not_found("IP"))?;
+        .map_err(AppError::missing("no such IP"))?;
     Ok(Json(IpStats {
         ip_id: id,
         from: range.from.to_string(),

@@ -21,7 +21,6 @@ use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use penguin_engine::db::StoreError;
 use penguin_engine::domain::normalize_email;
 use penguin_engine::store;
 use penguin_engine::store::suppressions::{Suppression, SuppressionReason};
@@ -252,10 +251,7 @@ async fn remove(
     let tx = super::tenant_scope(&mut client, tenant).await?;
     store::suppressions::remove(&tx, tenant, &email)
         .await
-        .map_err(|e| match e {
-            StoreError::NotFound => AppError::not_found("address is not suppressed"),
-            other => other.into(),
-        })?;
+        .map_err(AppError::missing("address is not suppressed"))?;
     super::commit(tx).await?;
     tracing::info!(tenant_id = %tenant, "suppression removed");
     Ok(StatusCode::NO_CONTENT)

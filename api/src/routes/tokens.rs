@@ -154,10 +154,7 @@ async fn revoke(
     let tx = super::caller_scope(&mut client, caller).await?;
     let row = store::tenants::revoke_token(&tx, tenant, token_id)
         .await
-        .map_err(|e| match e {
-            penguin_engine::db::StoreError::NotFound => AppError::not_found("no such token"),
-            other => other.into(),
-        })?;
+        .map_err(AppError::missing("no such token"))?;
     super::commit(tx).await?;
     tracing::info!(tenant_id = %tenant, token_id = %row.id, "api token revoked");
     Ok(Json(row.into()))

@@ -145,6 +145,22 @@ pub async fn tenant_campaign(
     campaign(&row)
 }
 
+/// `Ok` when `tenant` has the campaign `id`, [`StoreError::NotFound`] otherwise:
+/// the 404 of reads that would answer an empty list for a foreign campaign.
+pub async fn ensure_exists(
+    client: &impl GenericClient,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<(), StoreError> {
+    let stmt = client
+        .prepare_cached("SELECT 1 FROM campaigns WHERE tenant_id = $1 AND id = $2")
+        .await?;
+    match client.query_opt(&stmt, &[&tenant, &id]).await? {
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound),
+    }
+}
+
 /// Locks a campaign row for a lifecycle change; returns its status and priority.
 async fn lock_campaign(
     tx: &Transaction<'_>,

@@ -39,16 +39,7 @@ pub async fn events_page(
     after: i64,
     limit: i64,
 ) -> Result<Vec<EventRow>, StoreError> {
-    let exists = client
-        .prepare_cached("SELECT 1 FROM campaigns WHERE tenant_id = $1 AND id = $2")
-        .await?;
-    if client
-        .query_opt(&exists, &[&tenant, &campaign])
-        .await?
-        .is_none()
-    {
-        return Err(StoreError::NotFound);
-    }
+    super::campaigns::ensure_exists(client, tenant, campaign).await?;
     let page = client
         .prepare_cached(
             "SELECT e.id, e.job_id, e.ip_id, e.kind, e.smtp_code, e.enhanced_code, e.class,

@@ -15,7 +15,7 @@
 //! absent or another tenant's is [`StoreError::NotFound`]; day rows cover every
 //! day of the range, in order, days without rows as zeros.
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -40,14 +40,15 @@ pub struct Activity {
 }
 
 /// The activity of `campaign` (of `tenant`), "recent" being from `since` on.
-/// One pass over the campaign's events.
+/// One pass over the campaign's events. A job has at most one `open` event
+/// (unique index, V4), so opened jobs are a plain count; a job may have a
+/// click per link, so clicked jobs are counted distinct.
 pub async fn campaign_activity(
-    pool: &Pool,
+    client: &impl GenericClient,
     tenant: Uuid,
     campaign: Uuid,
     since: OffsetDateTime,
 ) -> Result<Activity, StoreError> {
-    let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
             "SELECT count(*) FILTER (WHERE kind = 'sent' AND created_at >= $3),
@@ -55,7 +56,7 @@ pub async fn campaign_activity(
                                        AND created_at >= $3),
                     count(*) FILTER (WHERE kind = 'complaint'),
                     count(*) FILTER (WHERE kind = 'unsubscribed'),
-                    count(DISTINCT job_id) FILTER (WHERE kind = 'open'),
+                    count(*) FILTER (WHERE kind = 'open'),
                     count(DISTINCT job_id) FILTER (WHERE kind = 'click')
              FROM delivery_events
              WHERE tenant_id = $1 AND campaign_id = $2",
@@ -114,16 +115,7 @@ pub async fn campaign_days(
     to: Date,
 ) -> Result<Vec<DayCounts>, StoreError> {
     let client = pool.get().await?;
-    let exists = client
-        .prepare_cached("SELECT 1 FROM campaigns WHERE tenant_id = $1 AND id = $2")
-        .await?;
-    if client
-        .query_opt(&exists, &[&tenant, &campaign])
-        .await?
-        .is_none()
-    {
-        return Err(StoreError::NotFound);
-    }
+    super::campaigns::ensure_exists(&client, tenant, campaign).await?;
     let stmt = client
         .prepare_cached(
             "WITH days AS (
