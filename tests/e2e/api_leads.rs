@@ -11,21 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::TestEnv;
-use crate::support::api::{ApiServer, control_events, count, leads, snapshot};
-
-fn rejected(answer: &Value) -> Vec<(u64, String)> {
-    answer["rejected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["row"].as_u64().unwrap(),
-                r["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
+use crate::support::api::{ApiServer, control_events, count, leads, rejected, snapshot};
 
 #[tokio::test]
 async fn imports_count_accepted_rejected_duplicate_and_suppressed_exactly() {

@@ -5,24 +5,9 @@
 //! change nothing — even when earlier batches were already written.
 
 use reqwest::Method;
-use serde_json::Value;
 
 use crate::support::TestEnv;
-use crate::support::api::{ApiServer, count, snapshot};
-
-fn rejected(answer: &Value) -> Vec<(u64, String)> {
-    answer["rejected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["row"].as_u64().unwrap(),
-                r["reason"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
+use crate::support::api::{ApiServer, count, rejected, snapshot};
 
 /// `n` CSV rows `lead<i>@example.com,Lead<i>` (no header).
 fn rows(from: usize, n: usize) -> String {

@@ -358,6 +358,21 @@ pub fn campaign_body(ips: &[Uuid]) -> Value {
     })
 }
 
+/// The `(row, reason)` pairs of a lead import's `rejected`.
+pub fn rejected(answer: &Value) -> Vec<(u64, String)> {
+    answer["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["row"].as_u64().unwrap(),
+                r["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// `n` valid leads `lead<i>@example.com` with a `first_name`.
 pub fn leads(n: usize) -> Value {
     Value::Array(
