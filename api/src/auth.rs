@@ -58,8 +58,13 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 }
 
 fn bearer(parts: &Parts) -> Result<&str, AppError> {
-    let header = parts
-        .headers
+    bearer_token(&parts.headers)
+}
+
+/// The token of an `Authorization: Bearer <token>` header (scheme in any case),
+/// or why there is none. Also what the rate limiter keys its budgets by.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, AppError> {
+    let header = headers
         .get(AUTHORIZATION)
         .ok_or_else(|| AppError::unauthorized("missing Authorization: Bearer token"))?;
     let value = header

@@ -15,11 +15,11 @@ use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::http::HeaderValue;
-use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
+use axum::http::header::RETRY_AFTER;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::token_hash;
+use crate::auth::{bearer_token, token_hash};
 use crate::error::AppError;
 
 /// Buckets kept before idle ones are swept.
@@ -98,14 +98,7 @@ pub async fn limit(State(limiter): State<RateLimiter>, req: Request, next: Next)
     if !limiter.enabled() {
         return next.run(req).await;
     }
-    let token = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|t| !t.is_empty());
+    let token = bearer_token(req.headers()).ok();
     if let Some(token) = token
         && let Err(retry_after) = limiter.take(token_hash(token), Instant::now())
     {
