@@ -1,17 +1,15 @@
 //! Analytics: batches delivery events into `delivery_events` and the daily rollups
-//! per campaign and per IP. Events arrive by `cast` from delivery workers and are
+//! per campaign (UTC day) and per IP (the IP's local day), one statement a batch. Events arrive by `cast` from delivery workers and are
 //! written every 200 ms or 1,000 events. A failed write keeps the batch and retries.
 //!
 //! Rolling health rates per IP and provider (for warm-up and reputation) build on
 //! this actor in a later step; for now it records and counts.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use penguin_engine::store::events::{self, Counts, Event};
+use penguin_engine::store::events::{self, Event};
 use penguin_engine::store::suppressions;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use time::Date;
 use uuid::Uuid;
 
 use crate::context::Ctx;
@@ -139,14 +137,7 @@ impl AnalyticsState {
         }
         let take = self.buffer.len().min(FLUSH_AT * 4);
         let batch = &self.buffer[..take];
-        let (per_campaign, per_ip) = rollups(batch);
-        let result = async {
-            events::insert_events(&self.ctx.pg, batch).await?;
-            events::add_campaign_daily(&self.ctx.pg, &per_campaign).await?;
-            events::add_ip_daily(&self.ctx.pg, &per_ip).await
-        }
-        .await;
-        match result {
+        match events::record(&self.ctx.pg, batch).await {
             Ok(()) => {
                 self.buffer.drain(..take);
                 self.failures = 0;
@@ -159,28 +150,6 @@ impl AnalyticsState {
             }
         }
     }
-}
-
-type Rollup = Vec<((Uuid, Uuid, Date), Counts)>;
-
-/// Sums a batch of events per (tenant, campaign, day) and (tenant, ip, day).
-/// Days are UTC for now; IP-local days come with the warm-up scheduler.
-fn rollups(batch: &[Event]) -> (Rollup, Rollup) {
-    let mut campaigns: HashMap<(Uuid, Uuid, Date), Counts> = HashMap::new();
-    let mut ips: HashMap<(Uuid, Uuid, Date), Counts> = HashMap::new();
-    for event in batch {
-        let day = event.at.date();
-        campaigns
-            .entry((event.tenant_id, event.campaign_id, day))
-            .or_default()
-            .add_kind(&event.kind);
-        if let Some(ip) = event.ip_id {
-            ips.entry((event.tenant_id, ip, day))
-                .or_default()
-                .add_kind(&event.kind);
-        }
-    }
-    (campaigns.into_iter().collect(), ips.into_iter().collect())
 }
 
 /// Hands events to the live Analytics actor; events are dropped (and logged) only
@@ -209,59 +178,5 @@ pub async fn flush(ctx: &Ctx) {
         let _ = actor
             .call(AnalyticsMsg::FlushNow, Some(Duration::from_secs(10)))
             .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use time::OffsetDateTime;
-
-    fn event(kind: &str, ip: Option<Uuid>) -> Event {
-        Event {
-            tenant_id: Uuid::from_u128(1),
-            campaign_id: Uuid::from_u128(2),
-            job_id: Uuid::new_v4(),
-            ip_id: ip,
-            kind: kind.into(),
-            smtp_code: None,
-            enhanced_code: None,
-            class: None,
-            provider: None,
-            reply: None,
-            at: OffsetDateTime::UNIX_EPOCH,
-        }
-    }
-
-    #[test]
-    fn rollups_sum_per_campaign_and_ip() {
-        let ip = Some(Uuid::from_u128(3));
-        let batch = vec![
-            event("sent", ip),
-            event("sent", ip),
-            event("bounced", ip),
-            event("deferred", None),
-        ];
-        let (campaigns, ips) = rollups(&batch);
-        assert_eq!(campaigns.len(), 1);
-        assert_eq!(
-            campaigns[0].1,
-            Counts {
-                sent: 2,
-                deferred: 1,
-                bounced: 1,
-                failed: 0
-            }
-        );
-        assert_eq!(ips.len(), 1);
-        assert_eq!(
-            ips[0].1,
-            Counts {
-                sent: 2,
-                deferred: 0,
-                bounced: 1,
-                failed: 0
-            }
-        );
     }
 }

@@ -3,6 +3,9 @@
 //! publishes the result (the [`Ownership`] watch) to TenantSupervisor,
 //! IpSupervisor, WarmupSupervisor, Feeder and Reaper.
 //!
+//! Each heartbeat it also publishes this node's membership record (its owned
+//! tenants and send rate; `engine::membership`), which `GET /v1/nodes` lists.
+//!
 //! It also listens to control notifications (Redis pub/sub): a tenant change
 //! triggers a refresh at once; a campaign pause/cancel marks the campaign stopped
 //! for the delivery workers, a start/resume wakes the Feeder. On stop it releases
@@ -16,6 +19,7 @@ use futures::StreamExt;
 use penguin_engine::control::{CHANNEL, ControlEvent};
 use penguin_engine::domain::CampaignStatus;
 use penguin_engine::lease::Leases;
+use penguin_engine::membership::{Membership, NodeRecord};
 use penguin_engine::store::routing;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::time::Duration;
@@ -49,6 +53,9 @@ pub struct ClusterState {
     ips: ActorRef<IpSupMsg>,
     warmup: ActorRef<WarmupSupMsg>,
     subscriber: JoinHandle<()>,
+    membership: Membership,
+    /// `ctx.sent` and the wall clock at the last membership record.
+    last_beat: (u64, i64),
 }
 
 impl Actor for Cluster {
@@ -67,6 +74,8 @@ impl Actor for Cluster {
         let subscriber = tokio::spawn(subscribe(args.ctx.config.redis.url.clone(), myself.clone()));
         Ok(ClusterState {
             leases: Leases::new(args.ctx.queue.pool().clone()),
+            membership: Membership::new(args.ctx.queue.pool().clone()),
+            last_beat: (0, args.ctx.started_at_ms),
             ctx: args.ctx,
             tenants: args.tenants,
             ips: args.ips,
@@ -82,7 +91,10 @@ impl Actor for Cluster {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            ClusterMsg::Heartbeat => state.refresh().await,
+            ClusterMsg::Heartbeat => {
+                state.refresh().await;
+                state.beat().await;
+            }
             ClusterMsg::Control(event) => state.control(event).await,
         }
         Ok(())
@@ -158,6 +170,33 @@ impl ClusterState {
         }
     }
 
+    /// Publishes this node's membership record: the tenants it owns now and its
+    /// send rate since the last record.
+    async fn beat(&mut self) {
+        let now = crate::context::wall_clock_ms();
+        let sent = self.ctx.sent.load(std::sync::atomic::Ordering::Relaxed);
+        let (sent_before, at_before) = self.last_beat;
+        let minutes = (now - at_before).max(1) as f64 / 60_000.0;
+        let mut tenants = self.ctx.owned().tenants.clone();
+        tenants.sort();
+        let record = NodeRecord {
+            id: self.ctx.config.node.id.clone(),
+            started_at_ms: self.ctx.started_at_ms,
+            heartbeat_at_ms: now,
+            tenants,
+            sent_total: sent,
+            sent_per_minute: (sent - sent_before) as f64 / minutes,
+        };
+        match self
+            .membership
+            .beat(&record, self.ctx.config.node.lease_ttl_ms)
+            .await
+        {
+            Ok(()) => self.last_beat = (sent, now),
+            Err(err) => tracing::warn!(error = %err, "publishing the membership record failed"),
+        }
+    }
+
     /// A tenant whose lease this process just took: whoever worked it before (a
     /// dead node, or this node before a restart) is gone, so its `sending` jobs are
     /// orphans and its Redis state may be stale. Runs before the Feeder and the
@@ -201,6 +240,15 @@ impl ClusterState {
                 }
             }
         }
+    }
+}
+
+/// Takes this node out of the membership at once (the last step of a clean
+/// shutdown, after its leases are released).
+pub async fn leave(ctx: &Ctx) {
+    let membership = Membership::new(ctx.queue.pool().clone());
+    if let Err(err) = membership.leave(&ctx.config.node.id).await {
+        tracing::warn!(error = %err, "leaving the membership failed; the record will expire");
     }
 }
 

@@ -46,6 +46,11 @@ pub struct EngineContext {
     pub stopped_campaigns: RwLock<HashSet<Uuid>>,
     /// How often the actors that poll woke up (tests count them while jobs wait).
     pub wakeups: Wakeups,
+    /// Messages this node handed to a receiving server (2xx), for its membership
+    /// record's send rate.
+    pub sent: std::sync::atomic::AtomicU64,
+    /// When this node started (unix ms).
+    pub started_at_ms: i64,
 }
 
 /// Wake-up counters of this node's polling-prone actors.
@@ -59,6 +64,12 @@ pub struct Wakeups {
 
 pub type Ctx = Arc<EngineContext>;
 
+/// Wall-clock unix milliseconds (liveness deadlines and membership, never the
+/// engine's possibly moved [`SharedClock`]).
+pub fn wall_clock_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 impl EngineContext {
     pub fn owned(&self) -> Arc<Ownership> {
         self.ownership.borrow().clone()
@@ -69,7 +80,7 @@ impl EngineContext {
     /// time: a test moving the engine's clock by hours must not expire the jobs a
     /// tenant is routing at that moment (which would put duplicates in its lists).
     pub fn inflight_now_ms(&self) -> i64 {
-        (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+        wall_clock_ms()
     }
 
     pub fn is_stopped(&self, campaign: Uuid) -> bool {

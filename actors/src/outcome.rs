@@ -125,6 +125,9 @@ pub(crate) fn outcome_records(
         }
     }
     metrics::message(transition.to.as_str());
+    if transition.to == JobStatus::Sent {
+        ctx.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     event.kind = transition.to.as_str().to_string();
     (transition, Some(event))
 }

@@ -295,6 +295,7 @@ impl EngineState {
         status_writer::flush(&self.ctx).await;
         analytics::flush(&self.ctx).await;
         release_leases(&self.ctx).await;
+        crate::cluster::leave(&self.ctx).await;
         for kind in [Kind::StatusWriter, Kind::Analytics] {
             self.stop_child(kind).await;
         }
@@ -335,6 +336,8 @@ pub async fn start_engine(deps: EngineDeps) -> anyhow::Result<EngineHandle> {
         ownership,
         stopped_campaigns: Default::default(),
         wakeups: Default::default(),
+        sent: Default::default(),
+        started_at_ms: crate::context::wall_clock_ms(),
     });
     let (supervisor, join) = Actor::spawn(None, EngineSupervisor, ctx.clone()).await?;
     Ok(EngineHandle {

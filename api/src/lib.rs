@@ -91,6 +91,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(routes::ops::routes())
         .merge(routes::docs::routes())
         .merge(routes::tenants::routes())
+        .merge(routes::nodes::routes())
         .merge(routes::tokens::routes())
         .merge(routes::ips::routes())
         .merge(routes::schedules::routes())

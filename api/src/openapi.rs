@@ -44,6 +44,7 @@ pub const BEARER: &str = "bearer";
     tags(
         (name = "ops", description = "Health probes, metrics and this document; no token"),
         (name = "tenants", description = "Tenants and their API tokens (admin)"),
+        (name = "nodes", description = "Engine nodes: membership and owned tenants (admin)"),
         (name = "ips", description = "SMTP IPs, their limits, health and state"),
         (name = "warmup-schedules", description = "Warm-up ramps shared by every tenant"),
         (name = "campaigns", description = "Campaigns of the calling tenant and their lifecycle"),

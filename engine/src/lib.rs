@@ -25,6 +25,7 @@ pub mod dns;
 pub mod domain;
 pub mod health;
 pub mod lease;
+pub mod membership;
 pub mod message;
 pub mod payload;
 pub mod provider;

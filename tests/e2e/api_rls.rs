@@ -152,6 +152,7 @@ async fn the_tenant_role_sees_and_changes_only_its_tenants_rows() {
     assert_eq!(
         grants,
         [
+            "campaign_daily_stats:SELECT",
             "campaigns:INSERT,SELECT,UPDATE",
             "delivery_events:INSERT,SELECT",
             "ip_daily_stats:INSERT,SELECT",

@@ -12,6 +12,7 @@ pub mod docs;
 pub mod events;
 pub mod ips;
 pub mod leads;
+pub mod nodes;
 pub mod ops;
 pub mod schedules;
 pub mod stats;

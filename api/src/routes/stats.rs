@@ -295,9 +295,12 @@ async fn campaign_stats(
     IdPath(id): IdPath,
     range: DateRange,
 ) -> ApiResult<Json<CampaignStats>> {
-    let rows = store::stats::campaign_days(&state.pg, tenant, id, range.from, range.to)
+    let mut client = super::connection(&state).await?;
+    let tx = super::tenant_scope(&mut client, tenant).await?;
+    let rows = store::stats::campaign_days(&tx, tenant, id, range.from, range.to)
         .await
         .map_err(AppError::missing("no such campaign"))?;
+    super::commit(tx).await?;
     Ok(Json(CampaignStats {
         campaign_id: id,
         from: range.from.to_string(),
@@ -338,9 +341,12 @@ async fn ip_stats(
         Caller::Admin => None,
         Caller::Tenant(tenant) => Some(tenant),
     };
-    let rows = store::stats::ip_days(&state.pg, owner, id, range.from, range.to)
+    let mut client = super::connection(&state).await?;
+    let tx = super::caller_scope(&mut client, caller).await?;
+    let rows = store::stats::ip_days(&tx, owner, id, range.from, range.to)
         .await
         .map_err(AppError::missing("no such IP"))?;
+    super::commit(tx).await?;
     Ok(Json(IpStats {
         ip_id: id,
         from: range.from.to_string(),
@@ -374,7 +380,10 @@ async fn tenant_stats(
     State(state): State<AppState>,
     range: DateRange,
 ) -> ApiResult<Json<TenantStats>> {
-    let rows = store::stats::tenant_days(&state.pg, tenant, range.from, range.to).await?;
+    let mut client = super::connection(&state).await?;
+    let tx = super::tenant_scope(&mut client, tenant).await?;
+    let rows = store::stats::tenant_days(&tx, tenant, range.from, range.to).await?;
+    super::commit(tx).await?;
     Ok(Json(TenantStats {
         tenant_id: tenant,
         from: range.from.to_string(),

@@ -1,8 +1,8 @@
 //! Delivery events (append-only) and the daily rollups per campaign and per IP,
-//! written in batches by the Analytics actor.
+//! written together in batches by the Analytics actor.
 
 use deadpool_postgres::Pool;
-use time::{Date, OffsetDateTime};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::StoreError;
@@ -24,8 +24,12 @@ pub struct Event {
     pub at: OffsetDateTime,
 }
 
-/// Appends a batch of events in one statement.
-pub async fn insert_events(pool: &Pool, events: &[Event]) -> Result<(), StoreError> {
+/// Appends a batch of events and adds their outcomes to the daily rollups, in
+/// one statement (so one transaction: a retried batch is never half-counted).
+/// A campaign's day is the UTC day of the event; an IP's day is the day in the
+/// IP's timezone (as its daily allowance and warm-up judge it). `sent`,
+/// `deferred`, `bounced` and `failed` are rolled up; other kinds are events only.
+pub async fn record(pool: &Pool, events: &[Event]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -45,12 +49,42 @@ pub async fn insert_events(pool: &Pool, events: &[Event]) -> Result<(), StoreErr
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
-            "INSERT INTO delivery_events
-                 (tenant_id, campaign_id, job_id, ip_id, kind, smtp_code, enhanced_code,
-                  class, provider, reply, created_at)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
-                                  $6::int4[], $7::text[], $8::text[], $9::text[], $10::text[],
-                                  $11::timestamptz[])",
+            "WITH ev AS (
+                 INSERT INTO delivery_events
+                     (tenant_id, campaign_id, job_id, ip_id, kind, smtp_code, enhanced_code,
+                      class, provider, reply, created_at)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[],
+                                      $6::int4[], $7::text[], $8::text[], $9::text[], $10::text[],
+                                      $11::timestamptz[])
+                 RETURNING tenant_id, campaign_id, ip_id, kind, created_at
+             ), outcomes AS (
+                 SELECT * FROM ev WHERE kind IN ('sent', 'deferred', 'bounced', 'failed')
+             ), per_campaign AS (
+                 INSERT INTO campaign_daily_stats AS s
+                     (tenant_id, campaign_id, day, sent, deferred, bounced, failed)
+                 SELECT tenant_id, campaign_id, (created_at AT TIME ZONE 'UTC')::date,
+                        count(*) FILTER (WHERE kind = 'sent'),
+                        count(*) FILTER (WHERE kind = 'deferred'),
+                        count(*) FILTER (WHERE kind = 'bounced'),
+                        count(*) FILTER (WHERE kind = 'failed')
+                 FROM outcomes GROUP BY 1, 2, 3
+                 ON CONFLICT (tenant_id, campaign_id, day) DO UPDATE SET
+                     sent = s.sent + EXCLUDED.sent, deferred = s.deferred + EXCLUDED.deferred,
+                     bounced = s.bounced + EXCLUDED.bounced, failed = s.failed + EXCLUDED.failed
+             )
+             INSERT INTO ip_daily_stats AS s (tenant_id, ip_id, day, sent, deferred, bounced, failed)
+             SELECT o.tenant_id, o.ip_id, (o.created_at AT TIME ZONE coalesce(i.timezone, 'UTC'))::date,
+                    count(*) FILTER (WHERE o.kind = 'sent'),
+                    count(*) FILTER (WHERE o.kind = 'deferred'),
+                    count(*) FILTER (WHERE o.kind = 'bounced'),
+                    count(*) FILTER (WHERE o.kind = 'failed')
+             FROM outcomes o
+             LEFT JOIN smtp_ips i ON i.tenant_id = o.tenant_id AND i.id = o.ip_id
+             WHERE o.ip_id IS NOT NULL
+             GROUP BY 1, 2, 3
+             ON CONFLICT (tenant_id, ip_id, day) DO UPDATE SET
+                 sent = s.sent + EXCLUDED.sent, deferred = s.deferred + EXCLUDED.deferred,
+                 bounced = s.bounced + EXCLUDED.bounced, failed = s.failed + EXCLUDED.failed",
         )
         .await?;
     client
@@ -61,84 +95,6 @@ pub async fn insert_events(pool: &Pool, events: &[Event]) -> Result<(), StoreErr
                 &replies, &ats,
             ],
         )
-        .await?;
-    Ok(())
-}
-
-/// Outcome counts to add to one rollup row.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub sent: i64,
-    pub deferred: i64,
-    pub bounced: i64,
-    pub failed: i64,
-}
-
-impl Counts {
-    pub fn add_kind(&mut self, kind: &str) {
-        match kind {
-            "sent" => self.sent += 1,
-            "deferred" => self.deferred += 1,
-            "bounced" => self.bounced += 1,
-            "failed" => self.failed += 1,
-            _ => {}
-        }
-    }
-}
-
-/// Adds counts to the per-campaign daily rollup, one statement for the batch.
-pub async fn add_campaign_daily(
-    pool: &Pool,
-    rows: &[((Uuid, Uuid, Date), Counts)],
-) -> Result<(), StoreError> {
-    add_daily(
-        pool,
-        rows,
-        "INSERT INTO campaign_daily_stats AS s (tenant_id, campaign_id, day, sent, deferred, bounced, failed)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::date[], $4::int8[], $5::int8[], $6::int8[], $7::int8[])
-         ON CONFLICT (tenant_id, campaign_id, day) DO UPDATE SET
-             sent = s.sent + EXCLUDED.sent, deferred = s.deferred + EXCLUDED.deferred,
-             bounced = s.bounced + EXCLUDED.bounced, failed = s.failed + EXCLUDED.failed",
-    )
-    .await
-}
-
-/// Adds counts to the per-IP daily rollup (day in the IP's timezone).
-pub async fn add_ip_daily(
-    pool: &Pool,
-    rows: &[((Uuid, Uuid, Date), Counts)],
-) -> Result<(), StoreError> {
-    add_daily(
-        pool,
-        rows,
-        "INSERT INTO ip_daily_stats AS s (tenant_id, ip_id, day, sent, deferred, bounced, failed)
-         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::date[], $4::int8[], $5::int8[], $6::int8[], $7::int8[])
-         ON CONFLICT (tenant_id, ip_id, day) DO UPDATE SET
-             sent = s.sent + EXCLUDED.sent, deferred = s.deferred + EXCLUDED.deferred,
-             bounced = s.bounced + EXCLUDED.bounced, failed = s.failed + EXCLUDED.failed",
-    )
-    .await
-}
-
-async fn add_daily(
-    pool: &Pool,
-    rows: &[((Uuid, Uuid, Date), Counts)],
-    sql: &str,
-) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let a: Vec<Uuid> = rows.iter().map(|((t, _, _), _)| *t).collect();
-    let b: Vec<Uuid> = rows.iter().map(|((_, k, _), _)| *k).collect();
-    let days: Vec<Date> = rows.iter().map(|((_, _, d), _)| *d).collect();
-    let sent: Vec<i64> = rows.iter().map(|(_, c)| c.sent).collect();
-    let deferred: Vec<i64> = rows.iter().map(|(_, c)| c.deferred).collect();
-    let bounced: Vec<i64> = rows.iter().map(|(_, c)| c.bounced).collect();
-    let failed: Vec<i64> = rows.iter().map(|(_, c)| c.failed).collect();
-    let client = pool.get().await?;
-    let stmt = client.prepare_cached(sql).await?;
-    client
-        .execute(&stmt, &[&a, &b, &days, &sent, &deferred, &bounced, &failed])
         .await?;
     Ok(())
 }

@@ -15,7 +15,7 @@
 //! absent or another tenant's is [`StoreError::NotFound`]; day rows cover every
 //! day of the range, in order, days without rows as zeros.
 
-use deadpool_postgres::{GenericClient, Pool};
+use deadpool_postgres::GenericClient;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
@@ -108,14 +108,13 @@ fn day_counts(row: &tokio_postgres::Row) -> DayCounts {
 /// `campaign_daily_stats`; complaints, unsubscribes, opens and clicks (events;
 /// a click is one per job and link) from `delivery_events` by `created_at`.
 pub async fn campaign_days(
-    pool: &Pool,
+    client: &impl GenericClient,
     tenant: Uuid,
     campaign: Uuid,
     from: Date,
     to: Date,
 ) -> Result<Vec<DayCounts>, StoreError> {
-    let client = pool.get().await?;
-    super::campaigns::ensure_exists(&client, tenant, campaign).await?;
+    super::campaigns::ensure_exists(client, tenant, campaign).await?;
     let stmt = client
         .prepare_cached(
             "WITH days AS (
@@ -154,13 +153,12 @@ pub async fn campaign_days(
 /// (its `day` as recorded): outcomes and complaints. `owner` `None` is the
 /// admin (any IP); `Some(tenant)` sees only that tenant's IPs.
 pub async fn ip_days(
-    pool: &Pool,
+    client: &impl GenericClient,
     owner: Option<Uuid>,
     ip: Uuid,
     from: Date,
     to: Date,
 ) -> Result<Vec<DayCounts>, StoreError> {
-    let client = pool.get().await?;
     let find = client
         .prepare_cached(
             "SELECT tenant_id FROM smtp_ips WHERE id = $1 AND ($2::uuid IS NULL OR tenant_id = $2)",
@@ -188,12 +186,11 @@ pub async fn ip_days(
 /// Per UTC day from `from` to `to` (inclusive): the outcomes of every campaign
 /// of `tenant` summed (`campaign_daily_stats`); no engagement.
 pub async fn tenant_days(
-    pool: &Pool,
+    client: &impl GenericClient,
     tenant: Uuid,
     from: Date,
     to: Date,
 ) -> Result<Vec<DayCounts>, StoreError> {
-    let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
             "WITH sums AS (

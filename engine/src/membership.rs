@@ -1,0 +1,101 @@
+//! Node membership in Redis: every node writes its [`NodeRecord`] each heartbeat
+//! to `node:<id>` (expiring after the lease TTL) and keeps its id in the sorted
+//! set `nodes`, scored by when the record expires. A node that stops cleanly
+//! [`Membership::leave`]s; one that dies drops out when its record expires. Read
+//! by `GET /v1/nodes`.
+//!
+//! The node keys are not a tenant's, so they carry no `{t:…}` hash tag; every
+//! command touches one key, so they work on Redis Cluster too.
+
+use deadpool_redis::Pool;
+use deadpool_redis::redis::{AsyncCommands as _, pipe};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::queue::QueueError;
+
+/// The sorted set of node ids, scored by record expiry (unix ms).
+pub const NODES_KEY: &str = "nodes";
+
+pub fn node_key(id: &str) -> String {
+    format!("node:{id}")
+}
+
+/// What a node says about itself each heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// `node.id` of its configuration.
+    pub id: String,
+    /// When the process started (unix ms).
+    pub started_at_ms: i64,
+    /// When this record was written (unix ms).
+    pub heartbeat_at_ms: i64,
+    /// The tenants whose lease it held at that heartbeat, sorted.
+    pub tenants: Vec<Uuid>,
+    /// Messages it handed to a receiving server since it started.
+    pub sent_total: u64,
+    /// Its rate over the last heartbeat interval, per minute.
+    pub sent_per_minute: f64,
+}
+
+#[derive(Clone)]
+pub struct Membership {
+    pool: Pool,
+}
+
+impl Membership {
+    pub fn new(pool: Pool) -> Self {
+        Membership { pool }
+    }
+
+    /// Publishes `record`, live for `ttl_ms` (one round trip).
+    pub async fn beat(&self, record: &NodeRecord, ttl_ms: u64) -> Result<(), QueueError> {
+        let json = serde_json::to_string(record).expect("a node record serializes");
+        let expires = record.heartbeat_at_ms.saturating_add(ttl_ms as i64);
+        let mut conn = self.pool.get().await?;
+        pipe()
+            .pset_ex(node_key(&record.id), json, ttl_ms)
+            .ignore()
+            .zadd(NODES_KEY, &record.id, expires)
+            .ignore()
+            .query_async::<()>(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes the node at once (a clean stop).
+    pub async fn leave(&self, id: &str) -> Result<(), QueueError> {
+        let mut conn = self.pool.get().await?;
+        pipe()
+            .del(node_key(id))
+            .ignore()
+            .zrem(NODES_KEY, id)
+            .ignore()
+            .query_async::<()>(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The live nodes, by id. Ids whose record expired before `now_ms` are
+    /// pruned from the set on the way.
+    pub async fn live(&self, now_ms: i64) -> Result<Vec<NodeRecord>, QueueError> {
+        let mut conn = self.pool.get().await?;
+        let _: i64 = conn.zrembyscore(NODES_KEY, "-inf", now_ms).await?;
+        let ids: Vec<String> = conn.zrange(NODES_KEY, 0, -1).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut gets = pipe();
+        for id in &ids {
+            gets.get(node_key(id));
+        }
+        let records: Vec<Option<String>> = gets.query_async(&mut *conn).await?;
+        let mut live: Vec<NodeRecord> = records
+            .into_iter()
+            .flatten()
+            .filter_map(|json| serde_json::from_str(&json).ok())
+            .collect();
+        live.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(live)
+    }
+}

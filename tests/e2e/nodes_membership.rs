@@ -1,0 +1,131 @@
+//! `GET /v1/nodes`: two engine nodes on one Postgres and Redis both show, each
+//! tenant is owned by exactly one of them, the sender's count matches what the
+//! sink received, a node that stops cleanly leaves at once, and a node that
+//! stops heartbeating drops out when its record expires.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use penguin::node::{Node, NodeOptions};
+use penguin_engine::membership::{Membership, NodeRecord};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::support::api::ApiClient;
+use crate::support::rig::{Rig, global_metrics};
+use crate::support::{ADMIN_TOKEN, wait_for};
+
+async fn nodes(api: &ApiClient) -> Vec<Value> {
+    let answer = api.get("/v1/nodes", Some(ADMIN_TOKEN)).await;
+    answer.expect(200)["nodes"]
+        .as_array()
+        .expect("a nodes array")
+        .clone()
+}
+
+fn ids(nodes: &[Value]) -> Vec<&str> {
+    nodes.iter().map(|n| n["id"].as_str().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn live_nodes_list_their_tenants_and_send_counts() {
+    let rig = Rig::start(|config| {
+        config.node.id = "node-a".into();
+        config.node.heartbeat_ms = 200;
+    })
+    .await;
+    let api = ApiClient::new(&rig.node().api_url());
+    let scenario = rig
+        .scenario(vec![vec!["127.0.0.2"], vec!["127.0.0.3"]], 40)
+        .await;
+    let tenants: HashSet<Uuid> = scenario.tenants.iter().map(|t| t.id).collect();
+
+    let mut second = rig.config().clone();
+    second.node.id = "node-b".into();
+    let node_b = Node::start(
+        Arc::new(second),
+        NodeOptions {
+            metrics: global_metrics(),
+            ..NodeOptions::standalone()
+        },
+    )
+    .await
+    .expect("node-b starts");
+
+    // Both nodes heartbeat; between them they own every tenant, each once.
+    let listed = wait_for(
+        "both nodes owning every tenant",
+        Duration::from_secs(20),
+        || async {
+            let listed = nodes(&api).await;
+            let owned: Vec<Uuid> = listed
+                .iter()
+                .flat_map(|n| n["tenants"].as_array().unwrap().iter())
+                .map(|t| t.as_str().unwrap().parse().unwrap())
+                .collect();
+            let complete = owned.iter().copied().collect::<HashSet<_>>() == tenants;
+            (ids(&listed) == ["node-a", "node-b"] && complete && owned.len() == tenants.len())
+                .then_some(listed)
+        },
+    )
+    .await;
+    for node in &listed {
+        assert!(node["started_at"].is_string() && node["last_heartbeat"].is_string());
+    }
+
+    scenario.start().await.expect("campaigns start");
+    rig.wait_until_done(&scenario, Duration::from_secs(60))
+        .await;
+    assert_eq!(rig.check_delivered(&scenario).await, 0);
+    // The nodes' counts add up to what the sink accepted.
+    let accepted = rig.sink.stats().messages_accepted;
+    wait_for(
+        "the send counts of both nodes",
+        Duration::from_secs(20),
+        || async {
+            let sent: u64 = nodes(&api)
+                .await
+                .iter()
+                .map(|n| n["sent_total"].as_u64().unwrap())
+                .sum();
+            (sent == accepted).then_some(())
+        },
+    )
+    .await;
+
+    // A clean stop leaves the membership at once.
+    node_b.shutdown().await;
+    assert_eq!(ids(&nodes(&api).await), ["node-a"]);
+
+    // A node that stops heartbeating (here: a record written once) drops out
+    // when its record expires.
+    let membership = Membership::new(rig.env.redis.clone());
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let ghost = NodeRecord {
+        id: "node-ghost".into(),
+        started_at_ms: now_ms,
+        heartbeat_at_ms: now_ms,
+        tenants: Vec::new(),
+        sent_total: 0,
+        sent_per_minute: 0.0,
+    };
+    membership.beat(&ghost, 1_500).await.expect("beat");
+    assert_eq!(ids(&nodes(&api).await), ["node-a", "node-ghost"]);
+    wait_for(
+        "the ghost's record to expire",
+        Duration::from_secs(10),
+        || async { (ids(&nodes(&api).await) == ["node-a"]).then_some(()) },
+    )
+    .await;
+
+    // Only the admin sees the membership.
+    let tenant = &scenario.tenants[0];
+    api.get("/v1/nodes", Some(&tenant.token))
+        .await
+        .assert_error(403, "forbidden");
+    api.get("/v1/nodes", None)
+        .await
+        .assert_error(401, "unauthorized");
+    rig.shutdown().await;
+}
