@@ -54,6 +54,7 @@ pub mod csv_leads;
 pub mod error;
 pub mod extract;
 pub mod ip_view;
+pub mod json_leads;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;

@@ -206,3 +206,84 @@ async fn running_campaigns_get_jobs_and_finished_ones_refuse_leads() {
         .assert_error(409, "conflict");
     assert_eq!(snapshot(&env).await, before_done);
 }
+
+/// JSON is streamed like CSV: a body far over `api.max_body_bytes` imports in
+/// batches (the limit for an import is `api.max_import_bytes`), duplicates
+/// across batches are found; over `max_import_bytes` the batches already
+/// written roll back; broken JSON after some batches rolls back too.
+#[tokio::test]
+async fn json_imports_stream_past_the_body_limit_and_roll_back_whole() {
+    let env = TestEnv::start().await;
+    let server = ApiServer::start(&env, |config| {
+        config.api.max_body_bytes = 16 * 1024;
+        config.api.max_import_bytes = 1024 * 1024;
+    })
+    .await;
+    let api = &server.api;
+    let (tenant, token) = api.create_tenant("acme").await;
+    let ip = api.add_ip(tenant, "127.0.0.2").await;
+    let campaign = api.create_campaign(&token, &[ip]).await;
+    let path = format!("/v1/campaigns/{campaign}/leads");
+    let lead = |n: usize| json!({ "email": format!("lead{n}@example.com"), "fields": { "first_name": format!("L{n}") } });
+
+    // 5,000 leads (~290 kB, 5 batches) and, at the end, a repeat of lead 7.
+    let mut rows: Vec<Value> = (0..5_000).map(lead).collect();
+    rows.push(lead(7));
+    let body = serde_json::to_vec(&json!({ "leads": rows })).unwrap();
+    assert!(body.len() > 10 * 16 * 1024);
+    let answer = api
+        .raw(
+            Method::POST,
+            &path,
+            Some(&token),
+            Some("application/json"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(answer.expect(200)["accepted"], 5_000);
+    assert_eq!(rejected(&answer.body), [(5_000, "duplicate".to_string())]);
+    let in_campaign = format!("SELECT count(*) FROM leads WHERE campaign_id = '{campaign}'");
+    assert_eq!(count(&env, &in_campaign).await, 5_000);
+
+    let before = snapshot(&env).await;
+    let many: Vec<Value> = (10_000..30_000).map(lead).collect();
+    let body = serde_json::to_vec(&json!({ "leads": many })).unwrap();
+    assert!(body.len() > 1024 * 1024);
+    api.raw(
+        Method::POST,
+        &path,
+        Some(&token),
+        Some("application/json"),
+        Some(body),
+    )
+    .await
+    .assert_error(413, "payload_too_large");
+    assert_eq!(snapshot(&env).await, before);
+
+    let mut broken =
+        serde_json::to_vec(&json!({ "leads": (40_000..43_000).map(lead).collect::<Vec<_>>() }))
+            .unwrap();
+    broken.truncate(broken.len() - 2);
+    broken.extend_from_slice(b",}]}");
+    api.raw(
+        Method::POST,
+        &path,
+        Some(&token),
+        Some("application/json"),
+        Some(broken),
+    )
+    .await
+    .assert_error(400, "malformed_json");
+    assert_eq!(snapshot(&env).await, before);
+
+    api.raw(
+        Method::POST,
+        &path,
+        Some(&token),
+        Some("text/plain"),
+        Some(b"a@b.c".to_vec()),
+    )
+    .await
+    .assert_error(415, "unsupported_media_type");
+    assert_eq!(snapshot(&env).await, before);
+}

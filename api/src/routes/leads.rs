@@ -12,26 +12,23 @@
 //! first are listed and `rejected_truncated` is true. A running or paused
 //! campaign gets the new leads' jobs in the same transaction.
 //!
-//! CSV is streamed: the body is parsed as it arrives and written in batches of
-//! [`store::leads::CHUNK`] inside one transaction, so a million-lead file never
-//! sits in memory; it may be up to `api.max_import_bytes`. The import is all or
-//! nothing: a body error, a bad header or an oversized body changes nothing.
-//! Other content types than JSON and CSV answer 415.
-
-use std::collections::HashSet;
+//! Both are streamed: the body is parsed as it arrives ([`crate::json_leads`],
+//! [`crate::csv_leads`]) and written in batches of [`store::leads::CHUNK`]
+//! inside one transaction, so a million-lead import never sits in memory; a body
+//! may be up to `api.max_import_bytes`. The import is all or nothing: broken
+//! JSON, a bad CSV header or an oversized body changes nothing. Other content
+//! types than JSON and CSV answer 415.
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::CONTENT_TYPE;
 use futures::StreamExt;
 use penguin_engine::control::ControlEvent;
 use penguin_engine::db::StoreError;
-use penguin_engine::domain::normalize_email;
 use penguin_engine::store;
 use penguin_engine::store::leads::{LeadFate, LeadImport, NewLead};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -40,30 +37,19 @@ use crate::AppState;
 use crate::auth::TenantCaller;
 use crate::csv_leads::{CsvLeads, DUPLICATE, RejectedLead};
 use crate::error::{ApiResult, AppError, ErrorBody};
-use crate::extract::{IdPath, JsonBody};
+use crate::extract::{IdPath, is_json, mime_of};
+use crate::json_leads::{JsonLeads, LeadIn};
 use crate::openapi::{JsonBodyErrors, TenantOnly};
-use crate::validate;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(import))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
+/// The JSON body (its schema; parsed as it streams by [`JsonLeads`]).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
 struct ImportLeads {
     leads: Vec<LeadIn>,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct LeadIn {
-    #[schema(example = "ann@example.com")]
-    email: String,
-    /// An object of scalars (strings, numbers, booleans, null) for the
-    /// templates' `{{field}}`.
-    #[serde(default)]
-    #[schema(value_type = Option<Object>, example = json!({"first_name": "Ann"}))]
-    fields: Option<Value>,
 }
 
 /// The most rejected rows an answer lists.
@@ -112,39 +98,6 @@ impl ImportResult {
     }
 }
 
-/// Splits the rows into valid leads (with their row numbers) and rejections.
-fn check_rows(rows: Vec<LeadIn>) -> (Vec<(usize, NewLead)>, Vec<RejectedLead>) {
-    let mut valid = Vec::with_capacity(rows.len());
-    let mut rejected = Vec::new();
-    let mut seen = HashSet::with_capacity(rows.len());
-    for (row, lead) in rows.into_iter().enumerate() {
-        let email = match normalize_email(&lead.email) {
-            Ok(email) => email,
-            Err(e) => {
-                let reason = format!("email {e}");
-                rejected.push(RejectedLead { row, reason });
-                continue;
-            }
-        };
-        let fields = match validate::lead_fields(lead.fields) {
-            Ok(fields) => fields,
-            Err(reason) => {
-                rejected.push(RejectedLead { row, reason });
-                continue;
-            }
-        };
-        if !seen.insert(email.clone()) {
-            rejected.push(RejectedLead {
-                row,
-                reason: DUPLICATE.to_string(),
-            });
-            continue;
-        }
-        valid.push((row, NewLead { email, fields }));
-    }
-    (valid, rejected)
-}
-
 /// Imports leads into a campaign of the calling tenant.
 ///
 /// A row is rejected for an invalid email, invalid fields, or as a `duplicate`
@@ -171,18 +124,23 @@ async fn import(
     IdPath(campaign): IdPath,
     request: Request,
 ) -> ApiResult<Json<ImportResult>> {
-    let csv = request
+    let content_type = request
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/csv"));
-    let (status, jobs_created, result) = if csv {
-        import_csv(&state, tenant, campaign, request.into_body()).await?
+        .unwrap_or("");
+    let csv = mime_of(content_type) == "text/csv";
+    let parser = if csv {
+        Parser::Csv(Box::default())
+    } else if is_json(content_type) {
+        Parser::Json(JsonLeads::new())
     } else {
-        let JsonBody(leads) = JsonBody::<ImportLeads>::from_request(request, &state).await?;
-        import_json(&state, tenant, campaign, leads.leads).await?
+        return Err(AppError::unsupported_media_type(
+            "expected Content-Type: application/json or text/csv",
+        ));
     };
+    let (status, jobs_created, result) =
+        import_stream(&state, tenant, campaign, parser, request.into_body()).await?;
     if jobs_created && result.accepted > 0 {
         let event = ControlEvent::CampaignChanged {
             tenant_id: tenant,
@@ -204,32 +162,58 @@ fn campaign_error(error: StoreError) -> AppError {
     AppError::missing("no such campaign")(error)
 }
 
-async fn import_json(
-    state: &AppState,
-    tenant: uuid::Uuid,
-    campaign: uuid::Uuid,
-    leads: Vec<LeadIn>,
-) -> ApiResult<Imported> {
-    let (valid, rejected) = check_rows(leads);
-    let (rows, leads): (Vec<usize>, Vec<NewLead>) = valid.into_iter().unzip();
-    let outcome = store::leads::import_leads(&state.pg, tenant, campaign, &leads)
-        .await
-        .map_err(campaign_error)?;
-    let mut result = ImportResult::default();
-    result.record(rows, outcome.fates);
-    result.reject(rejected);
-    result.rejected.sort_by_key(|r| r.row);
-    Ok((outcome.status, outcome.jobs_created, result))
+/// The body's parser: both take the body piece by piece and hand out batches.
+enum Parser {
+    Csv(Box<CsvLeads>),
+    Json(JsonLeads),
 }
 
-/// Streams a CSV body into one import transaction, a batch at a time. Parsing
+impl Parser {
+    fn feed(&mut self, piece: &[u8]) -> ApiResult<()> {
+        match self {
+            Parser::Csv(p) => p.feed(piece),
+            Parser::Json(p) => p.feed(piece),
+        }
+    }
+
+    fn finish(&mut self) -> ApiResult<()> {
+        match self {
+            Parser::Csv(p) => p.finish(),
+            Parser::Json(p) => p.finish(),
+        }
+    }
+
+    fn pending(&self) -> usize {
+        match self {
+            Parser::Csv(p) => p.pending(),
+            Parser::Json(p) => p.pending(),
+        }
+    }
+
+    fn take_batch(&mut self) -> (Vec<usize>, Vec<NewLead>) {
+        match self {
+            Parser::Csv(p) => p.take_batch(),
+            Parser::Json(p) => p.take_batch(),
+        }
+    }
+
+    fn take_rejected(&mut self) -> Vec<RejectedLead> {
+        match self {
+            Parser::Csv(p) => p.take_rejected(),
+            Parser::Json(p) => p.take_rejected(),
+        }
+    }
+}
+
+/// Streams a body into one import transaction, a batch at a time. Parsing
 /// the next batch overlaps with writing the previous one (two futures of this
 /// task, a channel of two batches between them), so Postgres and this process
 /// work at the same time.
-async fn import_csv(
+async fn import_stream(
     state: &AppState,
     tenant: uuid::Uuid,
     campaign: uuid::Uuid,
+    parser: Parser,
     body: Body,
 ) -> ApiResult<Imported> {
     let mut client = state.pg.get().await.map_err(StoreError::from)?;
@@ -237,7 +221,7 @@ async fn import_csv(
         .await
         .map_err(campaign_error)?;
     let (batches, mut ready) = tokio::sync::mpsc::channel::<(Vec<usize>, Vec<NewLead>)>(2);
-    let parse = parse_csv(body, state.config.api.max_import_bytes, batches);
+    let parse = parse_body(parser, body, state.config.api.max_import_bytes, batches);
     let write = async {
         let mut written = ImportResult::default();
         while let Some((rows, leads)) = ready.recv().await {
@@ -262,12 +246,12 @@ async fn import_csv(
 /// Reads and parses the body, sending batches of [`store::leads::CHUNK`] leads;
 /// returns the rows it refused (in `rejected`, capped like every answer). Stops early (without error) when the writer is
 /// gone.
-async fn parse_csv(
+async fn parse_body(
+    mut parser: Parser,
     body: Body,
     max_bytes: usize,
     batches: tokio::sync::mpsc::Sender<(Vec<usize>, Vec<NewLead>)>,
 ) -> ApiResult<ImportResult> {
-    let mut csv = CsvLeads::new();
     let mut refused = ImportResult::default();
     let mut stream = body.into_data_stream();
     let mut received = 0usize;
@@ -281,17 +265,17 @@ async fn parse_csv(
                 if received > max_bytes {
                     return Err(AppError::payload_too_large());
                 }
-                csv.feed(&piece)?;
+                parser.feed(&piece)?;
                 false
             }
             None => {
-                csv.finish()?;
+                parser.finish()?;
                 true
             }
         };
-        refused.reject(csv.take_rejected());
-        let full = csv.pending() >= store::leads::CHUNK || (done && csv.pending() > 0);
-        if full && batches.send(csv.take_batch()).await.is_err() {
+        refused.reject(parser.take_rejected());
+        let full = parser.pending() >= store::leads::CHUNK || (done && parser.pending() > 0);
+        if full && batches.send(parser.take_batch()).await.is_err() {
             break;
         }
         if done {
@@ -299,35 +283,4 @@ async fn parse_csv(
         }
     }
     Ok(refused)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn lead(email: &str, fields: Option<Value>) -> LeadIn {
-        LeadIn {
-            email: email.to_string(),
-            fields,
-        }
-    }
-
-    #[test]
-    fn rows_are_checked_and_deduplicated() {
-        let (valid, rejected) = check_rows(vec![
-            lead("Ann@Example.com", Some(json!({"first_name": "Ann"}))),
-            lead("not-an-email", None),
-            lead("ann@example.com", None),
-            lead("bob@example.com", Some(json!({"nested": {"x": 1}}))),
-            lead("cy@example.com", None),
-        ]);
-        let emails: Vec<(usize, &str)> =
-            valid.iter().map(|(r, l)| (*r, l.email.as_str())).collect();
-        assert_eq!(emails, vec![(0, "ann@example.com"), (4, "cy@example.com")]);
-        let rows: Vec<usize> = rejected.iter().map(|r| r.row).collect();
-        assert_eq!(rows, vec![1, 2, 3]);
-        assert_eq!(rejected[1].reason, DUPLICATE);
-        assert_eq!(valid[1].1.fields, json!({}));
-    }
 }

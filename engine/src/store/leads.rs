@@ -3,15 +3,14 @@
 //! [`import_leads`] holds the campaign row `FOR SHARE` for the whole import, so a
 //! concurrent `start` (which locks the row `FOR UPDATE`) runs strictly before it
 //! (and the import then creates the jobs itself) or strictly after it (and then
-//! sees every imported lead). Leads are written one `INSERT … SELECT FROM unnest()`
-//! per chunk of [`CHUNK`]; an address already in the campaign or suppressed for the
-//! tenant is skipped and reported as such.
+//! sees every imported lead). Each chunk of [`CHUNK`] leads is one statement: the
+//! suppression check, the leads' `INSERT … SELECT FROM unnest()`, their jobs (for
+//! a running or paused campaign), and back only the rows refused — an address
+//! already in the campaign or suppressed for the tenant, reported as such.
 //!
 //! An import is a tenant's request: its transaction runs under the tenant role
 //! with `app.current_tenant_id` set ([`crate::db::tenant_transaction`]), so
 //! row-level security confines it to the tenant's rows besides its own filters.
-
-use std::collections::HashSet;
 
 use deadpool_postgres::{Object, Pool, Transaction};
 use tokio_postgres::Statement;
@@ -88,9 +87,7 @@ pub struct LeadImport<'a> {
     pub status: CampaignStatus,
     /// Whether send jobs are created (the campaign is running or paused).
     pub jobs_created: bool,
-    suppressed_stmt: Statement,
-    insert_leads: Statement,
-    insert_jobs: Statement,
+    insert: Statement,
 }
 
 impl<'a> LeadImport<'a> {
@@ -125,26 +122,31 @@ impl<'a> LeadImport<'a> {
                 )));
             }
         };
-        let suppressed_stmt = tx
+        let insert = tx
             .prepare_cached(
-                "SELECT email FROM suppressions WHERE tenant_id = $1 AND email = ANY($2)",
-            )
-            .await?;
-        let insert_leads = tx
-            .prepare_cached(
-                "INSERT INTO leads (tenant_id, campaign_id, id, email, fields)
-                 SELECT $1, $2, gen_random_uuid(), u.email, u.fields
-                 FROM unnest($3::text[], $4::jsonb[]) AS u(email, fields)
-                 ON CONFLICT (tenant_id, campaign_id, email) DO NOTHING
-                 RETURNING id, email",
-            )
-            .await?;
-        let insert_jobs = tx
-            .prepare_cached(
-                "INSERT INTO send_jobs (tenant_id, id, campaign_id, lead_id, priority, run_at)
-                 SELECT $1, gen_random_uuid(), $2, u.id, $4, now()
-                 FROM unnest($3::uuid[]) AS u(id)
-                 ON CONFLICT DO NOTHING",
+                "WITH input AS (
+                     SELECT u.n, u.id, u.job_id, u.email, u.fields
+                     FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::jsonb[])
+                          WITH ORDINALITY AS u(id, job_id, email, fields, n)
+                 ), suppressed AS (
+                     SELECT i.n FROM input i
+                     JOIN suppressions s ON s.tenant_id = $1 AND s.email = i.email
+                 ), inserted AS (
+                     INSERT INTO leads (tenant_id, campaign_id, id, email, fields)
+                     SELECT $1, $2, i.id, i.email, i.fields FROM input i
+                     WHERE NOT EXISTS (SELECT 1 FROM suppressed x WHERE x.n = i.n)
+                     ON CONFLICT (tenant_id, campaign_id, email) DO NOTHING
+                     RETURNING id
+                 ), jobs AS (
+                     INSERT INTO send_jobs (tenant_id, id, campaign_id, lead_id, priority, run_at)
+                     SELECT $1, i.job_id, $2, i.id, $7, now()
+                     FROM inserted x JOIN input i ON i.id = x.id
+                     WHERE $8
+                     ON CONFLICT DO NOTHING
+                 )
+                 SELECT i.n, EXISTS (SELECT 1 FROM suppressed x WHERE x.n = i.n)
+                 FROM input i
+                 WHERE NOT EXISTS (SELECT 1 FROM inserted x WHERE x.id = i.id)",
             )
             .await?;
         Ok(LeadImport {
@@ -154,61 +156,51 @@ impl<'a> LeadImport<'a> {
             priority,
             status,
             jobs_created,
-            suppressed_stmt,
-            insert_leads,
-            insert_jobs,
+            insert,
         })
     }
 
-    /// Adds one chunk (at most a few thousand leads with distinct emails); returns
-    /// each lead's fate, in order. An address the campaign already has — from
-    /// before or from an earlier chunk — is a `Duplicate`.
+    /// Adds one chunk (at most a few thousand leads with distinct emails) in one
+    /// statement; returns each lead's fate, in order. An address the campaign
+    /// already has — from before or from an earlier chunk — is a `Duplicate`.
+    /// Lead and job ids are UUIDv7, so both primary keys grow at their right edge.
     pub async fn add(&mut self, chunk: &[NewLead]) -> Result<Vec<LeadFate>, StoreError> {
-        let (tenant, campaign) = (self.tenant, self.campaign);
+        let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
+        let job_ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
         let emails: Vec<&str> = chunk.iter().map(|lead| lead.email.as_str()).collect();
-        let suppressed: HashSet<String> = self
-            .tx
-            .query(&self.suppressed_stmt, &[&tenant, &emails])
-            .await?
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        let offered: Vec<&NewLead> = chunk
-            .iter()
-            .filter(|lead| !suppressed.contains(&lead.email))
-            .collect();
-        let offered_emails: Vec<&str> = offered.iter().map(|lead| lead.email.as_str()).collect();
-        let offered_fields: Vec<&serde_json::Value> =
-            offered.iter().map(|lead| &lead.fields).collect();
-        let inserted = self
+        let fields: Vec<&serde_json::Value> = chunk.iter().map(|lead| &lead.fields).collect();
+        let refused = self
             .tx
             .query(
-                &self.insert_leads,
-                &[&tenant, &campaign, &offered_emails, &offered_fields],
+                &self.insert,
+                &[
+                    &self.tenant,
+                    &self.campaign,
+                    &ids,
+                    &job_ids,
+                    &emails,
+                    &fields,
+                    &self.priority,
+                    &self.jobs_created,
+                ],
             )
             .await?;
-        let lead_ids: Vec<Uuid> = inserted.iter().map(|row| row.get(0)).collect();
-        let accepted: HashSet<String> = inserted.iter().map(|row| row.get(1)).collect();
-        if self.jobs_created && !lead_ids.is_empty() {
-            self.tx
-                .execute(
-                    &self.insert_jobs,
-                    &[&tenant, &campaign, &lead_ids, &self.priority],
-                )
-                .await?;
+        let mut fates = vec![LeadFate::Accepted; chunk.len()];
+        for row in refused {
+            let n: i64 = row.get(0);
+            let suppressed: bool = row.get(1);
+            let fate = if suppressed {
+                LeadFate::Suppressed
+            } else {
+                LeadFate::Duplicate
+            };
+            let slot = usize::try_from(n - 1)
+                .ok()
+                .and_then(|i| fates.get_mut(i))
+                .ok_or_else(|| StoreError::Invalid(format!("import row {n} out of range")))?;
+            *slot = fate;
         }
-        Ok(chunk
-            .iter()
-            .map(|lead| {
-                if suppressed.contains(&lead.email) {
-                    LeadFate::Suppressed
-                } else if accepted.contains(&lead.email) {
-                    LeadFate::Accepted
-                } else {
-                    LeadFate::Duplicate
-                }
-            })
-            .collect())
+        Ok(fates)
     }
 
     /// Makes the whole import visible at once.
