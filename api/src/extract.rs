@@ -6,6 +6,9 @@
 //!   serde's message; another content type → 415; over `api.max_body_bytes` → 413.
 //! - [`OptionalJsonBody`]: like [`JsonBody`], but an empty or absent body is
 //!   `None` (whatever its content type), for actions whose body is optional.
+//! - [`NoFields`]: the JSON body of an action that takes no field (`{}`), used
+//!   as `OptionalJsonBody<NoFields>` so a state-changing POST refuses a body it
+//!   cannot read (400/413/415/422) instead of ignoring it.
 //! - [`RawBody`]: the body's bytes and its `Content-Type`, for routes that take
 //!   more than JSON; over the limit → 413.
 //! - [`IdPath`]: the `{id}` of a path; an id that is not a UUID cannot exist → 404.
@@ -16,7 +19,9 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -106,6 +111,22 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
     })
 }
 
+/// The body of an action without fields: the object `{}`. A field is 422, as
+/// `deny_unknown_fields` would answer, and so is anything but an object: a
+/// derived empty struct would take `[]` too (serde reads structs from arrays).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ToSchema)]
+pub struct NoFields {}
+
+impl<'de> Deserialize<'de> for NoFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        match object.keys().next() {
+            Some(field) => Err(D::Error::unknown_field(field, &[])),
+            None => Ok(NoFields {}),
+        }
+    }
+}
+
 /// A request body as bytes, with its `Content-Type` header (if any and readable).
 #[derive(Debug, Clone, Default)]
 pub struct RawBody {
@@ -155,5 +176,34 @@ where
             .await
             .map(|Path(id)| IdPath(id))
             .map_err(|_| AppError::not_found("not found"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_fields_takes_only_the_empty_object() {
+        assert_eq!(parse_json::<NoFields>(b"{}"), Ok(NoFields {}));
+        assert_eq!(parse_json::<NoFields>(b" { } "), Ok(NoFields {}));
+        for body in [
+            &b"[]"[..],
+            b"[{}]",
+            b"null",
+            b"\"x\"",
+            b"1",
+            br#"{"reason": "x"}"#,
+        ] {
+            let err = parse_json::<NoFields>(body).unwrap_err();
+            assert_eq!(
+                err.code,
+                "invalid_request",
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let err = parse_json::<NoFields>(b"{").unwrap_err();
+        assert_eq!(err.code, "malformed_json");
     }
 }

@@ -159,6 +159,13 @@ impl JsonLeads {
         match self.at {
             At::Start if space => {}
             At::Start if byte == b'{' => self.at = At::KeyStart { first: true },
+            // Another JSON value is the wrong shape (422, as serde would say);
+            // anything else is not JSON (400).
+            At::Start if matches!(byte, b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
+                return Err(AppError::invalid(
+                    "invalid type: expected an object `{\"leads\": [...]}`",
+                ));
+            }
             At::Start => return Err(self.unexpected(byte, "`{`")),
             At::KeyStart { .. } if space => {}
             At::KeyStart { first: true } if byte == b'}' => self.at = At::Done,
@@ -378,6 +385,8 @@ mod tests {
     #[test]
     fn shape_errors_are_422_and_syntax_errors_400() {
         for body in [
+            "[]",
+            r#""leads""#,
             r#"{"leads": [], "extra": 1}"#,
             r#"{"other": []}"#,
             r#"{"leads": {}}"#,
@@ -395,7 +404,7 @@ mod tests {
         }
         for body in [
             "",
-            "[",
+            "x",
             r#"{"leads": [{"email": "a@b.c"}"#,
             r#"{"leads": [{"email": "a@b.c"},]}"#,
             r#"{"leads": [{"email": "a@b.c"}]} x"#,

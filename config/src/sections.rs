@@ -80,7 +80,7 @@ pub struct ApiConfig {
     pub admin_token: String,
     /// Largest accepted request body, in bytes (larger answers 413).
     pub max_body_bytes: usize,
-    /// Largest streamed lead import (`text/csv`), in bytes (larger answers 413).
+    /// Largest streamed lead import (JSON or `text/csv`), in bytes (larger answers 413).
     pub max_import_bytes: usize,
     /// Longest time a request may take before it answers 503, in ms.
     pub request_timeout_ms: u64,

@@ -30,6 +30,7 @@ mod api_campaigns;
 mod api_complaints;
 mod api_events;
 mod api_health;
+mod api_hostile;
 mod api_idempotency;
 mod api_ips_limits;
 mod api_leads;

@@ -4,7 +4,9 @@
 //! `POST /v1/campaigns/{id}/start|pause|resume|cancel` → `{id, status}`.
 //!
 //! Lifecycle calls are idempotent (asking for the current state answers 200) and
-//! refuse impossible transitions with 409. `pause` returns only once no job of the
+//! refuse impossible transitions with 409. They take no field: the body is
+//! empty or `{}`, and any other body is refused (400/413/415/422) before
+//! anything changes. `pause` returns only once no job of the
 //! campaign is `sending` (or `api.pause_drain_timeout_ms` passed: then the answer
 //! carries `in_flight`), so after it returns no new SMTP transaction starts.
 //! `start` honours an `Idempotency-Key` header: repeating a start with the key
@@ -39,7 +41,7 @@ use crate::AppState;
 use crate::auth::TenantCaller;
 use crate::campaign_rates::{self, RatesBody};
 use crate::error::{ApiResult, AppError, ErrorBody};
-use crate::extract::{IdPath, JsonBody};
+use crate::extract::{IdPath, JsonBody, NoFields, OptionalJsonBody};
 use crate::openapi::{JsonBodyErrors, TenantOnly, string_enum};
 use crate::validate::{self, SendWindow};
 
@@ -380,19 +382,22 @@ async fn answer(
         ("Idempotency-Key" = Option<String>, Header,
          description = "1–255 visible ASCII characters; a repeat of the key that started the campaign replays that start"),
     ),
+    request_body = Option<NoFields>,
     responses(
         (status = 200, description = "The campaign's status", body = CampaignState,
          headers(("Idempotent-Replayed" = String, description = "`true` when this answer replays an earlier start with the same key"))),
-        (status = 422, description = "A malformed `Idempotency-Key` (`invalid_request`)", body = ErrorBody),
         (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
         (status = 409, description = "Not possible from the current status (`conflict`)", body = ErrorBody),
-        TenantOnly,
+        TenantOnly, JsonBodyErrors,
+        (status = 422, description = "A malformed `Idempotency-Key`, or a body other than `{}` \
+            (`invalid_request`)", body = ErrorBody),
     ))]
 async fn start(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
     headers: HeaderMap,
+    OptionalJsonBody(_): OptionalJsonBody<NoFields>,
 ) -> ApiResult<Response> {
     let key = validate::idempotency_key(&headers)?;
     let mut client = connection(&state).await?;
@@ -427,16 +432,18 @@ async fn start(
 #[utoipa::path(post, path = "/v1/campaigns/{id}/pause", tag = "campaigns",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The campaign")),
+    request_body = Option<NoFields>,
     responses(
         (status = 200, description = "The campaign's status", body = CampaignState),
         (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
         (status = 409, description = "Not possible from the current status (`conflict`)", body = ErrorBody),
-        TenantOnly,
+        TenantOnly, JsonBodyErrors,
     ))]
 async fn pause(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
+    OptionalJsonBody(_): OptionalJsonBody<NoFields>,
 ) -> ApiResult<Json<CampaignState>> {
     let mut client = connection(&state).await?;
     let change = in_tenant_tx(&mut client, tenant, async |tx| {
@@ -477,16 +484,18 @@ async fn wait_for_drain(
 #[utoipa::path(post, path = "/v1/campaigns/{id}/resume", tag = "campaigns",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The campaign")),
+    request_body = Option<NoFields>,
     responses(
         (status = 200, description = "The campaign's status", body = CampaignState),
         (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
         (status = 409, description = "Not possible from the current status (`conflict`)", body = ErrorBody),
-        TenantOnly,
+        TenantOnly, JsonBodyErrors,
     ))]
 async fn resume(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
+    OptionalJsonBody(_): OptionalJsonBody<NoFields>,
 ) -> ApiResult<Json<CampaignState>> {
     let mut client = connection(&state).await?;
     let change = in_tenant_tx(&mut client, tenant, async |tx| {
@@ -502,16 +511,18 @@ async fn resume(
 #[utoipa::path(post, path = "/v1/campaigns/{id}/cancel", tag = "campaigns",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The campaign")),
+    request_body = Option<NoFields>,
     responses(
         (status = 200, description = "The campaign's status", body = CampaignState),
         (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
         (status = 409, description = "Not possible from the current status (`conflict`)", body = ErrorBody),
-        TenantOnly,
+        TenantOnly, JsonBodyErrors,
     ))]
 async fn cancel(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
+    OptionalJsonBody(_): OptionalJsonBody<NoFields>,
 ) -> ApiResult<Json<CampaignState>> {
     let mut client = connection(&state).await?;
     let change = in_tenant_tx(&mut client, tenant, async |tx| {

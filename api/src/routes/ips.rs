@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{AdminCaller, Caller};
 use crate::error::{ApiResult, AppError, ErrorBody};
-use crate::extract::{IdPath, JsonBody, OptionalJsonBody};
+use crate::extract::{IdPath, JsonBody, NoFields, OptionalJsonBody};
 use crate::ip_view::IpBody;
 use crate::openapi::{AdminOnly, AnyCaller, JsonBodyErrors};
 use crate::validate::{self, ActiveHours};
@@ -69,11 +69,6 @@ struct PauseIp {
     /// "paused through the API".
     reason: Option<String>,
 }
-
-/// No field: the body may be `{}` or empty.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct ResumeIp {}
 
 #[derive(Debug, Serialize, ToSchema)]
 struct IpList {
@@ -238,7 +233,7 @@ async fn pause(
 #[utoipa::path(post, path = "/v1/ips/{id}/resume", tag = "ips",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The IP")),
-    request_body = Option<ResumeIp>,
+    request_body = Option<NoFields>,
     responses(
         (status = 200, description = "The IP, active", body = IpBody),
         (status = 404, description = "No such IP of the caller (`not_found`)", body = ErrorBody),
@@ -248,7 +243,7 @@ async fn resume(
     caller: Caller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
-    OptionalJsonBody(_): OptionalJsonBody<ResumeIp>,
+    OptionalJsonBody(_): OptionalJsonBody<NoFields>,
 ) -> ApiResult<Json<IpBody>> {
     change_status(caller, state, id, StatusChange::Resume).await
 }

@@ -22,7 +22,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use futures::StreamExt;
 use penguin_engine::control::ControlEvent;
 use penguin_engine::db::StoreError;
@@ -130,6 +130,15 @@ async fn import(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let csv = mime_of(content_type) == "text/csv";
+    // A declared length over the limit is refused before a byte is read.
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.config.api.max_import_bytes as u64) {
+        return Err(AppError::payload_too_large());
+    }
     let parser = if csv {
         Parser::Csv(Box::default())
     } else if is_json(content_type) {

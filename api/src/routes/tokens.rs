@@ -1,8 +1,9 @@
 //! A tenant's API tokens: `POST /v1/tenants/{id}/tokens` issues another one
-//! (shown once), `GET` lists them (ids and dates, never the tokens),
-//! `DELETE /v1/tenants/{id}/tokens/{token_id}` revokes one — it stops working
-//! at once, and revoking it again changes nothing. The admin reaches every
-//! tenant; a tenant token reaches only its own tenant (another id answers 404).
+//! (shown once; the body is empty or `{}`), `GET` lists them (ids and dates,
+//! never the tokens), `DELETE /v1/tenants/{id}/tokens/{token_id}` revokes
+//! one — it stops working at once, and revoking it again changes nothing. The
+//! admin reaches every tenant; a tenant token reaches only its own tenant
+//! (another id answers 404).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -19,8 +20,8 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{self, Caller};
 use crate::error::{ApiResult, AppError, ErrorBody};
-use crate::extract::IdPath;
-use crate::openapi::AnyCaller;
+use crate::extract::{IdPath, NoFields, OptionalJsonBody};
+use crate::openapi::{AnyCaller, JsonBodyErrors};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -75,18 +76,22 @@ async fn reachable(state: &AppState, caller: Caller, id: Uuid) -> ApiResult<Uuid
 }
 
 /// Issues another API token for the tenant (shown once, stored as its sha256).
+///
+/// The body is optional: empty or `{}`.
 #[utoipa::path(post, path = "/v1/tenants/{id}/tokens", tag = "tenants",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The tenant")),
+    request_body = Option<NoFields>,
     responses(
         (status = 201, description = "The new token", body = TokenIssued),
         (status = 404, description = "No such tenant, or another tenant's (`not_found`)", body = ErrorBody),
-        AnyCaller,
+        AnyCaller, JsonBodyErrors,
     ))]
 async fn issue(
     caller: Caller,
     State(state): State<AppState>,
     IdPath(id): IdPath,
+    OptionalJsonBody(_): OptionalJsonBody<NoFields>,
 ) -> ApiResult<(StatusCode, Json<TokenIssued>)> {
     let tenant = reachable(&state, caller, id).await?;
     let (token, hash) = auth::new_tenant_token();

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+pub use crate::support::routes::ROUTES;
 use crate::support::{ADMIN_TOKEN, TestEnv};
 
 /// A running API; stops when dropped.
@@ -119,9 +120,14 @@ pub struct ApiClient {
 
 impl ApiClient {
     pub fn new(base: &str) -> ApiClient {
+        // Redirects are answers too (the click link's 302), never followed.
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("an HTTP client");
         ApiClient {
             base: base.to_string(),
-            http: reqwest::Client::new(),
+            http,
         }
     }
 
@@ -134,17 +140,38 @@ impl ApiClient {
         content_type: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Answer {
-        let mut request = self.http.request(method, format!("{}{}", self.base, path));
+        let mut headers = Vec::new();
         if let Some(token) = token {
-            request = request.bearer_auth(token);
+            headers.push(("authorization", format!("Bearer {token}").into_bytes()));
         }
         if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
+            headers.push(("content-type", content_type.as_bytes().to_vec()));
+        }
+        self.raw_headers(method, path, &headers, body).await
+    }
+
+    /// A request with exactly these headers (values as raw bytes, so tests can
+    /// send what a well-behaved client would not) and `body`.
+    pub async fn raw_headers(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, Vec<u8>)],
+        body: Option<Vec<u8>>,
+    ) -> Answer {
+        let mut request = self.http.request(method, format!("{}{}", self.base, path));
+        for (name, value) in headers {
+            let value = reqwest::header::HeaderValue::from_bytes(value)
+                .unwrap_or_else(|e| panic!("header {name}: {e}"));
+            request = request.header(*name, value);
         }
         if let Some(body) = body {
             request = request.body(body);
         }
-        let response = request.send().await.expect("the API answers");
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("the API answers: {}", e.without_url()));
         let status = response.status().as_u16();
         let content_type = response
             .headers()
@@ -163,22 +190,8 @@ impl ApiClient {
 
     /// A request with this exact `Authorization` header value and no body.
     pub async fn raw_authorization(&self, method: Method, path: &str, value: &str) -> Answer {
-        let url = format!("{}{}", self.base, path);
-        let response = self
-            .http
-            .request(method, url)
-            .header("authorization", value)
-            .send()
-            .await
-            .expect("the API answers");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("a body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Answer {
-            status,
-            content_type: String::new(),
-            body,
-        }
+        let headers = [("authorization", value.as_bytes().to_vec())];
+        self.raw_headers(method, path, &headers, None).await
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
@@ -410,28 +423,41 @@ pub async fn count(env: &TestEnv, sql: &str) -> i64 {
     env.psql(sql).await[0].get(0)
 }
 
-/// Row counts of every table an API write touches, to prove a refused request
-/// changed nothing.
-pub async fn snapshot(env: &TestEnv) -> Vec<(&'static str, i64)> {
-    let mut counts = Vec::new();
-    for table in [
-        "tenants",
-        "api_tokens",
-        "smtp_ips",
-        "campaigns",
-        "leads",
-        "send_jobs",
-    ] {
-        let n = count(env, &format!("SELECT count(*) FROM {table}")).await;
-        counts.push((table, n));
-    }
-    let states = count(
-        env,
-        "SELECT count(*) FROM campaigns WHERE status <> 'draft'",
-    )
-    .await;
-    counts.push(("campaigns not draft", states));
-    counts
+/// One table as [`snapshot`] sees it: name, row count, and an md5 over every
+/// row (all columns, in a fixed order).
+pub type TableState = (String, i64, String);
+
+/// Every table of the schema (the migrations' history aside), each with its row
+/// count and a digest of its rows: a refused request that inserted, updated
+/// or deleted anything anywhere — tenants, tokens, IPs, warm-up schedules,
+/// campaigns, leads, jobs, suppressions, events, rollups, usage, warm-up
+/// history — shows. Tables are read from the catalog, so one a new migration
+/// adds is covered without touching this.
+pub async fn snapshot(env: &TestEnv) -> Vec<TableState> {
+    let tables: Vec<String> = env
+        .psql(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' \
+             AND tablename NOT LIKE 'refinery%' ORDER BY 1",
+        )
+        .await
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(tables.len() >= 14, "the schema's tables: {tables:?}");
+    let digests: Vec<String> = tables
+        .iter()
+        .map(|table| {
+            format!(
+                "SELECT '{table}'::text, count(*), \
+                 coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') FROM {table} t"
+            )
+        })
+        .collect();
+    env.psql(&format!("{} ORDER BY 1", digests.join(" UNION ALL ")))
+        .await
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect()
 }
 
 /// Subscribes to the control channel; returns the JSON events published after

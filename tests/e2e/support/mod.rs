@@ -27,6 +27,7 @@ mod pg_server;
 mod process;
 mod redis_server;
 pub mod rig;
+mod routes;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
