@@ -226,16 +226,26 @@ async fn import_stream(
     body: Body,
 ) -> ApiResult<Imported> {
     let mut client = state.pg.get().await.map_err(StoreError::from)?;
-    let mut import = LeadImport::begin(&mut client, tenant, campaign)
+    let import = LeadImport::begin(&mut client, tenant, campaign)
         .await
         .map_err(campaign_error)?;
-    let (batches, mut ready) = tokio::sync::mpsc::channel::<(Vec<usize>, Vec<NewLead>)>(2);
+    let (batches, ready) = tokio::sync::mpsc::channel::<(Vec<usize>, Vec<NewLead>)>(2);
     let parse = parse_body(parser, body, state.config.api.max_import_bytes, batches);
-    let write = async {
+    let importing = &import;
+    let write = async move {
+        // Two batches in flight: the next statement is on the wire while
+        // Postgres runs the one before (they run in order, in one transaction).
+        let received = futures::stream::unfold(ready, |mut ready| async move {
+            ready.recv().await.map(|batch| (batch, ready))
+        });
+        let mut written_batches = std::pin::pin!(
+            received
+                .map(|(rows, leads)| async move { (rows, importing.add(&leads).await) })
+                .buffered(2)
+        );
         let mut written = ImportResult::default();
-        while let Some((rows, leads)) = ready.recv().await {
-            let fates = import.add(&leads).await.map_err(campaign_error)?;
-            written.record(rows, fates);
+        while let Some((rows, fates)) = written_batches.next().await {
+            written.record(rows, fates.map_err(campaign_error)?);
         }
         Ok::<_, AppError>(written)
     };

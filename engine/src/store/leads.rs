@@ -20,7 +20,7 @@ use crate::db::StoreError;
 use crate::domain::CampaignStatus;
 
 /// Leads per statement.
-pub const CHUNK: usize = 1_000;
+pub const CHUNK: usize = 2_000;
 
 /// A lead to import: a normalised address and its template fields (a JSON object).
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +61,7 @@ pub async fn import_leads(
     leads: &[NewLead],
 ) -> Result<ImportOutcome, StoreError> {
     let mut client = pool.get().await?;
-    let mut import = LeadImport::begin(&mut client, tenant, campaign).await?;
+    let import = LeadImport::begin(&mut client, tenant, campaign).await?;
     let mut fates = Vec::with_capacity(leads.len());
     for chunk in leads.chunks(CHUNK) {
         fates.extend(import.add(chunk).await?);
@@ -164,7 +164,7 @@ impl<'a> LeadImport<'a> {
     /// statement; returns each lead's fate, in order. An address the campaign
     /// already has — from before or from an earlier chunk — is a `Duplicate`.
     /// Lead and job ids are UUIDv7, so both primary keys grow at their right edge.
-    pub async fn add(&mut self, chunk: &[NewLead]) -> Result<Vec<LeadFate>, StoreError> {
+    pub async fn add(&self, chunk: &[NewLead]) -> Result<Vec<LeadFate>, StoreError> {
         let ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
         let job_ids: Vec<Uuid> = chunk.iter().map(|_| Uuid::now_v7()).collect();
         let emails: Vec<&str> = chunk.iter().map(|lead| lead.email.as_str()).collect();
