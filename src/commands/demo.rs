@@ -4,6 +4,11 @@
 //! 127.0.0.2–127.0.0.4, one campaign of 10,000 leads each, sends them with a
 //! progress bar, and reports per IP and per state, the throughput, and whether
 //! the sink received every message exactly once.
+//!
+//! With `--stay` the node and the sink keep running afterwards, at fixed
+//! addresses (the API on `api.listen`, default `127.0.0.1:8025`; the sink's
+//! stats on `127.0.0.1:2526`), so the README's curl examples run against the
+//! demo's data until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,12 +34,26 @@ pub struct DemoArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
+    /// Keep the node (API on `api.listen`) and the sink (stats on
+    /// http://127.0.0.1:2526) running after the report, until Ctrl-C.
+    #[arg(long)]
+    pub stay: bool,
 }
 
+/// Where the sink's HTTP stats listen with `--stay`.
+const SINK_HTTP: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 2526);
+
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let sink = Sink::start(SinkConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)))).await?;
+    let mut sink_config = SinkConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+    if args.stay {
+        sink_config.http_listen = Some(SINK_HTTP);
+    }
+    let sink = Sink::start(sink_config).await?;
     let mut config = Config::load(args.config.as_deref())?;
-    config.api.listen = "127.0.0.1:0".into();
+    if !args.stay {
+        config.api.listen = "127.0.0.1:0".into();
+    }
     config.delivery.routes = vec![Route {
         domain: "*".into(),
         host: sink.smtp_addr().ip().to_string(),
@@ -86,8 +105,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     bar.finish();
     let stats = sink.stats();
-    node.shutdown().await;
-    sink.shutdown().await;
     let progress = outcome?;
 
     println!("\nper state (all campaigns):");
@@ -121,8 +138,30 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     if exactly_once {
         println!("exactly once: yes — every lead was delivered once and only once");
-        Ok(())
-    } else {
-        anyhow::bail!("exactly once: NO — see the counts above")
     }
+    if args.stay {
+        println!("\nstill running for the README's API examples (Ctrl-C stops):");
+        println!(
+            "  API  {}   admin token: {}",
+            node.api_url(),
+            config.api.admin_token
+        );
+        for (n, tenant) in scenario.tenants.iter().enumerate() {
+            println!(
+                "  tenant {}: TENANT={} TOKEN={} CAMPAIGN={}",
+                n + 1,
+                tenant.id,
+                tenant.token,
+                tenant.campaign
+            );
+        }
+        if let Some(http) = sink.http_addr() {
+            println!("  sink stats  http://{http}/stats");
+        }
+        super::serve::shutdown_signal().await;
+    }
+    node.shutdown().await;
+    sink.shutdown().await;
+    anyhow::ensure!(exactly_once, "exactly once: NO — see the counts above");
+    Ok(())
 }
