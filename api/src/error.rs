@@ -40,12 +40,24 @@ pub struct AppError {
     pub detail: Option<String>,
 }
 
+/// The longest `message` an answer carries: a message that quotes a hostile
+/// value (100 KB of it) is cut here, so an error never echoes a request back.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
+fn capped(mut message: String) -> String {
+    if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        message.truncate(cut);
+        message.push_str("… (cut)");
+    }
+    message
+}
+
 impl AppError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         AppError {
             status,
             code,
-            message: message.into(),
+            message: capped(message.into()),
             detail: None,
         }
     }
@@ -214,6 +226,17 @@ pub type ApiResult<T> = Result<T, AppError>;
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn messages_are_capped() {
+        let long = AppError::invalid(format!("timezone {:?} is unknown", "é".repeat(100_000)));
+        assert!(long.message.ends_with("… (cut)"));
+        assert_eq!(
+            long.message.chars().count(),
+            MAX_MESSAGE_CHARS + "… (cut)".chars().count()
+        );
+        assert_eq!(AppError::invalid("short").message, "short");
+    }
+
     use super::*;
 
     #[test]

@@ -287,6 +287,9 @@ impl<'a> Matrix<'a> {
                     shown(&answer.body)
                 );
                 assert!(!answer.message().is_empty(), "{what}: no message");
+                // An error never echoes a hostile value back whole.
+                let echoed = answer.message().chars().count();
+                assert!(echoed <= 400, "{what}: a message of {echoed} characters");
                 true
             }
             Expect::RowRejected => {
