@@ -14,8 +14,19 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 use utoipa::ToSchema;
 
-/// The window the per-minute rates (and so the ETA) look back over.
+/// The window the per-minute rates (and so the ETA) look back over: this many
+/// whole minutes before the current one.
 pub const RATE_WINDOW_MINUTES: i64 = 5;
+
+/// The window at `now`: the [`RATE_WINDOW_MINUTES`] whole minutes before the
+/// minute `now` is in, as `[since, until)`.
+pub fn window(now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
+    let until = now
+        .replace_second(0)
+        .and_then(|t| t.replace_nanosecond(0))
+        .expect("second 0 and nanosecond 0 exist");
+    (until - Duration::minutes(RATE_WINDOW_MINUTES), until)
+}
 
 /// Job states that will still produce an outcome.
 const REMAINING: [&str; 4] = ["pending", "queued", "sending", "deferred"];
@@ -23,10 +34,10 @@ const REMAINING: [&str; 4] = ["pending", "queued", "sending", "deferred"];
 /// What a campaign's jobs and events amount to.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct RatesBody {
-    /// `sent` events of the last 5 minutes ÷ 5.
+    /// `sent` outcomes of the last 5 whole minutes ÷ 5.
     pub sent_per_minute: f64,
-    /// Final-outcome events (`sent`, `bounced`, `failed`, `suppressed`) of the
-    /// last 5 minutes ÷ 5: how fast jobs leave the queue; `eta` uses it.
+    /// Final outcomes (`sent`, `bounced`, `failed`, `suppressed`) of the last 5
+    /// whole minutes ÷ 5: how fast jobs leave the queue; `eta` uses it.
     pub finished_per_minute: f64,
     /// Jobs with an SMTP verdict: `sent` + `bounced` + `failed`.
     pub attempted: i64,
@@ -117,6 +128,15 @@ pub fn eta(
 
 #[cfg(test)]
 mod tests {
+    use time::macros::datetime;
+
+    #[test]
+    fn the_window_is_the_whole_minutes_before_now() {
+        let (since, until) = window(datetime!(2026-12-02 08:41:59.9 UTC));
+        assert_eq!(since, datetime!(2026-12-02 08:36 UTC));
+        assert_eq!(until, datetime!(2026-12-02 08:41 UTC));
+    }
+
     use super::*;
 
     fn counts(pairs: &[(&'static str, i64)]) -> BTreeMap<&'static str, i64> {

@@ -2,7 +2,8 @@
 //! in one statement. A campaign's day is the UTC day; an IP's day is its local
 //! day (what its daily allowance and warm-up judge by). A batch that fails
 //! leaves neither events nor counts behind, so a retried batch is never
-//! counted twice.
+//! counted twice. Final outcomes also roll up per campaign and minute (the
+//! recent rates), pruned an hour behind each batch.
 
 use penguin_engine::store::events::{self, Event};
 use serde_json::json;
@@ -86,6 +87,29 @@ async fn outcomes_roll_up_by_utc_day_per_campaign_and_local_day_per_ip() {
         .collect();
     assert_eq!(ip_rows, [("2026-03-02".to_string(), 2, 1, 1, 0)]);
     assert_eq!(count(&env, "SELECT count(*) FROM delivery_events").await, 5);
+    // The final outcomes per minute (sent, bounced, suppressed; not deferred).
+    let minutes = "SELECT minute::text, sent, finished FROM campaign_minute_stats ORDER BY minute";
+    let minute_rows = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, i64, i64)> {
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    assert_eq!(
+        minute_rows(env.psql(minutes).await),
+        [("2026-03-01 12:00:00+00".to_string(), 2, 4)]
+    );
+    // A batch two hours later prunes minutes an hour older than itself.
+    let later = datetime!(2026-03-01 14:00:30 UTC);
+    events::record(
+        &env.pg,
+        &[event(tenant, campaign, ip, Uuid::new_v4(), "sent", later)],
+    )
+    .await
+    .expect("recorded");
+    assert_eq!(
+        minute_rows(env.psql(minutes).await),
+        [("2026-03-01 14:00:00+00".to_string(), 1, 1)]
+    );
 
     // A batch that breaks a constraint (two `open` events of one job) writes
     // nothing: no events, no counts.
@@ -98,13 +122,21 @@ async fn outcomes_roll_up_by_utc_day_per_campaign_and_local_day_per_ip() {
     events::record(&env.pg, &failing)
         .await
         .expect_err("a duplicate open is refused");
-    assert_eq!(count(&env, "SELECT count(*) FROM delivery_events").await, 5);
+    assert_eq!(count(&env, "SELECT count(*) FROM delivery_events").await, 6);
     assert_eq!(
         count(&env, "SELECT sum(sent)::int8 FROM campaign_daily_stats").await,
-        2
+        3
     );
     assert_eq!(
         count(&env, "SELECT sum(sent)::int8 FROM ip_daily_stats").await,
-        2
+        3
+    );
+    assert_eq!(
+        count(
+            &env,
+            "SELECT sum(finished)::int8 FROM campaign_minute_stats"
+        )
+        .await,
+        1
     );
 }

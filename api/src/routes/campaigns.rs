@@ -309,8 +309,8 @@ async fn show(
         .map_err(campaign_error)?;
     let counts = store::jobs::counts_by_status(&tx, tenant, id).await?;
     let now = OffsetDateTime::now_utc();
-    let since = now - time::Duration::minutes(campaign_rates::RATE_WINDOW_MINUTES);
-    let activity = store::stats::campaign_activity(&tx, tenant, id, since).await?;
+    let (since, until) = campaign_rates::window(now);
+    let activity = store::stats::campaign_activity(&tx, tenant, id, since, until).await?;
     commit(tx).await?;
     let mut by_status: BTreeMap<&'static str, i64> = JobStatus::ALL
         .iter()

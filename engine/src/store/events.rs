@@ -28,7 +28,10 @@ pub struct Event {
 /// one statement (so one transaction: a retried batch is never half-counted).
 /// A campaign's day is the UTC day of the event; an IP's day is the day in the
 /// IP's timezone (as its daily allowance and warm-up judge it). `sent`,
-/// `deferred`, `bounced` and `failed` are rolled up; other kinds are events only.
+/// `deferred`, `bounced` and `failed` are rolled up per day; the final outcomes
+/// (`sent`, `bounced`, `failed`, `suppressed`) also per campaign and minute
+/// (`campaign_minute_stats`, the recent rates; rows an hour older than the
+/// batch are pruned); other kinds are events only.
 pub async fn record(pool: &Pool, events: &[Event]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
@@ -59,6 +62,21 @@ pub async fn record(pool: &Pool, events: &[Event]) -> Result<(), StoreError> {
                  RETURNING tenant_id, campaign_id, ip_id, kind, created_at
              ), outcomes AS (
                  SELECT * FROM ev WHERE kind IN ('sent', 'deferred', 'bounced', 'failed')
+             ), finished AS (
+                 SELECT * FROM ev WHERE kind IN ('sent', 'bounced', 'failed', 'suppressed')
+             ), per_minute AS (
+                 INSERT INTO campaign_minute_stats AS m (tenant_id, campaign_id, minute, sent, finished)
+                 SELECT tenant_id, campaign_id, date_trunc('minute', created_at),
+                        count(*) FILTER (WHERE kind = 'sent'), count(*)
+                 FROM finished GROUP BY 1, 2, 3
+                 ON CONFLICT (tenant_id, campaign_id, minute) DO UPDATE SET
+                     sent = m.sent + EXCLUDED.sent, finished = m.finished + EXCLUDED.finished
+             ), pruned AS (
+                 -- Older than any minute this batch writes, so never a row it updates.
+                 DELETE FROM campaign_minute_stats m
+                 USING (SELECT DISTINCT tenant_id, campaign_id FROM finished) c
+                 WHERE m.tenant_id = c.tenant_id AND m.campaign_id = c.campaign_id
+                   AND m.minute < (SELECT min(created_at) FROM finished) - interval '1 hour'
              ), per_campaign AS (
                  INSERT INTO campaign_daily_stats AS s
                      (tenant_id, campaign_id, day, sent, deferred, bounced, failed)

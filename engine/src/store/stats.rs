@@ -6,10 +6,9 @@
 //! Sources: the delivery outcomes per day come from the rollups the Analytics
 //! actor and the complaint route write (`campaign_daily_stats`, UTC days;
 //! `ip_daily_stats`, with `complaints`). Nothing rolls up opens, clicks,
-//! unsubscribes or complaints per campaign, so those are counted from
-//! `delivery_events` of the one campaign (an index range of
-//! `delivery_events_campaign`); the tenant-wide rows leave them out, since
-//! counting them would scan every event of the tenant.
+//! unsubscribes or complaints per campaign, so those are counted from the
+//! campaign's engagement events (an index-only range of the partial index
+//! `delivery_events_engagement`, V7); the tenant-wide rows leave them out.
 //!
 //! Guarantees: every query filters by `tenant_id`; a campaign or IP that is
 //! absent or another tenant's is [`StoreError::NotFound`]; day rows cover every
@@ -24,10 +23,10 @@ use crate::db::StoreError;
 /// A campaign's delivery events seen by the rates of `GET /v1/campaigns/{id}`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Activity {
-    /// `sent` events since the start of the recent window.
+    /// `sent` outcomes in the recent window.
     pub sent_recent: i64,
-    /// Final-outcome events (`sent`, `bounced`, `failed`, `suppressed`) since the
-    /// start of the recent window: jobs that left the queue for good.
+    /// Final outcomes (`sent`, `bounced`, `failed`, `suppressed`) in the recent
+    /// window: jobs that left the queue for good.
     pub finished_recent: i64,
     /// `complaint` events (at most one per job).
     pub complaints: i64,
@@ -39,31 +38,34 @@ pub struct Activity {
     pub clicked: i64,
 }
 
-/// The activity of `campaign` (of `tenant`), "recent" being from `since` on.
-/// One pass over the campaign's events. A job has at most one `open` event
-/// (unique index, V4), so opened jobs are a plain count; a job may have a
-/// click per link, so clicked jobs are counted distinct.
+/// The activity of `campaign` (of `tenant`): outcomes of the whole minutes in
+/// `[since, until)` (`campaign_minute_stats`) and engagement (its events of the
+/// partial index `delivery_events_engagement`, V7). Neither reads the
+/// campaign's delivery events.
 pub async fn campaign_activity(
     client: &impl GenericClient,
     tenant: Uuid,
     campaign: Uuid,
     since: OffsetDateTime,
+    until: OffsetDateTime,
 ) -> Result<Activity, StoreError> {
     let stmt = client
         .prepare_cached(
-            "SELECT count(*) FILTER (WHERE kind = 'sent' AND created_at >= $3),
-                    count(*) FILTER (WHERE kind IN ('sent', 'bounced', 'failed', 'suppressed')
-                                       AND created_at >= $3),
+            "SELECT (SELECT coalesce(sum(sent), 0)::int8 FROM campaign_minute_stats
+                     WHERE tenant_id = $1 AND campaign_id = $2 AND minute >= $3 AND minute < $4),
+                    (SELECT coalesce(sum(finished), 0)::int8 FROM campaign_minute_stats
+                     WHERE tenant_id = $1 AND campaign_id = $2 AND minute >= $3 AND minute < $4),
                     count(*) FILTER (WHERE kind = 'complaint'),
                     count(*) FILTER (WHERE kind = 'unsubscribed'),
                     count(*) FILTER (WHERE kind = 'open'),
                     count(DISTINCT job_id) FILTER (WHERE kind = 'click')
              FROM delivery_events
-             WHERE tenant_id = $1 AND campaign_id = $2",
+             WHERE tenant_id = $1 AND campaign_id = $2
+               AND kind IN ('open', 'click', 'complaint', 'unsubscribed')",
         )
         .await?;
     let row = client
-        .query_one(&stmt, &[&tenant, &campaign, &since])
+        .query_one(&stmt, &[&tenant, &campaign, &since, &until])
         .await?;
     Ok(Activity {
         sent_recent: row.get(0),
