@@ -1,21 +1,30 @@
 //! Cluster: decides what this node works on. Every `node.heartbeat_ms` it lists the
-//! tenants, takes or renews their leases in Redis, loads the owned tenants' IPs and
-//! publishes the result (the [`Ownership`] watch) to TenantSupervisor,
-//! IpSupervisor, WarmupSupervisor, Feeder and Reaper.
+//! tenants and the live nodes, shares the tenants among the nodes that are not
+//! draining (`engine::assignment`: rendezvous hashing with quotas, counts within
+//! one of even), takes or renews the leases of its share in Redis, loads the owned
+//! tenants' IPs and publishes the result (the [`Ownership`] watch) to
+//! TenantSupervisor, IpSupervisor, WarmupSupervisor, Feeder and Reaper.
+//!
+//! A tenant it works but is no longer its share (a node joined, or this node
+//! drains) leaves its ownership at once and is handed off ([`crate::handoff`]):
+//! its IPs drain, then the lease is released for the new owner; the lease is
+//! renewed until then. A draining node that owns nothing any more says so
+//! (`EngineContext::drained`), and its process exits.
 //!
 //! Each heartbeat it also publishes this node's membership record (its owned
-//! tenants and send rate; `engine::membership`), which `GET /v1/nodes` lists.
+//! tenants, send rate and whether it drains; `engine::membership`), which
+//! `GET /v1/nodes` lists and the other nodes share the tenants by.
 //!
 //! It also listens to control notifications (Redis pub/sub): a tenant change
 //! triggers a refresh at once; a campaign pause/cancel marks the campaign stopped
 //! for the delivery workers, a start/resume wakes the Feeder. On stop it releases
-//! its leases. Fair spreading over several nodes (rendezvous hashing, graceful
-//! hand-off) and fencing tokens come with the multi-node step.
+//! its leases. Fencing tokens on status writes are not built yet.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
+use penguin_engine::assignment;
 use penguin_engine::control::{CHANNEL, ControlEvent};
 use penguin_engine::domain::CampaignStatus;
 use penguin_engine::lease::Leases;
@@ -44,6 +53,8 @@ pub struct ClusterArgs {
 pub enum ClusterMsg {
     Heartbeat,
     Control(ControlEvent),
+    /// A hand-off finished: the tenant's lease is released.
+    HandedOff(Uuid),
 }
 
 pub struct ClusterState {
@@ -56,6 +67,12 @@ pub struct ClusterState {
     membership: Membership,
     /// `ctx.sent` and the wall clock at the last membership record.
     last_beat: (u64, i64),
+    myself: ActorRef<ClusterMsg>,
+    /// Tenants being handed off (lease still held and renewed), with whether
+    /// their hand-off task runs yet.
+    leaving: HashMap<Uuid, bool>,
+    /// This node was asked to drain: it hands everything off.
+    draining: bool,
 }
 
 impl Actor for Cluster {
@@ -72,6 +89,7 @@ impl Actor for Cluster {
         myself.send_interval(every, || ClusterMsg::Heartbeat);
         myself.cast(ClusterMsg::Heartbeat)?;
         let subscriber = tokio::spawn(subscribe(args.ctx.config.redis.url.clone(), myself.clone()));
+        let myself = myself.clone();
         Ok(ClusterState {
             leases: Leases::new(args.ctx.queue.pool().clone()),
             membership: Membership::new(args.ctx.queue.pool().clone()),
@@ -81,6 +99,9 @@ impl Actor for Cluster {
             ips: args.ips,
             warmup: args.warmup,
             subscriber,
+            myself,
+            leaving: HashMap::new(),
+            draining: false,
         })
     }
 
@@ -96,6 +117,10 @@ impl Actor for Cluster {
                 state.beat().await;
             }
             ClusterMsg::Control(event) => state.control(event).await,
+            ClusterMsg::HandedOff(tenant) => {
+                state.leaving.remove(&tenant);
+                state.refresh().await;
+            }
         }
         Ok(())
     }
@@ -119,10 +144,26 @@ impl ClusterState {
                 return;
             }
         };
+        let Some(mine) = self.share(&all).await else {
+            return;
+        };
         let node = &self.ctx.config.node;
+        let before = self.ctx.owned();
+        for tenant in before.tenants.iter().filter(|t| !mine.contains(t)) {
+            self.leaving.entry(*tenant).or_insert(false);
+        }
+        // Take or renew the leases of this node's share; renew those handed off.
+        let mut leased: Vec<Uuid> = mine
+            .iter()
+            .filter(|t| !self.leaving.contains_key(t))
+            .copied()
+            .collect();
+        leased.sort_unstable();
+        let wanted = leased.len();
+        leased.extend(self.leaving.keys().copied());
         let held = match self
             .leases
-            .acquire_or_renew_many(&all, &node.id, node.lease_ttl_ms)
+            .acquire_or_renew_many(&leased, &node.id, node.lease_ttl_ms)
             .await
         {
             Ok(held) => held,
@@ -133,41 +174,115 @@ impl ClusterState {
                 return;
             }
         };
-        let owned: Vec<Uuid> = all
-            .into_iter()
-            .zip(held)
-            .filter_map(|(tenant, held)| held.then_some(tenant))
+        for (tenant, held) in leased[wanted..].iter().zip(&held[wanted..]) {
+            if !held {
+                tracing::warn!(%tenant, "lost the lease of a tenant being handed off");
+            }
+        }
+        let owned: Vec<Uuid> = leased[..wanted]
+            .iter()
+            .zip(&held[..wanted])
+            .filter_map(|(tenant, held)| held.then_some(*tenant))
             .collect();
-        let before = self.ctx.owned();
         for tenant in owned.iter().filter(|t| !before.tenants.contains(t)) {
             self.take_over(*tenant).await;
         }
-        let ips = match routing::ips_of(&self.ctx.pg, &owned).await {
+        let leaving: Vec<Uuid> = self.leaving.keys().copied().collect();
+        let ips = match routing::ips_of(&self.ctx.pg, &[owned.as_slice(), &leaving].concat()).await
+        {
             Ok(ips) => ips,
             Err(err) => {
                 tracing::warn!(error = %err, "loading ips failed; keeping current ownership");
                 return;
             }
         };
+        // The IPs of tenants being handed off stay with IpSupervisor until they
+        // are drained (`IpSupMsg::Release`); everything else sees only `owned`.
+        let owned_set: HashSet<Uuid> = owned.iter().copied().collect();
+        let owned_ips: Vec<_> = ips
+            .iter()
+            .filter(|ip| owned_set.contains(&ip.tenant_id))
+            .cloned()
+            .collect();
         let mut per_tenant: HashMap<Uuid, Vec<_>> =
             owned.iter().map(|t| (*t, Vec::new())).collect();
-        for ip in &ips {
+        for ip in &owned_ips {
             per_tenant.entry(ip.tenant_id).or_default().push(ip.clone());
         }
         metrics::owned_tenants(owned.len());
+        let drained = self.draining && owned.is_empty() && self.leaving.is_empty();
         let ownership = Arc::new(Ownership {
             tenants: owned,
-            ips: ips.clone(),
+            ips: owned_ips.clone(),
         });
         let changed = *self.ctx.ownership.borrow() != ownership;
         self.ctx.ownership.send_replace(ownership);
         // Always told (cheap, idempotent): a restarted supervisor catches up here.
-        let _ = self.warmup.cast(WarmupSupMsg::SetIps(ips.clone()));
-        let _ = self.ips.cast(IpSupMsg::SetIps(ips));
+        let _ = self.warmup.cast(WarmupSupMsg::SetIps(owned_ips));
         let _ = self.tenants.cast(TenantSupMsg::SetTenants(per_tenant));
+        let _ = self.ips.cast(IpSupMsg::SetIps(ips.clone()));
         if changed {
             feeder::wake(&self.ctx);
         }
+        for (tenant, started) in self.leaving.iter_mut().filter(|(_, started)| !**started) {
+            *started = true;
+            let tenant_ips = ips
+                .iter()
+                .filter(|ip| ip.tenant_id == *tenant)
+                .map(|ip| ip.id)
+                .collect();
+            tokio::spawn(crate::handoff::hand_off(
+                self.ctx.clone(),
+                self.ips.clone(),
+                self.myself.clone(),
+                *tenant,
+                tenant_ips,
+            ));
+        }
+        if drained {
+            tracing::info!("drained: every tenant handed off");
+            self.ctx.drained.send_replace(true);
+        }
+    }
+
+    /// This node's share of `all` among the live nodes that are not draining
+    /// (itself included unless it drains). `None` when membership is unreadable.
+    async fn share(&mut self, all: &[Uuid]) -> Option<HashSet<Uuid>> {
+        let node = &self.ctx.config.node;
+        match self
+            .membership
+            .drain_requested(&node.id, node.lease_ttl_ms)
+            .await
+        {
+            Ok(true) if !self.draining => {
+                tracing::info!("drain requested: handing every tenant off");
+                self.draining = true;
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "reading the drain request failed"),
+        }
+        let live = match self.membership.live(crate::context::wall_clock_ms()).await {
+            Ok(live) => live,
+            Err(err) => {
+                tracing::warn!(error = %err, "reading the membership failed; keeping current ownership");
+                return None;
+            }
+        };
+        let mut sharing: Vec<String> = live
+            .into_iter()
+            .filter(|n| !n.draining && n.id != node.id)
+            .map(|n| n.id)
+            .collect();
+        if !self.draining {
+            sharing.push(node.id.clone());
+        }
+        let owners = assignment::assign(all, &sharing);
+        Some(
+            all.iter()
+                .filter(|t| owners.get(t) == Some(&node.id))
+                .copied()
+                .collect(),
+        )
     }
 
     /// Publishes this node's membership record: the tenants it owns now and its
@@ -186,6 +301,7 @@ impl ClusterState {
             tenants,
             sent_total: sent,
             sent_per_minute: (sent - sent_before) as f64 / minutes,
+            draining: self.draining,
         };
         match self
             .membership

@@ -51,6 +51,8 @@ pub struct EngineContext {
     pub sent: std::sync::atomic::AtomicU64,
     /// When this node started (unix ms).
     pub started_at_ms: i64,
+    /// Set by Cluster when a drain request finished: every tenant handed off.
+    pub drained: watch::Sender<bool>,
 }
 
 /// Wake-up counters of this node's polling-prone actors.

@@ -1,9 +1,10 @@
 //! IpSupervisor: keeps exactly one Ip actor per active-or-paused IP of the owned
 //! tenants, as Cluster tells it (`SetIps`). A failed Ip actor is restarted with
 //! backoff (its `pre_start` returns its orphaned `sending` jobs to `pending`);
-//! `Drain` drains every Ip actor for shutdown.
+//! `Drain` drains every Ip actor for shutdown; `Release` drains and stops the IPs
+//! of tenants this node hands off, without holding up the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -22,6 +23,10 @@ pub enum IpSupMsg {
     SetIps(Vec<IpSpec>),
     Respawn(Uuid),
     Drain(RpcReplyPort<()>),
+    /// Drain these IPs (SMTP under way finishes, what has not started goes
+    /// back), then stop their actors; answers when all are done. Until Cluster
+    /// stops listing them in `SetIps`, they are not started again.
+    Release(Vec<Uuid>, RpcReplyPort<()>),
 }
 
 pub struct IpSupState {
@@ -29,6 +34,8 @@ pub struct IpSupState {
     wanted: HashMap<Uuid, IpSpec>,
     children: Children<Uuid>,
     draining: bool,
+    /// IPs given up by `Release` and still listed by Cluster.
+    released: HashSet<Uuid>,
 }
 
 impl Actor for IpSupervisor {
@@ -46,6 +53,7 @@ impl Actor for IpSupervisor {
             wanted: HashMap::new(),
             children: Children::default(),
             draining: false,
+            released: HashSet::new(),
         })
     }
 
@@ -57,8 +65,10 @@ impl Actor for IpSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             IpSupMsg::SetIps(ips) => state.set_ips(&myself, ips).await,
+            IpSupMsg::Release(ips, reply) => state.release(ips, reply),
             IpSupMsg::Respawn(ip) => {
                 if !state.draining
+                    && !state.released.contains(&ip)
                     && !state.children.contains(&ip)
                     && state.wanted.contains_key(&ip)
                 {
@@ -138,18 +148,46 @@ impl IpSupState {
             }
         }
         self.wanted = wanted;
+        let wanted = &self.wanted;
+        self.released.retain(|ip| wanted.contains_key(ip));
         if self.draining {
             return;
         }
         let missing: Vec<Uuid> = self
             .wanted
             .keys()
-            .filter(|ip| !self.children.contains(ip))
+            .filter(|ip| !self.children.contains(ip) && !self.released.contains(ip))
             .copied()
             .collect();
         for ip in missing {
             self.spawn(myself, ip).await;
         }
+    }
+
+    /// Takes the IPs out of supervision at once, then drains and stops them in
+    /// a task of their own (the supervisor keeps serving the other IPs).
+    fn release(&mut self, ips: Vec<Uuid>, reply: RpcReplyPort<()>) {
+        let mut leaving = Vec::new();
+        for ip in ips {
+            self.released.insert(ip);
+            if let Some(cell) = self.children.remove(&ip) {
+                leaving.push((self.ctx.directory.ip(ip), cell));
+                self.ctx.directory.set_ip(ip, None);
+            }
+        }
+        tokio::spawn(async move {
+            join_all(
+                leaving
+                    .iter()
+                    .filter_map(|(actor, _)| actor.as_ref())
+                    .map(|actor| actor.call(IpMsg::Drain, Some(Duration::from_secs(90)))),
+            )
+            .await;
+            for (_, cell) in leaving {
+                cell.stop(Some("tenant handed off".into()));
+            }
+            let _ = reply.send(());
+        });
     }
 
     async fn spawn(&mut self, myself: &ActorRef<IpSupMsg>, ip: Uuid) {

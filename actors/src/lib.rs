@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! EngineSupervisor            supervisor.rs   starts/restarts everything below, owns shutdown
-//! ├── Cluster                 cluster.rs      tenant leases, control notifications
+//! ├── Cluster                 cluster.rs      membership, tenant shares and leases, hand-offs (handoff.rs), control notifications
 //! ├── Feeder                  feeder.rs       due jobs Postgres → Redis lists
 //! ├── Reaper                  reaper.rs       expired in-flight, stale `sending`, Redis loss, completion
 //! ├── TenantSupervisor        tenant_supervisor.rs
@@ -31,6 +31,7 @@ pub mod context;
 pub mod delivery;
 pub mod directory;
 pub mod feeder;
+pub mod handoff;
 pub mod ip;
 pub mod ip_supervisor;
 pub mod metrics;

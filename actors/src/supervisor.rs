@@ -338,6 +338,7 @@ pub async fn start_engine(deps: EngineDeps) -> anyhow::Result<EngineHandle> {
         wakeups: Default::default(),
         sent: Default::default(),
         started_at_ms: crate::context::wall_clock_ms(),
+        drained: watch::channel(false).0,
     });
     let (supervisor, join) = Actor::spawn(None, EngineSupervisor, ctx.clone()).await?;
     Ok(EngineHandle {
@@ -355,6 +356,13 @@ impl EngineHandle {
             .call(EngineMsg::Shutdown, Some(Duration::from_secs(300)))
             .await;
         let _ = self.join.await;
+    }
+
+    /// Resolves once a drain request (`POST /v1/nodes/{id}/drain`) has handed
+    /// every tenant of this node off; the process should then shut down.
+    pub async fn drained(&self) {
+        let mut drained = self.ctx.drained.subscribe();
+        let _ = drained.wait_for(|done| *done).await;
     }
 
     /// The tenants this node owns right now.

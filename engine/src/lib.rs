@@ -18,6 +18,7 @@
 
 pub mod allowance;
 pub mod arf;
+pub mod assignment;
 pub mod clock;
 pub mod control;
 pub mod db;

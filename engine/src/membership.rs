@@ -2,7 +2,8 @@
 //! to `node:<id>` (expiring after the lease TTL) and keeps its id in the sorted
 //! set `nodes`, scored by when the record expires. A node that stops cleanly
 //! [`Membership::leave`]s; one that dies drops out when its record expires. Read
-//! by `GET /v1/nodes`.
+//! by `GET /v1/nodes`. `POST /v1/nodes/{id}/drain` leaves a drain request
+//! (`node:<id>:drain`) the node picks up at its next heartbeat.
 //!
 //! The node keys are not a tenant's, so they carry no `{t:…}` hash tag; every
 //! command touches one key, so they work on Redis Cluster too.
@@ -36,6 +37,15 @@ pub struct NodeRecord {
     pub sent_total: u64,
     /// Its rate over the last heartbeat interval, per minute.
     pub sent_per_minute: f64,
+    /// Handing its tenants off to go away (`POST /v1/nodes/{id}/drain`): the
+    /// other nodes leave it out when they share the tenants.
+    #[serde(default)]
+    pub draining: bool,
+}
+
+/// The key that asks node `id` to drain (set by the API, read by the node).
+pub fn drain_key(id: &str) -> String {
+    format!("node:{id}:drain")
 }
 
 #[derive(Clone)]
@@ -63,11 +73,30 @@ impl Membership {
         Ok(())
     }
 
+    /// Asks node `id` to drain; it sees the request at its next heartbeat.
+    /// The request lives as long as a node record (`ttl_ms`), renewed by the
+    /// node while it drains, so a request for a node that died expires.
+    pub async fn request_drain(&self, id: &str, ttl_ms: u64) -> Result<(), QueueError> {
+        let mut conn = self.pool.get().await?;
+        let _: () = conn.pset_ex(drain_key(id), 1, ttl_ms).await?;
+        Ok(())
+    }
+
+    /// Whether node `id` was asked to drain; renews the request (for `ttl_ms`)
+    /// when it was, so it outlives no node that is still draining.
+    pub async fn drain_requested(&self, id: &str, ttl_ms: u64) -> Result<bool, QueueError> {
+        let mut conn = self.pool.get().await?;
+        let renewed: bool = conn.pexpire(drain_key(id), ttl_ms as i64).await?;
+        Ok(renewed)
+    }
+
     /// Removes the node at once (a clean stop).
     pub async fn leave(&self, id: &str) -> Result<(), QueueError> {
         let mut conn = self.pool.get().await?;
         pipe()
             .del(node_key(id))
+            .ignore()
+            .del(drain_key(id))
             .ignore()
             .zrem(NODES_KEY, id)
             .ignore()

@@ -1,5 +1,6 @@
 //! `penguin serve --config FILE`: runs one engine node (migrations, actors, API)
-//! until SIGTERM or Ctrl-C, then shuts down in order (see `penguin-actors`).
+//! until SIGTERM or Ctrl-C, or until a drain request (`POST /v1/nodes/{id}/drain`)
+//! has handed every tenant off, then shuts down in order (see `penguin-actors`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,8 +36,10 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     )
     .await?;
     println!("penguin node listening on {}", node.api_url());
-    shutdown_signal().await;
-    tracing::info!("shutdown requested");
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutdown requested"),
+        _ = node.engine().drained() => tracing::info!("drained; shutting down"),
+    }
     node.shutdown().await;
     Ok(())
 }

@@ -146,6 +146,9 @@ impl Req {
 }
 
 /// The world every row is written against: two tenants and what tenant A owns.
+/// The id of the live node the fixture announces.
+pub const NODE: &str = "node-hostile";
+
 pub struct Fixture {
     pub tenant_a: Uuid,
     pub token_a: String,
@@ -169,6 +172,21 @@ pub struct Fixture {
 
 impl Fixture {
     async fn build(env: &TestEnv, api: &ApiClient) -> Fixture {
+        // A live node's membership record, for the drain route's happy path.
+        let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let node = penguin_engine::membership::NodeRecord {
+            id: NODE.into(),
+            started_at_ms: now_ms,
+            heartbeat_at_ms: now_ms,
+            tenants: Vec::new(),
+            sent_total: 0,
+            sent_per_minute: 0.0,
+            draining: false,
+        };
+        penguin_engine::membership::Membership::new(env.redis.clone())
+            .beat(&node, 600_000)
+            .await
+            .expect("a node record");
         let (tenant_a, token_a) = api.create_tenant("acme").await;
         let (tenant_b, token_b) = api.create_tenant("globex").await;
         let tokens = format!("/v1/tenants/{tenant_a}/tokens");

@@ -109,6 +109,7 @@ async fn live_nodes_list_their_tenants_and_send_counts() {
         tenants: Vec::new(),
         sent_total: 0,
         sent_per_minute: 0.0,
+        draining: false,
     };
     membership.beat(&ghost, 1_500).await.expect("beat");
     assert_eq!(ids(&nodes(&api).await), ["node-a", "node-ghost"]);

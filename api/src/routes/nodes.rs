@@ -2,9 +2,16 @@
 //! membership record into Redis (`engine::membership`) — with the tenants whose
 //! lease each holds and its send rate. A node that stopped cleanly is gone at
 //! once; one that died is gone when its record expires (`node.lease_ttl_ms`).
+//!
+//! `POST /v1/nodes/{id}/drain` (admin) asks a live node to go away gracefully:
+//! at its next heartbeat it stops taking tenants, the other nodes share its
+//! tenants among themselves, it hands each off (SMTP under way finishes first,
+//! then the lease is released) and its process exits. Repeating it changes
+//! nothing; an id that is not a live node is 404.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use penguin_engine::membership::{Membership, NodeRecord};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -15,11 +22,14 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::AdminCaller;
-use crate::error::{ApiResult, AppError};
-use crate::openapi::AdminOnly;
+use crate::error::{ApiResult, AppError, ErrorBody};
+use crate::extract::{NoFields, OptionalJsonBody};
+use crate::openapi::{AdminOnly, JsonBodyErrors};
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list))
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(drain))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -43,6 +53,8 @@ struct NodeView {
     sent_total: u64,
     /// Its rate over its last heartbeat interval.
     sent_per_minute: f64,
+    /// Handing its tenants off to exit (`POST /v1/nodes/{id}/drain`).
+    draining: bool,
 }
 
 fn at_ms(ms: i64) -> OffsetDateTime {
@@ -59,6 +71,7 @@ impl From<NodeRecord> for NodeView {
             tenants: record.tenants,
             sent_total: record.sent_total,
             sent_per_minute: record.sent_per_minute,
+            draining: record.draining,
         }
     }
 }
@@ -71,12 +84,47 @@ impl From<NodeRecord> for NodeView {
         AdminOnly,
     ))]
 async fn list(_: AdminCaller, State(state): State<AppState>) -> ApiResult<Json<Nodes>> {
-    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-    let records = Membership::new(state.redis.clone())
-        .live(now_ms)
-        .await
-        .map_err(|e| AppError::unavailable("redis", e.to_string()))?;
+    let records = live(&state).await?;
     Ok(Json(Nodes {
         nodes: records.into_iter().map(NodeView::from).collect(),
     }))
+}
+
+async fn live(state: &AppState) -> ApiResult<Vec<NodeRecord>> {
+    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    Membership::new(state.redis.clone())
+        .live(now_ms)
+        .await
+        .map_err(|e| AppError::unavailable("redis", e.to_string()))
+}
+
+/// Drains a node: it hands every tenant off, then exits (admin).
+///
+/// Answers at once (202) with the node as it is now; `draining` turns true at
+/// its next heartbeat and the node leaves the list when it has exited. The body
+/// is optional: empty or `{}`.
+#[utoipa::path(post, path = "/v1/nodes/{id}/drain", tag = "nodes",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The node's `node.id`")),
+    request_body = Option<NoFields>,
+    responses(
+        (status = 202, description = "Drain requested", body = NodeView),
+        (status = 404, description = "No live node of that id (`not_found`)", body = ErrorBody),
+        AdminOnly, JsonBodyErrors,
+    ))]
+async fn drain(
+    _: AdminCaller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    OptionalJsonBody(_): OptionalJsonBody<NoFields>,
+) -> ApiResult<(StatusCode, Json<NodeView>)> {
+    let Some(node) = live(&state).await?.into_iter().find(|n| n.id == id) else {
+        return Err(AppError::not_found("no such live node"));
+    };
+    Membership::new(state.redis.clone())
+        .request_drain(&node.id, state.config.node.lease_ttl_ms)
+        .await
+        .map_err(|e| AppError::unavailable("redis", e.to_string()))?;
+    tracing::info!(node = %node.id, "drain requested");
+    Ok((StatusCode::ACCEPTED, Json(NodeView::from(node))))
 }

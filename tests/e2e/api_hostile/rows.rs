@@ -7,7 +7,7 @@
 use serde_json::json;
 
 use super::cases::{Body, Case, Slot, Who, nobody};
-use super::{Expect, Fixture, Hostile, INVALID, NOT_FOUND};
+use super::{Expect, Fixture, Hostile, INVALID, NODE, NOT_FOUND};
 use crate::support::ADMIN_TOKEN;
 
 const ROW_REJECTED: [Expect; 3] = [Expect::RowRejected; 3];
@@ -25,6 +25,11 @@ pub fn admin_cases(fx: &Fixture) -> Vec<Case> {
             .strings(Slot::Field("/name"), INVALID)
             .happy(201),
         Case::new("GET", "/v1/nodes", Who::Admin, ADMIN_TOKEN),
+        Case::new("POST", "/v1/nodes/{id}/drain", Who::Admin, ADMIN_TOKEN)
+            .param("{id}", NODE)
+            .body(Body::OptionalJson(json!({})))
+            .strings(Slot::Path("{id}"), NOT_FOUND)
+            .happy(202),
         Case::new("POST", "/v1/tenants/{id}/tokens", Who::Any, token)
             .param("{id}", a)
             .owned_by_path("{id}", nobody())

@@ -5,7 +5,7 @@
 /// `api_openapi` proves it is exactly what the router serves and documents;
 /// `api_hostile` runs its attack matrix over every one of them, so a new route
 /// must be added here and then gets a row in both.
-pub const ROUTES: [(&str, &str); 39] = [
+pub const ROUTES: [(&str, &str); 40] = [
     ("GET", "/health"),
     ("GET", "/health/db"),
     ("GET", "/health/queue"),
@@ -15,6 +15,7 @@ pub const ROUTES: [(&str, &str); 39] = [
     ("GET", "/docs"),
     ("POST", "/v1/tenants"),
     ("GET", "/v1/nodes"),
+    ("POST", "/v1/nodes/{id}/drain"),
     ("POST", "/v1/tenants/{id}/tokens"),
     ("GET", "/v1/tenants/{id}/tokens"),
     ("DELETE", "/v1/tenants/{id}/tokens/{token_id}"),
