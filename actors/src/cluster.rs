@@ -161,12 +161,16 @@ impl ClusterState {
         leased.sort_unstable();
         let wanted = leased.len();
         leased.extend(self.leaving.keys().copied());
+        let renewing_at = self.ctx.monotonic_ms();
         let held = match self
             .leases
             .acquire_or_renew_many(&leased, &node.id, node.lease_ttl_ms)
             .await
         {
-            Ok(held) => held,
+            Ok(held) => {
+                self.ctx.leases_renewed(renewing_at);
+                held
+            }
             Err(err) => {
                 // Without Redis nothing can be sent anyway; keep what we had so a
                 // blip does not tear the actor tree down.

@@ -53,6 +53,14 @@ pub struct EngineContext {
     pub started_at_ms: i64,
     /// Set by Cluster when a drain request finished: every tenant handed off.
     pub drained: watch::Sender<bool>,
+    /// Until when (ms on [`EngineContext::monotonic_ms`]) the leases this node
+    /// holds are surely still its own: the start of the last successful renewal
+    /// plus the lease TTL, less a tenth. Nothing is popped, claimed or sent past
+    /// it, so a node the OS paused longer than a lease (or cut off from Redis)
+    /// stops before another node can have taken its tenants over.
+    pub lease_deadline_ms: std::sync::atomic::AtomicI64,
+    /// The origin of [`EngineContext::monotonic_ms`].
+    pub monotonic_origin: std::time::Instant,
 }
 
 /// Wake-up counters of this node's polling-prone actors.
@@ -83,6 +91,28 @@ impl EngineContext {
     /// tenant is routing at that moment (which would put duplicates in its lists).
     pub fn inflight_now_ms(&self) -> i64 {
         wall_clock_ms()
+    }
+
+    /// Milliseconds since this node started, on the monotonic clock.
+    pub fn monotonic_ms(&self) -> i64 {
+        self.monotonic_origin.elapsed().as_millis() as i64
+    }
+
+    /// Whether this node's leases are still surely held (see `lease_deadline_ms`).
+    pub fn lease_valid(&self) -> bool {
+        self.monotonic_ms()
+            < self
+                .lease_deadline_ms
+                .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// After a renewal that started at `renewed_at_ms` (monotonic) succeeded.
+    pub fn leases_renewed(&self, renewed_at_ms: i64) {
+        let ttl = self.config.node.lease_ttl_ms as i64;
+        self.lease_deadline_ms.store(
+            renewed_at_ms + ttl - ttl / 10,
+            std::sync::atomic::Ordering::Release,
+        );
     }
 
     pub fn is_stopped(&self, campaign: Uuid) -> bool {

@@ -156,6 +156,9 @@ impl Worker {
     }
 
     async fn attempt(&self, job: &JobV1, open: &mut Option<Open>) -> Finish {
+        if !self.ctx.lease_valid() {
+            return Finish::Abandoned;
+        }
         if self.draining.load(Ordering::Acquire)
             || self.paused.load(Ordering::Acquire)
             || self.ctx.is_stopped(job.campaign_id)
@@ -329,6 +332,11 @@ impl Worker {
     }
 
     async fn report(&self, work: Work, finish: Finish) {
+        if matches!(finish, Finish::Abandoned) {
+            metrics::lease_expired_abandoned();
+            tracing::warn!(job = %work.job.job_id, "lease not surely held: job left to its tenant's owner");
+            return;
+        }
         let now = self.ctx.clock.now();
         let job = &work.job;
         self.apply_reply_rules(&finish, now);
@@ -384,7 +392,7 @@ impl Worker {
                 DeliveryOutcome::Bounced { .. } => Observed::Bounced,
                 DeliveryOutcome::Deferred { .. } => Observed::Deferred,
             },
-            Finish::Failed(_) | Finish::HandOff(_) => return,
+            Finish::Failed(_) | Finish::HandOff(_) | Finish::Abandoned => return,
         };
         let provider = match finish {
             Finish::Smtp { provider, .. } => provider.as_ref().map(|p| p.name.as_str()),

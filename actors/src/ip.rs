@@ -199,7 +199,9 @@ impl Actor for IpActor {
 
 impl IpState {
     async fn deliver(&mut self, batch: Vec<Popped>) {
-        if self.work.is_none() {
+        // Draining, or the lease may be another node's by now: claim nothing
+        // (the jobs stay in Redis' in-flight set for the tenant's owner).
+        if self.work.is_none() || !self.ctx.lease_valid() {
             self.return_credit(batch.len());
             return;
         }

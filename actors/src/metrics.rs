@@ -18,6 +18,7 @@ pub const IP_TRIPS: &str = "penguin_ip_health_trips_total";
 pub const ALLOWANCE_WAITS: &str = "penguin_allowance_waits_total";
 pub const WARMUP_DECISIONS: &str = "penguin_warmup_decisions_total";
 pub const IP_AUTO_RESUMED: &str = "penguin_ip_auto_resumed_total";
+pub const LEASE_ABANDONED: &str = "penguin_jobs_lease_abandoned_total";
 
 /// Registers descriptions with the installed recorder (no-op without one).
 pub fn describe() {
@@ -38,6 +39,10 @@ pub fn describe() {
         "Actors restarted by their supervisor, by actor kind."
     );
     describe_counter!(SMTP_CONNECTIONS, "SMTP connections opened.");
+    describe_counter!(
+        LEASE_ABANDONED,
+        "Claimed jobs not sent because this node's leases were no longer surely held."
+    );
     describe_counter!(JOBS_FED, "Jobs moved from Postgres to Redis.");
     describe_counter!(JOBS_RECOVERED, "Jobs returned by the reaper, by reason.");
     describe_gauge!(OWNED_TENANTS, "Tenants whose lease this node holds.");
@@ -85,6 +90,10 @@ pub fn pickup_latency(seconds: f64) {
 
 pub fn actor_restart(kind: &'static str) {
     counter!(ACTOR_RESTARTS, "actor" => kind).increment(1);
+}
+
+pub fn lease_expired_abandoned() {
+    counter!(LEASE_ABANDONED).increment(1);
 }
 
 pub fn smtp_connection() {

@@ -35,6 +35,10 @@ pub(crate) enum Finish {
     /// Every connection slot of the pair is taken: the job goes to the pair's
     /// ready queue, which the slot holders drain (no worker blocks on a slot).
     HandOff(String),
+    /// Not attempted, and nothing written: this node's leases may have passed
+    /// to another node (`EngineContext::lease_valid`). The job stays `sending`
+    /// for whoever holds its tenant's lease now (a takeover returns it at once).
+    Abandoned,
 }
 
 pub(crate) fn outcome_records(
@@ -67,7 +71,7 @@ pub(crate) fn outcome_records(
         at: now,
     };
     match finish {
-        Finish::Released | Finish::HandOff(_) => return (transition, None),
+        Finish::Released | Finish::HandOff(_) | Finish::Abandoned => return (transition, None),
         Finish::Postponed { until, why } => {
             metrics::postponed(why);
             transition.run_at = Some(until);

@@ -339,6 +339,8 @@ pub async fn start_engine(deps: EngineDeps) -> anyhow::Result<EngineHandle> {
         sent: Default::default(),
         started_at_ms: crate::context::wall_clock_ms(),
         drained: watch::channel(false).0,
+        lease_deadline_ms: Default::default(),
+        monotonic_origin: std::time::Instant::now(),
     });
     let (supervisor, join) = Actor::spawn(None, EngineSupervisor, ctx.clone()).await?;
     Ok(EngineHandle {

@@ -267,7 +267,11 @@ impl TenantState {
     /// whether another pop right away could find more work.
     async fn pop_and_route(&mut self) -> bool {
         let mut items: Vec<Popped> = self.overflow.drain(..).collect();
-        let room = self.free_credit().saturating_sub(items.len()).min(MAX_POP);
+        let room = if self.ctx.lease_valid() {
+            self.free_credit().saturating_sub(items.len()).min(MAX_POP)
+        } else {
+            0 // the lease may be another node's by now: pop nothing
+        };
         let mut popped_full = false;
         if room > 0 {
             let deadline =

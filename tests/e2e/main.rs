@@ -15,6 +15,7 @@ mod limits_thirty_days;
 mod migrations;
 mod node_restart;
 mod nodes_membership;
+mod nodes_paused;
 mod nodes_scaling;
 mod pause_resume;
 mod queue_redis;

@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod limits;
+pub mod node_process;
 mod pg_server;
 mod process;
 mod redis_server;
