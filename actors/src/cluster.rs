@@ -303,6 +303,11 @@ impl ClusterState {
             started_at_ms: self.ctx.started_at_ms,
             heartbeat_at_ms: now,
             tenants,
+            handing_off: {
+                let mut leaving: Vec<Uuid> = self.leaving.keys().copied().collect();
+                leaving.sort_unstable();
+                leaving
+            },
             sent_total: sent,
             sent_per_minute: (sent - sent_before) as f64 / minutes,
             draining: self.draining,

@@ -33,6 +33,9 @@ pub struct NodeRecord {
     pub heartbeat_at_ms: i64,
     /// The tenants whose lease it held at that heartbeat, sorted.
     pub tenants: Vec<Uuid>,
+    /// Tenants it is handing off (lease still held, IPs draining), sorted.
+    #[serde(default)]
+    pub handing_off: Vec<Uuid>,
     /// Messages it handed to a receiving server since it started.
     pub sent_total: u64,
     /// Its rate over the last heartbeat interval, per minute.

@@ -179,6 +179,7 @@ impl Fixture {
             started_at_ms: now_ms,
             heartbeat_at_ms: now_ms,
             tenants: Vec::new(),
+            handing_off: Vec::new(),
             sent_total: 0,
             sent_per_minute: 0.0,
             draining: false,

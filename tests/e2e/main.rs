@@ -14,6 +14,7 @@ mod limits_overflow;
 mod limits_thirty_days;
 mod migrations;
 mod node_restart;
+mod nodes_killed;
 mod nodes_membership;
 mod nodes_paused;
 mod nodes_scaling;

@@ -107,6 +107,7 @@ async fn live_nodes_list_their_tenants_and_send_counts() {
         started_at_ms: now_ms,
         heartbeat_at_ms: now_ms,
         tenants: Vec::new(),
+        handing_off: Vec::new(),
         sent_total: 0,
         sent_per_minute: 0.0,
         draining: false,

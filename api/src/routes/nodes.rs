@@ -49,6 +49,8 @@ struct NodeView {
     last_heartbeat: OffsetDateTime,
     /// The tenants whose lease it held at that heartbeat, sorted.
     tenants: Vec<Uuid>,
+    /// Tenants it is handing off to another node (SMTP under way finishing).
+    handing_off: Vec<Uuid>,
     /// Messages it handed to a receiving server since it started.
     sent_total: u64,
     /// Its rate over its last heartbeat interval.
@@ -69,6 +71,7 @@ impl From<NodeRecord> for NodeView {
             started_at: at_ms(record.started_at_ms),
             last_heartbeat: at_ms(record.heartbeat_at_ms),
             tenants: record.tenants,
+            handing_off: record.handing_off,
             sent_total: record.sent_total,
             sent_per_minute: record.sent_per_minute,
             draining: record.draining,
