@@ -27,7 +27,7 @@ use futures::StreamExt;
 use penguin_engine::assignment;
 use penguin_engine::control::{CHANNEL, ControlEvent};
 use penguin_engine::domain::CampaignStatus;
-use penguin_engine::lease::Leases;
+use penguin_engine::lease::{LeaseState, Leases};
 use penguin_engine::membership::{Membership, NodeRecord};
 use penguin_engine::store::routing;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -73,6 +73,11 @@ pub struct ClusterState {
     leaving: HashMap<Uuid, bool>,
     /// This node was asked to drain: it hands everything off.
     draining: bool,
+    /// Tenants of this node's share whose lease was missing (not released) at
+    /// a renewal, since when (monotonic ms).
+    missing_since: HashMap<Uuid, i64>,
+    /// When the membership last showed another live node (monotonic ms).
+    saw_others_at: Option<i64>,
 }
 
 impl Actor for Cluster {
@@ -102,6 +107,8 @@ impl Actor for Cluster {
             myself,
             leaving: HashMap::new(),
             draining: false,
+            missing_since: HashMap::new(),
+            saw_others_at: None,
         })
     }
 
@@ -153,6 +160,13 @@ impl ClusterState {
             self.leaving.entry(*tenant).or_insert(false);
         }
         // Take or renew the leases of this node's share; renew those handed off.
+        // A missing lease is taken at once if this node held it (Redis was
+        // emptied), or if no other node was seen for a whole TTL (a node alone,
+        // or the first of a cluster); otherwise once it has been missing a whole
+        // TTL, since a live holder would have renewed it by then.
+        let now = self.ctx.monotonic_ms();
+        let ttl = node.lease_ttl_ms as i64;
+        let alone = self.saw_others_at.is_none_or(|at| now - at >= ttl);
         let mut leased: Vec<Uuid> = mine
             .iter()
             .filter(|t| !self.leaving.contains_key(t))
@@ -161,15 +175,25 @@ impl ClusterState {
         leased.sort_unstable();
         let wanted = leased.len();
         leased.extend(self.leaving.keys().copied());
-        let renewing_at = self.ctx.monotonic_ms();
-        let held = match self
+        let asks: Vec<(Uuid, bool)> = leased
+            .iter()
+            .map(|t| {
+                let ours = before.tenants.contains(t) || self.leaving.contains_key(t);
+                let long_missing = self
+                    .missing_since
+                    .get(t)
+                    .is_some_and(|since| now - since >= ttl);
+                (*t, ours || long_missing || alone)
+            })
+            .collect();
+        let states = match self
             .leases
-            .acquire_or_renew_many(&leased, &node.id, node.lease_ttl_ms)
+            .acquire_or_renew(&asks, &node.id, node.lease_ttl_ms)
             .await
         {
-            Ok(held) => {
-                self.ctx.leases_renewed(renewing_at);
-                held
+            Ok(states) => {
+                self.ctx.leases_renewed(now);
+                states
             }
             Err(err) => {
                 // Without Redis nothing can be sent anyway; keep what we had so a
@@ -178,6 +202,15 @@ impl ClusterState {
                 return;
             }
         };
+        for (tenant, state) in leased.iter().zip(&states) {
+            if *state == LeaseState::Missing {
+                self.missing_since.entry(*tenant).or_insert(now);
+            } else {
+                self.missing_since.remove(tenant);
+            }
+        }
+        self.missing_since.retain(|t, _| mine.contains(t));
+        let held: Vec<bool> = states.iter().map(|s| *s == LeaseState::Held).collect();
         for (tenant, held) in leased[wanted..].iter().zip(&held[wanted..]) {
             if !held {
                 tracing::warn!(%tenant, "lost the lease of a tenant being handed off");
@@ -272,6 +305,9 @@ impl ClusterState {
                 return None;
             }
         };
+        if live.iter().any(|n| n.id != node.id) {
+            self.saw_others_at = Some(self.ctx.monotonic_ms());
+        }
         let mut sharing: Vec<String> = live
             .into_iter()
             .filter(|n| !n.draining && n.id != node.id)

@@ -17,6 +17,7 @@ mod node_restart;
 mod nodes_killed;
 mod nodes_membership;
 mod nodes_paused;
+mod nodes_redis_flushed;
 mod nodes_scaling;
 mod pause_resume;
 mod queue_redis;

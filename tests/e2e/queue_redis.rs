@@ -169,3 +169,41 @@ async fn a_lease_is_held_by_one_node_until_released() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_missing_lease_is_taken_only_when_asked_and_a_released_one_at_once() {
+    use penguin_engine::lease::{LeaseState, Leases};
+    let env = TestEnv::start().await;
+    let leases = Leases::new(env.redis.clone());
+    let t = Uuid::new_v4();
+    // Missing (never taken, expired or flushed): only taken when asked to.
+    let state = leases
+        .acquire_or_renew(&[(t, false)], "a", 60_000)
+        .await
+        .unwrap();
+    assert_eq!(state, [LeaseState::Missing]);
+    let state = leases
+        .acquire_or_renew(&[(t, true)], "a", 60_000)
+        .await
+        .unwrap();
+    assert_eq!(state, [LeaseState::Held]);
+    let state = leases
+        .acquire_or_renew(&[(t, true)], "b", 60_000)
+        .await
+        .unwrap();
+    assert_eq!(state, [LeaseState::Other]);
+    // Released by its holder: anyone takes it at once, without asking.
+    leases.release(t, "a").await.unwrap();
+    let state = leases
+        .acquire_or_renew(&[(t, false)], "b", 60_000)
+        .await
+        .unwrap();
+    assert_eq!(state, [LeaseState::Held]);
+    // Emptied Redis: missing again.
+    env.flush_redis().await;
+    let state = leases
+        .acquire_or_renew(&[(t, false)], "a", 60_000)
+        .await
+        .unwrap();
+    assert_eq!(state, [LeaseState::Missing]);
+}
