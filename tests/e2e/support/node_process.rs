@@ -73,9 +73,14 @@ impl NodeProcess {
         let process = Watched::spawn("penguin serve", &command, "KILL", &log, None);
         let api_url = wait_for("the node's API", Duration::from_secs(60), || async {
             let text = fs::read_to_string(&log).unwrap_or_default();
-            text.lines()
+            let url = text
+                .lines()
                 .find_map(|line| line.strip_prefix("penguin node listening on "))
-                .map(|url| url.trim().to_string())
+                .map(|url| url.trim().to_string());
+            if url.is_none() && !process.is_alive() {
+                panic!("the node exited:\n{}", process.log_tail());
+            }
+            url
         })
         .await;
         NodeProcess {
