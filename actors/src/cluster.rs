@@ -298,7 +298,7 @@ impl ClusterState {
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "reading the drain request failed"),
         }
-        let live = match self.membership.live(crate::context::wall_clock_ms()).await {
+        let live = match self.membership.live(penguin_engine::clock::unix_ms()).await {
             Ok(live) => live,
             Err(err) => {
                 tracing::warn!(error = %err, "reading the membership failed; keeping current ownership");
@@ -328,7 +328,7 @@ impl ClusterState {
     /// Publishes this node's membership record: the tenants it owns now and its
     /// send rate since the last record.
     async fn beat(&mut self) {
-        let now = crate::context::wall_clock_ms();
+        let now = penguin_engine::clock::unix_ms();
         let sent = self.ctx.sent.load(std::sync::atomic::Ordering::Relaxed);
         let (sent_before, at_before) = self.last_beat;
         let minutes = (now - at_before).max(1) as f64 / 60_000.0;

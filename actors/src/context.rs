@@ -74,12 +74,6 @@ pub struct Wakeups {
 
 pub type Ctx = Arc<EngineContext>;
 
-/// Wall-clock unix milliseconds (liveness deadlines and membership, never the
-/// engine's possibly moved [`SharedClock`]).
-pub fn wall_clock_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 impl EngineContext {
     pub fn owned(&self) -> Arc<Ownership> {
         self.ownership.borrow().clone()
@@ -90,7 +84,7 @@ impl EngineContext {
     /// time: a test moving the engine's clock by hours must not expire the jobs a
     /// tenant is routing at that moment (which would put duplicates in its lists).
     pub fn inflight_now_ms(&self) -> i64 {
-        wall_clock_ms()
+        penguin_engine::clock::unix_ms()
     }
 
     /// Milliseconds since this node started, on the monotonic clock.

@@ -83,12 +83,7 @@ impl Actor for IpSupervisor {
                     .into_iter()
                     .filter_map(|ip| state.ctx.directory.ip(ip))
                     .collect();
-                join_all(
-                    actors
-                        .iter()
-                        .map(|actor| actor.call(IpMsg::Drain, Some(Duration::from_secs(90)))),
-                )
-                .await;
+                drain_all(&actors).await;
                 let _ = reply.send(());
             }
         }
@@ -124,6 +119,17 @@ impl Actor for IpSupervisor {
         }
         Ok(())
     }
+}
+
+/// Drains Ip actors at once (each: SMTP under way finishes, what has not
+/// started goes back), waiting for all of them.
+async fn drain_all(actors: &[ActorRef<IpMsg>]) {
+    join_all(
+        actors
+            .iter()
+            .map(|actor| actor.call(IpMsg::Drain, Some(Duration::from_secs(90)))),
+    )
+    .await;
 }
 
 impl IpSupState {
@@ -176,13 +182,11 @@ impl IpSupState {
             }
         }
         tokio::spawn(async move {
-            join_all(
-                leaving
-                    .iter()
-                    .filter_map(|(actor, _)| actor.as_ref())
-                    .map(|actor| actor.call(IpMsg::Drain, Some(Duration::from_secs(90)))),
-            )
-            .await;
+            let actors: Vec<ActorRef<IpMsg>> = leaving
+                .iter()
+                .filter_map(|(actor, _)| actor.clone())
+                .collect();
+            drain_all(&actors).await;
             for (_, cell) in leaving {
                 cell.stop(Some("tenant handed off".into()));
             }

@@ -337,7 +337,7 @@ pub async fn start_engine(deps: EngineDeps) -> anyhow::Result<EngineHandle> {
         stopped_campaigns: Default::default(),
         wakeups: Default::default(),
         sent: Default::default(),
-        started_at_ms: crate::context::wall_clock_ms(),
+        started_at_ms: penguin_engine::clock::unix_ms(),
         drained: watch::channel(false).0,
         lease_deadline_ms: Default::default(),
         monotonic_origin: std::time::Instant::now(),

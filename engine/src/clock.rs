@@ -114,3 +114,9 @@ mod tests {
         SystemClock.sleep_until(OffsetDateTime::UNIX_EPOCH).await;
     }
 }
+
+/// Wall-clock unix milliseconds, never a moved [`ManualClock`]: for liveness
+/// deadlines and membership records, which nodes compare with each other.
+pub fn unix_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}

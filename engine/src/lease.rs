@@ -114,19 +114,6 @@ impl Leases {
             .collect())
     }
 
-    /// [`Leases::acquire_or_renew`] taking missing leases too; whether `node`
-    /// holds each lease now.
-    pub async fn acquire_or_renew_many(
-        &self,
-        tenants: &[Uuid],
-        node: &str,
-        ttl_ms: u64,
-    ) -> Result<Vec<bool>, QueueError> {
-        let asks: Vec<(Uuid, bool)> = tenants.iter().map(|t| (*t, true)).collect();
-        let states = self.acquire_or_renew(&asks, node, ttl_ms).await?;
-        Ok(states.into_iter().map(|s| s == LeaseState::Held).collect())
-    }
-
     /// Gives up the lease if `node` holds it.
     /// The lease then reads [`RELEASED`] (for a minute): any node takes it at once.
     pub async fn release(&self, tenant: Uuid, node: &str) -> Result<(), QueueError> {

@@ -46,6 +46,23 @@ pub struct NodeRecord {
     pub draining: bool,
 }
 
+impl NodeRecord {
+    /// A node that started now, owns nothing and sent nothing yet.
+    pub fn starting(id: &str) -> NodeRecord {
+        let now = crate::clock::unix_ms();
+        NodeRecord {
+            id: id.to_string(),
+            started_at_ms: now,
+            heartbeat_at_ms: now,
+            tenants: Vec::new(),
+            handing_off: Vec::new(),
+            sent_total: 0,
+            sent_per_minute: 0.0,
+            draining: false,
+        }
+    }
+}
+
 /// The key that asks node `id` to drain (set by the API, read by the node).
 pub fn drain_key(id: &str) -> String {
     format!("node:{id}:drain")

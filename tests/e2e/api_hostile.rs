@@ -173,17 +173,7 @@ pub struct Fixture {
 impl Fixture {
     async fn build(env: &TestEnv, api: &ApiClient) -> Fixture {
         // A live node's membership record, for the drain route's happy path.
-        let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-        let node = penguin_engine::membership::NodeRecord {
-            id: NODE.into(),
-            started_at_ms: now_ms,
-            heartbeat_at_ms: now_ms,
-            tenants: Vec::new(),
-            handing_off: Vec::new(),
-            sent_total: 0,
-            sent_per_minute: 0.0,
-            draining: false,
-        };
+        let node = penguin_engine::membership::NodeRecord::starting(NODE);
         penguin_engine::membership::Membership::new(env.redis.clone())
             .beat(&node, 600_000)
             .await

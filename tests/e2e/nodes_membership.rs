@@ -101,17 +101,7 @@ async fn live_nodes_list_their_tenants_and_send_counts() {
     // A node that stops heartbeating (here: a record written once) drops out
     // when its record expires.
     let membership = Membership::new(rig.env.redis.clone());
-    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-    let ghost = NodeRecord {
-        id: "node-ghost".into(),
-        started_at_ms: now_ms,
-        heartbeat_at_ms: now_ms,
-        tenants: Vec::new(),
-        handing_off: Vec::new(),
-        sent_total: 0,
-        sent_per_minute: 0.0,
-        draining: false,
-    };
+    let ghost = NodeRecord::starting("node-ghost");
     membership.beat(&ghost, 1_500).await.expect("beat");
     assert_eq!(ids(&nodes(&api).await), ["node-a", "node-ghost"]);
     wait_for(

@@ -94,9 +94,8 @@ async fn list(_: AdminCaller, State(state): State<AppState>) -> ApiResult<Json<N
 }
 
 async fn live(state: &AppState) -> ApiResult<Vec<NodeRecord>> {
-    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     Membership::new(state.redis.clone())
-        .live(now_ms)
+        .live(penguin_engine::clock::unix_ms())
         .await
         .map_err(|e| AppError::unavailable("redis", e.to_string()))
 }

@@ -1,6 +1,6 @@
 //! Lead import: many leads into one campaign, in bulk, in one transaction.
 //!
-//! [`import_leads`] holds the campaign row `FOR SHARE` for the whole import, so a
+//! [`LeadImport`] holds the campaign row `FOR SHARE` for the whole import, so a
 //! concurrent `start` (which locks the row `FOR UPDATE`) runs strictly before it
 //! (and the import then creates the jobs itself) or strictly after it (and then
 //! sees every imported lead). Each chunk of [`CHUNK`] leads is one statement: the
@@ -12,7 +12,7 @@
 //! with `app.current_tenant_id` set ([`crate::db::tenant_transaction`]), so
 //! row-level security confines it to the tenant's rows besides its own filters.
 
-use deadpool_postgres::{Object, Pool, Transaction};
+use deadpool_postgres::{Object, Transaction};
 use tokio_postgres::Statement;
 use uuid::Uuid;
 
@@ -37,42 +37,6 @@ pub enum LeadFate {
     Suppressed,
     /// The campaign already has this address.
     Duplicate,
-}
-
-/// The result of [`import_leads`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportOutcome {
-    /// The campaign's status during the import.
-    pub status: CampaignStatus,
-    /// One entry per offered lead, in order.
-    pub fates: Vec<LeadFate>,
-    /// Whether send jobs were created (the campaign is running or paused).
-    pub jobs_created: bool,
-}
-
-/// Imports leads into a campaign of `tenant` that is `draft`, `running` or
-/// `paused` ([`StoreError::Conflict`] otherwise, [`StoreError::NotFound`] when
-/// absent or foreign). For a running or paused campaign the new leads' `pending`
-/// jobs are created in the same transaction. `leads` must hold distinct emails.
-pub async fn import_leads(
-    pool: &Pool,
-    tenant: Uuid,
-    campaign: Uuid,
-    leads: &[NewLead],
-) -> Result<ImportOutcome, StoreError> {
-    let mut client = pool.get().await?;
-    let import = LeadImport::begin(&mut client, tenant, campaign).await?;
-    let mut fates = Vec::with_capacity(leads.len());
-    for chunk in leads.chunks(CHUNK) {
-        fates.extend(import.add(chunk).await?);
-    }
-    let (status, jobs_created) = (import.status, import.jobs_created);
-    import.commit().await?;
-    Ok(ImportOutcome {
-        status,
-        fates,
-        jobs_created,
-    })
 }
 
 /// An import in progress: one transaction holding the campaign row `FOR SHARE`,
