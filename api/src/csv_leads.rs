@@ -2,12 +2,12 @@
 //! `POST /v1/campaigns/{id}/leads`). The first record is the header: one column
 //! named `email` (any case), every other column a template field of that name.
 //! Each later record becomes a [`NewLead`] (cells as strings, empty ones as `""`)
-//! or a [`RejectedLead`] row; rows are numbered from 0, the first after the header.
+//! or a [`crate::lead_rows::RejectedLead`] row; rows are numbered from 0, the first after the header.
 //! Blank lines are skipped. Quoting follows RFC 4180 (`csv-core`), so a quoted
 //! cell may hold commas, quotes (`""`) and line breaks.
 //!
-//! Only what the current batch needs is held: leads wait in [`CsvLeads`] until
-//! the caller takes a batch of them for the database.
+//! Only what the current batch needs is held: leads wait in the parser's
+//! [`LeadRows`] until the caller takes a batch of them for the database.
 
 use std::collections::HashSet;
 
@@ -17,25 +17,13 @@ use penguin_engine::store::leads::NewLead;
 use serde_json::{Map, Value};
 
 use crate::error::AppError;
+use crate::lead_rows::LeadRows;
 use crate::validate;
 
 /// The longest record (all its cells) accepted, in bytes.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 /// The most columns a header may have.
 pub const MAX_COLUMNS: usize = 256;
-
-/// A row refused, with why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct RejectedLead {
-    /// The 0-based row: the index in `leads`, or the CSV data row (the header
-    /// not counted).
-    pub row: usize,
-    /// What is wrong, or `duplicate`.
-    pub reason: String,
-}
-
-/// The reason given for an address the import already has.
-pub const DUPLICATE: &str = "duplicate";
 
 /// The header: where the address is and what the other columns are called.
 #[derive(Debug)]
@@ -52,14 +40,8 @@ pub struct CsvLeads {
     out_len: usize,
     ends_len: usize,
     header: Option<Header>,
-    next_row: usize,
-    /// Valid leads not yet taken, with their row numbers.
-    pending: Vec<(usize, NewLead)>,
-    /// Emails in `pending`: a repeat within one batch is a duplicate here; across
-    /// batches the database tells.
-    pending_emails: HashSet<String>,
-    /// Rows refused since the caller last took them.
-    rejected: Vec<RejectedLead>,
+    /// The data rows parsed so far.
+    pub rows: LeadRows,
 }
 
 impl Default for CsvLeads {
@@ -83,10 +65,7 @@ impl CsvLeads {
             out_len: 0,
             ends_len: 0,
             header: None,
-            next_row: 0,
-            pending: Vec::new(),
-            pending_emails: HashSet::new(),
-            rejected: Vec::new(),
+            rows: LeadRows::default(),
         }
     }
 
@@ -106,22 +85,6 @@ impl CsvLeads {
             ));
         }
         Ok(())
-    }
-
-    /// How many valid leads wait to be taken.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Takes every waiting lead (distinct emails) with its row number.
-    pub fn take_batch(&mut self) -> (Vec<usize>, Vec<NewLead>) {
-        self.pending_emails.clear();
-        std::mem::take(&mut self.pending).into_iter().unzip()
-    }
-
-    /// Takes the rows refused so far.
-    pub fn take_rejected(&mut self) -> Vec<RejectedLead> {
-        std::mem::take(&mut self.rejected)
     }
 
     fn parse(&mut self, mut input: &[u8], last: bool) -> Result<(), AppError> {
@@ -144,7 +107,7 @@ impl CsvLeads {
                     if self.out.len() >= MAX_RECORD_BYTES {
                         return Err(AppError::invalid(format!(
                             "CSV row {} is longer than {MAX_RECORD_BYTES} bytes",
-                            self.next_row
+                            self.rows.next_row()
                         )));
                     }
                     self.out.resize(self.out.len() * 2, 0);
@@ -153,7 +116,7 @@ impl CsvLeads {
                     if self.ends.len() > MAX_COLUMNS {
                         return Err(AppError::invalid(format!(
                             "CSV row {} has more than {MAX_COLUMNS} columns",
-                            self.next_row
+                            self.rows.next_row()
                         )));
                     }
                     self.ends.resize(self.ends.len() * 2, 0);
@@ -189,18 +152,7 @@ impl CsvLeads {
             self.header = Some(parse_header(&cells)?);
             return Ok(());
         };
-        let row = self.next_row;
-        self.next_row += 1;
-        match lead_of(header, &cells) {
-            Ok(lead) if self.pending_emails.insert(lead.email.clone()) => {
-                self.pending.push((row, lead));
-            }
-            Ok(_) => self.rejected.push(RejectedLead {
-                row,
-                reason: DUPLICATE.into(),
-            }),
-            Err(reason) => self.rejected.push(RejectedLead { row, reason }),
-        }
+        self.rows.push(lead_of(header, &cells));
         Ok(())
     }
 }
@@ -275,6 +227,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::lead_rows::{DUPLICATE, RejectedLead};
 
     /// Feeds `text` in pieces of `piece` bytes through a tiny buffer.
     fn parse(text: &str, piece: usize) -> (Vec<(usize, NewLead)>, Vec<RejectedLead>) {
@@ -283,8 +236,11 @@ mod tests {
             csv.feed(chunk).unwrap();
         }
         csv.finish().unwrap();
-        let (rows, leads) = csv.take_batch();
-        (rows.into_iter().zip(leads).collect(), csv.take_rejected())
+        let (rows, leads) = csv.rows.take_batch();
+        (
+            rows.into_iter().zip(leads).collect(),
+            csv.rows.take_rejected(),
+        )
     }
 
     #[test]

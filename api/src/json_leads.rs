@@ -11,16 +11,14 @@
 //! `invalid_request`. A valid element with a bad email or bad fields is only a
 //! rejected row; rows are numbered from 0 in array order.
 
-use std::collections::HashSet;
-
 use penguin_engine::domain::normalize_email;
 use penguin_engine::store::leads::NewLead;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::csv_leads::{DUPLICATE, RejectedLead};
 use crate::error::AppError;
 use crate::extract::parse_json;
+use crate::lead_rows::LeadRows;
 use crate::validate;
 
 /// The largest array element (one lead) accepted, in bytes.
@@ -78,10 +76,8 @@ pub struct JsonLeads {
     /// Bytes consumed so far (for error positions).
     offset: usize,
     saw_leads: bool,
-    next_row: usize,
-    pending: Vec<(usize, NewLead)>,
-    pending_emails: HashSet<String>,
-    rejected: Vec<RejectedLead>,
+    /// The elements parsed so far.
+    pub rows: LeadRows,
 }
 
 impl Default for JsonLeads {
@@ -100,10 +96,7 @@ impl JsonLeads {
             escaped: false,
             offset: 0,
             saw_leads: false,
-            next_row: 0,
-            pending: Vec::new(),
-            pending_emails: HashSet::new(),
-            rejected: Vec::new(),
+            rows: LeadRows::default(),
         }
     }
 
@@ -128,22 +121,6 @@ impl JsonLeads {
             return Err(AppError::invalid("missing field `leads`"));
         }
         Ok(())
-    }
-
-    /// How many valid leads wait to be taken.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Takes every waiting lead (distinct emails) with its row number.
-    pub fn take_batch(&mut self) -> (Vec<usize>, Vec<NewLead>) {
-        self.pending_emails.clear();
-        std::mem::take(&mut self.pending).into_iter().unzip()
-    }
-
-    /// Takes the rows refused so far.
-    pub fn take_rejected(&mut self) -> Vec<RejectedLead> {
-        std::mem::take(&mut self.rejected)
     }
 
     fn unexpected(&self, byte: u8, wanted: &str) -> AppError {
@@ -286,7 +263,7 @@ impl JsonLeads {
         if self.buf.len() > MAX_ELEMENT_BYTES {
             return Err(AppError::invalid(format!(
                 "lead {} is longer than {MAX_ELEMENT_BYTES} bytes",
-                self.next_row
+                self.rows.next_row()
             )));
         }
         Ok(())
@@ -294,22 +271,12 @@ impl JsonLeads {
 
     /// A complete element: parsed by serde, then checked like a CSV row.
     fn element_done(&mut self) -> Result<(), AppError> {
-        let row = self.next_row;
-        self.next_row += 1;
+        let row = self.rows.next_row();
         let lead: LeadIn = parse_json(&self.buf).map_err(|mut e| {
             e.message = format!("leads[{row}]: {}", e.message);
             e
         })?;
-        match check(lead) {
-            Ok(lead) if self.pending_emails.insert(lead.email.clone()) => {
-                self.pending.push((row, lead));
-            }
-            Ok(_) => self.rejected.push(RejectedLead {
-                row,
-                reason: DUPLICATE.into(),
-            }),
-            Err(reason) => self.rejected.push(RejectedLead { row, reason }),
-        }
+        self.rows.push(check(lead));
         Ok(())
     }
 }
@@ -324,6 +291,7 @@ pub fn check(lead: LeadIn) -> Result<NewLead, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lead_rows::DUPLICATE;
 
     /// Feeds `body` in pieces of `piece` bytes; returns the accepted emails with
     /// their rows, and the rejected rows. (One batch: across batches the
@@ -338,9 +306,10 @@ mod tests {
             leads.feed(chunk)?;
         }
         leads.finish()?;
-        let (rows, batch) = leads.take_batch();
+        let (rows, batch) = leads.rows.take_batch();
         accepted.extend(rows.into_iter().zip(batch.into_iter().map(|l| l.email)));
         let rejected = leads
+            .rows
             .take_rejected()
             .into_iter()
             .map(|r| (r.row, r.reason))

@@ -55,6 +55,7 @@ pub mod error;
 pub mod extract;
 pub mod ip_view;
 pub mod json_leads;
+pub mod lead_rows;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;

@@ -35,10 +35,11 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::TenantCaller;
-use crate::csv_leads::{CsvLeads, DUPLICATE, RejectedLead};
+use crate::csv_leads::CsvLeads;
 use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{IdPath, is_json, mime_of};
 use crate::json_leads::{JsonLeads, LeadIn};
+use crate::lead_rows::{DUPLICATE, LeadRows, RejectedLead};
 use crate::openapi::{JsonBodyErrors, TenantOnly};
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -192,24 +193,11 @@ impl Parser {
         }
     }
 
-    fn pending(&self) -> usize {
+    /// The rows parsed so far, whichever the format.
+    fn rows(&mut self) -> &mut LeadRows {
         match self {
-            Parser::Csv(p) => p.pending(),
-            Parser::Json(p) => p.pending(),
-        }
-    }
-
-    fn take_batch(&mut self) -> (Vec<usize>, Vec<NewLead>) {
-        match self {
-            Parser::Csv(p) => p.take_batch(),
-            Parser::Json(p) => p.take_batch(),
-        }
-    }
-
-    fn take_rejected(&mut self) -> Vec<RejectedLead> {
-        match self {
-            Parser::Csv(p) => p.take_rejected(),
-            Parser::Json(p) => p.take_rejected(),
+            Parser::Csv(p) => &mut p.rows,
+            Parser::Json(p) => &mut p.rows,
         }
     }
 }
@@ -292,9 +280,10 @@ async fn parse_body(
                 true
             }
         };
-        refused.reject(parser.take_rejected());
-        let full = parser.pending() >= store::leads::CHUNK || (done && parser.pending() > 0);
-        if full && batches.send(parser.take_batch()).await.is_err() {
+        refused.reject(parser.rows().take_rejected());
+        let full =
+            parser.rows().pending() >= store::leads::CHUNK || (done && parser.rows().pending() > 0);
+        if full && batches.send(parser.rows().take_batch()).await.is_err() {
             break;
         }
         if done {
