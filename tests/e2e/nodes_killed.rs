@@ -14,13 +14,14 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use penguin_engine::sink::{Rule, RuleStage};
-use serde_json::Value;
-
 use crate::support::api::ApiClient;
+use crate::support::cluster::{
+    SIX_IPS, job_of, jobs_received, node_config, sending_jobs, shares, slow_smtp, tenant_per_ip,
+    works,
+};
 use crate::support::node_process::NodeProcess;
 use crate::support::rig::Rig;
-use crate::support::{ADMIN_TOKEN, wait_for};
+use crate::support::wait_for;
 
 const CONNECTIONS_PER_IP: usize = 2;
 
@@ -30,48 +31,6 @@ fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// The jobs whose message the sink has received (a Message-ID is
-/// `<job id>@<domain>`).
-fn received_jobs(rig: &Rig) -> HashSet<String> {
-    rig.sink
-        .messages()
-        .into_iter()
-        .filter_map(|m| m.message_id)
-        .filter_map(|id| id.split('@').next().map(str::to_string))
-        .collect()
-}
-
-/// The tenants `node` works (owned or being handed off), from `GET /v1/nodes`.
-async fn tenants_of(api: &ApiClient, node: &str) -> Vec<String> {
-    let answer = api.get("/v1/nodes", Some(ADMIN_TOKEN)).await;
-    answer.expect(200)["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .filter(|n| n["id"] == node)
-        .flat_map(|n| {
-            let mut tenants = n["tenants"].as_array().cloned().unwrap_or_default();
-            tenants.extend(n["handing_off"].as_array().cloned().unwrap_or_default());
-            tenants
-        })
-        .map(|t| t.as_str().unwrap().to_string())
-        .collect()
-}
-
-/// Tenants owned per node, from `GET /v1/nodes`.
-async fn owned(api: &ApiClient) -> HashMap<String, u64> {
-    let answer = api.get("/v1/nodes", Some(ADMIN_TOKEN)).await;
-    answer.expect(200)["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n: &Value| {
-            let tenants = n["tenants"].as_array().map_or(0, Vec::len) as u64;
-            (n["id"].as_str().unwrap().to_string(), tenants)
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -84,45 +43,24 @@ async fn nodes_killed_and_restarted_lose_nothing_and_copy_at_most_their_transact
         config.delivery.connections_per_ip = CONNECTIONS_PER_IP;
     })
     .await;
-    let slow = Rule {
-        recipient_pattern: "*".into(),
-        stage: RuleStage::DataEnd,
-        reply: None,
-        times: None,
-        delay_ms: Some(20),
-        drop_connection: false,
-    };
-    rig.sink.set_rules(vec![slow]).expect("a valid rule");
+    slow_smtp(&rig, 20);
     let api = ApiClient::new(&rig.node().api_url());
-    let ips = [
-        "127.0.0.2",
-        "127.0.0.3",
-        "127.0.0.4",
-        "127.0.0.5",
-        "127.0.0.6",
-        "127.0.0.7",
-    ];
     let scenario = rig
         .scenario(
-            ips.iter().map(|ip| vec![*ip]).collect(),
+            tenant_per_ip(&SIX_IPS),
             env_number("E2E_FAULT_LEADS", 400) as usize,
         )
         .await;
-    let config_of = |id: &str| {
-        let mut config = rig.config().clone();
-        config.node.id = id.into();
-        config
-    };
     let mut nodes: HashMap<&str, NodeProcess> = HashMap::new();
     for id in ["node-b", "node-c"] {
-        nodes.insert(id, NodeProcess::start(&config_of(id)).await);
+        nodes.insert(id, NodeProcess::start(&node_config(&rig, id)).await);
     }
     wait_for(
         "2 tenants on each of 3 nodes",
         Duration::from_secs(30),
         || async {
-            let owned = owned(&api).await;
-            (owned.len() == 3 && owned.values().all(|n| *n == 2)).then_some(())
+            let shares = shares(&api).await;
+            (shares.len() == 3 && shares.values().all(|n| *n == 2)).then_some(())
         },
     )
     .await;
@@ -147,31 +85,25 @@ async fn nodes_killed_and_restarted_lose_nothing_and_copy_at_most_their_transact
             || async { (rig.sink.stats().messages_accepted >= target).then_some(()) },
         )
         .await;
-        let tenants = tenants_of(&api, victim).await;
+        let tenants = works(&api, victim).await;
         let node = nodes.remove(victim).expect("a running node");
         node.signal("KILL");
         drop(node);
         kills += 1;
-        let unrecorded: HashSet<String> = if tenants.is_empty() {
-            HashSet::new()
-        } else {
-            let sql = format!(
-                "SELECT id::text FROM send_jobs WHERE status = 'sending' AND tenant_id::text IN ('{}')",
-                tenants.join("', '")
-            );
-            rig.env.psql(&sql).await.iter().map(|r| r.get(0)).collect()
-        };
-        nodes.insert(victim, NodeProcess::start(&config_of(victim)).await);
+        let unrecorded = sending_jobs(&rig.env, &tenants).await;
+        nodes.insert(victim, NodeProcess::start(&node_config(&rig, victim)).await);
         // Read once the restart is done: transactions the sink was finishing
         // when the node died are recorded by then, and the tenants' leases (a
         // TTL after the kill) have not passed to a new owner yet.
-        let received = received_jobs(&rig);
+        let received = jobs_received(rig.sink.messages(), |_| true);
         let under_way: HashSet<String> = unrecorded.intersection(&received).cloned().collect();
         bound += under_way.len();
         may_repeat.extend(under_way);
     }
 
-    rig.wait_until_done(&scenario, Duration::from_secs(180))
+    // Long runs (E2E_FAULT_LEADS) get a minute more per 5,000 messages.
+    let minutes = 3 + scenario.total / 5_000;
+    rig.wait_until_done(&scenario, Duration::from_secs(60 * minutes))
         .await;
     let copies = rig.check_delivered(&scenario).await;
     eprintln!("{kills} kills: {copies} copies, {bound} transactions under way at the kills");
@@ -180,9 +112,8 @@ async fn nodes_killed_and_restarted_lose_nothing_and_copy_at_most_their_transact
         "{copies} copies over {bound} transactions under way"
     );
     for id in rig.sink.message_ids_seen_more_than_once() {
-        let job = id.split('@').next().unwrap_or_default().to_string();
         assert!(
-            may_repeat.contains(&job),
+            may_repeat.contains(job_of(&id)),
             "{id} was repeated without a kill to explain it"
         );
     }

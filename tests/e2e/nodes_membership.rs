@@ -4,25 +4,16 @@
 //! stops heartbeating drops out when its record expires.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
-use penguin::node::{Node, NodeOptions};
 use penguin_engine::membership::{Membership, NodeRecord};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::support::api::ApiClient;
-use crate::support::rig::{Rig, global_metrics};
-use crate::support::{ADMIN_TOKEN, wait_for};
-
-async fn nodes(api: &ApiClient) -> Vec<Value> {
-    let answer = api.get("/v1/nodes", Some(ADMIN_TOKEN)).await;
-    answer.expect(200)["nodes"]
-        .as_array()
-        .expect("a nodes array")
-        .clone()
-}
+use crate::support::cluster::{nodes, start_node};
+use crate::support::rig::Rig;
+use crate::support::wait_for;
 
 fn ids(nodes: &[Value]) -> Vec<&str> {
     nodes.iter().map(|n| n["id"].as_str().unwrap()).collect()
@@ -41,17 +32,7 @@ async fn live_nodes_list_their_tenants_and_send_counts() {
         .await;
     let tenants: HashSet<Uuid> = scenario.tenants.iter().map(|t| t.id).collect();
 
-    let mut second = rig.config().clone();
-    second.node.id = "node-b".into();
-    let node_b = Node::start(
-        Arc::new(second),
-        NodeOptions {
-            metrics: global_metrics(),
-            ..NodeOptions::standalone()
-        },
-    )
-    .await
-    .expect("node-b starts");
+    let node_b = start_node(&rig, "node-b").await;
 
     // Both nodes heartbeat; between them they own every tenant, each once.
     let listed = wait_for(

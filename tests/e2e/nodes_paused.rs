@@ -8,35 +8,19 @@
 //! open when it was stopped (one it was in the middle of finishes on resume).
 //! No lead is lost.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use penguin_engine::sink::{Rule, RuleStage};
-
 use crate::support::api::ApiClient;
+use crate::support::cluster::{
+    job_of, jobs_received, node_config, nodes, sending_jobs, shares, shares_of, slow_smtp,
+    tenant_per_ip, works,
+};
 use crate::support::node_process::NodeProcess;
 use crate::support::rig::Rig;
-use crate::support::{ADMIN_TOKEN, wait_for};
+use crate::support::wait_for;
 
 const TTL_MS: u64 = 2_000;
-
-/// Tenants owned per node, from `GET /v1/nodes`.
-async fn owned(api: &ApiClient) -> HashMap<String, usize> {
-    let answer = api.get("/v1/nodes", Some(ADMIN_TOKEN)).await;
-    answer.expect(200)["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n| {
-            let tenants = n["tenants"].as_array().map_or(0, Vec::len);
-            (n["id"].as_str().unwrap().to_string(), tenants)
-        })
-        .collect()
-}
-
-fn counts(pairs: &[(&str, usize)]) -> HashMap<String, usize> {
-    pairs.iter().map(|(id, n)| (id.to_string(), *n)).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
@@ -49,72 +33,39 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
     })
     .await;
     // 100 ms per SMTP transaction: the paused node has some under way.
-    let slow = Rule {
-        recipient_pattern: "*".into(),
-        stage: RuleStage::DataEnd,
-        reply: None,
-        times: None,
-        delay_ms: Some(100),
-        drop_connection: false,
-    };
-    rig.sink.set_rules(vec![slow]).expect("a valid rule");
+    slow_smtp(&rig, 100);
     let api = ApiClient::new(&rig.node().api_url());
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
-    let scenario = rig
-        .scenario(ips.iter().map(|ip| vec![*ip]).collect(), 100)
-        .await;
-    let mut config = rig.config().clone();
-    config.node.id = "node-b".into();
-    let node_b = NodeProcess::start(&config).await;
+    let scenario = rig.scenario(tenant_per_ip(&ips), 100).await;
+    let node_b = NodeProcess::start(&node_config(&rig, "node-b")).await;
     wait_for(
         "2 tenants on each node",
         Duration::from_secs(30),
-        || async { (owned(&api).await == counts(&[("node-a", 2), ("node-b", 2)])).then_some(()) },
+        || async {
+            (shares(&api).await == shares_of(&[("node-a", 2), ("node-b", 2)])).then_some(())
+        },
     )
     .await;
 
     scenario.start().await.expect("campaigns start");
     wait_for("node-b sending", Duration::from_secs(30), || async {
-        let answer = api.get("/v1/nodes", Some(ADMIN_TOKEN)).await;
-        let nodes = answer.expect(200)["nodes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        nodes
+        nodes(&api)
+            .await
             .iter()
             .any(|n| n["id"] == "node-b" && n["sent_total"].as_u64().unwrap_or(0) >= 10)
             .then_some(())
     })
     .await;
 
-    let tenants_b: Vec<String> = {
-        let answer = api.get("/v1/nodes", Some(ADMIN_TOKEN)).await;
-        answer.expect(200)["nodes"]
-            .as_array()
-            .expect("nodes")
-            .iter()
-            .filter(|n| n["id"] == "node-b")
-            .flat_map(|n| n["tenants"].as_array().cloned().unwrap_or_default())
-            .map(|t| t.as_str().unwrap().to_string())
-            .collect()
-    };
+    let tenants_b = works(&api, "node-b").await;
     node_b.signal("STOP");
     let stopped = Instant::now();
     let connections_at_stop = rig.sink.stats().connections;
-    let claimed: HashSet<String> = rig
-        .env
-        .psql(&format!(
-            "SELECT id::text FROM send_jobs WHERE status = 'sending' AND tenant_id::text IN ('{}')",
-            tenants_b.join("', '")
-        ))
-        .await
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let claimed = sending_jobs(&rig.env, &tenants_b).await;
     wait_for(
         "node-a owning every tenant",
         Duration::from_secs(30),
-        || async { (owned(&api).await == counts(&[("node-a", 4)])).then_some(()) },
+        || async { (shares(&api).await == shares_of(&[("node-a", 4)])).then_some(()) },
     )
     .await;
     // The fault lasts 1.5 × the lease TTL.
@@ -126,15 +77,12 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
     let duplicates = rig.check_delivered(&scenario).await;
     // Claimed at the pause, and sent over a connection open then: what the
     // pause can cost.
-    let under_way: HashSet<String> = rig
-        .sink
-        .messages()
-        .into_iter()
-        .filter(|m| m.connection_id <= connections_at_stop)
-        .filter_map(|m| m.message_id)
-        .filter_map(|id| id.split('@').next().map(str::to_string))
-        .filter(|job| claimed.contains(job))
-        .collect();
+    let under_way: HashSet<String> = jobs_received(rig.sink.messages(), |m| {
+        m.connection_id <= connections_at_stop
+    })
+    .intersection(&claimed)
+    .cloned()
+    .collect();
     eprintln!(
         "copies after the pause: {duplicates} ({} under way)",
         under_way.len()
@@ -146,9 +94,8 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
         node_b.log_tail()
     );
     for id in rig.sink.message_ids_seen_more_than_once() {
-        let job = id.split('@').next().unwrap_or_default();
         assert!(
-            under_way.contains(job),
+            under_way.contains(job_of(&id)),
             "{id} repeated, not under way at the pause"
         );
     }
@@ -156,7 +103,9 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
     wait_for(
         "2 tenants on each node again",
         Duration::from_secs(30),
-        || async { (owned(&api).await == counts(&[("node-a", 2), ("node-b", 2)])).then_some(()) },
+        || async {
+            (shares(&api).await == shares_of(&[("node-a", 2), ("node-b", 2)])).then_some(())
+        },
     )
     .await;
     drop(node_b);

@@ -11,9 +11,10 @@
 use std::time::Duration;
 
 use crate::support::api::ApiClient;
+use crate::support::cluster::{SIX_IPS, node_config, shares, tenant_per_ip};
 use crate::support::node_process::NodeProcess;
 use crate::support::rig::Rig;
-use crate::support::{ADMIN_TOKEN, wait_for};
+use crate::support::wait_for;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn flushing_redis_twice_on_three_nodes_loses_nothing_and_resumes() {
@@ -26,34 +27,14 @@ async fn flushing_redis_twice_on_three_nodes_loses_nothing_and_resumes() {
     })
     .await;
     let api = ApiClient::new(&rig.node().api_url());
-    let ips = [
-        "127.0.0.2",
-        "127.0.0.3",
-        "127.0.0.4",
-        "127.0.0.5",
-        "127.0.0.6",
-        "127.0.0.7",
-    ];
-    let scenario = rig
-        .scenario(ips.iter().map(|ip| vec![*ip]).collect(), 300)
-        .await;
+    let scenario = rig.scenario(tenant_per_ip(&SIX_IPS), 300).await;
     let mut processes = Vec::new();
     for id in ["node-b", "node-c"] {
-        let mut config = rig.config().clone();
-        config.node.id = id.into();
-        processes.push(NodeProcess::start(&config).await);
+        processes.push(NodeProcess::start(&node_config(&rig, id)).await);
     }
     let three_nodes = || async {
-        let answer = api.get("/v1/nodes", Some(ADMIN_TOKEN)).await;
-        let nodes = answer.expect(200)["nodes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let shares: Vec<usize> = nodes
-            .iter()
-            .map(|n| n["tenants"].as_array().map_or(0, Vec::len))
-            .collect();
-        (shares == [2, 2, 2]).then_some(())
+        let shares = shares(&api).await;
+        (shares.len() == 3 && shares.values().all(|n| *n == 2)).then_some(())
     };
     wait_for(
         "2 tenants on each of 3 nodes",

@@ -22,6 +22,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod cluster;
 pub mod limits;
 pub mod node_process;
 mod pg_server;
