@@ -16,6 +16,7 @@ mod migrations;
 mod node_restart;
 mod nodes_killed;
 mod nodes_membership;
+mod nodes_pause;
 mod nodes_paused;
 mod nodes_redis_flushed;
 mod nodes_scaling;
