@@ -21,15 +21,15 @@ use crate::queue::QueueError;
 /// The value of a lease its holder gave up (`:` is never in a node id).
 pub const RELEASED: &str = ":released";
 
-/// ARGV: node, ttl, take when missing (`1`/`0`). 1 = held by node now,
-/// 0 = another node's, 2 = missing and not taken.
+/// ARGV: node, ttl, take when missing (`1`/`0`), [`RELEASED`]. 1 = held by
+/// node now, 0 = another node's, 2 = missing and not taken.
 const ACQUIRE: &str = r"
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
-if v == ':released' or (not v and ARGV[3] == '1') then
+if v == ARGV[4] or (not v and ARGV[3] == '1') then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 1
 end
@@ -39,9 +39,10 @@ end
 return 0
 ";
 
+/// ARGV: node, how long the [`RELEASED`] mark stays, [`RELEASED`].
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ':released', 'PX', ARGV[2])
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
   return 1
 end
 return 0
@@ -99,7 +100,8 @@ impl Leases {
                     .key(lease_key(*tenant))
                     .arg(node)
                     .arg(ttl_ms)
-                    .arg(if *take_missing { "1" } else { "0" }),
+                    .arg(if *take_missing { "1" } else { "0" })
+                    .arg(RELEASED),
             );
         }
         let mut conn = self.pool.get().await?;
@@ -123,6 +125,7 @@ impl Leases {
             .key(lease_key(tenant))
             .arg(node)
             .arg(60_000)
+            .arg(RELEASED)
             .invoke_async(&mut *conn)
             .await?;
         Ok(())
