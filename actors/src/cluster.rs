@@ -18,7 +18,11 @@
 //! It also listens to control notifications (Redis pub/sub): a tenant change
 //! triggers a refresh at once; a campaign pause/cancel marks the campaign stopped
 //! for the delivery workers, a start/resume wakes the Feeder. On stop it releases
-//! its leases. Fencing tokens on status writes are not built yet.
+//! its leases.
+//!
+//! Taking a tenant raises its epoch in Postgres (`store::fences`), the fencing
+//! token every job write of this node carries for that tenant: once another node
+//! takes the tenant, whatever this node still tries to write for it is refused.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -29,7 +33,7 @@ use penguin_engine::control::{CHANNEL, ControlEvent};
 use penguin_engine::domain::CampaignStatus;
 use penguin_engine::lease::{LeaseState, Leases};
 use penguin_engine::membership::{Membership, NodeRecord};
-use penguin_engine::store::routing;
+use penguin_engine::store::{fences, routing};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -216,13 +220,17 @@ impl ClusterState {
                 tracing::warn!(%tenant, "lost the lease of a tenant being handed off");
             }
         }
-        let owned: Vec<Uuid> = leased[..wanted]
-            .iter()
-            .zip(&held[..wanted])
-            .filter_map(|(tenant, held)| held.then_some(*tenant))
-            .collect();
-        for tenant in owned.iter().filter(|t| !before.tenants.contains(t)) {
-            self.take_over(*tenant).await;
+        let mut owned: Vec<Uuid> = Vec::with_capacity(wanted);
+        for (tenant, held) in leased[..wanted].iter().zip(&held[..wanted]) {
+            // A tenant newly held is taken over (its epoch raised) before anything
+            // works it; one whose takeover failed waits for the next heartbeat.
+            if *held && (self.ctx.fence(*tenant).is_some() || self.take_over(*tenant).await) {
+                owned.push(*tenant);
+            }
+        }
+        {
+            let mut fences = self.ctx.fences.write().expect("fences lock");
+            fences.retain(|t, _| owned.contains(t) || self.leaving.contains_key(t));
         }
         let leaving: Vec<Uuid> = self.leaving.keys().copied().collect();
         let ips = match routing::ips_of(&self.ctx.pg, &[owned.as_slice(), &leaving].concat()).await
@@ -359,24 +367,32 @@ impl ClusterState {
     }
 
     /// A tenant whose lease this process just took: whoever worked it before (a
-    /// dead node, or this node before a restart) is gone, so its `sending` jobs are
-    /// orphans and its Redis state may be stale. Runs before the Feeder and the
-    /// Ip actors see the tenant.
-    async fn take_over(&self, tenant: Uuid) {
+    /// dead node, a paused one, or this node before a restart) is fenced off by a
+    /// new epoch, and the jobs it left `sending` return to `pending` in the same
+    /// transaction; its Redis state may be stale. Runs before the Feeder and the
+    /// Ip actors see the tenant. Returns whether the tenant may be worked.
+    async fn take_over(&self, tenant: Uuid) -> bool {
         let now = self.ctx.clock.now();
-        match penguin_engine::store::jobs::release_stale_sending(&self.ctx.pg, &[tenant], now, now)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => {
-                tracing::warn!(%tenant, jobs = n, "returned jobs a previous owner left `sending`");
-                metrics::jobs_recovered("takeover", n);
-            }
+        let node = &self.ctx.config.node.id;
+        let taken = match fences::take(&self.ctx.pg, tenant, node, now).await {
+            Ok(taken) => taken,
             Err(err) => {
-                tracing::warn!(%tenant, error = %err, "releasing orphaned sending jobs failed")
+                tracing::warn!(%tenant, error = %err, "taking the tenant's epoch failed; retrying at the next heartbeat");
+                return false;
             }
+        };
+        tracing::info!(%tenant, epoch = taken.epoch, "took the tenant over");
+        if taken.released > 0 {
+            tracing::warn!(%tenant, jobs = taken.released, "returned jobs a previous owner left `sending`");
+            metrics::jobs_recovered("takeover", taken.released);
         }
+        self.ctx
+            .fences
+            .write()
+            .expect("fences lock")
+            .insert(tenant, taken.epoch);
         crate::reaper::recover_redis_loss(&self.ctx, tenant, true).await;
+        true
     }
 
     async fn control(&mut self, event: ControlEvent) {

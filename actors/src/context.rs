@@ -2,7 +2,7 @@
 //! route table, the campaign cache, the actor directory, what this node owns, and
 //! the campaigns known to be paused. Built once by [`crate::start_engine`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use deadpool_postgres::Pool;
@@ -13,6 +13,7 @@ use penguin_engine::provider::ProviderTable;
 use penguin_engine::queue::RedisQueue;
 use penguin_engine::reply_rules::ReplyRules;
 use penguin_engine::route::RouteTable;
+use penguin_engine::store::fences::Epoch;
 use penguin_engine::store::routing::IpSpec;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -61,6 +62,10 @@ pub struct EngineContext {
     pub lease_deadline_ms: std::sync::atomic::AtomicI64,
     /// The origin of [`EngineContext::monotonic_ms`].
     pub monotonic_origin: std::time::Instant,
+    /// The epoch (fencing token) this node raised when it took each tenant it
+    /// works (owned or being handed off). Written by Cluster only; every job
+    /// write of the tenant carries it (`penguin_engine::store::fences`).
+    pub fences: RwLock<HashMap<Uuid, Epoch>>,
 }
 
 /// Wake-up counters of this node's polling-prone actors.
@@ -107,6 +112,24 @@ impl EngineContext {
             renewed_at_ms + ttl - ttl / 10,
             std::sync::atomic::Ordering::Release,
         );
+    }
+
+    /// This node's epoch for `tenant`, if it took the tenant.
+    pub fn fence(&self, tenant: Uuid) -> Option<Epoch> {
+        self.fences
+            .read()
+            .expect("fences lock")
+            .get(&tenant)
+            .copied()
+    }
+
+    /// The epochs of `tenants` this node took (the others are left out).
+    pub fn fences_of(&self, tenants: &[Uuid]) -> Vec<(Uuid, Epoch)> {
+        let fences = self.fences.read().expect("fences lock");
+        tenants
+            .iter()
+            .filter_map(|t| fences.get(t).map(|epoch| (*t, *epoch)))
+            .collect()
     }
 
     pub fn is_stopped(&self, campaign: Uuid) -> bool {

@@ -31,6 +31,7 @@ use penguin_engine::provider::Provider;
 use penguin_engine::route::Destination;
 use penguin_engine::smtp::transport::TlsMode;
 use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, should_suppress};
+use penguin_engine::store::fences::Epoch;
 use penguin_engine::store::routing::IpSpec;
 use penguin_engine::tracking;
 use penguin_engine::tracking_html::HtmlTracking;
@@ -53,6 +54,9 @@ pub struct Work {
     pub first_attempt: OffsetDateTime,
     /// The IP-local hour whose allowance this job's send was reserved in.
     pub hour_start: OffsetDateTime,
+    /// The tenant's epoch the job was claimed `sending` under: its outcome is
+    /// written only while that claim stands.
+    pub fence: Epoch,
 }
 
 pub type WorkQueue = Arc<Mutex<mpsc::UnboundedReceiver<Work>>>;
@@ -346,8 +350,7 @@ impl Worker {
         {
             analytics::suppress(&self.ctx, job.tenant_id, job.recipient.clone());
         }
-        let (transition, event) =
-            outcome_records(&self.ctx, self.ip.id, job, work.first_attempt, finish, now);
+        let (transition, event) = outcome_records(&self.ctx, self.ip.id, &work, finish, now);
         if let Some(event) = event {
             analytics::record(&self.ctx, vec![event]);
         }

@@ -223,7 +223,10 @@ impl FeederState {
 
     async fn feed_tenant(&self, tenant: Uuid, want: usize) -> usize {
         let now = self.ctx.clock.now();
-        let due = match jobs::claim_due(&self.ctx.pg, tenant, want, now).await {
+        let Some(epoch) = self.ctx.fence(tenant) else {
+            return 0;
+        };
+        let due = match jobs::claim_due(&self.ctx.pg, tenant, epoch, want, now).await {
             Ok(due) => due,
             Err(err) => {
                 tracing::warn!(%tenant, error = %err, "claiming due jobs failed");
@@ -244,7 +247,8 @@ impl FeederState {
         if let Err(err) = self.ctx.queue.push(tenant, &encoded).await {
             // The jobs are `queued` in Postgres without a Redis copy: hand them back.
             tracing::warn!(%tenant, error = %err, "pushing jobs to redis failed; releasing them");
-            if let Err(err) = jobs::release_queued(&self.ctx.pg, tenant, self.ctx.clock.now()).await
+            if let Err(err) =
+                jobs::release_queued(&self.ctx.pg, tenant, epoch, self.ctx.clock.now()).await
             {
                 tracing::error!(%tenant, error = %err, "releasing queued jobs failed; the reaper will retry");
             }

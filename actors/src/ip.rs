@@ -109,8 +109,18 @@ impl Actor for IpActor {
         IpArgs { ctx, spec }: IpArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         status_writer::flush(&ctx).await;
-        let released =
-            jobs::release_sending_on_ip(&ctx.pg, spec.tenant_id, spec.id, ctx.clock.now()).await?;
+        let released = match ctx.fence(spec.tenant_id) {
+            Some(epoch) => jobs::release_sending_on_ip(
+                &ctx.pg,
+                spec.tenant_id,
+                epoch,
+                spec.id,
+                ctx.clock.now(),
+            )
+            .await?
+            .unwrap_or(0),
+            None => 0,
+        };
         if released > 0 {
             tracing::warn!(ip = %spec.address, released, "returned jobs left `sending` by a previous incarnation");
             crate::metrics::jobs_recovered("ip_restart", released);
@@ -245,9 +255,15 @@ impl IpState {
         let mut campaigns: Vec<Uuid> = batch.iter().map(|p| p.payload.job().campaign_id).collect();
         campaigns.sort_unstable();
         campaigns.dedup();
+        let Some(epoch) = self.ctx.fence(tenant) else {
+            self.allowance.unused(&self.spec, grant, 0).await;
+            self.return_credit(batch.len());
+            return None;
+        };
         let claim = jobs::claim_sending(
             &self.ctx.pg,
             tenant,
+            epoch,
             &pairs,
             &campaigns,
             self.ctx.clock.now(),
@@ -263,6 +279,14 @@ impl IpState {
                 return None;
             }
         };
+        if claim.fenced {
+            // Another node took the tenant over: its jobs are that node's now.
+            tracing::warn!(ip = %self.spec.address, "claim refused: the tenant's epoch moved on");
+            crate::metrics::fenced("claim", batch.len());
+            self.allowance.unused(&self.spec, grant, 0).await;
+            self.return_credit(batch.len());
+            return None;
+        }
         let claimed_n = claim.claimed.len() as u32;
         self.allowance.unused(&self.spec, grant, claimed_n).await;
         if batch.is_empty() {
@@ -290,6 +314,7 @@ impl IpState {
                         job,
                         first_attempt,
                         hour_start: grant.mark.hour_start,
+                        fence: epoch,
                     };
                     if work.send(work_item).is_err() {
                         unclaimed += 1;

@@ -19,6 +19,7 @@ pub const ALLOWANCE_WAITS: &str = "penguin_allowance_waits_total";
 pub const WARMUP_DECISIONS: &str = "penguin_warmup_decisions_total";
 pub const IP_AUTO_RESUMED: &str = "penguin_ip_auto_resumed_total";
 pub const LEASE_ABANDONED: &str = "penguin_jobs_lease_abandoned_total";
+pub const FENCED: &str = "penguin_fenced_writes_total";
 
 /// Registers descriptions with the installed recorder (no-op without one).
 pub fn describe() {
@@ -42,6 +43,10 @@ pub fn describe() {
     describe_counter!(
         LEASE_ABANDONED,
         "Claimed jobs not sent because this node's leases were no longer surely held."
+    );
+    describe_counter!(
+        FENCED,
+        "Job writes refused because the tenant's epoch moved on (another node took it over), by write (claim, status)."
     );
     describe_counter!(JOBS_FED, "Jobs moved from Postgres to Redis.");
     describe_counter!(JOBS_RECOVERED, "Jobs returned by the reaper, by reason.");
@@ -94,6 +99,10 @@ pub fn actor_restart(kind: &'static str) {
 
 pub fn lease_expired_abandoned() {
     counter!(LEASE_ABANDONED).increment(1);
+}
+
+pub fn fenced(write: &'static str, n: usize) {
+    counter!(FENCED, "write" => write).increment(n as u64);
 }
 
 pub fn smtp_connection() {

@@ -3,7 +3,6 @@
 
 use penguin_engine::dns::DnsError;
 use penguin_engine::domain::JobStatus;
-use penguin_engine::payload::JobV1;
 use penguin_engine::provider::Provider;
 use penguin_engine::retry::{self, RetryDecision};
 use penguin_engine::smtp::{DeliveryOutcome, Stage, classify};
@@ -13,6 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::Ctx;
+use crate::delivery::Work;
 use crate::metrics;
 
 /// How one job ended on this worker.
@@ -44,11 +44,11 @@ pub(crate) enum Finish {
 pub(crate) fn outcome_records(
     ctx: &Ctx,
     ip_id: Uuid,
-    job: &JobV1,
-    first_attempt: OffsetDateTime,
+    work: &Work,
     finish: Finish,
     now: OffsetDateTime,
 ) -> (Transition, Option<Event>) {
+    let (job, first_attempt) = (&work.job, work.first_attempt);
     let mut transition = Transition {
         tenant_id: job.tenant_id,
         job_id: job.job_id,
@@ -56,6 +56,7 @@ pub(crate) fn outcome_records(
         run_at: None,
         message_id: None,
         reply: None,
+        fence: work.fence,
     };
     let mut event = Event {
         tenant_id: job.tenant_id,

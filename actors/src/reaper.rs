@@ -84,7 +84,8 @@ impl ReaperState {
         }
         let now = self.ctx.clock.now();
         let stale = now - Duration::from_millis(self.ctx.config.queue.sending_timeout_ms);
-        match jobs::release_stale_sending(&self.ctx.pg, &tenants, stale, now).await {
+        let fences = self.ctx.fences_of(&tenants);
+        match jobs::release_stale_sending(&self.ctx.pg, &fences, stale, now).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::warn!(jobs = n, "returned jobs stuck in `sending`");
@@ -129,8 +130,13 @@ pub(crate) async fn recover_redis_loss(ctx: &Ctx, tenant: uuid::Uuid, taking_ove
             return 0;
         }
     }
-    match jobs::release_queued(&ctx.pg, tenant, ctx.clock.now()).await {
-        Ok(n) => {
+    let Some(epoch) = ctx.fence(tenant) else {
+        return 0;
+    };
+    match jobs::release_queued(&ctx.pg, tenant, epoch, ctx.clock.now()).await {
+        // Another node took the tenant over: the recovery is its own.
+        Ok(None) => 0,
+        Ok(Some(n)) => {
             if n > 0 && taking_over {
                 tracing::info!(%tenant, jobs = n, "took over queued jobs without a redis copy");
                 metrics::jobs_recovered("takeover", n);

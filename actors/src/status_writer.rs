@@ -4,6 +4,10 @@
 //! whichever comes first. A failed write keeps the batch and retries with backoff:
 //! an outcome is never dropped while the node lives.
 //!
+//! Each transition carries the epoch its job was claimed under: one whose job a
+//! takeover returned in the meantime changes nothing and is counted as fenced
+//! (`penguin_fenced_writes_total{write="status"}`).
+//!
 //! After each write, campaigns whose jobs changed are checked for completion.
 
 use std::collections::HashSet;
@@ -124,7 +128,17 @@ impl StatusState {
         let take = self.buffer.len().min(self.ctx.config.queue.status_batch);
         let now = self.ctx.clock.now();
         match jobs::apply_transitions(&self.ctx.pg, &self.buffer[..take], now).await {
-            Ok(changed) => {
+            Ok(applied) => {
+                // A transition that changed nothing belongs to a claim that is no
+                // longer this node's: a takeover returned the job (its epoch moved on).
+                let refused = take - applied.written;
+                if refused > 0 {
+                    tracing::warn!(
+                        refused,
+                        "job outcomes refused: their claims passed to another node"
+                    );
+                    crate::metrics::fenced("status", refused);
+                }
                 // Jobs back in the backlog: the feeder wakes when the first is due.
                 let back = self.buffer[..take]
                     .iter()
@@ -136,7 +150,7 @@ impl StatusState {
                 }
                 self.buffer.drain(..take);
                 self.failures = 0;
-                self.touched.extend(changed);
+                self.touched.extend(applied.campaigns);
                 self.check_completion().await;
                 true
             }

@@ -341,6 +341,7 @@ pub async fn start_engine(deps: EngineDeps) -> anyhow::Result<EngineHandle> {
         drained: watch::channel(false).0,
         lease_deadline_ms: Default::default(),
         monotonic_origin: std::time::Instant::now(),
+        fences: Default::default(),
     });
     let (supervisor, join) = Actor::spawn(None, EngineSupervisor, ctx.clone()).await?;
     Ok(EngineHandle {

@@ -370,16 +370,23 @@ impl TenantState {
     async fn wait_in_postgres(&mut self, jobs: Vec<Popped>, until: OffsetDateTime) {
         let ids: Vec<Uuid> = jobs.iter().map(|p| p.payload.job_id()).collect();
         let now = self.ctx.clock.now();
+        let Some(epoch) = self.ctx.fence(self.tenant) else {
+            return;
+        };
         match penguin_engine::store::jobs::postpone_queued(
             &self.ctx.pg,
             self.tenant,
+            epoch,
             &ids,
             until,
             now,
         )
         .await
         {
-            Ok(moved) => {
+            // Another node took the tenant over: the jobs (and their Redis copies)
+            // are its own now.
+            Ok(None) => crate::metrics::fenced("postpone", ids.len()),
+            Ok(Some(moved)) => {
                 crate::metrics::allowance_wait(moved as usize);
                 tracing::debug!(tenant = %self.tenant, jobs = moved, %until, "pool used its allowance; jobs wait in postgres");
                 let raws: Vec<&[u8]> = jobs.iter().map(|p| p.raw.as_slice()).collect();

@@ -7,13 +7,18 @@
 //! `sending`, no outcome written) whose message came over a connection it had
 //! open when it was stopped (one it was in the middle of finishes on resume).
 //! No lead is lost.
+//!
+//! Fencing: the other node's takeover raised the tenants' epochs, so every
+//! outcome the paused node writes for a transaction it finishes after the
+//! resume is refused (counted by its `penguin_fenced_writes_total`): 0 stale
+//! writes accepted.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::support::api::ApiClient;
 use crate::support::cluster::{
-    job_of, jobs_received, node_config, nodes, sending_jobs, shares, shares_of, slow_smtp,
+    counter, job_of, jobs_received, node_config, nodes, sending_jobs, shares, shares_of, slow_smtp,
     tenant_per_ip, works,
 };
 use crate::support::node_process::NodeProcess;
@@ -58,9 +63,17 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
     .await;
 
     let tenants_b = works(&api, "node-b").await;
+    let ips_b: HashSet<std::net::IpAddr> = scenario
+        .tenants
+        .iter()
+        .filter(|t| tenants_b.contains(&t.id.to_string()))
+        .flat_map(|t| t.ips.iter().map(|(_, address)| address.parse().unwrap()))
+        .collect();
     node_b.signal("STOP");
     let stopped = Instant::now();
     let connections_at_stop = rig.sink.stats().connections;
+    let begun_at_stop = rig.sink.stats().transactions_begun;
+    let accepted_at_stop = rig.sink.stats().messages_accepted;
     let claimed = sending_jobs(&rig.env, &tenants_b).await;
     wait_for(
         "node-a owning every tenant",
@@ -75,6 +88,32 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
     rig.wait_until_done(&scenario, Duration::from_secs(120))
         .await;
     let duplicates = rig.check_delivered(&scenario).await;
+    // Transactions node-b had begun at the stop and that finished after it:
+    // their outcomes it wrote on resume, under its old epoch. (Once it holds
+    // tenants again it sends new transactions; those are not stale.)
+    let stale: Vec<_> = rig
+        .sink
+        .messages()
+        .into_iter()
+        .filter(|m| {
+            m.transaction <= begun_at_stop
+                && m.seq > accepted_at_stop
+                && ips_b.contains(&m.source_ip)
+        })
+        .filter_map(|m| m.message_id)
+        .collect();
+    let b_api = ApiClient::new(node_b.api_url());
+    let refused = counter(&b_api, "penguin_fenced_writes_total{write=\"status\"}").await;
+    eprintln!(
+        "stale sends of node-b: {}, its outcome writes refused: {refused}",
+        stale.len()
+    );
+    assert!(
+        refused as usize >= stale.len(),
+        "{} stale sends ({stale:?}) but only {refused} of their outcome writes refused; node-b:\n{}",
+        stale.len(),
+        node_b.log_tail()
+    );
     // Claimed at the pause, and sent over a connection open then: what the
     // pause can cost.
     let under_way: HashSet<String> = jobs_received(rig.sink.messages(), |m| {

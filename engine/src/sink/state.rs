@@ -37,6 +37,11 @@ pub struct ReceivedMessage {
     /// It arrived over TLS (after STARTTLS).
     #[serde(default)]
     pub tls: bool,
+    /// Its SMTP transaction's number (MAIL FROM), from 1 over every connection
+    /// and never reused: a message whose number is at most `transactions_begun`
+    /// read at some moment had its transaction under way (or done) by then.
+    #[serde(default)]
+    pub transaction: u64,
 }
 
 /// Counters since start (or the last reset).
@@ -63,6 +68,10 @@ pub struct SinkStats {
     /// Accepted messages that arrived over TLS (after STARTTLS).
     #[serde(default)]
     pub tls_messages: u64,
+    /// SMTP transactions begun (MAIL FROM accepted), never reset: see
+    /// [`ReceivedMessage::transaction`].
+    #[serde(default)]
+    pub transactions_begun: u64,
     /// Accepted messages per client source IP.
     pub per_source_ip: BTreeMap<IpAddr, u64>,
     /// Connections accepted per client source IP.
@@ -81,6 +90,7 @@ pub(crate) struct Accepted {
     pub rcpt_to: Vec<String>,
     pub size: usize,
     pub tls: bool,
+    pub transaction: u64,
     /// The message as received, when bodies are kept.
     pub body: Option<Vec<u8>>,
 }
@@ -109,6 +119,7 @@ struct SourceConnections {
 pub(crate) struct SinkState {
     next_seq: AtomicU64,
     next_connection_id: AtomicU64,
+    next_transaction: AtomicU64,
     rejected_4xx: AtomicU64,
     rejected_5xx: AtomicU64,
     dropped: AtomicU64,
@@ -132,6 +143,7 @@ impl SinkState {
         SinkState {
             next_seq: AtomicU64::new(1),
             next_connection_id: AtomicU64::new(1),
+            next_transaction: AtomicU64::new(1),
             rejected_4xx: AtomicU64::new(0),
             rejected_5xx: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -151,6 +163,11 @@ impl SinkState {
         source.open += 1;
         source.peak = source.peak.max(source.open);
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A MAIL FROM was accepted; returns the transaction's number.
+    pub fn begin_transaction(&self) -> u64 {
+        self.next_transaction.fetch_add(1, Ordering::Relaxed)
     }
 
     pub fn connection_closed(&self, ip: IpAddr) {
@@ -195,6 +212,7 @@ impl SinkState {
                 rcpt_to: message.rcpt_to,
                 size: message.size,
                 tls: message.tls,
+                transaction: message.transaction,
             });
             seq
         };
@@ -255,6 +273,7 @@ impl SinkState {
             duplicate_messages: records.duplicate_messages,
             messages_without_message_id: records.without_message_id,
             tls_messages: records.tls_messages,
+            transactions_begun: self.next_transaction.load(Ordering::Relaxed) - 1,
             per_source_ip: records
                 .per_source_ip
                 .iter()
@@ -341,6 +360,7 @@ mod tests {
             rcpt_to: vec!["r@b.test".into()],
             size: 10,
             tls: false,
+            transaction: 1,
             body: None,
         }
     }

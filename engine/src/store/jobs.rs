@@ -12,6 +12,11 @@
 //!   suppressed|pending`, one `UPDATE … FROM unnest()` per batch.
 //! - [`release_stale_sending`], [`release_queued`] (Reaper): recovery after crashes
 //!   and Redis loss.
+//!
+//! Every write of a node carries the tenant's epoch it holds (its fencing token,
+//! [`crate::store::fences`]). Claims and recoveries first lock the tenant's fence
+//! row `FOR SHARE` with that epoch ([`hold`]) and change nothing when it moved on;
+//! a status write must match the epoch its job was claimed under (`fence`).
 
 use deadpool_postgres::{GenericClient, Pool};
 use time::OffsetDateTime;
@@ -20,6 +25,7 @@ use uuid::Uuid;
 use crate::db::StoreError;
 use crate::domain::JobStatus;
 use crate::payload::{JobPayload, JobV1};
+use crate::store::fences::Epoch;
 
 /// Claims up to `limit` due jobs of `tenant` (`pending|deferred → queued`) in
 /// priority order and returns them as payloads ready for Redis. Jobs of a
@@ -28,11 +34,16 @@ use crate::payload::{JobPayload, JobV1};
 pub async fn claim_due(
     pool: &Pool,
     tenant: Uuid,
+    epoch: Epoch,
     limit: usize,
     now: OffsetDateTime,
 ) -> Result<Vec<JobPayload>, StoreError> {
-    let client = pool.get().await?;
-    let stmt = client
+    let mut client = pool.get().await?;
+    let tx = fenced_transaction(&mut client).await?;
+    if hold(&tx, &[tenant], &[epoch]).await?.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = tx
         .prepare_cached(
             "WITH due AS (
                 SELECT j.tenant_id, j.id
@@ -58,9 +69,8 @@ pub async fn claim_due(
                       (extract(epoch FROM j.run_at) * 1000)::int8",
         )
         .await?;
-    let rows = client
-        .query(&stmt, &[&tenant, &(limit as i64), &now])
-        .await?;
+    let rows = tx.query(&stmt, &[&tenant, &(limit as i64), &now]).await?;
+    tx.commit().await?;
     Ok(rows
         .iter()
         .map(|row| {
@@ -88,9 +98,13 @@ pub struct SendingClaim {
     pub suppressed: Vec<Uuid>,
     /// Their campaign was not running: returned to `pending` for a later feed.
     pub released: usize,
+    /// The tenant's epoch moved on (another node took it over): nothing was
+    /// claimed, released or counted.
+    pub fenced: bool,
 }
 
-/// Claims `queued → sending` for `(job, ip)` pairs of one tenant, only for jobs whose
+/// Claims `queued → sending` for `(job, ip)` pairs of one tenant under `epoch`
+/// (recorded as the jobs' `fence`; nothing happens if the epoch moved on), only for jobs whose
 /// campaign is `running` (row held `FOR SHARE` for the statement's transaction).
 /// A job whose address is suppressed for the tenant ends `suppressed` instead, in
 /// the same statement: the suppression list is checked right before every send.
@@ -103,6 +117,7 @@ pub struct SendingClaim {
 pub async fn claim_sending(
     pool: &Pool,
     tenant: Uuid,
+    epoch: Epoch,
     jobs: &[(Uuid, Uuid)],
     campaigns: &[Uuid],
     now: OffsetDateTime,
@@ -114,7 +129,13 @@ pub async fn claim_sending(
     let job_ids: Vec<Uuid> = jobs.iter().map(|(job, _)| *job).collect();
     let ip_ids: Vec<Uuid> = jobs.iter().map(|(_, ip)| *ip).collect();
     let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
+    let tx = fenced_transaction(&mut client).await?;
+    if hold(&tx, &[tenant], &[epoch]).await?.is_empty() {
+        return Ok(SendingClaim {
+            fenced: true,
+            ..SendingClaim::default()
+        });
+    }
     let claim = tx
         .prepare_cached(
             "WITH running AS MATERIALIZED (
@@ -125,6 +146,7 @@ pub async fn claim_sending(
             UPDATE send_jobs j
             SET status = CASE WHEN s.email IS NULL THEN 'sending' ELSE 'suppressed' END,
                 ip_id = u.ip_id,
+                fence = $6,
                 attempts = j.attempts + CASE WHEN s.email IS NULL THEN 1 ELSE 0 END,
                 first_attempt_at = coalesce(j.first_attempt_at, $5),
                 last_reply = CASE WHEN s.email IS NULL THEN j.last_reply
@@ -139,7 +161,10 @@ pub async fn claim_sending(
         )
         .await?;
     let rows = tx
-        .query(&claim, &[&tenant, &job_ids, &ip_ids, &campaigns, &now])
+        .query(
+            &claim,
+            &[&tenant, &job_ids, &ip_ids, &campaigns, &now, &epoch],
+        )
         .await?;
     let mut claim = SendingClaim::default();
     for row in &rows {
@@ -203,17 +228,30 @@ pub struct Transition {
     pub run_at: Option<OffsetDateTime>,
     pub message_id: Option<String>,
     pub reply: Option<String>,
+    /// The epoch the job was claimed under: the write applies only while the job
+    /// is still `sending` under that claim.
+    pub fence: Epoch,
 }
 
-/// Applies a batch of transitions from `sending` in one statement; returns the
-/// `(tenant_id, campaign_id)` of every job that changed (for completion checks).
+/// What [`apply_transitions`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Transitions written.
+    pub written: usize,
+    /// The `(tenant_id, campaign_id)` of every job that changed (for completion checks).
+    pub campaigns: Vec<(Uuid, Uuid)>,
+}
+
+/// Applies a batch of transitions from `sending` in one statement. A transition
+/// whose job is no longer `sending` under the epoch it carries (a takeover
+/// returned it, its new owner claimed or finished it) is refused: not written.
 pub async fn apply_transitions(
     pool: &Pool,
     batch: &[Transition],
     now: OffsetDateTime,
-) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+) -> Result<Applied, StoreError> {
     if batch.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Applied::default());
     }
     debug_assert!(
         batch
@@ -226,6 +264,7 @@ pub async fn apply_transitions(
     let run_ats: Vec<Option<OffsetDateTime>> = batch.iter().map(|t| t.run_at).collect();
     let message_ids: Vec<Option<&str>> = batch.iter().map(|t| t.message_id.as_deref()).collect();
     let replies: Vec<Option<&str>> = batch.iter().map(|t| t.reply.as_deref()).collect();
+    let fences: Vec<Epoch> = batch.iter().map(|t| t.fence).collect();
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
@@ -236,9 +275,11 @@ pub async fn apply_transitions(
                  last_reply = coalesce(u.reply, j.last_reply),
                  attempts = CASE WHEN u.status = 'pending' THEN j.attempts - 1 ELSE j.attempts END,
                  updated_at = $7
-             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::text[])
-                  AS u(tenant_id, id, status, run_at, message_id, reply)
+             FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
+                         $8::int8[])
+                  AS u(tenant_id, id, status, run_at, message_id, reply, fence)
              WHERE j.tenant_id = u.tenant_id AND j.id = u.id AND j.status = 'sending'
+               AND j.fence = u.fence
              RETURNING j.tenant_id, j.campaign_id",
         )
         .await?;
@@ -253,13 +294,17 @@ pub async fn apply_transitions(
                 &message_ids,
                 &replies,
                 &now,
+                &fences,
             ],
         )
         .await?;
-    let mut changed: Vec<(Uuid, Uuid)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    changed.sort_unstable();
-    changed.dedup();
-    Ok(changed)
+    let mut campaigns: Vec<(Uuid, Uuid)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    campaigns.sort_unstable();
+    campaigns.dedup();
+    Ok(Applied {
+        written: rows.len(),
+        campaigns,
+    })
 }
 
 /// Marks `running` campaigns `completed` when none of their jobs can change any more.
@@ -329,43 +374,114 @@ pub async fn running_campaigns(
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Returns `sending` jobs of `tenants` untouched since `older_than` to `pending`:
-/// their node or Ip actor died mid-attempt. (The attempt may have reached the
-/// recipient; this is the "at most in-flight" duplicate window after a crash.)
+/// How long a transaction holding a tenant's fence may sit idle before Postgres
+/// ends it: a node the OS paused between two statements must not keep the fence
+/// (and the campaign rows a claim holds `FOR SHARE`) locked from the node that
+/// takes its tenants over, nor from the API pausing a campaign. Far longer than
+/// the gap between two statements of a live node; far shorter than a lease.
+const FENCED_IDLE_TIMEOUT: &str = "1s";
+
+/// Begins a transaction that will hold a fence ([`hold`]).
+async fn fenced_transaction(
+    client: &mut deadpool_postgres::Client,
+) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL idle_in_transaction_session_timeout = '{FENCED_IDLE_TIMEOUT}'"
+    ))
+    .await?;
+    Ok(tx)
+}
+
+/// Locks the fence rows of the `tenants` still at the paired `epochs` (`FOR
+/// SHARE`, until `tx` ends) and returns those tenants: a takeover of any of them
+/// waits for `tx`, and one that committed first leaves its tenant out.
+pub async fn hold(
+    tx: &impl GenericClient,
+    tenants: &[Uuid],
+    epochs: &[Epoch],
+) -> Result<Vec<Uuid>, StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT f.tenant_id FROM tenant_fences f
+             JOIN unnest($1::uuid[], $2::int8[]) AS u(tenant_id, epoch)
+               ON f.tenant_id = u.tenant_id AND f.epoch = u.epoch
+             ORDER BY f.tenant_id
+             FOR SHARE OF f",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&tenants, &epochs]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Returns `sending` jobs of the `(tenant, epoch)` pairs still held, untouched
+/// since `older_than`, to `pending`: their node or Ip actor died mid-attempt.
+/// (The attempt may have reached the recipient; this is the "at most in-flight"
+/// duplicate window after a crash.)
 pub async fn release_stale_sending(
     pool: &Pool,
-    tenants: &[Uuid],
+    tenants: &[(Uuid, Epoch)],
     older_than: OffsetDateTime,
     now: OffsetDateTime,
 ) -> Result<u64, StoreError> {
-    let client = pool.get().await?;
-    let stmt = client
+    let (ids, epochs): (Vec<Uuid>, Vec<Epoch>) = tenants.iter().copied().unzip();
+    let mut client = pool.get().await?;
+    let tx = fenced_transaction(&mut client).await?;
+    let held = hold(&tx, &ids, &epochs).await?;
+    if held.is_empty() {
+        return Ok(0);
+    }
+    let stmt = tx
         .prepare_cached(
             "UPDATE send_jobs SET status = 'pending', updated_at = $3
              WHERE tenant_id = ANY($1) AND status = 'sending' AND updated_at < $2",
         )
         .await?;
-    Ok(client
-        .execute(&stmt, &[&tenants, &older_than, &now])
-        .await?)
+    let released = tx.execute(&stmt, &[&held, &older_than, &now]).await?;
+    tx.commit().await?;
+    Ok(released)
+}
+
+/// Runs one statement on a tenant's jobs inside a transaction that holds the
+/// tenant's fence at `epoch`: the rows changed, or `None` (nothing changed) once
+/// the epoch moved on.
+async fn fenced_execute(
+    pool: &Pool,
+    tenant: Uuid,
+    epoch: Epoch,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Option<u64>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = fenced_transaction(&mut client).await?;
+    if hold(&tx, &[tenant], &[epoch]).await?.is_empty() {
+        return Ok(None);
+    }
+    let stmt = tx.prepare_cached(sql).await?;
+    let changed = tx.execute(&stmt, params).await?;
+    tx.commit().await?;
+    Ok(Some(changed))
 }
 
 /// Returns every `sending` job on one IP to `pending`: used when that IP's actor
 /// restarts, because this node owns the IP and the old actor's attempts are gone.
+/// `None`: the epoch moved on, nothing changed (as for the other fenced writes).
 pub async fn release_sending_on_ip(
     pool: &Pool,
     tenant: Uuid,
+    epoch: Epoch,
     ip: Uuid,
     now: OffsetDateTime,
-) -> Result<u64, StoreError> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(
-            "UPDATE send_jobs SET status = 'pending', updated_at = $3
-             WHERE tenant_id = $1 AND ip_id = $2 AND status = 'sending'",
-        )
-        .await?;
-    Ok(client.execute(&stmt, &[&tenant, &ip, &now]).await?)
+) -> Result<Option<u64>, StoreError> {
+    fenced_execute(
+        pool,
+        tenant,
+        epoch,
+        "UPDATE send_jobs SET status = 'pending', updated_at = $3
+         WHERE tenant_id = $1 AND ip_id = $2 AND status = 'sending'",
+        &[&tenant, &ip, &now],
+    )
+    .await
 }
 
 /// Returns every `queued` job of a tenant to `pending`: Redis lost its copies
@@ -373,16 +489,18 @@ pub async fn release_sending_on_ip(
 pub async fn release_queued(
     pool: &Pool,
     tenant: Uuid,
+    epoch: Epoch,
     now: OffsetDateTime,
-) -> Result<u64, StoreError> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(
-            "UPDATE send_jobs SET status = 'pending', updated_at = $2
-             WHERE tenant_id = $1 AND status = 'queued'",
-        )
-        .await?;
-    Ok(client.execute(&stmt, &[&tenant, &now]).await?)
+) -> Result<Option<u64>, StoreError> {
+    fenced_execute(
+        pool,
+        tenant,
+        epoch,
+        "UPDATE send_jobs SET status = 'pending', updated_at = $2
+         WHERE tenant_id = $1 AND status = 'queued'",
+        &[&tenant, &now],
+    )
+    .await
 }
 
 /// Sends popped `queued` jobs back to Postgres' backlog until `run_at`: every IP
@@ -390,20 +508,20 @@ pub async fn release_queued(
 pub async fn postpone_queued(
     pool: &Pool,
     tenant: Uuid,
+    epoch: Epoch,
     jobs: &[Uuid],
     run_at: OffsetDateTime,
     now: OffsetDateTime,
-) -> Result<u64, StoreError> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(
-            "UPDATE send_jobs SET status = 'pending', run_at = greatest(run_at, $3), updated_at = $4
-             WHERE tenant_id = $1 AND id = ANY($2) AND status = 'queued'",
-        )
-        .await?;
-    Ok(client
-        .execute(&stmt, &[&tenant, &jobs, &run_at, &now])
-        .await?)
+) -> Result<Option<u64>, StoreError> {
+    fenced_execute(
+        pool,
+        tenant,
+        epoch,
+        "UPDATE send_jobs SET status = 'pending', run_at = greatest(run_at, $3), updated_at = $4
+         WHERE tenant_id = $1 AND id = ANY($2) AND status = 'queued'",
+        &[&tenant, &jobs, &run_at, &now],
+    )
+    .await
 }
 
 /// The earliest `run_at` of a job waiting in the backlog of these tenants (only

@@ -2,6 +2,7 @@
 //! a client and return [`crate::db::StoreError`]; callers never write SQL.
 //!
 //! - [`tenants`], [`ips`], [`campaigns`], [`leads`]: the control plane (API).
+//! - [`fences`]: each tenant's epoch (fencing token), raised on every takeover.
 //! - [`jobs`]: the send-job state machine (feeder claims, sending claims, batched
 //!   conditional transitions, reaper returns).
 //! - [`events`]: delivery events and daily rollups, in batches; [`events_read`]
@@ -22,6 +23,7 @@ pub mod complaints;
 pub mod engagement;
 pub mod events;
 pub mod events_read;
+pub mod fences;
 pub mod ip_state;
 pub mod ips;
 pub mod jobs;

@@ -132,3 +132,15 @@ pub fn jobs_received(
         .map(|id| job_of(&id).to_string())
         .collect()
 }
+
+/// The value of one counter series on a node's `/metrics` (0 when absent), e.g.
+/// `penguin_fenced_writes_total{write="status"}`.
+pub async fn counter(api: &ApiClient, series: &str) -> u64 {
+    let answer = api.get("/metrics", None).await;
+    let text = answer.body.as_str().unwrap_or_default().to_string();
+    text.lines()
+        .filter_map(|line| line.strip_prefix(series))
+        .filter_map(|rest| rest.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}

@@ -1,0 +1,260 @@
+//! Fencing tokens against real Postgres (DESIGN.md §3): after another node takes
+//! a tenant over, every job write the old holder still makes with its epoch is
+//! refused and changes nothing — the claim, the status write of an attempt it
+//! had in flight, and each recovery — while the new holder's writes go through.
+//! A write that reaches Postgres before the takeover is ordered before it: the
+//! takeover returns what it left `sending`.
+
+use penguin_engine::domain::JobStatus;
+use penguin_engine::store::fences;
+use penguin_engine::store::jobs::{self, Transition};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::support::TestEnv;
+
+struct Fixture {
+    env: TestEnv,
+    tenant: Uuid,
+    campaign: Uuid,
+    ip: Uuid,
+    jobs: Vec<Uuid>,
+}
+
+/// A tenant with one IP and a running campaign of `n` `queued` jobs.
+async fn fixture(n: usize) -> Fixture {
+    let env = TestEnv::start().await;
+    let (tenant, campaign, ip) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    env.psql(&format!(
+        "INSERT INTO tenants (id, name) VALUES ('{tenant}', 'fenced')"
+    ))
+    .await;
+    env.psql(&format!(
+        "INSERT INTO smtp_ips (tenant_id, id, address, helo_name)
+         VALUES ('{tenant}', '{ip}', '127.0.0.2', 'mx.fenced.test')"
+    ))
+    .await;
+    env.psql(&format!(
+        "INSERT INTO campaigns (tenant_id, id, name, status, from_address, subject, text_body, ip_ids)
+         VALUES ('{tenant}', '{campaign}', 'c', 'running', 'a@fenced.test', 's', 't', ARRAY['{ip}'::uuid])"
+    ))
+    .await;
+    let mut ids = Vec::new();
+    for k in 0..n {
+        let (lead, job) = (Uuid::now_v7(), Uuid::now_v7());
+        env.psql(&format!(
+            "INSERT INTO leads (tenant_id, campaign_id, id, email)
+             VALUES ('{tenant}', '{campaign}', '{lead}', 'r{k}@fenced.test')"
+        ))
+        .await;
+        env.psql(&format!(
+            "INSERT INTO send_jobs (tenant_id, id, campaign_id, lead_id, priority, status)
+             VALUES ('{tenant}', '{job}', '{campaign}', '{lead}', 100, 'queued')"
+        ))
+        .await;
+        ids.push(job);
+    }
+    Fixture {
+        env,
+        tenant,
+        campaign,
+        ip,
+        jobs: ids,
+    }
+}
+
+impl Fixture {
+    async fn status(&self, job: Uuid) -> (String, i64) {
+        let rows = self
+            .env
+            .psql(&format!(
+                "SELECT status, fence FROM send_jobs WHERE id = '{job}'"
+            ))
+            .await;
+        (rows[0].get(0), rows[0].get(1))
+    }
+
+    async fn claim(&self, epoch: i64, job: Uuid) -> jobs::SendingClaim {
+        jobs::claim_sending(
+            &self.env.pg,
+            self.tenant,
+            epoch,
+            &[(job, self.ip)],
+            &[self.campaign],
+            OffsetDateTime::now_utc(),
+            None,
+        )
+        .await
+        .expect("claim")
+    }
+
+    fn sent(&self, job: Uuid, fence: i64) -> Transition {
+        Transition {
+            tenant_id: self.tenant,
+            job_id: job,
+            to: JobStatus::Sent,
+            run_at: None,
+            message_id: Some(format!("<{job}@fenced.test>")),
+            reply: Some("250 ok".into()),
+            fence,
+        }
+    }
+}
+
+#[tokio::test]
+async fn writes_of_a_superseded_epoch_change_nothing() {
+    let f = fixture(4).await;
+    let pg = &f.env.pg;
+    let now = OffsetDateTime::now_utc();
+    let [a_inflight, a_late, a_queued, b_job] = f.jobs[..] else {
+        unreachable!()
+    };
+
+    // Node A takes the tenant and claims one job; it is in SMTP when A stalls.
+    let a = fences::take(pg, f.tenant, "node-a", now).await.unwrap();
+    assert_eq!((a.epoch, a.released), (1, 0));
+    let claim = f.claim(a.epoch, a_inflight).await;
+    assert_eq!(claim.claimed.len(), 1);
+    assert!(!claim.fenced);
+    assert_eq!(f.status(a_inflight).await, ("sending".into(), 1));
+
+    // Node B takes it over: a new epoch, and A's attempt returns to `pending`.
+    let b = fences::take(pg, f.tenant, "node-b", now).await.unwrap();
+    assert_eq!((b.epoch, b.released), (2, 1));
+    assert_eq!(
+        fences::current(pg, f.tenant).await.unwrap(),
+        Some((2, "node-b".to_string()))
+    );
+    assert_eq!(f.status(a_inflight).await.0, "pending");
+
+    // A wakes up. Its claim is refused and claims, releases and counts nothing.
+    let stale = f.claim(a.epoch, a_late).await;
+    assert!(stale.fenced, "a claim under a superseded epoch is refused");
+    assert!(stale.claimed.is_empty());
+    assert_eq!(stale.released, 0);
+    assert_eq!(f.status(a_late).await, ("queued".into(), 0));
+
+    // B feeds the job A had in flight again and claims it; A's outcome of its
+    // own attempt is refused while B's attempt runs, and B's outcome is written.
+    let fed = jobs::claim_due(pg, f.tenant, b.epoch, 10, now)
+        .await
+        .unwrap();
+    assert_eq!(fed.len(), 1);
+    assert_eq!(fed[0].job_id(), a_inflight);
+    let mut again = jobs::claim_sending(
+        pg,
+        f.tenant,
+        b.epoch,
+        &[(a_inflight, f.ip), (b_job, f.ip)],
+        &[f.campaign],
+        now,
+        None,
+    )
+    .await
+    .unwrap();
+    again.claimed.sort();
+    assert_eq!(again.claimed.len(), 2);
+    let refused = jobs::apply_transitions(pg, &[f.sent(a_inflight, a.epoch)], now)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.written, 0,
+        "a status write under a superseded epoch"
+    );
+    assert_eq!(f.status(a_inflight).await, ("sending".into(), 2));
+    let written = jobs::apply_transitions(pg, &[f.sent(a_inflight, b.epoch)], now)
+        .await
+        .unwrap();
+    assert_eq!(written.written, 1);
+    assert_eq!(written.campaigns, vec![(f.tenant, f.campaign)]);
+    assert_eq!(f.status(a_inflight).await, ("sent".into(), 2));
+
+    // A's recoveries would undo B's work: each is refused.
+    assert_eq!(
+        jobs::release_sending_on_ip(pg, f.tenant, a.epoch, f.ip, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        jobs::release_stale_sending(pg, &[(f.tenant, a.epoch)], now, now)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(f.status(b_job).await, ("sending".into(), 2));
+    assert_eq!(
+        jobs::release_queued(pg, f.tenant, a.epoch, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        jobs::postpone_queued(pg, f.tenant, a.epoch, &[a_queued], now, now)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(f.status(a_queued).await.0, "queued");
+    assert!(
+        jobs::claim_due(pg, f.tenant, a.epoch, 10, now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The same recoveries under B's epoch do their work.
+    assert_eq!(
+        jobs::release_queued(pg, f.tenant, b.epoch, now)
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(
+        jobs::claim_due(pg, f.tenant, b.epoch, 10, now)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        jobs::release_sending_on_ip(pg, f.tenant, b.epoch, f.ip, now)
+            .await
+            .unwrap(),
+        Some(1)
+    );
+}
+
+/// A takeover waits for a claim in progress (the fence row is held `FOR SHARE`
+/// by the claim's transaction) and then returns what that claim took: whichever
+/// commits first, no job stays `sending` under the old epoch.
+#[tokio::test]
+async fn a_takeover_returns_claims_that_committed_before_it() {
+    let f = fixture(50).await;
+    let pg = &f.env.pg;
+    let now = OffsetDateTime::now_utc();
+    let a = fences::take(pg, f.tenant, "node-a", now).await.unwrap();
+    let claims = f.jobs.iter().map(|job| f.claim(a.epoch, *job));
+    let takeover = fences::take(pg, f.tenant, "node-b", now);
+    let (claims, taken) = tokio::join!(futures::future::join_all(claims), takeover);
+    let taken = taken.unwrap();
+    let claimed = claims.iter().filter(|c| !c.claimed.is_empty()).count();
+    let fenced = claims.iter().filter(|c| c.fenced).count();
+    assert_eq!(
+        claimed + fenced,
+        f.jobs.len(),
+        "each claim either won or was fenced"
+    );
+    assert_eq!(
+        taken.released as usize, claimed,
+        "every claim before the takeover returned"
+    );
+    let left = f
+        .env
+        .psql(&format!(
+            "SELECT count(*) FROM send_jobs WHERE tenant_id = '{}' AND status = 'sending'",
+            f.tenant
+        ))
+        .await;
+    assert_eq!(left[0].get::<_, i64>(0), 0);
+}
