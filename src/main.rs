@@ -28,6 +28,9 @@ enum Command {
         /// TOML configuration file (environment variables override it).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Shut down when the parent process is gone (nodes started by `penguin faults`).
+        #[arg(long, hide = true)]
+        exit_with_parent: bool,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -41,6 +44,9 @@ enum Command {
     Demo(commands::demo::DemoArgs),
     /// Run the loopback SMTP sink used by tests, the demo and benchmarks.
     Sink(commands::sink::SinkArgs),
+    /// Run campaigns on several node processes, inject faults (kill, pause,
+    /// Redis flush or restart, Postgres restart) and check what the sink got.
+    Faults(commands::faults::FaultsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,11 +63,15 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         match cli.command {
-            Command::Serve { config } => commands::serve::run(config.as_deref()).await,
+            Command::Serve {
+                config,
+                exit_with_parent,
+            } => commands::serve::run(config.as_deref(), exit_with_parent).await,
             Command::Migrate { config } => commands::migrate::run(config.as_deref()).await,
             Command::Bench(args) => commands::bench::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Sink(args) => commands::sink::run(args).await,
+            Command::Faults(args) => commands::faults::run(args).await,
         }
     })
 }

@@ -80,8 +80,10 @@ pub struct ClusterState {
     /// Tenants of this node's share whose lease was missing (not released) at
     /// a renewal, since when (monotonic ms).
     missing_since: HashMap<Uuid, i64>,
-    /// When the membership last showed another live node (monotonic ms).
-    saw_others_at: Option<i64>,
+    /// Whether the membership ever showed another live node.
+    saw_others: bool,
+    /// Since when (monotonic ms) every membership read showed no other node.
+    alone_since: Option<i64>,
 }
 
 impl Actor for Cluster {
@@ -112,7 +114,8 @@ impl Actor for Cluster {
             leaving: HashMap::new(),
             draining: false,
             missing_since: HashMap::new(),
-            saw_others_at: None,
+            saw_others: false,
+            alone_since: None,
         })
     }
 
@@ -165,12 +168,14 @@ impl ClusterState {
         }
         // Take or renew the leases of this node's share; renew those handed off.
         // A missing lease is taken at once if this node held it (Redis was
-        // emptied), or if no other node was seen for a whole TTL (a node alone,
-        // or the first of a cluster); otherwise once it has been missing a whole
-        // TTL, since a live holder would have renewed it by then.
+        // emptied), or if this node is alone: it never saw another, or every
+        // membership read for a whole TTL showed none (measured between reads,
+        // so a node the OS paused does not count the pause as time alone);
+        // otherwise once it has been missing a whole TTL, since a live holder
+        // would have renewed it by then.
         let now = self.ctx.monotonic_ms();
         let ttl = node.lease_ttl_ms as i64;
-        let alone = self.saw_others_at.is_none_or(|at| now - at >= ttl);
+        let alone = !self.saw_others || self.alone_since.is_some_and(|since| now - since >= ttl);
         let mut leased: Vec<Uuid> = mine
             .iter()
             .filter(|t| !self.leaving.contains_key(t))
@@ -223,8 +228,10 @@ impl ClusterState {
         let mut owned: Vec<Uuid> = Vec::with_capacity(wanted);
         for (tenant, held) in leased[..wanted].iter().zip(&held[..wanted]) {
             // A tenant newly held is taken over (its epoch raised) before anything
-            // works it; one whose takeover failed waits for the next heartbeat.
-            if *held && (self.ctx.fence(*tenant).is_some() || self.take_over(*tenant).await) {
+            // works it, even if this node held it before; one whose takeover
+            // failed waits for the next heartbeat.
+            let kept = before.tenants.contains(tenant) && self.ctx.fence(*tenant).is_some();
+            if *held && (kept || self.take_over(*tenant).await) {
                 owned.push(*tenant);
             }
         }
@@ -232,6 +239,7 @@ impl ClusterState {
             let mut fences = self.ctx.fences.write().expect("fences lock");
             fences.retain(|t, _| owned.contains(t) || self.leaving.contains_key(t));
         }
+        self.return_abandoned().await;
         let leaving: Vec<Uuid> = self.leaving.keys().copied().collect();
         let ips = match routing::ips_of(&self.ctx.pg, &[owned.as_slice(), &leaving].concat()).await
         {
@@ -265,7 +273,8 @@ impl ClusterState {
         // Always told (cheap, idempotent): a restarted supervisor catches up here.
         let _ = self.warmup.cast(WarmupSupMsg::SetIps(owned_ips));
         let _ = self.tenants.cast(TenantSupMsg::SetTenants(per_tenant));
-        let _ = self.ips.cast(IpSupMsg::SetIps(ips.clone()));
+        let leaving_set: HashSet<Uuid> = self.leaving.keys().copied().collect();
+        let _ = self.ips.cast(IpSupMsg::SetIps(ips.clone(), leaving_set));
         if changed {
             feeder::wake(&self.ctx);
         }
@@ -314,7 +323,10 @@ impl ClusterState {
             }
         };
         if live.iter().any(|n| n.id != node.id) {
-            self.saw_others_at = Some(self.ctx.monotonic_ms());
+            self.saw_others = true;
+            self.alone_since = None;
+        } else if self.alone_since.is_none() {
+            self.alone_since = Some(self.ctx.monotonic_ms());
         }
         let mut sharing: Vec<String> = live
             .into_iter()
@@ -363,6 +375,47 @@ impl ClusterState {
         {
             Ok(()) => self.last_beat = (sent, now),
             Err(err) => tracing::warn!(error = %err, "publishing the membership record failed"),
+        }
+    }
+
+    /// Jobs this node's workers left `sending` while its leases were not surely
+    /// held (an OS pause, Redis out of reach) go back to `pending` now that a
+    /// renewal shows the tenant still this node's under the same epoch: nobody
+    /// took it over in between, so nobody else would return them.
+    async fn return_abandoned(&self) {
+        let abandoned = std::mem::take(&mut *self.ctx.abandoned.lock().expect("abandoned lock"));
+        let mut by_claim: HashMap<(Uuid, fences::Epoch), Vec<Uuid>> = HashMap::new();
+        for (tenant, job, epoch) in abandoned {
+            if self.ctx.fence(tenant) == Some(epoch) {
+                by_claim.entry((tenant, epoch)).or_default().push(job);
+            }
+        }
+        let now = self.ctx.clock.now();
+        for ((tenant, epoch), jobs) in by_claim {
+            match penguin_engine::store::jobs::release_sending(
+                &self.ctx.pg,
+                tenant,
+                epoch,
+                &jobs,
+                now,
+            )
+            .await
+            {
+                Ok(Some(n)) if n > 0 => {
+                    tracing::info!(%tenant, jobs = n, "returned jobs left while the lease was not surely held");
+                    metrics::jobs_recovered("lease_lapse", n);
+                    feeder::wake(&self.ctx);
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(%tenant, error = %err, "returning abandoned jobs failed; retrying");
+                    self.ctx
+                        .abandoned
+                        .lock()
+                        .expect("abandoned lock")
+                        .extend(jobs.into_iter().map(|job| (tenant, job, epoch)));
+                }
+            }
         }
     }
 

@@ -339,6 +339,11 @@ impl Worker {
         if matches!(finish, Finish::Abandoned) {
             metrics::lease_expired_abandoned();
             tracing::warn!(job = %work.job.job_id, "lease not surely held: job left to its tenant's owner");
+            self.ctx.abandoned.lock().expect("abandoned lock").push((
+                work.job.tenant_id,
+                work.job.job_id,
+                work.fence,
+            ));
             return;
         }
         let now = self.ctx.clock.now();

@@ -20,12 +20,14 @@ use crate::metrics;
 pub struct IpSupervisor;
 
 pub enum IpSupMsg {
-    SetIps(Vec<IpSpec>),
+    /// The IPs of the tenants this node works, and which of those tenants are
+    /// being handed off (their released IPs stay stopped).
+    SetIps(Vec<IpSpec>, HashSet<Uuid>),
     Respawn(Uuid),
     Drain(RpcReplyPort<()>),
     /// Drain these IPs (SMTP under way finishes, what has not started goes
-    /// back), then stop their actors; answers when all are done. Until Cluster
-    /// stops listing them in `SetIps`, they are not started again.
+    /// back), then stop their actors; answers when all are done. While their
+    /// tenant is being handed off they are not started again.
     Release(Vec<Uuid>, RpcReplyPort<()>),
 }
 
@@ -34,7 +36,7 @@ pub struct IpSupState {
     wanted: HashMap<Uuid, IpSpec>,
     children: Children<Uuid>,
     draining: bool,
-    /// IPs given up by `Release` and still listed by Cluster.
+    /// IPs given up by `Release` whose tenant is still being handed off.
     released: HashSet<Uuid>,
 }
 
@@ -64,7 +66,7 @@ impl Actor for IpSupervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            IpSupMsg::SetIps(ips) => state.set_ips(&myself, ips).await,
+            IpSupMsg::SetIps(ips, leaving) => state.set_ips(&myself, ips, &leaving).await,
             IpSupMsg::Release(ips, reply) => state.release(ips, reply),
             IpSupMsg::Respawn(ip) => {
                 if !state.draining
@@ -133,7 +135,12 @@ async fn drain_all(actors: &[ActorRef<IpMsg>]) {
 }
 
 impl IpSupState {
-    async fn set_ips(&mut self, myself: &ActorRef<IpSupMsg>, ips: Vec<IpSpec>) {
+    async fn set_ips(
+        &mut self,
+        myself: &ActorRef<IpSupMsg>,
+        ips: Vec<IpSpec>,
+        leaving: &HashSet<Uuid>,
+    ) {
         let wanted: HashMap<Uuid, IpSpec> = ips.into_iter().map(|ip| (ip.id, ip)).collect();
         for ip in self.children.keys() {
             match (self.wanted.get(&ip), wanted.get(&ip)) {
@@ -155,7 +162,13 @@ impl IpSupState {
         }
         self.wanted = wanted;
         let wanted = &self.wanted;
-        self.released.retain(|ip| wanted.contains_key(ip));
+        // A tenant that came back (its hand-off ended, then it was taken
+        // again) gets its IPs started again.
+        self.released.retain(|ip| {
+            wanted
+                .get(ip)
+                .is_some_and(|spec| leaving.contains(&spec.tenant_id))
+        });
         if self.draining {
             return;
         }

@@ -13,7 +13,7 @@ use penguin_engine::clock::SystemClock;
 
 use crate::node::{Node, NodeOptions};
 
-pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
+pub async fn run(config: Option<&Path>, exit_with_parent: bool) -> anyhow::Result<()> {
     let config = Arc::new(Config::load(config)?);
     let metrics = PrometheusBuilder::new()
         .install_recorder()
@@ -39,9 +39,27 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutdown requested"),
         _ = node.engine().drained() => tracing::info!("drained; shutting down"),
+        _ = parent_gone(), if exit_with_parent => tracing::info!("parent gone; shutting down"),
     }
     node.shutdown().await;
     Ok(())
+}
+
+/// Resolves once this process' parent has exited (it was re-parented).
+async fn parent_gone() {
+    #[cfg(unix)]
+    {
+        let parent = std::os::unix::process::parent_id();
+        let mut every = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            every.tick().await;
+            if std::os::unix::process::parent_id() != parent {
+                return;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -7,6 +7,7 @@ mod support;
 
 mod delivery_exactly_once;
 mod delivery_outcomes;
+mod faults_harness;
 mod fencing;
 mod harness_smoke;
 mod health_breakers;

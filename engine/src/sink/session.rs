@@ -107,8 +107,8 @@ struct Session<R, W> {
     closed_counted: bool,
     greeted: bool,
     mail_from: Option<String>,
-    /// The number of the transaction `mail_from` began.
-    transaction: u64,
+    /// The number of the transaction `mail_from` began, and when (unix ms).
+    transaction: (u64, i64),
     rcpt_to: Vec<String>,
     /// Reused line buffer.
     line: Vec<u8>,
@@ -127,7 +127,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             closed_counted: false,
             greeted: false,
             mail_from: None,
-            transaction: 0,
+            transaction: (0, 0),
             rcpt_to: Vec::new(),
             line: Vec::with_capacity(1024),
         }
@@ -243,7 +243,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
         match path_after(arg, "FROM:") {
             Some(path) => {
                 self.mail_from = Some(path);
-                self.transaction = self.state.begin_transaction();
+                self.transaction = (self.state.begin_transaction(), crate::clock::unix_ms());
                 self.reply("250 2.1.0 OK").await
             }
             None => self.reply("501 5.5.4 syntax: MAIL FROM:<address>").await,
@@ -326,7 +326,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Session<R, W> {
             rcpt_to,
             size: summary.size,
             tls: self.tls,
-            transaction: self.transaction,
+            transaction: self.transaction.0,
+            begun_at_ms: self.transaction.1,
             body: summary.body,
         };
         match response {

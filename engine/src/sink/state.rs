@@ -42,6 +42,9 @@ pub struct ReceivedMessage {
     /// read at some moment had its transaction under way (or done) by then.
     #[serde(default)]
     pub transaction: u64,
+    /// When its transaction began (MAIL FROM), in unix milliseconds.
+    #[serde(default)]
+    pub begun_at_ms: i64,
 }
 
 /// Counters since start (or the last reset).
@@ -91,6 +94,7 @@ pub(crate) struct Accepted {
     pub size: usize,
     pub tls: bool,
     pub transaction: u64,
+    pub begun_at_ms: i64,
     /// The message as received, when bodies are kept.
     pub body: Option<Vec<u8>>,
 }
@@ -213,6 +217,7 @@ impl SinkState {
                 size: message.size,
                 tls: message.tls,
                 transaction: message.transaction,
+                begun_at_ms: message.begun_at_ms,
             });
             seq
         };
@@ -361,6 +366,7 @@ mod tests {
             size: 10,
             tls: false,
             transaction: 1,
+            begun_at_ms: 0,
             body: None,
         }
     }

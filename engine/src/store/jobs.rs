@@ -484,6 +484,28 @@ pub async fn release_sending_on_ip(
     .await
 }
 
+/// Returns jobs left `sending` under `epoch` (claimed, never attempted: the
+/// attempt is not counted) to `pending`. `None`: the epoch moved on, nothing
+/// changed.
+pub async fn release_sending(
+    pool: &Pool,
+    tenant: Uuid,
+    epoch: Epoch,
+    jobs: &[Uuid],
+    now: OffsetDateTime,
+) -> Result<Option<u64>, StoreError> {
+    fenced_execute(
+        pool,
+        tenant,
+        epoch,
+        "UPDATE send_jobs
+         SET status = 'pending', attempts = greatest(attempts - 1, 0), updated_at = $4
+         WHERE tenant_id = $1 AND id = ANY($2) AND status = 'sending' AND fence = $3",
+        &[&tenant, &jobs, &epoch, &now],
+    )
+    .await
+}
+
 /// Returns every `queued` job of a tenant to `pending`: Redis lost its copies
 /// (emptied or restarted). Copies that survived are harmless — claiming them fails.
 pub async fn release_queued(

@@ -1,0 +1,3 @@
+//! `penguin faults`: the fault harness ([`crate::faults`]).
+
+pub use crate::faults::{FaultsArgs, run};
