@@ -33,7 +33,7 @@ use penguin_engine::control::{CHANNEL, ControlEvent};
 use penguin_engine::domain::CampaignStatus;
 use penguin_engine::lease::{LeaseState, Leases};
 use penguin_engine::membership::{Membership, NodeRecord};
-use penguin_engine::store::{fences, routing};
+use penguin_engine::store::routing;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -43,7 +43,7 @@ use crate::context::{Ctx, Ownership};
 use crate::ip_supervisor::IpSupMsg;
 use crate::tenant_supervisor::TenantSupMsg;
 use crate::warmup_supervisor::WarmupSupMsg;
-use crate::{feeder, metrics};
+use crate::{feeder, metrics, takeover};
 
 pub struct Cluster;
 
@@ -231,7 +231,7 @@ impl ClusterState {
             // works it, even if this node held it before; one whose takeover
             // failed waits for the next heartbeat.
             let kept = before.tenants.contains(tenant) && self.ctx.fence(*tenant).is_some();
-            if *held && (kept || self.take_over(*tenant).await) {
+            if *held && (kept || takeover::take_over(&self.ctx, *tenant).await) {
                 owned.push(*tenant);
             }
         }
@@ -239,7 +239,7 @@ impl ClusterState {
             let mut fences = self.ctx.fences.write().expect("fences lock");
             fences.retain(|t, _| owned.contains(t) || self.leaving.contains_key(t));
         }
-        self.return_abandoned().await;
+        takeover::return_abandoned(&self.ctx).await;
         let leaving: Vec<Uuid> = self.leaving.keys().copied().collect();
         let ips = match routing::ips_of(&self.ctx.pg, &[owned.as_slice(), &leaving].concat()).await
         {
@@ -376,76 +376,6 @@ impl ClusterState {
             Ok(()) => self.last_beat = (sent, now),
             Err(err) => tracing::warn!(error = %err, "publishing the membership record failed"),
         }
-    }
-
-    /// Jobs this node's workers left `sending` while its leases were not surely
-    /// held (an OS pause, Redis out of reach) go back to `pending` now that a
-    /// renewal shows the tenant still this node's under the same epoch: nobody
-    /// took it over in between, so nobody else would return them.
-    async fn return_abandoned(&self) {
-        let abandoned = std::mem::take(&mut *self.ctx.abandoned.lock().expect("abandoned lock"));
-        let mut by_claim: HashMap<(Uuid, fences::Epoch), Vec<Uuid>> = HashMap::new();
-        for (tenant, job, epoch) in abandoned {
-            if self.ctx.fence(tenant) == Some(epoch) {
-                by_claim.entry((tenant, epoch)).or_default().push(job);
-            }
-        }
-        let now = self.ctx.clock.now();
-        for ((tenant, epoch), jobs) in by_claim {
-            match penguin_engine::store::jobs::release_sending(
-                &self.ctx.pg,
-                tenant,
-                epoch,
-                &jobs,
-                now,
-            )
-            .await
-            {
-                Ok(Some(n)) if n > 0 => {
-                    tracing::info!(%tenant, jobs = n, "returned jobs left while the lease was not surely held");
-                    metrics::jobs_recovered("lease_lapse", n);
-                    feeder::wake(&self.ctx);
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    tracing::warn!(%tenant, error = %err, "returning abandoned jobs failed; retrying");
-                    self.ctx
-                        .abandoned
-                        .lock()
-                        .expect("abandoned lock")
-                        .extend(jobs.into_iter().map(|job| (tenant, job, epoch)));
-                }
-            }
-        }
-    }
-
-    /// A tenant whose lease this process just took: whoever worked it before (a
-    /// dead node, a paused one, or this node before a restart) is fenced off by a
-    /// new epoch, and the jobs it left `sending` return to `pending` in the same
-    /// transaction; its Redis state may be stale. Runs before the Feeder and the
-    /// Ip actors see the tenant. Returns whether the tenant may be worked.
-    async fn take_over(&self, tenant: Uuid) -> bool {
-        let now = self.ctx.clock.now();
-        let node = &self.ctx.config.node.id;
-        let taken = match fences::take(&self.ctx.pg, tenant, node, now).await {
-            Ok(taken) => taken,
-            Err(err) => {
-                tracing::warn!(%tenant, error = %err, "taking the tenant's epoch failed; retrying at the next heartbeat");
-                return false;
-            }
-        };
-        tracing::info!(%tenant, epoch = taken.epoch, "took the tenant over");
-        if taken.released > 0 {
-            tracing::warn!(%tenant, jobs = taken.released, "returned jobs a previous owner left `sending`");
-            metrics::jobs_recovered("takeover", taken.released);
-        }
-        self.ctx
-            .fences
-            .write()
-            .expect("fences lock")
-            .insert(tenant, taken.epoch);
-        crate::reaper::recover_redis_loss(&self.ctx, tenant, true).await;
-        true
     }
 
     async fn control(&mut self, event: ControlEvent) {

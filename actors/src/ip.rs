@@ -23,13 +23,11 @@ use std::time::Duration;
 use penguin_engine::control::{self, ControlEvent};
 use penguin_engine::queue::Popped;
 use penguin_engine::store;
-use penguin_engine::store::events::Event;
 use penguin_engine::store::jobs;
 use penguin_engine::store::routing::IpSpec;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
 use crate::allowance::{Allowance, AllowanceError, Grant};
 use crate::breaker::{Breakers, Observed, Trip};
@@ -38,7 +36,7 @@ use crate::delivery::{ReadyQueues, Work, Worker};
 use crate::pacer::Pacer;
 use crate::shaping::Shaping;
 use crate::tenant::TenantMsg;
-use crate::{analytics, metrics, status_writer};
+use crate::{metrics, status_writer};
 
 pub struct IpActor;
 
@@ -76,19 +74,19 @@ impl Drop for AbortOnDrop {
 }
 
 pub struct IpState {
-    ctx: Ctx,
-    spec: Arc<IpSpec>,
-    work: Option<mpsc::UnboundedSender<Work>>,
+    pub(crate) ctx: Ctx,
+    pub(crate) spec: Arc<IpSpec>,
+    pub(crate) work: Option<mpsc::UnboundedSender<Work>>,
     workers: Vec<AbortOnDrop>,
-    draining: Arc<AtomicBool>,
+    pub(crate) draining: Arc<AtomicBool>,
     /// The IP is paused (operator or breaker): workers release what they hold.
-    paused: Arc<AtomicBool>,
-    allowance: Allowance,
+    pub(crate) paused: Arc<AtomicBool>,
+    pub(crate) allowance: Allowance,
     /// The IP-local day whose warm-up verdicts (for the days before it) are in.
-    judged_day: Option<time::Date>,
-    breakers: Arc<std::sync::Mutex<Breakers>>,
-    shaping: Arc<Shaping>,
-    pacer: Arc<Pacer>,
+    pub(crate) judged_day: Option<time::Date>,
+    pub(crate) breakers: Arc<std::sync::Mutex<Breakers>>,
+    pub(crate) shaping: Arc<Shaping>,
+    pub(crate) pacer: Arc<Pacer>,
 }
 
 impl IpActor {
@@ -244,89 +242,6 @@ impl IpState {
         }
     }
 
-    /// Claims the granted jobs `sending` (recording their usage), hands them to
-    /// the workers, and returns how many were claimed (`None` if the claim failed).
-    async fn claim(&mut self, batch: Vec<Popped>, grant: &Grant) -> Option<u32> {
-        let tenant = self.spec.tenant_id;
-        let pairs: Vec<(Uuid, Uuid)> = batch
-            .iter()
-            .map(|p| (p.payload.job_id(), self.spec.id))
-            .collect();
-        let mut campaigns: Vec<Uuid> = batch.iter().map(|p| p.payload.job().campaign_id).collect();
-        campaigns.sort_unstable();
-        campaigns.dedup();
-        let Some(epoch) = self.ctx.fence(tenant) else {
-            self.allowance.unused(&self.spec, grant, 0).await;
-            self.return_credit(batch.len());
-            return None;
-        };
-        let claim = jobs::claim_sending(
-            &self.ctx.pg,
-            tenant,
-            epoch,
-            &pairs,
-            &campaigns,
-            self.ctx.clock.now(),
-            Some(grant.mark),
-        )
-        .await;
-        let claim = match claim {
-            Ok(claim) => claim,
-            Err(err) => {
-                tracing::warn!(ip = %self.spec.address, error = %err, "claiming jobs failed");
-                self.allowance.unused(&self.spec, grant, 0).await;
-                self.return_credit(batch.len());
-                return None;
-            }
-        };
-        if claim.fenced {
-            // Another node took the tenant over: its jobs are that node's now.
-            tracing::warn!(ip = %self.spec.address, "claim refused: the tenant's epoch moved on");
-            crate::metrics::fenced("claim", batch.len());
-            self.allowance.unused(&self.spec, grant, 0).await;
-            self.return_credit(batch.len());
-            return None;
-        }
-        let claimed_n = claim.claimed.len() as u32;
-        self.allowance.unused(&self.spec, grant, claimed_n).await;
-        if batch.is_empty() {
-            return Some(claimed_n);
-        }
-        // Postgres now holds the truth for every offered job: drop them from Redis.
-        let raws: Vec<&[u8]> = batch.iter().map(|p| p.raw.as_slice()).collect();
-        if let Err(err) = self.ctx.queue.ack(tenant, &raws).await {
-            tracing::warn!(error = %err, "acknowledging jobs in redis failed");
-        }
-        if !claim.suppressed.is_empty() {
-            self.record_suppressed(&batch, &claim.suppressed);
-        }
-        // One send per claimed job: a job can sit in the batch twice (a stale Redis
-        // copy next to its re-fed one after Redis lost state), and Postgres claims
-        // it once — so the first copy takes the claim and any other is dropped.
-        let mut claimed: std::collections::HashMap<Uuid, time::OffsetDateTime> =
-            claim.claimed.into_iter().collect();
-        let mut unclaimed = 0;
-        for popped in batch {
-            let job = popped.payload.into_job();
-            match (claimed.remove(&job.job_id), &self.work) {
-                (Some(first_attempt), Some(work)) => {
-                    let work_item = Work {
-                        job,
-                        first_attempt,
-                        hour_start: grant.mark.hour_start,
-                        fence: epoch,
-                    };
-                    if work.send(work_item).is_err() {
-                        unclaimed += 1;
-                    }
-                }
-                _ => unclaimed += 1,
-            }
-        }
-        self.return_credit(unclaimed);
-        Some(claimed_n)
-    }
-
     /// Reserves up to `wanted` sends; a paused IP grants none until it resumes.
     async fn reserve(&mut self, wanted: usize) -> Result<Grant, AllowanceError> {
         if self.paused.load(Ordering::Acquire) {
@@ -468,36 +383,7 @@ impl IpState {
         self.set_pace();
     }
 
-    /// Jobs the claim found on the suppression list: already terminal in Postgres;
-    /// record the event.
-    fn record_suppressed(&self, batch: &[Popped], suppressed: &[Uuid]) {
-        let now = self.ctx.clock.now();
-        let mut seen = std::collections::HashSet::new();
-        let events = batch
-            .iter()
-            .map(|p| p.payload.job())
-            .filter(|job| suppressed.contains(&job.job_id) && seen.insert(job.job_id))
-            .map(|job| {
-                crate::metrics::message("suppressed");
-                Event {
-                    tenant_id: job.tenant_id,
-                    campaign_id: job.campaign_id,
-                    job_id: job.job_id,
-                    ip_id: Some(self.spec.id),
-                    kind: "suppressed".into(),
-                    smtp_code: None,
-                    enhanced_code: None,
-                    class: None,
-                    provider: None,
-                    reply: Some("address is on the tenant's suppression list".into()),
-                    at: now,
-                }
-            })
-            .collect();
-        analytics::record(&self.ctx, events);
-    }
-
-    fn return_credit(&self, n: usize) {
+    pub(crate) fn return_credit(&self, n: usize) {
         if n == 0 {
             return;
         }

@@ -2,13 +2,13 @@
 //!
 //! ```text
 //! EngineSupervisor            supervisor.rs   starts/restarts everything below, owns shutdown
-//! ├── Cluster                 cluster.rs      membership, tenant shares and leases, hand-offs (handoff.rs), control notifications
+//! ├── Cluster                 cluster.rs      membership, tenant shares and leases, takeovers (takeover.rs), hand-offs (handoff.rs), control notifications
 //! ├── Feeder                  feeder.rs       due jobs Postgres → Redis lists
 //! ├── Reaper                  reaper.rs       expired in-flight, stale `sending`, Redis loss, completion
 //! ├── TenantSupervisor        tenant_supervisor.rs
 //! │   └── Tenant(t)           tenant.rs       pops its lists by priority, routes jobs to IPs with credit
 //! ├── IpSupervisor            ip_supervisor.rs
-//! │   └── Ip(a)               ip.rs           claims `queued → sending`, feeds its delivery workers
+//! │   └── Ip(a)               ip.rs           claims `queued → sending` (ip_claim.rs), feeds its delivery workers
 //! │       └── workers         delivery.rs     SMTP connections bound to the IP, report outcomes
 //! ├── WarmupSupervisor        warmup_supervisor.rs
 //! │   └── Warmup(s)           warmup.rs       per schedule: day-end verdicts, end of health pauses
@@ -33,6 +33,7 @@ pub mod directory;
 pub mod feeder;
 pub mod handoff;
 pub mod ip;
+mod ip_claim;
 pub mod ip_supervisor;
 pub mod metrics;
 pub mod outcome;
@@ -42,6 +43,7 @@ pub mod reaper;
 pub mod shaping;
 pub mod status_writer;
 pub mod supervisor;
+mod takeover;
 pub mod tenant;
 pub mod tenant_supervisor;
 pub mod warmup;

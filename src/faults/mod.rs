@@ -34,8 +34,8 @@ use report::{FaultDetail, FaultRecord, Inputs, JobRow, Report};
 pub struct FaultsArgs {
     /// TOML configuration of the nodes (environment variables override it):
     /// database, redis, admin token, lease TTL, limits… Delivery routes are
-    /// replaced by the harness' own sink.
-    #[arg(long)]
+    /// replaced by the harness' own sink. Given twice, the last one counts.
+    #[arg(long, overrides_with = "config")]
     pub config: Option<PathBuf>,
     /// Engine nodes (separate processes).
     #[arg(long, default_value_t = 3)]
@@ -90,7 +90,7 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<()> {
     let outcome = run_with_sink(&args, &sink).await;
     sink.shutdown().await;
     let report = outcome?;
-    print_report(&report);
+    report.print();
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -450,56 +450,3 @@ const CAP_USED: &str = "($2 > 0 AND NOT EXISTS (
       AND coalesce((SELECT u.reserved FROM ip_hourly_usage u
                     WHERE u.tenant_id = i.tenant_id AND u.ip_id = i.id
                       AND u.hour = date_trunc('hour', now())), 0) < $2))";
-
-fn print_report(report: &Report) {
-    println!(
-        "jobs {} ({}), delivered {}, waiting {}, lost {}, copies {} (allowed {}), unexpected {}",
-        report.jobs,
-        report
-            .states
-            .iter()
-            .map(|(s, n)| format!("{s} {n}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        report.delivered,
-        report.waiting,
-        report.lost,
-        report.copies,
-        report.copies_allowed,
-        report.unexpected
-    );
-    println!(
-        "most per IP and hour {} (cap {}), per IP and day {} (volume {}), overshoot {}",
-        report.most_per_ip_hour,
-        cap(report.ip_hourly_cap),
-        report.most_per_ip_day,
-        cap(report.ip_daily_volume),
-        report.cap_overshoot
-    );
-    for fault in &report.faults {
-        println!(
-            "  {}{}: {} under way, recovered in {}",
-            fault.kind,
-            fault
-                .node
-                .as_deref()
-                .map(|n| format!(" {n}"))
-                .unwrap_or_default(),
-            fault.under_way,
-            fault
-                .recovery_ms
-                .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
-                .unwrap_or_else(|| "- (nothing left to send)".into())
-        );
-    }
-    println!("took {:.1} s", report.elapsed_ms as f64 / 1000.0);
-    if report.failures.is_empty() {
-        println!("PASSED");
-    } else {
-        println!("FAILED: {}", report.failures.join("; "));
-    }
-}
-
-fn cap(n: u32) -> String {
-    if n == 0 { "none".into() } else { n.to_string() }
-}

@@ -268,3 +268,60 @@ pub fn judge(inputs: Inputs<'_>) -> Report {
         failures,
     }
 }
+
+impl Report {
+    /// The report for people, on standard output.
+    pub fn print(&self) {
+        let report = self;
+        println!(
+            "jobs {} ({}), delivered {}, waiting {}, lost {}, copies {} (allowed {}), unexpected {}",
+            report.jobs,
+            report
+                .states
+                .iter()
+                .map(|(s, n)| format!("{s} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            report.delivered,
+            report.waiting,
+            report.lost,
+            report.copies,
+            report.copies_allowed,
+            report.unexpected
+        );
+        println!(
+            "most per IP and hour {} (cap {}), per IP and day {} (volume {}), overshoot {}",
+            report.most_per_ip_hour,
+            cap(report.ip_hourly_cap),
+            report.most_per_ip_day,
+            cap(report.ip_daily_volume),
+            report.cap_overshoot
+        );
+        for fault in &report.faults {
+            println!(
+                "  {}{}: {} under way, recovered in {}",
+                fault.kind,
+                fault
+                    .node
+                    .as_deref()
+                    .map(|n| format!(" {n}"))
+                    .unwrap_or_default(),
+                fault.under_way,
+                fault
+                    .recovery_ms
+                    .map(|ms| format!("{:.1} s", ms as f64 / 1000.0))
+                    .unwrap_or_else(|| "- (nothing left to send)".into())
+            );
+        }
+        println!("took {:.1} s", report.elapsed_ms as f64 / 1000.0);
+        if report.failures.is_empty() {
+            println!("PASSED");
+        } else {
+            println!("FAILED: {}", report.failures.join("; "));
+        }
+    }
+}
+
+fn cap(n: u32) -> String {
+    if n == 0 { "none".into() } else { n.to_string() }
+}

@@ -1,5 +1,6 @@
-//! `penguin faults`, the fault harness, run as an operator runs it: three
-//! `penguin serve` processes on this test's Postgres and Redis, six campaigns
+//! `penguin faults`, the fault harness, run as an operator runs it (with the
+//! shipped `config/faults.toml`): three `penguin serve` processes on this
+//! test's Postgres and Redis, six campaigns
 //! whose IPs each hit their hourly cap, and every kind of fault — two SIGKILLs
 //! with restarts, a SIGSTOP for 1.5 × the lease TTL, a Redis FLUSHALL, a Redis
 //! restart (every key and client connection gone), and a Postgres restart (an
@@ -13,37 +14,25 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{ADMIN_TOKEN, TestEnv};
+use crate::support::TestEnv;
 
+/// `limits.ip_hourly_cap` of `config/faults.toml`.
 const CAP: u64 = 250;
 const LEADS: u64 = 300;
 const TENANTS: u64 = 6;
-
-fn config_toml(env: &TestEnv) -> String {
-    format!(
-        "[database]\nurl = {:?}\n\n[redis]\nurl = {:?}\n\n\
-         [api]\nadmin_token = {:?}\n\n\
-         [node]\nlease_ttl_ms = 2000\nheartbeat_ms = 200\n\n\
-         [queue]\nfeed_idle_ms = 50\nreaper_interval_ms = 200\ninflight_deadline_ms = 3000\n\n\
-         [limits]\nip_messages_per_second = 40\nip_hourly_cap = {CAP}\n\n\
-         [delivery]\nconnections_per_ip = 2\nip_backlog = 4\n",
-        env.config.database.url, env.config.redis.url, ADMIN_TOKEN
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fault_harness_passes_every_kind_of_fault_on_three_nodes() {
     let env = TestEnv::start().await;
     let dir = std::env::temp_dir().join(format!("penguin-e2e-faults-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("faults.toml");
-    std::fs::write(&config, config_toml(&env)).unwrap();
     let report_file = dir.join("report.json");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/faults.toml");
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_penguin"));
     command
         .arg("faults")
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .args(["--nodes", "3", "--tenants", &TENANTS.to_string()])
         .args(["--leads", &LEADS.to_string()])
         .args([
@@ -55,12 +44,15 @@ async fn the_fault_harness_passes_every_kind_of_fault_on_three_nodes() {
         .arg("--json")
         .arg(&report_file)
         .kill_on_drop(true);
-    // The harness reads its configuration from the file alone.
+    // The shipped rehearsal configuration, on this test's servers.
     for (key, _) in std::env::vars() {
-        if key.starts_with("PENGUIN_") || key == "DATABASE_URL" || key == "REDIS_URL" {
+        if key.starts_with("PENGUIN_") {
             command.env_remove(key);
         }
     }
+    command
+        .env("DATABASE_URL", &env.config.database.url)
+        .env("REDIS_URL", &env.config.redis.url);
     let output = tokio::time::timeout(Duration::from_secs(240), command.output())
         .await
         .expect("the harness finished in time")

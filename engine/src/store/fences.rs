@@ -5,10 +5,11 @@
 //! `pending`: after the commit no job of the tenant is `sending` under an older
 //! epoch, so an older holder's status writes (which must match the epoch the
 //! job was claimed under) find nothing to change. Claims and recoveries of the
-//! node carry its epoch and lock the fence row `FOR SHARE`, so each orders
-//! strictly before or after a takeover ([`crate::store::jobs`]).
+//! node carry its epoch and lock the fence row `FOR SHARE` ([`hold`], inside a
+//! [`fenced_transaction`]), so each orders strictly before or after a takeover
+//! ([`crate::store::jobs`], [`crate::store::job_recovery`]).
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -73,4 +74,65 @@ pub async fn current(pool: &Pool, tenant: Uuid) -> Result<Option<(Epoch, String)
         .query_opt(&stmt, &[&tenant])
         .await?
         .map(|row| (row.get(0), row.get(1))))
+}
+
+/// How long a transaction holding a tenant's fence may sit idle before Postgres
+/// ends it: a node the OS paused between two statements must not keep the fence
+/// (and the campaign rows a claim holds `FOR SHARE`) locked from the node that
+/// takes its tenants over, nor from the API pausing a campaign. Far longer than
+/// the gap between two statements of a live node; far shorter than a lease.
+const FENCED_IDLE_TIMEOUT: &str = "1s";
+
+/// Begins a transaction that will hold a fence ([`hold`]).
+pub(crate) async fn fenced_transaction(
+    client: &mut deadpool_postgres::Client,
+) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL idle_in_transaction_session_timeout = '{FENCED_IDLE_TIMEOUT}'"
+    ))
+    .await?;
+    Ok(tx)
+}
+
+/// Locks the fence rows of the `tenants` still at the paired `epochs` (`FOR
+/// SHARE`, until `tx` ends) and returns those tenants: a takeover of any of them
+/// waits for `tx`, and one that committed first leaves its tenant out.
+pub async fn hold(
+    tx: &impl GenericClient,
+    tenants: &[Uuid],
+    epochs: &[Epoch],
+) -> Result<Vec<Uuid>, StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT f.tenant_id FROM tenant_fences f
+             JOIN unnest($1::uuid[], $2::int8[]) AS u(tenant_id, epoch)
+               ON f.tenant_id = u.tenant_id AND f.epoch = u.epoch
+             ORDER BY f.tenant_id
+             FOR SHARE OF f",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&tenants, &epochs]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Runs one statement on a tenant's jobs inside a transaction that holds the
+/// tenant's fence at `epoch`: the rows changed, or `None` (nothing changed) once
+/// the epoch moved on.
+pub(crate) async fn fenced_execute(
+    pool: &Pool,
+    tenant: Uuid,
+    epoch: Epoch,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Option<u64>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = fenced_transaction(&mut client).await?;
+    if hold(&tx, &[tenant], &[epoch]).await?.is_empty() {
+        return Ok(None);
+    }
+    let stmt = tx.prepare_cached(sql).await?;
+    let changed = tx.execute(&stmt, params).await?;
+    tx.commit().await?;
+    Ok(Some(changed))
 }

@@ -16,7 +16,8 @@
 //! Every write of a node carries the tenant's epoch it holds (its fencing token,
 //! [`crate::store::fences`]). Claims and recoveries first lock the tenant's fence
 //! row `FOR SHARE` with that epoch ([`hold`]) and change nothing when it moved on;
-//! a status write must match the epoch its job was claimed under (`fence`).
+//! a status write must match the epoch its job was claimed under (`fence`). The
+//! recoveries live in [`crate::store::job_recovery`] and are re-exported here.
 
 use deadpool_postgres::{GenericClient, Pool};
 use time::OffsetDateTime;
@@ -25,7 +26,10 @@ use uuid::Uuid;
 use crate::db::StoreError;
 use crate::domain::JobStatus;
 use crate::payload::{JobPayload, JobV1};
-use crate::store::fences::Epoch;
+use crate::store::fences::{Epoch, fenced_transaction, hold};
+pub use crate::store::job_recovery::{
+    postpone_queued, release_queued, release_sending, release_sending_on_ip, release_stale_sending,
+};
 
 /// Claims up to `limit` due jobs of `tenant` (`pending|deferred → queued`) in
 /// priority order and returns them as payloads ready for Redis. Jobs of a
@@ -372,178 +376,6 @@ pub async fn running_campaigns(
         .await?;
     let rows = client.query(&stmt, &[&tenants]).await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
-/// How long a transaction holding a tenant's fence may sit idle before Postgres
-/// ends it: a node the OS paused between two statements must not keep the fence
-/// (and the campaign rows a claim holds `FOR SHARE`) locked from the node that
-/// takes its tenants over, nor from the API pausing a campaign. Far longer than
-/// the gap between two statements of a live node; far shorter than a lease.
-const FENCED_IDLE_TIMEOUT: &str = "1s";
-
-/// Begins a transaction that will hold a fence ([`hold`]).
-async fn fenced_transaction(
-    client: &mut deadpool_postgres::Client,
-) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
-    let tx = client.transaction().await?;
-    tx.batch_execute(&format!(
-        "SET LOCAL idle_in_transaction_session_timeout = '{FENCED_IDLE_TIMEOUT}'"
-    ))
-    .await?;
-    Ok(tx)
-}
-
-/// Locks the fence rows of the `tenants` still at the paired `epochs` (`FOR
-/// SHARE`, until `tx` ends) and returns those tenants: a takeover of any of them
-/// waits for `tx`, and one that committed first leaves its tenant out.
-pub async fn hold(
-    tx: &impl GenericClient,
-    tenants: &[Uuid],
-    epochs: &[Epoch],
-) -> Result<Vec<Uuid>, StoreError> {
-    let stmt = tx
-        .prepare_cached(
-            "SELECT f.tenant_id FROM tenant_fences f
-             JOIN unnest($1::uuid[], $2::int8[]) AS u(tenant_id, epoch)
-               ON f.tenant_id = u.tenant_id AND f.epoch = u.epoch
-             ORDER BY f.tenant_id
-             FOR SHARE OF f",
-        )
-        .await?;
-    let rows = tx.query(&stmt, &[&tenants, &epochs]).await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-/// Returns `sending` jobs of the `(tenant, epoch)` pairs still held, untouched
-/// since `older_than`, to `pending`: their node or Ip actor died mid-attempt.
-/// (The attempt may have reached the recipient; this is the "at most in-flight"
-/// duplicate window after a crash.)
-pub async fn release_stale_sending(
-    pool: &Pool,
-    tenants: &[(Uuid, Epoch)],
-    older_than: OffsetDateTime,
-    now: OffsetDateTime,
-) -> Result<u64, StoreError> {
-    let (ids, epochs): (Vec<Uuid>, Vec<Epoch>) = tenants.iter().copied().unzip();
-    let mut client = pool.get().await?;
-    let tx = fenced_transaction(&mut client).await?;
-    let held = hold(&tx, &ids, &epochs).await?;
-    if held.is_empty() {
-        return Ok(0);
-    }
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE send_jobs SET status = 'pending', updated_at = $3
-             WHERE tenant_id = ANY($1) AND status = 'sending' AND updated_at < $2",
-        )
-        .await?;
-    let released = tx.execute(&stmt, &[&held, &older_than, &now]).await?;
-    tx.commit().await?;
-    Ok(released)
-}
-
-/// Runs one statement on a tenant's jobs inside a transaction that holds the
-/// tenant's fence at `epoch`: the rows changed, or `None` (nothing changed) once
-/// the epoch moved on.
-async fn fenced_execute(
-    pool: &Pool,
-    tenant: Uuid,
-    epoch: Epoch,
-    sql: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-) -> Result<Option<u64>, StoreError> {
-    let mut client = pool.get().await?;
-    let tx = fenced_transaction(&mut client).await?;
-    if hold(&tx, &[tenant], &[epoch]).await?.is_empty() {
-        return Ok(None);
-    }
-    let stmt = tx.prepare_cached(sql).await?;
-    let changed = tx.execute(&stmt, params).await?;
-    tx.commit().await?;
-    Ok(Some(changed))
-}
-
-/// Returns every `sending` job on one IP to `pending`: used when that IP's actor
-/// restarts, because this node owns the IP and the old actor's attempts are gone.
-/// `None`: the epoch moved on, nothing changed (as for the other fenced writes).
-pub async fn release_sending_on_ip(
-    pool: &Pool,
-    tenant: Uuid,
-    epoch: Epoch,
-    ip: Uuid,
-    now: OffsetDateTime,
-) -> Result<Option<u64>, StoreError> {
-    fenced_execute(
-        pool,
-        tenant,
-        epoch,
-        "UPDATE send_jobs SET status = 'pending', updated_at = $3
-         WHERE tenant_id = $1 AND ip_id = $2 AND status = 'sending'",
-        &[&tenant, &ip, &now],
-    )
-    .await
-}
-
-/// Returns jobs left `sending` under `epoch` (claimed, never attempted: the
-/// attempt is not counted) to `pending`. `None`: the epoch moved on, nothing
-/// changed.
-pub async fn release_sending(
-    pool: &Pool,
-    tenant: Uuid,
-    epoch: Epoch,
-    jobs: &[Uuid],
-    now: OffsetDateTime,
-) -> Result<Option<u64>, StoreError> {
-    fenced_execute(
-        pool,
-        tenant,
-        epoch,
-        "UPDATE send_jobs
-         SET status = 'pending', attempts = greatest(attempts - 1, 0), updated_at = $4
-         WHERE tenant_id = $1 AND id = ANY($2) AND status = 'sending' AND fence = $3",
-        &[&tenant, &jobs, &epoch, &now],
-    )
-    .await
-}
-
-/// Returns every `queued` job of a tenant to `pending`: Redis lost its copies
-/// (emptied or restarted). Copies that survived are harmless — claiming them fails.
-pub async fn release_queued(
-    pool: &Pool,
-    tenant: Uuid,
-    epoch: Epoch,
-    now: OffsetDateTime,
-) -> Result<Option<u64>, StoreError> {
-    fenced_execute(
-        pool,
-        tenant,
-        epoch,
-        "UPDATE send_jobs SET status = 'pending', updated_at = $2
-         WHERE tenant_id = $1 AND status = 'queued'",
-        &[&tenant, &now],
-    )
-    .await
-}
-
-/// Sends popped `queued` jobs back to Postgres' backlog until `run_at`: every IP
-/// of their pool has used its allowance until then. Returns how many moved.
-pub async fn postpone_queued(
-    pool: &Pool,
-    tenant: Uuid,
-    epoch: Epoch,
-    jobs: &[Uuid],
-    run_at: OffsetDateTime,
-    now: OffsetDateTime,
-) -> Result<Option<u64>, StoreError> {
-    fenced_execute(
-        pool,
-        tenant,
-        epoch,
-        "UPDATE send_jobs SET status = 'pending', run_at = greatest(run_at, $3), updated_at = $4
-         WHERE tenant_id = $1 AND id = ANY($2) AND status = 'queued'",
-        &[&tenant, &jobs, &run_at, &now],
-    )
-    .await
 }
 
 /// The earliest `run_at` of a job waiting in the backlog of these tenants (only

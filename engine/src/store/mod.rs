@@ -26,6 +26,7 @@ pub mod events_read;
 pub mod fences;
 pub mod ip_state;
 pub mod ips;
+pub mod job_recovery;
 pub mod jobs;
 pub mod leads;
 pub mod routing;

@@ -1,0 +1,133 @@
+//! How an Ip actor claims a granted batch: `queued → sending` in Postgres under
+//! this node's epoch of the tenant (a fenced claim changes nothing), usage
+//! recorded in the same transaction, the batch acknowledged in Redis, and each
+//! claimed job handed to a delivery worker once; suppressed addresses are
+//! recorded instead of sent.
+
+use penguin_engine::queue::Popped;
+use penguin_engine::store::events::Event;
+use penguin_engine::store::fences::Epoch;
+use penguin_engine::store::jobs;
+use uuid::Uuid;
+
+use crate::allowance::Grant;
+use crate::analytics;
+use crate::delivery::Work;
+use crate::ip::IpState;
+
+impl IpState {
+    /// Claims the granted jobs `sending` (recording their usage), hands them to
+    /// the workers, and returns how many were claimed (`None` if the claim failed).
+    pub(crate) async fn claim(&mut self, batch: Vec<Popped>, grant: &Grant) -> Option<u32> {
+        let tenant = self.spec.tenant_id;
+        let pairs: Vec<(Uuid, Uuid)> = batch
+            .iter()
+            .map(|p| (p.payload.job_id(), self.spec.id))
+            .collect();
+        let mut campaigns: Vec<Uuid> = batch.iter().map(|p| p.payload.job().campaign_id).collect();
+        campaigns.sort_unstable();
+        campaigns.dedup();
+        let Some((claim, epoch)) = self
+            .claim_fenced(&pairs, &campaigns, grant, batch.len())
+            .await
+        else {
+            self.allowance.unused(&self.spec, grant, 0).await;
+            self.return_credit(batch.len());
+            return None;
+        };
+        let claimed_n = claim.claimed.len() as u32;
+        self.allowance.unused(&self.spec, grant, claimed_n).await;
+        if batch.is_empty() {
+            return Some(claimed_n);
+        }
+        // Postgres now holds the truth for every offered job: drop them from Redis.
+        let raws: Vec<&[u8]> = batch.iter().map(|p| p.raw.as_slice()).collect();
+        if let Err(err) = self.ctx.queue.ack(tenant, &raws).await {
+            tracing::warn!(error = %err, "acknowledging jobs in redis failed");
+        }
+        if !claim.suppressed.is_empty() {
+            self.record_suppressed(&batch, &claim.suppressed);
+        }
+        // One send per claimed job: a job can sit in the batch twice (a stale Redis
+        // copy next to its re-fed one after Redis lost state), and Postgres claims
+        // it once — so the first copy takes the claim and any other is dropped.
+        let mut claimed: std::collections::HashMap<Uuid, time::OffsetDateTime> =
+            claim.claimed.into_iter().collect();
+        let mut unclaimed = 0;
+        for popped in batch {
+            let job = popped.payload.into_job();
+            match (claimed.remove(&job.job_id), &self.work) {
+                (Some(first_attempt), Some(work)) => {
+                    let work_item = Work {
+                        job,
+                        first_attempt,
+                        hour_start: grant.mark.hour_start,
+                        fence: epoch,
+                    };
+                    if work.send(work_item).is_err() {
+                        unclaimed += 1;
+                    }
+                }
+                _ => unclaimed += 1,
+            }
+        }
+        self.return_credit(unclaimed);
+        Some(claimed_n)
+    }
+
+    /// `claim_sending` under this node's epoch of the tenant; `None` when the
+    /// claim failed or was fenced (another node took the tenant over).
+    async fn claim_fenced(
+        &self,
+        pairs: &[(Uuid, Uuid)],
+        campaigns: &[Uuid],
+        grant: &Grant,
+        offered: usize,
+    ) -> Option<(jobs::SendingClaim, Epoch)> {
+        let tenant = self.spec.tenant_id;
+        let epoch = self.ctx.fence(tenant)?;
+        let now = self.ctx.clock.now();
+        let mark = Some(grant.mark);
+        match jobs::claim_sending(&self.ctx.pg, tenant, epoch, pairs, campaigns, now, mark).await {
+            Ok(claim) if claim.fenced => {
+                tracing::warn!(ip = %self.spec.address, "claim refused: the tenant's epoch moved on");
+                crate::metrics::fenced("claim", offered);
+                None
+            }
+            Ok(claim) => Some((claim, epoch)),
+            Err(err) => {
+                tracing::warn!(ip = %self.spec.address, error = %err, "claiming jobs failed");
+                None
+            }
+        }
+    }
+
+    /// Jobs the claim found on the suppression list: already terminal in Postgres;
+    /// record the event.
+    fn record_suppressed(&self, batch: &[Popped], suppressed: &[Uuid]) {
+        let now = self.ctx.clock.now();
+        let mut seen = std::collections::HashSet::new();
+        let events = batch
+            .iter()
+            .map(|p| p.payload.job())
+            .filter(|job| suppressed.contains(&job.job_id) && seen.insert(job.job_id))
+            .map(|job| {
+                crate::metrics::message("suppressed");
+                Event {
+                    tenant_id: job.tenant_id,
+                    campaign_id: job.campaign_id,
+                    job_id: job.job_id,
+                    ip_id: Some(self.spec.id),
+                    kind: "suppressed".into(),
+                    smtp_code: None,
+                    enhanced_code: None,
+                    class: None,
+                    provider: None,
+                    reply: Some("address is on the tenant's suppression list".into()),
+                    at: now,
+                }
+            })
+            .collect();
+        analytics::record(&self.ctx, events);
+    }
+}

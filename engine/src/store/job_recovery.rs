@@ -1,0 +1,122 @@
+//! Returning jobs to `pending` after crashes, Redis loss, lease lapses and used
+//! allowances (Reaper, Cluster, Feeder, Ip and Tenant actors). Each runs under
+//! the tenant's fence at the caller's epoch ([`crate::store::fences`]) and
+//! changes nothing once another node took the tenant over.
+
+use deadpool_postgres::Pool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::StoreError;
+use crate::store::fences::{Epoch, fenced_execute, fenced_transaction, hold};
+
+/// Returns `sending` jobs of the `(tenant, epoch)` pairs still held, untouched
+/// since `older_than`, to `pending`: their node or Ip actor died mid-attempt.
+/// (The attempt may have reached the recipient; this is the "at most in-flight"
+/// duplicate window after a crash.)
+pub async fn release_stale_sending(
+    pool: &Pool,
+    tenants: &[(Uuid, Epoch)],
+    older_than: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let (ids, epochs): (Vec<Uuid>, Vec<Epoch>) = tenants.iter().copied().unzip();
+    let mut client = pool.get().await?;
+    let tx = fenced_transaction(&mut client).await?;
+    let held = hold(&tx, &ids, &epochs).await?;
+    if held.is_empty() {
+        return Ok(0);
+    }
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE send_jobs SET status = 'pending', updated_at = $3
+             WHERE tenant_id = ANY($1) AND status = 'sending' AND updated_at < $2",
+        )
+        .await?;
+    let released = tx.execute(&stmt, &[&held, &older_than, &now]).await?;
+    tx.commit().await?;
+    Ok(released)
+}
+
+/// Returns every `sending` job on one IP to `pending`: used when that IP's actor
+/// restarts, because this node owns the IP and the old actor's attempts are gone.
+/// `None`: the epoch moved on, nothing changed (as for the other fenced writes).
+pub async fn release_sending_on_ip(
+    pool: &Pool,
+    tenant: Uuid,
+    epoch: Epoch,
+    ip: Uuid,
+    now: OffsetDateTime,
+) -> Result<Option<u64>, StoreError> {
+    fenced_execute(
+        pool,
+        tenant,
+        epoch,
+        "UPDATE send_jobs SET status = 'pending', updated_at = $3
+         WHERE tenant_id = $1 AND ip_id = $2 AND status = 'sending'",
+        &[&tenant, &ip, &now],
+    )
+    .await
+}
+
+/// Returns jobs left `sending` under `epoch` (claimed, never attempted: the
+/// attempt is not counted) to `pending`. `None`: the epoch moved on, nothing
+/// changed.
+pub async fn release_sending(
+    pool: &Pool,
+    tenant: Uuid,
+    epoch: Epoch,
+    jobs: &[Uuid],
+    now: OffsetDateTime,
+) -> Result<Option<u64>, StoreError> {
+    fenced_execute(
+        pool,
+        tenant,
+        epoch,
+        "UPDATE send_jobs
+         SET status = 'pending', attempts = greatest(attempts - 1, 0), updated_at = $4
+         WHERE tenant_id = $1 AND id = ANY($2) AND status = 'sending' AND fence = $3",
+        &[&tenant, &jobs, &epoch, &now],
+    )
+    .await
+}
+
+/// Returns every `queued` job of a tenant to `pending`: Redis lost its copies
+/// (emptied or restarted). Copies that survived are harmless — claiming them fails.
+pub async fn release_queued(
+    pool: &Pool,
+    tenant: Uuid,
+    epoch: Epoch,
+    now: OffsetDateTime,
+) -> Result<Option<u64>, StoreError> {
+    fenced_execute(
+        pool,
+        tenant,
+        epoch,
+        "UPDATE send_jobs SET status = 'pending', updated_at = $2
+         WHERE tenant_id = $1 AND status = 'queued'",
+        &[&tenant, &now],
+    )
+    .await
+}
+
+/// Sends popped `queued` jobs back to Postgres' backlog until `run_at`: every IP
+/// of their pool has used its allowance until then. Returns how many moved.
+pub async fn postpone_queued(
+    pool: &Pool,
+    tenant: Uuid,
+    epoch: Epoch,
+    jobs: &[Uuid],
+    run_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Result<Option<u64>, StoreError> {
+    fenced_execute(
+        pool,
+        tenant,
+        epoch,
+        "UPDATE send_jobs SET status = 'pending', run_at = greatest(run_at, $3), updated_at = $4
+         WHERE tenant_id = $1 AND id = ANY($2) AND status = 'queued'",
+        &[&tenant, &jobs, &run_at, &now],
+    )
+    .await
+}
