@@ -10,7 +10,9 @@
 //! missing for a whole TTL, by which time a live holder would have renewed it).
 //! So emptying Redis never hands a tenant to a second node while its owner sends.
 //!
-//! Fencing tokens on status writes are not built yet.
+//! The lease says who should work a tenant; the fencing token says whose writes
+//! Postgres still accepts: each takeover raises the tenant's epoch there
+//! ([`crate::store::fences`]), so a node whose lease passed on changes nothing.
 
 use deadpool_redis::Pool;
 use deadpool_redis::redis::Script;

@@ -225,6 +225,33 @@ async fn writes_of_a_superseded_epoch_change_nothing() {
     );
 }
 
+/// A transaction holding a fence may sit idle for a second at most, so a node
+/// the OS stops between two statements cannot block a takeover for longer.
+#[tokio::test]
+async fn a_transaction_holding_a_fence_may_not_sit_idle() {
+    let f = fixture(0).await;
+    let now = OffsetDateTime::now_utc();
+    let a = fences::take(&f.env.pg, f.tenant, "node-a", now)
+        .await
+        .unwrap();
+    let mut client = f.env.pg.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    let show = "SHOW idle_in_transaction_session_timeout";
+    assert_eq!(
+        tx.query_one(show, &[]).await.unwrap().get::<_, String>(0),
+        "0"
+    );
+    let held = fences::hold(&tx, &[f.tenant], &[a.epoch]).await.unwrap();
+    assert_eq!(held, vec![f.tenant]);
+    assert_eq!(
+        tx.query_one(show, &[]).await.unwrap().get::<_, String>(0),
+        "1s"
+    );
+    tx.rollback().await.unwrap();
+    let after = client.query_one(show, &[]).await.unwrap();
+    assert_eq!(after.get::<_, String>(0), "0", "only for that transaction");
+}
+
 /// A takeover waits for a claim in progress (the fence row is held `FOR SHARE`
 /// by the claim's transaction) and then returns what that claim took: whichever
 /// commits first, no job stays `sending` under the old epoch.

@@ -76,28 +76,24 @@ pub async fn current(pool: &Pool, tenant: Uuid) -> Result<Option<(Epoch, String)
         .map(|row| (row.get(0), row.get(1))))
 }
 
-/// How long a transaction holding a tenant's fence may sit idle before Postgres
-/// ends it: a node the OS paused between two statements must not keep the fence
-/// (and the campaign rows a claim holds `FOR SHARE`) locked from the node that
-/// takes its tenants over, nor from the API pausing a campaign. Far longer than
-/// the gap between two statements of a live node; far shorter than a lease.
-const FENCED_IDLE_TIMEOUT: &str = "1s";
-
 /// Begins a transaction that will hold a fence ([`hold`]).
 pub(crate) async fn fenced_transaction(
     client: &mut deadpool_postgres::Client,
 ) -> Result<deadpool_postgres::Transaction<'_>, StoreError> {
-    let tx = client.transaction().await?;
-    tx.batch_execute(&format!(
-        "SET LOCAL idle_in_transaction_session_timeout = '{FENCED_IDLE_TIMEOUT}'"
-    ))
-    .await?;
-    Ok(tx)
+    Ok(client.transaction().await?)
 }
 
 /// Locks the fence rows of the `tenants` still at the paired `epochs` (`FOR
 /// SHARE`, until `tx` ends) and returns those tenants: a takeover of any of them
 /// waits for `tx`, and one that committed first leaves its tenant out.
+///
+/// In the same statement the transaction may from then on sit idle for at most
+/// a second before Postgres ends it: a node the OS paused between two
+/// statements must not keep the fence (and the campaign rows a claim holds
+/// `FOR SHARE`) locked from the node that takes its tenants over, nor from the
+/// API pausing a campaign. Far longer than the gap between two statements of a
+/// live node; far shorter than a lease. (Every returned row joins the one row
+/// that sets it, so no fence is held without it.)
 pub async fn hold(
     tx: &impl GenericClient,
     tenants: &[Uuid],
@@ -108,6 +104,8 @@ pub async fn hold(
             "SELECT f.tenant_id FROM tenant_fences f
              JOIN unnest($1::uuid[], $2::int8[]) AS u(tenant_id, epoch)
                ON f.tenant_id = u.tenant_id AND f.epoch = u.epoch
+             CROSS JOIN (SELECT set_config('idle_in_transaction_session_timeout', '1s', true))
+               AS idle(timeout)
              ORDER BY f.tenant_id
              FOR SHARE OF f",
         )
