@@ -81,8 +81,24 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
         || async { (shares(&api).await == shares_of(&[("node-a", 4)])).then_some(()) },
     )
     .await;
-    // The fault lasts 1.5 × the lease TTL.
-    tokio::time::sleep_until((stopped + Duration::from_millis(TTL_MS * 3 / 2)).into()).await;
+    // The fault lasts 1.5 × the lease TTL, and until node-a's takeover of
+    // node-b's tenants has raised their epochs in Postgres.
+    wait_for(
+        "node-b's tenants taken over, 1.5 × TTL into the pause",
+        Duration::from_secs(30),
+        || async {
+            let sql = format!(
+                "SELECT count(*) FROM tenant_fences
+                 WHERE node_id = 'node-a' AND tenant_id::text IN ('{}')",
+                tenants_b.join("', '")
+            );
+            let taken: i64 = rig.env.psql(&sql).await[0].get(0);
+            (taken == tenants_b.len() as i64
+                && stopped.elapsed() >= Duration::from_millis(TTL_MS * 3 / 2))
+            .then_some(())
+        },
+    )
+    .await;
     node_b.signal("CONT");
 
     rig.wait_until_done(&scenario, Duration::from_secs(120))

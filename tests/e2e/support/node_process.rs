@@ -3,7 +3,6 @@
 //! own build of the binary under the watchdog of [`super::process`] (it dies
 //! with the test), with a TOML file written from the test's configuration.
 
-use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,42 +18,10 @@ pub struct NodeProcess {
     api_url: String,
 }
 
-/// The keys of `config` a node process needs (the rest keep their defaults).
+/// `config` as the node's TOML file: every key, as `penguin faults` writes its
+/// nodes' files.
 fn toml_of(config: &Config) -> String {
-    let q = |s: &str| format!("{s:?}");
-    let mut toml = String::new();
-    let _ = write!(
-        toml,
-        "[database]\nurl = {}\n\n[redis]\nurl = {}\n\n\
-         [api]\nlisten = \"127.0.0.1:0\"\nadmin_token = {}\n\n\
-         [node]\nid = {}\nlease_ttl_ms = {}\nheartbeat_ms = {}\n\n\
-         [queue]\nfeed_idle_ms = {}\nreaper_interval_ms = {}\ninflight_deadline_ms = {}\n\
-         sending_timeout_ms = {}\n\n\
-         [limits]\nip_messages_per_second = {}\n\n\
-         [delivery]\nconnections_per_ip = {}\n\n",
-        q(&config.database.url),
-        q(&config.redis.url),
-        q(&config.api.admin_token),
-        q(&config.node.id),
-        config.node.lease_ttl_ms,
-        config.node.heartbeat_ms,
-        config.queue.feed_idle_ms,
-        config.queue.reaper_interval_ms,
-        config.queue.inflight_deadline_ms,
-        config.queue.sending_timeout_ms,
-        config.limits.ip_messages_per_second,
-        config.delivery.connections_per_ip,
-    );
-    for route in &config.delivery.routes {
-        let _ = write!(
-            toml,
-            "[[delivery.routes]]\ndomain = {}\nhost = {}\nport = {}\n\n",
-            q(&route.domain),
-            q(&route.host),
-            route.port
-        );
-    }
-    toml
+    toml::to_string(config).expect("the test configuration serializes")
 }
 
 impl NodeProcess {
