@@ -6,11 +6,9 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::support::api::ApiClient;
 use crate::support::cluster::{shares, shares_of, start_node};
-use crate::support::rig::Rig;
+use crate::support::rig::{Rig, start_other_campaign};
 use crate::support::wait_for;
 
 const LEADS: usize = 1_500;
@@ -56,26 +54,9 @@ async fn pause_holds_on_every_node_and_resume_completes_exactly_once() {
     // A second campaign of each tenant, on its IPs: it must go out.
     let mut others = Vec::new();
     for (n, tenant) in scenario.tenants.iter().enumerate() {
-        let body = json!({
-            "name": "keeps flowing", "from": format!("hello@e2e-{}.test", n + 1),
-            "subject": "Hi {{first_name}}", "text": "Hello {{first_name}}",
-            "ip_ids": tenant.ips.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>(),
-        });
-        let other = client
-            .create_campaign(&tenant.token, &body)
-            .await
-            .expect("second campaign");
-        let leads: Vec<_> = (0..200)
-            .map(|i| json!({"email": format!("other{i}@flow{n}.test"), "fields": {"first_name": "O"}}))
-            .collect();
-        client
-            .add_leads(&tenant.token, other, &leads, 1_000)
-            .await
-            .expect("leads");
-        client
-            .campaign_action(&tenant.token, other, "start")
-            .await
-            .expect("start other");
+        let from = format!("e2e-{}.test", n + 1);
+        let other =
+            start_other_campaign(client, tenant, &from, &format!("flow{n}.test"), 200).await;
         others.push((tenant.token.clone(), other));
     }
     for (token, other) in &others {

@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
-use crate::support::rig::Rig;
+use crate::support::rig::{Rig, start_other_campaign};
 use crate::support::wait_for;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -38,28 +36,7 @@ async fn no_message_after_pause_returns_and_resume_completes_exactly_once() {
     );
 
     // A second campaign of the same tenant on the same IPs must still go out.
-    let other = client
-        .create_campaign(
-            &tenant.token,
-            &json!({
-                "name": "keeps flowing", "from": "hello@e2e-1.test", "subject": "Hi {{first_name}}",
-                "text": "Hello {{first_name}}",
-                "ip_ids": tenant.ips.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>(),
-            }),
-        )
-        .await
-        .expect("second campaign");
-    let leads: Vec<_> = (0..300)
-        .map(|n| json!({"email": format!("other{n}@flow.test"), "fields": {"first_name": "O"}}))
-        .collect();
-    client
-        .add_leads(&tenant.token, other, &leads, 1_000)
-        .await
-        .expect("leads");
-    client
-        .campaign_action(&tenant.token, other, "start")
-        .await
-        .expect("start other");
+    let other = start_other_campaign(client, tenant, "e2e-1.test", "flow.test", 300).await;
     wait_for(
         "the other campaign to finish",
         Duration::from_secs(60),

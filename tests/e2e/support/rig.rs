@@ -327,3 +327,41 @@ impl Rig {
         self.sink.shutdown().await;
     }
 }
+
+/// Creates and starts another campaign of `tenant` on its IPs, from
+/// `hello@<from_domain>`, with `leads` leads `other<i>@<recipient_domain>`;
+/// returns its id. Pause scenarios use it to show the engine kept sending.
+pub async fn start_other_campaign(
+    client: &penguin::client::ApiClient,
+    tenant: &penguin::scenario::TenantRun,
+    from_domain: &str,
+    recipient_domain: &str,
+    leads: usize,
+) -> uuid::Uuid {
+    let body = serde_json::json!({
+        "name": "keeps flowing", "from": format!("hello@{from_domain}"),
+        "subject": "Hi {{first_name}}", "text": "Hello {{first_name}}",
+        "ip_ids": tenant.ips.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>(),
+    });
+    let other = client
+        .create_campaign(&tenant.token, &body)
+        .await
+        .expect("second campaign");
+    let leads: Vec<_> = (0..leads)
+        .map(|i| {
+            serde_json::json!({
+                "email": format!("other{i}@{recipient_domain}"),
+                "fields": {"first_name": "O"},
+            })
+        })
+        .collect();
+    client
+        .add_leads(&tenant.token, other, &leads, 1_000)
+        .await
+        .expect("leads");
+    client
+        .campaign_action(&tenant.token, other, "start")
+        .await
+        .expect("start other");
+    other
+}
