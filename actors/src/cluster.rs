@@ -239,6 +239,7 @@ impl ClusterState {
             let mut fences = self.ctx.fences.write().expect("fences lock");
             fences.retain(|t, _| owned.contains(t) || self.leaving.contains_key(t));
         }
+        takeover::return_abandoned(&self.ctx).await;
         let leaving: Vec<Uuid> = self.leaving.keys().copied().collect();
         let ips = match routing::ips_of(&self.ctx.pg, &[owned.as_slice(), &leaving].concat()).await
         {

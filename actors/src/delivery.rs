@@ -337,11 +337,14 @@ impl Worker {
 
     async fn report(&self, work: Work, finish: Finish) {
         if matches!(finish, Finish::Abandoned) {
-            // Back to `pending` through StatusWriter like any unstarted attempt:
-            // the write carries the claim's epoch, so it changes nothing if
-            // another node took the tenant over (its takeover returned the job).
             metrics::lease_expired_abandoned();
-            tracing::warn!(job = %work.job.job_id, "lease not surely held: job not attempted");
+            tracing::warn!(job = %work.job.job_id, "lease not surely held: job left to its tenant's owner");
+            self.ctx.abandoned.lock().expect("abandoned lock").push((
+                work.job.tenant_id,
+                work.job.job_id,
+                work.fence,
+            ));
+            return;
         }
         let now = self.ctx.clock.now();
         let job = &work.job;

@@ -35,9 +35,9 @@ pub(crate) enum Finish {
     /// Every connection slot of the pair is taken: the job goes to the pair's
     /// ready queue, which the slot holders drain (no worker blocks on a slot).
     HandOff(String),
-    /// Not attempted: this node's leases may have passed to another node
-    /// (`EngineContext::lease_valid`). Written back to `pending` under the
-    /// claim's epoch: refused if a takeover already returned the job.
+    /// Not attempted, and nothing written: this node's leases may have passed
+    /// to another node (`EngineContext::lease_valid`). The job stays `sending`
+    /// for whoever holds its tenant's lease now (a takeover returns it at once).
     Abandoned,
 }
 

@@ -342,6 +342,7 @@ pub async fn start_engine(deps: EngineDeps) -> anyhow::Result<EngineHandle> {
         lease_deadline_ms: Default::default(),
         monotonic_origin: std::time::Instant::now(),
         fences: Default::default(),
+        abandoned: Default::default(),
     });
     let (supervisor, join) = Actor::spawn(None, EngineSupervisor, ctx.clone()).await?;
     Ok(EngineHandle {

@@ -1,12 +1,49 @@
 //! Taking a tenant on this node (Cluster's part of fencing, DESIGN.md §3):
 //! [`take_over`] raises the tenant's epoch in Postgres, which returns the jobs
-//! a previous holder left `sending`, and recovers its Redis state.
+//! a previous holder left `sending`, and recovers its Redis state;
+//! [`return_abandoned`] returns the jobs this node's own workers left `sending`
+//! while its leases were not surely held, once a renewal shows them still its own.
+
+use std::collections::HashMap;
 
 use penguin_engine::store::fences;
 use uuid::Uuid;
 
 use crate::context::Ctx;
-use crate::metrics;
+use crate::{feeder, metrics};
+
+/// Jobs this node's workers left `sending` while its leases were not surely
+/// held (an OS pause, Redis out of reach) go back to `pending` now that a
+/// renewal shows the tenant still this node's under the same epoch: nobody
+/// took it over in between, so nobody else would return them.
+pub(crate) async fn return_abandoned(ctx: &Ctx) {
+    let abandoned = std::mem::take(&mut *ctx.abandoned.lock().expect("abandoned lock"));
+    let mut by_claim: HashMap<(Uuid, fences::Epoch), Vec<Uuid>> = HashMap::new();
+    for (tenant, job, epoch) in abandoned {
+        if ctx.fence(tenant) == Some(epoch) {
+            by_claim.entry((tenant, epoch)).or_default().push(job);
+        }
+    }
+    let now = ctx.clock.now();
+    for ((tenant, epoch), jobs) in by_claim {
+        match penguin_engine::store::jobs::release_sending(&ctx.pg, tenant, epoch, &jobs, now).await
+        {
+            Ok(Some(n)) if n > 0 => {
+                tracing::info!(%tenant, jobs = n, "returned jobs left while the lease was not surely held");
+                metrics::jobs_recovered("lease_lapse", n);
+                feeder::wake(ctx);
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(%tenant, error = %err, "returning abandoned jobs failed; retrying");
+                ctx.abandoned
+                    .lock()
+                    .expect("abandoned lock")
+                    .extend(jobs.into_iter().map(|job| (tenant, job, epoch)));
+            }
+        }
+    }
+}
 
 /// A tenant whose lease this process just took: whoever worked it before (a
 /// dead node, a paused one, or this node before a restart) is fenced off by a

@@ -1,4 +1,4 @@
-//! Returning jobs to `pending` after crashes, Redis loss and used
+//! Returning jobs to `pending` after crashes, Redis loss, lease lapses and used
 //! allowances (Reaper, Cluster, Feeder, Ip and Tenant actors). Each runs under
 //! the tenant's fence at the caller's epoch ([`crate::store::fences`]) and
 //! changes nothing once another node took the tenant over.
@@ -55,6 +55,28 @@ pub async fn release_sending_on_ip(
         "UPDATE send_jobs SET status = 'pending', updated_at = $3
          WHERE tenant_id = $1 AND ip_id = $2 AND status = 'sending'",
         &[&tenant, &ip, &now],
+    )
+    .await
+}
+
+/// Returns jobs left `sending` under `epoch` (claimed, never attempted: the
+/// attempt is not counted) to `pending`. `None`: the epoch moved on, nothing
+/// changed.
+pub async fn release_sending(
+    pool: &Pool,
+    tenant: Uuid,
+    epoch: Epoch,
+    jobs: &[Uuid],
+    now: OffsetDateTime,
+) -> Result<Option<u64>, StoreError> {
+    fenced_execute(
+        pool,
+        tenant,
+        epoch,
+        "UPDATE send_jobs
+         SET status = 'pending', attempts = greatest(attempts - 1, 0), updated_at = $4
+         WHERE tenant_id = $1 AND id = ANY($2) AND status = 'sending' AND fence = $3",
+        &[&tenant, &jobs, &epoch, &now],
     )
     .await
 }

@@ -28,7 +28,7 @@ use crate::domain::JobStatus;
 use crate::payload::{JobPayload, JobV1};
 use crate::store::fences::{Epoch, fenced_transaction, hold};
 pub use crate::store::job_recovery::{
-    postpone_queued, release_queued, release_sending_on_ip, release_stale_sending,
+    postpone_queued, release_queued, release_sending, release_sending_on_ip, release_stale_sending,
 };
 
 /// Claims up to `limit` due jobs of `tenant` (`pending|deferred → queued`) in
