@@ -13,6 +13,7 @@ mod error;
 mod limits;
 mod providers;
 mod reply_rules;
+mod secrets;
 mod sections;
 
 use std::path::Path;
@@ -31,6 +32,7 @@ pub use providers::{
     normalize_pattern, resolve_providers,
 };
 pub use reply_rules::{MAX_RULE_DURATION_SECS, ReplyAction, ReplyRule, default_reply_rules};
+pub use secrets::{MIN_SECRET_CHARS, PUBLISHED_SECRETS, random_secret};
 pub use sections::{
     ApiConfig, DatabaseConfig, NodeConfig, QueueConfig, RedisConfig, TrackingConfig,
 };
@@ -52,8 +54,18 @@ pub struct Config {
 }
 
 impl Config {
-    /// Loads defaults, then `file` (when given), then the environment, and validates.
+    /// Loads defaults, then `file` (when given), then the environment, and validates
+    /// everything, the secrets included (what `penguin serve` runs on).
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let config = Self::layered(file)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The same layers as [`Config::load`], not yet validated: for tools that fill
+    /// in what they generate (secrets, listen ports, routes) and then call
+    /// [`Config::validate`] themselves.
+    pub fn layered(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
@@ -69,24 +81,48 @@ impl Config {
                     .map(|_| "database.url".into()),
             )
             .merge(Env::raw().only(&["REDIS_URL"]).map(|_| "redis.url".into()));
-        let config: Config = figment.extract().map_err(ConfigError::from_figment)?;
-        config.validate()?;
-        Ok(config)
+        figment.extract().map_err(ConfigError::from_figment)
     }
 
-    /// Parses a TOML document on top of the defaults (no environment); used by tests
-    /// and tools that build a configuration in memory.
+    /// Parses a TOML document on top of the defaults (no environment) and checks
+    /// every setting but the secrets, which a document shown as an example must not
+    /// carry; used by tests and tools that build a configuration in memory.
     pub fn from_toml_str(toml: &str) -> Result<Self, ConfigError> {
         let config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::string(toml))
             .extract()
             .map_err(ConfigError::from_figment)?;
-        config.validate()?;
+        config.validate_settings()?;
         Ok(config)
     }
 
-    /// Checks every value that serde cannot: URLs, ranges, non-empty secrets.
+    /// Gives `api.admin_token` and `tracking.secret` fresh random values where they
+    /// are empty; for nodes that live only as long as their tool (demo, bench,
+    /// fault rehearsals, tests). Returns the keys it filled.
+    pub fn generate_missing_secrets(&mut self) -> Vec<&'static str> {
+        let mut filled = Vec::new();
+        if self.api.admin_token.is_empty() {
+            self.api.admin_token = random_secret();
+            filled.push("api.admin_token");
+        }
+        if self.tracking.secret.is_empty() {
+            self.tracking.secret = random_secret();
+            filled.push("tracking.secret");
+        }
+        filled
+    }
+
+    /// Checks everything: [`Config::validate_settings`], then the secrets (present,
+    /// never a published example, at least [`MIN_SECRET_CHARS`] characters).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_settings()?;
+        secrets::check("api.admin_token", &self.api.admin_token)?;
+        secrets::check("tracking.secret", &self.tracking.secret)
+    }
+
+    /// Checks every value that serde cannot (URLs, ranges, relations between
+    /// keys), the secrets excepted; `penguin migrate` needs no more.
+    pub fn validate_settings(&self) -> Result<(), ConfigError> {
         self.database.validate()?;
         self.redis.validate()?;
         self.api.validate()?;
@@ -149,5 +185,60 @@ mod tests {
     fn missing_file_is_an_error() {
         let err = Config::load(Some(Path::new("/nonexistent/penguin.toml"))).unwrap_err();
         assert!(matches!(err, ConfigError::MissingFile(_)));
+    }
+
+    #[test]
+    fn the_secrets_have_no_defaults() {
+        let mut config = Config::default();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("api.admin_token") && err.contains("required"),
+            "{err}"
+        );
+        config.api.admin_token = random_secret();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("tracking.secret") && err.contains("required"),
+            "{err}"
+        );
+        config.tracking.secret = "change-me-tracking-secret".into();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("tracking.secret") && err.contains("published"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn generated_secrets_fill_only_what_is_missing() {
+        let mut config = Config::default();
+        config.api.admin_token = "x".repeat(40);
+        assert_eq!(config.generate_missing_secrets(), vec!["tracking.secret"]);
+        assert_eq!(config.api.admin_token, "x".repeat(40));
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn the_example_config_with_its_documented_values_uncommented_is_refused() {
+        // example.toml shows the two secrets commented out; whatever placeholder
+        // it shows must not start a node.
+        let text = include_str!("../example.toml");
+        for line in text.lines() {
+            let line = line.trim_start_matches('#').trim();
+            for key in ["admin_token", "secret"] {
+                if let Some(value) = line.strip_prefix(key).map(str::trim) {
+                    let Some(value) = value.strip_prefix('=') else {
+                        continue;
+                    };
+                    let value = value.split('#').next().unwrap().trim().trim_matches('"');
+                    let full = if key == "secret" {
+                        "tracking.secret"
+                    } else {
+                        "api.admin_token"
+                    };
+                    assert!(secrets::check(full, value).is_err(), "{line}");
+                }
+            }
+        }
     }
 }

@@ -76,7 +76,8 @@ impl RedisConfig {
 pub struct ApiConfig {
     /// Address the control API listens on.
     pub listen: String,
-    /// Bearer token of the operator (manages tenants, IPs, nodes). At least 16 characters.
+    /// Bearer token of the operator (manages tenants, IPs, nodes). Required: no
+    /// default, at least 32 characters, never a published example.
     pub admin_token: String,
     /// Largest accepted request body, in bytes (larger answers 413).
     pub max_body_bytes: usize,
@@ -96,7 +97,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8025".into(),
-            admin_token: "change-me-admin-token".into(),
+            admin_token: String::new(),
             max_body_bytes: 64 * 1024 * 1024,
             max_import_bytes: 1024 * 1024 * 1024,
             request_timeout_ms: 120_000,
@@ -112,12 +113,6 @@ impl ApiConfig {
         self.listen.parse::<SocketAddr>().map_err(|e| {
             ConfigError::invalid("api.listen", format!("not a socket address: {e}"))
         })?;
-        if self.admin_token.len() < 16 {
-            return Err(ConfigError::invalid(
-                "api.admin_token",
-                "must be at least 16 characters",
-            ));
-        }
         positive("api.max_body_bytes", self.max_body_bytes as u64)?;
         positive("api.max_import_bytes", self.max_import_bytes as u64)?;
         positive("api.request_timeout_ms", self.request_timeout_ms)?;
@@ -235,9 +230,11 @@ impl QueueConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackingConfig {
-    /// Public base URL of this API, used in List-Unsubscribe and tracking links.
+    /// Public base URL of this API, used in List-Unsubscribe and tracking links:
+    /// `https://`, or `http://` only to a loopback host.
     pub base_url: String,
-    /// Secret for signing tracking and unsubscribe tokens. At least 16 characters.
+    /// Secret for signing tracking and unsubscribe tokens. Required: no default, at
+    /// least 32 characters, never a published example.
     pub secret: String,
     /// Add an open pixel (`/t/o/{token}`) to every HTML part.
     pub opens: bool,
@@ -249,7 +246,7 @@ impl Default for TrackingConfig {
     fn default() -> Self {
         Self {
             base_url: "http://127.0.0.1:8025".into(),
-            secret: "change-me-tracking-secret".into(),
+            secret: String::new(),
             opens: true,
             clicks: true,
         }
@@ -258,18 +255,6 @@ impl Default for TrackingConfig {
 
 impl TrackingConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-            return Err(ConfigError::invalid(
-                "tracking.base_url",
-                "must start with http:// or https://",
-            ));
-        }
-        if self.secret.len() < 16 {
-            return Err(ConfigError::invalid(
-                "tracking.secret",
-                "must be at least 16 characters",
-            ));
-        }
-        Ok(())
+        crate::secrets::check_public_url("tracking.base_url", &self.base_url)
     }
 }

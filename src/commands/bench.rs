@@ -56,7 +56,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "--tenants must be 1..=200"
     );
     let sink = Sink::start(SinkConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)))).await?;
-    let mut config = Config::load(args.config.as_deref())?;
+    let mut config = Config::layered(args.config.as_deref())?;
+    config.generate_missing_secrets();
     config.api.listen = "127.0.0.1:0".into();
     config.delivery.routes = vec![Route {
         domain: "*".into(),

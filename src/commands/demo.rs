@@ -50,7 +50,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         sink_config.http_listen = Some(SINK_HTTP);
     }
     let sink = Sink::start(sink_config).await?;
-    let mut config = Config::load(args.config.as_deref())?;
+    let mut config = Config::layered(args.config.as_deref())?;
+    config.generate_missing_secrets();
     if !args.stay {
         config.api.listen = "127.0.0.1:0".into();
     }

@@ -8,7 +8,9 @@ use penguin_config::Config;
 use penguin_engine::db;
 
 pub async fn run(config: Option<&Path>) -> anyhow::Result<()> {
-    let config = Config::load(config)?;
+    // Migrations need the database, not the node's secrets.
+    let config = Config::layered(config)?;
+    config.validate_settings()?;
     let pg = db::pg_pool(&config.database).context("database pool")?;
     let applied = crate::node::migrate_with_retry(&pg).await?;
     if applied.is_empty() {

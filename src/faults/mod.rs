@@ -116,7 +116,8 @@ struct Run<'a> {
 }
 
 async fn run_with_sink(args: &FaultsArgs, sink: &SinkHandle) -> anyhow::Result<Report> {
-    let mut config = Config::load(args.config.as_deref())?;
+    let mut config = Config::layered(args.config.as_deref())?;
+    config.generate_missing_secrets();
     config.delivery.routes = vec![Route {
         domain: "*".into(),
         host: "127.0.0.1".into(),

@@ -8,7 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::support::api::{ApiServer, campaign_body, count, leads, snapshot};
-use crate::support::{ADMIN_TOKEN, TestEnv};
+use crate::support::{TestEnv, admin_token};
 
 /// Every protected route with a body that would be valid for its owner.
 fn protected_routes(tenant: Uuid, campaign: Uuid, ip: Uuid) -> Vec<(Method, String)> {
@@ -51,7 +51,7 @@ async fn missing_or_unknown_tokens_are_401() {
             .raw(method.clone(), &path, None, json, body.clone())
             .await;
         none.assert_error(401, "unauthorized");
-        for bad in ["nope", forged.as_str(), &ADMIN_TOKEN[1..]] {
+        for bad in ["nope", forged.as_str(), &admin_token()[1..]] {
             api.raw(method.clone(), &path, Some(bad), json, body.clone())
                 .await
                 .assert_error(401, "unauthorized");
@@ -95,17 +95,21 @@ async fn tokens_reach_only_their_own_routes_and_rows() {
             .assert_error(403, "forbidden");
     }
     // The admin token on tenant routes: 403 (the admin has no tenant).
-    api.post("/v1/campaigns", Some(ADMIN_TOKEN), &campaign_body(&[ip_a]))
+    api.post(
+        "/v1/campaigns",
+        Some(admin_token()),
+        &campaign_body(&[ip_a]),
+    )
+    .await
+    .assert_error(403, "forbidden");
+    api.campaign(admin_token(), campaign_a)
         .await
         .assert_error(403, "forbidden");
-    api.campaign(ADMIN_TOKEN, campaign_a)
-        .await
-        .assert_error(403, "forbidden");
-    api.add_leads(ADMIN_TOKEN, campaign_a, leads(1))
+    api.add_leads(admin_token(), campaign_a, leads(1))
         .await
         .assert_error(403, "forbidden");
     for action in ["start", "pause", "resume", "cancel"] {
-        api.action(ADMIN_TOKEN, campaign_a, action)
+        api.action(admin_token(), campaign_a, action)
             .await
             .assert_error(403, "forbidden");
     }
@@ -148,7 +152,7 @@ async fn tokens_reach_only_their_own_routes_and_rows() {
     assert_eq!(count(&env, &leads_a).await, 2);
 
     // Listings: the admin sees every IP, a tenant only its own.
-    let all = api.get("/v1/ips", Some(ADMIN_TOKEN)).await;
+    let all = api.get("/v1/ips", Some(admin_token())).await;
     assert_eq!(all.expect(200)["ips"].as_array().unwrap().len(), 2);
     for (token, own) in [(&token_a, ip_a), (&token_b, ip_b)] {
         let mine = api.get("/v1/ips", Some(token)).await;
@@ -157,7 +161,9 @@ async fn tokens_reach_only_their_own_routes_and_rows() {
         assert_eq!(ips[0]["id"], json!(own.to_string()));
         let one = api.get(&format!("/v1/ips/{own}"), Some(token)).await;
         assert_eq!(one.expect(200)["id"], json!(own.to_string()));
-        let admin = api.get(&format!("/v1/ips/{own}"), Some(ADMIN_TOKEN)).await;
+        let admin = api
+            .get(&format!("/v1/ips/{own}"), Some(admin_token()))
+            .await;
         assert_eq!(admin.expect(200)["id"], json!(own.to_string()));
     }
     // The owner still reaches its campaign.

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::support::api::{Answer, ApiClient, control_events, count};
 use crate::support::rig::Rig;
-use crate::support::{ADMIN_TOKEN, wait_for};
+use crate::support::{admin_token, wait_for};
 
 /// One sent job of the scenario.
 struct SentJob {
@@ -209,7 +209,7 @@ async fn complaints_are_recorded_once_and_suppress_the_recipient() {
     let again = api
         .post(
             "/v1/complaints",
-            Some(ADMIN_TOKEN),
+            Some(admin_token()),
             &json!({ "job_id": ann.id }),
         )
         .await;
@@ -220,7 +220,7 @@ async fn complaints_are_recorded_once_and_suppress_the_recipient() {
     // An ARF report, as the admin (every tenant's jobs).
     let answer = post_body(
         &api,
-        ADMIN_TOKEN,
+        admin_token(),
         ARF_TYPE,
         &arf_report(&bob.message_id, "abuse"),
     )
@@ -270,7 +270,7 @@ async fn complaints_are_recorded_once_and_suppress_the_recipient() {
         json!({ "message_id": "<nobody@nowhere.test>" }),
         json!({ "job_id": Uuid::now_v7() }),
     ] {
-        api.post("/v1/complaints", Some(ADMIN_TOKEN), &body)
+        api.post("/v1/complaints", Some(admin_token()), &body)
             .await
             .assert_error(404, "not_found");
     }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::api::{ApiClient, ApiServer, leads};
-use crate::support::{ADMIN_TOKEN, TestEnv};
+use crate::support::{TestEnv, admin_token};
 
 /// A started campaign of `n` leads on a new IP `ip`; returns its id.
 async fn started_campaign(api: &ApiClient, tenant: Uuid, token: &str, ip: &str, n: usize) -> Uuid {
@@ -217,7 +217,7 @@ async fn foreign_campaigns_are_404_and_bad_queries_422() {
     api.get(&path, Some("pt_forged"))
         .await
         .assert_error(401, "unauthorized");
-    api.get(&path, Some(ADMIN_TOKEN))
+    api.get(&path, Some(admin_token()))
         .await
         .assert_error(403, "forbidden");
     api.post(&path, Some(&token), &json!({}))

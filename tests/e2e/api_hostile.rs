@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::api::{ApiClient, ApiServer, ROUTES, TableState, leads, snapshot};
-use crate::support::{ADMIN_TOKEN, TestEnv};
+use crate::support::{TestEnv, admin_token};
 
 /// The longest hostile string: far over every field's limit, well under
 /// `api.max_body_bytes` here, so the field's own check answers.
@@ -181,11 +181,11 @@ impl Fixture {
         let (tenant_a, token_a) = api.create_tenant("acme").await;
         let (tenant_b, token_b) = api.create_tenant("globex").await;
         let tokens = format!("/v1/tenants/{tenant_a}/tokens");
-        let revoked = api.post(&tokens, Some(ADMIN_TOKEN), &json!({})).await;
+        let revoked = api.post(&tokens, Some(admin_token()), &json!({})).await;
         revoked.expect(201);
         let path = format!("{tokens}/{}", revoked.id());
-        api.delete(&path, Some(ADMIN_TOKEN)).await.expect(200);
-        let spare = api.post(&tokens, Some(ADMIN_TOKEN), &json!({})).await;
+        api.delete(&path, Some(admin_token())).await.expect(200);
+        let spare = api.post(&tokens, Some(admin_token()), &json!({})).await;
         spare.expect(201);
         let ip_a = api.add_ip(tenant_a, "127.0.0.2").await;
         api.add_ip(tenant_b, "127.0.0.3").await;

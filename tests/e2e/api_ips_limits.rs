@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::api::{ApiClient, ApiServer, control_events, count, snapshot};
-use crate::support::{ADMIN_TOKEN, TestEnv};
+use crate::support::{TestEnv, admin_token};
 
 /// A timezone in which it is between 11:00 and 13:00 now.
 async fn noon_timezone(env: &TestEnv) -> String {
@@ -79,7 +79,7 @@ async fn ips_are_paused_and_resumed_by_hand() {
     let resume = format!("/v1/ips/{ip}/resume");
 
     // No body at all, admin token: the default reason.
-    let answer = post_raw(api, &pause, ADMIN_TOKEN, None, None).await;
+    let answer = post_raw(api, &pause, admin_token(), None, None).await;
     let body = answer.expect(200);
     assert_eq!(body["status"], "paused");
     assert_eq!(body["status_reason"], "paused through the API");
@@ -140,7 +140,7 @@ async fn ips_are_paused_and_resumed_by_hand() {
         format!("/v1/ips/{unknown}/resume"),
         "/v1/ips/not-a-uuid/pause".to_string(),
     ] {
-        api.post(&path, Some(ADMIN_TOKEN), &json!({}))
+        api.post(&path, Some(admin_token()), &json!({}))
             .await
             .assert_error(404, "not_found");
     }
@@ -271,7 +271,7 @@ async fn ip_details_show_allowance_usage_health_and_warmup() {
     let timezone = noon_timezone(&env).await;
     api.post(
         "/v1/warmup-schedules",
-        Some(ADMIN_TOKEN),
+        Some(admin_token()),
         &json!({ "name": "e2e-ramp", "daily_volumes": [240, 2400, 4800] }),
     )
     .await
@@ -427,7 +427,7 @@ async fn ip_details_show_allowance_usage_health_and_warmup() {
     assert_eq!(warm_body["allowance_today"], Value::Null);
     assert_eq!(warm_body["hourly_quota"], Value::Null);
     let limited = ApiServer::start(&env, |c| c.limits.warm_daily_volume = 4_800).await;
-    let shown = ip_of(&limited.api, ADMIN_TOKEN, warm).await;
+    let shown = ip_of(&limited.api, admin_token(), warm).await;
     assert_eq!(
         (
             shown["allowance_today"].clone(),

@@ -15,7 +15,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::support::api::{Answer, ApiClient, ApiServer, ROUTES};
-use crate::support::{ADMIN_TOKEN, TestEnv};
+use crate::support::{TestEnv, admin_token};
 
 #[tokio::test]
 async fn openapi_json_is_a_valid_document_of_every_route() {
@@ -98,11 +98,11 @@ async fn every_documented_route_is_served() {
     let api = &server.api;
 
     // The fallbacks, to tell them apart below.
-    let unknown = api.get("/v1/no-such-thing", Some(ADMIN_TOKEN)).await;
+    let unknown = api.get("/v1/no-such-thing", Some(admin_token())).await;
     unknown.assert_error(404, "not_found");
     assert!(is_fallback(&unknown));
     let wrong_method = api
-        .raw(Method::PATCH, "/v1/ips", Some(ADMIN_TOKEN), None, None)
+        .raw(Method::PATCH, "/v1/ips", Some(admin_token()), None, None)
         .await;
     assert!(is_fallback(&wrong_method));
 
@@ -130,7 +130,8 @@ async fn request(api: &ApiClient, method: &str, template: &str) -> Answer {
         .replace("{email}", "nobody%40example.com")
         .replace("{token}", "forged");
     let method = Method::from_bytes(method.as_bytes()).expect("a method");
-    api.raw(method, &path, Some(ADMIN_TOKEN), None, None).await
+    api.raw(method, &path, Some(admin_token()), None, None)
+        .await
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::support::api::{Answer, ApiClient, ApiServer, campaign_body, count, leads};
-use crate::support::{ADMIN_TOKEN, TestEnv};
+use crate::support::{TestEnv, admin_token};
 
 /// Every tenant-owned table, with the column naming its tenant.
 const TENANT_TABLES: [(&str, &str); 15] = [
@@ -371,7 +371,7 @@ async fn tenant_routes_run_under_the_role() {
     let complained = api.post("/v1/complaints", Some(&token), &complaint).await;
     complained.assert_error(404, "not_found");
     // The admin works on the owner's role: the policies do not apply to it.
-    let admin = Some(ADMIN_TOKEN);
+    let admin = Some(admin_token());
     let complained = api.post("/v1/complaints", admin, &complaint).await;
     complained.assert_error(409, "conflict");
     assert_eq!(length(api.get(&tokens_path, admin).await, "tokens"), 1);

@@ -13,7 +13,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::support::api::{ApiClient, ApiServer, count, leads, snapshot};
-use crate::support::{ADMIN_TOKEN, TestEnv};
+use crate::support::{TestEnv, admin_token};
 
 /// A started campaign of `n` leads on `ip`; returns its id.
 async fn started_campaign(api: &ApiClient, token: &str, ip: Uuid, n: usize) -> Uuid {
@@ -389,11 +389,15 @@ async fn stats_have_a_row_per_day_and_totals() {
     });
     assert_eq!(api.get(&path, Some(&token)).await.expect(200), &expected);
     assert_eq!(
-        api.get(&path, Some(ADMIN_TOKEN)).await.expect(200),
+        api.get(&path, Some(admin_token())).await.expect(200),
         &expected
     );
     let path = format!("/v1/ips/{foreign_ip}/stats?{range}");
-    let admin_view = api.get(&path, Some(ADMIN_TOKEN)).await.expect(200).clone();
+    let admin_view = api
+        .get(&path, Some(admin_token()))
+        .await
+        .expect(200)
+        .clone();
     assert_eq!(admin_view["totals"]["sent"], 999);
 
     // Without parameters: the last 30 days, ending today (UTC).
@@ -453,7 +457,7 @@ async fn foreign_ids_and_bad_queries_are_refused() {
     }
     api.get(
         &format!("/v1/ips/{}/stats", Uuid::now_v7()),
-        Some(ADMIN_TOKEN),
+        Some(admin_token()),
     )
     .await
     .assert_error(404, "not_found");
@@ -461,7 +465,7 @@ async fn foreign_ids_and_bad_queries_are_refused() {
         "/v1/stats".to_string(),
         format!("/v1/campaigns/{campaign}/stats"),
     ] {
-        api.get(&path, Some(ADMIN_TOKEN))
+        api.get(&path, Some(admin_token()))
             .await
             .assert_error(403, "forbidden");
         api.get(&path, None).await.assert_error(401, "unauthorized");

@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::api::{ApiServer, count, leads, path_encode, suppression_rows};
-use crate::support::{ADMIN_TOKEN, TestEnv};
+use crate::support::{TestEnv, admin_token};
 
 fn emails_of(rows: &[Value]) -> Vec<String> {
     rows.iter()
@@ -250,7 +250,7 @@ async fn suppression_pages_walk_every_row_exactly_once() {
     api.get("/v1/suppressions", None)
         .await
         .assert_error(401, "unauthorized");
-    api.get("/v1/suppressions", Some(ADMIN_TOKEN))
+    api.get("/v1/suppressions", Some(admin_token()))
         .await
         .assert_error(403, "forbidden");
 }
@@ -351,7 +351,7 @@ async fn hostile_suppression_requests_are_refused_and_change_nothing() {
     api.post("/v1/suppressions", Some("pt_forged"), &body)
         .await
         .assert_error(401, "unauthorized");
-    api.post("/v1/suppressions", Some(ADMIN_TOKEN), &body)
+    api.post("/v1/suppressions", Some(admin_token()), &body)
         .await
         .assert_error(403, "forbidden");
 
@@ -400,7 +400,7 @@ async fn hostile_suppression_requests_are_refused_and_change_nothing() {
     api.remove_suppression(None, "ann@example.com")
         .await
         .assert_error(401, "unauthorized");
-    api.remove_suppression(Some(ADMIN_TOKEN), "ann@example.com")
+    api.remove_suppression(Some(admin_token()), "ann@example.com")
         .await
         .assert_error(403, "forbidden");
     api.get(

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use crate::support::api::{ApiServer, control_events, count, snapshot};
-use crate::support::{ADMIN_TOKEN, TestEnv};
+use crate::support::{TestEnv, admin_token};
 
 #[tokio::test]
 async fn tenants_are_created_with_a_hashed_token() {
@@ -21,7 +21,7 @@ async fn tenants_are_created_with_a_hashed_token() {
     let answer = api
         .post(
             "/v1/tenants",
-            Some(ADMIN_TOKEN),
+            Some(admin_token()),
             &json!({ "name": "Acme Corp" }),
         )
         .await;
@@ -71,13 +71,13 @@ async fn tenants_are_created_with_a_hashed_token() {
         ),
     ];
     for (body, status, code) in refused {
-        let answer = api.post("/v1/tenants", Some(ADMIN_TOKEN), &body).await;
+        let answer = api.post("/v1/tenants", Some(admin_token()), &body).await;
         answer.assert_error(status, code);
     }
     let unknown = api
         .post(
             "/v1/tenants",
-            Some(ADMIN_TOKEN),
+            Some(admin_token()),
             &json!({ "name": "ok", "plan": "pro" }),
         )
         .await;
@@ -87,14 +87,14 @@ async fn tenants_are_created_with_a_hashed_token() {
         unknown.message()
     );
     for text in ["{\"name\":", "not json", "", "{\"name\": \"a\"} trailing"] {
-        api.post_text("/v1/tenants", Some(ADMIN_TOKEN), text)
+        api.post_text("/v1/tenants", Some(admin_token()), text)
             .await
             .assert_error(400, "malformed_json");
     }
     api.raw(
         reqwest::Method::POST,
         "/v1/tenants",
-        Some(ADMIN_TOKEN),
+        Some(admin_token()),
         Some("text/plain"),
         Some(b"{\"name\":\"a\"}".to_vec()),
     )
@@ -166,7 +166,7 @@ async fn ips_are_validated_and_shown_with_their_warmup() {
     ))
     .await;
     let past_end = api
-        .get(&format!("/v1/ips/{ip_id}"), Some(ADMIN_TOKEN))
+        .get(&format!("/v1/ips/{ip_id}"), Some(admin_token()))
         .await;
     assert_eq!(past_end.expect(200)["warmup_daily_volume"], 175_000);
 
@@ -253,7 +253,7 @@ async fn ips_are_validated_and_shown_with_their_warmup() {
     assert_eq!(ips[0]["id"], json!(ip_id.to_string()));
     api.get(
         &format!("/v1/ips/{}", uuid::Uuid::now_v7()),
-        Some(ADMIN_TOKEN),
+        Some(admin_token()),
     )
     .await
     .assert_error(404, "not_found");

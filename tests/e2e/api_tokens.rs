@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::support::api::{ApiServer, snapshot};
-use crate::support::{ADMIN_TOKEN, TestEnv};
+use crate::support::{TestEnv, admin_token};
 
 #[tokio::test]
 async fn tokens_are_issued_listed_and_revoked_per_tenant() {
@@ -20,7 +20,7 @@ async fn tokens_are_issued_listed_and_revoked_per_tenant() {
     let path = format!("/v1/tenants/{tenant}/tokens");
 
     // The admin and the tenant itself issue more tokens; each works at once.
-    let by_admin = api.post(&path, Some(ADMIN_TOKEN), &json!({})).await;
+    let by_admin = api.post(&path, Some(admin_token()), &json!({})).await;
     let by_admin = by_admin.expect(201).clone();
     let second = by_admin["token"].as_str().expect("token").to_string();
     assert!(second.starts_with("pt_"));
@@ -63,7 +63,7 @@ async fn tokens_are_issued_listed_and_revoked_per_tenant() {
         format!("/v1/tenants/{}/tokens", uuid::Uuid::now_v7()),
         "/v1/tenants/not-a-uuid/tokens".to_string(),
     ] {
-        api.get(&bad, Some(ADMIN_TOKEN))
+        api.get(&bad, Some(admin_token()))
             .await
             .assert_error(404, "not_found");
     }
@@ -80,7 +80,7 @@ async fn tokens_are_issued_listed_and_revoked_per_tenant() {
         .await
         .assert_error(401, "unauthorized");
     let again = api
-        .delete(&format!("{path}/{second_id}"), Some(ADMIN_TOKEN))
+        .delete(&format!("{path}/{second_id}"), Some(admin_token()))
         .await;
     assert_eq!(again.expect(200)["revoked_at"], revoked_at);
     api.delete(&format!("{path}/{}", uuid::Uuid::now_v7()), Some(&first))
@@ -89,7 +89,7 @@ async fn tokens_are_issued_listed_and_revoked_per_tenant() {
     for token in [&first, &third] {
         api.get("/v1/suppressions", Some(token)).await.expect(200);
     }
-    let listed = api.get(&path, Some(ADMIN_TOKEN)).await;
+    let listed = api.get(&path, Some(admin_token())).await;
     let revoked_rows = listed.expect(200)["tokens"]
         .as_array()
         .unwrap()
@@ -151,14 +151,14 @@ async fn a_token_over_its_budget_gets_429_and_changes_nothing() {
     assert_eq!(status, 200, "{body}");
     api.post(
         "/v1/tenants",
-        Some(ADMIN_TOKEN),
+        Some(admin_token()),
         &json!({ "name": "third" }),
     )
     .await
     .expect(201); // admin: 3 of 3
     api.post(
         "/v1/tenants",
-        Some(ADMIN_TOKEN),
+        Some(admin_token()),
         &json!({ "name": "fourth" }),
     )
     .await

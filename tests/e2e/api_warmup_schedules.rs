@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::support::api::{ApiServer, count};
-use crate::support::{ADMIN_TOKEN, TestEnv};
+use crate::support::{TestEnv, admin_token};
 
 const BUILTINS: [&str; 3] = ["aggressive", "conservative", "transactional"];
 
@@ -37,7 +37,7 @@ async fn schedules_are_listed_created_once_and_validated() {
     let created = api
         .post(
             "/v1/warmup-schedules",
-            Some(ADMIN_TOKEN),
+            Some(admin_token()),
             &json!({ "name": "a-slow_ramp", "daily_volumes": [10, 20, 40] }),
         )
         .await;
@@ -53,7 +53,7 @@ async fn schedules_are_listed_created_once_and_validated() {
         .await;
     assert_eq!(shown.expect(200), &body);
     // Built-ins first, then by name, for the admin too.
-    let listed = api.get("/v1/warmup-schedules", Some(ADMIN_TOKEN)).await;
+    let listed = api.get("/v1/warmup-schedules", Some(admin_token())).await;
     let mut expected: Vec<&str> = BUILTINS.to_vec();
     expected.push("a-slow_ramp");
     assert_eq!(names(listed.expect(200)), expected);
@@ -63,7 +63,7 @@ async fn schedules_are_listed_created_once_and_validated() {
     for taken in ["a-slow_ramp", "conservative"] {
         api.post(
             "/v1/warmup-schedules",
-            Some(ADMIN_TOKEN),
+            Some(admin_token()),
             &json!({ "name": taken, "daily_volumes": [1] }),
         )
         .await
@@ -89,14 +89,14 @@ async fn schedules_are_listed_created_once_and_validated() {
     ];
     for body in &refused {
         let answer = api
-            .post("/v1/warmup-schedules", Some(ADMIN_TOKEN), body)
+            .post("/v1/warmup-schedules", Some(admin_token()), body)
             .await;
         answer.assert_error(422, "invalid_request");
     }
     let one_too_many = api
         .post(
             "/v1/warmup-schedules",
-            Some(ADMIN_TOKEN),
+            Some(admin_token()),
             &json!({ "name": "ok", "daily_volumes": vec![1; 366] }),
         )
         .await;
@@ -105,13 +105,13 @@ async fn schedules_are_listed_created_once_and_validated() {
         "{}",
         one_too_many.message()
     );
-    api.post_text("/v1/warmup-schedules", Some(ADMIN_TOKEN), "{\"name\":")
+    api.post_text("/v1/warmup-schedules", Some(admin_token()), "{\"name\":")
         .await
         .assert_error(400, "malformed_json");
     api.raw(
         reqwest::Method::POST,
         "/v1/warmup-schedules",
-        Some(ADMIN_TOKEN),
+        Some(admin_token()),
         Some("text/plain"),
         Some(b"{}".to_vec()),
     )
@@ -133,7 +133,7 @@ async fn schedules_are_listed_created_once_and_validated() {
     // The biggest schedule the API allows fits.
     api.post(
         "/v1/warmup-schedules",
-        Some(ADMIN_TOKEN),
+        Some(admin_token()),
         &json!({ "name": "year", "daily_volumes": vec![10_000_000; 365] }),
     )
     .await

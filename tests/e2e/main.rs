@@ -11,6 +11,7 @@ mod faults_harness;
 mod fencing;
 mod harness_smoke;
 mod health_breakers;
+mod hostile_secrets;
 mod ip_actor_killed;
 mod limits_overflow;
 mod limits_thirty_days;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::support::api::ApiClient;
 use crate::support::cluster::{SIX_IPS, shares, shares_of, slow_smtp, start_node, tenant_per_ip};
 use crate::support::rig::Rig;
-use crate::support::{ADMIN_TOKEN, wait_for};
+use crate::support::{admin_token, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scaling_one_three_one_loses_and_duplicates_nothing() {
@@ -57,7 +57,7 @@ async fn scaling_one_three_one_loses_and_duplicates_nothing() {
         let answer = api
             .post(
                 &format!("/v1/nodes/{node}/drain"),
-                Some(ADMIN_TOKEN),
+                Some(admin_token()),
                 &json!({}),
             )
             .await;
@@ -84,7 +84,7 @@ async fn scaling_one_three_one_loses_and_duplicates_nothing() {
     let stats = rig.sink.stats();
     assert_eq!(stats.messages_accepted, scenario.total);
     // A drained node is gone from the membership, and draining it again is 404.
-    api.post("/v1/nodes/node-b/drain", Some(ADMIN_TOKEN), &json!({}))
+    api.post("/v1/nodes/node-b/drain", Some(admin_token()), &json!({}))
         .await
         .assert_error(404, "not_found");
     rig.shutdown().await;

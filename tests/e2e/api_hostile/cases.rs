@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{Expect, Fixture, Hostile, MAX_BODY, Matrix, Req};
-use crate::support::ADMIN_TOKEN;
+use crate::support::admin_token;
 use crate::support::api::path_encode;
 
 pub use super::rows::{admin_cases, tenant_cases};
@@ -240,7 +240,7 @@ impl Case {
         }
         let wrong = match self.who {
             Who::Admin => Some(("a tenant token on an admin route", bearer(&fx.token_a))),
-            Who::Tenant => Some(("the admin token on a tenant route", bearer(ADMIN_TOKEN))),
+            Who::Tenant => Some(("the admin token on a tenant route", bearer(admin_token()))),
             Who::Any => None,
         };
         if let Some((attack, authorization)) = wrong {
@@ -376,7 +376,10 @@ fn bad_credentials(fx: &Fixture) -> Vec<(&'static str, Option<Vec<u8>>)> {
             "a forged tenant token",
             Some(bearer(&format!("pt_{reversed}"))),
         ),
-        ("the admin token, altered", Some(bearer(&ADMIN_TOKEN[1..]))),
+        (
+            "the admin token, altered",
+            Some(bearer(&admin_token()[1..])),
+        ),
         ("a revoked token", Some(bearer(&fx.revoked))),
         ("a 100 KB token", Some(bearer(&Hostile::Long.around("pt_")))),
     ]

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::cases::{Body, Case, Slot, Who, nobody};
 use super::{Expect, Fixture, Hostile, INVALID, NODE, NOT_FOUND};
-use crate::support::ADMIN_TOKEN;
+use crate::support::admin_token;
 
 const ROW_REJECTED: [Expect; 3] = [Expect::RowRejected; 3];
 /// A date range for the stats routes.
@@ -20,12 +20,12 @@ pub fn admin_cases(fx: &Fixture) -> Vec<Case> {
     let (a, token) = (fx.tenant_a, fx.token_a.as_str());
     let ip = fx.ip_a;
     vec![
-        Case::new("POST", "/v1/tenants", Who::Admin, ADMIN_TOKEN)
+        Case::new("POST", "/v1/tenants", Who::Admin, admin_token())
             .body(Body::Json(json!({ "name": "Hostile Corp" })))
             .strings(Slot::Field("/name"), INVALID)
             .happy(201),
-        Case::new("GET", "/v1/nodes", Who::Admin, ADMIN_TOKEN),
-        Case::new("POST", "/v1/nodes/{id}/drain", Who::Admin, ADMIN_TOKEN)
+        Case::new("GET", "/v1/nodes", Who::Admin, admin_token()),
+        Case::new("POST", "/v1/nodes/{id}/drain", Who::Admin, admin_token())
             .param("{id}", NODE)
             .body(Body::OptionalJson(json!({})))
             .strings(Slot::Path("{id}"), NOT_FOUND)
@@ -51,7 +51,7 @@ pub fn admin_cases(fx: &Fixture) -> Vec<Case> {
         .owned_by_path("{id}", nobody())
         .strings(Slot::Path("{id}"), NOT_FOUND)
         .strings(Slot::Path("{token_id}"), NOT_FOUND),
-        Case::new("POST", "/v1/tenants/{id}/ips", Who::Admin, ADMIN_TOKEN)
+        Case::new("POST", "/v1/tenants/{id}/ips", Who::Admin, admin_token())
             .param("{id}", a)
             .body(Body::Json(json!({
                 "address": "127.0.0.9", "helo_name": "mta9.example.test",
@@ -95,7 +95,7 @@ pub fn admin_cases(fx: &Fixture) -> Vec<Case> {
                 c.with_query(&[("from", TO), ("to", FROM)])
             }),
         Case::new("GET", "/v1/warmup-schedules", Who::Any, token),
-        Case::new("POST", "/v1/warmup-schedules", Who::Admin, ADMIN_TOKEN)
+        Case::new("POST", "/v1/warmup-schedules", Who::Admin, admin_token())
             .body(Body::Json(
                 json!({ "name": "hostile-ramp", "daily_volumes": [10, 20, 40] }),
             ))

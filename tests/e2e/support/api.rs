@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub use crate::support::routes::ROUTES;
-use crate::support::{ADMIN_TOKEN, TestEnv};
+use crate::support::{TestEnv, admin_token};
 
 /// A running API; stops when dropped.
 pub struct ApiServer {
@@ -213,7 +213,7 @@ impl ApiClient {
     /// `POST /v1/tenants` as admin; returns `(id, token)`.
     pub async fn create_tenant(&self, name: &str) -> (Uuid, String) {
         let answer = self
-            .post("/v1/tenants", Some(ADMIN_TOKEN), &json!({ "name": name }))
+            .post("/v1/tenants", Some(admin_token()), &json!({ "name": name }))
             .await;
         answer.expect(201);
         let token = answer.body["token"].as_str().expect("token").to_string();
@@ -224,7 +224,7 @@ impl ApiClient {
     pub async fn add_ip_with(&self, tenant: Uuid, body: &Value) -> Answer {
         self.post(
             &format!("/v1/tenants/{tenant}/ips"),
-            Some(ADMIN_TOKEN),
+            Some(admin_token()),
             body,
         )
         .await

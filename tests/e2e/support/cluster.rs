@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::api::ApiClient;
 use super::rig::{Rig, global_metrics};
-use super::{ADMIN_TOKEN, TestEnv};
+use super::{TestEnv, admin_token};
 
 /// One tenant per IP on these addresses: six tenants.
 pub const SIX_IPS: [&str; 6] = [
@@ -64,7 +64,7 @@ pub fn slow_smtp(rig: &Rig, delay_ms: u64) {
 
 /// The live nodes, from `GET /v1/nodes` (admin).
 pub async fn nodes(api: &ApiClient) -> Vec<Value> {
-    let answer = api.get("/v1/nodes", Some(ADMIN_TOKEN)).await;
+    let answer = api.get("/v1/nodes", Some(admin_token())).await;
     answer.expect(200)["nodes"]
         .as_array()
         .expect("a nodes array")

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::ADMIN_TOKEN;
+use super::admin_token;
 use super::api::ApiClient;
 use super::rig::Rig;
 
@@ -80,7 +80,7 @@ impl LimitsRig {
             .api
             .post(
                 "/v1/warmup-schedules",
-                Some(ADMIN_TOKEN),
+                Some(admin_token()),
                 &json!({ "name": name, "daily_volumes": volumes }),
             )
             .await;
@@ -201,7 +201,7 @@ impl LimitsRig {
     pub async fn ip(&self, id: Uuid) -> Value {
         let answer = self
             .api
-            .get(&format!("/v1/ips/{id}"), Some(ADMIN_TOKEN))
+            .get(&format!("/v1/ips/{id}"), Some(admin_token()))
             .await;
         answer.expect(200).clone()
     }

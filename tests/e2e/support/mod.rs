@@ -26,7 +26,7 @@ pub mod cluster;
 pub mod limits;
 pub mod node_process;
 mod pg_server;
-mod process;
+pub mod process;
 mod redis_server;
 pub mod rig;
 mod routes;
@@ -52,8 +52,12 @@ fn init_logs() {
     });
 }
 
-/// The operator token of every test configuration.
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The operator token of every test configuration: random per test process (a
+/// node refuses published tokens), the same for every node the process starts.
+pub fn admin_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(penguin_config::random_secret)
+}
 
 /// One test's world: a migrated database, an empty Redis, and a config for both.
 pub struct TestEnv {
@@ -116,14 +120,15 @@ impl TestEnv {
 }
 
 /// The configuration of a test node: the given servers, fast timers, an API on a
-/// free loopback port, and [`ADMIN_TOKEN`]. No delivery routes: scenarios add the
+/// free loopback port, [`admin_token`] and a random tracking secret. No delivery routes: scenarios add the
 /// route to their sink.
 pub fn test_config(database_url: &str, redis_url: &str) -> Config {
     let mut config = Config::default();
     config.database.url = database_url.to_string();
     config.redis.url = redis_url.to_string();
     config.api.listen = "127.0.0.1:0".into();
-    config.api.admin_token = ADMIN_TOKEN.into();
+    config.api.admin_token = admin_token().into();
+    config.tracking.secret = penguin_config::random_secret();
     config.node.id = "test-node-1".into();
     config.node.lease_ttl_ms = 3_000;
     config.node.heartbeat_ms = 500;

@@ -16,7 +16,7 @@ use penguin_engine::clock::ManualClock;
 use penguin_engine::dns::MxResolver;
 use penguin_engine::sink::{Sink, SinkConfig, SinkHandle};
 
-use super::{ADMIN_TOKEN, TestEnv, wait_for};
+use super::{TestEnv, admin_token, wait_for};
 
 /// The process-wide metrics recorder (installed once per test binary), so the
 /// engine's counters show on `/metrics`. Counters add up across the tests of the
@@ -186,7 +186,7 @@ impl Rig {
             recipient_domains: 20,
             body_bytes: 500,
         };
-        Scenario::setup(&self.node().api_url(), ADMIN_TOKEN, &self.env.pg, &spec)
+        Scenario::setup(&self.node().api_url(), admin_token(), &self.env.pg, &spec)
             .await
             .expect("scenario set up")
     }
