@@ -16,6 +16,10 @@ use crate::support::process::{fresh_dir, scratch_root};
 const GOOD_ADMIN: &str = "0123456789abcdef0123456789abcdef-admin";
 const GOOD_SECRET: &str = "fedcba9876543210fedcba9876543210-links";
 
+/// What a case is, its config file, its environment overrides, and the key the
+/// refusal must name.
+type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str);
+
 /// Runs `penguin <command> --config <file with toml>` with `env` added, and
 /// returns its output; a process still running after 60 s is killed and fails
 /// the test (a node that did not refuse would sit waiting for its database).
@@ -68,7 +72,7 @@ fn config(admin: Option<&str>, secret: Option<&str>, base_url: Option<&str>) -> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_missing_published_and_short_secrets_naming_the_key() {
     let short = "0123456789abcdef0123456789abcde"; // 31 characters
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "no admin token",
             config(None, Some(GOOD_SECRET), None),
