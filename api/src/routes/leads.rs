@@ -18,6 +18,13 @@
 //! may be up to `api.max_import_bytes`. The import is all or nothing: broken
 //! JSON, a bad CSV header or an oversized body changes nothing. Other content
 //! types than JSON and CSV answer 415.
+//!
+//! An import holds a connection, a transaction and its campaign's share lock
+//! while the body arrives, so [`crate::import_guard`] bounds both: at most
+//! `api.max_concurrent_imports_per_tenant` per tenant at once on this node
+//! (another: 429 `too_many_imports`), and an upload slower than
+//! `api.import_min_bytes_per_sec` over `api.import_rate_window_ms` is cut off
+//! (408 `upload_too_slow`) and rolls back.
 
 use axum::Json;
 use axum::body::Body;
@@ -29,6 +36,7 @@ use penguin_engine::db::StoreError;
 use penguin_engine::store;
 use penguin_engine::store::leads::{LeadFate, LeadImport, NewLead};
 use serde::Serialize;
+use tokio::time::Instant;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -38,6 +46,7 @@ use crate::auth::TenantCaller;
 use crate::csv_leads::CsvLeads;
 use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{IdPath, is_json, mime_of};
+use crate::import_guard::UploadRate;
 use crate::json_leads::{JsonLeads, LeadIn};
 use crate::lead_rows::{DUPLICATE, LeadRows, RejectedLead};
 use crate::openapi::{JsonBodyErrors, TenantOnly};
@@ -117,6 +126,7 @@ impl ImportResult {
     responses(
         (status = 200, description = "What became of each row", body = ImportResult),
         (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
+        (status = 408, description = "The upload was slower than `api.import_min_bytes_per_sec` (`upload_too_slow`); nothing was imported", body = ErrorBody),
         TenantOnly, JsonBodyErrors,
     ))]
 async fn import(
@@ -149,6 +159,8 @@ async fn import(
             "expected Content-Type: application/json or text/csv",
         ));
     };
+    // Held until the answer: given back however the import ends.
+    let _slot = state.limits.imports.acquire(tenant)?;
     let (status, jobs_created, result) =
         import_stream(&state, tenant, campaign, parser, request.into_body()).await?;
     if jobs_created && result.accepted > 0 {
@@ -218,7 +230,14 @@ async fn import_stream(
         .await
         .map_err(campaign_error)?;
     let (batches, ready) = tokio::sync::mpsc::channel::<(Vec<usize>, Vec<NewLead>)>(2);
-    let parse = parse_body(parser, body, state.config.api.max_import_bytes, batches);
+    let rate = UploadRate::from_config(&state.config.api);
+    let parse = parse_body(
+        parser,
+        body,
+        state.config.api.max_import_bytes,
+        rate,
+        batches,
+    );
     let importing = &import;
     let write = async move {
         // Two batches in flight: the next statement is on the wire while
@@ -251,19 +270,35 @@ async fn import_stream(
 }
 
 /// Reads and parses the body, sending batches of [`store::leads::CHUNK`] leads;
-/// returns the rows it refused (in `rejected`, capped like every answer). Stops early (without error) when the writer is
-/// gone.
+/// returns the rows it refused (in `rejected`, capped like every answer). Stops
+/// early (without error) when the writer is gone. Fails (408) when the client
+/// sends slower than `rate` allows: only the time spent waiting for the body
+/// counts, not the time spent handing batches to the writer.
 async fn parse_body(
     mut parser: Parser,
     body: Body,
     max_bytes: usize,
+    mut rate: UploadRate,
     batches: tokio::sync::mpsc::Sender<(Vec<usize>, Vec<NewLead>)>,
 ) -> ApiResult<ImportResult> {
     let mut refused = ImportResult::default();
     let mut stream = body.into_data_stream();
     let mut received = 0usize;
     loop {
-        let done = match stream.next().await {
+        let waiting = Instant::now();
+        let next = match rate.read_budget() {
+            None => Some(stream.next().await),
+            Some(budget) => tokio::time::timeout(budget, stream.next()).await.ok(),
+        };
+        let Some(next) = next else {
+            // The window closed with nothing more: enough before, or cut off.
+            rate.record(waiting.elapsed(), 0)?;
+            continue;
+        };
+        if let Some(Ok(piece)) = &next {
+            rate.record(waiting.elapsed(), piece.len())?;
+        }
+        let done = match next {
             Some(piece) => {
                 let piece = piece.map_err(|e| {
                     AppError::malformed_body(format!("reading the body failed: {e}"))
