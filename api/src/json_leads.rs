@@ -296,10 +296,10 @@ mod tests {
     /// Feeds `body` in pieces of `piece` bytes; returns the accepted emails with
     /// their rows, and the rejected rows. (One batch: across batches the
     /// database finds the duplicates.)
-    fn run(
-        body: &str,
-        piece: usize,
-    ) -> Result<(Vec<(usize, String)>, Vec<(usize, String)>), AppError> {
+    /// `(row, email)` accepted and `(row, reason)` rejected.
+    type Rows = (Vec<(usize, String)>, Vec<(usize, String)>);
+
+    fn run(body: &str, piece: usize) -> Result<Rows, AppError> {
         let mut leads = JsonLeads::new();
         let mut accepted = Vec::new();
         for chunk in body.as_bytes().chunks(piece.max(1)) {

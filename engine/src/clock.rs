@@ -81,6 +81,12 @@ impl Clock for ManualClock {
 
 pub type SharedClock = Arc<dyn Clock>;
 
+/// Wall-clock unix milliseconds, never a moved [`ManualClock`]: for liveness
+/// deadlines and membership records, which nodes compare with each other.
+pub fn unix_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,10 +119,4 @@ mod tests {
     async fn system_sleep_until_the_past_returns_at_once() {
         SystemClock.sleep_until(OffsetDateTime::UNIX_EPOCH).await;
     }
-}
-
-/// Wall-clock unix milliseconds, never a moved [`ManualClock`]: for liveness
-/// deadlines and membership records, which nodes compare with each other.
-pub fn unix_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
