@@ -182,6 +182,12 @@ impl ApiConfig {
         )?;
         if self.import_min_bytes_per_sec > 0 {
             positive("api.import_rate_window_ms", self.import_rate_window_ms)?;
+            if self.import_rate_window_ms >= self.request_timeout_ms {
+                return Err(ConfigError::invalid(
+                    "api.import_rate_window_ms",
+                    "must be less than api.request_timeout_ms (a trickle must be cut off before the request times out)",
+                ));
+            }
         }
         if self.pause_drain_timeout_ms >= self.request_timeout_ms {
             return Err(ConfigError::invalid(
@@ -329,5 +335,61 @@ impl TrackingConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_limits_are_validated_by_name() {
+        let valid = || ApiConfig {
+            admin_token: "unit-test-admin-token-0123456789abcdef".into(),
+            ..ApiConfig::default()
+        };
+        valid().validate().expect("the defaults are valid");
+        let invalid = |tweak: fn(&mut ApiConfig)| {
+            let mut api = valid();
+            tweak(&mut api);
+            api.validate().unwrap_err().to_string()
+        };
+        let err = invalid(|api| api.max_tokens_per_tenant = 0);
+        assert!(err.contains("api.max_tokens_per_tenant"), "{err}");
+        let err = invalid(|api| api.max_concurrent_imports_per_tenant = 0);
+        assert!(
+            err.contains("api.max_concurrent_imports_per_tenant"),
+            "{err}"
+        );
+        let err = invalid(|api| api.auth_failures_burst = 0);
+        assert!(err.contains("api.auth_failures_burst"), "{err}");
+        let err = invalid(|api| api.import_rate_window_ms = api.request_timeout_ms);
+        assert!(err.contains("api.import_rate_window_ms"), "{err}");
+        // Off switches need no companion.
+        let off = ApiConfig {
+            auth_failures_per_minute: 0,
+            auth_failures_burst: 0,
+            import_min_bytes_per_sec: 0,
+            import_rate_window_ms: 0,
+            ..valid()
+        };
+        off.validate().expect("limits off are valid");
+    }
+
+    #[test]
+    fn the_api_pool_differs_only_in_size() {
+        let database = DatabaseConfig::default();
+        let api = database.api_pool();
+        assert_eq!(api.max_connections, database.api_max_connections);
+        assert_eq!(api.url, database.url);
+        assert_eq!(api.acquire_timeout_ms, database.acquire_timeout_ms);
+        let err = DatabaseConfig {
+            api_max_connections: 0,
+            ..DatabaseConfig::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("database.api_max_connections"), "{err}");
     }
 }

@@ -12,6 +12,7 @@ mod fencing;
 mod harness_smoke;
 mod health_breakers;
 mod hostile_pool_starvation;
+mod hostile_token_cap;
 mod hostile_token_flood;
 mod hostile_trickle_import;
 mod ip_actor_killed;
