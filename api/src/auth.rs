@@ -38,6 +38,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::metrics::{self, Limit};
 use crate::rate_limit::{Budget, address_key};
 
 /// Every tenant token starts with this.
@@ -143,7 +144,10 @@ impl FromRequestParts<AppState> for Caller {
         limits
             .auth_failures
             .check(address, Instant::now())
-            .map_err(AppError::auth_throttled)?;
+            .map_err(|seconds| {
+                metrics::refused(Limit::AuthFailures);
+                AppError::auth_throttled(seconds)
+            })?;
         let (caller, budget) = match authenticate(parts, state).await {
             Ok(known) => known,
             Err(error) => {
@@ -156,7 +160,10 @@ impl FromRequestParts<AppState> for Caller {
         limits
             .requests
             .take(budget, Instant::now())
-            .map_err(AppError::rate_limited)?;
+            .map_err(|seconds| {
+                metrics::refused(Limit::TokenBudget);
+                AppError::rate_limited(seconds)
+            })?;
         parts.extensions.insert(Authenticated(caller));
         Ok(caller)
     }

@@ -24,6 +24,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::error::AppError;
+use crate::metrics::{self, Limit};
 
 /// Running imports per tenant on this node.
 pub struct ImportSlots {
@@ -55,6 +56,7 @@ impl ImportSlots {
         let mut running = self.running();
         let count = running.entry(tenant).or_insert(0);
         if *count >= self.max {
+            metrics::refused(Limit::ImportSlots);
             return Err(AppError::too_many_imports(self.max));
         }
         *count += 1;
@@ -139,6 +141,7 @@ impl UploadRate {
             return Ok(());
         }
         if self.bytes < self.required() {
+            metrics::refused(Limit::UploadRate);
             return Err(AppError::upload_too_slow(format!(
                 "the upload sent {} bytes in {} ms, under the minimum of {} bytes/s \
                  (api.import_min_bytes_per_sec); nothing was imported",

@@ -1,12 +1,13 @@
 //! Hostile input, Postgres pool starvation: the control API draws from a pool of
 //! its own (`database.api_max_connections`), apart from the engine's
 //! (`database.max_connections`), so no number of API requests can stop sending.
-//! Here lead imports whose bodies never end hold every API connection (the
-//! minimum upload rate is off, so nothing else frees them) while a campaign
-//! sends: every lead still reaches the sink exactly once during the starvation,
-//! and API callers past the pool get a clear 503 `unavailable` ("database
-//! busy") after `database.acquire_timeout_ms` rather than hanging. Once the
-//! holders hang up, the API answers again and their imports left no lead.
+//! Here lead imports that wrote a first batch and then stall hold every API
+//! connection (the minimum upload rate is off, so nothing frees them) while a
+//! campaign sends: every lead still reaches the sink exactly once during the
+//! starvation, and API callers past the pool get a clear 503 `unavailable`
+//! ("database busy") after `database.acquire_timeout_ms` rather than hanging.
+//! Once the holders hang up, the API answers again and their imports left no
+//! lead.
 
 use std::time::{Duration, Instant};
 
@@ -46,13 +47,24 @@ async fn a_starved_api_pool_never_stops_sending() {
         .expect("a campaign for the holders");
     scenario.start().await.expect("start");
 
-    // Two imports that never finish their body: one connection each.
+    // Two imports that send a first batch of leads, then stall without ever
+    // finishing their body: each then holds a connection and its transaction.
     let path = format!("/v1/campaigns/{holder_campaign}/leads");
+    let mut first = String::from("email\n");
+    for i in 0..2_500 {
+        first.push_str(&format!("held{i}@example.com\n"));
+    }
     let mut holders = Vec::new();
     for _ in 0..2 {
-        let first = b"email\nheld@example.com\n";
-        holders
-            .push(SlowUpload::open(&base, &path, &tenant.token, "text/csv", 1 << 20, first).await);
+        let upload = SlowUpload::open(
+            &base,
+            &path,
+            &tenant.token,
+            "text/csv",
+            1 << 20,
+            first.as_bytes(),
+        );
+        holders.push(upload.await);
     }
     let campaign_path = format!("/v1/campaigns/{}", tenant.campaign);
     wait_for("the API pool held", Duration::from_secs(20), || async {

@@ -100,7 +100,8 @@ async fn imports_over_the_per_tenant_limit_get_429_and_change_nothing() {
     let campaign = api.create_campaign(&token, &[ip]).await;
     let path = format!("/v1/campaigns/{campaign}/leads");
 
-    // Two imports that never finish their body hold both slots.
+    // Two imports that never finish their body hold both slots (still short
+    // of a first batch, they hold no database connection yet).
     let head = csv_rows(10);
     let mut held = Vec::new();
     for _ in 0..2 {
@@ -120,6 +121,12 @@ async fn imports_over_the_per_tenant_limit_get_429_and_change_nothing() {
         (slots.running_for(tenant) == 2).then_some(())
     })
     .await;
+    let pool = env.pg.status();
+    assert_eq!(
+        pool.size - pool.available,
+        0,
+        "no connection held: {pool:?}"
+    );
     let before = snapshot(&env).await;
 
     // A third, JSON or CSV: 429 before anything is read or opened.

@@ -108,6 +108,7 @@ async fn issue(
     let max = state.config.api.max_tokens_per_tenant;
     let issued = store::tenants::insert_token(&tx, tenant, Uuid::now_v7(), &hash, max).await?;
     let TokenIssue::Issued(row) = issued else {
+        crate::metrics::refused(crate::metrics::Limit::TokenCap);
         return Err(AppError::too_many_tokens(max));
     };
     super::commit(tx).await?;
