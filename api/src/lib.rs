@@ -86,6 +86,8 @@ pub use error::AppError;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<penguin_config::Config>,
+    /// The API's own pool (`database.api_max_connections`), never the
+    /// engine's: no number of API requests can take the engine's connections.
     pub pg: deadpool_postgres::Pool,
     pub redis: deadpool_redis::Pool,
     /// Renders `/metrics`. The owner of the recorder runs its upkeep.

@@ -11,6 +11,7 @@ mod faults_harness;
 mod fencing;
 mod harness_smoke;
 mod health_breakers;
+mod hostile_pause_pool;
 mod hostile_pool_starvation;
 mod hostile_token_cap;
 mod hostile_token_flood;
