@@ -28,8 +28,10 @@ use uuid::Uuid;
 
 use crate::import_guard::ImportSlots;
 
-/// Authenticated tokens whose budgets are kept before idle ones are swept.
-pub const MAX_TOKEN_BUCKETS: usize = 10_000;
+/// Authenticated tokens whose budgets are kept before idle ones are swept
+/// (about 64 bytes each: 6 MiB at most). Only real tokens get here, so this
+/// is reached only by that many tokens busy within one refill period.
+pub const MAX_TOKEN_BUCKETS: usize = 100_000;
 /// Client addresses whose failures are remembered before idle ones are swept
 /// (about 64 bytes each: 4 MiB at most).
 pub const MAX_ADDRESS_BUCKETS: usize = 65_536;
