@@ -105,7 +105,9 @@ pub struct ApiConfig {
     pub request_timeout_ms: u64,
     /// How long `pause` waits for SMTP transactions already under way, in ms.
     pub pause_drain_timeout_ms: u64,
-    /// Requests each bearer token may make per minute, on average; 0 = no limit.
+    /// Requests each authenticated token (the admin's too) may make per minute,
+    /// on average; 0 = no limit. Tokens that fail to authenticate count
+    /// against `auth_failures_*` of their address instead.
     pub rate_limit_per_minute: u32,
     /// Requests a token may make at once before the per-minute rate applies.
     pub rate_limit_burst: u32,
