@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 pub struct Node {
     pub api_addr: SocketAddr,
     pub config: Arc<Config>,
+    /// The engine's pool (the API has its own).
     pub pg: deadpool_postgres::Pool,
     pub redis: deadpool_redis::Pool,
     engine: EngineHandle,
@@ -51,7 +52,10 @@ impl NodeOptions {
 impl Node {
     /// Connects, migrates (under the migration lock), starts the actors, then the API.
     pub async fn start(config: Arc<Config>, options: NodeOptions) -> anyhow::Result<Node> {
+        // Two pools: the engine's (`database.max_connections`) and the API's
+        // (`database.api_max_connections`), so API load never starves sending.
         let pg = db::pg_pool(&config.database).context("database pool")?;
+        let api_pg = db::pg_pool(&config.database.api_pool()).context("API database pool")?;
         let redis = queue::redis_pool(&config.redis).context("redis pool")?;
         migrate_with_retry(&pg).await?;
         let engine = start_engine(EngineDeps {
@@ -69,9 +73,10 @@ impl Node {
         let api_addr = listener.local_addr()?;
         let state = penguin_api::AppState {
             config: config.clone(),
-            pg: pg.clone(),
+            pg: api_pg,
             redis: redis.clone(),
             metrics: options.metrics,
+            limits: Arc::new(penguin_api::rate_limit::Limits::new(&config.api)),
         };
         let (api_stop, stopped) = oneshot::channel::<()>();
         let api_task = tokio::spawn(penguin_api::serve(listener, state, async move {

@@ -8,8 +8,27 @@
 //! Extractors: [`Caller`] (either), [`AdminCaller`] (403 for tenants) and
 //! [`TenantCaller`] (403 for the admin, who has no tenant). A missing or unknown
 //! token is 401 on every protected route.
+//!
+//! Budgets ([`crate::rate_limit`]), in this order, before any handler runs:
+//! 1. the client address's failed-authentication budget is looked at first: when
+//!    spent, 429 `rate_limited` (with `Retry-After`) and no token is compared or
+//!    looked up, so a flood of guesses never reaches Postgres;
+//! 2. the token is checked; a 401 takes one from the address's budget;
+//! 3. an authenticated caller takes one request from its own budget (the
+//!    admin's, or its token's by id): a bucket exists only for a token that
+//!    authenticated.
+//!
+//! The client address is the TCP peer, from the `ConnectInfo<SocketAddr>`
+//! request extension that the serving loop adds ([`crate::serve`]); behind a
+//! reverse proxy that is the proxy. A request without it (a router driven
+//! in-process) counts as `0.0.0.0`. The outcome is kept in the request's
+//! extensions, so extracting a caller twice counts once.
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
@@ -19,6 +38,8 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::metrics::{self, Limit};
+use crate::rate_limit::{Budget, address_key};
 
 /// Every tenant token starts with this.
 pub const TOKEN_PREFIX: &str = "pt_";
@@ -62,7 +83,7 @@ fn bearer(parts: &Parts) -> Result<&str, AppError> {
 }
 
 /// The token of an `Authorization: Bearer <token>` header (scheme in any case),
-/// or why there is none. Also what the rate limiter keys its budgets by.
+/// or why there is none.
 pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, AppError> {
     let header = headers
         .get(AUTHORIZATION)
@@ -82,22 +103,69 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, AppError> {
     Ok(token)
 }
 
+/// The address a request came from (see the module doc).
+pub fn client_address(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+}
+
+/// A caller already authenticated (and counted) for this request.
+#[derive(Debug, Clone, Copy)]
+struct Authenticated(Caller);
+
+/// Who the token is, and whose request budget it draws from.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<(Caller, Budget), AppError> {
+    let token = bearer(parts)?;
+    let presented = token_hash(token);
+    if constant_time_eq(&presented, &token_hash(&state.config.api.admin_token)) {
+        return Ok((Caller::Admin, Budget::Admin));
+    }
+    if !token.starts_with(TOKEN_PREFIX) {
+        return Err(AppError::unauthorized("invalid token"));
+    }
+    match penguin_engine::store::tenants::tenant_of_token(&state.pg, &presented).await? {
+        Some(owner) => Ok((Caller::Tenant(owner.tenant), Budget::Token(owner.token_id))),
+        None => Err(AppError::unauthorized("invalid token")),
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = bearer(parts)?;
-        let presented = token_hash(token);
-        if constant_time_eq(&presented, &token_hash(&state.config.api.admin_token)) {
-            return Ok(Caller::Admin);
+        if let Some(Authenticated(caller)) = parts.extensions.get::<Authenticated>() {
+            return Ok(*caller);
         }
-        if !token.starts_with(TOKEN_PREFIX) {
-            return Err(AppError::unauthorized("invalid token"));
-        }
-        match penguin_engine::store::tenants::tenant_of_token(&state.pg, &presented).await? {
-            Some(tenant) => Ok(Caller::Tenant(tenant)),
-            None => Err(AppError::unauthorized("invalid token")),
-        }
+        let limits = &state.limits;
+        let address = address_key(client_address(parts));
+        limits
+            .auth_failures
+            .check(address, Instant::now())
+            .map_err(|seconds| {
+                metrics::refused(Limit::AuthFailures);
+                AppError::auth_throttled(seconds)
+            })?;
+        let (caller, budget) = match authenticate(parts, state).await {
+            Ok(known) => known,
+            Err(error) => {
+                if error.status == StatusCode::UNAUTHORIZED {
+                    limits.auth_failures.charge(address, Instant::now());
+                }
+                return Err(error);
+            }
+        };
+        limits
+            .requests
+            .take(budget, Instant::now())
+            .map_err(|seconds| {
+                metrics::refused(Limit::TokenBudget);
+                AppError::rate_limited(seconds)
+            })?;
+        parts.extensions.insert(Authenticated(caller));
+        Ok(caller)
     }
 }
 

@@ -6,7 +6,8 @@
 //! document (`/openapi.json`) describes exactly what is sent.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use penguin_engine::db::StoreError;
 use penguin_engine::domain::InputError;
@@ -24,7 +25,9 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// One of `unauthorized`, `forbidden`, `not_found`, `method_not_allowed`,
     /// `conflict`, `invalid_request`, `malformed_json`, `unsupported_media_type`,
-    /// `payload_too_large`, `timeout`, `unavailable`, `internal`.
+    /// `payload_too_large`, `rate_limited`, `too_many_tokens`,
+    /// `too_many_imports`, `upload_too_slow`, `timeout`, `unavailable`,
+    /// `internal`.
     pub code: String,
     /// For people: what is wrong (never internal details).
     pub message: String,
@@ -38,6 +41,8 @@ pub struct AppError {
     pub message: String,
     /// What went wrong inside, for the log only (never sent to the client).
     pub detail: Option<String>,
+    /// Seconds for a `Retry-After` header (the 429 answers).
+    pub retry_after: Option<u64>,
 }
 
 /// The longest `message` an answer carries: a message that quotes a hostile
@@ -59,6 +64,7 @@ impl AppError {
             code,
             message: capped(message.into()),
             detail: None,
+            retry_after: None,
         }
     }
 
@@ -145,11 +151,56 @@ impl AppError {
 
     /// 429: the caller's token used up its request budget (`api.rate_limit_*`).
     pub fn rate_limited(retry_after_secs: u64) -> Self {
-        Self::new(
+        let mut error = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             format!("too many requests for this token; retry in {retry_after_secs} s"),
+        );
+        error.retry_after = Some(retry_after_secs);
+        error
+    }
+
+    /// 429: this client address failed to authenticate too often
+    /// (`api.auth_failures_*`); no token was looked at.
+    pub fn auth_throttled(retry_after_secs: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many failed authentications from this address; retry in {retry_after_secs} s"
+            ),
+        );
+        error.retry_after = Some(retry_after_secs);
+        error
+    }
+
+    /// 409: the tenant already holds `api.max_tokens_per_tenant` live tokens.
+    pub fn too_many_tokens(max: u32) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "too_many_tokens",
+            format!(
+                "the tenant already has {max} live tokens (api.max_tokens_per_tenant); revoke one first"
+            ),
         )
+    }
+
+    /// 429: the tenant already runs `api.max_concurrent_imports_per_tenant`
+    /// lead imports on this node.
+    pub fn too_many_imports(max: u32) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_imports",
+            format!(
+                "the tenant already runs {max} lead imports (api.max_concurrent_imports_per_tenant); retry when one ends"
+            ),
+        )
+    }
+
+    /// 408: an upload sent less than `api.import_min_bytes_per_sec` over a
+    /// window; it was cut off and changed nothing.
+    pub fn upload_too_slow(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "upload_too_slow", message)
     }
 
     /// 503: the request took longer than `api.request_timeout_ms`.
@@ -199,6 +250,15 @@ impl From<StoreError> for AppError {
             StoreError::NotFound => AppError::not_found("not found"),
             StoreError::Conflict(what) => AppError::conflict(what),
             StoreError::Invalid(what) => AppError::invalid(what),
+            StoreError::Pool(deadpool_postgres::PoolError::Timeout(_)) => {
+                let mut error = AppError::unavailable(
+                    "database",
+                    "no API database connection was free within database.acquire_timeout_ms",
+                );
+                error.message =
+                    "database busy: every API connection is in use; retry later".to_string();
+                error
+            }
             err if err.is_transient() => AppError::unavailable("database", err.to_string()),
             err => AppError::internal(err.to_string()),
         }
@@ -217,7 +277,13 @@ impl IntoResponse for AppError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

@@ -293,13 +293,13 @@ mod tests {
     use super::*;
     use crate::lead_rows::DUPLICATE;
 
-    /// Rows with an email (accepted) or a reason (rejected).
-    type Rows = Vec<(usize, String)>;
+    /// `(row, email)` accepted and `(row, reason)` rejected.
+    type Rows = (Vec<(usize, String)>, Vec<(usize, String)>);
 
     /// Feeds `body` in pieces of `piece` bytes; returns the accepted emails with
     /// their rows, and the rejected rows. (One batch: across batches the
     /// database finds the duplicates.)
-    fn run(body: &str, piece: usize) -> Result<(Rows, Rows), AppError> {
+    fn run(body: &str, piece: usize) -> Result<Rows, AppError> {
         let mut leads = JsonLeads::new();
         let mut accepted = Vec::new();
         for chunk in body.as_bytes().chunks(piece.max(1)) {

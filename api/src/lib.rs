@@ -16,7 +16,10 @@
 //! - [`openapi`](mod@openapi): the OpenAPI 3 document's frame (info, bearer
 //!   scheme, tags, shared error answers); [`openapi()`] is the whole document,
 //!   built from the same `utoipa_axum` registrations [`router`] serves.
-//! - [`rate_limit`]: per-token request budgets (429 `rate_limited`).
+//! - [`rate_limit`]: token buckets for per-token request budgets and for failed
+//!   authentications per client address (429 `rate_limited`).
+//! - [`import_guard`]: lead imports' per-tenant concurrency slots and the
+//!   minimum upload rate.
 //! - `routes/`: one route group per file — `ops` (health, metrics), `docs`
 //!   (`/openapi.json` and the `/docs` page), `tenants`, `tokens` (a tenant's API
 //!   tokens: issue, list, revoke), `ips` (add, show, pause, resume), `schedules`
@@ -53,6 +56,7 @@ pub mod campaign_rates;
 pub mod csv_leads;
 pub mod error;
 pub mod extract;
+pub mod import_guard;
 pub mod ip_view;
 pub mod json_leads;
 pub mod lead_rows;
@@ -63,6 +67,7 @@ mod routes;
 pub mod validate;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,10 +86,15 @@ pub use error::AppError;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<penguin_config::Config>,
+    /// The API's own pool (`database.api_max_connections`), never the
+    /// engine's: no number of API requests can take the engine's connections.
     pub pg: deadpool_postgres::Pool,
     pub redis: deadpool_redis::Pool,
     /// Renders `/metrics`. The owner of the recorder runs its upkeep.
     pub metrics: PrometheusHandle,
+    /// Request budgets, failed-authentication throttle and import slots of
+    /// this node: `Arc::new(Limits::new(&config.api))`.
+    pub limits: Arc<rate_limit::Limits>,
 }
 
 /// Every route, each registered with its `#[utoipa::path]` documentation.
@@ -114,16 +124,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole API: routes, `/openapi.json`, JSON fallbacks for unknown paths and
-/// methods, the body limit (`api.max_body_bytes`), per-token rate limits
-/// (`api.rate_limit_*`), the request timeout (`api.request_timeout_ms`), request
-/// metrics and tracing.
+/// methods, the body limit (`api.max_body_bytes`), the request timeout
+/// (`api.request_timeout_ms`), request metrics and tracing. The budgets
+/// (`state.limits`) are enforced by the auth extractors ([`auth`]).
 pub fn router(state: AppState) -> Router {
     metrics::describe();
     let timeout = Duration::from_millis(state.config.api.request_timeout_ms);
-    let limiter = rate_limit::RateLimiter::new(
-        state.config.api.rate_limit_per_minute,
-        state.config.api.rate_limit_burst,
-    );
     let (routes, doc) = documented_routes().split_for_parts();
     let doc = openapi::finish(doc)
         .to_json()
@@ -133,7 +139,6 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { AppError::method_not_allowed() })
         .layer(Extension(routes::docs::Document(Bytes::from(doc))))
         .layer(DefaultBodyLimit::max(state.config.api.max_body_bytes))
-        .layer(middleware::from_fn_with_state(limiter, rate_limit::limit))
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
         .layer(middleware::from_fn(metrics::track))
         .layer(TraceLayer::new_for_http())
@@ -150,7 +155,9 @@ async fn request_timeout(State(timeout): State<Duration>, req: Request, next: Ne
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish.
+/// requests finish. Every request carries the peer's `ConnectInfo<SocketAddr>`
+/// (what [`auth`] throttles failed authentications by): a serving loop that
+/// replaces this one must insert it too.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -159,7 +166,10 @@ pub async fn serve(
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "control API listening");
     }
-    axum::serve(listener, router(state))
+    // Each request carries `ConnectInfo<SocketAddr>`: failed authentications
+    // are throttled per client address (`auth`).
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }

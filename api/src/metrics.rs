@@ -15,6 +15,10 @@ use metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
 pub const REQUESTS_TOTAL: &str = "penguin_api_requests_total";
 /// Time to answer a request, by `method`, `route`.
 pub const REQUEST_DURATION_SECONDS: &str = "penguin_api_request_duration_seconds";
+/// Requests refused by a protective limit, by `limit`: `auth_failures` (the
+/// address failed to authenticate too often), `token_budget`, `token_cap`,
+/// `import_slots`, `upload_rate`.
+pub const LIMIT_REFUSALS_TOTAL: &str = "penguin_api_limit_refusals_total";
 
 /// Registers descriptions with the installed recorder (if any).
 pub fn describe() {
@@ -28,6 +32,38 @@ pub fn describe() {
         Unit::Seconds,
         "Time the control API took to answer a request"
     );
+    describe_counter!(
+        LIMIT_REFUSALS_TOTAL,
+        Unit::Count,
+        "Requests the control API refused by a protective limit"
+    );
+}
+
+/// Which protective limit refused a request (the `limit` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    AuthFailures,
+    TokenBudget,
+    TokenCap,
+    ImportSlots,
+    UploadRate,
+}
+
+impl Limit {
+    fn label(self) -> &'static str {
+        match self {
+            Limit::AuthFailures => "auth_failures",
+            Limit::TokenBudget => "token_budget",
+            Limit::TokenCap => "token_cap",
+            Limit::ImportSlots => "import_slots",
+            Limit::UploadRate => "upload_rate",
+        }
+    }
+}
+
+/// Counts a refusal by `limit`.
+pub fn refused(limit: Limit) {
+    counter!(LIMIT_REFUSALS_TOTAL, "limit" => limit.label()).increment(1);
 }
 
 fn method_label(method: &Method) -> &'static str {

@@ -148,23 +148,27 @@ fn errors<const N: usize>(answers: [(&str, &str); N]) -> BTreeMap<String, RefOr<
 }
 
 const UNAUTHORIZED: &str = "No bearer token, or one nobody issued (`unauthorized`)";
+const RATE_LIMITED: &str = "Over a budget, with `Retry-After`: the token's requests, or this \
+     address's failed authentications (`rate_limited`); on lead imports also the tenant's \
+     concurrent imports (`too_many_imports`)";
 
-/// A route for the admin or a tenant: 401.
+/// A route for the admin or a tenant: 401, 429.
 pub struct AnyCaller;
 
 impl IntoResponses for AnyCaller {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        errors([("401", UNAUTHORIZED)])
+        errors([("401", UNAUTHORIZED), ("429", RATE_LIMITED)])
     }
 }
 
-/// A route for the admin token only: 401, and 403 for a tenant token.
+/// A route for the admin token only: 401, 429, and 403 for a tenant token.
 pub struct AdminOnly;
 
 impl IntoResponses for AdminOnly {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         errors([
             ("401", UNAUTHORIZED),
+            ("429", RATE_LIMITED),
             (
                 "403",
                 "A tenant token: this route needs the admin token (`forbidden`)",
@@ -173,14 +177,15 @@ impl IntoResponses for AdminOnly {
     }
 }
 
-/// A route for tenant tokens only: 401, and 403 for the admin (who has no
-/// tenant).
+/// A route for tenant tokens only: 401, 429, and 403 for the admin (who has
+/// no tenant).
 pub struct TenantOnly;
 
 impl IntoResponses for TenantOnly {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         errors([
             ("401", UNAUTHORIZED),
+            ("429", RATE_LIMITED),
             (
                 "403",
                 "The admin token: this route needs a tenant token (`forbidden`)",

@@ -12,9 +12,14 @@ use crate::error::{ConfigError, positive};
 pub struct DatabaseConfig {
     /// `postgres://user:pass@host:port/db` or a key=value string; `DATABASE_URL` overrides.
     pub url: String,
-    /// Upper bound of the connection pool of this node.
+    /// Upper bound of the engine's connection pool of this node (actors: feeder,
+    /// status writes, outcomes, leases). The control API never draws from it.
     pub max_connections: u32,
-    /// How long a caller waits for a pooled connection before failing, in ms.
+    /// Upper bound of the control API's own connection pool of this node, apart
+    /// from the engine's, so no number of API requests can stop sending.
+    pub api_max_connections: u32,
+    /// How long a caller waits for a pooled connection before failing, in ms
+    /// (an API request then answers 503 `unavailable`).
     pub acquire_timeout_ms: u64,
 }
 
@@ -23,6 +28,7 @@ impl Default for DatabaseConfig {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/penguin".into(),
             max_connections: 16,
+            api_max_connections: 8,
             acquire_timeout_ms: 5_000,
         }
     }
@@ -34,7 +40,20 @@ impl DatabaseConfig {
             return Err(ConfigError::invalid("database.url", "must not be empty"));
         }
         positive("database.max_connections", self.max_connections.into())?;
+        positive(
+            "database.api_max_connections",
+            self.api_max_connections.into(),
+        )?;
         positive("database.acquire_timeout_ms", self.acquire_timeout_ms)
+    }
+
+    /// The settings of the control API's pool: these, sized
+    /// `api_max_connections` instead of `max_connections`.
+    pub fn api_pool(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            max_connections: self.api_max_connections,
+            ..self.clone()
+        }
     }
 }
 
@@ -87,10 +106,31 @@ pub struct ApiConfig {
     pub request_timeout_ms: u64,
     /// How long `pause` waits for SMTP transactions already under way, in ms.
     pub pause_drain_timeout_ms: u64,
-    /// Requests each bearer token may make per minute, on average; 0 = no limit.
+    /// Requests each authenticated token (the admin's too) may make per minute,
+    /// on average; 0 = no limit. Tokens that fail to authenticate count
+    /// against `auth_failures_*` of their address instead.
     pub rate_limit_per_minute: u32,
     /// Requests a token may make at once before the per-minute rate applies.
     pub rate_limit_burst: u32,
+    /// Failed authentications (no, malformed, unknown or revoked token) one
+    /// client address may make per minute, on average; past them every request
+    /// from it that needs a token answers 429 before any token lookup. 0 = off.
+    pub auth_failures_per_minute: u32,
+    /// Failed authentications an address may make at once before the
+    /// per-minute rate applies.
+    pub auth_failures_burst: u32,
+    /// Most live (unrevoked) API tokens one tenant may hold; issuing another
+    /// answers 409 `too_many_tokens`.
+    pub max_tokens_per_tenant: u32,
+    /// Most lead imports one tenant may run at once on this node; another
+    /// answers 429 `too_many_imports`.
+    pub max_concurrent_imports_per_tenant: u32,
+    /// Slowest upload an import may send, in bytes per second, measured over
+    /// `import_rate_window_ms` of waiting for the body; slower ones are cut off
+    /// (408 `upload_too_slow`) and roll back. 0 = off.
+    pub import_min_bytes_per_sec: u64,
+    /// The window over which `import_min_bytes_per_sec` is measured, in ms.
+    pub import_rate_window_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -104,6 +144,12 @@ impl Default for ApiConfig {
             pause_drain_timeout_ms: 30_000,
             rate_limit_per_minute: 6_000,
             rate_limit_burst: 1_000,
+            auth_failures_per_minute: 60,
+            auth_failures_burst: 30,
+            max_tokens_per_tenant: 100,
+            max_concurrent_imports_per_tenant: 2,
+            import_min_bytes_per_sec: 1_024,
+            import_rate_window_ms: 10_000,
         }
     }
 }
@@ -119,6 +165,26 @@ impl ApiConfig {
         positive("api.pause_drain_timeout_ms", self.pause_drain_timeout_ms)?;
         if self.rate_limit_per_minute > 0 {
             positive("api.rate_limit_burst", self.rate_limit_burst.into())?;
+        }
+        if self.auth_failures_per_minute > 0 {
+            positive("api.auth_failures_burst", self.auth_failures_burst.into())?;
+        }
+        positive(
+            "api.max_tokens_per_tenant",
+            self.max_tokens_per_tenant.into(),
+        )?;
+        positive(
+            "api.max_concurrent_imports_per_tenant",
+            self.max_concurrent_imports_per_tenant.into(),
+        )?;
+        if self.import_min_bytes_per_sec > 0 {
+            positive("api.import_rate_window_ms", self.import_rate_window_ms)?;
+            if self.import_rate_window_ms >= self.request_timeout_ms {
+                return Err(ConfigError::invalid(
+                    "api.import_rate_window_ms",
+                    "must be less than api.request_timeout_ms (a trickle must be cut off before the request times out)",
+                ));
+            }
         }
         if self.pause_drain_timeout_ms >= self.request_timeout_ms {
             return Err(ConfigError::invalid(
@@ -256,5 +322,61 @@ impl Default for TrackingConfig {
 impl TrackingConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         crate::secrets::check_public_url("tracking.base_url", &self.base_url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_limits_are_validated_by_name() {
+        let valid = || ApiConfig {
+            admin_token: "unit-test-admin-token-0123456789abcdef".into(),
+            ..ApiConfig::default()
+        };
+        valid().validate().expect("the defaults are valid");
+        let invalid = |tweak: fn(&mut ApiConfig)| {
+            let mut api = valid();
+            tweak(&mut api);
+            api.validate().unwrap_err().to_string()
+        };
+        let err = invalid(|api| api.max_tokens_per_tenant = 0);
+        assert!(err.contains("api.max_tokens_per_tenant"), "{err}");
+        let err = invalid(|api| api.max_concurrent_imports_per_tenant = 0);
+        assert!(
+            err.contains("api.max_concurrent_imports_per_tenant"),
+            "{err}"
+        );
+        let err = invalid(|api| api.auth_failures_burst = 0);
+        assert!(err.contains("api.auth_failures_burst"), "{err}");
+        let err = invalid(|api| api.import_rate_window_ms = api.request_timeout_ms);
+        assert!(err.contains("api.import_rate_window_ms"), "{err}");
+        // Off switches need no companion.
+        let off = ApiConfig {
+            auth_failures_per_minute: 0,
+            auth_failures_burst: 0,
+            import_min_bytes_per_sec: 0,
+            import_rate_window_ms: 0,
+            ..valid()
+        };
+        off.validate().expect("limits off are valid");
+    }
+
+    #[test]
+    fn the_api_pool_differs_only_in_size() {
+        let database = DatabaseConfig::default();
+        let api = database.api_pool();
+        assert_eq!(api.max_connections, database.api_max_connections);
+        assert_eq!(api.url, database.url);
+        assert_eq!(api.acquire_timeout_ms, database.acquire_timeout_ms);
+        let err = DatabaseConfig {
+            api_max_connections: 0,
+            ..DatabaseConfig::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("database.api_max_connections"), "{err}");
     }
 }

@@ -450,8 +450,10 @@ async fn pause(
         store::campaigns::pause_campaign(tx, tenant, id).await
     })
     .await?;
+    // Back to the pool while the drain is awaited: waiting pauses hold none.
+    drop(client);
     let Json(mut body) = answer(&state, tenant, id, change).await;
-    let in_flight = wait_for_drain(&state, &mut client, tenant, id).await?;
+    let in_flight = wait_for_drain(&state, tenant, id).await?;
     if in_flight > 0 {
         tracing::warn!(tenant_id = %tenant, campaign_id = %id, in_flight, "pause returned with SMTP transactions still under way");
         body.in_flight = Some(in_flight);
@@ -461,18 +463,16 @@ async fn pause(
 
 /// Waits until no job of the campaign is `sending`, at most
 /// `api.pause_drain_timeout_ms`; returns how many still are. Each look is its
-/// own short tenant transaction on `client`.
-async fn wait_for_drain(
-    state: &AppState,
-    client: &mut Object,
-    tenant: Uuid,
-    id: Uuid,
-) -> ApiResult<i64> {
+/// own short tenant transaction on a connection taken from the pool for that
+/// look only, so pauses waiting for their drain never hold the API's pool.
+async fn wait_for_drain(state: &AppState, tenant: Uuid, id: Uuid) -> ApiResult<i64> {
     let deadline = Instant::now() + Duration::from_millis(state.config.api.pause_drain_timeout_ms);
     loop {
-        let tx = tenant_scope(client, tenant).await?;
+        let mut client = connection(state).await?;
+        let tx = tenant_scope(&mut client, tenant).await?;
         let sending = store::campaigns::sending_count(&tx, tenant, id).await?;
         commit(tx).await?;
+        drop(client);
         if sending == 0 || Instant::now() >= deadline {
             return Ok(sending);
         }

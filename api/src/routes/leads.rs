@@ -18,6 +18,13 @@
 //! may be up to `api.max_import_bytes`. The import is all or nothing: broken
 //! JSON, a bad CSV header or an oversized body changes nothing. Other content
 //! types than JSON and CSV answer 415.
+//!
+//! An import holds a connection, a transaction and its campaign's share lock
+//! while the body arrives, so [`crate::import_guard`] bounds both: at most
+//! `api.max_concurrent_imports_per_tenant` per tenant at once on this node
+//! (another: 429 `too_many_imports`), and an upload slower than
+//! `api.import_min_bytes_per_sec` over `api.import_rate_window_ms` is cut off
+//! (408 `upload_too_slow`) and rolls back.
 
 use axum::Json;
 use axum::body::Body;
@@ -29,6 +36,7 @@ use penguin_engine::db::StoreError;
 use penguin_engine::store;
 use penguin_engine::store::leads::{LeadFate, LeadImport, NewLead};
 use serde::Serialize;
+use tokio::time::Instant;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -38,6 +46,7 @@ use crate::auth::TenantCaller;
 use crate::csv_leads::CsvLeads;
 use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{IdPath, is_json, mime_of};
+use crate::import_guard::UploadRate;
 use crate::json_leads::{JsonLeads, LeadIn};
 use crate::lead_rows::{DUPLICATE, LeadRows, RejectedLead};
 use crate::openapi::{JsonBodyErrors, TenantOnly};
@@ -117,6 +126,7 @@ impl ImportResult {
     responses(
         (status = 200, description = "What became of each row", body = ImportResult),
         (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
+        (status = 408, description = "The upload was slower than `api.import_min_bytes_per_sec` (`upload_too_slow`); nothing was imported", body = ErrorBody),
         TenantOnly, JsonBodyErrors,
     ))]
 async fn import(
@@ -149,9 +159,14 @@ async fn import(
             "expected Content-Type: application/json or text/csv",
         ));
     };
+    // Held until the answer: given back however the import ends.
+    let _slot = state.limits.imports.acquire(tenant)?;
     let (status, jobs_created, result) =
         import_stream(&state, tenant, campaign, parser, request.into_body()).await?;
-    if jobs_created && result.accepted > 0 {
+    if let Some(status) = status
+        && jobs_created
+        && result.accepted > 0
+    {
         let event = ControlEvent::CampaignChanged {
             tenant_id: tenant,
             campaign_id: campaign,
@@ -166,7 +181,13 @@ async fn import(
     Ok(Json(result))
 }
 
-type Imported = (penguin_engine::domain::CampaignStatus, bool, ImportResult);
+/// The campaign's status during the import (`None` when nothing was
+/// written), whether jobs were created, and what became of the rows.
+type Imported = (
+    Option<penguin_engine::domain::CampaignStatus>,
+    bool,
+    ImportResult,
+);
 
 fn campaign_error(error: StoreError) -> AppError {
     AppError::missing("no such campaign")(error)
@@ -202,10 +223,18 @@ impl Parser {
     }
 }
 
+/// A batch of parsed leads with their row numbers.
+type Batch = (Vec<usize>, Vec<NewLead>);
+
 /// Streams a body into one import transaction, a batch at a time. Parsing
 /// the next batch overlaps with writing the previous one (two futures of this
 /// task, a channel of two batches between them), so Postgres and this process
 /// work at the same time.
+///
+/// The campaign is checked (404, 409) before a byte is read, on a connection
+/// given back at once; the import's own connection, transaction and campaign
+/// lock are taken only when the first batch is parsed. So a client that is
+/// still sending its first [`store::leads::CHUNK`] leads holds no connection.
 async fn import_stream(
     state: &AppState,
     tenant: uuid::Uuid,
@@ -213,21 +242,64 @@ async fn import_stream(
     parser: Parser,
     body: Body,
 ) -> ApiResult<Imported> {
+    {
+        let mut client = state.pg.get().await.map_err(StoreError::from)?;
+        LeadImport::begin(&mut client, tenant, campaign)
+            .await
+            .map_err(campaign_error)?;
+        // Dropped: rolled back, the connection back in the pool.
+    }
+    let (batches, ready) = tokio::sync::mpsc::channel::<Batch>(2);
+    let (parse_done, parse_ok) = tokio::sync::oneshot::channel::<bool>();
+    let rate = UploadRate::from_config(&state.config.api);
+    let max_bytes = state.config.api.max_import_bytes;
+    let parse = async move {
+        let parsed = parse_body(parser, body, max_bytes, rate, batches).await;
+        let _ = parse_done.send(parsed.is_ok());
+        parsed
+    };
+    // A parse failure closes the channel: the writer stops and rolls back. A
+    // write failure closes it too: the parser stops.
+    let (parsed, written) = tokio::join!(
+        parse,
+        write_batches(state, tenant, campaign, ready, parse_ok)
+    );
+    let (status, jobs_created, mut result) = written?;
+    let refused = parsed?;
+    result.reject(refused.rejected);
+    result.rejected_truncated |= refused.rejected_truncated;
+    result.rejected.sort_by_key(|r| r.row);
+    Ok((status, jobs_created, result))
+}
+
+/// Writes the batches from `ready` into one import transaction, begun when the
+/// first arrives, and commits it once the channel closes if the parser says it
+/// succeeded (`parse_ok`); otherwise it rolls back. No batch at all: nothing
+/// to write (`status` is `None`).
+async fn write_batches(
+    state: &AppState,
+    tenant: uuid::Uuid,
+    campaign: uuid::Uuid,
+    mut ready: tokio::sync::mpsc::Receiver<Batch>,
+    parse_ok: tokio::sync::oneshot::Receiver<bool>,
+) -> ApiResult<Imported> {
+    let Some(first) = ready.recv().await else {
+        return Ok((None, false, ImportResult::default()));
+    };
     let mut client = state.pg.get().await.map_err(StoreError::from)?;
     let import = LeadImport::begin(&mut client, tenant, campaign)
         .await
         .map_err(campaign_error)?;
-    let (batches, ready) = tokio::sync::mpsc::channel::<(Vec<usize>, Vec<NewLead>)>(2);
-    let parse = parse_body(parser, body, state.config.api.max_import_bytes, batches);
-    let importing = &import;
-    let write = async move {
+    let written = {
+        let importing = &import;
         // Two batches in flight: the next statement is on the wire while
         // Postgres runs the one before (they run in order, in one transaction).
-        let received = futures::stream::unfold(ready, |mut ready| async move {
+        let rest = futures::stream::unfold(ready, |mut ready| async move {
             ready.recv().await.map(|batch| (batch, ready))
         });
         let mut written_batches = std::pin::pin!(
-            received
+            futures::stream::iter([first])
+                .chain(rest)
                 .map(|(rows, leads)| async move { (rows, importing.add(&leads).await) })
                 .buffered(2)
         );
@@ -235,35 +307,47 @@ async fn import_stream(
         while let Some((rows, fates)) = written_batches.next().await {
             written.record(rows, fates.map_err(campaign_error)?);
         }
-        Ok::<_, AppError>(written)
+        written
     };
-    // A parse failure closes the channel: the writer stops, the transaction is
-    // dropped (rolled back). A write failure closes it too: the parser stops.
-    let (parsed, written) = tokio::join!(parse, write);
-    let mut result = written?;
-    let refused = parsed?;
-    result.reject(refused.rejected);
-    result.rejected_truncated |= refused.rejected_truncated;
+    if parse_ok.await != Ok(true) {
+        // The parser failed (its error is the answer): `import` rolls back.
+        return Ok((None, false, written));
+    }
     let (status, jobs_created) = (import.status, import.jobs_created);
     import.commit().await.map_err(campaign_error)?;
-    result.rejected.sort_by_key(|r| r.row);
-    Ok((status, jobs_created, result))
+    Ok((Some(status), jobs_created, written))
 }
 
 /// Reads and parses the body, sending batches of [`store::leads::CHUNK`] leads;
-/// returns the rows it refused (in `rejected`, capped like every answer). Stops early (without error) when the writer is
-/// gone.
+/// returns the rows it refused (in `rejected`, capped like every answer). Stops
+/// early (without error) when the writer is gone. Fails (408) when the client
+/// sends slower than `rate` allows: only the time spent waiting for the body
+/// counts, not the time spent handing batches to the writer.
 async fn parse_body(
     mut parser: Parser,
     body: Body,
     max_bytes: usize,
-    batches: tokio::sync::mpsc::Sender<(Vec<usize>, Vec<NewLead>)>,
+    mut rate: UploadRate,
+    batches: tokio::sync::mpsc::Sender<Batch>,
 ) -> ApiResult<ImportResult> {
     let mut refused = ImportResult::default();
     let mut stream = body.into_data_stream();
     let mut received = 0usize;
     loop {
-        let done = match stream.next().await {
+        let waiting = Instant::now();
+        let next = match rate.read_budget() {
+            None => Some(stream.next().await),
+            Some(budget) => tokio::time::timeout(budget, stream.next()).await.ok(),
+        };
+        let Some(next) = next else {
+            // The window closed with nothing more: enough before, or cut off.
+            rate.record(waiting.elapsed(), 0)?;
+            continue;
+        };
+        if let Some(Ok(piece)) = &next {
+            rate.record(waiting.elapsed(), piece.len())?;
+        }
+        let done = match next {
             Some(piece) => {
                 let piece = piece.map_err(|e| {
                     AppError::malformed_body(format!("reading the body failed: {e}"))

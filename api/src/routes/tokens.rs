@@ -4,12 +4,18 @@
 //! one — it stops working at once, and revoking it again changes nothing. The
 //! admin reaches every tenant; a tenant token reaches only its own tenant
 //! (another id answers 404).
+//!
+//! A tenant holds at most `api.max_tokens_per_tenant` live (unrevoked) tokens:
+//! issuing one more answers 409 `too_many_tokens` and creates nothing (counted
+//! under a per-tenant lock in the insert's transaction, so concurrent issues
+//! cannot overshoot). Tokens are cheap to mint and each has its own request
+//! budget, so the cap also bounds what one tenant can draw from the limiter.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use penguin_engine::store;
-use penguin_engine::store::tenants::TokenRow;
+use penguin_engine::store::tenants::{TokenIssue, TokenRow};
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -77,7 +83,8 @@ async fn reachable(state: &AppState, caller: Caller, id: Uuid) -> ApiResult<Uuid
 
 /// Issues another API token for the tenant (shown once, stored as its sha256).
 ///
-/// The body is optional: empty or `{}`.
+/// The body is optional: empty or `{}`. A tenant with
+/// `api.max_tokens_per_tenant` live tokens gets 409 `too_many_tokens`.
 #[utoipa::path(post, path = "/v1/tenants/{id}/tokens", tag = "tenants",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The tenant")),
@@ -85,6 +92,7 @@ async fn reachable(state: &AppState, caller: Caller, id: Uuid) -> ApiResult<Uuid
     responses(
         (status = 201, description = "The new token", body = TokenIssued),
         (status = 404, description = "No such tenant, or another tenant's (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The tenant holds `api.max_tokens_per_tenant` live tokens (`too_many_tokens`)", body = ErrorBody),
         AnyCaller, JsonBodyErrors,
     ))]
 async fn issue(
@@ -97,7 +105,12 @@ async fn issue(
     let (token, hash) = auth::new_tenant_token();
     let mut client = super::connection(&state).await?;
     let tx = super::caller_scope(&mut client, caller).await?;
-    let row = store::tenants::insert_token(&tx, tenant, Uuid::now_v7(), &hash).await?;
+    let max = state.config.api.max_tokens_per_tenant;
+    let issued = store::tenants::insert_token(&tx, tenant, Uuid::now_v7(), &hash, max).await?;
+    let TokenIssue::Issued(row) = issued else {
+        crate::metrics::refused(crate::metrics::Limit::TokenCap);
+        return Err(AppError::too_many_tokens(max));
+    };
     super::commit(tx).await?;
     tracing::info!(tenant_id = %tenant, token_id = %row.id, "api token issued");
     Ok((

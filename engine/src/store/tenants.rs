@@ -2,7 +2,8 @@
 //!
 //! A tenant token is stored only as its sha256: [`insert_tenant`] takes the hash,
 //! [`tenant_of_token`] resolves a presented token's hash to its tenant. A tenant
-//! may hold several tokens ([`insert_token`], [`tokens`]); a revoked one
+//! may hold several tokens ([`insert_token`], up to a cap of live ones;
+//! [`tokens`]); a revoked one
 //! ([`revoke_token`]) stops working at once and stays listed. Also holds
 //! [`ping`], the database health probe of `/health/db`.
 
@@ -47,16 +48,30 @@ pub async fn insert_tenant(
     })
 }
 
-/// The tenant owning a non-revoked token with this sha256, if any.
-pub async fn tenant_of_token(pool: &Pool, token_hash: &[u8]) -> Result<Option<Uuid>, StoreError> {
+/// A live token's owner and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenOwner {
+    pub tenant: Uuid,
+    pub token_id: Uuid,
+}
+
+/// The tenant owning a non-revoked token with this sha256, and the token's id,
+/// if any.
+pub async fn tenant_of_token(
+    pool: &Pool,
+    token_hash: &[u8],
+) -> Result<Option<TokenOwner>, StoreError> {
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
-            "SELECT tenant_id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+            "SELECT tenant_id, id FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .await?;
     let row = client.query_opt(&stmt, &[&token_hash]).await?;
-    Ok(row.map(|row| row.get(0)))
+    Ok(row.map(|row| TokenOwner {
+        tenant: row.get(0),
+        token_id: row.get(1),
+    }))
 }
 
 /// One API token as listed (never the token itself).
@@ -75,13 +90,45 @@ fn token_row(row: &tokio_postgres::Row) -> TokenRow {
     }
 }
 
-/// Adds a token to an existing tenant; `NotFound` when there is no such tenant.
+/// What [`insert_token`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenIssue {
+    Issued(TokenRow),
+    /// The tenant already holds `max_live` unrevoked tokens: nothing was added.
+    TooMany,
+}
+
+/// Namespace of the per-tenant advisory lock that serialises token issuing
+/// (the first key of `pg_advisory_xact_lock(int, int)`; no other lock uses it).
+const TOKEN_ISSUE_LOCK: i32 = 0x746f_6b6e; // "tokn"
+
+/// Adds a token to an existing tenant unless it already holds `max_live`
+/// unrevoked ones; `NotFound` when there is no such tenant. Race-safe: run in
+/// a transaction, it first takes a per-tenant transaction lock, so concurrent
+/// issues for one tenant count one after another. (An advisory lock, not
+/// `FOR UPDATE` on the tenant row: the tenant role may only read `tenants`.)
 pub async fn insert_token(
     client: &impl GenericClient,
     tenant: Uuid,
     id: Uuid,
     token_hash: &[u8],
-) -> Result<TokenRow, StoreError> {
+    max_live: u32,
+) -> Result<TokenIssue, StoreError> {
+    let lock = client
+        .prepare_cached("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
+        .await?;
+    client
+        .execute(&lock, &[&TOKEN_ISSUE_LOCK, &tenant.to_string()])
+        .await?;
+    let live = client
+        .prepare_cached(
+            "SELECT count(*) FROM api_tokens WHERE tenant_id = $1 AND revoked_at IS NULL",
+        )
+        .await?;
+    let live: i64 = client.query_one(&live, &[&tenant]).await?.get(0);
+    if live >= i64::from(max_live) {
+        return Ok(TokenIssue::TooMany);
+    }
     let stmt = client
         .prepare_cached(
             "INSERT INTO api_tokens (tenant_id, id, token_hash)
@@ -93,7 +140,7 @@ pub async fn insert_token(
         .query_opt(&stmt, &[&tenant, &id, &token_hash])
         .await?
         .ok_or(StoreError::NotFound)?;
-    Ok(token_row(&row))
+    Ok(TokenIssue::Issued(token_row(&row)))
 }
 
 /// A tenant's tokens, oldest first, revoked ones included.

@@ -20,6 +20,8 @@ use crate::support::{TestEnv, admin_token};
 /// A running API; stops when dropped.
 pub struct ApiServer {
     pub api: ApiClient,
+    /// The server's in-process limits, to look at their tables.
+    pub limits: Arc<penguin_api::rate_limit::Limits>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -40,11 +42,13 @@ impl ApiServer {
         let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
             .build_recorder()
             .handle();
+        let limits = Arc::new(penguin_api::rate_limit::Limits::new(&config.api));
         let state = penguin_api::AppState {
             config: Arc::new(config),
             pg,
             redis,
             metrics,
+            limits: limits.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -56,6 +60,7 @@ impl ApiServer {
         }));
         ApiServer {
             api: ApiClient::new(&base),
+            limits,
             _stop: stop,
         }
     }

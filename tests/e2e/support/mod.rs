@@ -30,6 +30,7 @@ pub mod process;
 mod redis_server;
 pub mod rig;
 mod routes;
+pub mod slow_upload;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -129,6 +130,10 @@ pub fn test_config(database_url: &str, redis_url: &str) -> Config {
     config.api.listen = "127.0.0.1:0".into();
     config.api.admin_token = admin_token().into();
     config.tracking.secret = penguin_config::random_secret();
+    // Every scenario's client is 127.0.0.1, and the refusal matrices make
+    // hundreds of failed authentications on purpose; `hostile_token_flood`
+    // sets the failure budget it proves.
+    config.api.auth_failures_burst = 10_000;
     config.node.id = "test-node-1".into();
     config.node.lease_ttl_ms = 3_000;
     config.node.heartbeat_ms = 500;

@@ -245,6 +245,7 @@ impl PgServer {
             url: (self.url_of)(&template),
             max_connections: 1,
             acquire_timeout_ms: 10_000,
+            ..DatabaseConfig::default()
         };
         let pool = penguin_engine::db::pg_pool(&config).expect("template pool");
         penguin_engine::db::migrate(&pool)
