@@ -12,6 +12,7 @@ mod delivery;
 mod error;
 mod limits;
 mod providers;
+mod public;
 mod reply_rules;
 mod sections;
 
@@ -30,6 +31,7 @@ pub use providers::{
     DEFAULT_PROVIDER, ProviderConfig, ProviderLimits, ProviderSpec, builtin_providers,
     normalize_pattern, resolve_providers,
 };
+pub use public::{HttpLimits, MAX_CONNECTIONS, PublicConfig};
 pub use reply_rules::{MAX_RULE_DURATION_SECS, ReplyAction, ReplyRule, default_reply_rules};
 pub use sections::{
     ApiConfig, DatabaseConfig, NodeConfig, QueueConfig, RedisConfig, TrackingConfig,
@@ -42,6 +44,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub api: ApiConfig,
+    pub public: PublicConfig,
     pub node: NodeConfig,
     pub queue: QueueConfig,
     pub delivery: DeliveryConfig,
@@ -90,6 +93,7 @@ impl Config {
         self.database.validate()?;
         self.redis.validate()?;
         self.api.validate()?;
+        self.public.validate(&self.api.listen)?;
         self.node.validate()?;
         self.queue.validate()?;
         self.delivery.validate()?;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, positive};
+use crate::public::HttpLimits;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -90,6 +91,16 @@ pub struct ApiConfig {
     pub rate_limit_per_minute: u32,
     /// Requests a token may make at once before the per-minute rate applies.
     pub rate_limit_burst: u32,
+    /// Most connections open at once on `listen`; past it a new connection is
+    /// closed at once.
+    pub max_connections: usize,
+    /// A request line and headers must arrive within this, in ms.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight is closed after this, in ms.
+    pub idle_timeout_ms: u64,
+    /// How often one background task per node asks the SMTP routes for their
+    /// greeting; `/health/email` reports the last result, in ms.
+    pub email_health_interval_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -103,11 +114,23 @@ impl Default for ApiConfig {
             pause_drain_timeout_ms: 30_000,
             rate_limit_per_minute: 6_000,
             rate_limit_burst: 1_000,
+            max_connections: 256,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            email_health_interval_ms: 30_000,
         }
     }
 }
 
 impl ApiConfig {
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits::new(
+            self.max_connections,
+            self.header_read_timeout_ms,
+            self.idle_timeout_ms,
+        )
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.listen.parse::<SocketAddr>().map_err(|e| {
             ConfigError::invalid("api.listen", format!("not a socket address: {e}"))
@@ -125,6 +148,11 @@ impl ApiConfig {
         if self.rate_limit_per_minute > 0 {
             positive("api.rate_limit_burst", self.rate_limit_burst.into())?;
         }
+        self.http_limits().validate("api")?;
+        positive(
+            "api.email_health_interval_ms",
+            self.email_health_interval_ms,
+        )?;
         if self.pause_drain_timeout_ms >= self.request_timeout_ms {
             return Err(ConfigError::invalid(
                 "api.pause_drain_timeout_ms",
@@ -235,7 +263,8 @@ impl QueueConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackingConfig {
-    /// Public base URL of this API, used in List-Unsubscribe and tracking links.
+    /// Public base URL of the public listener (`[public] listen`), used in
+    /// List-Unsubscribe and tracking links.
     pub base_url: String,
     /// Secret for signing tracking and unsubscribe tokens. At least 16 characters.
     pub secret: String,
@@ -248,7 +277,7 @@ pub struct TrackingConfig {
 impl Default for TrackingConfig {
     fn default() -> Self {
         Self {
-            base_url: "http://127.0.0.1:8025".into(),
+            base_url: "http://127.0.0.1:8026".into(),
             secret: "change-me-tracking-secret".into(),
             opens: true,
             clicks: true,

@@ -58,6 +58,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let sink = Sink::start(SinkConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)))).await?;
     let mut config = Config::load(args.config.as_deref())?;
     config.api.listen = "127.0.0.1:0".into();
+    config.public.listen = "127.0.0.1:0".into();
     config.delivery.routes = vec![Route {
         domain: "*".into(),
         host: "127.0.0.1".into(),

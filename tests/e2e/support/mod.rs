@@ -66,7 +66,8 @@ pub struct TestEnv {
 
 impl TestEnv {
     /// A fresh migrated database and a fresh Redis; `config.database.url` and
-    /// `config.redis.url` point at them and `config.api.listen` is `127.0.0.1:0`.
+    /// `config.redis.url` point at them and `config.api.listen` and
+    /// `config.public.listen` are `127.0.0.1:0`.
     pub async fn start() -> TestEnv {
         init_logs();
         let (database, redis_server) =
@@ -115,14 +116,15 @@ impl TestEnv {
     }
 }
 
-/// The configuration of a test node: the given servers, fast timers, an API on a
-/// free loopback port, and [`ADMIN_TOKEN`]. No delivery routes: scenarios add the
+/// The configuration of a test node: the given servers, fast timers, the API and
+/// the public listener each on a free loopback port, and [`ADMIN_TOKEN`]. No delivery routes: scenarios add the
 /// route to their sink.
 pub fn test_config(database_url: &str, redis_url: &str) -> Config {
     let mut config = Config::default();
     config.database.url = database_url.to_string();
     config.redis.url = redis_url.to_string();
     config.api.listen = "127.0.0.1:0".into();
+    config.public.listen = "127.0.0.1:0".into();
     config.api.admin_token = ADMIN_TOKEN.into();
     config.node.id = "test-node-1".into();
     config.node.lease_ttl_ms = 3_000;
