@@ -22,6 +22,10 @@
 //!   accepting; each connection is asked to close once its in-flight requests
 //!   are answered (the request timeout bounds them); [`serve`] returns when
 //!   every connection has ended.
+//! - **Closing is bounded.** A connection asked to close (timed out, or the
+//!   server stopping) that is still open [`CLOSE_GRACE`] after that, or after
+//!   its last request ended, is dropped — e.g. an HTTP/2 peer that never
+//!   acknowledges the GOAWAY.
 //! - Every request carries the peer's address as axum's
 //!   `ConnectInfo<SocketAddr>`.
 
@@ -44,7 +48,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use penguin_config::{Config, HttpLimits};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::time::Instant;
 use tower::ServiceExt as _;
 
@@ -127,6 +131,10 @@ pub async fn serve(
         public_links.run(public, stopped),
     );
 }
+
+/// How long a connection asked to close, with nothing in flight, may take to
+/// go before it is dropped.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// What a refused connection is sent before it is closed.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
@@ -217,47 +225,63 @@ impl Listener {
             }))
         };
         let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
-        let mut closing = false;
-        loop {
-            let deadline = activity.deadline(&self.limits);
+        // Since when this side has been closing it, and why if for taking
+        // too long.
+        let mut closing_since: Option<Instant> = None;
+        let mut timed_out = None;
+        let result = loop {
+            let deadline = match closing_since {
+                None => activity.deadline(&self.limits),
+                Some(since) => activity.gone_by(since, CLOSE_GRACE),
+            };
             tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(error) = result {
-                        self.ended_with(&*error, peer);
-                    }
-                    return;
-                }
-                _ = stopped(&mut stop), if !closing => {
+                result = conn.as_mut() => break result,
+                // A request ended: the deadline moved.
+                _ = activity.ended.notified() => {}
+                _ = stopped(&mut stop), if closing_since.is_none() => {
                     conn.as_mut().graceful_shutdown();
-                    closing = true;
+                    closing_since = Some(Instant::now());
                 }
-                _ = tokio::time::sleep_until(deadline), if !closing => {
-                    if activity.deadline(&self.limits) <= Instant::now() {
-                        tracing::debug!(listener = self.name, %peer, "idle connection closed");
-                        let reason = if activity.started() { "idle" } else { "no_request" };
-                        counter!(CONNECTIONS_TIMED_OUT_TOTAL,
-                            "listener" => self.name, "reason" => reason)
-                        .increment(1);
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
+                _ = tokio::time::sleep_until(deadline) => {
+                    let now = Instant::now();
+                    match closing_since {
+                        None if activity.deadline(&self.limits) <= now => {
+                            timed_out = Some(if activity.started() { "idle" } else { "no_request" });
+                            conn.as_mut().graceful_shutdown();
+                            closing_since = Some(now);
+                        }
+                        Some(since) if activity.gone_by(since, CLOSE_GRACE) <= now => {
+                            // E.g. an HTTP/2 peer that never acknowledges the
+                            // GOAWAY: nothing is in flight, drop it.
+                            tracing::debug!(listener = self.name, %peer, "did not close in time; dropped");
+                            break Ok(());
+                        }
+                        _ => {}
                     }
                 }
             }
+        };
+        // hyper's own header-read timeout, which may also end a connection
+        // this side was closing (a partial head is not idle).
+        let header_read = result.as_ref().err().is_some_and(|error| {
+            error
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_timeout)
+        });
+        if header_read {
+            timed_out = Some("header_read");
         }
-    }
-
-    /// Logs (at debug: peers end connections in all sorts of ways) and counts
-    /// a header-read timeout.
-    fn ended_with(&self, error: &(dyn std::error::Error + 'static), peer: SocketAddr) {
-        let timed_out = error
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_timeout);
-        if timed_out {
-            counter!(CONNECTIONS_TIMED_OUT_TOTAL,
-                "listener" => self.name, "reason" => "header_read")
-            .increment(1);
+        if let Some(reason) = timed_out {
+            counter!(CONNECTIONS_TIMED_OUT_TOTAL, "listener" => self.name, "reason" => reason)
+                .increment(1);
         }
-        tracing::debug!(listener = self.name, %peer, %error, timed_out, "connection ended");
+        // At debug: peers end connections in all sorts of ways.
+        match result {
+            Err(error) => {
+                tracing::debug!(listener = self.name, %peer, %error, ?timed_out, "connection ended");
+            }
+            Ok(()) => tracing::debug!(listener = self.name, %peer, ?timed_out, "connection closed"),
+        }
     }
 }
 
@@ -305,6 +329,8 @@ struct Activity {
     begun: AtomicU64,
     /// When the last request ended (or the connection opened), in ms since `epoch`.
     idle_since_ms: AtomicU64,
+    /// Told when a request ends (a permit waits if nobody listens yet).
+    ended: Notify,
 }
 
 /// A request in flight; dropping it ends the request.
@@ -316,6 +342,7 @@ impl Drop for Busy {
         let now = activity.epoch.elapsed().as_millis() as u64;
         activity.idle_since_ms.store(now, Ordering::Release);
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+        activity.ended.notify_one();
     }
 }
 
@@ -326,6 +353,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             begun: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
+            ended: Notify::new(),
         }
     }
 
@@ -337,6 +365,17 @@ impl Activity {
 
     fn started(&self) -> bool {
         self.begun.load(Ordering::Acquire) > 0
+    }
+
+    /// When a connection asked to close at `since` is dropped if it has not
+    /// gone: `grace` after `since` or after its last request ended, whichever
+    /// is later; a request in flight defers it by a whole `grace`.
+    fn gone_by(&self, since: Instant, grace: Duration) -> Instant {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Instant::now() + grace;
+        }
+        let idle_since = Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+        since.max(self.epoch + idle_since) + grace
     }
 
     /// When the connection is due to be closed if nothing happens: a request

@@ -2,9 +2,10 @@
 //! (issue 12, items 4 and 6), against a real `penguin serve` process.
 //!
 //! - A client that never finishes its request — nothing at all, a request line
-//!   or a header whose bytes trickle in one a second — is cut off
-//!   `header_read_timeout_ms` after it connected, on either listener: trickled
-//!   bytes do not restart the clock.
+//!   or a header whose bytes trickle in one a second, an HTTP/2 preface and no
+//!   stream — is cut off `header_read_timeout_ms` after it connected (HTTP/2:
+//!   plus the second its GOAWAY may take), on either listener: trickled bytes
+//!   do not restart the clock.
 //! - A flood of idle connections past `max_connections` is refused at once (a
 //!   503, then closed) and counted in `penguin_http_connections_refused_total`,
 //!   never left waiting; the connections the flood got in on are cut off by the
@@ -13,16 +14,20 @@
 //!   while the public listener is flooded, on an established one while the
 //!   control API itself is — and stays under 512 MiB RSS. Both figures are
 //!   printed.
+//! - A keep-alive connection that waits for its next request gives its slot
+//!   back after the shorter of `header_read_timeout_ms` and `idle_timeout_ms`.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use penguin_api::serve::CLOSE_GRACE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::support::api::ApiServer;
 use crate::support::node_process::NodeProcess;
 use crate::support::{TestEnv, wait_for};
 
@@ -144,7 +149,7 @@ fn fresh_connections() -> reqwest::Client {
         .expect("a client")
 }
 
-/// How a slow client starts, and the byte it then trickles once a second.
+/// How a slow client starts, and whether it then trickles a byte a second.
 #[derive(Debug, Clone, Copy)]
 enum Slow {
     /// Connects and sends nothing.
@@ -153,16 +158,20 @@ enum Slow {
     RequestLine,
     /// A whole request line, then a header that never ends.
     Header,
+    /// The HTTP/2 preface and settings, then no stream ever.
+    Http2,
 }
 
 impl Slow {
-    const ALL: [Slow; 3] = [Slow::Silent, Slow::RequestLine, Slow::Header];
+    const ALL: [Slow; 4] = [Slow::Silent, Slow::RequestLine, Slow::Header, Slow::Http2];
 
     fn opening(self) -> &'static [u8] {
         match self {
             Slow::Silent => b"",
             Slow::RequestLine => b"GET /t/o/",
             Slow::Header => b"GET /t/o/x HTTP/1.1\r\nHost: penguin.test\r\nX-Slow: ",
+            // The preface, then an empty SETTINGS frame (length 0, type 4).
+            Slow::Http2 => b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0",
         }
     }
 }
@@ -184,7 +193,8 @@ async fn trickle(addr: SocketAddr, slow: Slow) -> Duration {
             },
             // The attack's own pace: one byte a second.
             _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                let byte: &[u8] = if matches!(slow, Slow::Silent) { b"" } else { b"a" };
+                let trickles = matches!(slow, Slow::RequestLine | Slow::Header);
+                let byte: &[u8] = if trickles { b"a" } else { b"" };
                 if stream.write_all(byte).await.is_err() {
                     return connected.elapsed();
                 }
@@ -230,19 +240,20 @@ async fn trickling_clients_are_cut_off_after_the_header_read_timeout() {
         let (listener, slow, cut_after) = attack.expect("the attack ran");
         assert!(
             cut_after >= header_read - Duration::from_millis(100)
-                && cut_after <= header_read + Duration::from_millis(1_500),
+                && cut_after <= header_read + CLOSE_GRACE + Duration::from_secs(1),
             "{slow:?} on the {listener} listener was cut off after {cut_after:?}, \
              not about {header_read:?}"
         );
         slowest = slowest.max(cut_after);
     }
     println!(
-        "60 slow clients (silent, request line, header; both listeners): all cut off by {slowest:?}"
+        "80 slow clients (silent, request line, header, HTTP/2 without a stream; both \
+         listeners): all cut off by {slowest:?}"
     );
     probe
         .stop()
         .await
-        .assert_healthy("while 60 clients trickled");
+        .assert_healthy("while 80 slow clients held on");
 
     let page = reqwest::get(format!("{}/metrics", node.api_url()))
         .await
@@ -257,7 +268,7 @@ async fn trickling_clients_are_cut_off_after_the_header_read_timeout() {
             &[("listener", listener)],
         );
         assert!(
-            timed_out >= 30.0,
+            timed_out >= 40.0,
             "{listener}: {timed_out} timeouts counted"
         );
     }
@@ -394,4 +405,59 @@ async fn a_flood_past_the_cap_is_refused_at_once_while_health_answers() {
         },
     )
     .await;
+}
+
+/// Sends one `GET /health` on `stream` and reads until its answer is whole.
+async fn one_request(stream: &mut TcpStream) {
+    let request = b"GET /health HTTP/1.1\r\nHost: penguin.test\r\n\r\n";
+    stream.write_all(request).await.expect("send");
+    let mut received = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !received.ends_with(br#"{"status":"ok"}"#) {
+        let n = stream.read(&mut buf).await.expect("an answer");
+        assert!(n > 0, "closed before answering");
+        received.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// How long after its last answer a keep-alive connection stays open with
+/// this `header_read` and `idle` timeout.
+async fn kept_alive_for(env: &TestEnv, header_read: Duration, idle: Duration) -> Duration {
+    let server = ApiServer::start(env, |config| {
+        config.api.header_read_timeout_ms = header_read.as_millis() as u64;
+        config.api.idle_timeout_ms = idle.as_millis() as u64;
+    })
+    .await;
+    let mut stream = TcpStream::connect(address(&server.api.base))
+        .await
+        .expect("connect");
+    one_request(&mut stream).await;
+    one_request(&mut stream).await;
+    let answered = Instant::now();
+    let closed = fate(&mut stream, Duration::from_secs(10)).await;
+    assert_ne!(
+        closed,
+        Fate::Held,
+        "a keep-alive connection is never closed"
+    );
+    answered.elapsed()
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_give_their_slot_back() {
+    let env = TestEnv::start().await;
+    let short = Duration::from_secs(1);
+    let long = Duration::from_secs(30);
+    let near = |took: Duration| took >= short - Duration::from_millis(100) && took < short * 2;
+
+    // HTTP/1: the header-read clock runs while the connection waits for its
+    // next request, so the shorter of the two timeouts closes it.
+    for (header_read, idle) in [(short, long), (long, short)] {
+        let took = kept_alive_for(&env, header_read, idle).await;
+        println!(
+            "header-read timeout {header_read:?}, idle timeout {idle:?}: an idle \
+             keep-alive connection closed {took:?} after its last answer"
+        );
+        assert!(near(took), "closed {took:?} after the last answer");
+    }
 }
