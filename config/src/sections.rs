@@ -1,5 +1,6 @@
 //! The plain sections of the configuration: database, redis, api, node, queue, tracking.
-//! Delivery (routes, timeouts, retries) lives in `delivery.rs`.
+//! Delivery (routes, timeouts, retries) lives in `delivery.rs`; the public
+//! listener and the connection limits of both listeners in `public.rs`.
 
 use std::net::SocketAddr;
 
@@ -75,7 +76,8 @@ impl RedisConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Address the control API listens on.
+    /// Address the control API listens on: `/v1/*`, `/metrics`, `/health/*`,
+    /// `/openapi.json`, `/docs` (the public links are on `public.listen`).
     pub listen: String,
     /// Bearer token of the operator (manages tenants, IPs, nodes). At least 16 characters.
     pub admin_token: String,
