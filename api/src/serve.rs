@@ -1,8 +1,12 @@
 //! Serving the API: the two listeners of DESIGN.md §10 ([`Listeners`]) and the
-//! connection loop that runs each one ([`serve`]), hyper-util's
-//! `server::conn::auto` (HTTP/1 and HTTP/2) with a `TokioTimer`, in place of a
-//! bare `axum::serve`, which sets no timeout and no cap. Called by
-//! `penguin::node::Node` and by the tests' in-process API.
+//! connection loop that runs each one ([`serve`]): hyper's HTTP/1 server with
+//! hyper-util's `TokioTimer`, in place of a bare `axum::serve`, which sets no
+//! timeout and no cap. Called by `penguin::node::Node` and by the tests'
+//! in-process API.
+//!
+//! HTTP/1.1 only, as before (axum is built without its `http2` feature): an
+//! HTTP/2 preface is refused by the parser at once. Adding HTTP/2 would add
+//! its own attack surface (stream floods, resets) for no client that needs it.
 //!
 //! Guarantees, per listener, from its section's [`HttpLimits`]:
 //! - **A cap on connections.** A connection takes one of `max_connections`
@@ -10,22 +14,22 @@
 //!   without waiting (best effort), then closed — and counted in
 //!   [`CONNECTIONS_REFUSED_TOTAL`]; an accepted connection never waits
 //!   for a slot, and the accept loop never waits for anything but the socket.
-//! - **A header-read timeout.** An HTTP/1 request line and its headers must
-//!   arrive within `header_read_timeout` of the moment the server starts
-//!   waiting for them (hyper's timer; it also runs while a keep-alive
-//!   connection waits for its next request). Whatever the protocol, a new
-//!   connection must have begun a request within the same time.
+//! - **A header-read timeout.** A request line and its headers must arrive
+//!   within `header_read_timeout` of the moment the server starts waiting for
+//!   them (hyper's timer; it also runs while a keep-alive connection waits for
+//!   its next request). A new connection must also have begun a request
+//!   within the same time.
 //! - **An idle timeout.** A connection with no request in flight for
-//!   `idle_timeout` is closed gracefully (an HTTP/2 connection has no header
-//!   timer; this keeps it from holding a slot forever).
+//!   `idle_timeout` is closed gracefully (when it is shorter than the
+//!   header-read timeout, which closes idle keep-alive connections too).
 //! - **Graceful shutdown.** Once `shutdown` resolves, both listeners stop
 //!   accepting; each connection is asked to close once its in-flight requests
 //!   are answered (the request timeout bounds them); [`serve`] returns when
 //!   every connection has ended.
 //! - **Closing is bounded.** A connection asked to close (timed out, or the
 //!   server stopping) that is still open [`CLOSE_GRACE`] after that, or after
-//!   its last request ended, is dropped — e.g. an HTTP/2 peer that never
-//!   acknowledges the GOAWAY.
+//!   its last request ended, is dropped (hyper finishes a request head it has
+//!   begun to read before it closes; this does not wait for it).
 //! - Every request carries the peer's address as axum's
 //!   `ConnectInfo<SocketAddr>`.
 
@@ -43,8 +47,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use penguin_config::{Config, HttpLimits};
 use tokio::net::{TcpListener, TcpStream};
@@ -157,12 +161,10 @@ impl Listener {
         }
         let max = self.limits.max_connections;
         let slots = Arc::new(Semaphore::new(max));
-        let mut builder = auto::Builder::new(TokioExecutor::new());
+        let mut builder = http1::Builder::new();
         builder
-            .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.limits.header_read_timeout);
-        builder.http2().timer(TokioTimer::new());
         let this = Arc::new(self);
         loop {
             let (stream, peer) = tokio::select! {
@@ -205,7 +207,7 @@ impl Listener {
     /// idles past its limit or the server stops.
     async fn connection(
         &self,
-        builder: &auto::Builder<TokioExecutor>,
+        builder: &http1::Builder,
         stream: TcpStream,
         peer: SocketAddr,
         mut stop: watch::Receiver<bool>,
@@ -224,7 +226,7 @@ impl Listener {
                 }
             }))
         };
-        let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(stream), service));
+        let mut conn = pin!(builder.serve_connection(TokioIo::new(stream), service));
         // Since when this side has been closing it, and why if for taking
         // too long.
         let mut closing_since: Option<Instant> = None;
@@ -251,8 +253,8 @@ impl Listener {
                             closing_since = Some(now);
                         }
                         Some(since) if activity.gone_by(since, CLOSE_GRACE) <= now => {
-                            // E.g. an HTTP/2 peer that never acknowledges the
-                            // GOAWAY: nothing is in flight, drop it.
+                            // E.g. a peer in the middle of a request head:
+                            // nothing is in flight, drop it.
                             tracing::debug!(listener = self.name, %peer, "did not close in time; dropped");
                             break Ok(());
                         }
@@ -263,11 +265,7 @@ impl Listener {
         };
         // hyper's own header-read timeout, which may also end a connection
         // this side was closing (a partial head is not idle).
-        let header_read = result.as_ref().err().is_some_and(|error| {
-            error
-                .downcast_ref::<hyper::Error>()
-                .is_some_and(hyper::Error::is_timeout)
-        });
+        let header_read = result.as_ref().is_err_and(hyper::Error::is_timeout);
         if header_read {
             timed_out = Some("header_read");
         }
