@@ -1,5 +1,7 @@
-//! One engine node in this process: pools, migrations, the actor tree and the
-//! control API, started and stopped together. `penguin serve` runs one until
+//! One engine node in this process: pools, migrations, the actor tree, the
+//! control API on `api.listen` and the public links on `public.listen` (one
+//! listener when `public.share_api_listener` says so), and the periodic SMTP
+//! check behind `/health/email`, started and stopped together. `penguin serve` runs one until
 //! SIGTERM/Ctrl-C; the demo, the benchmark and the end-to-end tests start their own.
 
 use std::net::SocketAddr;
@@ -19,13 +21,16 @@ use tokio::task::JoinHandle;
 /// A running node.
 pub struct Node {
     pub api_addr: SocketAddr,
+    /// Where `/t/*` and `/u/*` answer (`api_addr` when shared).
+    pub public_addr: SocketAddr,
     pub config: Arc<Config>,
     /// The engine's pool (the API has its own).
     pub pg: deadpool_postgres::Pool,
     pub redis: deadpool_redis::Pool,
     engine: EngineHandle,
     api_stop: oneshot::Sender<()>,
-    api_task: JoinHandle<std::io::Result<()>>,
+    api_task: JoinHandle<()>,
+    _email_checker: penguin_api::email_health::EmailChecker,
 }
 
 /// How to start a node beyond its configuration.
@@ -67,30 +72,36 @@ impl Node {
         })
         .await
         .context("starting the engine")?;
-        let listener = tokio::net::TcpListener::bind(&config.api.listen)
-            .await
-            .with_context(|| format!("binding api.listen {}", config.api.listen))?;
-        let api_addr = listener.local_addr()?;
+        let listeners = penguin_api::Listeners::bind(&config).await?;
+        let api_addr = listeners.api_addr()?;
+        let public_addr = listeners.public_addr()?;
+        let (email_health, email_checker) = penguin_api::email_health::EmailHealth::start(
+            config.delivery.routes.clone(),
+            Duration::from_millis(config.api.email_health_interval_ms),
+        );
         let state = penguin_api::AppState {
             config: config.clone(),
             pg: api_pg,
             redis: redis.clone(),
             metrics: options.metrics,
             limits: Arc::new(penguin_api::rate_limit::Limits::new(&config.api)),
+            email_health,
         };
         let (api_stop, stopped) = oneshot::channel::<()>();
-        let api_task = tokio::spawn(penguin_api::serve(listener, state, async move {
+        let api_task = tokio::spawn(penguin_api::serve(listeners, state, async move {
             let _ = stopped.await;
         }));
-        tracing::info!(node = %config.node.id, api = %api_addr, "node started");
+        tracing::info!(node = %config.node.id, api = %api_addr, public = %public_addr, "node started");
         Ok(Node {
             api_addr,
+            public_addr,
             config,
             pg,
             redis,
             engine,
             api_stop,
             api_task,
+            _email_checker: email_checker,
         })
     }
 
@@ -98,17 +109,25 @@ impl Node {
         &self.engine
     }
 
+    /// The control API's base URL (`/v1`, `/health`, `/metrics`, docs).
     pub fn api_url(&self) -> String {
         format!("http://{}", self.api_addr)
     }
 
-    /// Stops accepting API requests, then stops the engine in order.
+    /// The public listener's base URL (`/t/*`, `/u/*`); what
+    /// `tracking.base_url` stands for in front of this node.
+    pub fn public_url(&self) -> String {
+        format!("http://{}", self.public_addr)
+    }
+
+    /// Stops accepting HTTP requests on both listeners (in-flight ones finish),
+    /// then stops the engine in order.
     pub async fn shutdown(self) {
         let _ = self.api_stop.send(());
         match tokio::time::timeout(Duration::from_secs(30), self.api_task).await {
-            Ok(Ok(Err(err))) => tracing::warn!(error = %err, "api server ended with an error"),
-            Err(_) => tracing::warn!("api server did not stop within 30 s"),
-            _ => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "the HTTP server task failed"),
+            Err(_) => tracing::warn!("the HTTP listeners did not stop within 30 s"),
+            Ok(Ok(())) => {}
         }
         self.engine.shutdown().await;
         tracing::info!("node stopped");

@@ -223,6 +223,12 @@ impl AppError {
         .with_detail(detail)
     }
 
+    /// 503 `unavailable` saying why in `message` (which must hold nothing
+    /// secret); `detail` goes to the log only.
+    pub fn unavailable_because(message: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message).with_detail(detail)
+    }
+
     /// 500: a bug or an unexpected database error; `detail` goes to the log only.
     pub fn internal(detail: impl Into<String>) -> Self {
         Self::new(

@@ -1,7 +1,14 @@
 //! Penguin Engine control API (DESIGN.md §8): axum, JSON, under `/v1`.
 //!
-//! - [`router`] builds the whole app from an [`AppState`]; [`serve`] runs it on a
-//!   listener until `shutdown` resolves (graceful: in-flight requests finish).
+//! - Two listeners (DESIGN.md §10): [`router`] builds the routes of one from an
+//!   [`AppState`] — [`Routes::Operator`] for `api.listen` (`/v1/*`, `/metrics`,
+//!   `/health/*`, `/openapi.json`, `/docs`), [`Routes::Public`] for
+//!   `public.listen` (`/t/*`, `/u/*`), [`Routes::All`] when the operator shares
+//!   one; each answers the JSON 404 for the other's paths.
+//! - [`serve`](mod@serve): [`Listeners`] binds them, [`serve()`] runs both with
+//!   a connection cap, a header-read timeout and an idle timeout each, until
+//!   `shutdown` resolves (graceful: in-flight requests finish).
+//! - [`email_health`]: the periodic SMTP check `/health/email` reports.
 //! - [`error`]: [`AppError`], the one place errors become responses
 //!   (`{"error": {"code", "message"}}`).
 //! - [`auth`]: bearer tokens → admin or tenant ([`auth::Caller`]).
@@ -14,8 +21,9 @@
 //!   and state computed by the engine's own arithmetic.
 //! - [`metrics`]: metric names and the request-counting middleware.
 //! - [`openapi`](mod@openapi): the OpenAPI 3 document's frame (info, bearer
-//!   scheme, tags, shared error answers); [`openapi()`] is the whole document,
-//!   built from the same `utoipa_axum` registrations [`router`] serves.
+//!   scheme, tags, which listener serves what, shared error answers);
+//!   [`openapi()`] is the whole document of both listeners, built from the same
+//!   `utoipa_axum` registrations [`router`] serves.
 //! - [`rate_limit`]: token buckets for per-token request budgets and for failed
 //!   authentications per client address (429 `rate_limited`).
 //! - [`import_guard`]: lead imports' per-tenant concurrency slots and the
@@ -54,6 +62,7 @@
 pub mod auth;
 pub mod campaign_rates;
 pub mod csv_leads;
+pub mod email_health;
 pub mod error;
 pub mod extract;
 pub mod import_guard;
@@ -64,10 +73,9 @@ pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
 mod routes;
+pub mod serve;
 pub mod validate;
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +89,7 @@ use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use error::AppError;
+pub use serve::{Listeners, serve};
 
 /// Everything a handler may use; cheap to clone.
 #[derive(Clone)]
@@ -95,11 +104,24 @@ pub struct AppState {
     /// Request budgets, failed-authentication throttle and import slots of
     /// this node: `Arc::new(Limits::new(&config.api))`.
     pub limits: Arc<rate_limit::Limits>,
+    /// The last periodic SMTP check (`/health/email`).
+    pub email_health: email_health::EmailHealth,
 }
 
-/// Every route, each registered with its `#[utoipa::path]` documentation.
-fn documented_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(openapi::base())
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    /// `api.listen`: `/v1/*`, `/metrics`, `/health/*`, `/openapi.json`, `/docs`.
+    Operator,
+    /// `public.listen`: the signed links `/t/*` and `/u/*`, meant for the internet.
+    Public,
+    /// Every route on one listener (`public.share_api_listener`).
+    All,
+}
+
+/// The operators' routes, each registered with its `#[utoipa::path]` documentation.
+fn operator_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(routes::ops::routes())
         .merge(routes::docs::routes())
         .merge(routes::tenants::routes())
@@ -113,25 +135,43 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(routes::events::routes())
         .merge(routes::stats::routes())
         .merge(routes::suppressions::routes())
+}
+
+/// The public signed links, each registered with its documentation.
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(routes::unsubscribe::routes())
         .merge(routes::tracking::routes())
 }
 
-/// The OpenAPI 3 document of every route [`router`] serves (what
-/// `GET /openapi.json` answers).
+/// The OpenAPI 3 document of every route of both listeners (what
+/// `GET /openapi.json` answers); the public links say they are served on
+/// `public.listen`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    openapi::finish(documented_routes().into_openapi())
+    let public = public_routes().into_openapi();
+    let public_paths: Vec<&str> = public.paths.paths.keys().map(String::as_str).collect();
+    let doc = OpenApiRouter::<AppState>::with_openapi(openapi::base())
+        .merge(operator_routes())
+        .merge(public_routes())
+        .into_openapi();
+    openapi::finish(doc, &public_paths)
 }
 
-/// The whole API: routes, `/openapi.json`, JSON fallbacks for unknown paths and
-/// methods, the body limit (`api.max_body_bytes`), the request timeout
-/// (`api.request_timeout_ms`), request metrics and tracing. The budgets
-/// (`state.limits`) are enforced by the auth extractors ([`auth`]).
-pub fn router(state: AppState) -> Router {
+/// The routes of one listener: JSON fallbacks for unknown paths (the other
+/// listener's included) and methods, the body limit (`api.max_body_bytes`),
+/// the request timeout (`api.request_timeout_ms`), request metrics and
+/// tracing. The budgets (`state.limits`) are enforced by the auth extractors
+/// ([`auth`]).
+pub fn router(state: AppState, which: Routes) -> Router {
     metrics::describe();
     let timeout = Duration::from_millis(state.config.api.request_timeout_ms);
-    let (routes, doc) = documented_routes().split_for_parts();
-    let doc = openapi::finish(doc)
+    let routes = match which {
+        Routes::Operator => operator_routes(),
+        Routes::Public => public_routes(),
+        Routes::All => operator_routes().merge(public_routes()),
+    };
+    let (routes, _) = routes.split_for_parts();
+    let doc = openapi()
         .to_json()
         .expect("the OpenAPI document serializes");
     routes
@@ -152,24 +192,4 @@ async fn request_timeout(State(timeout): State<Duration>, req: Request, next: Ne
         Ok(response) => response,
         Err(_) => AppError::timeout().into_response(),
     }
-}
-
-/// Serves the API on `listener` until `shutdown` resolves, then lets in-flight
-/// requests finish. Every request carries the peer's `ConnectInfo<SocketAddr>`
-/// (what [`auth`] throttles failed authentications by): a serving loop that
-/// replaces this one must insert it too.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, "control API listening");
-    }
-    // Each request carries `ConnectInfo<SocketAddr>`: failed authentications
-    // are throttled per client address (`auth`).
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
 }

@@ -9,7 +9,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
+use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, histogram};
 
 /// Requests answered, by `method`, `route`, `status` (`2xx`, `4xx`, …).
 pub const REQUESTS_TOTAL: &str = "penguin_api_requests_total";
@@ -19,6 +19,17 @@ pub const REQUEST_DURATION_SECONDS: &str = "penguin_api_request_duration_seconds
 /// address failed to authenticate too often), `token_budget`, `token_cap`,
 /// `import_slots`, `upload_rate`.
 pub const LIMIT_REFUSALS_TOTAL: &str = "penguin_api_limit_refusals_total";
+
+/// Connections refused at accept because the listener had `max_connections`
+/// open, by `listener` (`api`, `public`, `shared`).
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "penguin_http_connections_refused_total";
+/// Connections closed by the server for taking too long, by `listener` and
+/// `reason`: `header_read` (headers not in within the header-read timeout),
+/// `no_request` (no request begun within it), `idle` (no request in flight for
+/// the idle timeout).
+pub const CONNECTIONS_TIMED_OUT_TOTAL: &str = "penguin_http_connections_timed_out_total";
+/// Connections open now, by `listener`.
+pub const CONNECTIONS_OPEN: &str = "penguin_http_connections_open";
 
 /// Registers descriptions with the installed recorder (if any).
 pub fn describe() {
@@ -36,6 +47,21 @@ pub fn describe() {
         LIMIT_REFUSALS_TOTAL,
         Unit::Count,
         "Requests the control API refused by a protective limit"
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED_TOTAL,
+        Unit::Count,
+        "HTTP connections refused at accept: the listener's max_connections were open"
+    );
+    describe_counter!(
+        CONNECTIONS_TIMED_OUT_TOTAL,
+        Unit::Count,
+        "HTTP connections closed for a header-read, first-request or idle timeout"
+    );
+    describe_gauge!(
+        CONNECTIONS_OPEN,
+        Unit::Count,
+        "HTTP connections open on the listener"
     );
 }
 

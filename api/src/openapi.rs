@@ -5,7 +5,9 @@
 //! (`routes/docs.rs`).
 //!
 //! - [`base`]: what no handler says — title, version, the `bearer` security
-//!   scheme, the tags — and [`CommonErrors`], the 500 and 503 answers any route
+//!   scheme, the tags, which listener serves what (the document's `servers`
+//!   are the control API; each public link's path item names the public
+//!   listener in its own `servers`) — and [`CommonErrors`], the 500 and 503 answers any route
 //!   may give (the request-timeout middleware and the database sit under all).
 //! - Answer sets handlers list in `responses(...)`: [`AnyCaller`],
 //!   [`AdminOnly`], [`TenantOnly`] (401/403) and [`JsonBodyErrors`]
@@ -21,6 +23,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::Response;
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::server::{Server, ServerBuilder, ServerVariableBuilder};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoResponses, Modify, OpenApi as _};
 
@@ -37,12 +40,18 @@ pub const BEARER: &str = "bearer";
         description = "Multi-tenant cold-outreach sending engine. JSON over HTTP; \
             `Authorization: Bearer <token>` with the admin token (from the config) or a \
             tenant token (returned once when the tenant is created). A foreign id \
-            answers 404. Every error is `{\"error\": {\"code\", \"message\"}}`."
+            answers 404. Every error is `{\"error\": {\"code\", \"message\"}}`.\n\n\
+            Two listeners: the control API (`[api] listen`, default 127.0.0.1:8025) \
+            serves `/v1/*`, `/metrics`, `/health/*`, `/openapi.json` and `/docs`; the \
+            public listener (`[public] listen`, default 127.0.0.1:8026, where \
+            `tracking.base_url` leads) serves only the signed links `/t/*` and `/u/*`. \
+            Each answers 404 `not_found` for the other's paths."
     ),
     modifiers(&SecurityAddon),
     components(schemas(ErrorBody, ErrorDetail)),
     tags(
-        (name = "ops", description = "Health probes, metrics and this document; no token"),
+        (name = "ops", description = "Health probes, metrics and this document; no token; \
+            served on the control API's listener (`[api] listen`) only"),
         (name = "tenants", description = "Tenants and their API tokens (admin)"),
         (name = "nodes", description = "Engine nodes: membership and owned tenants (admin)"),
         (name = "ips", description = "SMTP IPs, their limits, health and state"),
@@ -53,8 +62,10 @@ pub const BEARER: &str = "bearer";
         (name = "stats", description = "Counts per day of a campaign, an IP or the calling tenant"),
         (name = "suppressions", description = "The calling tenant's suppression list"),
         (name = "complaints", description = "Feedback loops (spam complaints)"),
-        (name = "unsubscribe", description = "Signed public unsubscribe links (RFC 8058)"),
-        (name = "tracking", description = "Signed public open pixel and click redirects"),
+        (name = "unsubscribe", description = "Signed public unsubscribe links (RFC 8058); \
+            served on the public listener (`[public] listen`) only"),
+        (name = "tracking", description = "Signed public open pixel and click redirects; \
+            served on the public listener (`[public] listen`) only"),
     )
 )]
 struct ApiDoc;
@@ -66,12 +77,27 @@ pub fn base() -> OpenApi {
     doc
 }
 
-/// Completes a document whose routes are registered: [`CommonErrors`], and
-/// operation ids made unique (`utoipa` names an operation after its handler,
-/// and several modules have a `list` or `create`) by prefixing the tag:
-/// `ips_list`, `warmup_schedules_create`.
-pub fn finish(mut doc: OpenApi) -> OpenApi {
+/// Completes a document whose routes are registered: [`CommonErrors`], the
+/// servers (the control API for the document, the public listener for each
+/// of `public_paths`), and operation ids made unique (`utoipa` names an
+/// operation after its handler, and several modules have a `list` or
+/// `create`) by prefixing the tag: `ips_list`, `warmup_schedules_create`.
+pub fn finish(mut doc: OpenApi, public_paths: &[&str]) -> OpenApi {
     CommonErrors.modify(&mut doc);
+    doc.servers = Some(vec![listener_server(
+        "api",
+        "http://127.0.0.1:8025",
+        "The control API: `[api] listen`",
+    )]);
+    for (path, item) in doc.paths.paths.iter_mut() {
+        if public_paths.contains(&path.as_str()) {
+            item.servers = Some(vec![listener_server(
+                "public",
+                "http://127.0.0.1:8026",
+                "The public listener: `[public] listen`, where `tracking.base_url` leads",
+            )]);
+        }
+    }
     for item in doc.paths.paths.values_mut() {
         for operation in operations_mut(item) {
             let tag = operation.tags.as_ref().and_then(|tags| tags.first());
@@ -82,6 +108,20 @@ pub fn finish(mut doc: OpenApi) -> OpenApi {
         }
     }
     doc
+}
+
+/// A server whose URL is the variable `{name}` (a listener's base URL, which
+/// only the configuration knows), by default `default`.
+fn listener_server(name: &str, default: &str, description: &str) -> Server {
+    let variable = ServerVariableBuilder::new()
+        .default_value(default)
+        .description(Some(format!("Base URL of the `[{name}] listen` address")))
+        .build();
+    ServerBuilder::new()
+        .url(format!("{{{name}}}"))
+        .description(Some(description))
+        .parameter(name, variable)
+        .build()
 }
 
 struct SecurityAddon;
@@ -325,13 +365,22 @@ mod tests {
         }
 
         let mut ids = HashSet::new();
-        for item in json["paths"].as_object().unwrap().values() {
-            for operation in item.as_object().unwrap().values() {
+        for (path, item) in json["paths"].as_object().unwrap() {
+            // The signed links name the public listener; the rest inherit the
+            // document's server, the control API.
+            let server = item["servers"][0]["url"].as_str();
+            let public = path.starts_with("/t/") || path.starts_with("/u/");
+            assert_eq!(server, public.then_some("{public}"), "{path}");
+            for (key, operation) in item.as_object().unwrap() {
+                if key == "servers" {
+                    continue;
+                }
                 let id = operation["operationId"].as_str().unwrap();
                 assert!(ids.insert(id.to_string()), "operation id {id} twice");
                 assert!(operation["responses"]["503"].is_object(), "{id}: 503");
             }
         }
+        assert_eq!(json["servers"][0]["url"], "{api}");
         assert_eq!(ids.len(), routes.len());
     }
 

@@ -12,6 +12,7 @@ mod delivery;
 mod error;
 mod limits;
 mod providers;
+mod public;
 mod reply_rules;
 mod secrets;
 mod sections;
@@ -31,6 +32,7 @@ pub use providers::{
     DEFAULT_PROVIDER, ProviderConfig, ProviderLimits, ProviderSpec, builtin_providers,
     normalize_pattern, resolve_providers,
 };
+pub use public::{HttpLimits, MAX_CONNECTIONS, PublicConfig};
 pub use reply_rules::{MAX_RULE_DURATION_SECS, ReplyAction, ReplyRule, default_reply_rules};
 pub use secrets::{MIN_SECRET_CHARS, PUBLISHED_SECRETS, random_secret};
 pub use sections::{
@@ -44,6 +46,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub redis: RedisConfig,
     pub api: ApiConfig,
+    pub public: PublicConfig,
     pub node: NodeConfig,
     pub queue: QueueConfig,
     pub delivery: DeliveryConfig,
@@ -126,6 +129,7 @@ impl Config {
         self.database.validate()?;
         self.redis.validate()?;
         self.api.validate()?;
+        self.public.validate(&self.api.listen)?;
         self.node.validate()?;
         self.queue.validate()?;
         self.delivery.validate()?;

@@ -1,11 +1,13 @@
 //! The plain sections of the configuration: database, redis, api, node, queue, tracking.
-//! Delivery (routes, timeouts, retries) lives in `delivery.rs`.
+//! Delivery (routes, timeouts, retries) lives in `delivery.rs`; the public
+//! listener and the connection limits of both listeners in `public.rs`.
 
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ConfigError, positive};
+use crate::public::HttpLimits;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -93,7 +95,8 @@ impl RedisConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
-    /// Address the control API listens on.
+    /// Address the control API listens on: `/v1/*`, `/metrics`, `/health/*`,
+    /// `/openapi.json`, `/docs` (the public links are on `public.listen`).
     pub listen: String,
     /// Bearer token of the operator (manages tenants, IPs, nodes). Required: no
     /// default, at least 32 characters, never a published example.
@@ -131,6 +134,16 @@ pub struct ApiConfig {
     pub import_min_bytes_per_sec: u64,
     /// The window over which `import_min_bytes_per_sec` is measured, in ms.
     pub import_rate_window_ms: u64,
+    /// Most connections open at once on `listen`; past it a new connection is
+    /// closed at once.
+    pub max_connections: usize,
+    /// A request line and headers must arrive within this, in ms.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight is closed after this, in ms.
+    pub idle_timeout_ms: u64,
+    /// How often one background task per node asks the SMTP routes for their
+    /// greeting; `/health/email` reports the last result, in ms.
+    pub email_health_interval_ms: u64,
 }
 
 impl Default for ApiConfig {
@@ -150,11 +163,23 @@ impl Default for ApiConfig {
             max_concurrent_imports_per_tenant: 2,
             import_min_bytes_per_sec: 1_024,
             import_rate_window_ms: 10_000,
+            max_connections: 256,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            email_health_interval_ms: 30_000,
         }
     }
 }
 
 impl ApiConfig {
+    pub fn http_limits(&self) -> HttpLimits {
+        HttpLimits::new(
+            self.max_connections,
+            self.header_read_timeout_ms,
+            self.idle_timeout_ms,
+        )
+    }
+
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.listen.parse::<SocketAddr>().map_err(|e| {
             ConfigError::invalid("api.listen", format!("not a socket address: {e}"))
@@ -186,6 +211,11 @@ impl ApiConfig {
                 ));
             }
         }
+        self.http_limits().validate("api")?;
+        positive(
+            "api.email_health_interval_ms",
+            self.email_health_interval_ms,
+        )?;
         if self.pause_drain_timeout_ms >= self.request_timeout_ms {
             return Err(ConfigError::invalid(
                 "api.pause_drain_timeout_ms",
@@ -296,8 +326,9 @@ impl QueueConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrackingConfig {
-    /// Public base URL of this API, used in List-Unsubscribe and tracking links:
-    /// `https://`, or `http://` only to a loopback host.
+    /// Public base URL of the public listener (`[public] listen`), used in
+    /// List-Unsubscribe and tracking links: `https://`, or `http://` only to a
+    /// loopback host.
     pub base_url: String,
     /// Secret for signing tracking and unsubscribe tokens. Required: no default, at
     /// least 32 characters, never a published example.
@@ -311,7 +342,7 @@ pub struct TrackingConfig {
 impl Default for TrackingConfig {
     fn default() -> Self {
         Self {
-            base_url: "http://127.0.0.1:8025".into(),
+            base_url: "http://127.0.0.1:8026".into(),
             secret: String::new(),
             opens: true,
             clicks: true,

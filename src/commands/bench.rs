@@ -59,6 +59,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut config = Config::layered(args.config.as_deref())?;
     config.generate_missing_secrets();
     config.api.listen = "127.0.0.1:0".into();
+    config.public.listen = "127.0.0.1:0".into();
     config.delivery.routes = vec![Route {
         domain: "*".into(),
         host: "127.0.0.1".into(),

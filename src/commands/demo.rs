@@ -6,7 +6,8 @@
 //! the sink received every message exactly once.
 //!
 //! With `--stay` the node and the sink keep running afterwards, at fixed
-//! addresses (the API on `api.listen`, default `127.0.0.1:8025`; the sink's
+//! addresses (the API on `api.listen`, default `127.0.0.1:8025`; the public
+//! links on `public.listen`, default `127.0.0.1:8026`; the sink's
 //! stats on `127.0.0.1:2526`), so the README's curl examples run against the
 //! demo's data until Ctrl-C or SIGTERM.
 
@@ -54,6 +55,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     config.generate_missing_secrets();
     if !args.stay {
         config.api.listen = "127.0.0.1:0".into();
+        config.public.listen = "127.0.0.1:0".into();
     }
     config.delivery.routes = vec![Route {
         domain: "*".into(),
@@ -64,9 +66,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let node = Node::start(config.clone(), NodeOptions::standalone()).await?;
     println!(
-        "engine node {} — API {} — sink smtp://{}",
+        "engine node {} — API {} — public links {} — sink smtp://{}",
         config.node.id,
         node.api_url(),
+        node.public_url(),
         sink.smtp_addr()
     );
 
@@ -147,6 +150,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             node.api_url(),
             config.api.admin_token
         );
+        println!("  public links (/t, /u)  {}", node.public_url());
         for (n, tenant) in scenario.tenants.iter().enumerate() {
             println!(
                 "  tenant {}: TENANT={} TOKEN={} CAMPAIGN={}",

@@ -1,4 +1,5 @@
-//! `penguin serve --config FILE`: runs one engine node (migrations, actors, API)
+//! `penguin serve --config FILE`: runs one engine node (migrations, actors, the
+//! control API and the public links)
 //! until SIGTERM or Ctrl-C, or until a drain request (`POST /v1/nodes/{id}/drain`)
 //! has handed every tenant off, then shuts down in order (see `penguin-actors`).
 
@@ -35,6 +36,8 @@ pub async fn run(config: Option<&Path>, exit_with_parent: bool) -> anyhow::Resul
         },
     )
     .await?;
+    // Tools that start nodes read these two lines (the public one first).
+    println!("penguin node public links on {}", node.public_url());
     println!("penguin node listening on {}", node.api_url());
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutdown requested"),

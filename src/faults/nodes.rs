@@ -115,6 +115,7 @@ impl Nodes {
         let mut config = self.base.clone();
         config.node.id = id.to_string();
         config.api.listen = "127.0.0.1:0".into();
+        config.public.listen = "127.0.0.1:0".into();
         let dir = self.dir.join(id);
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let file = dir.join("node.toml");

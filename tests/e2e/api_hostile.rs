@@ -15,7 +15,7 @@
 //! `Idempotency-Key`, paging limits); and last its happy path (2xx, so the
 //! fixtures are right). Rows live in `api_hostile/rows.rs`, the attacks every
 //! route gets in `api_hostile/cases.rs`. The public routes ([`public`]) get forged,
-//! altered, cross-kind, foreign and hostile tokens. Every refused request is
+//! altered, cross-kind, foreign and hostile tokens, on the public listener. Every refused request is
 //! checked for its status and `error.code`, for that status being one the
 //! route documents in `/openapi.json`, and for leaving every table unchanged
 //! ([`snapshot`]).
@@ -248,6 +248,8 @@ impl Fixture {
 pub struct Matrix<'a> {
     pub env: &'a TestEnv,
     pub api: &'a ApiClient,
+    /// The public listener, where the signed links (`/t/*`, `/u/*`) are sent.
+    pub public: &'a ApiClient,
     /// `/openapi.json`, to check every answer is one its route documents.
     doc: Value,
     state: Vec<TableState>,
@@ -256,12 +258,13 @@ pub struct Matrix<'a> {
 }
 
 impl<'a> Matrix<'a> {
-    pub async fn new(env: &'a TestEnv, api: &'a ApiClient) -> Matrix<'a> {
+    pub async fn new(env: &'a TestEnv, server: &'a ApiServer) -> Matrix<'a> {
         let doc = serde_json::to_value(penguin_api::openapi()).expect("the document");
         let state = snapshot(env).await;
         Matrix {
             env,
-            api,
+            api: &server.api,
+            public: &server.public,
             doc,
             state,
             probes: BTreeMap::new(),
@@ -282,8 +285,9 @@ impl<'a> Matrix<'a> {
         if let Some(value) = authorization {
             headers.push(("authorization", value.to_vec()));
         }
-        let answer = self
-            .api
+        let signed_link = route.starts_with("/t/") || route.starts_with("/u/");
+        let client = if signed_link { self.public } else { self.api };
+        let answer = client
             .raw_headers(req.method.clone(), &req.path, &headers, req.body.clone())
             .await;
         let what = format!("{method} {route} [{attack}]");
@@ -417,7 +421,7 @@ async fn start(env: &TestEnv) -> (ApiServer, Fixture) {
 async fn admin_routes_refuse_hostile_requests_and_change_nothing() {
     let env = TestEnv::start().await;
     let (server, fx) = start(&env).await;
-    let mut matrix = Matrix::new(&env, &server.api).await;
+    let mut matrix = Matrix::new(&env, &server).await;
     for case in cases::admin_cases(&fx) {
         case.run(&mut matrix, &fx).await;
     }
@@ -428,7 +432,7 @@ async fn admin_routes_refuse_hostile_requests_and_change_nothing() {
 async fn tenant_routes_refuse_hostile_requests_and_change_nothing() {
     let env = TestEnv::start().await;
     let (server, fx) = start(&env).await;
-    let mut matrix = Matrix::new(&env, &server.api).await;
+    let mut matrix = Matrix::new(&env, &server).await;
     for case in cases::tenant_cases(&fx) {
         case.run(&mut matrix, &fx).await;
     }
@@ -439,7 +443,7 @@ async fn tenant_routes_refuse_hostile_requests_and_change_nothing() {
 async fn public_routes_refuse_forged_and_hostile_tokens_and_change_nothing() {
     let env = TestEnv::start().await;
     let (server, fx) = start(&env).await;
-    let mut matrix = Matrix::new(&env, &server.api).await;
+    let mut matrix = Matrix::new(&env, &server).await;
     for case in public::public_cases(&fx) {
         case.run(&mut matrix).await;
     }

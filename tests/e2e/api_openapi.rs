@@ -4,8 +4,10 @@
 //! registrations (`penguin_api::openapi()`); it lists exactly the routes of
 //! DESIGN.md §8 that the code has, and every listed route is served (none
 //! answers the "no such route" or "method not allowed" fallback), while the
-//! §8 routes not built yet do. `GET /docs` is an HTML page that loads nothing
-//! from elsewhere.
+//! §8 routes not built yet do. Each route is served on the listener the
+//! document names for it (the public links on `[public] listen`, the rest on
+//! `[api] listen`) and on that one only. `GET /docs` is an HTML page that loads
+//! nothing from elsewhere.
 
 use std::collections::HashSet;
 
@@ -106,8 +108,25 @@ async fn every_documented_route_is_served() {
         .await;
     assert!(is_fallback(&wrong_method));
 
+    // Each route on the listener the document names for it; on the other one,
+    // the fallback.
+    let doc = serde_json::to_value(penguin_api::openapi()).expect("the document");
     for route in routes_of(&penguin_api::openapi()) {
-        let answer = request(api, route.method, &route.path).await;
+        let servers = &doc["paths"][&route.path]["servers"];
+        let public = servers[0]["url"] == "{public}";
+        let (here, elsewhere) = match public {
+            true => (&server.public, api),
+            false => (api, &server.public),
+        };
+        let absent = request(elsewhere, route.method, &route.path).await;
+        assert!(
+            is_fallback(&absent),
+            "{} {} is served on the wrong listener too: {}",
+            route.method,
+            route.path,
+            absent.status
+        );
+        let answer = request(here, route.method, &route.path).await;
         assert!(
             !is_fallback(&answer),
             "{} {}: {} {:#}",

@@ -84,9 +84,10 @@ async fn pixel_and_links_record_opens_and_clicks() {
     assert_eq!(clicks.len(), 2, "both web links are tracked: {links:?}");
     assert!(!html.contains("shop.example.com") && !html.contains("blog.example.org"));
 
-    // The links are under the configured base URL; this node answers them here.
-    let api = rig.node().api_url();
-    let here = |url: &str| url.replacen(&base, &api, 1);
+    // The links are under the configured base URL; this node's public listener
+    // answers them here.
+    let public = rig.node().public_url();
+    let here = |url: &str| url.replacen(&base, &public, 1);
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -111,7 +112,13 @@ async fn pixel_and_links_record_opens_and_clicks() {
     assert_eq!(tracked().await, [("open".to_owned(), String::new())]);
     let bad_pixel = here(&altered(&pixel[0]));
     assert_gif(http.get(&bad_pixel).send().await.unwrap()).await;
-    assert_gif(http.get(format!("{api}/t/o/garbage")).send().await.unwrap()).await;
+    assert_gif(
+        http.get(format!("{public}/t/o/garbage"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(
         tracked().await.len(),
         1,
@@ -152,10 +159,10 @@ async fn pixel_and_links_record_opens_and_clicks() {
     .unwrap();
     for bad in [
         altered(clicks[0]),
-        format!("{api}/t/c/{}{}", &offer_token[..64], &blog_token[64..]),
-        format!("{api}/t/c/{}{}", &offer_token[..64], &foreign[64..]),
-        format!("{api}/t/c/{foreign}"),
-        format!("{api}/t/c/garbage"),
+        format!("{public}/t/c/{}{}", &offer_token[..64], &blog_token[64..]),
+        format!("{public}/t/c/{}{}", &offer_token[..64], &foreign[64..]),
+        format!("{public}/t/c/{foreign}"),
+        format!("{public}/t/c/garbage"),
     ] {
         let answer = http.get(here(&bad)).send().await.unwrap();
         assert_eq!(answer.status(), 404, "{bad}");

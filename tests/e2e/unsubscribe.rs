@@ -26,8 +26,12 @@ async fn one_click_unsubscribe_suppresses_the_recipient_once() {
         .await;
     let job: Uuid = rows[0].get(0);
     let config = &rig.node().config;
-    let url =
-        tracking::unsubscribe_url(&rig.node().api_url(), &config.tracking.secret, tenant, job);
+    let url = tracking::unsubscribe_url(
+        &rig.node().public_url(),
+        &config.tracking.secret,
+        tenant,
+        job,
+    );
     let http = reqwest::Client::new();
     let suppressions = || async { rig.env.psql("SELECT email, reason FROM suppressions").await };
 
@@ -38,15 +42,19 @@ async fn one_click_unsubscribe_suppresses_the_recipient_once() {
     assert!(suppressions().await.is_empty(), "GET must not unsubscribe");
 
     // Forged and altered tokens: 404, nothing changes.
-    let forged =
-        tracking::unsubscribe_url(&rig.node().api_url(), "not-the-secret-at-all", tenant, job);
+    let forged = tracking::unsubscribe_url(
+        &rig.node().public_url(),
+        "not-the-secret-at-all",
+        tenant,
+        job,
+    );
     let mut altered = url.clone().into_bytes();
     let last = altered.len() - 1;
     altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
     for bad in [
         forged,
         String::from_utf8(altered).unwrap(),
-        format!("{}/u/garbage", rig.node().api_url()),
+        format!("{}/u/garbage", rig.node().public_url()),
     ] {
         let answer = http
             .post(&bad)

@@ -1,15 +1,13 @@
 //! Public operational routes: `/health` (the process answers), `/health/db`
-//! (a Postgres round trip), `/health/queue` (a Redis PING), `/health/email` (an
-//! SMTP route answers its greeting) and `/metrics` (Prometheus text). No token
-//! needed.
+//! (a Postgres round trip), `/health/queue` (a Redis PING), `/health/email` (the
+//! last periodic SMTP check, `crate::email_health`) and `/metrics` (Prometheus
+//! text). No token needed; served on the operators' listener (`api.listen`) only.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use serde::Serialize;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -74,14 +72,14 @@ async fn health_queue(State(state): State<AppState>) -> ApiResult<Json<Healthy>>
     Ok(ok())
 }
 
-/// How long one route may take to greet.
-const GREETING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// What `/health/email` found.
+/// What the last periodic SMTP check found.
 #[derive(Debug, Serialize, ToSchema)]
 struct EmailHealth {
     /// Always `ok` (a failure answers 503).
     status: &'static str,
+    /// When the check this reports finished (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    checked_at: time::OffsetDateTime,
     /// One entry per `[[delivery.routes]]`, in order; empty when mail goes by MX.
     routes: Vec<RouteHealth>,
 }
@@ -102,78 +100,63 @@ struct RouteHealth {
     error: Option<String>,
 }
 
-/// An SMTP route answers its greeting.
+/// An SMTP route answered its greeting at the last periodic check.
 ///
-/// Every `[[delivery.routes]]` host is asked for its SMTP greeting (connect,
-/// read the `220` line, `QUIT`): 200 with each route's result when at least one
-/// greets, 503 when none does. Without fixed routes mail goes by MX and there
-/// is no single host to ask: 200 with no routes.
+/// One background task per node asks every `[[delivery.routes]]` host for its
+/// SMTP greeting (connect, read the `220` line, `QUIT`) at start and every
+/// `api.email_health_interval_ms`; this route reports the last result and when
+/// it was taken, and never opens a connection itself. 200 with each route's
+/// result when at least one greeted, 503 when none did or before the first
+/// check has finished. Without fixed routes mail goes by MX and there is no
+/// single host to ask: 200 with no routes.
 #[utoipa::path(get, path = "/health/email", tag = "ops",
     responses(
-        (status = 200, description = "At least one route greets (or none is fixed)", body = EmailHealth),
-        (status = 503, description = "No route greets (`unavailable`)", body = ErrorBody),
+        (status = 200, description = "At least one route greeted (or none is fixed)", body = EmailHealth),
+        (status = 503, description = "No route greeted, or no check has finished yet (`unavailable`)", body = ErrorBody),
     ))]
 async fn health_email(State(state): State<AppState>) -> ApiResult<Json<EmailHealth>> {
-    let routes = &state.config.delivery.routes;
-    let checks = futures::future::join_all(
-        routes
-            .iter()
-            .map(|route| greeting(route.host.clone(), route.port)),
-    )
-    .await;
-    let mut results = Vec::with_capacity(routes.len());
+    let Some(check) = state.email_health.last() else {
+        return Err(AppError::unavailable_because(
+            "email unavailable: the first SMTP check has not finished yet",
+            "no check yet",
+        ));
+    };
     let mut failures = Vec::new();
-    for (route, check) in routes.iter().zip(checks) {
-        let address = format!("{}:{}", route.host, route.port);
-        let (greeting, error) = match check {
-            Ok(banner) => (Some(banner), None),
-            Err(error) => {
-                failures.push(format!("{address}: {error}"));
-                (None, Some(error))
+    let routes: Vec<RouteHealth> = check
+        .routes
+        .iter()
+        .map(|route| {
+            let (greeting, error) = match &route.greeting {
+                Ok(banner) => (Some(banner.clone()), None),
+                Err(error) => {
+                    failures.push(format!("{}: {error}", route.address));
+                    (None, Some(error.clone()))
+                }
+            };
+            RouteHealth {
+                domain: route.domain.clone(),
+                address: route.address.clone(),
+                reachable: greeting.is_some(),
+                greeting,
+                error,
             }
-        };
-        results.push(RouteHealth {
-            domain: route.domain.clone(),
-            address,
-            reachable: greeting.is_some(),
-            greeting,
-            error,
-        });
-    }
+        })
+        .collect();
     if !routes.is_empty() && failures.len() == routes.len() {
-        return Err(AppError::unavailable(
-            "email",
-            format!("no SMTP route reachable: {}", failures.join("; ")),
+        let checked_at = check
+            .checked_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        return Err(AppError::unavailable_because(
+            format!("email unavailable: no SMTP route greeted at the check of {checked_at}"),
+            failures.join("; "),
         ));
     }
     Ok(Json(EmailHealth {
         status: "ok",
-        routes: results,
+        checked_at: check.checked_at,
+        routes,
     }))
-}
-
-/// The first line an SMTP server sends, if it is a `220` greeting.
-async fn greeting(host: String, port: u16) -> Result<String, String> {
-    let check = async {
-        let stream = TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader
-            .read_line(&mut line)
-            .await
-            .map_err(|e| format!("reading the greeting: {e}"))?;
-        let line = line.trim_end().to_string();
-        if !line.starts_with("220") {
-            return Err(format!("no 220 greeting: {line:?}"));
-        }
-        let _ = reader.get_mut().write_all(b"QUIT\r\n").await;
-        Ok(line)
-    };
-    tokio::time::timeout(GREETING_TIMEOUT, check)
-        .await
-        .unwrap_or_else(|_| Err("no greeting in time".into()))
 }
 
 /// Prometheus metrics (text exposition format 0.0.4).

@@ -2,12 +2,16 @@
 //! that returns every answer (status and JSON body) instead of failing on 4xx, so
 //! tests can check error answers exactly.
 //!
-//! [`ApiServer::start`] serves `penguin_api::router` on `127.0.0.1:0` against a
-//! [`TestEnv`]'s Postgres and Redis; no global metrics recorder is installed.
+//! [`ApiServer::start`] serves the API as a node does (`penguin_api::serve`:
+//! the control API and the public links on two free loopback ports, with the
+//! periodic SMTP check behind `/health/email`) against a [`TestEnv`]'s
+//! Postgres and Redis; no global metrics recorder is installed.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
+use penguin_api::email_health::{EmailChecker, EmailHealth};
 use penguin_config::Config;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -19,10 +23,14 @@ use crate::support::{TestEnv, admin_token};
 
 /// A running API; stops when dropped.
 pub struct ApiServer {
+    /// The control API (`api.listen`).
     pub api: ApiClient,
     /// The server's in-process limits, to look at their tables.
     pub limits: Arc<penguin_api::rate_limit::Limits>,
+    /// The public links (`public.listen`; the same address when shared).
+    pub public: ApiClient,
     _stop: oneshot::Sender<()>,
+    _email_checker: EmailChecker,
 }
 
 impl ApiServer {
@@ -43,25 +51,36 @@ impl ApiServer {
             .build_recorder()
             .handle();
         let limits = Arc::new(penguin_api::rate_limit::Limits::new(&config.api));
+        let listeners = penguin_api::Listeners::bind(&config)
+            .await
+            .expect("bind the listeners");
+        let api = format!("http://{}", listeners.api_addr().expect("api address"));
+        let public = format!(
+            "http://{}",
+            listeners.public_addr().expect("public address")
+        );
+        let (email_health, email_checker) = EmailHealth::start(
+            config.delivery.routes.clone(),
+            Duration::from_millis(config.api.email_health_interval_ms),
+        );
         let state = penguin_api::AppState {
             config: Arc::new(config),
             pg,
             redis,
             metrics,
             limits: limits.clone(),
+            email_health,
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the API");
-        let base = format!("http://{}", listener.local_addr().expect("local addr"));
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(penguin_api::serve(listener, state, async move {
+        tokio::spawn(penguin_api::serve(listeners, state, async move {
             let _ = stopped.await;
         }));
         ApiServer {
-            api: ApiClient::new(&base),
             limits,
+            api: ApiClient::new(&api),
+            public: ApiClient::new(&public),
             _stop: stop,
+            _email_checker: email_checker,
         }
     }
 }

@@ -71,7 +71,8 @@ pub struct TestEnv {
 
 impl TestEnv {
     /// A fresh migrated database and a fresh Redis; `config.database.url` and
-    /// `config.redis.url` point at them and `config.api.listen` is `127.0.0.1:0`.
+    /// `config.redis.url` point at them and `config.api.listen` and
+    /// `config.public.listen` are `127.0.0.1:0`.
     pub async fn start() -> TestEnv {
         init_logs();
         let (database, redis_server) =
@@ -120,14 +121,16 @@ impl TestEnv {
     }
 }
 
-/// The configuration of a test node: the given servers, fast timers, an API on a
-/// free loopback port, [`admin_token`] and a random tracking secret. No delivery routes: scenarios add the
+/// The configuration of a test node: the given servers, fast timers, the API and
+/// the public listener each on a free loopback port, [`admin_token`] and a random
+/// tracking secret. No delivery routes: scenarios add the
 /// route to their sink.
 pub fn test_config(database_url: &str, redis_url: &str) -> Config {
     let mut config = Config::default();
     config.database.url = database_url.to_string();
     config.redis.url = redis_url.to_string();
     config.api.listen = "127.0.0.1:0".into();
+    config.public.listen = "127.0.0.1:0".into();
     config.api.admin_token = admin_token().into();
     config.tracking.secret = penguin_config::random_secret();
     // Every scenario's client is 127.0.0.1, and the refusal matrices make
