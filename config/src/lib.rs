@@ -14,6 +14,7 @@ mod limits;
 mod providers;
 mod reply_rules;
 mod sections;
+mod templates;
 
 use std::path::Path;
 
@@ -34,6 +35,7 @@ pub use reply_rules::{MAX_RULE_DURATION_SECS, ReplyAction, ReplyRule, default_re
 pub use sections::{
     ApiConfig, DatabaseConfig, NodeConfig, QueueConfig, RedisConfig, TrackingConfig,
 };
+pub use templates::{MAX_SUBJECT_BYTES, TemplatesConfig};
 
 /// The whole, validated configuration of one engine node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -49,6 +51,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub warmup: WarmupConfig,
     pub health: HealthConfig,
+    pub templates: TemplatesConfig,
 }
 
 impl Config {
@@ -97,6 +100,7 @@ impl Config {
         self.limits.validate()?;
         self.warmup.validate()?;
         self.health.validate()?;
+        self.templates.validate()?;
         Ok(())
     }
 }

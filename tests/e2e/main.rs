@@ -11,6 +11,8 @@ mod faults_harness;
 mod fencing;
 mod harness_smoke;
 mod health_breakers;
+mod hostile_injection;
+mod hostile_templates;
 mod ip_actor_killed;
 mod limits_overflow;
 mod limits_thirty_days;

@@ -24,7 +24,7 @@ use deadpool_postgres::{Object, Transaction};
 use penguin_engine::control::ControlEvent;
 use penguin_engine::db::StoreError;
 use penguin_engine::domain::{CampaignStatus, JobStatus, normalize_email};
-use penguin_engine::message::CampaignTemplate;
+use penguin_engine::message::{CampaignTemplate, RenderBudget};
 use penguin_engine::store;
 use penguin_engine::store::campaigns::{Campaign, NewCampaign, StartOutcome, StatusChange};
 use serde::{Deserialize, Serialize};
@@ -172,8 +172,10 @@ fn campaign_error(err: StoreError) -> AppError {
     AppError::missing("no such campaign")(err)
 }
 
-/// Every check that needs no database, in request order.
-fn validate_request(request: &CreateCampaign) -> ApiResult<String> {
+/// Every check that needs no database, in request order. The templates are
+/// compiled, then dry-run without lead data under the node's render budget
+/// (`[templates]`): what already breaks it is refused with 422 naming the field.
+fn validate_request(request: &CreateCampaign, budget: RenderBudget) -> ApiResult<String> {
     validate::header_text("name", &request.name, validate::MAX_NAME)?;
     let from = normalize_email(&request.from).map_err(|e| AppError::invalid_field("from", &e))?;
     if let Some(from_name) = &request.from_name {
@@ -207,14 +209,15 @@ fn validate_request(request: &CreateCampaign) -> ApiResult<String> {
     if let Some(window) = &request.send_window {
         validate::send_window(window)?;
     }
-    CampaignTemplate::compile(
+    CampaignTemplate::dry_run(
         &from,
         request.from_name.as_deref(),
         &request.subject,
         &request.text,
         request.html.as_deref(),
+        budget,
     )
-    .map_err(|e| AppError::invalid(e.to_string()))?;
+    .map_err(validate::template_error)?;
     Ok(from)
 }
 
@@ -231,7 +234,13 @@ async fn create(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<CreateCampaign>,
 ) -> ApiResult<(StatusCode, Json<CampaignBody>)> {
-    let from_address = validate_request(&request)?;
+    let budget = RenderBudget::from(&state.config.templates);
+    let request = tokio::task::spawn_blocking(move || {
+        validate_request(&request, budget).map(|from| (request, from))
+    })
+    .await
+    .map_err(|e| AppError::internal(e.to_string()))?;
+    let (request, from_address) = request?;
 
     let mut client = connection(&state).await?;
     let tx = tenant_scope(&mut client, tenant).await?;

@@ -61,6 +61,16 @@ impl NodeProcess {
         &self.api_url
     }
 
+    /// The `penguin serve` process id (for `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Whether the process still runs.
+    pub fn is_alive(&self) -> bool {
+        self.process.is_alive()
+    }
+
     /// Sends `signal` (`STOP`, `CONT`, `KILL`, …) to the node process.
     pub fn signal(&self, signal: &str) {
         process::run(
