@@ -3,6 +3,11 @@
 //! `campaign_rates.rs`), and the lifecycle
 //! `POST /v1/campaigns/{id}/start|pause|resume|cancel` → `{id, status}`.
 //!
+//! Create compiles the templates and dry-runs them without lead data under the
+//! `[templates]` budget, on a blocking thread (at most `render_concurrency` at
+//! once): a template that already breaks it answers 422 naming the field
+//! (`subject: …`, `text: …`, `html: …`).
+//!
 //! Lifecycle calls are idempotent (asking for the current state answers 200) and
 //! refuse impossible transitions with 409. They take no field: the body is
 //! empty or `{}`, and any other body is refused (400/413/415/422) before
@@ -14,6 +19,7 @@
 //! `Idempotent-Replayed: true`) even if the campaign was paused since.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Json;
@@ -30,6 +36,7 @@ use penguin_engine::store::campaigns::{Campaign, NewCampaign, StartOutcome, Stat
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -49,6 +56,12 @@ use crate::validate::{self, SendWindow};
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// The default priority (normal band).
 const DEFAULT_PRIORITY: i32 = 100;
+/// Template dry runs under way in this process: each runs on a blocking thread
+/// (up to 3 parts × `[templates] fuel` instructions), at most
+/// `render_concurrency` at once, so a flood of bomb campaigns cannot take every
+/// core of an API node. Sized by the first request's configuration (one per
+/// process in production).
+static DRY_RUNS: OnceLock<Arc<Semaphore>> = OnceLock::new();
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -235,7 +248,14 @@ async fn create(
     JsonBody(request): JsonBody<CreateCampaign>,
 ) -> ApiResult<(StatusCode, Json<CampaignBody>)> {
     let budget = RenderBudget::from(&state.config.templates);
+    let slot = DRY_RUNS
+        .get_or_init(|| Arc::new(Semaphore::new(state.config.templates.render_concurrency)))
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|e| AppError::internal(e.to_string()))?;
     let request = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         validate_request(&request, budget).map(|from| (request, from))
     })
     .await
