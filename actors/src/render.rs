@@ -210,6 +210,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stored_template_outside_the_allowlist_is_the_failure_reason() {
+        let config = Arc::new(Config::default());
+        let stored = campaign("{{ a ~ a }}", RenderBudget::default());
+        let reason = renderer(60_000)
+            .render(config, stored, input())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            reason,
+            "template: subject: the \"~\" operator is not allowed in templates \
+             (it can build unbounded strings)"
+        );
+    }
+
+    #[tokio::test]
     async fn a_render_past_its_deadline_answers_and_keeps_its_slot_until_done() {
         let config = Arc::new(Config::default());
         // 10^8 iterations: far more than 10 ms, bounded by fuel in the end.

@@ -54,9 +54,14 @@ pub fn body_template(field: &str, value: &str) -> Result<(), AppError> {
 }
 
 /// A campaign template refused at creation: 422, the message opening with the
-/// field (`subject`, `text`, `html`) and naming the limit it broke.
+/// field (`subject`, `text`, `html`) and naming the limit it broke or the
+/// construct the allowlist refused.
 pub fn template_error(error: TemplateError) -> AppError {
     match error.part() {
+        // Already reads `subject: the "~" operator is not allowed…`.
+        Some(_) if matches!(error, TemplateError::Refused { .. }) => {
+            AppError::invalid(error.to_string())
+        }
         Some(part) if error.is_budget() => AppError::invalid(format!(
             "{part}: {error} (dry run without lead data, see [templates])"
         )),

@@ -1,7 +1,10 @@
 //! Template bombs against a real `penguin serve` process. Guarantees:
 //! - the subject bomb of issue 12 (10^8 loop iterations, a 100 MB subject) and
 //!   an HTML part that explodes without any lead data are refused at
-//!   `POST /v1/campaigns` with 422 naming the field;
+//!   `POST /v1/campaigns` with 422 naming the field, and so are the memory bombs
+//!   fuel does not catch (`~`/`+`/`*` doubling, `set`, `namespace`, macros,
+//!   `indent`, chained `replace`, `join`, `tojson`, `pprint`), naming the field
+//!   and the refused construct;
 //! - templates that explode only with a lead's data (a loop bounded by a lead
 //!   field: out of fuel, a subject past 998 bytes, a text part past 2 MiB) end
 //!   those jobs `failed` with the broken limit in the reason, never sent, never
@@ -119,6 +122,87 @@ async fn template_bombs_fail_alone_while_the_node_stays_responsive() {
         "{}",
         refused.message()
     );
+
+    // Refused at creation: memory bombs that fuel alone would let through (a
+    // few instructions allocating gigabytes), named by field and construct.
+    let doubling = "{% set a = a ~ a %}".repeat(30);
+    let replace_chain = "|replace('x', 'xx')".repeat(30);
+    for (field, bomb, construct) in [
+        (
+            "subject",
+            format!("{{% set a = \"x\" * 99999999 %}}{doubling}{{{{ a }}}}"),
+            r#"the "set" statement"#,
+        ),
+        (
+            "subject",
+            "{{ \"x\" * 99999999 }}".into(),
+            r#"the "*" operator"#,
+        ),
+        (
+            "text",
+            "{% set ns = namespace(a='x') %}{% set ns.a = ns.a + ns.a %}".into(),
+            r#"the "set" statement"#,
+        ),
+        (
+            "text",
+            "{{ namespace(a='x').a ~ 'x' }}".into(),
+            r#"the "~" operator"#,
+        ),
+        (
+            "text",
+            "{% set a %}{{ b }}{{ b }}{% endset %}".into(),
+            r#"the "set" block"#,
+        ),
+        (
+            "html",
+            "{% macro m(s) %}{{ s }}{{ s }}{% endmacro %}{{ m(m('x')) }}".into(),
+            r#"the "macro" statement"#,
+        ),
+        (
+            "html",
+            "{{ 'x'|indent(99999999) }}".into(),
+            r#"the "indent" filter"#,
+        ),
+        (
+            "text",
+            format!("{{{{ 'x'{replace_chain} }}}}"),
+            r#"the "replace" filter"#,
+        ),
+        (
+            "text",
+            "{{ range(100000)|join('y' * 1000) }}".into(),
+            r#"the "join" filter"#,
+        ),
+        (
+            "html",
+            format!("{{{{ range(100000)|join('{}') }}}}", "y".repeat(500)),
+            r#"the "join" filter"#,
+        ),
+        (
+            "text",
+            "{{ [big, big]|tojson }}".into(),
+            r#"the "tojson" filter"#,
+        ),
+        (
+            "text",
+            "{{ [big, big]|pprint }}".into(),
+            r#"the "pprint" filter"#,
+        ),
+    ] {
+        let mut body = json!({
+            "name": "memory bomb", "from": "hello@bomber.test", "subject": "Hi",
+            "text": "hello", "ip_ids": [bomber_ip],
+        });
+        body[field] = json!(bomb);
+        let refused = api.create_campaign_with(&bomber, &body).await;
+        refused.assert_error(422, "invalid_request");
+        let expected = format!("{field}: {construct} is not allowed in templates (");
+        assert!(
+            refused.message().starts_with(&expected),
+            "{bomb}: {}",
+            refused.message()
+        );
+    }
 
     // Accepted: harmless until a lead's data says otherwise.
     let body = json!({

@@ -13,6 +13,9 @@
 //!   a control character;
 //! - every message carries From, To, Subject, Date, Message-ID,
 //!   List-Unsubscribe, List-Unsubscribe-Post (RFC 8058 one-click) and Feedback-ID;
+//! - only allowlisted syntax compiles ([`TemplateError::Refused`], see
+//!   `allowlist.rs`): nothing that concatenates, repeats, assigns or grows a
+//!   string, since fuel counts instructions and not the bytes they allocate;
 //! - every render runs under a [`RenderBudget`] (`[templates]`): at most `fuel`
 //!   minijinja instructions per part ([`TemplateError::OutOfFuel`]), a subject of
 //!   at most `max_subject_bytes` and text/HTML parts of at most `max_part_bytes`
@@ -37,8 +40,11 @@ use uuid::Uuid;
 
 use crate::tracking_html::HtmlTracking;
 
+mod allowlist;
 mod budget;
 
+use allowlist::CheckError;
+pub use allowlist::Refusal;
 use budget::CappedWriter;
 pub use budget::RenderBudget;
 
@@ -78,6 +84,14 @@ pub enum TemplateError {
         part: TemplatePart,
         #[source]
         source: minijinja::Error,
+    },
+    /// The template uses syntax outside the allowlist (see `allowlist.rs`):
+    /// caught at campaign creation, and again at send for stored templates.
+    #[error("{part}: {refusal}")]
+    Refused {
+        part: TemplatePart,
+        #[source]
+        refusal: Refusal,
     },
     /// The lead lacks a field the template uses: permanent for this lead.
     #[error("{part} template uses a field the lead does not have: {source}")]
@@ -140,6 +154,7 @@ impl TemplateError {
     pub fn part(&self) -> Option<TemplatePart> {
         match self {
             TemplateError::Syntax { part, .. }
+            | TemplateError::Refused { part, .. }
             | TemplateError::MissingField { part, .. }
             | TemplateError::Render { part, .. }
             | TemplateError::OutOfFuel { part, .. }
@@ -265,6 +280,11 @@ impl CampaignTemplate {
         ];
         for (part, source) in parts {
             if let Some(source) = source {
+                // Before minijinja compiles (and constant-folds) anything.
+                allowlist::check(part.name(), source).map_err(|err| match err {
+                    CheckError::Syntax(source) => TemplateError::Syntax { part, source },
+                    CheckError::Refused(refusal) => TemplateError::Refused { part, refusal },
+                })?;
                 env.add_template_owned(part.name(), source.to_owned())
                     .map_err(|source| TemplateError::Syntax { part, source })?;
             }

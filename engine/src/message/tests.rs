@@ -372,7 +372,7 @@ fn dry_run_accepts_templates_that_need_lead_data() {
             "{% if company %}{{ company }}{% endif %}",
         ),
         // Only lead data can make these large; the job's render judges them.
-        ("{% for i in range(n) %}x{% endfor %}", "{{ n + 1 }}"),
+        ("{% for i in range(n) %}x{% endfor %}", "{{ n - 1 }}"),
         ("{{ email }}", "{{ unsubscribe_url }}"),
     ] {
         CampaignTemplate::dry_run("a@b.test", None, subject, text, None, budget)
