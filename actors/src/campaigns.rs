@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::Pool;
 use penguin_engine::db::StoreError;
-use penguin_engine::message::{CampaignTemplate, TemplateError};
+use penguin_engine::message::{CampaignTemplate, RenderBudget, TemplateError};
 use penguin_engine::store::routing::{CampaignSpec, campaign_spec};
 use uuid::Uuid;
 
@@ -24,9 +24,18 @@ pub struct Campaign {
 #[derive(Default)]
 pub struct CampaignCache {
     entries: Mutex<HashMap<Uuid, Arc<Campaign>>>,
+    /// What every render of a cached template may use (`[templates]`).
+    budget: RenderBudget,
 }
 
 impl CampaignCache {
+    pub fn new(budget: RenderBudget) -> CampaignCache {
+        CampaignCache {
+            entries: Mutex::default(),
+            budget,
+        }
+    }
+
     pub async fn get(
         &self,
         pg: &Pool,
@@ -37,12 +46,13 @@ impl CampaignCache {
             return Ok(hit.clone());
         }
         let spec = campaign_spec(pg, tenant, campaign).await?;
-        let template = CampaignTemplate::compile(
+        let template = CampaignTemplate::compile_with_budget(
             &spec.from_address,
             spec.from_name.as_deref(),
             &spec.subject,
             &spec.text_body,
             spec.html_body.as_deref(),
+            self.budget,
         );
         let domain = penguin_engine::domain::email_domain(&spec.from_address).to_string();
         let entry = Arc::new(Campaign {

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::campaigns::CampaignCache;
 use crate::directory::Directory;
+use crate::render::Renderer;
 
 /// The tenants (and their IPs) whose lease this node holds right now.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -39,6 +40,8 @@ pub struct EngineContext {
     pub providers: ProviderTable,
     pub reply_rules: ReplyRules,
     pub campaigns: CampaignCache,
+    /// Template renders: off the runtime, bounded in number and time.
+    pub renderer: Renderer,
     pub directory: Directory,
     /// Written by Cluster only.
     pub ownership: watch::Sender<Arc<Ownership>>,

@@ -2,7 +2,8 @@
 //! bound to the IP's source address and takes claimed jobs (already `sending` in
 //! Postgres) from the IP's work queue, one at a time.
 //!
-//! For every job it renders the message, finds the destination (a configured route,
+//! For every job it renders the message (off the runtime, under the node's
+//! template budget: [`crate::render`]), finds the destination (a configured route,
 //! else the domain's MX hosts in order), asks the (IP, provider) shaping for
 //! admission, reuses or opens a connection (within the provider's connection and
 //! per-connection caps, falling back to the next MX on connection failure), runs
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use penguin_engine::dns::destinations;
 use penguin_engine::domain::email_domain;
-use penguin_engine::message::{RenderContext, new_message_id};
+use penguin_engine::message::new_message_id;
 use penguin_engine::payload::JobV1;
 use penguin_engine::provider::Provider;
 use penguin_engine::route::Destination;
@@ -33,8 +34,6 @@ use penguin_engine::smtp::transport::TlsMode;
 use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, should_suppress};
 use penguin_engine::store::fences::Epoch;
 use penguin_engine::store::routing::IpSpec;
-use penguin_engine::tracking;
-use penguin_engine::tracking_html::HtmlTracking;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
 
@@ -44,6 +43,7 @@ use crate::ip::IpMsg;
 use crate::outcome::{Finish, dns_outcome, outcome_records};
 use crate::pacer::Pacer;
 pub use crate::ready::ReadyQueues;
+use crate::render::RenderJob;
 use crate::shaping::{Admission, Shaping};
 use crate::tenant::TenantMsg;
 use crate::{analytics, metrics, status_writer};
@@ -181,43 +181,17 @@ impl Worker {
                 return Finish::Released;
             }
         };
-        let fields: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&job.fields_json).unwrap_or_default();
         let message_id = new_message_id(job.job_id, &campaign.domain);
-        let config = &self.ctx.config;
-        let unsubscribe_url = tracking::unsubscribe_url(
-            &config.tracking.base_url,
-            &config.tracking.secret,
-            job.tenant_id,
-            job.job_id,
-        );
-        let feedback_id = format!(
-            "{}:{}:penguin",
-            job.campaign_id.simple(),
-            job.tenant_id.simple()
-        );
-        let template = match &campaign.template {
-            Ok(template) => template,
-            Err(err) => return Finish::Failed(format!("template: {err}")),
-        };
-        let body = match template.render(&RenderContext {
-            recipient: &job.recipient,
-            fields: &fields,
-            message_id: &message_id,
-            unsubscribe_url: &unsubscribe_url,
-            unsubscribe_mailto: None,
-            feedback_id: &feedback_id,
-            tracking: Some(HtmlTracking {
-                base_url: &config.tracking.base_url,
-                secret: &config.tracking.secret,
-                tenant: job.tenant_id,
-                job: job.job_id,
-                opens: config.tracking.opens,
-                clicks: config.tracking.clicks,
-            }),
-        }) {
+        let config = self.ctx.config.clone();
+        let input = RenderJob::new(&config, job, message_id.clone());
+        let body = match self
+            .ctx
+            .renderer
+            .render(config, campaign.clone(), input)
+            .await
+        {
             Ok(body) => body,
-            Err(err) => return Finish::Failed(format!("template: {err}")),
+            Err(reason) => return Finish::Failed(reason),
         };
 
         let dests = match destinations(

@@ -40,6 +40,7 @@ pub mod outcome;
 pub mod pacer;
 pub mod ready;
 pub mod reaper;
+pub mod render;
 pub mod shaping;
 pub mod status_writer;
 pub mod supervisor;

@@ -16,6 +16,7 @@ use deadpool_postgres::Pool;
 use penguin_config::Config;
 use penguin_engine::clock::SharedClock;
 use penguin_engine::dns::{HickoryResolver, MxResolver};
+use penguin_engine::message::RenderBudget;
 use penguin_engine::provider::ProviderTable;
 use penguin_engine::queue::RedisQueue;
 use penguin_engine::reply_rules::ReplyRules;
@@ -35,6 +36,7 @@ use crate::feeder::Feeder;
 use crate::ip::IpMsg;
 use crate::ip_supervisor::{IpSupMsg, IpSupervisor};
 use crate::reaper::Reaper;
+use crate::render::Renderer;
 use crate::status_writer::StatusWriter;
 use crate::tenant_supervisor::{TenantSupMsg, TenantSupervisor};
 use crate::warmup_supervisor::{WarmupSupMsg, WarmupSupervisor};
@@ -328,10 +330,11 @@ pub async fn start_engine(deps: EngineDeps) -> anyhow::Result<EngineHandle> {
         providers: ProviderTable::from_config(&deps.config.delivery),
         reply_rules,
         queue: RedisQueue::new(deps.redis),
+        campaigns: CampaignCache::new(RenderBudget::from(&deps.config.templates)),
+        renderer: Renderer::new(&deps.config.templates),
         config: deps.config,
         pg: deps.pg,
         clock: deps.clock,
-        campaigns: CampaignCache::default(),
         directory: Directory::default(),
         ownership,
         stopped_campaigns: Default::default(),

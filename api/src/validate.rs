@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use penguin_engine::domain::{InputError, check_header_text};
+use penguin_engine::message::TemplateError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -50,6 +51,23 @@ pub fn body_template(field: &str, value: &str) -> Result<(), AppError> {
         return Err(AppError::invalid(format!("{field} must not contain NUL")));
     }
     Ok(())
+}
+
+/// A campaign template refused at creation: 422, the message opening with the
+/// field (`subject`, `text`, `html`) and naming the limit it broke or the
+/// construct the allowlist refused.
+pub fn template_error(error: TemplateError) -> AppError {
+    match error.part() {
+        // Already reads `subject: the "~" operator is not allowed…`.
+        Some(_) if matches!(error, TemplateError::Refused { .. }) => {
+            AppError::invalid(error.to_string())
+        }
+        Some(part) if error.is_budget() => AppError::invalid(format!(
+            "{part}: {error} (dry run without lead data, see [templates])"
+        )),
+        Some(part) => AppError::invalid(format!("{part}: {error}")),
+        None => AppError::invalid(error.to_string()),
+    }
 }
 
 /// An address an SMTP IP may bind: not unspecified, not multicast.

@@ -16,6 +16,7 @@ mod public;
 mod reply_rules;
 mod secrets;
 mod sections;
+mod templates;
 
 use std::path::Path;
 
@@ -38,6 +39,7 @@ pub use secrets::{MIN_SECRET_CHARS, PUBLISHED_SECRETS, random_secret};
 pub use sections::{
     ApiConfig, DatabaseConfig, NodeConfig, QueueConfig, RedisConfig, TrackingConfig,
 };
+pub use templates::{MAX_SUBJECT_BYTES, TemplatesConfig};
 
 /// The whole, validated configuration of one engine node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -54,6 +56,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub warmup: WarmupConfig,
     pub health: HealthConfig,
+    pub templates: TemplatesConfig,
 }
 
 impl Config {
@@ -137,6 +140,7 @@ impl Config {
         self.limits.validate()?;
         self.warmup.validate()?;
         self.health.validate()?;
+        self.templates.validate()?;
         Ok(())
     }
 }

@@ -111,6 +111,11 @@ impl NodeProcess {
         text
     }
 
+    /// Whether the process still runs.
+    pub fn is_alive(&self) -> bool {
+        self.process.is_alive()
+    }
+
     /// Sends `signal` (`STOP`, `CONT`, `KILL`, …) to the node process.
     pub fn signal(&self, signal: &str) {
         process::run(

@@ -12,7 +12,17 @@
 //!   Feedback-ID) is rejected with [`TemplateError::InvalidHeader`] when it holds
 //!   a control character;
 //! - every message carries From, To, Subject, Date, Message-ID,
-//!   List-Unsubscribe, List-Unsubscribe-Post (RFC 8058 one-click) and Feedback-ID.
+//!   List-Unsubscribe, List-Unsubscribe-Post (RFC 8058 one-click) and Feedback-ID;
+//! - only allowlisted syntax compiles ([`TemplateError::Refused`], see
+//!   `allowlist.rs`): nothing that concatenates, repeats, assigns or grows a
+//!   string, since fuel counts instructions and not the bytes they allocate;
+//! - every render runs under a [`RenderBudget`] (`[templates]`): at most `fuel`
+//!   minijinja instructions per part ([`TemplateError::OutOfFuel`]), a subject of
+//!   at most `max_subject_bytes` and text/HTML parts of at most `max_part_bytes`
+//!   after rendering ([`TemplateError::TooLarge`]); output past a cap is never
+//!   produced, the render stops at the first byte over it.
+//!   [`CampaignTemplate::dry_run`] applies the same budget to a render with no
+//!   lead fields, for the API to refuse what explodes without any lead data.
 //!
 //! Template variables: every lead field, plus `email` (the recipient) and
 //! `unsubscribe_url`, which win over lead fields of the same name.
@@ -29,6 +39,14 @@ use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value, co
 use uuid::Uuid;
 
 use crate::tracking_html::HtmlTracking;
+
+mod allowlist;
+mod budget;
+
+use allowlist::CheckError;
+pub use allowlist::Refusal;
+use budget::CappedWriter;
+pub use budget::RenderBudget;
 
 const SUBJECT: &str = "subject";
 const TEXT: &str = "text";
@@ -67,6 +85,14 @@ pub enum TemplateError {
         #[source]
         source: minijinja::Error,
     },
+    /// The template uses syntax outside the allowlist (see `allowlist.rs`):
+    /// caught at campaign creation, and again at send for stored templates.
+    #[error("{part}: {refusal}")]
+    Refused {
+        part: TemplatePart,
+        #[source]
+        refusal: Refusal,
+    },
     /// The lead lacks a field the template uses: permanent for this lead.
     #[error("{part} template uses a field the lead does not have: {source}")]
     MissingField {
@@ -81,6 +107,12 @@ pub enum TemplateError {
         #[source]
         source: minijinja::Error,
     },
+    /// The part ran its fuel out: a loop or computation too large for the budget.
+    #[error("render fuel of {fuel} exhausted in the {part} template")]
+    OutOfFuel { part: TemplatePart, fuel: u64 },
+    /// The part's output passed its cap.
+    #[error("{part} exceeds {limit} bytes after rendering")]
+    TooLarge { part: TemplatePart, limit: usize },
     /// A header value that would break the header block (CR, LF, NUL, `<`, `>`…).
     #[error("invalid value for header {header}")]
     InvalidHeader { header: &'static str },
@@ -108,24 +140,120 @@ pub struct RenderContext<'a> {
     pub tracking: Option<HtmlTracking<'a>>,
 }
 
+impl TemplateError {
+    /// The render broke its [`RenderBudget`] (fuel or an output cap): the same
+    /// template with the same data would break it again.
+    pub fn is_budget(&self) -> bool {
+        matches!(
+            self,
+            TemplateError::OutOfFuel { .. } | TemplateError::TooLarge { .. }
+        )
+    }
+
+    /// The template part the error is about, when it is about one.
+    pub fn part(&self) -> Option<TemplatePart> {
+        match self {
+            TemplateError::Syntax { part, .. }
+            | TemplateError::Refused { part, .. }
+            | TemplateError::MissingField { part, .. }
+            | TemplateError::Render { part, .. }
+            | TemplateError::OutOfFuel { part, .. }
+            | TemplateError::TooLarge { part, .. } => Some(*part),
+            TemplateError::InvalidHeader { .. } | TemplateError::Build(_) => None,
+        }
+    }
+}
+
 /// A campaign's compiled templates and sender; cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct CampaignTemplate {
     env: Environment<'static>,
+    budget: RenderBudget,
     from_address: String,
     from_name: Option<String>,
     has_html: bool,
 }
 
 impl CampaignTemplate {
-    /// Compiles the templates once. Fails on a syntax error or on a sender that
-    /// cannot go into a header.
+    /// Compiles the templates once, under the default [`RenderBudget`].
     pub fn compile(
         from_address: &str,
         from_name: Option<&str>,
         subject: &str,
         text: &str,
         html: Option<&str>,
+    ) -> Result<CampaignTemplate, TemplateError> {
+        let budget = RenderBudget::default();
+        Self::compile_with_budget(from_address, from_name, subject, text, html, budget)
+    }
+
+    /// Compiles the templates once; every later render runs under `budget`.
+    /// Fails on a syntax error or on a sender that cannot go into a header.
+    pub fn compile_with_budget(
+        from_address: &str,
+        from_name: Option<&str>,
+        subject: &str,
+        text: &str,
+        html: Option<&str>,
+        budget: RenderBudget,
+    ) -> Result<CampaignTemplate, TemplateError> {
+        let sources = [subject, text];
+        Self::build(
+            from_address,
+            from_name,
+            sources,
+            html,
+            budget,
+            UndefinedBehavior::Strict,
+        )
+    }
+
+    /// What the API checks before it stores a campaign: the templates compile,
+    /// and rendered for a lead without fields (missing fields read as empty,
+    /// `email` and `unsubscribe_url` as placeholders) no part breaks `budget`.
+    /// Other render errors pass: real lead data may well satisfy the template.
+    pub fn dry_run(
+        from_address: &str,
+        from_name: Option<&str>,
+        subject: &str,
+        text: &str,
+        html: Option<&str>,
+        budget: RenderBudget,
+    ) -> Result<(), TemplateError> {
+        Self::compile_with_budget(from_address, from_name, subject, text, html, budget)?;
+        let sources = [subject, text];
+        let lenient = Self::build(
+            from_address,
+            from_name,
+            sources,
+            html,
+            budget,
+            UndefinedBehavior::Lenient,
+        )?;
+        let vars = context! {
+            email => "lead@example.com",
+            unsubscribe_url => "https://unsubscribe.example.com/u/token",
+        };
+        let mut parts = vec![TemplatePart::Subject, TemplatePart::Text];
+        if lenient.has_html {
+            parts.push(TemplatePart::Html);
+        }
+        for part in parts {
+            match lenient.render_part(part, &vars) {
+                Err(err) if err.is_budget() => return Err(err),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn build(
+        from_address: &str,
+        from_name: Option<&str>,
+        [subject, text]: [&str; 2],
+        html: Option<&str>,
+        budget: RenderBudget,
+        undefined: UndefinedBehavior,
     ) -> Result<CampaignTemplate, TemplateError> {
         if !is_header_token(from_address) || !from_address.contains('@') {
             return Err(TemplateError::InvalidHeader { header: "From" });
@@ -135,7 +263,8 @@ impl CampaignTemplate {
         }
 
         let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_undefined_behavior(undefined);
+        env.set_fuel(Some(budget.fuel));
         env.set_keep_trailing_newline(true);
         env.set_auto_escape_callback(|name| {
             if name == HTML {
@@ -151,6 +280,11 @@ impl CampaignTemplate {
         ];
         for (part, source) in parts {
             if let Some(source) = source {
+                // Before minijinja compiles (and constant-folds) anything.
+                allowlist::check(part.name(), source).map_err(|err| match err {
+                    CheckError::Syntax(source) => TemplateError::Syntax { part, source },
+                    CheckError::Refused(refusal) => TemplateError::Refused { part, refusal },
+                })?;
                 env.add_template_owned(part.name(), source.to_owned())
                     .map_err(|source| TemplateError::Syntax { part, source })?;
             }
@@ -158,6 +292,7 @@ impl CampaignTemplate {
 
         Ok(CampaignTemplate {
             env,
+            budget,
             from_address: from_address.to_owned(),
             from_name: from_name.map(str::to_owned),
             has_html: html.is_some(),
@@ -187,10 +322,19 @@ impl CampaignTemplate {
         let text = crlf(&self.render_part(TemplatePart::Text, &vars)?);
         let html = if self.has_html {
             let html = self.render_part(TemplatePart::Html, &vars)?;
-            Some(crlf(&match &ctx.tracking {
+            let html = match &ctx.tracking {
                 Some(tracking) => tracking.apply(&html),
                 None => html,
-            }))
+            };
+            // Tracked links are longer than the originals: the cap holds for
+            // the part as sent.
+            if html.len() > self.budget.max_part_bytes {
+                return Err(TemplateError::TooLarge {
+                    part: TemplatePart::Html,
+                    limit: self.budget.max_part_bytes,
+                });
+            }
+            Some(crlf(&html))
         } else {
             None
         };
@@ -224,12 +368,30 @@ impl CampaignTemplate {
         Ok(builder.write_to_vec()?)
     }
 
+    /// Renders one part into a [`CappedWriter`] sized for it: the render stops
+    /// at the first byte over the cap, or when the part's fuel runs out.
     fn render_part(&self, part: TemplatePart, vars: &Value) -> Result<String, TemplateError> {
-        let render = || self.env.get_template(part.name())?.render(vars);
-        render().map_err(|source| match source.kind() {
-            ErrorKind::UndefinedError => TemplateError::MissingField { part, source },
-            _ => TemplateError::Render { part, source },
-        })
+        let limit = match part {
+            TemplatePart::Subject => self.budget.max_subject_bytes,
+            TemplatePart::Text | TemplatePart::Html => self.budget.max_part_bytes,
+        };
+        let mut out = CappedWriter::new(limit);
+        let rendered = self
+            .env
+            .get_template(part.name())
+            .and_then(|template| template.render_captured_to(vars, &mut out).map(drop));
+        match rendered {
+            Ok(_) => Ok(out.into_string()),
+            Err(_) if out.exceeded() => Err(TemplateError::TooLarge { part, limit }),
+            Err(source) => Err(match source.kind() {
+                ErrorKind::OutOfFuel => TemplateError::OutOfFuel {
+                    part,
+                    fuel: self.budget.fuel,
+                },
+                ErrorKind::UndefinedError => TemplateError::MissingField { part, source },
+                _ => TemplateError::Render { part, source },
+            }),
+        }
     }
 }
 
@@ -293,253 +455,4 @@ fn check_header(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn fields(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
-        match value {
-            serde_json::Value::Object(map) => map,
-            _ => panic!("fields must be an object"),
-        }
-    }
-
-    fn ctx<'a>(fields: &'a serde_json::Map<String, serde_json::Value>) -> RenderContext<'a> {
-        RenderContext {
-            recipient: "lead@example.com",
-            fields,
-            message_id: "0190abcd@mail.sender.test",
-            unsubscribe_url: "https://t.sender.test/u/tok123",
-            unsubscribe_mailto: Some("unsub+tok123@sender.test"),
-            feedback_id: "camp1:tenant1:penguin",
-            tracking: None,
-        }
-    }
-
-    fn template(html: Option<&str>) -> CampaignTemplate {
-        CampaignTemplate::compile(
-            "alice@sender.test",
-            Some("Alice Sender"),
-            "Hi {{ first_name }}, about {{ company }}",
-            "Hello {{ first_name }} ({{ email }})\nUnsubscribe: {{ unsubscribe_url }}\n",
-            html,
-        )
-        .unwrap()
-    }
-
-    /// Splits the header block into (name, unfolded value) pairs, asserting the
-    /// RFC 5322 shape: CRLF line ends, `Name: value` lines, folded continuations.
-    fn headers(message: &[u8]) -> Vec<(String, String)> {
-        let text = std::str::from_utf8(message).unwrap();
-        let (head, _body) = text.split_once("\r\n\r\n").expect("header/body separator");
-        let mut out: Vec<(String, String)> = Vec::new();
-        for line in head.split("\r\n") {
-            assert!(!line.contains('\r') && !line.contains('\n'), "{line:?}");
-            if line.starts_with([' ', '\t']) {
-                let value = &mut out.last_mut().expect("continuation first").1;
-                value.push(' ');
-                value.push_str(line.trim_start());
-                continue;
-            }
-            let (name, value) = line.split_once(':').expect("header line has a colon");
-            assert!(name.bytes().all(|b| b.is_ascii_graphic()), "{name:?}");
-            out.push((name.to_owned(), value.trim().to_owned()));
-        }
-        out
-    }
-
-    /// Enough of RFC 2047 for the tests: `=?charset?Q?…?=` words, space-joined.
-    fn decode_encoded_words(value: &str) -> String {
-        let mut out = String::new();
-        for word in value.split_whitespace() {
-            let Some(inner) = word.strip_prefix("=?").and_then(|w| w.strip_suffix("?=")) else {
-                out.push_str(word);
-                continue;
-            };
-            let encoded = inner.splitn(3, '?').nth(2).unwrap();
-            let mut bytes = encoded.bytes();
-            while let Some(b) = bytes.next() {
-                match b {
-                    b'_' => out.push(' '),
-                    b'=' => {
-                        let hex = [bytes.next().unwrap(), bytes.next().unwrap()];
-                        let hex = std::str::from_utf8(&hex).unwrap();
-                        out.push(u8::from_str_radix(hex, 16).unwrap() as char);
-                    }
-                    other => out.push(other as char),
-                }
-            }
-        }
-        out
-    }
-
-    /// SMTP wants CRLF everywhere: no lone CR or LF anywhere in the message.
-    fn no_bare_line_ends(message: &[u8]) -> bool {
-        message.iter().enumerate().all(|(i, &b)| match b {
-            b'\r' => message.get(i + 1) == Some(&b'\n'),
-            b'\n' => i > 0 && message[i - 1] == b'\r',
-            _ => true,
-        })
-    }
-
-    fn header<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
-        headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    #[test]
-    fn renders_all_required_headers() {
-        let fields = fields(json!({"first_name": "Bob", "company": "Acme"}));
-        let message = template(None).render(&ctx(&fields)).unwrap();
-        let headers = headers(&message);
-        for name in [
-            "From",
-            "To",
-            "Subject",
-            "Date",
-            "Message-ID",
-            "MIME-Version",
-            "List-Unsubscribe",
-            "List-Unsubscribe-Post",
-            "Feedback-ID",
-        ] {
-            assert_eq!(header(&headers, name).len(), 1, "{name} once");
-        }
-        assert_eq!(header(&headers, "Subject"), ["Hi Bob, about Acme"]);
-        assert_eq!(
-            header(&headers, "Message-ID"),
-            ["<0190abcd@mail.sender.test>"]
-        );
-        assert_eq!(
-            header(&headers, "From"),
-            ["\"Alice Sender\" <alice@sender.test>"]
-        );
-        assert_eq!(header(&headers, "To"), ["<lead@example.com>"]);
-        assert_eq!(
-            header(&headers, "List-Unsubscribe"),
-            ["<https://t.sender.test/u/tok123>, <mailto:unsub+tok123@sender.test>"]
-        );
-        assert_eq!(
-            header(&headers, "List-Unsubscribe-Post"),
-            ["List-Unsubscribe=One-Click"]
-        );
-        assert_eq!(header(&headers, "Feedback-ID"), ["camp1:tenant1:penguin"]);
-        assert!(no_bare_line_ends(&message));
-        let text = String::from_utf8(message).unwrap();
-        assert!(text.contains("Hello Bob (lead@example.com)\r\n"));
-        assert!(text.contains("Unsubscribe: https://t.sender.test/u/tok123"));
-    }
-
-    #[test]
-    fn header_injection_in_a_field_stays_inside_the_subject() {
-        let fields = fields(json!({
-            "first_name": "Bob\r\nBcc: victim@evil.test\r\n\r\nbody",
-            "company": "Acme\nX-Injected: 1\0",
-        }));
-        let message = template(None).render(&ctx(&fields)).unwrap();
-        let headers = headers(&message);
-        assert!(header(&headers, "Bcc").is_empty());
-        assert!(header(&headers, "X-Injected").is_empty());
-        let subject = header(&headers, "Subject");
-        assert_eq!(subject.len(), 1);
-        let subject = decode_encoded_words(subject[0]);
-        assert!(subject.contains("Bcc: victim@evil.test"), "{subject:?}");
-        assert!(subject.contains("X-Injected: 1"), "{subject:?}");
-        assert!(no_bare_line_ends(&message));
-    }
-
-    #[test]
-    fn missing_field_is_an_error() {
-        let fields = fields(json!({"first_name": "Bob"}));
-        let err = template(None).render(&ctx(&fields)).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                TemplateError::MissingField {
-                    part: TemplatePart::Subject,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
-    }
-
-    #[test]
-    fn syntax_error_is_caught_at_compile() {
-        let err = CampaignTemplate::compile("a@b.test", None, "ok", "{{ broken", None).unwrap_err();
-        assert!(matches!(
-            err,
-            TemplateError::Syntax {
-                part: TemplatePart::Text,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn html_is_escaped_text_and_subject_are_not() {
-        let fields = fields(json!({"first_name": "<b>Bob</b> & co", "company": "A&B"}));
-        let message = template(Some("<p>Hi {{ first_name }}</p>"))
-            .render(&ctx(&fields))
-            .unwrap();
-        assert!(no_bare_line_ends(&message));
-        let text = String::from_utf8(message).unwrap();
-        let (_, html_part) = text.split_once("text/html").unwrap();
-        assert!(html_part.contains("<p>Hi &lt;b&gt;Bob&lt;"), "{text}");
-        assert!(html_part.contains("&amp; co</p>"), "{text}");
-        assert!(!html_part.contains("<b>"), "{text}");
-        assert!(text.contains("Hello <b>Bob</b> & co"), "{text}");
-        assert!(text.contains("multipart/alternative"));
-        let headers = headers(text.as_bytes());
-        assert_eq!(
-            header(&headers, "Subject"),
-            ["Hi <b>Bob</b> & co, about A&B"]
-        );
-    }
-
-    #[test]
-    fn email_variable_wins_over_a_lead_field() {
-        let fields = fields(json!({"first_name": "B", "company": "C", "email": "x@evil.test"}));
-        let message = template(None).render(&ctx(&fields)).unwrap();
-        let text = String::from_utf8(message).unwrap();
-        assert!(text.contains("(lead@example.com)"));
-        assert!(!text.contains("x@evil.test"));
-    }
-
-    #[test]
-    fn bad_header_values_are_rejected() {
-        let fields = fields(json!({"first_name": "B", "company": "C"}));
-        let t = template(None);
-        let mut bad = ctx(&fields);
-        bad.recipient = "lead@example.com\r\nBcc: x@y";
-        assert!(matches!(
-            t.render(&bad),
-            Err(TemplateError::InvalidHeader { header: "To" })
-        ));
-        let mut bad = ctx(&fields);
-        bad.feedback_id = "a\r\nb";
-        assert!(matches!(
-            t.render(&bad),
-            Err(TemplateError::InvalidHeader {
-                header: "Feedback-ID"
-            })
-        ));
-        let mut bad = ctx(&fields);
-        bad.unsubscribe_url = "https://x/>\r\nBcc: y";
-        assert!(t.render(&bad).is_err());
-        assert!(CampaignTemplate::compile("a@b\r\n", None, "s", "t", None).is_err());
-        assert!(CampaignTemplate::compile("a@b.test", Some("A\r\nB"), "s", "t", None).is_err());
-    }
-
-    #[test]
-    fn message_id_helper() {
-        let id = Uuid::parse_str("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b").unwrap();
-        assert_eq!(
-            new_message_id(id, "Mail.Sender.test"),
-            "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b@mail.sender.test"
-        );
-    }
-}
+mod tests;
