@@ -3,9 +3,12 @@
 //! Postgres) from the IP's work queue, one at a time.
 //!
 //! For every job it renders the message, finds the destination (a configured route,
-//! else the domain's MX hosts in order), asks the (IP, provider) shaping for
-//! admission, reuses or opens a connection (within the provider's connection and
-//! per-connection caps, falling back to the next MX on connection failure), runs
+//! else the domain's best five MX hosts in order), asks the (IP, provider) shaping
+//! for admission, reuses or opens a connection (within the provider's connection
+//! and per-connection caps, falling back to the next MX on connection failure;
+//! addresses resolved by the node's resolver and never one that is not globally
+//! routable unless a route names its host — a job left with only such addresses
+//! ends `failed` naming them, see [`penguin_engine::dns::addresses`]), runs
 //! one SMTP transaction and reports the outcome straight to StatusWriter (job state)
 //! and Analytics (event with bounce class and provider; hard bounces suppress the
 //! address), applies matching reply rules to the pair, then returns one credit to
@@ -13,6 +16,13 @@
 //! released to `pending` without any SMTP; a job the pair cannot take now is
 //! postponed to Postgres with a later `run_at`. Workers are tasks owned by the Ip
 //! actor and aborted with it.
+//!
+//! Everything from the claim to the end of DATA happens by the job's attempt
+//! deadline (`[delivery] attempt_timeout_ms`, below `queue.sending_timeout_ms`):
+//! a job whose deadline passed before SMTP is released unattempted, and no SMTP
+//! stage waits past it. The outcome carries the job's claim id, and is handed to
+//! StatusWriter however long that takes (an error logged on every failure past
+//! the first few; one still unhanded when the worker is aborted is logged).
 //!
 //! Before each SMTP transaction a worker waits for the IP's per-second pace; each
 //! server verdict feeds the IP's health breakers, and a job released before SMTP
@@ -23,25 +33,29 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use penguin_engine::dns::destinations;
+use penguin_engine::dns::{Refused, destinations, vetted_addresses};
 use penguin_engine::domain::email_domain;
 use penguin_engine::message::{RenderContext, new_message_id};
 use penguin_engine::payload::JobV1;
 use penguin_engine::provider::Provider;
 use penguin_engine::route::Destination;
 use penguin_engine::smtp::transport::TlsMode;
-use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, should_suppress};
+use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, Stage, should_suppress};
 use penguin_engine::store::fences::Epoch;
+use penguin_engine::store::jobs::{ClaimId, Transition};
 use penguin_engine::store::routing::IpSpec;
 use penguin_engine::tracking;
 use penguin_engine::tracking_html::HtmlTracking;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
 
 use crate::breaker::{Breakers, Observed};
 use crate::context::Ctx;
 use crate::ip::IpMsg;
-use crate::outcome::{Finish, dns_outcome, outcome_records};
+use crate::outcome::{
+    Finish, address_lookup_outcome, dns_outcome, outcome_records, refusal_reason,
+};
 use crate::pacer::Pacer;
 pub use crate::ready::ReadyQueues;
 use crate::shaping::{Admission, Shaping};
@@ -57,6 +71,11 @@ pub struct Work {
     /// The tenant's epoch the job was claimed `sending` under: its outcome is
     /// written only while that claim stands.
     pub fence: Epoch,
+    /// The id of that claim: a later claim of the job makes this one's outcome
+    /// change nothing.
+    pub claim: ClaimId,
+    /// The attempt ends by then, SMTP included (see the module doc).
+    pub deadline: Instant,
 }
 
 pub type WorkQueue = Arc<Mutex<mpsc::UnboundedReceiver<Work>>>;
@@ -106,7 +125,7 @@ impl Worker {
                     break;
                 }
             };
-            match self.attempt(&work.job, &mut open).await {
+            match self.attempt(&work.job, work.deadline, &mut open).await {
                 Finish::HandOff(provider) => self.ready.push(provider, work),
                 finish => self.report(work, finish).await,
             }
@@ -159,7 +178,7 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, job: &JobV1, open: &mut Option<Open>) -> Finish {
+    async fn attempt(&self, job: &JobV1, deadline: Instant, open: &mut Option<Open>) -> Finish {
         if !self.ctx.lease_valid() {
             return Finish::Abandoned;
         }
@@ -220,13 +239,23 @@ impl Worker {
             Err(err) => return Finish::Failed(format!("template: {err}")),
         };
 
-        let dests = match destinations(
-            &self.ctx.routes,
-            &*self.ctx.resolver,
-            email_domain(&job.recipient),
-        )
-        .await
-        {
+        if Instant::now() >= deadline {
+            // Too late to start: the Reaper may soon return the job anyway.
+            metrics::attempt_deadline("before_smtp");
+            tracing::warn!(job = %job.job_id, "attempt deadline passed before SMTP; job released");
+            return Finish::Released;
+        }
+        let domain = email_domain(&job.recipient);
+        let lookup = destinations(&self.ctx.routes, &*self.ctx.resolver, domain);
+        let Ok(found) = tokio::time::timeout_at(deadline, lookup).await else {
+            metrics::attempt_deadline("in_smtp");
+            return Finish::Smtp {
+                outcome: DeliveryOutcome::deadline_passed(Stage::Connect),
+                message_id,
+                provider: None,
+            };
+        };
+        let dests = match found {
             Ok(dests) if !dests.is_empty() => dests,
             Ok(_) => {
                 return Finish::Smtp {
@@ -253,7 +282,7 @@ impl Worker {
         });
         if !reusable {
             self.close(open).await;
-            match self.open_connection(&dests, &provider).await {
+            match self.open_connection(&dests, &provider, deadline).await {
                 Ok(fresh) => *open = Some(fresh),
                 Err(Finish::Smtp { outcome, .. }) => {
                     return Finish::Smtp {
@@ -267,11 +296,15 @@ impl Worker {
         }
         self.pacer.pace().await;
         let conn = &mut open.as_mut().expect("connection just ensured").conn;
+        conn.set_deadline(Some(deadline));
         let span = tracing::debug_span!("delivery", job = %job.job_id, ip = %self.ip.address, provider = %provider.name);
         let _entered = span.enter();
         let outcome = conn
             .send(&campaign.spec.from_address, &job.recipient, &body)
             .await;
+        if !outcome.is_sent() && Instant::now() >= deadline {
+            metrics::attempt_deadline("in_smtp");
+        }
         Finish::Smtp {
             outcome,
             message_id,
@@ -280,11 +313,15 @@ impl Worker {
     }
 
     /// Takes a connection slot of the provider, then connects to the first
-    /// destination that answers (MX fallback on connection failures).
+    /// destination that answers (MX fallback on connection failures), each
+    /// destination's addresses resolved by the node's resolver and vetted
+    /// ([`vetted_addresses`]), all by `deadline`. Only refused addresses (no DNS
+    /// trouble, nothing tried) end the job `failed`, naming them.
     async fn open_connection(
         &self,
         dests: &[Destination],
         provider: &Provider,
+        deadline: Instant,
     ) -> Result<Open, Finish> {
         let config = &self.ctx.config;
         let slots = self.shaping.connections(provider, self.ctx.clock.now());
@@ -295,15 +332,43 @@ impl Worker {
             .delivery
             .messages_per_connection
             .min(provider.limits.max_messages_per_connection.max(1));
+        let smtp_failure = |outcome| Finish::Smtp {
+            outcome,
+            message_id: String::new(),
+            provider: None,
+        };
         let mut last = None;
+        let mut refused: Vec<Refused> = Vec::new();
         for dest in dests {
+            let lookup = vetted_addresses(&*self.ctx.resolver, &self.ctx.routes, dest);
+            let vetted = match tokio::time::timeout_at(deadline, lookup).await {
+                Err(_) => {
+                    last = Some(DeliveryOutcome::deadline_passed(Stage::Connect));
+                    break;
+                }
+                Ok(Err(err)) => {
+                    last = Some(address_lookup_outcome(&err));
+                    continue;
+                }
+                Ok(Ok(vetted)) => vetted,
+            };
+            for r in &vetted.refused {
+                metrics::refused_address(r.kind.as_str());
+                tracing::warn!(host = %r.host, address = %r.address, range = r.kind.as_str(), "MX address is not globally routable: not connecting");
+            }
+            refused.extend(vetted.refused);
+            if vetted.allowed.is_empty() {
+                continue;
+            }
             let tls = TlsMode::from_config(&config.delivery);
-            let connecting = SmtpConnection::connect_with_tls(
+            let connecting = SmtpConnection::connect_to(
                 self.ip.address,
                 dest,
+                &vetted.allowed,
                 &self.ip.helo_name,
                 &config.delivery.timeouts,
                 tls,
+                Some(deadline),
             );
             match connecting.await {
                 Ok(conn) => {
@@ -318,21 +383,19 @@ impl Worker {
                 }
                 // A 5xx greeting is the server's answer, not a reachability problem.
                 Err(outcome @ DeliveryOutcome::Bounced { .. }) => {
-                    return Err(Finish::Smtp {
-                        outcome,
-                        message_id: String::new(),
-                        provider: None,
-                    });
+                    return Err(smtp_failure(outcome));
                 }
                 Err(outcome) => last = Some(outcome),
             }
+            if Instant::now() >= deadline {
+                break;
+            }
         }
-        let outcome = last.unwrap_or_else(|| dns_outcome(None));
-        Err(Finish::Smtp {
-            outcome,
-            message_id: String::new(),
-            provider: None,
-        })
+        match last {
+            Some(outcome) => Err(smtp_failure(outcome)),
+            None if !refused.is_empty() => Err(Finish::Failed(refusal_reason(&refused))),
+            None => Err(smtp_failure(dns_outcome(None))),
+        }
     }
 
     async fn report(&self, work: Work, finish: Finish) {
@@ -343,6 +406,7 @@ impl Worker {
                 work.job.tenant_id,
                 work.job.job_id,
                 work.fence,
+                work.claim,
             ));
             return;
         }
@@ -359,19 +423,8 @@ impl Worker {
         if let Some(event) = event {
             analytics::record(&self.ctx, vec![event]);
         }
-        let mut pending = vec![transition];
         // (A hand-off never reaches here: the job is still this IP's.)
-        // StatusWriter is only ever briefly absent (restart); wait for it rather
-        // than lose an outcome.
-        for _ in 0..200 {
-            match status_writer::record(&self.ctx, pending) {
-                Ok(()) => break,
-                Err(back) => {
-                    pending = back;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
+        hand_to_status_writer(&self.ctx, transition).await;
         if let Some(tenant) = self.ctx.directory.tenant(job.tenant_id) {
             let _ = tenant.cast(TenantMsg::Credit {
                 ip: self.ip.id,
@@ -454,6 +507,56 @@ impl Worker {
             );
             metrics::reply_rule(rule.action.as_str());
             self.shaping.apply(provider, rule.action, now);
+        }
+    }
+}
+
+/// Failures to hand an outcome over before each one is logged as an error.
+const QUIET_HANDOVER_FAILURES: u32 = 5;
+
+/// Hands one outcome to StatusWriter, waiting for it as long as it takes:
+/// StatusWriter is only ever briefly absent (a restart), and an outcome dropped
+/// here would let a message the server accepted be sent again. Backs off from
+/// 50 ms to 1 s, logging an error on every failure past the first few; if the
+/// worker is aborted meanwhile (the node stops), the unhanded outcome is logged.
+async fn hand_to_status_writer(ctx: &Ctx, transition: Transition) {
+    let mut pending = Unhanded(vec![transition]);
+    let mut failures = 0u32;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match status_writer::record(ctx, std::mem::take(&mut pending.0)) {
+            Ok(()) => return,
+            Err(back) => {
+                pending.0 = back;
+                failures += 1;
+                if failures > QUIET_HANDOVER_FAILURES {
+                    let t = pending.0.first();
+                    tracing::error!(
+                        failures,
+                        job = ?t.map(|t| t.job_id),
+                        to = ?t.map(|t| t.to.as_str()),
+                        "StatusWriter unavailable: job outcome not handed over yet; retrying"
+                    );
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Outcomes not yet handed to StatusWriter; logged if dropped unhanded.
+struct Unhanded(Vec<Transition>);
+
+impl Drop for Unhanded {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            tracing::error!(
+                tenant = %t.tenant_id,
+                job = %t.job_id,
+                to = t.to.as_str(),
+                "job outcome never recorded (worker stopped); the Reaper or the next takeover returns the job"
+            );
         }
     }
 }
