@@ -42,7 +42,7 @@ use penguin_engine::route::Destination;
 use penguin_engine::smtp::transport::TlsMode;
 use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, Stage, should_suppress};
 use penguin_engine::store::fences::Epoch;
-use penguin_engine::store::jobs::{ClaimId, Transition};
+use penguin_engine::store::jobs::ClaimId;
 use penguin_engine::store::routing::IpSpec;
 use penguin_engine::tracking;
 use penguin_engine::tracking_html::HtmlTracking;
@@ -424,7 +424,7 @@ impl Worker {
             analytics::record(&self.ctx, vec![event]);
         }
         // (A hand-off never reaches here: the job is still this IP's.)
-        hand_to_status_writer(&self.ctx, transition).await;
+        status_writer::hand_over(&self.ctx, transition).await;
         if let Some(tenant) = self.ctx.directory.tenant(job.tenant_id) {
             let _ = tenant.cast(TenantMsg::Credit {
                 ip: self.ip.id,
@@ -507,56 +507,6 @@ impl Worker {
             );
             metrics::reply_rule(rule.action.as_str());
             self.shaping.apply(provider, rule.action, now);
-        }
-    }
-}
-
-/// Failures to hand an outcome over before each one is logged as an error.
-const QUIET_HANDOVER_FAILURES: u32 = 5;
-
-/// Hands one outcome to StatusWriter, waiting for it as long as it takes:
-/// StatusWriter is only ever briefly absent (a restart), and an outcome dropped
-/// here would let a message the server accepted be sent again. Backs off from
-/// 50 ms to 1 s, logging an error on every failure past the first few; if the
-/// worker is aborted meanwhile (the node stops), the unhanded outcome is logged.
-async fn hand_to_status_writer(ctx: &Ctx, transition: Transition) {
-    let mut pending = Unhanded(vec![transition]);
-    let mut failures = 0u32;
-    let mut delay = Duration::from_millis(50);
-    loop {
-        match status_writer::record(ctx, std::mem::take(&mut pending.0)) {
-            Ok(()) => return,
-            Err(back) => {
-                pending.0 = back;
-                failures += 1;
-                if failures > QUIET_HANDOVER_FAILURES {
-                    let t = pending.0.first();
-                    tracing::error!(
-                        failures,
-                        job = ?t.map(|t| t.job_id),
-                        to = ?t.map(|t| t.to.as_str()),
-                        "StatusWriter unavailable: job outcome not handed over yet; retrying"
-                    );
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(1));
-            }
-        }
-    }
-}
-
-/// Outcomes not yet handed to StatusWriter; logged if dropped unhanded.
-struct Unhanded(Vec<Transition>);
-
-impl Drop for Unhanded {
-    fn drop(&mut self) {
-        for t in &self.0 {
-            tracing::error!(
-                tenant = %t.tenant_id,
-                job = %t.job_id,
-                to = t.to.as_str(),
-                "job outcome never recorded (worker stopped); the Reaper or the next takeover returns the job"
-            );
         }
     }
 }

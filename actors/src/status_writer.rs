@@ -1,5 +1,6 @@
 //! StatusWriter: the single writer of job outcomes. Delivery workers `cast`
-//! [`Transition`]s; they are written in batches with one `UPDATE … FROM unnest()`
+//! [`Transition`]s (through [`hand_over`], which waits out a restart of this
+//! actor however long it takes, logging errors, rather than drop an outcome); they are written in batches with one `UPDATE … FROM unnest()`
 //! every `queue.status_flush_ms` or every `queue.status_batch` transitions,
 //! whichever comes first. A failed write keeps the batch and retries with backoff
 //! (capped at 5 s), logging an error on every failure past the first few: an
@@ -233,6 +234,57 @@ pub fn record(ctx: &Ctx, transitions: Vec<Transition>) -> Result<(), Vec<Transit
             ractor::MessagingErr::SendErr(StatusMsg::Record(t)) => t,
             _ => Vec::new(),
         })
+}
+
+/// Failures to hand an outcome over before each one is logged as an error.
+const QUIET_HANDOVER_FAILURES: u32 = 5;
+
+/// Hands one outcome to StatusWriter (the delivery workers' way in), waiting
+/// for it as long as it takes:
+/// StatusWriter is only ever briefly absent (a restart), and an outcome dropped
+/// here would let a message the server accepted be sent again. Backs off from
+/// 50 ms to 1 s, logging an error on every failure past the first few; if the
+/// worker is aborted meanwhile (the node stops), the unhanded outcome is logged.
+pub async fn hand_over(ctx: &Ctx, transition: Transition) {
+    let mut pending = Unhanded(vec![transition]);
+    let mut failures = 0u32;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match record(ctx, std::mem::take(&mut pending.0)) {
+            Ok(()) => return,
+            Err(back) => {
+                pending.0 = back;
+                failures += 1;
+                if failures > QUIET_HANDOVER_FAILURES {
+                    let t = pending.0.first();
+                    tracing::error!(
+                        failures,
+                        job = ?t.map(|t| t.job_id),
+                        to = ?t.map(|t| t.to.as_str()),
+                        "StatusWriter unavailable: job outcome not handed over yet; retrying"
+                    );
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Outcomes not yet handed to StatusWriter; logged if dropped unhanded.
+struct Unhanded(Vec<Transition>);
+
+impl Drop for Unhanded {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            tracing::error!(
+                tenant = %t.tenant_id,
+                job = %t.job_id,
+                to = t.to.as_str(),
+                "job outcome never recorded (worker stopped); the Reaper or the next takeover returns the job"
+            );
+        }
+    }
 }
 
 /// Waits until every outcome recorded so far is in Postgres.

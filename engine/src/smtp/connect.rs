@@ -162,6 +162,56 @@ mod tests {
         assert!(passed.duration().is_zero());
     }
 
+    /// A server that greets, accepts EHLO and MAIL FROM, then never answers.
+    async fn stall_at_rcpt(server: tokio::io::DuplexStream) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (read, mut write) = tokio::io::split(server);
+        let mut lines = BufReader::new(read).lines();
+        write.write_all(b"220 hi\r\n").await.unwrap();
+        let mut replies = ["250 hi\r\n", "250 ok\r\n"].into_iter();
+        while let Ok(Some(_)) = lines.next_line().await {
+            if let Some(reply) = replies.next() {
+                write.write_all(reply.as_bytes()).await.unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_attempt_deadline_bounds_the_stage_timeouts() {
+        let timeouts = SmtpTimeouts {
+            connect_ms: 60_000,
+            greeting_ms: 60_000,
+            ehlo_ms: 60_000,
+            mail_from_ms: 60_000,
+            rcpt_to_ms: 60_000,
+            data_ms: 60_000,
+            data_end_ms: 60_000,
+            tls_ms: 60_000,
+        };
+        let (client, server) = tokio::io::duplex(4096);
+        let server = tokio::spawn(stall_at_rcpt(server));
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let mut conn = super::super::SmtpConnection::handshake_until(
+            client,
+            "me.test",
+            &timeouts,
+            Some(deadline),
+        )
+        .await
+        .unwrap();
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(10),
+            conn.send("a@s.test", "b@r.test", b"x\r\n"),
+        )
+        .await
+        .expect("the deadline, not the 60 s stage timeout, ends the stall");
+        assert!(outcome.is_deferred());
+        assert_eq!(outcome.stage(), Some(Stage::RcptTo));
+        assert_eq!(outcome.reply(), "attempt deadline passed at rcpt_to");
+        assert!(!conn.is_usable());
+        server.abort();
+    }
+
     #[test]
     fn host_names_are_never_resolved_here() {
         let named = Destination {
