@@ -239,11 +239,8 @@ impl Worker {
             Err(err) => return Finish::Failed(format!("template: {err}")),
         };
 
-        if Instant::now() >= deadline {
-            // Too late to start: the Reaper may soon return the job anyway.
-            metrics::attempt_deadline("before_smtp");
-            tracing::warn!(job = %job.job_id, "attempt deadline passed before SMTP; job released");
-            return Finish::Released;
+        if let Some(late) = too_late(job, deadline) {
+            return late;
         }
         let domain = email_domain(&job.recipient);
         let lookup = destinations(&self.ctx.routes, &*self.ctx.resolver, domain);
@@ -295,6 +292,9 @@ impl Worker {
             }
         }
         self.pacer.pace().await;
+        if let Some(late) = too_late(job, deadline) {
+            return late;
+        }
         let conn = &mut open.as_mut().expect("connection just ensured").conn;
         conn.set_deadline(Some(deadline));
         let span = tracing::debug_span!("delivery", job = %job.job_id, ip = %self.ip.address, provider = %provider.name);
@@ -509,4 +509,15 @@ impl Worker {
             self.shaping.apply(provider, rule.action, now);
         }
     }
+}
+
+/// A job whose attempt deadline passed before its SMTP transaction began is
+/// released unattempted: the Reaper may soon return it anyway.
+fn too_late(job: &JobV1, deadline: Instant) -> Option<Finish> {
+    if Instant::now() < deadline {
+        return None;
+    }
+    metrics::attempt_deadline("before_smtp");
+    tracing::warn!(job = %job.job_id, "attempt deadline passed before SMTP; job released");
+    Some(Finish::Released)
 }
