@@ -70,10 +70,10 @@ pub struct EngineContext {
     /// write of the tenant carries it (`penguin_engine::store::fences`).
     pub fences: RwLock<HashMap<Uuid, Epoch>>,
     /// Jobs a worker left `sending` because the lease was not surely held
-    /// (tenant, job, the epoch it was claimed under). Once a renewal shows the
-    /// lease still held under that epoch, Cluster returns them to `pending`;
-    /// if another node took the tenant, its takeover already did.
-    pub abandoned: std::sync::Mutex<Vec<(Uuid, Uuid, Epoch)>>,
+    /// (tenant, job, the epoch and the claim id it was claimed under). Once a
+    /// renewal shows the lease still held under that epoch, Cluster returns
+    /// them to `pending`; if another node took the tenant, its takeover already did.
+    pub abandoned: std::sync::Mutex<Vec<(Uuid, Uuid, Epoch, Uuid)>>,
 }
 
 /// Wake-up counters of this node's polling-prone actors.

@@ -3,10 +3,13 @@
 //! Postgres) from the IP's work queue, one at a time.
 //!
 //! For every job it renders the message (off the runtime, under the node's
-//! template budget: [`crate::render`]), finds the destination (a configured route,
-//! else the domain's MX hosts in order), asks the (IP, provider) shaping for
-//! admission, reuses or opens a connection (within the provider's connection and
-//! per-connection caps, falling back to the next MX on connection failure), runs
+//! template budget: [`crate::render`]), finds the destination (a configured
+//! route, else the domain's best five MX hosts in order), asks the (IP, provider) shaping
+//! for admission, reuses or opens a connection (within the provider's connection
+//! and per-connection caps, falling back to the next MX on connection failure;
+//! addresses resolved by the node's resolver and never one that is not globally
+//! routable unless a route names its host — a job left with only such addresses
+//! ends `failed` naming them, see [`penguin_engine::dns::addresses`]), runs
 //! one SMTP transaction and reports the outcome straight to StatusWriter (job state)
 //! and Analytics (event with bounce class and provider; hard bounces suppress the
 //! address), applies matching reply rules to the pair, then returns one credit to
@@ -14,6 +17,13 @@
 //! released to `pending` without any SMTP; a job the pair cannot take now is
 //! postponed to Postgres with a later `run_at`. Workers are tasks owned by the Ip
 //! actor and aborted with it.
+//!
+//! Everything from the claim to the end of DATA happens by the job's attempt
+//! deadline (`[delivery] attempt_timeout_ms`, below `queue.sending_timeout_ms`):
+//! a job whose deadline passed before SMTP is released unattempted, and no SMTP
+//! stage waits past it. The outcome carries the job's claim id, and is handed to
+//! StatusWriter however long that takes (an error logged on every failure past
+//! the first few; one still unhanded when the worker is aborted is logged).
 //!
 //! Before each SMTP transaction a worker waits for the IP's per-second pace; each
 //! server verdict feeds the IP's health breakers, and a job released before SMTP
@@ -24,23 +34,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use penguin_engine::dns::destinations;
+use penguin_engine::dns::{Refused, destinations, vetted_addresses};
 use penguin_engine::domain::email_domain;
 use penguin_engine::message::new_message_id;
 use penguin_engine::payload::JobV1;
 use penguin_engine::provider::Provider;
 use penguin_engine::route::Destination;
 use penguin_engine::smtp::transport::TlsMode;
-use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, should_suppress};
+use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, Stage, should_suppress};
 use penguin_engine::store::fences::Epoch;
+use penguin_engine::store::jobs::ClaimId;
 use penguin_engine::store::routing::IpSpec;
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
 
 use crate::breaker::{Breakers, Observed};
 use crate::context::Ctx;
 use crate::ip::IpMsg;
-use crate::outcome::{Finish, dns_outcome, outcome_records};
+use crate::outcome::{
+    Finish, address_lookup_outcome, dns_outcome, outcome_records, refusal_reason,
+};
 use crate::pacer::Pacer;
 pub use crate::ready::ReadyQueues;
 use crate::render::RenderJob;
@@ -57,6 +71,11 @@ pub struct Work {
     /// The tenant's epoch the job was claimed `sending` under: its outcome is
     /// written only while that claim stands.
     pub fence: Epoch,
+    /// The id of that claim: a later claim of the job makes this one's outcome
+    /// change nothing.
+    pub claim: ClaimId,
+    /// The attempt ends by then, SMTP included (see the module doc).
+    pub deadline: Instant,
 }
 
 pub type WorkQueue = Arc<Mutex<mpsc::UnboundedReceiver<Work>>>;
@@ -106,7 +125,7 @@ impl Worker {
                     break;
                 }
             };
-            match self.attempt(&work.job, &mut open).await {
+            match self.attempt(&work.job, work.deadline, &mut open).await {
                 Finish::HandOff(provider) => self.ready.push(provider, work),
                 finish => self.report(work, finish).await,
             }
@@ -159,7 +178,7 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, job: &JobV1, open: &mut Option<Open>) -> Finish {
+    async fn attempt(&self, job: &JobV1, deadline: Instant, open: &mut Option<Open>) -> Finish {
         if !self.ctx.lease_valid() {
             return Finish::Abandoned;
         }
@@ -194,13 +213,20 @@ impl Worker {
             Err(reason) => return Finish::Failed(reason),
         };
 
-        let dests = match destinations(
-            &self.ctx.routes,
-            &*self.ctx.resolver,
-            email_domain(&job.recipient),
-        )
-        .await
-        {
+        if let Some(late) = too_late(job, deadline) {
+            return late;
+        }
+        let domain = email_domain(&job.recipient);
+        let lookup = destinations(&self.ctx.routes, &*self.ctx.resolver, domain);
+        let Ok(found) = tokio::time::timeout_at(deadline, lookup).await else {
+            metrics::attempt_deadline("in_smtp");
+            return Finish::Smtp {
+                outcome: DeliveryOutcome::deadline_passed(Stage::Connect),
+                message_id,
+                provider: None,
+            };
+        };
+        let dests = match found {
             Ok(dests) if !dests.is_empty() => dests,
             Ok(_) => {
                 return Finish::Smtp {
@@ -227,7 +253,7 @@ impl Worker {
         });
         if !reusable {
             self.close(open).await;
-            match self.open_connection(&dests, &provider).await {
+            match self.open_connection(&dests, &provider, deadline).await {
                 Ok(fresh) => *open = Some(fresh),
                 Err(Finish::Smtp { outcome, .. }) => {
                     return Finish::Smtp {
@@ -240,12 +266,19 @@ impl Worker {
             }
         }
         self.pacer.pace().await;
+        if let Some(late) = too_late(job, deadline) {
+            return late;
+        }
         let conn = &mut open.as_mut().expect("connection just ensured").conn;
+        conn.set_deadline(Some(deadline));
         let span = tracing::debug_span!("delivery", job = %job.job_id, ip = %self.ip.address, provider = %provider.name);
         let _entered = span.enter();
         let outcome = conn
             .send(&campaign.spec.from_address, &job.recipient, &body)
             .await;
+        if !outcome.is_sent() && Instant::now() >= deadline {
+            metrics::attempt_deadline("in_smtp");
+        }
         Finish::Smtp {
             outcome,
             message_id,
@@ -254,11 +287,15 @@ impl Worker {
     }
 
     /// Takes a connection slot of the provider, then connects to the first
-    /// destination that answers (MX fallback on connection failures).
+    /// destination that answers (MX fallback on connection failures), each
+    /// destination's addresses resolved by the node's resolver and vetted
+    /// ([`vetted_addresses`]), all by `deadline`. Only refused addresses (no DNS
+    /// trouble, nothing tried) end the job `failed`, naming them.
     async fn open_connection(
         &self,
         dests: &[Destination],
         provider: &Provider,
+        deadline: Instant,
     ) -> Result<Open, Finish> {
         let config = &self.ctx.config;
         let slots = self.shaping.connections(provider, self.ctx.clock.now());
@@ -269,15 +306,43 @@ impl Worker {
             .delivery
             .messages_per_connection
             .min(provider.limits.max_messages_per_connection.max(1));
+        let smtp_failure = |outcome| Finish::Smtp {
+            outcome,
+            message_id: String::new(),
+            provider: None,
+        };
         let mut last = None;
+        let mut refused: Vec<Refused> = Vec::new();
         for dest in dests {
+            let lookup = vetted_addresses(&*self.ctx.resolver, &self.ctx.routes, dest);
+            let vetted = match tokio::time::timeout_at(deadline, lookup).await {
+                Err(_) => {
+                    last = Some(DeliveryOutcome::deadline_passed(Stage::Connect));
+                    break;
+                }
+                Ok(Err(err)) => {
+                    last = Some(address_lookup_outcome(&err));
+                    continue;
+                }
+                Ok(Ok(vetted)) => vetted,
+            };
+            for r in &vetted.refused {
+                metrics::refused_address(r.kind.as_str());
+                tracing::warn!(host = %r.host, address = %r.address, range = r.kind.as_str(), "MX address is not globally routable: not connecting");
+            }
+            refused.extend(vetted.refused);
+            if vetted.allowed.is_empty() {
+                continue;
+            }
             let tls = TlsMode::from_config(&config.delivery);
-            let connecting = SmtpConnection::connect_with_tls(
+            let connecting = SmtpConnection::connect_to(
                 self.ip.address,
                 dest,
+                &vetted.allowed,
                 &self.ip.helo_name,
                 &config.delivery.timeouts,
                 tls,
+                Some(deadline),
             );
             match connecting.await {
                 Ok(conn) => {
@@ -292,21 +357,19 @@ impl Worker {
                 }
                 // A 5xx greeting is the server's answer, not a reachability problem.
                 Err(outcome @ DeliveryOutcome::Bounced { .. }) => {
-                    return Err(Finish::Smtp {
-                        outcome,
-                        message_id: String::new(),
-                        provider: None,
-                    });
+                    return Err(smtp_failure(outcome));
                 }
                 Err(outcome) => last = Some(outcome),
             }
+            if Instant::now() >= deadline {
+                break;
+            }
         }
-        let outcome = last.unwrap_or_else(|| dns_outcome(None));
-        Err(Finish::Smtp {
-            outcome,
-            message_id: String::new(),
-            provider: None,
-        })
+        match last {
+            Some(outcome) => Err(smtp_failure(outcome)),
+            None if !refused.is_empty() => Err(Finish::Failed(refusal_reason(&refused))),
+            None => Err(smtp_failure(dns_outcome(None))),
+        }
     }
 
     async fn report(&self, work: Work, finish: Finish) {
@@ -317,6 +380,7 @@ impl Worker {
                 work.job.tenant_id,
                 work.job.job_id,
                 work.fence,
+                work.claim,
             ));
             return;
         }
@@ -333,19 +397,8 @@ impl Worker {
         if let Some(event) = event {
             analytics::record(&self.ctx, vec![event]);
         }
-        let mut pending = vec![transition];
         // (A hand-off never reaches here: the job is still this IP's.)
-        // StatusWriter is only ever briefly absent (restart); wait for it rather
-        // than lose an outcome.
-        for _ in 0..200 {
-            match status_writer::record(&self.ctx, pending) {
-                Ok(()) => break,
-                Err(back) => {
-                    pending = back;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
+        status_writer::hand_over(&self.ctx, transition).await;
         if let Some(tenant) = self.ctx.directory.tenant(job.tenant_id) {
             let _ = tenant.cast(TenantMsg::Credit {
                 ip: self.ip.id,
@@ -430,4 +483,15 @@ impl Worker {
             self.shaping.apply(provider, rule.action, now);
         }
     }
+}
+
+/// A job whose attempt deadline passed before its SMTP transaction began is
+/// released unattempted: the Reaper may soon return it anyway.
+fn too_late(job: &JobV1, deadline: Instant) -> Option<Finish> {
+    if Instant::now() < deadline {
+        return None;
+    }
+    metrics::attempt_deadline("before_smtp");
+    tracing::warn!(job = %job.job_id, "attempt deadline passed before SMTP; job released");
+    Some(Finish::Released)
 }

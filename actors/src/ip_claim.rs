@@ -1,8 +1,11 @@
 //! How an Ip actor claims a granted batch: `queued → sending` in Postgres under
-//! this node's epoch of the tenant (a fenced claim changes nothing), usage
-//! recorded in the same transaction, the batch acknowledged in Redis, and each
-//! claimed job handed to a delivery worker once; suppressed addresses are
-//! recorded instead of sent.
+//! this node's epoch of the tenant (a fenced claim changes nothing) with a fresh
+//! claim id, usage recorded in the same transaction, the batch acknowledged in
+//! Redis, and each claimed job handed to a delivery worker once, with the claim
+//! id its outcome must carry and its attempt deadline (`[delivery]
+//! attempt_timeout_ms` from just before the claim, which is no later than the
+//! `updated_at` the Reaper's `queue.sending_timeout_ms` counts from); suppressed
+//! addresses are recorded instead of sent.
 
 use penguin_engine::queue::Popped;
 use penguin_engine::store::events::Event;
@@ -27,6 +30,8 @@ impl IpState {
         let mut campaigns: Vec<Uuid> = batch.iter().map(|p| p.payload.job().campaign_id).collect();
         campaigns.sort_unstable();
         campaigns.dedup();
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(self.ctx.config.delivery.attempt_timeout_ms);
         let Some((claim, epoch)) = self
             .claim_fenced(&pairs, &campaigns, grant, batch.len())
             .await
@@ -51,6 +56,7 @@ impl IpState {
         // One send per claimed job: a job can sit in the batch twice (a stale Redis
         // copy next to its re-fed one after Redis lost state), and Postgres claims
         // it once — so the first copy takes the claim and any other is dropped.
+        let claim_id = claim.claim;
         let mut claimed: std::collections::HashMap<Uuid, time::OffsetDateTime> =
             claim.claimed.into_iter().collect();
         let mut unclaimed = 0;
@@ -63,6 +69,8 @@ impl IpState {
                         first_attempt,
                         hour_start: grant.mark.hour_start,
                         fence: epoch,
+                        claim: claim_id,
+                        deadline,
                     };
                     if work.send(work_item).is_err() {
                         unclaimed += 1;

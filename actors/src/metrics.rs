@@ -20,6 +20,8 @@ pub const WARMUP_DECISIONS: &str = "penguin_warmup_decisions_total";
 pub const IP_AUTO_RESUMED: &str = "penguin_ip_auto_resumed_total";
 pub const LEASE_ABANDONED: &str = "penguin_jobs_lease_abandoned_total";
 pub const FENCED: &str = "penguin_fenced_writes_total";
+pub const REFUSED_ADDRESSES: &str = "penguin_delivery_refused_addresses_total";
+pub const ATTEMPT_DEADLINE: &str = "penguin_delivery_attempt_deadline_total";
 
 /// Registers descriptions with the installed recorder (no-op without one).
 pub fn describe() {
@@ -46,7 +48,15 @@ pub fn describe() {
     );
     describe_counter!(
         FENCED,
-        "Job writes refused because the tenant's epoch moved on (another node took it over), by write (claim, status)."
+        "Job writes refused because the tenant's epoch moved on (another node took it over) or, for status writes, the job was claimed again since (the Reaper returned it), by write (claim, status)."
+    );
+    describe_counter!(
+        REFUSED_ADDRESSES,
+        "MX addresses never connected to because they are not globally routable, by range (loopback, private, cloud-metadata, ...)."
+    );
+    describe_counter!(
+        ATTEMPT_DEADLINE,
+        "Delivery attempts cut by `[delivery] attempt_timeout_ms`, by when (before_smtp: released unattempted; in_smtp: deferred)."
     );
     describe_counter!(JOBS_FED, "Jobs moved from Postgres to Redis.");
     describe_counter!(JOBS_RECOVERED, "Jobs returned by the reaper, by reason.");
@@ -103,6 +113,14 @@ pub fn lease_expired_abandoned() {
 
 pub fn fenced(write: &'static str, n: usize) {
     counter!(FENCED, "write" => write).increment(n as u64);
+}
+
+pub fn refused_address(range: &'static str) {
+    counter!(REFUSED_ADDRESSES, "range" => range).increment(1);
+}
+
+pub fn attempt_deadline(when: &'static str) {
+    counter!(ATTEMPT_DEADLINE, "when" => when).increment(1);
 }
 
 pub fn smtp_connection() {

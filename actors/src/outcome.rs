@@ -1,7 +1,7 @@
 //! How one delivery attempt ends, and the records it leaves: the job's status
 //! transition (with the retry schedule of a deferral) and its delivery event.
 
-use penguin_engine::dns::DnsError;
+use penguin_engine::dns::{DnsError, Refused};
 use penguin_engine::domain::JobStatus;
 use penguin_engine::provider::Provider;
 use penguin_engine::retry::{self, RetryDecision};
@@ -57,6 +57,7 @@ pub(crate) fn outcome_records(
         message_id: None,
         reply: None,
         fence: work.fence,
+        claim: work.claim,
     };
     let mut event = Event {
         tenant_id: job.tenant_id,
@@ -135,6 +136,29 @@ pub(crate) fn outcome_records(
     }
     event.kind = transition.to.as_str().to_string();
     (transition, Some(event))
+}
+
+/// The outcome of a failed address lookup of one MX host (the next host is
+/// tried; this is the outcome when none answers): deferred, as a connection
+/// failure would be — another host or a later attempt may do better.
+pub(crate) fn address_lookup_outcome(err: &DnsError) -> DeliveryOutcome {
+    DeliveryOutcome::Deferred {
+        code: None,
+        enhanced: Some("4.4.3".into()),
+        reply: format!("dns: {err}"),
+        stage: Stage::Connect,
+    }
+}
+
+/// Why a job whose mail hosts resolve only to addresses that are not globally
+/// routable fails (permanently: retrying cannot change where its DNS points).
+pub(crate) fn refusal_reason(refused: &[Refused]) -> String {
+    let list: Vec<String> = refused.iter().take(8).map(Refused::to_string).collect();
+    format!(
+        "refused: the mail hosts resolve only to addresses that are not globally \
+         routable, never connected to: {} (only a host named by [[delivery.routes]] may be)",
+        list.join(", ")
+    )
 }
 
 /// The outcome of a failed MX lookup: permanent failures (NXDOMAIN, null MX, no

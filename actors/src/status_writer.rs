@@ -1,11 +1,16 @@
 //! StatusWriter: the single writer of job outcomes. Delivery workers `cast`
-//! [`Transition`]s; they are written in batches with one `UPDATE … FROM unnest()`
+//! [`Transition`]s (through [`hand_over`], which waits out a restart of this
+//! actor however long it takes, logging errors, rather than drop an outcome); they are written in batches with one `UPDATE … FROM unnest()`
 //! every `queue.status_flush_ms` or every `queue.status_batch` transitions,
-//! whichever comes first. A failed write keeps the batch and retries with backoff:
-//! an outcome is never dropped while the node lives.
+//! whichever comes first. A failed write keeps the batch and retries with backoff
+//! (capped at 5 s), logging an error on every failure past the first few: an
+//! outcome is never dropped while the node lives. At shutdown ([`flush`]) the
+//! retries end after [`FLUSH_LIMIT`], logging every outcome still unwritten (the
+//! Reaper or the next takeover returns those jobs), so shutdown stays bounded.
 //!
-//! Each transition carries the epoch its job was claimed under: one whose job a
-//! takeover returned in the meantime changes nothing and is counted as fenced
+//! Each transition carries the epoch and the claim id its job was claimed
+//! under: one whose job a takeover or the Reaper returned in the meantime (and
+//! maybe a later claim took) changes nothing and is counted as fenced
 //! (`penguin_fenced_writes_total{write="status"}`).
 //!
 //! After each write, campaigns whose jobs changed are checked for completion.
@@ -22,6 +27,13 @@ use crate::context::Ctx;
 
 /// Least time between two completion checks.
 const COMPLETION_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// Longest a [`StatusMsg::FlushNow`] retries failed writes before it logs what
+/// is left and answers (below [`flush`]'s own call timeout).
+pub const FLUSH_LIMIT: Duration = Duration::from_secs(20);
+
+/// Failed writes in a row logged as warnings before each is an error.
+const QUIET_WRITE_FAILURES: u32 = 3;
 
 pub struct StatusWriter;
 
@@ -83,10 +95,18 @@ impl Actor for StatusWriter {
                 state.schedule(&myself);
             }
             StatusMsg::FlushNow(reply) => {
+                let give_up = Instant::now() + FLUSH_LIMIT;
+                let mut delay = Duration::from_millis(50);
                 while !state.buffer.is_empty() {
-                    if !state.write().await {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    if state.write().await {
+                        continue;
                     }
+                    if Instant::now() + delay >= give_up {
+                        state.log_unwritten("flush gave up");
+                        break;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
                 }
                 let _ = reply.send(());
             }
@@ -99,11 +119,11 @@ impl Actor for StatusWriter {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if !state.buffer.is_empty() && !state.write().await {
-            tracing::error!(
-                pending = state.buffer.len(),
-                "status writer stopped with unwritten outcomes"
-            );
+        while !state.buffer.is_empty() {
+            if !state.write().await {
+                state.log_unwritten("status writer stopped");
+                break;
+            }
         }
         Ok(())
     }
@@ -156,9 +176,26 @@ impl StatusState {
             }
             Err(err) => {
                 self.failures += 1;
-                tracing::warn!(error = %err, pending = self.buffer.len(), "writing job outcomes failed; will retry");
+                if self.failures > QUIET_WRITE_FAILURES {
+                    tracing::error!(error = %err, failures = self.failures, pending = self.buffer.len(), "writing job outcomes keeps failing; will retry");
+                } else {
+                    tracing::warn!(error = %err, pending = self.buffer.len(), "writing job outcomes failed; will retry");
+                }
                 false
             }
+        }
+    }
+
+    /// Logs every outcome still buffered (shutdown could not write them): the
+    /// jobs stay `sending` until the Reaper or the next takeover returns them.
+    fn log_unwritten(&self, why: &str) {
+        tracing::error!(
+            pending = self.buffer.len(),
+            "{why} with unwritten job outcomes"
+        );
+        // Each job named, up to a bound that keeps one log burst readable.
+        for t in self.buffer.iter().take(100) {
+            tracing::error!(tenant = %t.tenant_id, job = %t.job_id, to = t.to.as_str(), "job outcome not written");
         }
     }
 
@@ -197,6 +234,57 @@ pub fn record(ctx: &Ctx, transitions: Vec<Transition>) -> Result<(), Vec<Transit
             ractor::MessagingErr::SendErr(StatusMsg::Record(t)) => t,
             _ => Vec::new(),
         })
+}
+
+/// Failures to hand an outcome over before each one is logged as an error.
+const QUIET_HANDOVER_FAILURES: u32 = 5;
+
+/// Hands one outcome to StatusWriter (the delivery workers' way in), waiting
+/// for it as long as it takes:
+/// StatusWriter is only ever briefly absent (a restart), and an outcome dropped
+/// here would let a message the server accepted be sent again. Backs off from
+/// 50 ms to 1 s, logging an error on every failure past the first few; if the
+/// worker is aborted meanwhile (the node stops), the unhanded outcome is logged.
+pub async fn hand_over(ctx: &Ctx, transition: Transition) {
+    let mut pending = Unhanded(vec![transition]);
+    let mut failures = 0u32;
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match record(ctx, std::mem::take(&mut pending.0)) {
+            Ok(()) => return,
+            Err(back) => {
+                pending.0 = back;
+                failures += 1;
+                if failures > QUIET_HANDOVER_FAILURES {
+                    let t = pending.0.first();
+                    tracing::error!(
+                        failures,
+                        job = ?t.map(|t| t.job_id),
+                        to = ?t.map(|t| t.to.as_str()),
+                        "StatusWriter unavailable: job outcome not handed over yet; retrying"
+                    );
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Outcomes not yet handed to StatusWriter; logged if dropped unhanded.
+struct Unhanded(Vec<Transition>);
+
+impl Drop for Unhanded {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            tracing::error!(
+                tenant = %t.tenant_id,
+                job = %t.job_id,
+                to = t.to.as_str(),
+                "job outcome never recorded (worker stopped); the Reaper or the next takeover returns the job"
+            );
+        }
+    }
 }
 
 /// Waits until every outcome recorded so far is in Postgres.

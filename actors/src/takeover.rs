@@ -18,10 +18,13 @@ use crate::{feeder, metrics};
 /// took it over in between, so nobody else would return them.
 pub(crate) async fn return_abandoned(ctx: &Ctx) {
     let abandoned = std::mem::take(&mut *ctx.abandoned.lock().expect("abandoned lock"));
-    let mut by_claim: HashMap<(Uuid, fences::Epoch), Vec<Uuid>> = HashMap::new();
-    for (tenant, job, epoch) in abandoned {
+    let mut by_claim: HashMap<(Uuid, fences::Epoch), Vec<(Uuid, Uuid)>> = HashMap::new();
+    for (tenant, job, epoch, claim) in abandoned {
         if ctx.fence(tenant) == Some(epoch) {
-            by_claim.entry((tenant, epoch)).or_default().push(job);
+            by_claim
+                .entry((tenant, epoch))
+                .or_default()
+                .push((job, claim));
         }
     }
     let now = ctx.clock.now();
@@ -36,10 +39,10 @@ pub(crate) async fn return_abandoned(ctx: &Ctx) {
             Ok(_) => {}
             Err(err) => {
                 tracing::warn!(%tenant, error = %err, "returning abandoned jobs failed; retrying");
-                ctx.abandoned
-                    .lock()
-                    .expect("abandoned lock")
-                    .extend(jobs.into_iter().map(|job| (tenant, job, epoch)));
+                ctx.abandoned.lock().expect("abandoned lock").extend(
+                    jobs.into_iter()
+                        .map(|(job, claim)| (tenant, job, epoch, claim)),
+                );
             }
         }
     }

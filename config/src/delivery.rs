@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::QueueConfig;
 use crate::error::{ConfigError, positive};
 use crate::providers::{ProviderConfig, validate_providers};
 use crate::reply_rules::{ReplyRule, default_reply_rules, validate_all};
@@ -23,6 +24,13 @@ pub struct DeliveryConfig {
     pub idle_timeout_ms: u64,
     /// Jobs an IP actor holds beyond those in SMTP (its share of the tenant's window).
     pub ip_backlog: usize,
+    /// One deadline per delivery attempt, in ms, counted from the job's claim: the
+    /// wait for a worker, the connect to every MX tried and the whole SMTP
+    /// transaction end by then (each stage timeout still applies within it). It
+    /// must sit below `queue.sending_timeout_ms` with a margin
+    /// ([`DeliveryConfig::validate_against`]), so an attempt always ends, and its
+    /// outcome is written, before the Reaper could hand the job to another claim.
+    pub attempt_timeout_ms: u64,
     /// STARTTLS policy toward receiving servers: `opportunistic` (upgrade when
     /// offered, plain otherwise), `required` (defer rather than send in plain) or
     /// `disabled` (never upgrade). Certificates are not verified (as usual for
@@ -47,6 +55,7 @@ impl Default for DeliveryConfig {
             messages_per_connection: 100,
             idle_timeout_ms: 30_000,
             ip_backlog: 64,
+            attempt_timeout_ms: 300_000,
             tls: TlsPolicy::default(),
             timeouts: SmtpTimeouts::default(),
             retry: RetryConfig::default(),
@@ -72,12 +81,43 @@ impl DeliveryConfig {
         )?;
         positive("delivery.idle_timeout_ms", self.idle_timeout_ms)?;
         positive("delivery.ip_backlog", self.ip_backlog as u64)?;
+        positive("delivery.attempt_timeout_ms", self.attempt_timeout_ms)?;
         self.timeouts.validate()?;
         self.retry.validate()?;
         validate_all(&self.reply_rules)?;
         self.dns.validate()?;
         validate_providers(&self.providers)
     }
+}
+
+impl DeliveryConfig {
+    /// The checks that need `[queue]`: `attempt_timeout_ms` is at most
+    /// `queue.sending_timeout_ms` less [`attempt_margin_ms`].
+    pub(crate) fn validate_against(&self, queue: &QueueConfig) -> Result<(), ConfigError> {
+        let margin = attempt_margin_ms(queue.sending_timeout_ms);
+        let most = queue.sending_timeout_ms.saturating_sub(margin);
+        if self.attempt_timeout_ms > most {
+            return Err(ConfigError::invalid(
+                "delivery.attempt_timeout_ms",
+                format!(
+                    "{} ms must sit below queue.sending_timeout_ms ({} ms) with a margin \
+                     of {margin} ms (a fifth of it, at least 1000 ms), so an attempt ends \
+                     and its outcome is written before the job may be claimed again: \
+                     lower delivery.attempt_timeout_ms to at most {most} or raise \
+                     queue.sending_timeout_ms",
+                    self.attempt_timeout_ms, queue.sending_timeout_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The least time between the end of an attempt's deadline and the moment the
+/// Reaper may return its job: a fifth of `sending_timeout_ms`, at least 1 s
+/// (for the outcome's write, its retries and the Reaper's own period).
+pub fn attempt_margin_ms(sending_timeout_ms: u64) -> u64 {
+    (sending_timeout_ms / 5).max(1_000)
 }
 
 /// `[delivery] tls`: when the SMTP client upgrades a connection with STARTTLS.
@@ -328,6 +368,30 @@ mod dns_tests {
             let err = dns.validate().unwrap_err().to_string();
             assert!(err.contains("delivery.dns.nameservers[1]"), "{err}");
         }
+    }
+}
+
+#[cfg(test)]
+mod attempt_tests {
+    use crate::Config;
+
+    #[test]
+    fn attempt_timeout_must_leave_a_margin_below_sending_timeout() {
+        let parse = |attempt: u64, sending: u64| {
+            Config::from_toml_str(&format!(
+                "[delivery]\nattempt_timeout_ms = {attempt}\n[queue]\nsending_timeout_ms = {sending}\n"
+            ))
+        };
+        assert!(parse(8_000, 10_000).is_ok());
+        let err = parse(8_001, 10_000).unwrap_err().to_string();
+        assert!(err.contains("delivery.attempt_timeout_ms"), "{err}");
+        assert!(err.contains("queue.sending_timeout_ms"), "{err}");
+        assert!(err.contains("at most 8000"), "{err}");
+        assert!(parse(2_000, 3_000).is_ok(), "the margin is at least 1 s");
+        assert!(parse(2_001, 3_000).is_err());
+        assert!(parse(1, 1_000).is_err(), "no room left at all");
+        let defaults = Config::default();
+        assert!(defaults.delivery.attempt_timeout_ms < defaults.queue.sending_timeout_ms);
     }
 }
 

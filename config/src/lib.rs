@@ -26,7 +26,9 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use delivery::{DeliveryConfig, DnsConfig, RetryConfig, Route, SmtpTimeouts, TlsPolicy};
+pub use delivery::{
+    DeliveryConfig, DnsConfig, RetryConfig, Route, SmtpTimeouts, TlsPolicy, attempt_margin_ms,
+};
 pub use error::ConfigError;
 pub use limits::{HealthConfig, LimitsConfig, WarmupConfig};
 pub use providers::{
@@ -136,6 +138,7 @@ impl Config {
         self.node.validate()?;
         self.queue.validate()?;
         self.delivery.validate()?;
+        self.delivery.validate_against(&self.queue)?;
         self.tracking.validate()?;
         self.limits.validate()?;
         self.warmup.validate()?;

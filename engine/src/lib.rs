@@ -7,7 +7,8 @@
 //! - [`db`]: Postgres pool, migrations, SQLSTATE → [`db::StoreError`].
 //! - [`store`]: every query, grouped by table.
 //! - [`queue`]: Redis priority lists with reliable pop and in-flight deadlines.
-//! - [`dns`]: MX resolution (hickory, TTL cache) and a domain's destinations.
+//! - [`dns`]: MX resolution (hickory, TTL cache), a domain's destinations (at
+//!   most 5 MX hosts) and their addresses, refused unless globally routable.
 //! - [`provider`]: MX host → mailbox provider and its per-IP shaping limits.
 //! - [`allowance`]: an IP's daily allowance spread over its active hours.
 //! - [`health`]: bounce, complaint and deferral rates judged against thresholds.

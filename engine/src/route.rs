@@ -5,11 +5,12 @@
 //! (case-insensitive) always wins over the `*` route, and [`RouteTable::resolve`]
 //! always answers (it never fails and never blocks).
 //!
-//! Without a matching route the destination is the domain itself on port 25. That
-//! is a placeholder: MX resolution (hickory, cached, ordered by preference, A
-//! fallback) replaces it in a later issue, and will sit behind this same call.
+//! Without a matching route, [`RouteTable::lookup`] answers `None` and the domain
+//! goes to its MX hosts ([`crate::dns::destinations`]). Hosts a route names are
+//! the operator's: [`RouteTable::names_host`] exempts them from the refusal of
+//! non-global addresses ([`crate::dns::addresses`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use penguin_config::Route;
@@ -40,6 +41,8 @@ pub struct RouteTable {
     exact: HashMap<String, Destination>,
     /// The `*` route, if configured.
     wildcard: Option<Destination>,
+    /// Every host a route names, normalized.
+    hosts: HashSet<String>,
 }
 
 impl RouteTable {
@@ -52,6 +55,7 @@ impl RouteTable {
                 host: route.host.clone(),
                 port: route.port,
             };
+            table.hosts.insert(normalize_host(&route.host));
             if route.domain == "*" {
                 table.wildcard.get_or_insert(destination);
             } else {
@@ -89,10 +93,21 @@ impl RouteTable {
             .cloned()
     }
 
+    /// True when some configured route names `host` (a name or an IP literal,
+    /// compared case-insensitively, brackets and a trailing dot ignored).
+    pub fn names_host(&self, host: &str) -> bool {
+        self.hosts.contains(&normalize_host(host))
+    }
+
     /// True when no route is configured at all.
     pub fn is_empty(&self) -> bool {
         self.exact.is_empty() && self.wildcard.is_none()
     }
+}
+
+/// Hosts compare like domains, an IPv6 literal without its brackets.
+fn normalize_host(host: &str) -> String {
+    normalize(host.trim().trim_start_matches('[').trim_end_matches(']'))
 }
 
 /// Domains compare case-insensitively and without a trailing root dot.
@@ -148,6 +163,17 @@ mod tests {
         ]);
         assert_eq!(table.resolve("a.test"), dest("h1", 1));
         assert_eq!(table.resolve("b.test"), dest("w1", 3));
+    }
+
+    #[test]
+    fn names_host_knows_every_routed_host() {
+        let table = RouteTable::new(&[
+            route("a.test", "Relay.Internal.", 25),
+            route("*", "::1", 2525),
+        ]);
+        assert!(table.names_host("relay.internal"));
+        assert!(table.names_host("[::1]"));
+        assert!(!table.names_host("mx.a.test"));
     }
 
     #[test]

@@ -13,16 +13,17 @@ use uuid::Uuid;
 
 use crate::support::TestEnv;
 
-struct Fixture {
-    env: TestEnv,
-    tenant: Uuid,
-    campaign: Uuid,
-    ip: Uuid,
-    jobs: Vec<Uuid>,
+pub(crate) struct Fixture {
+    pub env: TestEnv,
+    pub tenant: Uuid,
+    pub campaign: Uuid,
+    pub ip: Uuid,
+    pub jobs: Vec<Uuid>,
 }
 
-/// A tenant with one IP and a running campaign of `n` `queued` jobs.
-async fn fixture(n: usize) -> Fixture {
+/// A tenant with one IP and a running campaign of `n` `queued` jobs (also used
+/// by `slow_mx`).
+pub(crate) async fn fixture(n: usize) -> Fixture {
     let env = TestEnv::start().await;
     let (tenant, campaign, ip) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     env.psql(&format!(
@@ -64,7 +65,7 @@ async fn fixture(n: usize) -> Fixture {
 }
 
 impl Fixture {
-    async fn status(&self, job: Uuid) -> (String, i64) {
+    pub(crate) async fn status(&self, job: Uuid) -> (String, i64) {
         let rows = self
             .env
             .psql(&format!(
@@ -74,7 +75,7 @@ impl Fixture {
         (rows[0].get(0), rows[0].get(1))
     }
 
-    async fn claim(&self, epoch: i64, job: Uuid) -> jobs::SendingClaim {
+    pub(crate) async fn claim(&self, epoch: i64, job: Uuid) -> jobs::SendingClaim {
         jobs::claim_sending(
             &self.env.pg,
             self.tenant,
@@ -88,7 +89,7 @@ impl Fixture {
         .expect("claim")
     }
 
-    fn sent(&self, job: Uuid, fence: i64) -> Transition {
+    pub(crate) fn sent(&self, job: Uuid, fence: i64, claim: Uuid) -> Transition {
         Transition {
             tenant_id: self.tenant,
             job_id: job,
@@ -97,6 +98,7 @@ impl Fixture {
             message_id: Some(format!("<{job}@fenced.test>")),
             reply: Some("250 ok".into()),
             fence,
+            claim,
         }
     }
 }
@@ -154,7 +156,8 @@ async fn writes_of_a_superseded_epoch_change_nothing() {
     .unwrap();
     again.claimed.sort();
     assert_eq!(again.claimed.len(), 2);
-    let refused = jobs::apply_transitions(pg, &[f.sent(a_inflight, a.epoch)], now)
+    // (B's claim id with A's epoch: the epoch alone refuses the write.)
+    let refused = jobs::apply_transitions(pg, &[f.sent(a_inflight, a.epoch, again.claim)], now)
         .await
         .unwrap();
     assert_eq!(
@@ -162,7 +165,7 @@ async fn writes_of_a_superseded_epoch_change_nothing() {
         "a status write under a superseded epoch"
     );
     assert_eq!(f.status(a_inflight).await, ("sending".into(), 2));
-    let written = jobs::apply_transitions(pg, &[f.sent(a_inflight, b.epoch)], now)
+    let written = jobs::apply_transitions(pg, &[f.sent(a_inflight, b.epoch, again.claim)], now)
         .await
         .unwrap();
     assert_eq!(written.written, 1);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::ADMIN_TOKEN;
+use crate::support::admin_token;
 use crate::support::api::{Answer, ApiClient, rejected};
 use crate::support::rig::Rig;
 
@@ -61,7 +61,7 @@ async fn injection_through_every_tenant_string_is_refused_or_harmless() {
     // ones are refused anyway.
     for name in HOSTILE {
         let answer = api
-            .post("/v1/tenants", Some(ADMIN_TOKEN), &json!({ "name": name }))
+            .post("/v1/tenants", Some(admin_token()), &json!({ "name": name }))
             .await;
         assert_refused(&answer, "tenant name");
     }

@@ -16,9 +16,15 @@
 //!   [`DnsError::NoSuchDomain`]: both permanent, the job bounces;
 //! - timeouts, SERVFAIL, REFUSED, network errors → [`DnsError::Temporary`]: the job
 //!   is deferred, never bounced.
+//!
+//! [`destinations`] keeps the best [`MAX_MX_HOSTS`] hosts; [`addresses`] resolves
+//! each host through the same resolver and refuses what is not globally routable
+//! ([`routable`]) unless a configured route names it.
 
+pub mod addresses;
 mod fake;
 mod hickory;
+pub mod routable;
 
 use std::net::IpAddr;
 
@@ -28,6 +34,7 @@ use thiserror::Error;
 
 use crate::route::{Destination, RouteTable};
 
+pub use addresses::{MAX_ADDRESSES_PER_HOST, MAX_MX_HOSTS, Refused, Vetted, vetted_addresses};
 pub use fake::FakeResolver;
 pub use hickory::{DnsSetupError, HickoryResolver};
 
@@ -103,8 +110,9 @@ pub trait MxResolver: Send + Sync {
     }
 }
 
-/// Where to connect for `domain`: its configured route alone, else its MX hosts
-/// in delivery order, each on port 25. A routed domain never touches DNS.
+/// Where to connect for `domain`: its configured route alone, else its best
+/// [`MAX_MX_HOSTS`] MX hosts in delivery order, each on port 25. A routed domain
+/// never touches DNS here (its host may still be resolved by [`addresses`]).
 pub async fn destinations(
     routes: &RouteTable,
     resolver: &dyn MxResolver,
@@ -116,6 +124,7 @@ pub async fn destinations(
     let hosts = resolver.resolve(domain).await?;
     Ok(hosts
         .into_iter()
+        .take(MAX_MX_HOSTS)
         .map(|mx| Destination {
             host: mx.host,
             port: SMTP_PORT,

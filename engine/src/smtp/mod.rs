@@ -9,11 +9,14 @@
 //!   timeout per stage, STARTTLS ([`TlsMode`]) and PIPELINING when offered.
 //! - [`tls`]: the rustls client (any certificate accepted, opportunistic TLS),
 //!   [`MaybeTls`] and a server configuration helper for the sink.
+//! - `connect`: the TCP connect to vetted addresses, and the waits bounded by
+//!   an attempt deadline.
 //! - [`wire`]: dot-stuffing, envelope checks and the buffered reply reader.
 //!
 //! Called by the IP actors; the loopback test server lives in [`crate::sink`].
 
 pub mod classify;
+mod connect;
 pub mod outcome;
 pub mod tls;
 pub mod transport;

@@ -124,6 +124,17 @@ impl DeliveryOutcome {
         }
     }
 
+    /// The attempt's deadline (`[delivery] attempt_timeout_ms`) passed during
+    /// `stage`, before the stage's own timeout.
+    pub fn deadline_passed(stage: Stage) -> Self {
+        DeliveryOutcome::Deferred {
+            code: None,
+            enhanced: None,
+            reply: format!("attempt deadline passed at {stage}"),
+            stage,
+        }
+    }
+
     /// The connection failed or closed (refused, reset, EOF) at `stage`.
     pub fn connection_failed(stage: Stage, detail: impl fmt::Display) -> Self {
         DeliveryOutcome::Deferred {

@@ -11,6 +11,13 @@
 //! - every stage runs under its own timeout from [`SmtpTimeouts`] (STARTTLS and
 //!   the TLS handshake under `tls_ms`); a failure comes back as a
 //!   [`DeliveryOutcome`] naming the [`Stage`], never as a panic or a hang;
+//! - an attempt deadline ([`SmtpConnection::set_deadline`], and the `deadline`
+//!   of [`SmtpConnection::connect_to`]) bounds the sum of the stages: no stage
+//!   waits past it, and one that would is deferred as "attempt deadline passed
+//!   at <stage>" (the session then is unusable);
+//! - connections go only to the addresses the caller resolved and vetted
+//!   ([`SmtpConnection::connect_to`]; `crate::dns::addresses`): this module
+//!   never asks the OS resolver;
 //! - STARTTLS ([`TlsMode`], config `[delivery] tls`): `Opportunistic` upgrades
 //!   when the server offers it; a server that refuses the command (e.g. 454)
 //!   keeps the plain session; a failed handshake reconnects once in plain.
@@ -32,18 +39,18 @@
 //!
 //! The session is generic over the stream (`AsyncRead + AsyncWrite`) so tests can
 //! drive it over an in-memory pipe ([`SmtpConnection::handshake`]); the default,
-//! [`MaybeTls`], is what [`SmtpConnection::connect`] opens.
+//! [`MaybeTls`], is what [`SmtpConnection::connect`] opens. The connect-side
+//! helpers (opening the TCP stream, bounding waits) are in `super::connect`.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
-use mail_send::SmtpClient;
 use penguin_config::{DeliveryConfig, SmtpTimeouts};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::connect::{Limit, literal_addresses, open_tcp};
 use super::outcome::{DeliveryOutcome, Stage};
 pub use super::tls::MaybeTls;
 use super::tls::{connector, server_name};
@@ -84,6 +91,8 @@ pub struct SmtpConnection<S: AsyncRead + AsyncWrite = MaybeTls> {
     capabilities: Capabilities,
     usable: bool,
     messages_sent: usize,
+    /// The current attempt's deadline: no stage waits past it.
+    deadline: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite> std::fmt::Debug for SmtpConnection<S> {
@@ -106,8 +115,8 @@ struct StartTlsFailure {
 impl SmtpConnection<MaybeTls> {
     /// Opens a TCP connection from `source` to `dest`, reads the greeting, says
     /// EHLO `helo` and upgrades with STARTTLS when offered
-    /// ([`TlsMode::Opportunistic`]). Host names are looked up within the connect
-    /// timeout; only addresses of the source's family are tried, in order.
+    /// ([`TlsMode::Opportunistic`]). `dest.host` must be an IP address literal
+    /// (resolve names with `crate::dns`); see [`SmtpConnection::connect_to`].
     pub async fn connect(
         source: IpAddr,
         dest: &Destination,
@@ -126,8 +135,27 @@ impl SmtpConnection<MaybeTls> {
         timeouts: &SmtpTimeouts,
         tls: TlsMode,
     ) -> Result<Self, DeliveryOutcome> {
-        let tcp = open_tcp(source, dest, timeouts).await?;
-        let conn = Self::handshake(MaybeTls::Plain(tcp), helo, timeouts).await?;
+        let addrs = literal_addresses(dest)?;
+        Self::connect_to(source, dest, &addrs, helo, timeouts, tls, None).await
+    }
+
+    /// Connects from `source` to the first of `addrs` (on `dest.port`) of the
+    /// source's family that answers — the addresses of `dest.host` as the
+    /// caller resolved and vetted them — then greeting, EHLO and STARTTLS per
+    /// `tls`. Every wait, the connect included, ends by `deadline` when given;
+    /// the session keeps it for its transactions until
+    /// [`SmtpConnection::set_deadline`] changes it.
+    pub async fn connect_to(
+        source: IpAddr,
+        dest: &Destination,
+        addrs: &[IpAddr],
+        helo: &str,
+        timeouts: &SmtpTimeouts,
+        tls: TlsMode,
+        deadline: Option<Instant>,
+    ) -> Result<Self, DeliveryOutcome> {
+        let tcp = open_tcp(source, dest, addrs, timeouts, deadline).await?;
+        let conn = Self::handshake_until(MaybeTls::Plain(tcp), helo, timeouts, deadline).await?;
         if tls == TlsMode::Disabled {
             return Ok(conn);
         }
@@ -155,8 +183,8 @@ impl SmtpConnection<MaybeTls> {
                 }
                 // Opportunistic and the handshake failed: once more, in plain.
                 tracing::debug!(%dest, reply = outcome.reply(), "STARTTLS failed; reconnecting without TLS");
-                let tcp = open_tcp(source, dest, timeouts).await?;
-                Self::handshake(MaybeTls::Plain(tcp), helo, timeouts).await
+                let tcp = open_tcp(source, dest, addrs, timeouts, deadline).await?;
+                Self::handshake_until(MaybeTls::Plain(tcp), helo, timeouts, deadline).await
             }
         }
     }
@@ -203,22 +231,21 @@ impl SmtpConnection<MaybeTls> {
         let MaybeTls::Plain(tcp) = self.stream else {
             return Err(broken(tls_deferred("STARTTLS on a TLS session".to_owned())));
         };
-        let tls =
-            match tokio::time::timeout(ms(self.timeouts.tls_ms), connector().connect(name, tcp))
-                .await
-            {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(err)) => {
-                    return Err(broken(tls_deferred(format!(
-                        "TLS handshake with {host} failed: {err}"
-                    ))));
-                }
-                Err(_) => {
-                    return Err(broken(tls_deferred(format!(
-                        "TLS handshake with {host} timed out"
-                    ))));
-                }
-            };
+        let limit = Limit::new(self.timeouts.tls_ms, self.deadline);
+        let tls = match tokio::time::timeout(limit.duration(), connector().connect(name, tcp)).await
+        {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(err)) => {
+                return Err(broken(tls_deferred(format!(
+                    "TLS handshake with {host} failed: {err}"
+                ))));
+            }
+            Err(_) => {
+                return Err(broken(tls_deferred(format!(
+                    "TLS handshake with {host} timed out"
+                ))));
+            }
+        };
         let mut conn = SmtpConnection {
             stream: MaybeTls::Tls(Box::new(tls)),
             reader: ReplyReader::default(),
@@ -226,6 +253,7 @@ impl SmtpConnection<MaybeTls> {
             capabilities: Capabilities::default(),
             usable: true,
             messages_sent: 0,
+            deadline: self.deadline,
         };
         match conn.ehlo(helo).await {
             Ok(()) => Ok(conn),
@@ -245,6 +273,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
         helo: &str,
         timeouts: &SmtpTimeouts,
     ) -> Result<Self, DeliveryOutcome> {
+        Self::handshake_until(stream, helo, timeouts, None).await
+    }
+
+    /// [`SmtpConnection::handshake`] with every wait ending by `deadline`, which
+    /// the session keeps (see [`SmtpConnection::set_deadline`]).
+    pub async fn handshake_until(
+        stream: S,
+        helo: &str,
+        timeouts: &SmtpTimeouts,
+        deadline: Option<Instant>,
+    ) -> Result<Self, DeliveryOutcome> {
         let mut conn = SmtpConnection {
             stream,
             reader: ReplyReader::default(),
@@ -252,6 +291,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
             capabilities: Capabilities::default(),
             usable: true,
             messages_sent: 0,
+            deadline,
         };
         if !is_safe_word(helo) {
             return Err(local_refusal(Stage::Ehlo, "5.5.2", "invalid HELO name"));
@@ -298,6 +338,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
         } else {
             Err(refusal(Stage::Ehlo, &reply))
         }
+    }
+
+    /// Sets (or clears) the deadline of the attempt the session now serves: no
+    /// stage of it waits past `deadline`, whatever its own timeout.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
     }
 
     /// Whether the server offered PIPELINING in its last EHLO reply.
@@ -448,6 +494,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
     /// Best effort: a server that does not answer costs at most one
     /// `mail_from_ms` timeout.
     pub async fn quit(mut self) {
+        // QUIT belongs to no attempt: an attempt's passed deadline must not cut it.
+        self.deadline = None;
         if self.usable {
             let _ = self
                 .exchange(
@@ -490,15 +538,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
         bytes: &[u8],
         timeout_ms: u64,
     ) -> Result<(), DeliveryOutcome> {
+        let limit = Limit::new(timeout_ms, self.deadline);
         let stream = &mut self.stream;
         let write = async {
             stream.write_all(bytes).await?;
             stream.flush().await
         };
-        match tokio::time::timeout(ms(timeout_ms), write).await {
+        match tokio::time::timeout(limit.duration(), write).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(self.failed(stage, Failure::Io(err))),
-            Err(_) => Err(self.failed(stage, Failure::Timeout)),
+            Err(_) => Err(self.failed(stage, limit.timed_out())),
         }
     }
 
@@ -509,6 +558,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
         command: Option<&[u8]>,
         timeout_ms: u64,
     ) -> Result<Reply, DeliveryOutcome> {
+        let limit = Limit::new(timeout_ms, self.deadline);
         let stream = &mut self.stream;
         let reader = &mut self.reader;
         let io = async {
@@ -518,10 +568,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
             }
             reader.read(stream).await.map_err(Failure::Read)
         };
-        match tokio::time::timeout(ms(timeout_ms), io).await {
+        match tokio::time::timeout(limit.duration(), io).await {
             Ok(Ok(response)) => Ok(Reply::new(response.code, response.esc, response.message)),
             Ok(Err(failure)) => Err(self.failed(stage, failure)),
-            Err(_) => Err(self.failed(stage, Failure::Timeout)),
+            Err(_) => Err(self.failed(stage, limit.timed_out())),
         }
     }
 
@@ -531,6 +581,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
         self.usable = false;
         match failure {
             Failure::Timeout => DeliveryOutcome::timeout(stage),
+            Failure::Deadline => DeliveryOutcome::deadline_passed(stage),
             Failure::Io(io) | Failure::Read(ReadError::Io(io)) => {
                 DeliveryOutcome::connection_failed(stage, io)
             }
@@ -545,8 +596,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
 }
 
 /// Why a command or reply did not go through.
-enum Failure {
+pub(super) enum Failure {
     Timeout,
+    /// The attempt deadline, not the stage's own timeout, ran out.
+    Deadline,
     Io(io::Error),
     Read(ReadError),
 }
@@ -572,49 +625,6 @@ impl Reply {
             message,
         }
     }
-}
-
-/// Opens the TCP connection from `source` within the connect timeout.
-async fn open_tcp(
-    source: IpAddr,
-    dest: &Destination,
-    timeouts: &SmtpTimeouts,
-) -> Result<TcpStream, DeliveryOutcome> {
-    let limit = ms(timeouts.connect_ms);
-    let deadline = Instant::now() + limit;
-    let addrs = match tokio::time::timeout(
-        limit,
-        tokio::net::lookup_host((dest.host.as_str(), dest.port)),
-    )
-    .await
-    {
-        Ok(Ok(addrs)) => addrs.filter(|a| a.is_ipv4() == source.is_ipv4()),
-        Ok(Err(err)) => return Err(DeliveryOutcome::connection_failed(Stage::Connect, err)),
-        Err(_) => return Err(DeliveryOutcome::timeout(Stage::Connect)),
-    };
-
-    let mut last_failure = None;
-    for addr in addrs {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(DeliveryOutcome::timeout(Stage::Connect));
-        }
-        match SmtpClient::connect_using(source, addr, remaining).await {
-            Ok(client) => {
-                // Commands are small and we wait for each reply: no Nagle delay.
-                let _ = client.stream.set_nodelay(true);
-                return Ok(client.stream);
-            }
-            Err(mail_send::Error::Timeout) => {
-                return Err(DeliveryOutcome::timeout(Stage::Connect));
-            }
-            Err(err) => last_failure = Some(describe_connect_error(addr, err)),
-        }
-    }
-    Err(DeliveryOutcome::connection_failed(
-        Stage::Connect,
-        last_failure.unwrap_or_else(|| format!("no {} address for {dest}", family_name(source))),
-    ))
 }
 
 /// A STARTTLS failure: deferred at EHLO (the session setup), the reply names TLS.
@@ -650,17 +660,6 @@ fn local_refusal(stage: Stage, enhanced: &str, why: &str) -> DeliveryOutcome {
         reply: format!("501 {enhanced} {why} (refused locally, not sent)"),
         stage,
     }
-}
-
-fn describe_connect_error(addr: SocketAddr, err: mail_send::Error) -> String {
-    match err {
-        mail_send::Error::Io(io) => format!("{addr}: {io}"),
-        other => format!("{addr}: {other}"),
-    }
-}
-
-fn family_name(ip: IpAddr) -> &'static str {
-    if ip.is_ipv4() { "IPv4" } else { "IPv6" }
 }
 
 fn ms(millis: u64) -> Duration {

@@ -59,24 +59,28 @@ pub async fn release_sending_on_ip(
     .await
 }
 
-/// Returns jobs left `sending` under `epoch` (claimed, never attempted: the
-/// attempt is not counted) to `pending`. `None`: the epoch moved on, nothing
-/// changed.
+/// Returns jobs left `sending` under `epoch` by the claims given with them
+/// (`(job, claim id)`; claimed, never attempted: the attempt is not counted) to
+/// `pending`. A job claimed again since is left alone. `None`: the epoch moved
+/// on, nothing changed.
 pub async fn release_sending(
     pool: &Pool,
     tenant: Uuid,
     epoch: Epoch,
-    jobs: &[Uuid],
+    jobs: &[(Uuid, Uuid)],
     now: OffsetDateTime,
 ) -> Result<Option<u64>, StoreError> {
+    let (ids, claims): (Vec<Uuid>, Vec<Uuid>) = jobs.iter().copied().unzip();
     fenced_execute(
         pool,
         tenant,
         epoch,
-        "UPDATE send_jobs
-         SET status = 'pending', attempts = greatest(attempts - 1, 0), updated_at = $4
-         WHERE tenant_id = $1 AND id = ANY($2) AND status = 'sending' AND fence = $3",
-        &[&tenant, &jobs, &epoch, &now],
+        "UPDATE send_jobs j
+         SET status = 'pending', attempts = greatest(j.attempts - 1, 0), updated_at = $4
+         FROM unnest($2::uuid[], $5::uuid[]) AS u(id, claim)
+         WHERE j.tenant_id = $1 AND j.id = u.id AND j.status = 'sending' AND j.fence = $3
+           AND j.claim = u.claim",
+        &[&tenant, &ids, &epoch, &now, &claims],
     )
     .await
 }

@@ -16,8 +16,12 @@
 //! Every write of a node carries the tenant's epoch it holds (its fencing token,
 //! [`crate::store::fences`]). Claims and recoveries first lock the tenant's fence
 //! row `FOR SHARE` with that epoch ([`hold`]) and change nothing when it moved on;
-//! a status write must match the epoch its job was claimed under (`fence`). The
-//! recoveries live in [`crate::store::job_recovery`] and are re-exported here.
+//! a status write must match the epoch its job was claimed under (`fence`) and
+//! the claim id that claim stamped (`claim`, [`ClaimId`]): the epoch guards
+//! against another node, the claim id against a reclaim on this node (the
+//! Reaper returned the job past `queue.sending_timeout_ms`, it was claimed again,
+//! then the first attempt ended). The recoveries live in
+//! [`crate::store::job_recovery`] and are re-exported here.
 
 use deadpool_postgres::{GenericClient, Pool};
 use time::OffsetDateTime;
@@ -92,9 +96,15 @@ pub async fn claim_due(
         .collect())
 }
 
+/// The id one [`claim_sending`] stamps on the jobs it claims; every write that
+/// ends their attempt must carry it.
+pub type ClaimId = Uuid;
+
 /// What [`claim_sending`] did with the jobs it was offered.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SendingClaim {
+    /// This claim's id, stamped on every job in `claimed` (`send_jobs.claim`).
+    pub claim: ClaimId,
     /// Now `sending` on the given IP, with the time of their first attempt:
     /// deliver exactly these.
     pub claimed: Vec<(Uuid, OffsetDateTime)>,
@@ -108,7 +118,8 @@ pub struct SendingClaim {
 }
 
 /// Claims `queued → sending` for `(job, ip)` pairs of one tenant under `epoch`
-/// (recorded as the jobs' `fence`; nothing happens if the epoch moved on), only for jobs whose
+/// (recorded as the jobs' `fence`, with a fresh [`ClaimId`] as their `claim`;
+/// nothing happens if the epoch moved on), only for jobs whose
 /// campaign is `running` (row held `FOR SHARE` for the statement's transaction).
 /// A job whose address is suppressed for the tenant ends `suppressed` instead, in
 /// the same statement: the suppression list is checked right before every send.
@@ -151,6 +162,7 @@ pub async fn claim_sending(
             SET status = CASE WHEN s.email IS NULL THEN 'sending' ELSE 'suppressed' END,
                 ip_id = u.ip_id,
                 fence = $6,
+                claim = $7,
                 attempts = j.attempts + CASE WHEN s.email IS NULL THEN 1 ELSE 0 END,
                 first_attempt_at = coalesce(j.first_attempt_at, $5),
                 last_reply = CASE WHEN s.email IS NULL THEN j.last_reply
@@ -164,13 +176,19 @@ pub async fn claim_sending(
             RETURNING j.id, j.first_attempt_at, j.status",
         )
         .await?;
+    let claim_id: ClaimId = Uuid::now_v7();
     let rows = tx
         .query(
             &claim,
-            &[&tenant, &job_ids, &ip_ids, &campaigns, &now, &epoch],
+            &[
+                &tenant, &job_ids, &ip_ids, &campaigns, &now, &epoch, &claim_id,
+            ],
         )
         .await?;
-    let mut claim = SendingClaim::default();
+    let mut claim = SendingClaim {
+        claim: claim_id,
+        ..SendingClaim::default()
+    };
     for row in &rows {
         let status: &str = row.get(2);
         if status == "suppressed" {
@@ -235,6 +253,9 @@ pub struct Transition {
     /// The epoch the job was claimed under: the write applies only while the job
     /// is still `sending` under that claim.
     pub fence: Epoch,
+    /// The id of the claim this attempt ran under: a later claim of the same
+    /// job (same epoch or not) makes this write change nothing.
+    pub claim: ClaimId,
 }
 
 /// What [`apply_transitions`] changed.
@@ -247,8 +268,9 @@ pub struct Applied {
 }
 
 /// Applies a batch of transitions from `sending` in one statement. A transition
-/// whose job is no longer `sending` under the epoch it carries (a takeover
-/// returned it, its new owner claimed or finished it) is refused: not written.
+/// whose job is no longer `sending` under the epoch and claim it carries (a
+/// takeover or the Reaper returned it, a later claim took or finished it) is
+/// refused: not written.
 pub async fn apply_transitions(
     pool: &Pool,
     batch: &[Transition],
@@ -269,6 +291,7 @@ pub async fn apply_transitions(
     let message_ids: Vec<Option<&str>> = batch.iter().map(|t| t.message_id.as_deref()).collect();
     let replies: Vec<Option<&str>> = batch.iter().map(|t| t.reply.as_deref()).collect();
     let fences: Vec<Epoch> = batch.iter().map(|t| t.fence).collect();
+    let claims: Vec<ClaimId> = batch.iter().map(|t| t.claim).collect();
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
@@ -280,10 +303,10 @@ pub async fn apply_transitions(
                  attempts = CASE WHEN u.status = 'pending' THEN j.attempts - 1 ELSE j.attempts END,
                  updated_at = $7
              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
-                         $8::int8[])
-                  AS u(tenant_id, id, status, run_at, message_id, reply, fence)
+                         $8::int8[], $9::uuid[])
+                  AS u(tenant_id, id, status, run_at, message_id, reply, fence, claim)
              WHERE j.tenant_id = u.tenant_id AND j.id = u.id AND j.status = 'sending'
-               AND j.fence = u.fence
+               AND j.fence = u.fence AND j.claim = u.claim
              RETURNING j.tenant_id, j.campaign_id",
         )
         .await?;
@@ -299,6 +322,7 @@ pub async fn apply_transitions(
                 &replies,
                 &now,
                 &fences,
+                &claims,
             ],
         )
         .await?;

@@ -144,6 +144,7 @@ pub fn test_config(database_url: &str, redis_url: &str) -> Config {
     config.queue.reaper_interval_ms = 200;
     config.queue.inflight_deadline_ms = 3_000;
     config.queue.sending_timeout_ms = 120_000;
+    config.delivery.attempt_timeout_ms = 60_000;
     config
         .validate()
         .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
