@@ -14,6 +14,8 @@
 //! - [`auth`]: bearer tokens → admin or tenant ([`auth::Caller`]).
 //! - [`extract`]: JSON body and path-id extractors that fail with [`AppError`].
 //! - [`validate`]: pure checks of request fields.
+//! - [`template_check`]: a new campaign's templates compiled and dry-run under
+//!   the `[templates]` budget, off the runtime, a bounded number at once.
 //! - [`csv_leads`]: leads from a streamed CSV body.
 //! - [`campaign_rates`]: a campaign's `rates` and `eta`, pure arithmetic over
 //!   its job counts and recent events.
@@ -74,6 +76,7 @@ pub mod openapi;
 pub mod rate_limit;
 mod routes;
 pub mod serve;
+pub mod template_check;
 pub mod validate;
 
 use std::sync::Arc;

@@ -4,9 +4,8 @@
 //! `POST /v1/campaigns/{id}/start|pause|resume|cancel` → `{id, status}`.
 //!
 //! Create compiles the templates and dry-runs them without lead data under the
-//! `[templates]` budget, on a blocking thread (at most `render_concurrency` at
-//! once): a template that already breaks it answers 422 naming the field
-//! (`subject: …`, `text: …`, `html: …`).
+//! `[templates]` budget ([`crate::template_check`]): a template that already
+//! breaks it answers 422 naming the field (`subject: …`, `text: …`, `html: …`).
 //!
 //! Lifecycle calls are idempotent (asking for the current state answers 200) and
 //! refuse impossible transitions with 409. They take no field: the body is
@@ -19,7 +18,6 @@
 //! `Idempotent-Replayed: true`) even if the campaign was paused since.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Json;
@@ -30,13 +28,11 @@ use deadpool_postgres::{Object, Transaction};
 use penguin_engine::control::ControlEvent;
 use penguin_engine::db::StoreError;
 use penguin_engine::domain::{CampaignStatus, JobStatus, normalize_email};
-use penguin_engine::message::{CampaignTemplate, RenderBudget};
 use penguin_engine::store;
 use penguin_engine::store::campaigns::{Campaign, NewCampaign, StartOutcome, StatusChange};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -50,18 +46,13 @@ use crate::campaign_rates::{self, RatesBody};
 use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{IdPath, JsonBody, NoFields, OptionalJsonBody};
 use crate::openapi::{JsonBodyErrors, TenantOnly, string_enum};
+use crate::template_check::{self, Templates};
 use crate::validate::{self, SendWindow};
 
 /// How often `pause` looks whether the campaign's SMTP transactions are done.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// The default priority (normal band).
 const DEFAULT_PRIORITY: i32 = 100;
-/// Template dry runs under way in this process: each runs on a blocking thread
-/// (up to 3 parts × `[templates] fuel` instructions), at most
-/// `render_concurrency` at once, so a flood of bomb campaigns cannot take every
-/// core of an API node. Sized by the first request's configuration (one per
-/// process in production).
-static DRY_RUNS: OnceLock<Arc<Semaphore>> = OnceLock::new();
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -185,10 +176,8 @@ fn campaign_error(err: StoreError) -> AppError {
     AppError::missing("no such campaign")(err)
 }
 
-/// Every check that needs no database, in request order. The templates are
-/// compiled, then dry-run without lead data under the node's render budget
-/// (`[templates]`): what already breaks it is refused with 422 naming the field.
-fn validate_request(request: &CreateCampaign, budget: RenderBudget) -> ApiResult<String> {
+/// Every check that needs neither the database nor a render, in request order.
+fn validate_request(request: &CreateCampaign) -> ApiResult<String> {
     validate::header_text("name", &request.name, validate::MAX_NAME)?;
     let from = normalize_email(&request.from).map_err(|e| AppError::invalid_field("from", &e))?;
     if let Some(from_name) = &request.from_name {
@@ -222,15 +211,6 @@ fn validate_request(request: &CreateCampaign, budget: RenderBudget) -> ApiResult
     if let Some(window) = &request.send_window {
         validate::send_window(window)?;
     }
-    CampaignTemplate::dry_run(
-        &from,
-        request.from_name.as_deref(),
-        &request.subject,
-        &request.text,
-        request.html.as_deref(),
-        budget,
-    )
-    .map_err(validate::template_error)?;
     Ok(from)
 }
 
@@ -247,20 +227,15 @@ async fn create(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<CreateCampaign>,
 ) -> ApiResult<(StatusCode, Json<CampaignBody>)> {
-    let budget = RenderBudget::from(&state.config.templates);
-    let slot = DRY_RUNS
-        .get_or_init(|| Arc::new(Semaphore::new(state.config.templates.render_concurrency)))
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|e| AppError::internal(e.to_string()))?;
-    let request = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
-        validate_request(&request, budget).map(|from| (request, from))
-    })
-    .await
-    .map_err(|e| AppError::internal(e.to_string()))?;
-    let (request, from_address) = request?;
+    let from_address = validate_request(&request)?;
+    let templates = Templates {
+        from_address: from_address.clone(),
+        from_name: request.from_name.clone(),
+        subject: request.subject.clone(),
+        text: request.text.clone(),
+        html: request.html.clone(),
+    };
+    template_check::dry_run(&state.config.templates, templates).await?;
 
     let mut client = connection(&state).await?;
     let tx = tenant_scope(&mut client, tenant).await?;
