@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the per-message hot path that runs without I/O:
-//! payload encode/decode (every job crosses Redis once) and message rendering
-//! (every attempt renders its campaign template). The end-to-end throughput
+//! payload encode/decode (every job crosses Redis once), message rendering
+//! (every attempt renders its campaign template), and link tracking over a
+//! hostile HTML part full of `<script>` elements (the scan must stay linear). The end-to-end throughput
 //! benchmark is `penguin bench` (see BENCHMARKS.md).
 //!
 //! Run: `cargo bench --bench engine`.
@@ -10,6 +11,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use penguin_engine::message::{CampaignTemplate, RenderContext, new_message_id};
 use penguin_engine::payload::{JobPayload, JobV1};
+use penguin_engine::tracking_html::HtmlTracking;
 use uuid::Uuid;
 
 fn payload(c: &mut Criterion) {
@@ -66,5 +68,26 @@ fn render(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, payload, render);
+/// 5,000 `<script>`/`<style>` elements (310 KB) between tracked links: the
+/// scan used to lowercase the rest of the document at each of them.
+fn tracking_scripts(c: &mut Criterion) {
+    let html = "<p><a href=\"https://example.com/x\">x</a></p><SCRIPT>var a = 1;</SCRIPT><style>p{}</style>"
+        .repeat(2_500);
+    let tracking = HtmlTracking {
+        base_url: "https://t.sender.test",
+        secret: "0123456789abcdef0123456789abcdef",
+        tenant: Uuid::new_v4(),
+        job: Uuid::new_v4(),
+        opens: true,
+        clicks: true,
+    };
+    let mut group = c.benchmark_group("tracking");
+    group.sample_size(10);
+    group.bench_function("html_5000_scripts", |b| {
+        b.iter(|| tracking.apply(black_box(&html)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, payload, render, tracking_scripts);
 criterion_main!(benches);
