@@ -20,7 +20,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use futures::future::join_all;
+use futures::stream::FuturesUnordered;
 use penguin_api::serve::CLOSE_GRACE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -38,6 +40,8 @@ const FLOOD: usize = 1_000;
 /// What the issue demands while an attack runs.
 const HEALTH_WITHIN: Duration = Duration::from_secs(1);
 const RSS_BELOW_MIB: u64 = 512;
+/// `/health` answers a probe must see while an attack holds.
+const PROBE_ANSWERS: usize = 3;
 
 /// A `penguin serve` node whose two listeners take `CAP` connections each and
 /// `header_read` to receive a request head.
@@ -85,7 +89,11 @@ impl ProbeReport {
             self.max_rss_kib / 1024
         );
         assert!(self.failures.is_empty(), "{what}: {:?}", self.failures);
-        assert!(self.answers >= 3, "{what}: only {} answers", self.answers);
+        assert!(
+            self.answers >= PROBE_ANSWERS,
+            "{what}: only {} answers",
+            self.answers
+        );
         assert!(
             self.slowest < HEALTH_WITHIN,
             "{what}: /health took {:?}",
@@ -104,6 +112,8 @@ impl ProbeReport {
 /// until stopped.
 struct Probe {
     stop: watch::Sender<bool>,
+    /// Answers so far.
+    answers: watch::Receiver<usize>,
     task: JoinHandle<ProbeReport>,
 }
 
@@ -111,6 +121,7 @@ impl Probe {
     fn start(client: reqwest::Client, api_url: &str, pid: u32) -> Probe {
         let url = format!("{api_url}/health");
         let (stop, mut stopped) = watch::channel(false);
+        let (answered, answers) = watch::channel(0);
         let task = tokio::spawn(async move {
             let mut report = ProbeReport::default();
             let mut every = tokio::time::interval(Duration::from_millis(100));
@@ -126,13 +137,26 @@ impl Probe {
                     Ok(answer) if answer.status() == 200 => {
                         report.answers += 1;
                         report.slowest = report.slowest.max(asked.elapsed());
+                        let _ = answered.send(report.answers);
                     }
                     Ok(answer) => report.failures.push(format!("status {}", answer.status())),
                     Err(error) => report.failures.push(error.without_url().to_string()),
                 }
             }
         });
-        Probe { stop, task }
+        Probe {
+            stop,
+            answers,
+            task,
+        }
+    }
+
+    /// Stops once the probe has had `answers` answers (or after 10 s: the
+    /// report then says how many it had).
+    async fn stop_after(mut self, answers: usize) -> ProbeReport {
+        let enough = self.answers.wait_for(|n| *n >= answers);
+        let _ = tokio::time::timeout(Duration::from_secs(10), enough).await;
+        self.stop().await
     }
 
     async fn stop(self) -> ProbeReport {
@@ -297,21 +321,51 @@ async fn fate(stream: &mut TcpStream, window: Duration) -> Fate {
     }
 }
 
-/// Opens [`FLOOD`] idle connections to `addr`; returns them, split into
-/// those still held after two seconds and the number refused (and of those,
-/// how many had the 503).
-async fn flood(addr: SocketAddr) -> (Vec<TcpStream>, usize, usize) {
+/// How the server ended a connection: with the 503 answer or without one.
+async fn closing(stream: &mut TcpStream) -> Fate {
+    let mut received = Vec::new();
+    let _ = stream.read_to_end(&mut received).await;
+    if received.starts_with(b"HTTP/1.1 503") {
+        Fate::Refused503
+    } else {
+        Fate::Closed
+    }
+}
+
+/// Opens [`FLOOD`] idle connections to `addr` and waits until the server has
+/// closed `refusals` of them (at most `within`: the assertions then say how
+/// many it had). Returns those still open, the number closed, and how many of
+/// those had the 503.
+async fn flood(
+    addr: SocketAddr,
+    refusals: usize,
+    within: Duration,
+) -> (Vec<TcpStream>, usize, usize) {
     let started = Instant::now();
     let mut streams = Vec::with_capacity(FLOOD);
     for _ in 0..FLOOD {
         streams.push(TcpStream::connect(addr).await.expect("connect"));
     }
     let opened = started.elapsed();
-    // Refusals come at once; held connections stay open for the header-read
-    // timeout, several times longer.
-    let window = Duration::from_secs(2);
-    let fates = join_all(streams.iter_mut().map(|s| fate(s, window))).await;
-    let refused = fates.iter().filter(|f| **f != Fate::Held).count();
+    let mut fates = vec![Fate::Held; FLOOD];
+    let mut refused = 0;
+    {
+        let mut closings: FuturesUnordered<_> = streams
+            .iter_mut()
+            .enumerate()
+            .map(|(i, stream)| async move { (i, closing(stream).await) })
+            .collect();
+        let deadline = tokio::time::Instant::now() + within;
+        while refused < refusals {
+            match tokio::time::timeout_at(deadline, closings.next()).await {
+                Ok(Some((i, fate))) => {
+                    fates[i] = fate;
+                    refused += 1;
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
     let with_503 = fates.iter().filter(|f| **f == Fate::Refused503).count();
     let held: Vec<TcpStream> = streams
         .into_iter()
@@ -321,10 +375,28 @@ async fn flood(addr: SocketAddr) -> (Vec<TcpStream>, usize, usize) {
         .collect();
     println!(
         "flood of {FLOOD} idle connections to {addr} (opened in {opened:?}): {} held, \
-         {refused} refused within {window:?} ({with_503} with the 503)",
-        held.len()
+         {refused} refused after {:?} ({with_503} with the 503)",
+        held.len(),
+        started.elapsed() - opened,
     );
     (held, refused, with_503)
+}
+
+/// The node's `penguin_http_connections_open{listener}` gauge, read with `client`.
+async fn open_connections(client: &reqwest::Client, node: &NodeProcess, listener: &str) -> f64 {
+    let page = client
+        .get(format!("{}/metrics", node.api_url()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("a page");
+    metric(
+        &page,
+        "penguin_http_connections_open",
+        &[("listener", listener)],
+    )
 }
 
 /// Waits until the server has closed every one of `held`.
@@ -356,12 +428,22 @@ async fn a_flood_past_the_cap_is_refused_at_once_while_health_answers() {
 
     // The public listener flooded: the control API takes new connections.
     let probe = Probe::start(fresh_connections(), node.api_url(), node.pid());
-    let (held, refused, with_503) = flood(address(node.public_url())).await;
-    assert_eq!(held.len(), CAP, "the public listener holds its cap");
+    // Refusals come at once; held connections stay open for the header-read
+    // timeout: waiting for the refusals never reaches it.
+    let within = header_read / 2;
+    let (held, refused, with_503) = flood(address(node.public_url()), FLOOD - CAP, within).await;
     assert_eq!(refused, FLOOD - CAP, "the rest is refused at once");
+    assert_eq!(held.len(), CAP, "the public listener holds its cap");
+    let client = fresh_connections();
+    wait_for(
+        "the public listener to hold exactly its cap",
+        Duration::from_secs(10),
+        || async { (open_connections(&client, &node, "public").await == CAP as f64).then_some(()) },
+    )
+    .await;
     assert!(with_503 > 0, "no refused connection got the 503");
     probe
-        .stop()
+        .stop_after(PROBE_ANSWERS)
         .await
         .assert_healthy("while the public listener was flooded");
     assert_cut_off(held, header_read + Duration::from_secs(2)).await;
@@ -374,11 +456,18 @@ async fn a_flood_past_the_cap_is_refused_at_once_while_health_answers() {
         200
     );
     let probe = Probe::start(connected.clone(), node.api_url(), node.pid());
-    let (held, refused, _) = flood(address(node.api_url())).await;
-    assert!(held.len() < CAP, "the connected client holds a slot");
-    assert!(refused >= FLOOD - CAP, "{refused} refused");
+    // The connected client holds one slot: one more of the flood is refused.
+    let (held, refused, _) = flood(address(node.api_url()), FLOOD - CAP + 1, within).await;
+    assert_eq!(refused, FLOOD - CAP + 1, "the rest is refused at once");
+    assert_eq!(held.len(), CAP - 1, "the connected client holds a slot");
+    wait_for(
+        "the control API to hold exactly its cap, the connected client included",
+        Duration::from_secs(10),
+        || async { (open_connections(&connected, &node, "api").await == CAP as f64).then_some(()) },
+    )
+    .await;
     probe
-        .stop()
+        .stop_after(PROBE_ANSWERS)
         .await
         .assert_healthy("while the control API was flooded (one connection kept)");
     let page = connected
