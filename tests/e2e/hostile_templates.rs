@@ -13,15 +13,14 @@
 //! - while the bombs render, the node keeps answering `/health` within 1 s and
 //!   stays under 512 MiB RSS (issue 12's bounds); both are measured and printed.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::support::api::ApiClient;
 use crate::support::cluster::node_config;
+use crate::support::health_probe::Probe;
 use crate::support::node_process::NodeProcess;
 use crate::support::rig::Rig;
 use crate::support::wait_for;
@@ -41,39 +40,10 @@ const NORMAL_LEADS: usize = 20;
 /// Leads of each kind of bomb.
 const BOMBS: usize = 40;
 
-/// The issue's acceptance bounds.
-const MAX_RSS_KIB: u64 = 512 * 1024;
-const MAX_HEALTH_LATENCY: Duration = Duration::from_secs(1);
-
 fn lead(email: String, spin: u64, subject_x: u64, copies: u64, big: &str) -> Value {
     json!({"email": email, "fields": {
         "first_name": "Pat", "spin": spin, "subject_x": subject_x, "copies": copies, "big": big,
     }})
-}
-
-/// `VmRSS` of a process, in KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Polls the node's `/health` and RSS until `stop`; the worst of each.
-async fn watch_node(api: ApiClient, pid: u32, stop: Arc<AtomicBool>) -> (Duration, u64, usize) {
-    let mut worst_latency = Duration::ZERO;
-    let mut worst_rss = 0;
-    let mut probes = 0;
-    let mut every = tokio::time::interval(Duration::from_millis(50));
-    while !stop.load(Ordering::Acquire) {
-        every.tick().await;
-        let started = Instant::now();
-        let answer = api.get("/health", None).await;
-        assert_eq!(answer.status, 200, "/health answered {:?}", answer.body);
-        worst_latency = worst_latency.max(started.elapsed());
-        worst_rss = worst_rss.max(rss_kib(pid).expect("the node process is alive"));
-        probes += 1;
-    }
-    (worst_latency, worst_rss, probes)
 }
 
 async fn tenant_with_ip(api: &ApiClient, name: &str, address: &str) -> (String, Uuid) {
@@ -240,12 +210,7 @@ async fn template_bombs_fail_alone_while_the_node_stays_responsive() {
         .await
         .expect(200);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let watcher = tokio::spawn(watch_node(
-        ApiClient::new(node.api_url()),
-        node.pid(),
-        stop.clone(),
-    ));
+    let probe = Probe::start(reqwest::Client::new(), node.api_url(), node.pid());
     assert_eq!(api.action_ok(&bomber, bombs, "start").await, "running");
     assert_eq!(api.action_ok(&bystander, plain, "start").await, "running");
 
@@ -257,14 +222,7 @@ async fn template_bombs_fail_alone_while_the_node_stays_responsive() {
         (done == total).then_some(())
     })
     .await;
-    stop.store(true, Ordering::Release);
-    let (latency, rss, probes) = watcher.await.expect("the watcher ran");
-    eprintln!(
-        "hostile_templates: {probes} /health probes while bombs ran: worst latency {} ms, \
-         worst VmRSS {} MiB",
-        latency.as_millis(),
-        rss / 1024
-    );
+    let health = probe.stop().await;
 
     // Each bomb failed with its limit; nothing else failed.
     let rows = rig
@@ -316,12 +274,7 @@ async fn template_bombs_fail_alone_while_the_node_stays_responsive() {
     assert_eq!(rig.sink.stats().duplicate_messages, 0);
 
     assert!(node.is_alive(), "the node survived:\n{}", node.log_tail());
-    assert!(
-        latency < MAX_HEALTH_LATENCY,
-        "/health took {} ms while bombs rendered",
-        latency.as_millis()
-    );
-    assert!(rss < MAX_RSS_KIB, "the node reached {} MiB RSS", rss / 1024);
+    health.assert_healthy("while template bombs rendered");
     drop(node);
     rig.shutdown().await;
 }
