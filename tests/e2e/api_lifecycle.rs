@@ -9,7 +9,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::support::api::{ApiServer, control_events, count, leads, snapshot};
+use crate::support::api::{
+    ApiServer, campaign_mid_smtp, control_events, count, finish_smtp, leads, snapshot,
+};
 use crate::support::{TestEnv, wait_for};
 
 #[tokio::test]
@@ -114,17 +116,8 @@ async fn pause_returns_only_when_no_job_is_sending() {
     let env = TestEnv::start().await;
     let server = ApiServer::start(&env, |config| config.api.pause_drain_timeout_ms = 30_000).await;
     let api = server.api.clone();
-    let (tenant, token) = api.create_tenant("acme").await;
-    let ip = api.add_ip(tenant, "127.0.0.2").await;
-    let campaign = api.create_campaign(&token, &[ip]).await;
-    api.add_leads(&token, campaign, leads(2)).await.expect(200);
-    api.action_ok(&token, campaign, "start").await;
     // An IP actor claimed one job and is in the middle of its SMTP transaction.
-    env.psql(&format!(
-        "UPDATE send_jobs SET status = 'sending' WHERE id = (
-             SELECT id FROM send_jobs WHERE campaign_id = '{campaign}' LIMIT 1)"
-    ))
-    .await;
+    let (token, campaign) = campaign_mid_smtp(&api, &env).await;
 
     let pausing = {
         let api = api.clone();
@@ -144,10 +137,7 @@ async fn pause_returns_only_when_no_job_is_sending() {
     );
 
     // The attempt ends; pause returns, with nothing in flight.
-    env.psql(&format!(
-        "UPDATE send_jobs SET status = 'sent' WHERE campaign_id = '{campaign}' AND status = 'sending'"
-    ))
-    .await;
+    finish_smtp(&env, campaign).await;
     let answer = tokio::time::timeout(Duration::from_secs(10), pausing)
         .await
         .expect("pause returns once nothing is sending")

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::support::api::{ApiServer, count, leads};
+use crate::support::api::{ApiServer, campaign_mid_smtp, count, finish_smtp};
 use crate::support::{TestEnv, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -20,17 +20,8 @@ async fn waiting_pauses_leave_the_api_pool_free() {
     config.api.pause_drain_timeout_ms = 60_000;
     let server = ApiServer::start_on(config, api_pg, env.redis.clone()).await;
     let api = server.api.clone();
-    let (tenant, token) = api.create_tenant("acme").await;
-    let ip = api.add_ip(tenant, "127.0.0.2").await;
-    let campaign = api.create_campaign(&token, &[ip]).await;
-    api.add_leads(&token, campaign, leads(2)).await.expect(200);
-    api.action_ok(&token, campaign, "start").await;
     // A job is in the middle of its SMTP transaction: pauses wait for it.
-    env.psql(&format!(
-        "UPDATE send_jobs SET status = 'sending' WHERE id = (
-             SELECT id FROM send_jobs WHERE campaign_id = '{campaign}' LIMIT 1)"
-    ))
-    .await;
+    let (token, campaign) = campaign_mid_smtp(&api, &env).await;
 
     // Twice as many waiting pauses as the API has connections.
     let pauses: Vec<_> = (0..4)
@@ -57,10 +48,7 @@ async fn waiting_pauses_leave_the_api_pool_free() {
     );
 
     // The attempt ends: every pause returns.
-    env.psql(&format!(
-        "UPDATE send_jobs SET status = 'sent' WHERE campaign_id = '{campaign}' AND status = 'sending'"
-    ))
-    .await;
+    finish_smtp(&env, campaign).await;
     for pause in pauses {
         let answer = tokio::time::timeout(Duration::from_secs(10), pause)
             .await

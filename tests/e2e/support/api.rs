@@ -447,6 +447,31 @@ pub async fn count(env: &TestEnv, sql: &str) -> i64 {
     env.psql(sql).await[0].get(0)
 }
 
+/// A running campaign of a new tenant `acme` (one IP, two leads) with one job
+/// `sending`, as if an IP actor were in the middle of its SMTP transaction: a
+/// pause waits for it. Returns the tenant's token and the campaign.
+pub async fn campaign_mid_smtp(api: &ApiClient, env: &TestEnv) -> (String, Uuid) {
+    let (tenant, token) = api.create_tenant("acme").await;
+    let ip = api.add_ip(tenant, "127.0.0.2").await;
+    let campaign = api.create_campaign(&token, &[ip]).await;
+    api.add_leads(&token, campaign, leads(2)).await.expect(200);
+    api.action_ok(&token, campaign, "start").await;
+    env.psql(&format!(
+        "UPDATE send_jobs SET status = 'sending' WHERE id = (
+             SELECT id FROM send_jobs WHERE campaign_id = '{campaign}' LIMIT 1)"
+    ))
+    .await;
+    (token, campaign)
+}
+
+/// Ends the campaign's SMTP transactions: its `sending` jobs become `sent`.
+pub async fn finish_smtp(env: &TestEnv, campaign: Uuid) {
+    env.psql(&format!(
+        "UPDATE send_jobs SET status = 'sent' WHERE campaign_id = '{campaign}' AND status = 'sending'"
+    ))
+    .await;
+}
+
 /// One table as [`snapshot`] sees it: name, row count, and an md5 over every
 /// row (all columns, in a fixed order).
 pub type TableState = (String, i64, String);
