@@ -93,6 +93,8 @@ async fn trickle(addr: SocketAddr, slow: Slow) -> Duration {
         return connected.elapsed();
     }
     let mut buf = [0u8; 1024];
+    let second = Duration::from_secs(1);
+    let mut pace = tokio::time::interval_at(tokio::time::Instant::now() + second, second);
     while connected.elapsed() < Duration::from_secs(30) {
         tokio::select! {
             read = stream.read(&mut buf) => match read {
@@ -100,7 +102,7 @@ async fn trickle(addr: SocketAddr, slow: Slow) -> Duration {
                 Ok(_) => {} // an error answer; the close follows
             },
             // The attack's own pace: one byte a second.
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+            _ = pace.tick() => {
                 let byte: &[u8] = if matches!(slow, Slow::Silent) { b"" } else { b"a" };
                 if stream.write_all(byte).await.is_err() {
                     return connected.elapsed();

@@ -68,8 +68,10 @@ impl SlowUpload {
         let (mut reader, mut writer) = self.stream.split();
         let mut sent = 0;
         let trickle = async {
+            // The attack's pace: one byte each `every`, the first after one.
+            let mut pace = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
-                tokio::time::sleep(every).await; // the attack: a byte, then a pause
+                pace.tick().await;
                 if writer.write_all(&[byte]).await.is_err() {
                     // The server closed the connection: wait for the answer.
                     std::future::pending::<()>().await;
