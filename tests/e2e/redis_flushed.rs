@@ -2,6 +2,8 @@
 //! re-feeds every `queued` job from Postgres and completes the campaign with
 //! nothing lost and nothing sent twice. Redis restarted (process killed) likewise.
 //! A job whose stale copy sits in Redis next to its re-fed one is sent once.
+//! Each scenario judges the sink only once it stayed quiet (`Rig::wait_until_quiet`),
+//! so a late second copy counts.
 
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ async fn flushall_mid_run_loses_nothing_and_duplicates_nothing() {
 
     rig.wait_until_done(&scenario, Duration::from_secs(180))
         .await;
+    rig.wait_until_quiet().await;
     let extra = rig.check_delivered(&scenario).await;
     assert_eq!(extra, 0, "losing Redis must not cause duplicates");
     rig.shutdown().await;
@@ -40,6 +43,7 @@ async fn redis_restart_mid_run_loses_nothing() {
 
     rig.wait_until_done(&scenario, Duration::from_secs(180))
         .await;
+    rig.wait_until_quiet().await;
     let extra = rig.check_delivered(&scenario).await;
     assert_eq!(extra, 0, "a Redis restart must not cause duplicates");
     rig.shutdown().await;
@@ -104,6 +108,8 @@ async fn a_job_twice_in_redis_is_sent_once() {
     rig.restart_node().await;
     rig.wait_for_jobs("sent", 300, Duration::from_secs(120))
         .await;
+    // Every job `sent` is not the end: a second copy could still be on its way.
+    rig.wait_until_quiet().await;
     let extra = rig.check_delivered(&scenario).await;
     assert_eq!(extra, 0, "a job in Redis twice must be sent once");
     assert_eq!(rig.sink.stats().messages_accepted, 300);

@@ -3,7 +3,7 @@
 //! active hours, one campaign over them with a large backlog, and per-source-IP
 //! counts of what the sink received.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::admin_token;
 use super::api::ApiClient;
+use super::quiet::{quiet_span, until_quiet};
 use super::rig::Rig;
 
 pub struct LimitsRig {
@@ -149,51 +150,60 @@ impl LimitsRig {
         rows[0].get(0)
     }
 
-    /// Waits until the sink holds exactly `expected` messages from each source IP
-    /// and nothing is in SMTP; fails at once when any IP went over, and on a
+    /// Waits until the sink holds exactly `expected` messages from each source
+    /// IP, nothing is in SMTP, and that stays so — the sink's counts and the
+    /// jobs per state in Postgres unchanged — over a quiet period longer than
+    /// the node's feeder, reaper and status-flush intervals ([`quiet_span`]),
+    /// so a late overshoot shows. Fails at once when any IP went over, and on a
     /// timeout shows what was sent and where the jobs are.
     pub async fn settle(&self, expected: &HashMap<IpAddr, u64>, what: &str) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let sent = self.sent_by_ip();
-            for (ip, want) in expected {
-                let got = sent.get(ip).copied().unwrap_or(0);
-                assert!(got <= *want, "{what}: {ip} sent {got}, more than {want}");
-            }
-            let exact = expected
-                .iter()
-                .all(|(ip, want)| sent.get(ip).copied().unwrap_or(0) == *want);
-            if exact && self.sending().await == 0 {
-                return;
-            }
-            if std::time::Instant::now() >= deadline {
-                let jobs = self
-                    .rig
-                    .env
-                    .psql("SELECT status, min(run_at)::text, max(run_at)::text, count(*) FROM send_jobs GROUP BY status")
-                    .await;
-                let jobs: Vec<(String, Option<String>, Option<String>, i64)> = jobs
+        let settled = until_quiet(
+            quiet_span(self.rig.config()),
+            Duration::from_secs(60),
+            || async {
+                let sent = self.sent_by_ip();
+                for (ip, want) in expected {
+                    let got = sent.get(ip).copied().unwrap_or(0);
+                    assert!(got <= *want, "{what}: {ip} sent {got}, more than {want}");
+                }
+                let exact = expected
                     .iter()
-                    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-                    .collect();
-                let history = self
-                    .rig
-                    .env
-                    .psql("SELECT host(i.address) || ' ' || h.day || ' ' || h.decision || ' ' || h.from_day || '->' || h.to_day || ' sent ' || h.sent || '/' || coalesce(h.allowance, -1) || ' ' || h.reason FROM warmup_history h JOIN smtp_ips i ON i.id = h.ip_id ORDER BY h.decided_at DESC LIMIT 6")
-                    .await;
-                let history: Vec<String> = history.iter().map(|r| r.get(0)).collect();
-                let usage = self
-                    .rig
-                    .env
-                    .psql("SELECT host(i.address) || ' ' || u.day || ' ' || u.hour || ' ' || u.reserved FROM ip_hourly_usage u JOIN smtp_ips i ON i.id = u.ip_id ORDER BY u.hour DESC LIMIT 6")
-                    .await;
-                let usage: Vec<String> = usage.iter().map(|r| r.get(0)).collect();
-                panic!(
-                    "{what}: timed out at {}; sent {sent:?}, expected {expected:?}; jobs {jobs:?}; warm-up {history:#?}; usage {usage:#?}",
-                    self.now()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+                    .all(|(ip, want)| sent.get(ip).copied().unwrap_or(0) == *want);
+                if !exact || self.sending().await != 0 {
+                    return None;
+                }
+                let jobs: BTreeMap<String, i64> = self.rig.job_counts().await.into_iter().collect();
+                Some((self.rig.sink.stats().messages_accepted, jobs))
+            },
+        )
+        .await;
+        if settled.is_err() {
+            let sent = self.sent_by_ip();
+            let jobs = self
+                .rig
+                .env
+                .psql("SELECT status, min(run_at)::text, max(run_at)::text, count(*) FROM send_jobs GROUP BY status")
+                .await;
+            let jobs: Vec<(String, Option<String>, Option<String>, i64)> = jobs
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+                .collect();
+            let history = self
+                .rig
+                .env
+                .psql("SELECT host(i.address) || ' ' || h.day || ' ' || h.decision || ' ' || h.from_day || '->' || h.to_day || ' sent ' || h.sent || '/' || coalesce(h.allowance, -1) || ' ' || h.reason FROM warmup_history h JOIN smtp_ips i ON i.id = h.ip_id ORDER BY h.decided_at DESC LIMIT 6")
+                .await;
+            let history: Vec<String> = history.iter().map(|r| r.get(0)).collect();
+            let usage = self
+                .rig
+                .env
+                .psql("SELECT host(i.address) || ' ' || u.day || ' ' || u.hour || ' ' || u.reserved FROM ip_hourly_usage u JOIN smtp_ips i ON i.id = u.ip_id ORDER BY u.hour DESC LIMIT 6")
+                .await;
+            let usage: Vec<String> = usage.iter().map(|r| r.get(0)).collect();
+            panic!(
+                "{what}: timed out at {}; sent {sent:?}, expected {expected:?}; jobs {jobs:?}; warm-up {history:#?}; usage {usage:#?}",
+                self.now()
+            );
         }
     }
 

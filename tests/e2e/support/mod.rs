@@ -28,6 +28,7 @@ pub mod limits;
 pub mod node_process;
 mod pg_server;
 pub mod process;
+pub mod quiet;
 mod redis_server;
 pub mod rig;
 mod routes;

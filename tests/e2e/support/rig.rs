@@ -2,7 +2,7 @@
 //! and one engine node (actors + API) routed to that sink, plus helpers to set up
 //! a scenario through the API and to check the sink against Postgres.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -16,6 +16,7 @@ use penguin_engine::clock::ManualClock;
 use penguin_engine::dns::MxResolver;
 use penguin_engine::sink::{Sink, SinkConfig, SinkHandle};
 
+use super::quiet::{quiet_span, wait_until_quiet};
 use super::{TestEnv, admin_token, wait_for};
 
 /// The process-wide metrics recorder (installed once per test binary), so the
@@ -242,6 +243,26 @@ impl Rig {
             (progress.terminal >= scenario.total).then_some(())
         })
         .await;
+    }
+
+    /// Waits until the sink (messages accepted, transactions begun) and the
+    /// jobs per state in Postgres stay unchanged over a quiet period
+    /// ([`super::quiet`]): a late copy or a late write shows before the test
+    /// judges the counts. Returns the job counts it settled on.
+    pub async fn wait_until_quiet(&self) -> BTreeMap<String, i64> {
+        let span = quiet_span(&self.config);
+        let (_, counts) = wait_until_quiet(
+            "the sink and the jobs",
+            span,
+            Duration::from_secs(30),
+            || async {
+                let stats = self.sink.stats();
+                let counts: BTreeMap<String, i64> = self.job_counts().await.into_iter().collect();
+                Some(((stats.messages_accepted, stats.transactions_begun), counts))
+            },
+        )
+        .await;
+        counts
     }
 
     /// Checks what the sink received against Postgres: every job `sent`, every
