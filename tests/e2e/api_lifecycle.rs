@@ -4,7 +4,7 @@
 //! returns only once no job of the campaign is `sending` (or reports `in_flight`
 //! at its deadline); every change is published to the nodes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::json;
@@ -13,6 +13,12 @@ use crate::support::api::{
     ApiServer, campaign_mid_smtp, control_events, count, finish_smtp, leads, snapshot,
 };
 use crate::support::{TestEnv, wait_for};
+
+/// How often `pause` looks whether the campaign's SMTP is done (`DRAIN_POLL`
+/// in api/src/routes/campaigns.rs).
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+/// How many of those looks a pause must sit through while a job is `sending`.
+const DRAIN_POLLS_HELD: u32 = 50;
 
 #[tokio::test]
 async fn transitions_are_idempotent_and_impossible_ones_are_409() {
@@ -130,7 +136,18 @@ async fn pause_returns_only_when_no_job_is_sending() {
         (count(&env, &paused).await == 1).then_some(())
     })
     .await;
-    // Committed, but a job is still `sending`: pause has not returned.
+    // Committed, but a job is still `sending`: pause does not return — not at
+    // one instant but at every check while the SMTP is held open, for many of
+    // its drain looks.
+    let held = Instant::now();
+    while held.elapsed() < DRAIN_POLL * DRAIN_POLLS_HELD {
+        assert!(
+            !pausing.is_finished(),
+            "pause returned while a job was sending, {:?} after the pause committed",
+            held.elapsed()
+        );
+        tokio::time::sleep(DRAIN_POLL / 2).await;
+    }
     assert!(
         !pausing.is_finished(),
         "pause returned while a job was sending"
