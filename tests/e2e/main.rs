@@ -27,6 +27,7 @@ mod limits_overflow;
 mod limits_thirty_days;
 mod migrations;
 mod node_restart;
+mod node_sigterm;
 mod nodes_killed;
 mod nodes_membership;
 mod nodes_pause;

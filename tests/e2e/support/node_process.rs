@@ -2,9 +2,12 @@
 //! suffers whole: SIGSTOP/SIGCONT (an OS pause), SIGKILL. It runs the test's
 //! own build of the binary under the watchdog of [`super::process`] (it dies
 //! with the test), with a TOML file written from the test's configuration.
+//! [`ChildNode`] is the same node as a direct child of the test, for the
+//! scenarios that judge how it exits by itself (SIGTERM): its exit status.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use penguin_config::Config;
@@ -40,22 +43,8 @@ impl NodeProcess {
             file.display().to_string(),
         ];
         let process = Watched::spawn("penguin serve", &command, "KILL", &log, None);
-        let url_after = |text: &str, prefix: &str| {
-            text.lines()
-                .find_map(|line| line.strip_prefix(prefix))
-                .map(|url| url.trim().to_string())
-        };
-        // `penguin serve` prints the public line, then the API's.
-        let (public_url, api_url) = wait_for("the node's API", Duration::from_secs(60), || async {
-            let text = fs::read_to_string(&log).unwrap_or_default();
-            let api = url_after(&text, "penguin node listening on ");
-            if api.is_none() && !process.is_alive() {
-                panic!("the node exited:\n{}", process.log_tail());
-            }
-            let public = url_after(&text, "penguin node public links on ");
-            public.zip(api)
-        })
-        .await;
+        let (public_url, api_url) =
+            listening_urls(&log, || (!process.is_alive()).then(|| process.log_tail())).await;
         NodeProcess {
             process,
             dir,
@@ -127,6 +116,135 @@ impl NodeProcess {
 
     pub fn log_tail(&self) -> String {
         self.process.log_tail()
+    }
+}
+
+/// Waits until the node's log at `log` shows both listeners (`penguin serve`
+/// prints the public line, then the API's) and returns `(public, api)` URLs;
+/// panics with what `exited` tells when the node exited before.
+async fn listening_urls(log: &Path, exited: impl Fn() -> Option<String>) -> (String, String) {
+    let url_after = |text: &str, prefix: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .map(|url| url.trim().to_string())
+    };
+    wait_for("the node's API", Duration::from_secs(60), || async {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        let api = url_after(&text, "penguin node listening on ");
+        if api.is_none()
+            && let Some(why) = exited()
+        {
+            panic!("the node exited:\n{why}");
+        }
+        let public = url_after(&text, "penguin node public links on ");
+        public.zip(api)
+    })
+    .await
+}
+
+/// `penguin serve` as a direct child of the test process, so the test reads
+/// its exit status. `--exit-with-parent` makes it stop (in order) if the test
+/// process dies first; dropping it kills it.
+pub struct ChildNode {
+    child: Child,
+    dir: PathBuf,
+    log: PathBuf,
+    api_url: String,
+}
+
+impl ChildNode {
+    /// Starts `penguin serve` with `config` and waits until both its listeners
+    /// listen.
+    pub async fn start(config: &Config) -> ChildNode {
+        let dir = process::fresh_dir(&process::scratch_root(), "penguin-e2e-child");
+        let file = dir.join("node.toml");
+        fs::write(&file, toml_of(config)).expect("write the node's config");
+        let log = dir.join("node.log");
+        let out = fs::File::create(&log).expect("the node's log");
+        let err = out.try_clone().expect("the node's log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_penguin"));
+        command
+            .args(["serve", "--exit-with-parent", "--config"])
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        // The node reads its configuration from the file alone.
+        for (key, _) in std::env::vars() {
+            if key.starts_with("PENGUIN_") || key == "DATABASE_URL" || key == "REDIS_URL" {
+                command.env_remove(key);
+            }
+        }
+        let child = std::sync::Mutex::new(command.spawn().expect("penguin serve runs"));
+        let (_, api_url) = listening_urls(&log, || {
+            let exited = child.lock().expect("the child").try_wait().ok().flatten();
+            exited.map(|status| format!("{status}; {}", tail_of(&log)))
+        })
+        .await;
+        ChildNode {
+            child: child.into_inner().expect("the child"),
+            dir,
+            log,
+            api_url,
+        }
+    }
+
+    /// The control API's base URL.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
+    }
+
+    /// Sends `signal` (`TERM`, `INT`, …) to the node process.
+    pub fn signal(&self, signal: &str) {
+        process::run(
+            "kill",
+            "kill",
+            &[&format!("-{signal}"), &self.child.id().to_string()],
+        );
+    }
+
+    /// Waits until the process has exited by itself and returns its status;
+    /// panics with its log when it still runs after `timeout`.
+    pub async fn exit_status(&mut self, timeout: Duration) -> ExitStatus {
+        let child = &mut self.child;
+        let log = self.log.clone();
+        let status = tokio::time::timeout(timeout, async {
+            loop {
+                if let Some(status) = child.try_wait().expect("the node's status") {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+        .await;
+        status.unwrap_or_else(|_| {
+            panic!(
+                "the node did not exit within {timeout:?}:\n{}",
+                tail_of(&log)
+            )
+        })
+    }
+
+    pub fn log_tail(&self) -> String {
+        tail_of(&self.log)
+    }
+}
+
+/// The last 30 lines of the log at `log`.
+fn tail_of(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(30);
+    format!("log {}:\n{}", log.display(), lines[start..].join("\n"))
+}
+
+impl Drop for ChildNode {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
