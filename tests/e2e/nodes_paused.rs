@@ -11,9 +11,13 @@
 //! Fencing: the other node's takeover raised the tenants' epochs, so every
 //! outcome the paused node writes for a transaction it finishes after the
 //! resume is refused (counted by its `penguin_fenced_writes_total`): 0 stale
-//! writes accepted.
+//! writes accepted. The stop is made to catch at least one such transaction
+//! (the sink accepts a message of the paused node while it is stopped), and
+//! Postgres is checked for each: the job is `sent` with the outcome of its
+//! other copy (the sink's `queued as <seq>` of that copy) under a fence the
+//! takeover raised, never the paused node's stale one.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::support::api::ApiClient;
@@ -26,6 +30,8 @@ use crate::support::rig::Rig;
 use crate::support::wait_for;
 
 const TTL_MS: u64 = 2_000;
+/// Every SMTP transaction waits this long at the end of DATA.
+const SMTP_DELAY_MS: u64 = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
@@ -38,7 +44,7 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
     })
     .await;
     // 100 ms per SMTP transaction: the paused node has some under way.
-    slow_smtp(&rig, 100);
+    slow_smtp(&rig, SMTP_DELAY_MS);
     let api = ApiClient::new(&rig.node().api_url());
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
     let scenario = rig.scenario(tenant_per_ip(&ips), 100).await;
@@ -69,12 +75,16 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
         .filter(|t| tenants_b.contains(&t.id.to_string()))
         .flat_map(|t| t.ips.iter().map(|(_, address)| address.parse().unwrap()))
         .collect();
-    node_b.signal("STOP");
-    let stopped = Instant::now();
-    let connections_at_stop = rig.sink.stats().connections;
-    let begun_at_stop = rig.sink.stats().transactions_begun;
-    let accepted_at_stop = rig.sink.stats().messages_accepted;
+    let at_stop = stop_mid_transaction(&rig, &node_b, &ips_b).await;
+    let stopped = at_stop.at;
     let claimed = sending_jobs(&rig.env, &tenants_b).await;
+    // node-b's fencing tokens, which the takeover must make stale.
+    let stale_epochs = epochs(&rig, &tenants_b, "node-b").await;
+    assert_eq!(
+        stale_epochs.len(),
+        tenants_b.len(),
+        "node-b holds the fences of its tenants"
+    );
     wait_for(
         "node-a owning every tenant",
         Duration::from_secs(30),
@@ -83,19 +93,14 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
     .await;
     // The fault lasts 1.5 × the lease TTL, and until node-a's takeover of
     // node-b's tenants has raised their epochs in Postgres.
-    wait_for(
+    let takeover_epochs = wait_for(
         "node-b's tenants taken over, 1.5 × TTL into the pause",
         Duration::from_secs(30),
         || async {
-            let sql = format!(
-                "SELECT count(*) FROM tenant_fences
-                 WHERE node_id = 'node-a' AND tenant_id::text IN ('{}')",
-                tenants_b.join("', '")
-            );
-            let taken: i64 = rig.env.psql(&sql).await[0].get(0);
-            (taken == tenants_b.len() as i64
+            let taken = epochs(&rig, &tenants_b, "node-a").await;
+            (taken.len() == tenants_b.len()
                 && stopped.elapsed() >= Duration::from_millis(TTL_MS * 3 / 2))
-            .then_some(())
+            .then_some(taken)
         },
     )
     .await;
@@ -103,26 +108,31 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
 
     rig.wait_until_done(&scenario, Duration::from_secs(120))
         .await;
+    rig.wait_until_quiet().await;
     let duplicates = rig.check_delivered(&scenario).await;
     // Transactions node-b had begun at the stop and that finished after it:
     // their outcomes it wrote on resume, under its old epoch. (Once it holds
     // tenants again it sends new transactions; those are not stale.)
-    let stale: Vec<_> = rig
-        .sink
-        .messages()
-        .into_iter()
+    let messages = rig.sink.messages();
+    let stale: Vec<(String, u64)> = messages
+        .iter()
         .filter(|m| {
-            m.transaction <= begun_at_stop
-                && m.seq > accepted_at_stop
+            m.transaction <= at_stop.begun
+                && m.seq > at_stop.accepted
                 && ips_b.contains(&m.source_ip)
         })
-        .filter_map(|m| m.message_id)
+        .filter_map(|m| Some((m.message_id.clone()?, m.seq)))
         .collect();
     let b_api = ApiClient::new(node_b.api_url());
     let refused = counter(&b_api, "penguin_fenced_writes_total{write=\"status\"}").await;
     eprintln!(
-        "stale sends of node-b: {}, its outcome writes refused: {refused}",
-        stale.len()
+        "stale sends of node-b: {} (stop tried {} times), its outcome writes refused: {refused}",
+        stale.len(),
+        at_stop.attempts
+    );
+    assert!(
+        !stale.is_empty(),
+        "the stop caught no transaction of node-b under way: nothing stale to fence"
     );
     assert!(
         refused as usize >= stale.len(),
@@ -130,10 +140,46 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
         stale.len(),
         node_b.log_tail()
     );
+    // In Postgres, each stale job carries the outcome of its other copy (the
+    // one sent under the new owner's claim) and a fence from the takeover on,
+    // never node-b's stale one.
+    for (message_id, stale_seq) in &stale {
+        let job = job_of(message_id);
+        let others: Vec<u64> = messages
+            .iter()
+            .filter(|m| m.message_id.as_deref() == Some(message_id.as_str()))
+            .map(|m| m.seq)
+            .filter(|seq| seq != stale_seq)
+            .collect();
+        let [winner] = others[..] else {
+            panic!("{message_id}: copies {others:?} besides the stale one ({stale_seq})")
+        };
+        let row = &rig
+            .env
+            .psql(&format!(
+                "SELECT tenant_id::text, status, fence, coalesce(last_reply, '')
+                 FROM send_jobs WHERE id = '{job}'"
+            ))
+            .await[0];
+        let (tenant, status, fence, reply): (String, String, i64, String) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        assert_eq!(status, "sent", "{job}");
+        assert!(
+            fence >= takeover_epochs[&tenant] && fence > stale_epochs[&tenant],
+            "{job} carries fence {fence}: node-b's stale one is {}, node-a's takeover raised {}",
+            stale_epochs[&tenant],
+            takeover_epochs[&tenant]
+        );
+        assert!(
+            reply.ends_with(&format!(" queued as {winner}")),
+            "{job} records {reply:?}: not the outcome of its winning copy ({winner}); \
+             the stale one was {stale_seq}"
+        );
+    }
     // Claimed at the pause, and sent over a connection open then: what the
     // pause can cost.
     let under_way: HashSet<String> = jobs_received(rig.sink.messages(), |m| {
-        m.connection_id <= connections_at_stop
+        m.connection_id <= at_stop.connections
     })
     .intersection(&claimed)
     .cloned()
@@ -165,4 +211,73 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
     .await;
     drop(node_b);
     rig.shutdown().await;
+}
+
+/// What the sink had seen when node-b was stopped.
+struct AtStop {
+    at: Instant,
+    connections: u64,
+    begun: u64,
+    accepted: u64,
+    /// Stops it took to catch a transaction under way.
+    attempts: u32,
+}
+
+/// Stops `node` (SIGSTOP) while one of its SMTP transactions is at the end of
+/// DATA: the sink then accepts a message from one of its `ips` while it is
+/// stopped, which only a transaction under way can do. When none ends within a
+/// few SMTP delays, the node goes on (well within its lease) until the sink
+/// hears from it again, and the stop is tried again.
+async fn stop_mid_transaction(
+    rig: &Rig,
+    node: &NodeProcess,
+    ips: &HashSet<std::net::IpAddr>,
+) -> AtStop {
+    let from_node = |after: u64| {
+        rig.sink
+            .messages_after(after, usize::MAX)
+            .iter()
+            .any(|m| ips.contains(&m.source_ip))
+    };
+    for attempts in 1..=10 {
+        node.signal("STOP");
+        let at = Instant::now();
+        let stats = rig.sink.stats();
+        let at_stop = AtStop {
+            at,
+            connections: stats.connections,
+            begun: stats.transactions_begun,
+            accepted: stats.messages_accepted,
+            attempts,
+        };
+        let window = Duration::from_millis(SMTP_DELAY_MS * 3);
+        while at.elapsed() < window {
+            if from_node(at_stop.accepted) {
+                return at_stop;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        node.signal("CONT");
+        let resumed = rig.sink.stats().messages_accepted;
+        wait_for("node-b sending again", Duration::from_secs(10), || async {
+            from_node(resumed).then_some(())
+        })
+        .await;
+    }
+    panic!("ten stops of node-b caught none of its transactions under way");
+}
+
+/// The epochs in `tenant_fences` that `node` raised, by tenant, among `tenants`.
+async fn epochs(rig: &Rig, tenants: &[String], node: &str) -> HashMap<String, i64> {
+    let sql = format!(
+        "SELECT tenant_id::text, epoch FROM tenant_fences
+         WHERE node_id = '{node}' AND tenant_id::text IN ('{}')",
+        tenants.join("', '")
+    );
+    rig.env
+        .psql(&sql)
+        .await
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
 }
