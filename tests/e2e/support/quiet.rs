@@ -99,3 +99,51 @@ where
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A reading that changes once, `late` polls after the first: the quiet
+    /// period must end on the changed reading, never on the first one.
+    async fn settles_on(late: u32, span: Duration) -> u32 {
+        let polls = Mutex::new(0u32);
+        let reading = until_quiet(span, Duration::from_secs(10), || async {
+            let mut polls = polls.lock().unwrap();
+            *polls += 1;
+            Some(if *polls > late { 2 } else { 1 })
+        })
+        .await;
+        reading.expect("settles")
+    }
+
+    #[tokio::test]
+    async fn a_change_after_fewer_polls_than_the_quiet_period_is_seen() {
+        assert_eq!(settles_on(QUIET_POLLS - 1, Duration::ZERO).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_change_within_the_span_is_seen_however_many_polls_came_before() {
+        // Ten polls (about 250 ms) of the first reading, within a 400 ms span.
+        assert_eq!(settles_on(10, Duration::from_millis(400)).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_reading_never_settled_times_out_with_the_last_one() {
+        let outcome = until_quiet(Duration::ZERO, Duration::from_millis(200), || async {
+            None::<u32>
+        })
+        .await;
+        assert_eq!(outcome, Err(None));
+        let count = Mutex::new(0u32);
+        let outcome = until_quiet(Duration::ZERO, Duration::from_millis(200), || async {
+            let mut count = count.lock().unwrap();
+            *count += 1;
+            Some(*count)
+        })
+        .await;
+        assert!(matches!(outcome, Err(Some(n)) if n > 1), "{outcome:?}");
+    }
+}
