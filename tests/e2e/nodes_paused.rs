@@ -152,7 +152,10 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
             .filter(|seq| seq != stale_seq)
             .collect();
         let [winner] = others[..] else {
-            panic!("{message_id}: copies {others:?} besides the stale one ({stale_seq})")
+            panic!(
+                "{message_id}: copies {others:?} besides the stale one ({stale_seq}); \
+                 exactly one expected, the copy sent under the takeover's fence"
+            )
         };
         let row = &rig
             .env

@@ -80,8 +80,8 @@ async fn flushing_redis_twice_on_three_nodes_loses_nothing_and_resumes() {
     assert_eq!(
         copies,
         0,
-        "a flush gave a tenant a second sender: copies of {:?}",
-        rig.sink.message_ids_seen_more_than_once()
+        "a flush gave a tenant a second sender: copies of {:?}…",
+        &rig.sink.message_ids_seen_more_than_once()[..copies.min(5) as usize]
     );
     assert_eq!(rig.sink.stats().unique_message_ids, scenario.total);
     drop(processes);
