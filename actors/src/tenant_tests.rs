@@ -169,7 +169,8 @@ async fn a_tenant_pops_no_more_than_its_ips_credit() {
 #[tokio::test]
 async fn credit_given_back_lets_the_tenant_pop_exactly_that_many_more() {
     let rig = Rig::start(40).await;
-    rig.settle(2 * CREDIT).await;
+    let spent = rig.settle(2 * CREDIT).await;
+    assert_eq!(spent, (2 * CREDIT, [CREDIT, CREDIT]), "popped its credit");
 
     rig.finish(0, 3);
     let (popped, holding) = rig.settle(2 * CREDIT + 3).await;
@@ -198,7 +199,8 @@ async fn credit_given_back_lets_the_tenant_pop_exactly_that_many_more() {
 #[tokio::test]
 async fn refused_jobs_go_to_another_ip_of_the_pool_then_wait_in_postgres() {
     let rig = Rig::start(40).await;
-    rig.settle(2 * CREDIT).await;
+    let spent = rig.settle(2 * CREDIT).await;
+    assert_eq!(spent, (2 * CREDIT, [CREDIT, CREDIT]), "popped its credit");
     let now = rig.ctx.clock.now();
     let first_reopens = now + time::Duration::hours(1);
 

@@ -255,20 +255,32 @@ pub(crate) async fn wait_until(what: &str, within: Duration, probe: impl Fn() ->
     }
 }
 
-/// Requires `read` to give the same value over `polls` consecutive polls 50 ms
-/// apart (a quiet period), calling `nudge` before each; returns the value.
+/// A quiet period: polls `read` every 50 ms (calling `nudge` before each)
+/// until it gave the same value `polls` times in a row, and returns that value;
+/// panics naming `what` if it never holds still within 5 s. The caller then
+/// asserts the value exactly, so a late extra pop or claim shows.
 pub(crate) async fn stays<T: PartialEq + std::fmt::Debug>(
     what: &str,
     polls: usize,
     nudge: impl Fn(),
     read: impl Fn() -> T,
 ) -> T {
-    let first = read();
-    for _ in 0..polls {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut last = read();
+    let mut same = 0;
+    while same < polls {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: still changing at the deadline ({last:?})"
+        );
         nudge();
         tokio::time::sleep(Duration::from_millis(50)).await;
         let now = read();
-        assert_eq!(now, first, "{what} changed during the quiet period");
+        if now == last {
+            same += 1;
+        } else {
+            (last, same) = (now, 0);
+        }
     }
-    first
+    last
 }
