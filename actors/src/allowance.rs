@@ -1,7 +1,8 @@
 //! The allowance of one Ip actor: turns its spec (warm-up day, schedule, rate
 //! factor, active hours), the `[limits]` config and its current health into a
 //! [`DayPlan`] for the IP-local day, and reserves sends against it in Redis
-//! ([`IpCounters`]), rebuilding missing counters from Postgres first.
+//! (the IP's counters, through [`IpPorts`]), rebuilding missing counters from
+//! Postgres first.
 //!
 //! A batch gets at most what the hour and the day still allow; the rest is
 //! refused with the time the next window opens, so the tenant can route it to
@@ -9,13 +10,14 @@
 
 use penguin_engine::allowance::{DayPlan, daily_allowance};
 use penguin_engine::queue::QueueError;
-use penguin_engine::queue::counters::{IpCounters, Reserved, Slot};
+use penguin_engine::queue::counters::{Reserved, Slot};
 use penguin_engine::store::jobs::UsageMark;
 use penguin_engine::store::routing::IpSpec;
-use penguin_engine::store::usage::{self, LocalHour};
+use penguin_engine::store::usage::LocalHour;
 use time::OffsetDateTime;
 
 use crate::context::Ctx;
+use crate::ip_ports::IpPorts;
 
 /// The outcome of one reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +29,8 @@ pub struct Grant {
     pub next_window: Option<OffsetDateTime>,
 }
 
+#[derive(Default)]
 pub struct Allowance {
-    counters: IpCounters,
     local: Option<LocalHour>,
     /// Reservations of the current hour released before SMTP, not yet taken off
     /// the Postgres copy (they already were in Redis).
@@ -63,25 +65,17 @@ pub fn plan(ctx: &Ctx, spec: &IpSpec, health_factor: f64) -> DayPlan {
 }
 
 impl Allowance {
-    pub fn new(ctx: &Ctx) -> Self {
-        Self {
-            counters: IpCounters::new(ctx.queue.pool().clone()),
-            local: None,
-            given_back: 0,
-        }
-    }
-
     /// The IP-local hour of `now`, asked of Postgres once per hour.
     pub async fn local_hour(
         &mut self,
-        ctx: &Ctx,
+        ports: &dyn IpPorts,
         spec: &IpSpec,
         now: OffsetDateTime,
     ) -> Result<LocalHour, AllowanceError> {
         match self.local {
             Some(local) if local.contains(now) => Ok(local),
             _ => {
-                let local = usage::local_hour(&ctx.pg, &spec.timezone, now).await?;
+                let local = ports.local_hour(&spec.timezone, now).await?;
                 self.local = Some(local);
                 self.given_back = 0; // earlier hours' give-backs stay counted
                 Ok(local)
@@ -93,12 +87,13 @@ impl Allowance {
     pub async fn reserve(
         &mut self,
         ctx: &Ctx,
+        ports: &dyn IpPorts,
         spec: &IpSpec,
         health_factor: f64,
         wanted: u32,
     ) -> Result<Grant, AllowanceError> {
         let now = ctx.clock.now();
-        let local = self.local_hour(ctx, spec, now).await?;
+        let local = self.local_hour(ports, spec, now).await?;
         let plan = plan(ctx, spec, health_factor);
         let hour_limit = plan.hour_quota(local.hour);
         let mut mark = UsageMark {
@@ -108,22 +103,15 @@ impl Allowance {
             given_back: 0,
         };
         let slot = slot(spec, &local);
-        let reserve = || self.counters.reserve(&slot, wanted, plan.daily, hour_limit);
+        let reserve = || ports.reserve(&slot, wanted, plan.daily, hour_limit);
         let mut reserved = reserve().await?;
         if reserved == Reserved::Missing {
-            let used = usage::usage(
-                &ctx.pg,
-                spec.tenant_id,
-                spec.id,
-                local.day,
-                local.hour_start,
-            )
-            .await?;
+            let used = ports
+                .usage(spec.tenant_id, spec.id, local.day, local.hour_start)
+                .await?;
             tracing::info!(ip = %spec.address, day = %local.day, sent_today = used.day_total, "rebuilding ip counters from postgres");
             crate::metrics::counters_rebuilt();
-            self.counters
-                .seed(&slot, used.day_total, used.hour_total)
-                .await?;
+            ports.seed(&slot, used.day_total, used.hour_total).await?;
             reserved = reserve().await?;
         }
         let (n, day_total) = match reserved {
@@ -141,21 +129,27 @@ impl Allowance {
 
     /// Returns reservations the claim did not use (Redis only: Postgres counted
     /// only what was claimed).
-    pub async fn unused(&self, spec: &IpSpec, grant: &Grant, claimed: u32) {
+    pub async fn unused(&self, ports: &dyn IpPorts, spec: &IpSpec, grant: &Grant, claimed: u32) {
         let Some(local) = self.local else { return };
         let n = grant.n.saturating_sub(claimed);
-        if let Err(err) = self.counters.give_back(&slot(spec, &local), n).await {
+        if let Err(err) = ports.give_back(&slot(spec, &local), n).await {
             tracing::warn!(ip = %spec.address, error = %err, "returning unused reservations failed");
         }
     }
 
     /// A claimed job of `hour_start` was released before SMTP: its send returns to
     /// the allowance if that hour is still the current one.
-    pub async fn released(&mut self, spec: &IpSpec, hour_start: OffsetDateTime, n: u32) {
+    pub async fn released(
+        &mut self,
+        ports: &dyn IpPorts,
+        spec: &IpSpec,
+        hour_start: OffsetDateTime,
+        n: u32,
+    ) {
         let Some(local) = self.local.filter(|l| l.hour_start == hour_start) else {
             return;
         };
-        match self.counters.give_back(&slot(spec, &local), n).await {
+        match ports.give_back(&slot(spec, &local), n).await {
             Ok(()) => self.given_back += n,
             Err(err) => {
                 tracing::warn!(ip = %spec.address, error = %err, "returning a released send failed")

@@ -15,6 +15,9 @@
 //! on this IP to `pending`: those belonged to a previous incarnation whose workers
 //! are gone. Workers die with the actor (their handles abort on drop). A changed
 //! row (pause, warm-up day, limits) arrives as [`IpMsg::Update`], never a restart.
+//!
+//! Postgres and Redis are reached through [`IpPorts`] (the real adapter, or the
+//! fakes of the actor tests in `ip_tests.rs`); delivery workers use the context.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +36,7 @@ use crate::allowance::{Allowance, AllowanceError, Grant};
 use crate::breaker::{Breakers, Observed, Trip};
 use crate::context::Ctx;
 use crate::delivery::{ReadyQueues, Work, Worker};
+use crate::ip_ports::IpPorts;
 use crate::pacer::Pacer;
 use crate::shaping::Shaping;
 use crate::tenant::TenantMsg;
@@ -42,6 +46,8 @@ pub struct IpActor;
 
 pub struct IpArgs {
     pub ctx: Ctx,
+    /// Allowance counters, calendar, claims.
+    pub ports: Arc<dyn IpPorts>,
     pub spec: IpSpec,
 }
 
@@ -75,6 +81,7 @@ impl Drop for AbortOnDrop {
 
 pub struct IpState {
     pub(crate) ctx: Ctx,
+    pub(crate) ports: Arc<dyn IpPorts>,
     pub(crate) spec: Arc<IpSpec>,
     pub(crate) work: Option<mpsc::UnboundedSender<Work>>,
     workers: Vec<AbortOnDrop>,
@@ -104,19 +111,14 @@ impl Actor for IpActor {
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
-        IpArgs { ctx, spec }: IpArgs,
+        IpArgs { ctx, ports, spec }: IpArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         status_writer::flush(&ctx).await;
         let released = match ctx.fence(spec.tenant_id) {
-            Some(epoch) => jobs::release_sending_on_ip(
-                &ctx.pg,
-                spec.tenant_id,
-                epoch,
-                spec.id,
-                ctx.clock.now(),
-            )
-            .await?
-            .unwrap_or(0),
+            Some(epoch) => ports
+                .release_sending_on_ip(spec.tenant_id, epoch, spec.id, ctx.clock.now())
+                .await?
+                .unwrap_or(0),
             None => 0,
         };
         if released > 0 {
@@ -157,9 +159,10 @@ impl Actor for IpActor {
             });
         }
         let state = IpState {
-            allowance: Allowance::new(&ctx),
+            allowance: Allowance::default(),
             judged_day: None,
             ctx,
+            ports,
             spec,
             work: Some(tx),
             workers,
@@ -198,7 +201,11 @@ impl Actor for IpActor {
             }
             IpMsg::Tripped(trips) => state.trip(trips).await,
             IpMsg::Released { hour_start, n } => {
-                state.allowance.released(&state.spec, hour_start, n).await;
+                let ports = state.ports.as_ref();
+                state
+                    .allowance
+                    .released(ports, &state.spec, hour_start, n)
+                    .await;
             }
         }
         Ok(())
@@ -265,7 +272,13 @@ impl IpState {
         self.ensure_judged().await?;
         let factor = self.breakers.lock().expect("breakers lock").factor();
         self.allowance
-            .reserve(&self.ctx, &self.spec, factor, wanted as u32)
+            .reserve(
+                &self.ctx,
+                self.ports.as_ref(),
+                &self.spec,
+                factor,
+                wanted as u32,
+            )
             .await
     }
 
@@ -276,19 +289,20 @@ impl IpState {
         let now = self.ctx.clock.now();
         let today = self
             .allowance
-            .local_hour(&self.ctx, &self.spec, now)
+            .local_hour(self.ports.as_ref(), &self.spec, now)
             .await?
             .day;
         if self.judged_day == Some(today) {
             return Ok(());
         }
-        crate::warmup::catch_up(&self.ctx, &self.spec, now)
+        self.ports
+            .catch_up(&self.spec, now)
             .await
             .map_err(AllowanceError::Warmup)?;
         // Whoever judged (this actor or the Warmup actor a moment ago, whose
         // notification may still be on its way), the row now holds the new day.
         let tenant = self.spec.tenant_id;
-        let fresh = store::routing::ips_of(&self.ctx.pg, &[tenant]).await?;
+        let fresh = self.ports.ips_of(tenant).await?;
         if let Some(spec) = fresh.into_iter().find(|ip| ip.id == self.spec.id) {
             self.update(spec);
         }
@@ -409,3 +423,7 @@ impl IpState {
         self.workers.clear(); // aborts any worker that overran
     }
 }
+
+#[cfg(test)]
+#[path = "ip_tests.rs"]
+mod tests;

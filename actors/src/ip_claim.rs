@@ -36,18 +36,22 @@ impl IpState {
             .claim_fenced(&pairs, &campaigns, grant, batch.len())
             .await
         else {
-            self.allowance.unused(&self.spec, grant, 0).await;
+            let ports = self.ports.as_ref();
+            self.allowance.unused(ports, &self.spec, grant, 0).await;
             self.return_credit(batch.len());
             return None;
         };
         let claimed_n = claim.claimed.len() as u32;
-        self.allowance.unused(&self.spec, grant, claimed_n).await;
+        let ports = self.ports.as_ref();
+        self.allowance
+            .unused(ports, &self.spec, grant, claimed_n)
+            .await;
         if batch.is_empty() {
             return Some(claimed_n);
         }
         // Postgres now holds the truth for every offered job: drop them from Redis.
         let raws: Vec<&[u8]> = batch.iter().map(|p| p.raw.as_slice()).collect();
-        if let Err(err) = self.ctx.queue.ack(tenant, &raws).await {
+        if let Err(err) = self.ports.ack(tenant, &raws).await {
             tracing::warn!(error = %err, "acknowledging jobs in redis failed");
         }
         if !claim.suppressed.is_empty() {
@@ -96,7 +100,11 @@ impl IpState {
         let epoch = self.ctx.fence(tenant)?;
         let now = self.ctx.clock.now();
         let mark = Some(grant.mark);
-        match jobs::claim_sending(&self.ctx.pg, tenant, epoch, pairs, campaigns, now, mark).await {
+        let claimed = self
+            .ports
+            .claim_sending(tenant, epoch, pairs, campaigns, now, mark)
+            .await;
+        match claimed {
             Ok(claim) if claim.fenced => {
                 tracing::warn!(ip = %self.spec.address, "claim refused: the tenant's epoch moved on");
                 crate::metrics::fenced("claim", offered);

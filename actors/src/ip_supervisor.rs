@@ -5,6 +5,7 @@
 //! of tenants this node hands off, without holding up the others.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -15,6 +16,7 @@ use uuid::Uuid;
 use crate::children::Children;
 use crate::context::Ctx;
 use crate::ip::{IpActor, IpArgs, IpMsg};
+use crate::ip_ports::EngineIpPorts;
 use crate::metrics;
 
 pub struct IpSupervisor;
@@ -213,6 +215,7 @@ impl IpSupState {
         };
         let args = IpArgs {
             ctx: self.ctx.clone(),
+            ports: Arc::new(EngineIpPorts::new(self.ctx.clone())),
             spec,
         };
         match Actor::spawn_linked(None, IpActor, args, myself.get_cell()).await {

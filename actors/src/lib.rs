@@ -6,9 +6,9 @@
 //! ├── Feeder                  feeder.rs       due jobs Postgres → Redis lists
 //! ├── Reaper                  reaper.rs       expired in-flight, stale `sending`, Redis loss, completion
 //! ├── TenantSupervisor        tenant_supervisor.rs
-//! │   └── Tenant(t)           tenant.rs       pops its lists by priority, routes jobs to IPs with credit
+//! │   └── Tenant(t)           tenant.rs       pops its lists by priority, routes jobs to IPs with credit (tenant_ports.rs: Redis, pools, Postgres)
 //! ├── IpSupervisor            ip_supervisor.rs
-//! │   └── Ip(a)               ip.rs           claims `queued → sending` (ip_claim.rs), feeds its delivery workers
+//! │   └── Ip(a)               ip.rs           claims `queued → sending` (ip_claim.rs), feeds its delivery workers (ip_ports.rs: Postgres, Redis)
 //! │       └── workers         delivery.rs     SMTP connections bound to the IP, report outcomes
 //! ├── WarmupSupervisor        warmup_supervisor.rs
 //! │   └── Warmup(s)           warmup.rs       per schedule: day-end verdicts, end of health pauses
@@ -30,10 +30,13 @@ pub mod cluster;
 pub mod context;
 pub mod delivery;
 pub mod directory;
+#[cfg(test)]
+mod fakes;
 pub mod feeder;
 pub mod handoff;
 pub mod ip;
 mod ip_claim;
+pub mod ip_ports;
 pub mod ip_supervisor;
 pub mod metrics;
 pub mod outcome;
@@ -46,6 +49,7 @@ pub mod status_writer;
 pub mod supervisor;
 mod takeover;
 pub mod tenant;
+pub mod tenant_ports;
 pub mod tenant_supervisor;
 pub mod warmup;
 pub mod warmup_supervisor;

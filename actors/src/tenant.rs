@@ -15,8 +15,12 @@
 //! until then and routes the jobs to another IP of their pool. When every IP of a
 //! job's pool is blocked, the job goes back to Postgres with `run_at` at the
 //! earliest reopening (the feeder sleeps until then): waiting costs nothing.
+//!
+//! Redis, the campaign pools and Postgres are reached through [`TenantPorts`]
+//! (the real adapter, or the fakes of the actor tests in `tenant_tests.rs`).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use penguin_engine::queue::Popped;
@@ -27,6 +31,7 @@ use uuid::Uuid;
 
 use crate::context::Ctx;
 use crate::ip::{IpActor, IpMsg};
+use crate::tenant_ports::TenantPorts;
 
 /// Most jobs taken from Redis in one pop.
 const MAX_POP: usize = 1_000;
@@ -39,6 +44,8 @@ pub struct TenantActor;
 
 pub struct TenantArgs {
     pub ctx: Ctx,
+    /// Redis lists, campaign pools, Postgres.
+    pub ports: Arc<dyn TenantPorts>,
     pub tenant_id: Uuid,
     pub ips: Vec<IpSpec>,
 }
@@ -94,6 +101,7 @@ enum Route {
 
 pub struct TenantState {
     ctx: Ctx,
+    ports: Arc<dyn TenantPorts>,
     tenant: Uuid,
     slots: HashMap<Uuid, Slot>,
     overflow: VecDeque<Popped>,
@@ -122,6 +130,7 @@ impl Actor for TenantActor {
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = TenantState {
             ctx: args.ctx,
+            ports: args.ports,
             tenant: args.tenant_id,
             slots: HashMap::new(),
             overflow: VecDeque::new(),
@@ -276,7 +285,7 @@ impl TenantState {
         if room > 0 {
             let deadline =
                 self.ctx.inflight_now_ms() + self.ctx.config.queue.inflight_deadline_ms as i64;
-            match self.ctx.queue.pop(self.tenant, room, deadline).await {
+            match self.ports.pop(self.tenant, room, deadline).await {
                 Ok((popped, dropped)) => {
                     popped_full = popped.len() == room;
                     if !popped.is_empty() || dropped > 0 {
@@ -325,18 +334,15 @@ impl TenantState {
     /// one), else whether it must wait for credit or for an allowance window.
     async fn pick_ip(&mut self, item: &Popped) -> Route {
         let job = item.payload.job();
-        let Ok(campaign) = self
-            .ctx
-            .campaigns
-            .get(&self.ctx.pg, job.tenant_id, job.campaign_id)
+        let Ok(campaign_ips) = self
+            .ports
+            .campaign_ips(job.tenant_id, job.campaign_id)
             .await
         else {
             return Route::Busy;
         };
         let now = self.ctx.clock.now();
-        let known: Vec<(&Uuid, &Slot)> = campaign
-            .spec
-            .ip_ids
+        let known: Vec<(&Uuid, &Slot)> = campaign_ips
             .iter()
             .filter_map(|ip| self.slots.get(ip).map(|slot| (ip, slot)))
             .collect();
@@ -373,15 +379,10 @@ impl TenantState {
         let Some(epoch) = self.ctx.fence(self.tenant) else {
             return;
         };
-        match penguin_engine::store::jobs::postpone_queued(
-            &self.ctx.pg,
-            self.tenant,
-            epoch,
-            &ids,
-            until,
-            now,
-        )
-        .await
+        match self
+            .ports
+            .postpone(self.tenant, epoch, &ids, until, now)
+            .await
         {
             // Another node took the tenant over: the jobs (and their Redis copies)
             // are its own now.
@@ -390,7 +391,7 @@ impl TenantState {
                 crate::metrics::allowance_wait(moved as usize);
                 tracing::debug!(tenant = %self.tenant, jobs = moved, %until, "pool used its allowance; jobs wait in postgres");
                 let raws: Vec<&[u8]> = jobs.iter().map(|p| p.raw.as_slice()).collect();
-                if let Err(err) = self.ctx.queue.ack(self.tenant, &raws).await {
+                if let Err(err) = self.ports.ack(self.tenant, &raws).await {
                     tracing::warn!(error = %err, "acknowledging waiting jobs failed");
                 }
                 crate::feeder::wake_at(&self.ctx, until);
@@ -402,3 +403,7 @@ impl TenantState {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "tenant_tests.rs"]
+mod tests;

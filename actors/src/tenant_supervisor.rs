@@ -3,6 +3,7 @@
 //! had popped stay in Redis' in-flight set and are re-queued by the Reaper.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use penguin_engine::store::routing::IpSpec;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -12,6 +13,7 @@ use crate::children::Children;
 use crate::context::Ctx;
 use crate::metrics;
 use crate::tenant::{TenantActor, TenantArgs, TenantMsg};
+use crate::tenant_ports::EngineTenantPorts;
 
 pub struct TenantSupervisor;
 
@@ -123,6 +125,7 @@ impl TenantSupState {
     async fn spawn(&mut self, myself: &ActorRef<TenantSupMsg>, tenant: Uuid) {
         let args = TenantArgs {
             ctx: self.ctx.clone(),
+            ports: Arc::new(EngineTenantPorts(self.ctx.clone())),
             tenant_id: tenant,
             ips: self.wanted.get(&tenant).cloned().unwrap_or_default(),
         };

@@ -71,6 +71,10 @@ pub struct FaultsArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write what the sink received (its records, a JSON array), so the
+    /// verdict can be checked against the raw evidence.
+    #[arg(long)]
+    pub sink_record: Option<PathBuf>,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 900)]
     pub timeout_secs: u64,
@@ -88,7 +92,14 @@ pub async fn run(args: FaultsArgs) -> anyhow::Result<()> {
     );
     let sink = Sink::start(SinkConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)))).await?;
     let outcome = run_with_sink(&args, &sink).await;
+    let record = args
+        .sink_record
+        .as_ref()
+        .map(|path| (path, serde_json::to_vec(&sink.messages())));
     sink.shutdown().await;
+    if let Some((path, record)) = record {
+        std::fs::write(path, record?).with_context(|| format!("writing {}", path.display()))?;
+    }
     let report = outcome?;
     report.print();
     if let Some(path) = &args.json {

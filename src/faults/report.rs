@@ -272,9 +272,15 @@ pub fn judge(inputs: Inputs<'_>) -> Report {
 impl Report {
     /// The report for people, on standard output.
     pub fn print(&self) {
+        print!("{}", self.text());
+    }
+
+    /// The report for people: one line of counts, one of caps, one per fault,
+    /// the time taken and the verdict.
+    pub fn text(&self) -> String {
         let report = self;
-        println!(
-            "jobs {} ({}), delivered {}, waiting {}, lost {}, copies {} (allowed {}), unexpected {}",
+        let mut out = format!(
+            "jobs {} ({}), delivered {}, waiting {}, lost {}, copies {} (allowed {}), unexpected {}\n",
             report.jobs,
             report
                 .states
@@ -289,8 +295,8 @@ impl Report {
             report.copies_allowed,
             report.unexpected
         );
-        println!(
-            "most per IP and hour {} (cap {}), per IP and day {} (volume {}), overshoot {}",
+        out += &format!(
+            "most per IP and hour {} (cap {}), per IP and day {} (volume {}), overshoot {}\n",
             report.most_per_ip_hour,
             cap(report.ip_hourly_cap),
             report.most_per_ip_day,
@@ -298,8 +304,8 @@ impl Report {
             report.cap_overshoot
         );
         for fault in &report.faults {
-            println!(
-                "  {}{}: {} under way, recovered in {}",
+            out += &format!(
+                "  {}{}: {} under way, recovered in {}\n",
                 fault.kind,
                 fault
                     .node
@@ -313,15 +319,20 @@ impl Report {
                     .unwrap_or_else(|| "- (nothing left to send)".into())
             );
         }
-        println!("took {:.1} s", report.elapsed_ms as f64 / 1000.0);
+        out += &format!("took {:.1} s\n", report.elapsed_ms as f64 / 1000.0);
         if report.failures.is_empty() {
-            println!("PASSED");
+            out += "PASSED\n";
         } else {
-            println!("FAILED: {}", report.failures.join("; "));
+            out += &format!("FAILED: {}\n", report.failures.join("; "));
         }
+        out
     }
 }
 
 fn cap(n: u32) -> String {
     if n == 0 { "none".into() } else { n.to_string() }
 }
+
+#[cfg(test)]
+#[path = "report_tests.rs"]
+mod tests;

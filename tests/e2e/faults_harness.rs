@@ -9,10 +9,19 @@
 //! beyond the transactions under way on the nodes hit, no message from
 //! nowhere, no IP over its hourly cap, and the campaigns recovering from
 //! each fault.
+//!
+//! The report is not taken on its word: lost, waiting, delivered and copied
+//! jobs, and the busiest IP hour, are counted again here from the sink's raw
+//! record (which tenant's IP sent to which recipient) and the jobs' states in
+//! Postgres, and the report must agree with those counts.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::Duration;
 
+use penguin_engine::sink::ReceivedMessage;
 use serde_json::Value;
+use uuid::Uuid;
 
 use crate::support::TestEnv;
 
@@ -27,6 +36,7 @@ async fn the_fault_harness_passes_every_kind_of_fault_on_three_nodes() {
     let dir = std::env::temp_dir().join(format!("penguin-e2e-faults-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let report_file = dir.join("report.json");
+    let record_file = dir.join("sink.json");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/faults.toml");
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_penguin"));
     command
@@ -43,6 +53,8 @@ async fn the_fault_harness_passes_every_kind_of_fault_on_three_nodes() {
         ])
         .arg("--json")
         .arg(&report_file)
+        .arg("--sink-record")
+        .arg(&record_file)
         .kill_on_drop(true);
     // The shipped rehearsal configuration, on this test's servers.
     for (key, _) in std::env::vars() {
@@ -67,7 +79,10 @@ async fn the_fault_harness_passes_every_kind_of_fault_on_three_nodes() {
         &stderr[stderr.len().saturating_sub(6_000)..]
     );
     let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    let record: Vec<ReceivedMessage> =
+        serde_json::from_slice(&std::fs::read(&record_file).unwrap()).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+    recheck(&env, &report, &record).await;
 
     assert_eq!(report["failures"], serde_json::json!([]));
     assert_eq!(report["jobs"], TENANTS * LEADS);
@@ -105,4 +120,88 @@ async fn the_fault_harness_passes_every_kind_of_fault_on_three_nodes() {
             "no message after {fault}"
         );
     }
+}
+
+/// Counts lost, waiting, delivered and copied jobs again from the sink's record
+/// and Postgres, without the report's Message-ID matching: a message belongs to
+/// the tenant whose IP sent it, and to that tenant's job for its recipient.
+/// Then the report must say the same, and nothing may be lost.
+async fn recheck(env: &TestEnv, report: &Value, record: &[ReceivedMessage]) {
+    let tenant_of_ip: HashMap<IpAddr, Uuid> = env
+        .psql("SELECT host(address), tenant_id FROM smtp_ips")
+        .await
+        .iter()
+        .map(|r| (r.get::<_, String>(0).parse().unwrap(), r.get(1)))
+        .collect();
+    // (tenant, recipient) → the job's state.
+    let jobs: HashMap<(Uuid, String), String> = env
+        .psql(
+            "SELECT j.tenant_id, l.email, j.status FROM send_jobs j
+             JOIN leads l ON l.tenant_id = j.tenant_id AND l.id = j.lead_id",
+        )
+        .await
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect();
+    assert_eq!(jobs.len() as u64, TENANTS * LEADS, "one job per recipient");
+    let mut received: HashMap<(Uuid, String), u64> = HashMap::new();
+    let mut per_ip_hour: HashMap<(IpAddr, i64), u64> = HashMap::new();
+    for message in record {
+        let tenant = tenant_of_ip
+            .get(&message.source_ip)
+            .unwrap_or_else(|| panic!("a message from {}, no IP of the run", message.source_ip));
+        *per_ip_hour
+            .entry((message.source_ip, message.begun_at_ms.div_euclid(3_600_000)))
+            .or_default() += 1;
+        for rcpt in &message.rcpt_to {
+            let key = (*tenant, rcpt.to_lowercase());
+            assert!(jobs.contains_key(&key), "{rcpt} is no job of its tenant");
+            *received.entry(key).or_default() += 1;
+        }
+    }
+    let not_received = |key: &(Uuid, String)| !received.contains_key(key);
+    let lost: Vec<_> = jobs
+        .iter()
+        .filter(|(key, status)| {
+            not_received(key) && !matches!(status.as_str(), "pending" | "queued" | "deferred")
+        })
+        .collect();
+    let waiting = jobs.keys().filter(|key| not_received(key)).count() - lost.len();
+    let copies: u64 = received.values().map(|n| n - 1).sum();
+    let most_per_ip_hour = per_ip_hour.values().copied().max().unwrap_or(0);
+    eprintln!(
+        "rechecked: {} delivered, {waiting} waiting, {} lost, {copies} copies, at most {most_per_ip_hour} per IP and hour",
+        received.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "{} jobs never reached the sink although not waiting, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert_eq!(report["lost"], 0, "the report agrees nothing was lost");
+    assert_eq!(
+        report["delivered"],
+        received.len() as u64,
+        "the report's delivered jobs are the recipients the sink got mail for"
+    );
+    assert_eq!(
+        report["waiting"], waiting as u64,
+        "the report's waiting jobs are those the sink never got, left pending"
+    );
+    assert_eq!(
+        report["copies"], copies,
+        "the report's copies are the sink's"
+    );
+    assert_eq!(report["most_per_ip_hour"], most_per_ip_hour);
+    assert!(
+        most_per_ip_hour <= CAP,
+        "{most_per_ip_hour} from one IP in one hour"
+    );
+    let allowed = report["copies_allowed"].as_u64().unwrap();
+    assert!(
+        copies <= allowed,
+        "{copies} copies at the sink, {allowed} transactions under way at the faults"
+    );
 }
