@@ -120,7 +120,7 @@ impl Allowance {
             )
             .await?;
             tracing::info!(ip = %spec.address, day = %local.day, sent_today = used.day_total, "rebuilding ip counters from postgres");
-            crate::metrics::counters_rebuilt();
+            ctx.metrics.counters_rebuilt();
             self.counters
                 .seed(&slot, used.day_total, used.hour_total)
                 .await?;

@@ -99,7 +99,7 @@ impl IpState {
         match jobs::claim_sending(&self.ctx.pg, tenant, epoch, pairs, campaigns, now, mark).await {
             Ok(claim) if claim.fenced => {
                 tracing::warn!(ip = %self.spec.address, "claim refused: the tenant's epoch moved on");
-                crate::metrics::fenced("claim", offered);
+                self.ctx.metrics.fenced("claim", offered);
                 None
             }
             Ok(claim) => Some((claim, epoch)),
@@ -120,7 +120,7 @@ impl IpState {
             .map(|p| p.payload.job())
             .filter(|job| suppressed.contains(&job.job_id) && seen.insert(job.job_id))
             .map(|job| {
-                crate::metrics::message("suppressed");
+                self.ctx.metrics.message("suppressed");
                 Event {
                     tenant_id: job.tenant_id,
                     campaign_id: job.campaign_id,
