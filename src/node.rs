@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
 use penguin_actors::{EngineDeps, EngineHandle, start_engine};
 use penguin_config::Config;
 use penguin_engine::clock::{SharedClock, SystemClock};
@@ -35,19 +35,19 @@ pub struct Node {
 
 /// How to start a node beyond its configuration.
 pub struct NodeOptions {
-    pub metrics: PrometheusHandle,
+    /// The node's own metrics registry: its actors and its listeners record
+    /// there and its `/metrics` renders it (the caller runs its upkeep).
+    pub metrics: Arc<PrometheusRecorder>,
     pub clock: SharedClock,
     /// MX resolution; `None` uses hickory configured by `[delivery.dns]`.
     pub resolver: Option<Arc<dyn MxResolver>>,
 }
 
 impl NodeOptions {
-    /// A private metrics registry (not the global recorder) and the wall clock.
+    /// A registry of its own and the wall clock.
     pub fn standalone() -> Self {
         Self {
-            metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
-                .build_recorder()
-                .handle(),
+            metrics: Arc::new(PrometheusBuilder::new().build_recorder()),
             clock: Arc::new(SystemClock),
             resolver: None,
         }
@@ -69,6 +69,7 @@ impl Node {
             redis: redis.clone(),
             clock: options.clock,
             resolver: options.resolver,
+            metrics: penguin_actors::metrics::Metrics::new(options.metrics.clone()),
         })
         .await
         .context("starting the engine")?;

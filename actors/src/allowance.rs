@@ -110,7 +110,7 @@ impl Allowance {
                 .usage(spec.tenant_id, spec.id, local.day, local.hour_start)
                 .await?;
             tracing::info!(ip = %spec.address, day = %local.day, sent_today = used.day_total, "rebuilding ip counters from postgres");
-            crate::metrics::counters_rebuilt();
+            ctx.metrics.counters_rebuilt();
             ports.seed(&slot, used.day_total, used.hour_total).await?;
             reserved = reserve().await?;
         }

@@ -43,7 +43,7 @@ use crate::context::{Ctx, Ownership};
 use crate::ip_supervisor::IpSupMsg;
 use crate::tenant_supervisor::TenantSupMsg;
 use crate::warmup_supervisor::WarmupSupMsg;
-use crate::{feeder, metrics, takeover};
+use crate::{feeder, takeover};
 
 pub struct Cluster;
 
@@ -262,7 +262,7 @@ impl ClusterState {
         for ip in &owned_ips {
             per_tenant.entry(ip.tenant_id).or_default().push(ip.clone());
         }
-        metrics::owned_tenants(owned.len());
+        self.ctx.metrics.owned_tenants(owned.len());
         let drained = self.draining && owned.is_empty() && self.leaving.is_empty();
         let ownership = Arc::new(Ownership {
             tenants: owned,

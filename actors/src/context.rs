@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::campaigns::CampaignCache;
 use crate::directory::Directory;
+use crate::metrics::Metrics;
 use crate::render::Renderer;
 
 /// The tenants (and their IPs) whose lease this node holds right now.
@@ -50,6 +51,8 @@ pub struct EngineContext {
     pub stopped_campaigns: RwLock<HashSet<Uuid>>,
     /// How often the actors that poll woke up (tests count them while jobs wait).
     pub wakeups: Wakeups,
+    /// This node's metrics registry (`/metrics` of its API shows it).
+    pub metrics: Metrics,
     /// Messages this node handed to a receiving server (2xx), for its membership
     /// record's send rate.
     pub sent: std::sync::atomic::AtomicU64,

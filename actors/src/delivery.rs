@@ -52,6 +52,7 @@ use tokio::time::Instant;
 use crate::breaker::{Breakers, Observed};
 use crate::context::Ctx;
 use crate::ip::IpMsg;
+use crate::metrics::Metrics;
 use crate::outcome::{
     Finish, address_lookup_outcome, dns_outcome, outcome_records, refusal_reason,
 };
@@ -60,7 +61,7 @@ pub use crate::ready::ReadyQueues;
 use crate::render::RenderJob;
 use crate::shaping::{Admission, Shaping};
 use crate::tenant::TenantMsg;
-use crate::{analytics, metrics, status_writer};
+use crate::{analytics, status_writer};
 
 /// A claimed job waiting for a worker.
 pub struct Work {
@@ -213,13 +214,13 @@ impl Worker {
             Err(reason) => return Finish::Failed(reason),
         };
 
-        if let Some(late) = too_late(job, deadline) {
+        if let Some(late) = too_late(&self.ctx.metrics, job, deadline) {
             return late;
         }
         let domain = email_domain(&job.recipient);
         let lookup = destinations(&self.ctx.routes, &*self.ctx.resolver, domain);
         let Ok(found) = tokio::time::timeout_at(deadline, lookup).await else {
-            metrics::attempt_deadline("in_smtp");
+            self.ctx.metrics.attempt_deadline("in_smtp");
             return Finish::Smtp {
                 outcome: DeliveryOutcome::deadline_passed(Stage::Connect),
                 message_id,
@@ -266,7 +267,7 @@ impl Worker {
             }
         }
         self.pacer.pace().await;
-        if let Some(late) = too_late(job, deadline) {
+        if let Some(late) = too_late(&self.ctx.metrics, job, deadline) {
             return late;
         }
         let conn = &mut open.as_mut().expect("connection just ensured").conn;
@@ -277,7 +278,7 @@ impl Worker {
             .send(&campaign.spec.from_address, &job.recipient, &body)
             .await;
         if !outcome.is_sent() && Instant::now() >= deadline {
-            metrics::attempt_deadline("in_smtp");
+            self.ctx.metrics.attempt_deadline("in_smtp");
         }
         Finish::Smtp {
             outcome,
@@ -327,7 +328,7 @@ impl Worker {
                 Ok(Ok(vetted)) => vetted,
             };
             for r in &vetted.refused {
-                metrics::refused_address(r.kind.as_str());
+                self.ctx.metrics.refused_address(r.kind.as_str());
                 tracing::warn!(host = %r.host, address = %r.address, range = r.kind.as_str(), "MX address is not globally routable: not connecting");
             }
             refused.extend(vetted.refused);
@@ -346,7 +347,7 @@ impl Worker {
             );
             match connecting.await {
                 Ok(conn) => {
-                    metrics::smtp_connection();
+                    self.ctx.metrics.smtp_connection();
                     return Ok(Open {
                         conn,
                         dest: dest.clone(),
@@ -374,7 +375,7 @@ impl Worker {
 
     async fn report(&self, work: Work, finish: Finish) {
         if matches!(finish, Finish::Abandoned) {
-            metrics::lease_expired_abandoned();
+            self.ctx.metrics.lease_expired_abandoned();
             tracing::warn!(job = %work.job.job_id, "lease not surely held: job left to its tenant's owner");
             self.ctx.abandoned.lock().expect("abandoned lock").push((
                 work.job.tenant_id,
@@ -479,7 +480,7 @@ impl Worker {
                 for_secs = rule.action.duration().as_secs(),
                 "reply rule matched"
             );
-            metrics::reply_rule(rule.action.as_str());
+            self.ctx.metrics.reply_rule(rule.action.as_str());
             self.shaping.apply(provider, rule.action, now);
         }
     }
@@ -487,11 +488,11 @@ impl Worker {
 
 /// A job whose attempt deadline passed before its SMTP transaction began is
 /// released unattempted: the Reaper may soon return it anyway.
-fn too_late(job: &JobV1, deadline: Instant) -> Option<Finish> {
+fn too_late(metrics: &Metrics, job: &JobV1, deadline: Instant) -> Option<Finish> {
     if Instant::now() < deadline {
         return None;
     }
-    metrics::attempt_deadline("before_smtp");
+    metrics.attempt_deadline("before_smtp");
     tracing::warn!(job = %job.job_id, "attempt deadline passed before SMTP; job released");
     Some(Finish::Released)
 }

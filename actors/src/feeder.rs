@@ -25,7 +25,6 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::context::Ctx;
-use crate::metrics;
 use crate::tenant::TenantMsg;
 
 /// Pause between rounds while work keeps coming (lets pushes batch up).
@@ -206,7 +205,7 @@ impl FeederState {
                 return 0;
             }
         };
-        metrics::queue_depth(depths.iter().sum());
+        self.ctx.metrics.queue_depth(depths.iter().sum());
         let window = self.ctx.config.queue.window;
         let mut fed = 0;
         self.full.clear();
@@ -254,7 +253,7 @@ impl FeederState {
             }
             return 0;
         }
-        metrics::jobs_fed(encoded.len());
+        self.ctx.metrics.jobs_fed(encoded.len());
         if let Some(actor) = self.ctx.directory.tenant(tenant) {
             let _ = actor.cast(TenantMsg::JobsAvailable);
         }

@@ -39,8 +39,8 @@ use crate::delivery::{ReadyQueues, Work, Worker};
 use crate::ip_ports::IpPorts;
 use crate::pacer::Pacer;
 use crate::shaping::Shaping;
+use crate::status_writer;
 use crate::tenant::TenantMsg;
-use crate::{metrics, status_writer};
 
 pub struct IpActor;
 
@@ -123,7 +123,7 @@ impl Actor for IpActor {
         };
         if released > 0 {
             tracing::warn!(ip = %spec.address, released, "returned jobs left `sending` by a previous incarnation");
-            crate::metrics::jobs_recovered("ip_restart", released);
+            ctx.metrics.jobs_recovered("ip_restart", released);
         }
         let spec = Arc::new(spec);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -352,7 +352,7 @@ impl IpState {
         for trip in trips {
             match trip {
                 Trip::PauseIp(why) => {
-                    metrics::health_trip("pause_ip");
+                    self.ctx.metrics.health_trip("pause_ip");
                     self.paused.store(true, Ordering::Release);
                     let until = now + pause_for;
                     tracing::warn!(ip = %self.spec.address, %why, %until, "health breaker paused the ip");
@@ -382,13 +382,13 @@ impl IpState {
                     }
                 }
                 Trip::SuspendPair { provider, why } => {
-                    metrics::health_trip("suspend_pair");
+                    self.ctx.metrics.health_trip("suspend_pair");
                     tracing::warn!(ip = %self.spec.address, %provider, %why, "health breaker suspended the pair");
                     self.shaping
                         .suspend_pair(&provider, pause_for, health.resume_factor, now);
                 }
                 Trip::SlowPair { provider, why } => {
-                    metrics::health_trip("slow_pair");
+                    self.ctx.metrics.health_trip("slow_pair");
                     tracing::warn!(ip = %self.spec.address, %provider, %why, "health breaker slowed the pair");
                     self.shaping.slow_pair(&provider, 0.5, pause_for, now);
                 }

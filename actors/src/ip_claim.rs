@@ -107,7 +107,7 @@ impl IpState {
         match claimed {
             Ok(claim) if claim.fenced => {
                 tracing::warn!(ip = %self.spec.address, "claim refused: the tenant's epoch moved on");
-                crate::metrics::fenced("claim", offered);
+                self.ctx.metrics.fenced("claim", offered);
                 None
             }
             Ok(claim) => Some((claim, epoch)),
@@ -128,7 +128,7 @@ impl IpState {
             .map(|p| p.payload.job())
             .filter(|job| suppressed.contains(&job.job_id) && seen.insert(job.job_id))
             .map(|job| {
-                crate::metrics::message("suppressed");
+                self.ctx.metrics.message("suppressed");
                 Event {
                     tenant_id: job.tenant_id,
                     campaign_id: job.campaign_id,

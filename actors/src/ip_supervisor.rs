@@ -17,7 +17,6 @@ use crate::children::Children;
 use crate::context::Ctx;
 use crate::ip::{IpActor, IpArgs, IpMsg};
 use crate::ip_ports::EngineIpPorts;
-use crate::metrics;
 
 pub struct IpSupervisor;
 
@@ -105,7 +104,7 @@ impl Actor for IpSupervisor {
         };
         state.ctx.directory.set_ip(ip, None);
         if !state.draining && state.wanted.contains_key(&ip) {
-            metrics::actor_restart("ip");
+            state.ctx.metrics.actor_restart("ip");
             let delay = state.children.backoff(&ip);
             tracing::warn!(%ip, ?delay, "restarting ip actor");
             myself.send_after(delay, move || IpSupMsg::Respawn(ip));

@@ -1,7 +1,15 @@
 //! Every metric the actors emit, declared in one place. Names follow
 //! `penguin_<what>_<unit>`; labels come from small fixed sets.
+//!
+//! A node records into its own registry through [`Metrics`] (held by the
+//! engine context), never the process-wide recorder: nodes sharing a process
+//! (the demo, the tests) each count only their own work on their `/metrics`.
 
-use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use std::sync::Arc;
+
+use metrics::{
+    Recorder, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 
 pub const MESSAGES: &str = "penguin_messages_total";
 pub const QUEUE_DEPTH: &str = "penguin_queue_depth_jobs";
@@ -23,146 +31,167 @@ pub const FENCED: &str = "penguin_fenced_writes_total";
 pub const REFUSED_ADDRESSES: &str = "penguin_delivery_refused_addresses_total";
 pub const ATTEMPT_DEADLINE: &str = "penguin_delivery_attempt_deadline_total";
 
-/// Registers descriptions with the installed recorder (no-op without one).
-pub fn describe() {
-    describe_counter!(
-        MESSAGES,
-        "Delivery attempts by outcome (sent, deferred, bounced, failed, suppressed)."
-    );
-    describe_gauge!(
-        QUEUE_DEPTH,
-        "Jobs waiting in the Redis lists of the tenants this node owns."
-    );
-    describe_histogram!(
-        PICKUP_LATENCY,
-        "Time from a job being due to the SMTP server accepting it."
-    );
-    describe_counter!(
-        ACTOR_RESTARTS,
-        "Actors restarted by their supervisor, by actor kind."
-    );
-    describe_counter!(SMTP_CONNECTIONS, "SMTP connections opened.");
-    describe_counter!(
-        LEASE_ABANDONED,
-        "Claimed jobs not sent because this node's leases were no longer surely held."
-    );
-    describe_counter!(
-        FENCED,
-        "Job writes refused because the tenant's epoch moved on (another node took it over) or, for status writes, the job was claimed again since (the Reaper returned it), by write (claim, status)."
-    );
-    describe_counter!(
-        REFUSED_ADDRESSES,
-        "MX addresses never connected to because they are not globally routable, by range (loopback, private, cloud-metadata, ...)."
-    );
-    describe_counter!(
-        ATTEMPT_DEADLINE,
-        "Delivery attempts cut by `[delivery] attempt_timeout_ms`, by when (before_smtp: released unattempted; in_smtp: deferred)."
-    );
-    describe_counter!(JOBS_FED, "Jobs moved from Postgres to Redis.");
-    describe_counter!(JOBS_RECOVERED, "Jobs returned by the reaper, by reason.");
-    describe_gauge!(OWNED_TENANTS, "Tenants whose lease this node holds.");
-    describe_counter!(
-        REPLY_RULES,
-        "Replies that matched a reply rule, by action (slow_down, suspend)."
-    );
-    describe_counter!(
-        COUNTERS_REBUILT,
-        "Per-IP day counters rebuilt in Redis from Postgres (Redis lost them)."
-    );
-    describe_counter!(
-        IP_TRIPS,
-        "Health breakers that fired, by action (pause_ip, suspend_pair, slow_pair)."
-    );
-    describe_counter!(
-        ALLOWANCE_WAITS,
-        "Jobs left waiting in Postgres because every IP of their pool had used its allowance."
-    );
-    describe_counter!(
-        POSTPONED,
-        "Jobs sent back to Postgres with a later run_at by shaping, by reason."
-    );
-    describe_counter!(
-        WARMUP_DECISIONS,
-        "End-of-day warm-up verdicts applied, by decision (advance, hold, step_back, rewarm)."
-    );
-    describe_counter!(
-        IP_AUTO_RESUMED,
-        "IPs resumed automatically when their health pause ended."
-    );
+/// Where one node's actors record their metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<dyn Recorder + Send + Sync>,
 }
 
-pub fn message(outcome: &'static str) {
-    counter!(MESSAGES, "outcome" => outcome).increment(1);
-}
+impl Metrics {
+    /// Records into `recorder` (the node's registry).
+    pub fn new(recorder: Arc<dyn Recorder + Send + Sync>) -> Self {
+        Self { recorder }
+    }
 
-pub fn queue_depth(jobs: usize) {
-    gauge!(QUEUE_DEPTH).set(jobs as f64);
-}
+    /// Runs `record` with this node's registry as the recorder (on this thread,
+    /// for as long as `record` runs).
+    fn record(&self, record: impl FnOnce()) {
+        metrics::with_local_recorder(self.recorder.as_ref(), record);
+    }
 
-pub fn pickup_latency(seconds: f64) {
-    histogram!(PICKUP_LATENCY).record(seconds);
-}
+    /// Registers descriptions with the node's registry.
+    pub fn describe(&self) {
+        self.record(|| {
+            describe_counter!(
+                MESSAGES,
+                "Delivery attempts by outcome (sent, deferred, bounced, failed, suppressed)."
+            );
+            describe_gauge!(
+                QUEUE_DEPTH,
+                "Jobs waiting in the Redis lists of the tenants this node owns."
+            );
+            describe_histogram!(
+                PICKUP_LATENCY,
+                "Time from a job being due to the SMTP server accepting it."
+            );
+            describe_counter!(
+                ACTOR_RESTARTS,
+                "Actors restarted by their supervisor, by actor kind."
+            );
+            describe_counter!(SMTP_CONNECTIONS, "SMTP connections opened.");
+            describe_counter!(
+                LEASE_ABANDONED,
+                "Claimed jobs not sent because this node's leases were no longer surely held."
+            );
+            describe_counter!(
+                FENCED,
+                "Job writes refused because the tenant's epoch moved on (another node took it over) or, for status writes, the job was claimed again since (the Reaper returned it), by write (claim, status)."
+            );
+            describe_counter!(
+                REFUSED_ADDRESSES,
+                "MX addresses never connected to because they are not globally routable, by range (loopback, private, cloud-metadata, ...)."
+            );
+            describe_counter!(
+                ATTEMPT_DEADLINE,
+                "Delivery attempts cut by `[delivery] attempt_timeout_ms`, by when (before_smtp: released unattempted; in_smtp: deferred)."
+            );
+            describe_counter!(JOBS_FED, "Jobs moved from Postgres to Redis.");
+            describe_counter!(JOBS_RECOVERED, "Jobs returned by the reaper, by reason.");
+            describe_gauge!(OWNED_TENANTS, "Tenants whose lease this node holds.");
+            describe_counter!(
+                REPLY_RULES,
+                "Replies that matched a reply rule, by action (slow_down, suspend)."
+            );
+            describe_counter!(
+                COUNTERS_REBUILT,
+                "Per-IP day counters rebuilt in Redis from Postgres (Redis lost them)."
+            );
+            describe_counter!(
+                IP_TRIPS,
+                "Health breakers that fired, by action (pause_ip, suspend_pair, slow_pair)."
+            );
+            describe_counter!(
+                ALLOWANCE_WAITS,
+                "Jobs left waiting in Postgres because every IP of their pool had used its allowance."
+            );
+            describe_counter!(
+                POSTPONED,
+                "Jobs sent back to Postgres with a later run_at by shaping, by reason."
+            );
+            describe_counter!(
+                WARMUP_DECISIONS,
+                "End-of-day warm-up verdicts applied, by decision (advance, hold, step_back, rewarm)."
+            );
+            describe_counter!(
+                IP_AUTO_RESUMED,
+                "IPs resumed automatically when their health pause ended."
+            );
+        });
+    }
 
-pub fn actor_restart(kind: &'static str) {
-    counter!(ACTOR_RESTARTS, "actor" => kind).increment(1);
-}
+    pub fn message(&self, outcome: &'static str) {
+        self.record(|| counter!(MESSAGES, "outcome" => outcome).increment(1));
+    }
 
-pub fn lease_expired_abandoned() {
-    counter!(LEASE_ABANDONED).increment(1);
-}
+    pub fn queue_depth(&self, jobs: usize) {
+        self.record(|| gauge!(QUEUE_DEPTH).set(jobs as f64));
+    }
 
-pub fn fenced(write: &'static str, n: usize) {
-    counter!(FENCED, "write" => write).increment(n as u64);
-}
+    pub fn pickup_latency(&self, seconds: f64) {
+        self.record(|| histogram!(PICKUP_LATENCY).record(seconds));
+    }
 
-pub fn refused_address(range: &'static str) {
-    counter!(REFUSED_ADDRESSES, "range" => range).increment(1);
-}
+    pub fn actor_restart(&self, kind: &'static str) {
+        self.record(|| counter!(ACTOR_RESTARTS, "actor" => kind).increment(1));
+    }
 
-pub fn attempt_deadline(when: &'static str) {
-    counter!(ATTEMPT_DEADLINE, "when" => when).increment(1);
-}
+    pub fn lease_expired_abandoned(&self) {
+        self.record(|| counter!(LEASE_ABANDONED).increment(1));
+    }
 
-pub fn smtp_connection() {
-    counter!(SMTP_CONNECTIONS).increment(1);
-}
+    pub fn fenced(&self, write: &'static str, n: usize) {
+        self.record(|| counter!(FENCED, "write" => write).increment(n as u64));
+    }
 
-pub fn jobs_fed(n: usize) {
-    counter!(JOBS_FED).increment(n as u64);
-}
+    pub fn refused_address(&self, range: &'static str) {
+        self.record(|| counter!(REFUSED_ADDRESSES, "range" => range).increment(1));
+    }
 
-pub fn jobs_recovered(reason: &'static str, n: u64) {
-    counter!(JOBS_RECOVERED, "reason" => reason).increment(n);
-}
+    pub fn attempt_deadline(&self, when: &'static str) {
+        self.record(|| counter!(ATTEMPT_DEADLINE, "when" => when).increment(1));
+    }
 
-pub fn owned_tenants(n: usize) {
-    gauge!(OWNED_TENANTS).set(n as f64);
-}
+    pub fn smtp_connection(&self) {
+        self.record(|| counter!(SMTP_CONNECTIONS).increment(1));
+    }
 
-pub fn reply_rule(action: &'static str) {
-    counter!(REPLY_RULES, "action" => action).increment(1);
-}
+    pub fn jobs_fed(&self, n: usize) {
+        self.record(|| counter!(JOBS_FED).increment(n as u64));
+    }
 
-pub fn postponed(why: &'static str) {
-    counter!(POSTPONED, "reason" => why).increment(1);
-}
+    pub fn jobs_recovered(&self, reason: &'static str, n: u64) {
+        self.record(|| counter!(JOBS_RECOVERED, "reason" => reason).increment(n));
+    }
 
-pub fn counters_rebuilt() {
-    counter!(COUNTERS_REBUILT).increment(1);
-}
+    pub fn owned_tenants(&self, n: usize) {
+        self.record(|| gauge!(OWNED_TENANTS).set(n as f64));
+    }
 
-pub fn health_trip(action: &'static str) {
-    counter!(IP_TRIPS, "action" => action).increment(1);
-}
+    pub fn reply_rule(&self, action: &'static str) {
+        self.record(|| counter!(REPLY_RULES, "action" => action).increment(1));
+    }
 
-pub fn allowance_wait(n: usize) {
-    counter!(ALLOWANCE_WAITS).increment(n as u64);
-}
+    pub fn postponed(&self, why: &'static str) {
+        self.record(|| counter!(POSTPONED, "reason" => why).increment(1));
+    }
 
-pub fn warmup_decision(decision: &'static str) {
-    counter!(WARMUP_DECISIONS, "decision" => decision).increment(1);
-}
+    pub fn counters_rebuilt(&self) {
+        self.record(|| counter!(COUNTERS_REBUILT).increment(1));
+    }
 
-pub fn ip_auto_resumed() {
-    counter!(IP_AUTO_RESUMED).increment(1);
+    pub fn health_trip(&self, action: &'static str) {
+        self.record(|| counter!(IP_TRIPS, "action" => action).increment(1));
+    }
+
+    pub fn allowance_wait(&self, n: usize) {
+        self.record(|| counter!(ALLOWANCE_WAITS).increment(n as u64));
+    }
+
+    pub fn warmup_decision(&self, decision: &'static str) {
+        self.record(|| counter!(WARMUP_DECISIONS, "decision" => decision).increment(1));
+    }
+
+    pub fn ip_auto_resumed(&self) {
+        self.record(|| counter!(IP_AUTO_RESUMED).increment(1));
+    }
 }

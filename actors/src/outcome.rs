@@ -13,7 +13,6 @@ use uuid::Uuid;
 
 use crate::context::Ctx;
 use crate::delivery::Work;
-use crate::metrics;
 
 /// How one job ended on this worker.
 pub(crate) enum Finish {
@@ -75,7 +74,7 @@ pub(crate) fn outcome_records(
     match finish {
         Finish::Released | Finish::HandOff(_) | Finish::Abandoned => return (transition, None),
         Finish::Postponed { until, why } => {
-            metrics::postponed(why);
+            ctx.metrics.postponed(why);
             transition.run_at = Some(until);
             transition.reply = Some(format!("postponed: {why}"));
             return (transition, None);
@@ -100,7 +99,7 @@ pub(crate) fn outcome_records(
             transition.to = match &outcome {
                 DeliveryOutcome::Sent { .. } => {
                     let latency = (now.unix_timestamp_nanos() / 1_000_000) as i64 - job.due_ms;
-                    metrics::pickup_latency(latency.max(0) as f64 / 1000.0);
+                    ctx.metrics.pickup_latency(latency.max(0) as f64 / 1000.0);
                     JobStatus::Sent
                 }
                 DeliveryOutcome::Bounced { .. } => JobStatus::Bounced,
@@ -130,7 +129,7 @@ pub(crate) fn outcome_records(
             };
         }
     }
-    metrics::message(transition.to.as_str());
+    ctx.metrics.message(transition.to.as_str());
     if transition.to == JobStatus::Sent {
         ctx.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

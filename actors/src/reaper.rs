@@ -14,8 +14,8 @@ use penguin_engine::store::jobs;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::context::Ctx;
+use crate::feeder;
 use crate::tenant::TenantMsg;
-use crate::{feeder, metrics};
 
 pub struct Reaper;
 
@@ -72,7 +72,9 @@ impl ReaperState {
             {
                 Ok(0) => {}
                 Ok(moved) => {
-                    metrics::jobs_recovered("inflight_expired", moved as u64);
+                    self.ctx
+                        .metrics
+                        .jobs_recovered("inflight_expired", moved as u64);
                     if let Some(actor) = self.ctx.directory.tenant(tenant) {
                         let _ = actor.cast(TenantMsg::JobsAvailable);
                     }
@@ -89,7 +91,7 @@ impl ReaperState {
             Ok(0) => {}
             Ok(n) => {
                 tracing::warn!(jobs = n, "returned jobs stuck in `sending`");
-                metrics::jobs_recovered("sending_timeout", n);
+                self.ctx.metrics.jobs_recovered("sending_timeout", n);
                 returned += n;
             }
             Err(err) => tracing::warn!(error = %err, "releasing stale sending jobs failed"),
@@ -139,10 +141,10 @@ pub(crate) async fn recover_redis_loss(ctx: &Ctx, tenant: uuid::Uuid, taking_ove
         Ok(Some(n)) => {
             if n > 0 && taking_over {
                 tracing::info!(%tenant, jobs = n, "took over queued jobs without a redis copy");
-                metrics::jobs_recovered("takeover", n);
+                ctx.metrics.jobs_recovered("takeover", n);
             } else if n > 0 {
                 tracing::warn!(%tenant, jobs = n, "redis lost this tenant's queue; re-feeding from postgres");
-                metrics::jobs_recovered("redis_lost", n);
+                ctx.metrics.jobs_recovered("redis_lost", n);
             }
             if let Err(err) = ctx.queue.mark_live(tenant).await {
                 tracing::warn!(%tenant, error = %err, "marking redis state failed");

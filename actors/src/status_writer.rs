@@ -157,7 +157,7 @@ impl StatusState {
                         refused,
                         "job outcomes refused: their claims passed to another node"
                     );
-                    crate::metrics::fenced("status", refused);
+                    self.ctx.metrics.fenced("status", refused);
                 }
                 // Jobs back in the backlog: the feeder wakes when the first is due.
                 let back = self.buffer[..take]

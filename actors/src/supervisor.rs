@@ -35,12 +35,13 @@ use crate::directory::Directory;
 use crate::feeder::Feeder;
 use crate::ip::IpMsg;
 use crate::ip_supervisor::{IpSupMsg, IpSupervisor};
+use crate::metrics::Metrics;
 use crate::reaper::Reaper;
 use crate::render::Renderer;
 use crate::status_writer::StatusWriter;
 use crate::tenant_supervisor::{TenantSupMsg, TenantSupervisor};
 use crate::warmup_supervisor::{WarmupSupMsg, WarmupSupervisor};
-use crate::{analytics, metrics, status_writer};
+use crate::{analytics, status_writer};
 
 /// What a node needs from outside.
 pub struct EngineDeps {
@@ -50,6 +51,8 @@ pub struct EngineDeps {
     pub clock: SharedClock,
     /// MX resolution; `None` builds the hickory resolver from `[delivery.dns]`.
     pub resolver: Option<Arc<dyn MxResolver>>,
+    /// Where this node records its metrics (its own registry).
+    pub metrics: Metrics,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,7 +120,7 @@ impl Actor for EngineSupervisor {
         myself: ActorRef<Self::Msg>,
         ctx: Ctx,
     ) -> Result<Self::State, ActorProcessingErr> {
-        metrics::describe();
+        ctx.metrics.describe();
         let mut state = EngineState {
             ctx,
             children: Children::default(),
@@ -171,7 +174,7 @@ impl Actor for EngineSupervisor {
         if state.stopping {
             return Ok(());
         }
-        metrics::actor_restart(kind.name());
+        state.ctx.metrics.actor_restart(kind.name());
         let delay = state.children.backoff(&kind);
         tracing::warn!(actor = kind.name(), ?delay, "restarting engine child");
         myself.send_after(delay, move || EngineMsg::Respawn(kind));
@@ -339,6 +342,7 @@ pub async fn start_engine(deps: EngineDeps) -> anyhow::Result<EngineHandle> {
         ownership,
         stopped_campaigns: Default::default(),
         wakeups: Default::default(),
+        metrics: deps.metrics,
         sent: Default::default(),
         started_at_ms: penguin_engine::clock::unix_ms(),
         drained: watch::channel(false).0,

@@ -10,7 +10,7 @@ use penguin_engine::store::fences;
 use uuid::Uuid;
 
 use crate::context::Ctx;
-use crate::{feeder, metrics};
+use crate::feeder;
 
 /// Jobs this node's workers left `sending` while its leases were not surely
 /// held (an OS pause, Redis out of reach) go back to `pending` now that a
@@ -33,7 +33,7 @@ pub(crate) async fn return_abandoned(ctx: &Ctx) {
         {
             Ok(Some(n)) if n > 0 => {
                 tracing::info!(%tenant, jobs = n, "returned jobs left while the lease was not surely held");
-                metrics::jobs_recovered("lease_lapse", n);
+                ctx.metrics.jobs_recovered("lease_lapse", n);
                 feeder::wake(ctx);
             }
             Ok(_) => {}
@@ -66,7 +66,7 @@ pub(crate) async fn take_over(ctx: &Ctx, tenant: Uuid) -> bool {
     tracing::info!(%tenant, epoch = taken.epoch, "took the tenant over");
     if taken.released > 0 {
         tracing::warn!(%tenant, jobs = taken.released, "returned jobs a previous owner left `sending`");
-        metrics::jobs_recovered("takeover", taken.released);
+        ctx.metrics.jobs_recovered("takeover", taken.released);
     }
     ctx.fences
         .write()

@@ -386,9 +386,9 @@ impl TenantState {
         {
             // Another node took the tenant over: the jobs (and their Redis copies)
             // are its own now.
-            Ok(None) => crate::metrics::fenced("postpone", ids.len()),
+            Ok(None) => self.ctx.metrics.fenced("postpone", ids.len()),
             Ok(Some(moved)) => {
-                crate::metrics::allowance_wait(moved as usize);
+                self.ctx.metrics.allowance_wait(moved as usize);
                 tracing::debug!(tenant = %self.tenant, jobs = moved, %until, "pool used its allowance; jobs wait in postgres");
                 let raws: Vec<&[u8]> = jobs.iter().map(|p| p.raw.as_slice()).collect();
                 if let Err(err) = self.ports.ack(self.tenant, &raws).await {

@@ -11,7 +11,6 @@ use uuid::Uuid;
 
 use crate::children::Children;
 use crate::context::Ctx;
-use crate::metrics;
 use crate::tenant::{TenantActor, TenantArgs, TenantMsg};
 use crate::tenant_ports::EngineTenantPorts;
 
@@ -74,7 +73,7 @@ impl Actor for TenantSupervisor {
         };
         state.ctx.directory.set_tenant(tenant, None);
         if state.wanted.contains_key(&tenant) {
-            metrics::actor_restart("tenant");
+            state.ctx.metrics.actor_restart("tenant");
             let delay = state.children.backoff(&tenant);
             tracing::warn!(%tenant, ?delay, "restarting tenant actor");
             myself.send_after(delay, move || TenantSupMsg::Respawn(tenant));

@@ -30,7 +30,6 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::context::Ctx;
-use crate::metrics;
 
 /// How far back a catch-up reaches: older unjudged days are skipped (their idle
 /// time still counts, as re-warming reads the last send from the data).
@@ -189,7 +188,7 @@ impl WarmupState {
         match store::resume_if_due(&self.ctx.pg, ip.tenant_id, ip.id, until, now).await {
             Ok(true) => {
                 tracing::info!(ip = %ip.id, tenant = %ip.tenant_id, paused_until = %until, reason = ?ip.status_reason, "ip resumed: its pause ended");
-                metrics::ip_auto_resumed();
+                self.ctx.metrics.ip_auto_resumed();
                 pass.changed.insert(ip.tenant_id);
             }
             // Resumed or paused anew by someone else: the reload shows it.
@@ -260,7 +259,7 @@ async fn judge(ctx: &Ctx, ip: &IpSpec, day: Date, now: OffsetDateTime) -> anyhow
                     reason = %decision.reason,
                     "warm-up verdict"
                 );
-                metrics::warmup_decision(decision.verdict.as_str());
+                ctx.metrics.warmup_decision(decision.verdict.as_str());
                 return Ok(decision.changes_ip());
             }
             Applied::AlreadyJudged => {

@@ -22,7 +22,6 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use crate::children::Children;
 use crate::context::Ctx;
-use crate::metrics;
 use crate::warmup::{Warmup, WarmupArgs, WarmupMsg};
 
 /// A child's key: the schedule's name, `None` for the warm IPs.
@@ -89,7 +88,7 @@ impl Actor for WarmupSupervisor {
         };
         state.actors.remove(&schedule);
         if state.wanted.contains_key(&schedule) {
-            metrics::actor_restart("warmup");
+            state.ctx.metrics.actor_restart("warmup");
             let delay = state.children.backoff(&schedule);
             tracing::warn!(
                 schedule = name(&schedule),

@@ -87,7 +87,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Router};
-use metrics_exporter_prometheus::PrometheusHandle;
+use metrics_exporter_prometheus::PrometheusRecorder;
 use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -102,8 +102,10 @@ pub struct AppState {
     /// engine's: no number of API requests can take the engine's connections.
     pub pg: deadpool_postgres::Pool,
     pub redis: deadpool_redis::Pool,
-    /// Renders `/metrics`. The owner of the recorder runs its upkeep.
-    pub metrics: PrometheusHandle,
+    /// This node's metrics registry: what its listeners record goes there
+    /// (see [`metrics::recorded`]) and `/metrics` renders it. The owner runs
+    /// its upkeep.
+    pub metrics: Arc<PrometheusRecorder>,
     /// Request budgets, failed-authentication throttle and import slots of
     /// this node: `Arc::new(Limits::new(&config.api))`.
     pub limits: Arc<rate_limit::Limits>,

@@ -3,13 +3,17 @@
 //! Labels come from bounded sets only: the method (a fixed list or `other`), the
 //! route *template* (`/v1/campaigns/{id}`, or `unmatched`), the status class.
 
+use std::pin::pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, histogram};
+use metrics::{
+    Recorder, Unit, counter, describe_counter, describe_gauge, describe_histogram, histogram,
+};
 
 /// Requests answered, by `method`, `route`, `status` (`2xx`, `4xx`, …).
 pub const REQUESTS_TOTAL: &str = "penguin_api_requests_total";
@@ -31,7 +35,24 @@ pub const CONNECTIONS_TIMED_OUT_TOTAL: &str = "penguin_http_connections_timed_ou
 /// Connections open now, by `listener`.
 pub const CONNECTIONS_OPEN: &str = "penguin_http_connections_open";
 
-/// Registers descriptions with the installed recorder (if any).
+/// Runs `future` with `recorder` (the node's registry) as the metrics recorder
+/// of each of its polls, on the polling thread for the poll's duration: what a
+/// listener and the connections it spawns (each wrapped too) record — this
+/// module's middleware, the limits, the connection counters — goes to the node
+/// that served them, not to the process-wide recorder.
+pub async fn recorded<F: Future>(
+    recorder: Arc<dyn Recorder + Send + Sync>,
+    future: F,
+) -> F::Output {
+    let mut future = pin!(future);
+    std::future::poll_fn(|cx| {
+        let _node = metrics::set_default_local_recorder(recorder.as_ref());
+        future.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// Registers descriptions with the current recorder (the node's, inside [`recorded`]).
 pub fn describe() {
     describe_counter!(
         REQUESTS_TOTAL,

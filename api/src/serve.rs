@@ -41,7 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ::metrics::{counter, gauge};
+use ::metrics::{Recorder, counter, gauge};
 use anyhow::Context as _;
 use axum::Router;
 use axum::body::Body;
@@ -104,6 +104,17 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let recorder: Arc<dyn Recorder + Send + Sync> = state.metrics.clone();
+    crate::metrics::recorded(recorder, serve_listeners(listeners, state, shutdown)).await;
+}
+
+/// [`serve`], inside the node's metrics recorder.
+async fn serve_listeners(
+    listeners: Listeners,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let recorder: Arc<dyn Recorder + Send + Sync> = state.metrics.clone();
     let config = state.config.clone();
     let (stop, stopped) = watch::channel(false);
     let signal = async move {
@@ -115,6 +126,7 @@ pub async fn serve(
             name: "shared",
             routes: router(state, Routes::All),
             limits: config.api.http_limits(),
+            recorder,
         };
         tokio::join!(signal, shared.run(listeners.api, stopped));
         return;
@@ -123,11 +135,13 @@ pub async fn serve(
         name: "api",
         routes: router(state.clone(), Routes::Operator),
         limits: config.api.http_limits(),
+        recorder: recorder.clone(),
     };
     let public_links = Listener {
         name: "public",
         routes: router(state, Routes::Public),
         limits: config.public.http_limits(),
+        recorder,
     };
     tokio::join!(
         signal,
@@ -151,6 +165,8 @@ struct Listener {
     name: &'static str,
     routes: Router,
     limits: HttpLimits,
+    /// The node's metrics registry, for the connections it spawns.
+    recorder: Arc<dyn Recorder + Send + Sync>,
 }
 
 impl Listener {
@@ -183,12 +199,13 @@ impl Listener {
                 continue;
             };
             let (this, builder, stop) = (this.clone(), builder.clone(), stop.clone());
-            tokio::spawn(async move {
+            let recorder = this.recorder.clone();
+            tokio::spawn(crate::metrics::recorded(recorder, async move {
                 gauge!(CONNECTIONS_OPEN, "listener" => this.name).increment(1.0);
                 this.connection(&builder, stream, peer, stop).await;
                 gauge!(CONNECTIONS_OPEN, "listener" => this.name).decrement(1.0);
                 drop(slot);
-            });
+            }));
         }
         drop(listener);
         let open = max - slots.available_permits();

@@ -15,6 +15,7 @@ use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
 use crate::support::api::{Answer, ApiClient, ApiServer};
+use crate::support::rig::series;
 use crate::support::{TestEnv, wait_for};
 
 #[tokio::test]
@@ -30,6 +31,14 @@ async fn health_probes_and_metrics_answer_without_a_token() {
     let metrics = api.get("/metrics", None).await;
     assert_eq!(metrics.status, 200);
     assert_eq!(metrics.content_type, "text/plain; version=0.0.4");
+    // The server's own registry: exactly the probes above, whatever the tests
+    // running beside this one ask of theirs.
+    let page = metrics.body.as_str().unwrap_or_default();
+    for path in ["/health", "/health/db", "/health/queue"] {
+        let name =
+            format!("penguin_api_requests_total{{method=\"GET\",route=\"{path}\",status=\"2xx\"}}");
+        assert_eq!(series(page, &name), Some(1.0), "{name}:\n{page}");
+    }
 
     api.get("/v1/nope", None)
         .await

@@ -59,11 +59,25 @@ async fn a_4xx_defers_then_the_retry_is_sent_on_schedule() {
         );
         assert_eq!(row.get::<_, i32>(1), 1);
     }
-    // Nothing is retried before its time.
+    // Nothing is retried before its time: with the clock 200 s on, two feeder
+    // rounds begin after the move (so the first of them ran in full on the moved
+    // clock); each claims what is due, and none of the jobs is.
     clock.advance(Duration::from_secs(200));
-    rig.wait_for_jobs("deferred", 20, Duration::from_secs(5))
-        .await;
+    let (rounds, _) = rig.node().engine().wakeups();
+    crate::support::wait_for(
+        "two feeder rounds on the moved clock",
+        Duration::from_secs(10),
+        || async { (rig.node().engine().wakeups().0 >= rounds + 2).then_some(()) },
+    )
+    .await;
+    let counts = rig.job_counts().await;
+    assert_eq!(
+        counts.get("deferred"),
+        Some(&20),
+        "no job fed before its retry time: {counts:?}"
+    );
     assert_eq!(rig.sink.stats().messages_accepted, 0);
+    assert_eq!(rig.sink.stats().rejected_4xx, 20, "no second attempt yet");
 
     clock.advance(Duration::from_secs(131));
     rig.wait_for_jobs("sent", 20, Duration::from_secs(30)).await;

@@ -297,9 +297,13 @@ async fn complaints_over_the_critical_rate_pause_the_ip() {
     assert_eq!(paused["status"], "paused");
     let reason = paused["status_reason"].as_str().unwrap_or_default();
     assert!(reason.contains("complaint rate"), "{paused:#}");
+    // The engine's clock has stood at `hour0` since the campaign: the third
+    // complaint was counted then, so the pause ends exactly `pause_secs` later.
+    assert_eq!(rig.now(), hour0, "the clock did not move");
     let until = timestamp(&paused["paused_until"]);
-    assert!(
-        until > hour0 && until <= rig.now() + Duration::from_secs(health.pause_secs),
+    assert_eq!(
+        until,
+        hour0 + Duration::from_secs(health.pause_secs),
         "paused for health.pause_secs from the third complaint: {paused:#}"
     );
     assert_eq!(paused["rate_factor"], json!(health.resume_factor));

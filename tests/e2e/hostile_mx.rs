@@ -13,7 +13,7 @@ use std::time::Duration;
 use penguin_engine::dns::FakeResolver;
 use penguin_engine::sink::{Sink, SinkConfig};
 
-use crate::support::rig::{Rig, RigOptions, global_metrics};
+use crate::support::rig::{Rig, RigOptions};
 
 /// The loopback address a hostile MX names; a sink listens there on port 25.
 const TRAP: &str = "127.0.0.77";
@@ -113,7 +113,7 @@ async fn mx_records_pointing_inside_are_refused_and_never_connected() {
         (rows[0].get::<_, i64>(0) == hostile.len() as i64).then_some(())
     })
     .await;
-    let metrics = global_metrics().render();
+    let metrics = rig.metrics().await;
     for range in ["loopback", "private", "cloud-metadata", "unique-local"] {
         assert!(
             metrics.contains(&format!(

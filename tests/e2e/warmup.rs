@@ -11,7 +11,7 @@ use penguin_engine::store::warmup::{Applied, apply};
 use penguin_engine::warmup::{Decision, Verdict};
 
 use self::world::{Day, NewIp, WAIT, World};
-use crate::support::rig::global_metrics;
+use crate::support::rig::series;
 use crate::support::wait_for;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -44,10 +44,31 @@ async fn a_healthy_well_used_day_advances_and_restores_the_rate_factor() {
         "judged before the day ended: {v:?}"
     );
     assert_eq!(w.ip_state(ip).await, (3, 1.0, "active".to_string()));
-    let metrics = global_metrics().render();
-    assert!(
-        metrics.contains("penguin_warmup_decisions_total{decision=\"advance\"}"),
-        "{metrics}"
+    // The node's own counter, decision by decision, is its history.
+    let metrics = w.rig.metrics().await;
+    for decision in ["advance", "hold", "step_back", "rewarm"] {
+        let rows = w
+            .rig
+            .env
+            .psql(&format!(
+                "SELECT count(*) FROM warmup_history WHERE decision = '{decision}'"
+            ))
+            .await;
+        let recorded = rows[0].get::<_, i64>(0) as f64;
+        let name = format!("penguin_warmup_decisions_total{{decision=\"{decision}\"}}");
+        assert_eq!(
+            series(&metrics, &name).unwrap_or(0.0),
+            recorded,
+            "{name}:\n{metrics}"
+        );
+    }
+    assert_eq!(
+        series(
+            &metrics,
+            "penguin_warmup_decisions_total{decision=\"advance\"}"
+        ),
+        Some(1.0),
+        "one day judged, an advance: {metrics}"
     );
     w.rig.shutdown().await;
 }
@@ -252,10 +273,11 @@ async fn a_health_pause_ends_when_its_time_comes() {
         (w.ip_state(second).await.2 == "active").then_some(())
     })
     .await;
-    let metrics = global_metrics().render();
-    assert!(
-        metrics.contains("penguin_ip_auto_resumed_total"),
-        "{metrics}"
+    let metrics = w.rig.metrics().await;
+    assert_eq!(
+        series(&metrics, "penguin_ip_auto_resumed_total"),
+        Some(2.0),
+        "this node resumed both ips, once each: {metrics}"
     );
     w.rig.shutdown().await;
 }

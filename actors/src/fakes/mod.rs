@@ -72,6 +72,7 @@ pub(crate) fn context(config: Config) -> Ctx {
         monotonic_origin: std::time::Instant::now(),
         fences: Default::default(),
         abandoned: Default::default(),
+        metrics: crate::metrics::Metrics::new(Arc::new(metrics::NoopRecorder)),
     };
     // The leases are held for the whole test.
     ctx.lease_deadline_ms.store(i64::MAX, Ordering::Release);

@@ -161,11 +161,11 @@ async fn health_email(State(state): State<AppState>) -> ApiResult<Json<EmailHeal
 
 /// Prometheus metrics (text exposition format 0.0.4).
 #[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "Every metric of this process",
+    responses((status = 200, description = "Every metric of this node",
         body = String, content_type = "text/plain; version=0.0.4")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.handle().render(),
     )
 }

@@ -13,7 +13,7 @@ use penguin_engine::sink::{ReceivedMessage, Rule, RuleStage};
 use serde_json::Value;
 
 use super::api::ApiClient;
-use super::rig::{Rig, global_metrics};
+use super::rig::Rig;
 use super::{TestEnv, admin_token};
 
 /// One tenant per IP on these addresses: six tenants.
@@ -40,11 +40,7 @@ pub fn node_config(rig: &Rig, id: &str) -> Config {
 
 /// Another node in this process, on the rig's databases and sink.
 pub async fn start_node(rig: &Rig, id: &str) -> Node {
-    let options = NodeOptions {
-        metrics: global_metrics(),
-        ..NodeOptions::standalone()
-    };
-    Node::start(Arc::new(node_config(rig, id)), options)
+    Node::start(Arc::new(node_config(rig, id)), NodeOptions::standalone())
         .await
         .expect("node starts")
 }

@@ -4,10 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
-
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use penguin::node::{Node, NodeOptions};
 use penguin::scenario::{Scenario, ScenarioSpec};
@@ -18,20 +16,6 @@ use penguin_engine::sink::{Sink, SinkConfig, SinkHandle};
 
 use super::quiet::{quiet_span, wait_until_quiet};
 use super::{TestEnv, admin_token, wait_for};
-
-/// The process-wide metrics recorder (installed once per test binary), so the
-/// engine's counters show on `/metrics`. Counters add up across the tests of the
-/// binary: assert on presence and growth, not exact values.
-pub fn global_metrics() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            PrometheusBuilder::new()
-                .install_recorder()
-                .expect("install the metrics recorder")
-        })
-        .clone()
-}
 
 pub struct Rig {
     pub env: TestEnv,
@@ -76,8 +60,9 @@ impl Rig {
             .collect();
         tweak(&mut config);
         config.validate().expect("tweaked config is valid");
+        // Each node records into a registry of its own: its `/metrics` shows its
+        // work only, whatever the tests running beside it do.
         let mut node_options = NodeOptions {
-            metrics: global_metrics(),
             resolver: options.resolver,
             ..NodeOptions::standalone()
         };
@@ -119,10 +104,7 @@ impl Rig {
         if let Some(node) = self.node.take() {
             node.shutdown().await;
         }
-        let mut options = NodeOptions {
-            metrics: global_metrics(),
-            ..NodeOptions::standalone()
-        };
+        let mut options = NodeOptions::standalone();
         if let Some(clock) = clock {
             options.clock = Arc::new(clock);
         }
@@ -173,6 +155,16 @@ impl Rig {
 
     pub fn node(&self) -> &Node {
         self.node.as_ref().expect("node running")
+    }
+
+    /// The node's `/metrics` page (its own registry: this node's work only).
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.node().api_url()))
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("a text page")
     }
 
     /// Sets up tenants, IPs, campaigns and leads through the API (nothing started).
@@ -385,4 +377,13 @@ pub async fn start_other_campaign(
         .await
         .expect("start other");
     other
+}
+
+/// The value of one series of a Prometheus text page, named exactly as it
+/// appears (`name{label="value"}`, or the bare name without labels); `None` when
+/// the page has no such series.
+pub fn series(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .filter_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .find_map(|value| value.trim().parse().ok())
 }
