@@ -26,8 +26,9 @@
 //! the first few; one still unhanded when the worker is aborted is logged).
 //!
 //! Before each SMTP transaction a worker waits for the IP's per-second pace; each
-//! server verdict feeds the IP's health breakers, and a job released before SMTP
-//! returns its send to the IP's allowance. The records an outcome leaves are built
+//! server verdict feeds the IP's health breakers (a warning rate halves that
+//! pace until it clears), and a job released before SMTP returns its send to the
+//! IP's allowance. The records an outcome leaves are built
 //! in [`crate::outcome`].
 
 use std::sync::Arc;
@@ -433,11 +434,14 @@ impl Worker {
             Finish::Smtp { provider, .. } => provider.as_ref().map(|p| p.name.as_str()),
             _ => None,
         };
-        let trips = self
-            .breakers
-            .lock()
-            .expect("breakers lock")
-            .observe(now, provider, observed);
+        let trips = {
+            let mut breakers = self.breakers.lock().expect("breakers lock");
+            let trips = breakers.observe(now, provider, observed);
+            // A warning halves the pace and its end restores it, from the next
+            // slot on (set under the lock, so verdicts reach the pacer in order).
+            self.pacer.set_health_factor(breakers.factor());
+            trips
+        };
         if trips
             .iter()
             .any(|t| matches!(t, crate::breaker::Trip::PauseIp(_)))
