@@ -28,7 +28,8 @@
 //! Before each SMTP transaction a worker waits for the IP's per-second pace; each
 //! server verdict feeds the IP's health breakers (a warning rate halves that
 //! pace until it clears), and a job released before SMTP returns its send to the
-//! IP's allowance. The records an outcome leaves are built
+//! IP's allowance. A retry that comes due past the job's maximum age (`[delivery.retry]
+//! max_age_secs` since its first attempt) fails without SMTP. The records an outcome leaves are built
 //! in [`crate::outcome`].
 
 use std::sync::Arc;
@@ -54,7 +55,7 @@ use crate::breaker::{Breakers, Observed};
 use crate::context::Ctx;
 use crate::ip::IpMsg;
 use crate::outcome::{
-    Finish, address_lookup_outcome, dns_outcome, outcome_records, refusal_reason,
+    Finish, address_lookup_outcome, dns_outcome, outcome_records, past_max_age, refusal_reason,
 };
 use crate::pacer::Pacer;
 pub use crate::ready::ReadyQueues;
@@ -126,7 +127,7 @@ impl Worker {
                     break;
                 }
             };
-            match self.attempt(&work.job, work.deadline, &mut open).await {
+            match self.attempt(&work, &mut open).await {
                 Finish::HandOff(provider) => self.ready.push(provider, work),
                 finish => self.report(work, finish).await,
             }
@@ -179,7 +180,8 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, job: &JobV1, deadline: Instant, open: &mut Option<Open>) -> Finish {
+    async fn attempt(&self, work: &Work, open: &mut Option<Open>) -> Finish {
+        let (job, deadline) = (&work.job, work.deadline);
         if !self.ctx.lease_valid() {
             return Finish::Abandoned;
         }
@@ -188,6 +190,9 @@ impl Worker {
             || self.ctx.is_stopped(job.campaign_id)
         {
             return Finish::Released;
+        }
+        if let Some(expired) = past_max_age(&self.ctx, work, self.ctx.clock.now()) {
+            return expired;
         }
         let campaign = match self
             .ctx
