@@ -33,6 +33,7 @@ mod nodes_pause;
 mod nodes_paused;
 mod nodes_redis_flushed;
 mod nodes_scaling;
+mod pacing_rate;
 mod pause_resume;
 mod queue_redis;
 mod redis_flushed;
