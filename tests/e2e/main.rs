@@ -37,6 +37,7 @@ mod pacing_rate;
 mod pause_resume;
 mod queue_redis;
 mod redis_flushed;
+mod retry_limits;
 mod rollups;
 mod slow_mx;
 mod suppressed_at_send;
