@@ -27,7 +27,7 @@
 //!
 //! Before each SMTP transaction a worker waits for the IP's per-second pace; each
 //! server verdict feeds the IP's health breakers (a warning rate halves that
-//! pace until it clears), and a job released before SMTP returns its send to the
+//! pace, or the pair's, until it clears), and a job released before SMTP returns its send to the
 //! IP's allowance. A retry that comes due past the job's maximum age (`[delivery.retry]
 //! max_age_secs` since its first attempt) fails without SMTP. The records an outcome leaves are built
 //! in [`crate::outcome`].
@@ -271,6 +271,11 @@ impl Worker {
                 Err(other) => return other,
             }
         }
+        // The pair's own pace first (while its health holds it below the IP's),
+        // so a slowed pair does not hold slots of the IP's grid while it waits.
+        self.shaping
+            .pace(&provider.name, self.pacer.per_second())
+            .await;
         self.pacer.pace().await;
         if let Some(late) = too_late(job, deadline) {
             return late;
@@ -445,6 +450,10 @@ impl Worker {
             // A warning halves the pace and its end restores it, from the next
             // slot on (set under the lock, so verdicts reach the pacer in order).
             self.pacer.set_health_factor(breakers.factor());
+            if let Some(provider) = provider {
+                self.shaping
+                    .set_pace_factor(provider, breakers.pair_factor(provider));
+            }
             trips
         };
         if trips

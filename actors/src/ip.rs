@@ -332,6 +332,8 @@ impl IpState {
         self.pacer.set_rate(mps * self.spec.rate_factor);
         let breakers = self.breakers.lock().expect("breakers lock");
         self.pacer.set_health_factor(breakers.factor());
+        self.shaping
+            .set_pace_factors(|provider| breakers.pair_factor(provider));
     }
 
     /// Carries out what the breakers decided.

@@ -43,8 +43,19 @@ impl Pacer {
         self.milli_factor.store(to_milli(factor), Ordering::Relaxed);
     }
 
+    /// Messages per second now (rate × health factor); 0 = unpaced.
+    pub fn per_second(&self) -> f64 {
+        let milli = self.milli_rate.load(Ordering::Relaxed) as f64;
+        milli * self.milli_factor.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
+    /// The health factor holds the rate below its healthy value.
+    pub fn slowed(&self) -> bool {
+        self.milli_factor.load(Ordering::Relaxed) < 1000
+    }
+
     /// When the caller may start its message: now, or its slot on the grid.
-    fn slot(&self, now: Instant) -> Option<Instant> {
+    pub(crate) fn slot(&self, now: Instant) -> Option<Instant> {
         let milli = self.milli_rate.load(Ordering::Relaxed);
         if milli == 0 {
             return None;
