@@ -1,6 +1,8 @@
 //! Reputation breakers of one IP (DESIGN.md §6): rolling bounce, complaint and
 //! deferral rates of the IP and of each (IP, provider) pair, fed by the IP's
-//! delivery outcomes and by complaints. A warning threshold halves the rate; a
+//! delivery outcomes and by complaints. A warning threshold halves the rate
+//! ([`Breakers::factor`] for the IP, [`Breakers::pair_factor`] for a pair, both
+//! back to 1 once the rates are below it again); a
 //! critical one pauses the IP (in Postgres, with a time to resume) or suspends
 //! the pair. Only outcomes the receiving server decided count: a connection that
 //! failed says nothing about reputation.
@@ -75,6 +77,15 @@ impl Breakers {
         match self.ip_health {
             Health::Healthy => 1.0,
             _ => 0.5,
+        }
+    }
+
+    /// 0.5 while the pair's own rates are worse than the IP's (a warning or
+    /// worse of its own: the pair is paced at half the IP's rate), else 1.
+    pub fn pair_factor(&self, provider: &str) -> f64 {
+        match self.pairs.get(provider) {
+            Some((_, health)) if severity(health) > severity(&self.ip_health) => 0.5,
+            _ => 1.0,
         }
     }
 
@@ -217,6 +228,33 @@ mod tests {
             matches!(&trips[..], [Trip::SuspendPair { provider, .. }] if provider == "google"),
             "{trips:?}"
         );
+    }
+
+    #[test]
+    fn a_pair_at_a_warning_of_its_own_is_halved_until_it_recovers() {
+        let mut b = Breakers::new(HealthConfig::default());
+        let mut trips = Vec::new();
+        for i in 0..1000 {
+            // Google gets one in ten and bounces 8 of its 100 (a warning); the
+            // IP as a whole bounces 0.8 %.
+            let (provider, observed) = match i % 10 {
+                0 if i % 140 == 0 => ("google", Observed::Bounced),
+                0 => ("google", Observed::Sent),
+                _ => ("other", Observed::Sent),
+            };
+            trips.extend(b.observe(t(i), Some(provider), observed));
+        }
+        assert_eq!(b.factor(), 1.0, "{:?}", b.health());
+        assert_eq!(b.pair_factor("google"), 0.5);
+        assert_eq!(b.pair_factor("other"), 1.0);
+        assert!(
+            matches!(&trips[..], [Trip::SlowPair { provider, .. }] if provider == "google"),
+            "{trips:?}"
+        );
+        for i in 1000..1100 {
+            b.observe(t(i), Some("google"), Observed::Sent);
+        }
+        assert_eq!(b.pair_factor("google"), 1.0, "8 of 200, 4 %: healthy again");
     }
 
     #[test]

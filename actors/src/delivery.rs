@@ -26,8 +26,10 @@
 //! the first few; one still unhanded when the worker is aborted is logged).
 //!
 //! Before each SMTP transaction a worker waits for the IP's per-second pace; each
-//! server verdict feeds the IP's health breakers, and a job released before SMTP
-//! returns its send to the IP's allowance. The records an outcome leaves are built
+//! server verdict feeds the IP's health breakers (a warning rate halves that
+//! pace, or the pair's, until it clears), and a job released before SMTP returns its send to the
+//! IP's allowance. A retry that comes due past the job's maximum age (`[delivery.retry]
+//! max_age_secs` since its first attempt) fails without SMTP. The records an outcome leaves are built
 //! in [`crate::outcome`].
 
 use std::sync::Arc;
@@ -54,7 +56,7 @@ use crate::context::Ctx;
 use crate::ip::IpMsg;
 use crate::metrics::Metrics;
 use crate::outcome::{
-    Finish, address_lookup_outcome, dns_outcome, outcome_records, refusal_reason,
+    Finish, address_lookup_outcome, dns_outcome, outcome_records, past_max_age, refusal_reason,
 };
 use crate::pacer::Pacer;
 pub use crate::ready::ReadyQueues;
@@ -126,7 +128,7 @@ impl Worker {
                     break;
                 }
             };
-            match self.attempt(&work.job, work.deadline, &mut open).await {
+            match self.attempt(&work, &mut open).await {
                 Finish::HandOff(provider) => self.ready.push(provider, work),
                 finish => self.report(work, finish).await,
             }
@@ -179,7 +181,8 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, job: &JobV1, deadline: Instant, open: &mut Option<Open>) -> Finish {
+    async fn attempt(&self, work: &Work, open: &mut Option<Open>) -> Finish {
+        let (job, deadline) = (&work.job, work.deadline);
         if !self.ctx.lease_valid() {
             return Finish::Abandoned;
         }
@@ -188,6 +191,9 @@ impl Worker {
             || self.ctx.is_stopped(job.campaign_id)
         {
             return Finish::Released;
+        }
+        if let Some(expired) = past_max_age(&self.ctx, work, self.ctx.clock.now()) {
+            return expired;
         }
         let campaign = match self
             .ctx
@@ -266,6 +272,11 @@ impl Worker {
                 Err(other) => return other,
             }
         }
+        // The pair's own pace first (while its health holds it below the IP's),
+        // so a slowed pair does not hold slots of the IP's grid while it waits.
+        self.shaping
+            .pace(&provider.name, self.pacer.per_second())
+            .await;
         self.pacer.pace().await;
         if let Some(late) = too_late(&self.ctx.metrics, job, deadline) {
             return late;
@@ -434,11 +445,18 @@ impl Worker {
             Finish::Smtp { provider, .. } => provider.as_ref().map(|p| p.name.as_str()),
             _ => None,
         };
-        let trips = self
-            .breakers
-            .lock()
-            .expect("breakers lock")
-            .observe(now, provider, observed);
+        let trips = {
+            let mut breakers = self.breakers.lock().expect("breakers lock");
+            let trips = breakers.observe(now, provider, observed);
+            // A warning halves the pace and its end restores it, from the next
+            // slot on (set under the lock, so verdicts reach the pacer in order).
+            self.pacer.set_health_factor(breakers.factor());
+            if let Some(provider) = provider {
+                self.shaping
+                    .set_pace_factor(provider, breakers.pair_factor(provider));
+            }
+            trips
+        };
         if trips
             .iter()
             .any(|t| matches!(t, crate::breaker::Trip::PauseIp(_)))

@@ -338,10 +338,16 @@ impl IpState {
         self.set_pace();
     }
 
+    /// The per-second pace: `[limits] ip_messages_per_second` × the warm-up
+    /// `rate_factor` × the health factor (the workers keep the last one current
+    /// after every outcome they count).
     fn set_pace(&self) {
         let mps = f64::from(self.ctx.config.limits.ip_messages_per_second);
-        let factor = self.breakers.lock().expect("breakers lock").factor();
-        self.pacer.set_rate(mps * self.spec.rate_factor * factor);
+        self.pacer.set_rate(mps * self.spec.rate_factor);
+        let breakers = self.breakers.lock().expect("breakers lock");
+        self.pacer.set_health_factor(breakers.factor());
+        self.shaping
+            .set_pace_factors(|provider| breakers.pair_factor(provider));
     }
 
     /// Carries out what the breakers decided.

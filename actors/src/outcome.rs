@@ -4,7 +4,7 @@
 use penguin_engine::dns::{DnsError, Refused};
 use penguin_engine::domain::JobStatus;
 use penguin_engine::provider::Provider;
-use penguin_engine::retry::{self, RetryDecision};
+use penguin_engine::retry::{self, GiveUpReason, RetryDecision};
 use penguin_engine::smtp::{DeliveryOutcome, Stage, classify};
 use penguin_engine::store::events::Event;
 use penguin_engine::store::jobs::Transition;
@@ -120,8 +120,9 @@ pub(crate) fn outcome_records(
                             JobStatus::Deferred
                         }
                         RetryDecision::GiveUp(reason) => {
-                            transition.reply =
-                                Some(format!("{} ({})", outcome.reply(), reason.as_str()));
+                            let why = format!("{} ({})", outcome.reply(), reason.as_str());
+                            transition.reply = Some(why.clone());
+                            event.reply = Some(why);
                             JobStatus::Failed
                         }
                     }
@@ -135,6 +136,22 @@ pub(crate) fn outcome_records(
     }
     event.kind = transition.to.as_str().to_string();
     (transition, Some(event))
+}
+
+/// A job first attempted longer than `[delivery.retry] max_age_secs` ago (its
+/// retry came due late: a paused campaign or IP, a full allowance, a node that
+/// was down) is not attempted again: it fails, saying so.
+pub(crate) fn past_max_age(ctx: &Ctx, work: &Work, now: OffsetDateTime) -> Option<Finish> {
+    let config = &ctx.config.delivery.retry;
+    if !retry::past_max_age(config, work.first_attempt, now) {
+        return None;
+    }
+    let age = (now - work.first_attempt).whole_seconds();
+    Some(Finish::Failed(format!(
+        "{}: first attempted {age} s ago, limit {} s; not attempted again",
+        GiveUpReason::TooOld.as_str(),
+        config.max_age_secs
+    )))
 }
 
 /// The outcome of a failed address lookup of one MX host (the next host is

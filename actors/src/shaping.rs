@@ -8,7 +8,9 @@
 //! Owned by one Ip actor and shared with its delivery workers. The pair counters
 //! live in memory and start from zero when the Ip actor restarts (the per-IP daily
 //! and hourly allowances, which must survive restarts, are in [`crate::allowance`]).
-//! The health breakers also suspend or slow pairs through here.
+//! The health breakers also suspend or slow pairs through here, and hold a pair
+//! whose own health is at a warning rate to half the IP's per-second pace
+//! ([`Shaping::pace`]) until it recovers.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,8 @@ use penguin_engine::provider::Provider;
 use penguin_engine::reply_rules::RuleAction;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
+
+use crate::pacer::Pacer;
 
 /// Smallest hourly cap a slow-down leaves.
 const MIN_SLOW_CAP: u32 = 1;
@@ -41,6 +45,8 @@ struct Pair {
     suspended_until: Option<OffsetDateTime>,
     /// The slowed hourly cap and until when it applies.
     slowed: Option<(u32, OffsetDateTime)>,
+    /// The pair's own per-second grid, used while its health factor is below 1.
+    pacer: Arc<Pacer>,
 }
 
 #[derive(Default)]
@@ -70,6 +76,7 @@ impl Shaping {
             sent_this_hour: 0,
             suspended_until: None,
             slowed: None,
+            pacer: Arc::new(Pacer::default()),
         });
         if pair.hour != hour_of(now) {
             pair.hour = hour_of(now);
@@ -113,6 +120,40 @@ impl Shaping {
             pair.sent_this_hour += 1;
             Admission::Go
         })
+    }
+
+    /// Waits for the pair's own slot while its health factor is below 1: its pace
+    /// is then `ip_per_second` (the IP's pace) times that factor. A healthy
+    /// pair, or an IP without a per-second pace, does not wait here.
+    pub async fn pace(&self, provider: &str, ip_per_second: f64) {
+        if let Some(pacer) = self.slowed_pacer(provider) {
+            pacer.set_rate(ip_per_second);
+            pacer.pace().await;
+        }
+    }
+
+    fn slowed_pacer(&self, provider: &str) -> Option<Arc<Pacer>> {
+        let pairs = self.pairs.lock().expect("shaping lock");
+        pairs
+            .get(provider)
+            .filter(|pair| pair.pacer.slowed())
+            .map(|pair| pair.pacer.clone())
+    }
+
+    /// Sets the pair's per-second health factor (the breakers' verdict on it).
+    pub fn set_pace_factor(&self, provider: &str, factor: f64) {
+        let pairs = self.pairs.lock().expect("shaping lock");
+        if let Some(pair) = pairs.get(provider) {
+            pair.pacer.set_health_factor(factor);
+        }
+    }
+
+    /// Sets every pair's per-second health factor to `factor_of(provider)`.
+    pub fn set_pace_factors(&self, factor_of: impl Fn(&str) -> f64) {
+        let pairs = self.pairs.lock().expect("shaping lock");
+        for (provider, pair) in pairs.iter() {
+            pair.pacer.set_health_factor(factor_of(provider));
+        }
     }
 
     /// The semaphore bounding this IP's connections to `provider`.
@@ -271,6 +312,26 @@ mod tests {
             Admission::Go,
             "slow-down expired"
         );
+    }
+
+    #[test]
+    fn a_pair_held_at_a_warning_is_paced_at_half_the_ip_rate_until_it_recovers() {
+        let shaping = Shaping::default();
+        let p = provider(None);
+        shaping.admit(&p, at(0));
+        assert!(shaping.slowed_pacer("google").is_none(), "healthy: no wait");
+        shaping.set_pace_factor("google", 0.5);
+        let pacer = shaping.slowed_pacer("google").expect("slowed");
+        pacer.set_rate(20.0);
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(pacer.slot(t0), None);
+        assert_eq!(
+            pacer.slot(t0),
+            Some(t0 + Duration::from_millis(100)),
+            "10 a second: half the IP's 20"
+        );
+        shaping.set_pace_factors(|_| 1.0);
+        assert!(shaping.slowed_pacer("google").is_none(), "recovered");
     }
 
     #[test]

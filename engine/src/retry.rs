@@ -74,10 +74,20 @@ pub fn decide_with_hint(
         None => backoff(config, attempts).mul_f64(0.9 + 0.2 * jitter),
     };
     let next = now + delay;
-    if next - first_attempt > Duration::from_secs(config.max_age_secs) {
+    if past_max_age(config, first_attempt, next) {
         return RetryDecision::GiveUp(GiveUpReason::TooOld);
     }
     RetryDecision::RetryAt(next)
+}
+
+/// Whether an attempt at `at` would come more than the maximum age after the
+/// job's first attempt: no retry is scheduled, and none made, past it.
+pub fn past_max_age(
+    config: &RetryConfig,
+    first_attempt: OffsetDateTime,
+    at: OffsetDateTime,
+) -> bool {
+    at - first_attempt > Duration::from_secs(config.max_age_secs)
 }
 
 /// The longest delay a reply's hint can ask for.
@@ -194,6 +204,14 @@ mod tests {
             decide(&c, 2, first, now, 0.5),
             RetryDecision::GiveUp(GiveUpReason::TooOld)
         );
+    }
+
+    #[test]
+    fn the_maximum_age_is_exclusive() {
+        let c = config();
+        let first = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(100_000);
+        assert!(!past_max_age(&c, first, first + Duration::from_secs(3600)));
+        assert!(past_max_age(&c, first, first + Duration::from_secs(3601)));
     }
 
     #[test]
