@@ -35,7 +35,12 @@
 //!   marked unusable ([`SmtpConnection::is_usable`]) and must be dropped: a late
 //!   reply could otherwise be read as the answer to the next command;
 //! - addresses with CR, LF, `<`, `>`, whitespace or control characters are refused
-//!   locally (5.1.3 / 5.1.7) and never reach the wire, so no command injection.
+//!   locally (5.1.3 / 5.1.7) and never reach the wire, so no command injection;
+//! - a UTF-8 (non-ASCII) sender or recipient goes only to a server that offers
+//!   SMTPUTF8, with `SMTPUTF8` (and `BODY=8BITMIME` when offered) on MAIL FROM
+//!   (RFC 6531); otherwise it is bounced locally with 553 5.6.7 and never
+//!   reaches the wire. Messages themselves are 7-bit (see `crate::message`), so
+//!   ASCII envelopes need no parameter.
 //!
 //! The session is generic over the stream (`AsyncRead + AsyncWrite`) so tests can
 //! drive it over an in-memory pipe ([`SmtpConnection::handshake`]); the default,
@@ -366,8 +371,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
         if !is_safe_address(rcpt) || rcpt.is_empty() {
             return local_refusal(Stage::RcptTo, "5.1.3", "invalid recipient address");
         }
+        // RFC 6531: a UTF-8 address needs SMTPUTF8, and only a server offering
+        // it may receive one. The To header then carries it in UTF-8 as well.
+        let international = !(mail_from.is_ascii() && rcpt.is_ascii());
+        let parameters = match (international, self.capabilities) {
+            (false, _) => "",
+            (true, caps) if !caps.smtputf8 => {
+                let stage = if mail_from.is_ascii() {
+                    Stage::RcptTo
+                } else {
+                    Stage::MailFrom
+                };
+                return DeliveryOutcome::Bounced {
+                    code: 553,
+                    enhanced: Some("5.6.7".to_owned()),
+                    reply: "553 5.6.7 non-ASCII address and the server does not offer SMTPUTF8 \
+                            (refused locally, not sent)"
+                        .to_owned(),
+                    stage,
+                };
+            }
+            (true, caps) if caps.eight_bit_mime => " SMTPUTF8 BODY=8BITMIME",
+            (true, _) => " SMTPUTF8",
+        };
 
-        let mail_command = format!("MAIL FROM:<{mail_from}>\r\n");
+        let mail_command = format!("MAIL FROM:<{mail_from}>{parameters}\r\n");
         let rcpt_command = format!("RCPT TO:<{rcpt}>\r\n");
         if self.capabilities.pipelining {
             if let Some(outcome) = self.pipelined_envelope(&mail_command, &rcpt_command).await {
@@ -685,20 +713,28 @@ mod tests {
     }
 
     /// A scripted server on the other end of an in-memory pipe: answers each
-    /// line it reads with the next reply; `None` closes the pipe.
-    async fn scripted(server: DuplexStream, greeting: &str, replies: Vec<Option<&'static str>>) {
+    /// line it reads with the next reply; `None` closes the pipe. Returns the
+    /// lines it read.
+    async fn scripted(
+        server: DuplexStream,
+        greeting: &str,
+        replies: Vec<Option<&'static str>>,
+    ) -> Vec<String> {
         let (read, mut write) = tokio::io::split(server);
         let mut lines = BufReader::new(read).lines();
+        let mut seen = Vec::new();
         write.write_all(greeting.as_bytes()).await.unwrap();
         for reply in replies {
-            if lines.next_line().await.unwrap().is_none() {
-                return;
-            }
+            let Some(line) = lines.next_line().await.unwrap() else {
+                return seen;
+            };
+            seen.push(line);
             match reply {
                 Some(reply) => write.write_all(reply.as_bytes()).await.unwrap(),
-                None => return,
+                None => return seen,
             }
         }
+        seen
     }
 
     /// A server that answers the first lines with `replies`, then reads on and
@@ -877,6 +913,57 @@ mod tests {
         assert_eq!(outcome.stage(), Some(Stage::MailFrom));
         assert!(!conn.is_usable());
         server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_utf8_address_goes_with_smtputf8_when_offered() {
+        let (client, server) = tokio::io::duplex(4096);
+        let server = tokio::spawn(scripted(
+            server,
+            "220 hi\r\n",
+            vec![
+                Some("250-hi\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"),
+                Some("250 ok\r\n"),
+                Some("250 ok\r\n"),
+                Some("354 go\r\n"),
+                Some("250 queued\r\n"),
+            ],
+        ));
+        let mut conn = SmtpConnection::handshake(client, "me.test", &timeouts(1000))
+            .await
+            .unwrap();
+        let outcome = conn.send("a@s.test", "zoë@r.test", b"x\r\n").await;
+        assert!(outcome.is_sent(), "{outcome:?}");
+        drop(conn);
+        let seen = server.await.unwrap();
+        assert_eq!(seen[1], "MAIL FROM:<a@s.test> SMTPUTF8 BODY=8BITMIME");
+        assert_eq!(seen[2], "RCPT TO:<zoë@r.test>");
+    }
+
+    #[tokio::test]
+    async fn a_utf8_address_without_smtputf8_is_refused_locally() {
+        let (client, server) = tokio::io::duplex(4096);
+        let server = tokio::spawn(scripted(
+            server,
+            "220 hi\r\n",
+            vec![Some("250-hi\r\n250 8BITMIME\r\n"), Some("250 ok\r\n")],
+        ));
+        let mut conn = SmtpConnection::handshake(client, "me.test", &timeouts(1000))
+            .await
+            .unwrap();
+        let outcome = conn.send("a@s.test", "zoë@r.test", b"x\r\n").await;
+        assert!(outcome.is_bounced(), "{outcome:?}");
+        assert_eq!(outcome.enhanced(), Some("5.6.7"));
+        assert_eq!(outcome.stage(), Some(Stage::RcptTo));
+        // An ASCII envelope on the same session carries no parameter.
+        let outcome = conn.send("a@s.test", "b@r.test", b"x\r\n").await;
+        assert!(
+            outcome.is_deferred(),
+            "the script ends after MAIL: {outcome:?}"
+        );
+        drop(conn);
+        let seen = server.await.unwrap();
+        assert_eq!(seen, vec!["EHLO me.test", "MAIL FROM:<a@s.test>"]);
     }
 
     #[tokio::test]
