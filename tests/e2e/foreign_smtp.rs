@@ -7,11 +7,14 @@
 //!   with that code in the delivery event, 550 5.1.1 → `bounced` (and
 //!   suppressed); every transaction over STARTTLS, MAIL FROM and RCPT TO
 //!   pipelined, both because the server offers them;
-//! - a server offering neither gets plain, unpipelined transactions;
+//! - a server offering neither gets plain, unpipelined transactions, and a
+//!   UTF-8 address never reaches a server that does not offer SMTPUTF8;
 //! - lines starting with `.` arrive intact after the server's un-stuffing;
 //! - a UTF-8 subject and body arrive intact as Python's MIME parser decodes
-//!   them, and the DATA is 7-bit clean unless the client declared
-//!   BODY=8BITMIME.
+//!   them, the DATA is 7-bit clean unless the client declared BODY=8BITMIME or
+//!   SMTPUTF8, and a UTF-8 address goes with SMTPUTF8 declared;
+//! - in every scenario the server refused no command as malformed or out of
+//!   order (500-504, 555).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -175,6 +178,7 @@ async fn outcomes_starttls_and_pipelining_as_a_foreign_server_sees_them() {
     let options = ForeignOptions {
         starttls: true,
         pipelining: true,
+        smtputf8: true,
     };
     let run = Run::start(
         options,
@@ -261,28 +265,34 @@ async fn outcomes_starttls_and_pipelining_as_a_foreign_server_sees_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_foreign_server_offering_neither_tls_nor_pipelining_gets_neither() {
+async fn a_foreign_server_offering_neither_tls_pipelining_nor_smtputf8_gets_none() {
     let leads = [
         ("gil@plain.test", "Gil"),
         ("hal@plain.test", "Hal"),
         ("ida@plain.test", "Ida"),
     ];
+    // RFC 6531: a UTF-8 address only goes to a server offering SMTPUTF8.
+    let international = "jürgen@plain.test";
     let options = ForeignOptions {
         starttls: false,
         pipelining: false,
+        smtputf8: false,
     };
-    let run = Run::start(
-        options,
-        "Hi {{first_name}}",
-        "Hello {{first_name}}\n",
-        &leads,
-    )
-    .await;
-    let expected: Vec<(&str, &str)> = leads.iter().map(|(e, _)| (*e, "sent")).collect();
+    let mut all = leads.to_vec();
+    all.push((international, "Jürgen"));
+    let run = Run::start(options, "Hi {{first_name}}", "Hello {{first_name}}\n", &all).await;
+    let mut expected: Vec<(&str, &str)> = leads.iter().map(|(e, _)| (*e, "sent")).collect();
+    expected.push((international, "bounced"));
     run.wait_for_statuses(&expected).await;
     run.foreign
         .wait_settled(leads.len(), leads.len(), Duration::from_secs(10))
         .await;
+    let jobs = run.jobs().await;
+    assert!(
+        jobs[international].2.contains("5.6.7"),
+        "refused as a non-ASCII address (RFC 6531 5.6.7): {}",
+        jobs[international].2
+    );
     let messages = run.foreign.messages();
     for (rcpt, _) in leads {
         let message = received_once(&messages, rcpt);
@@ -302,6 +312,7 @@ async fn lines_starting_with_a_dot_arrive_intact_at_a_foreign_server() {
     let options = ForeignOptions {
         starttls: true,
         pipelining: true,
+        smtputf8: true,
     };
     let run = Run::start(options, "Dots for {{first_name}}", text, &leads).await;
     let expected: Vec<(&str, &str)> = leads.iter().map(|(e, _)| (*e, "sent")).collect();
@@ -338,10 +349,11 @@ async fn lines_starting_with_a_dot_arrive_intact_at_a_foreign_server() {
 async fn utf8_subject_and_body_arrive_intact_at_a_foreign_server() {
     let subject = "Grüße, {{first_name}} — 日本";
     let text = "Grüße, {{first_name}} — 日本\nZweite Zeile: ½ € ✓\n";
-    let leads = [("zoe@utf8.test", "Zoë"), ("pat@utf8.test", "Pat")];
+    let leads = [("zoë@utf8.test", "Zoë"), ("pat@utf8.test", "Pat")];
     let options = ForeignOptions {
         starttls: true,
         pipelining: true,
+        smtputf8: true,
     };
     let run = Run::start(options, subject, text, &leads).await;
     let expected: Vec<(&str, &str)> = leads.iter().map(|(e, _)| (*e, "sent")).collect();
@@ -363,9 +375,17 @@ async fn utf8_subject_and_body_arrive_intact_at_a_foreign_server() {
             Some(rendered.as_str()),
             "{rcpt}: the text part as the foreign server decoded it"
         );
-        // 8-bit data needs BODY=8BITMIME on MAIL FROM (RFC 6152); without it
-        // every byte of the DATA must be 7-bit.
-        let declared = message.mail_options.iter().any(|o| o == "BODY=8BITMIME");
+        if !rcpt.is_ascii() {
+            assert!(
+                message.smtp_utf8,
+                "{rcpt}: a UTF-8 address needs SMTPUTF8 on MAIL FROM (RFC 6531): {:?}",
+                message.mail_options
+            );
+        }
+        // 8-bit data needs BODY=8BITMIME (RFC 6152) or, for UTF-8 headers,
+        // SMTPUTF8 on MAIL FROM; without them every byte must be 7-bit.
+        let declared =
+            message.smtp_utf8 || message.mail_options.iter().any(|o| o == "BODY=8BITMIME");
         if !declared {
             let content = message.content();
             let eight_bit = content.iter().filter(|b| **b >= 0x80).count();

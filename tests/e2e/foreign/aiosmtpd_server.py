@@ -11,13 +11,17 @@ this file adds is only:
 - PIPELINING in the EHLO reply (aiosmtpd handles pipelined commands but does not
   advertise them), unless --no-pipelining;
 - STARTTLS with the given certificate, unless no --cert is given;
+- SMTPUTF8 (UTF-8 addresses) only with --smtputf8; without it aiosmtpd answers
+  a non-ASCII command with 500;
 - a record of what it saw, one JSON object per line, appended to --events:
   `{"event": "rcpt", ...}` for every RCPT TO (accepted or refused) and
   `{"event": "message", ...}` for every accepted DATA, with the exact message
   bytes after un-stuffing (hex), the MAIL/RCPT parameters the client used,
   whether the session was TLS, whether the RCPT TO had already arrived when
   MAIL FROM was answered (pipelined), and Python's own MIME parse of the
-  message (Subject, Message-ID, the decoded text/plain part).
+  message (Subject, Message-ID, the decoded text/plain part), and
+  `{"event": "error", ...}` for every reply that says the client broke the
+  protocol (500-504, 555: syntax, unknown command, bad sequence, parameters).
 
 When listening it prints `listening on 127.0.0.1:<port>` (port chosen by the
 OS) on stdout, which the harness reads from its log. It runs until killed.
@@ -34,6 +38,21 @@ from email import policy
 from email.parser import BytesParser
 
 from aiosmtpd.smtp import SMTP
+
+
+# Replies that blame the client: a command or parameter aiosmtpd could not
+# accept as sent.
+CLIENT_ERRORS = ("500", "501", "502", "503", "504", "555")
+
+
+class JudgingSMTP(SMTP):
+    """aiosmtpd's SMTP, recording every reply that blames the client."""
+
+    async def push(self, status):
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        if text[:3] in CLIENT_ERRORS:
+            self.event_handler.record({"event": "error", "reply": text})
+        await super().push(status)
 
 
 class Recorder:
@@ -134,6 +153,7 @@ def main():
     parser.add_argument("--cert", help="PEM certificate: offer STARTTLS")
     parser.add_argument("--key", help="PEM private key of --cert")
     parser.add_argument("--no-pipelining", action="store_true")
+    parser.add_argument("--smtputf8", action="store_true", help="offer SMTPUTF8")
     args = parser.parse_args()
     # The harness watchdog ignores SIGTERM and an ignored signal stays ignored
     # across exec: restore the default so its `kill -TERM` stops us.
@@ -146,10 +166,11 @@ def main():
     handler = Recorder(args.events, pipelining=not args.no_pipelining)
 
     def factory():
-        return SMTP(
+        return JudgingSMTP(
             handler,
             hostname="foreign.test",
             decode_data=False,  # raw bytes; also makes aiosmtpd offer 8BITMIME
+            enable_SMTPUTF8=args.smtputf8,
             tls_context=tls_context,
             require_starttls=False,  # let the client decide: the test judges it
         )

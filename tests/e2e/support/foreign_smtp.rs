@@ -4,10 +4,11 @@
 //! the watchdog of [`super::process`], so it dies with the test.
 //!
 //! The server answers by recipient local part (`defer-*` 451 4.7.1, `bounce-*`
-//! 550 5.1.1, otherwise 250), offers STARTTLS with a throwaway self-signed
-//! certificate (rcgen) and PIPELINING unless told not to, and appends what it
-//! saw to a JSON-lines file that [`ForeignSmtp::messages`] and
-//! [`ForeignSmtp::rcpts`] read back. Nothing here is our own SMTP code: the
+//! 550 5.1.1, otherwise 250), offers 8BITMIME, and STARTTLS with a throwaway
+//! self-signed certificate (rcgen), PIPELINING and SMTPUTF8 as
+//! [`ForeignOptions`] say, and appends what it saw to a JSON-lines file that
+//! [`ForeignSmtp::messages`], [`ForeignSmtp::rcpts`] and
+//! [`ForeignSmtp::errors`] read back. Nothing here is our own SMTP code: the
 //! command parsing, DATA un-stuffing, TLS and MIME parsing are Python's.
 
 use std::fs;
@@ -21,11 +22,13 @@ use serde::Deserialize;
 use super::process::{self, Watched};
 use super::wait_for;
 
-/// What the foreign server offers in its EHLO reply.
+/// What the foreign server offers in its EHLO reply (8BITMIME always).
 #[derive(Debug, Clone, Copy)]
 pub struct ForeignOptions {
     pub starttls: bool,
     pub pipelining: bool,
+    /// UTF-8 addresses; without it a non-ASCII command gets 500.
+    pub smtputf8: bool,
 }
 
 /// One accepted message as the foreign server saw it.
@@ -56,7 +59,10 @@ impl ForeignMessage {
     /// The message bytes exactly as received, after DATA un-stuffing.
     pub fn content(&self) -> Vec<u8> {
         let hex = self.content_hex.as_bytes();
-        assert!(hex.len().is_multiple_of(2), "odd hex length from the foreign server");
+        assert!(
+            hex.len().is_multiple_of(2),
+            "odd hex length from the foreign server"
+        );
         hex.chunks(2)
             .map(|pair| {
                 let pair = std::str::from_utf8(pair).expect("hex is ASCII");
@@ -75,11 +81,18 @@ pub struct ForeignRcpt {
     pub tls: bool,
 }
 
+/// A reply of the foreign server that blames the client (500-504, 555).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ForeignError {
+    pub reply: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 enum Event {
     Rcpt(ForeignRcpt),
     Message(Box<ForeignMessage>),
+    Error(ForeignError),
 }
 
 pub struct ForeignSmtp {
@@ -109,6 +122,9 @@ impl ForeignSmtp {
         }
         if !options.pipelining {
             command.push("--no-pipelining".into());
+        }
+        if options.smtputf8 {
+            command.push("--smtputf8".into());
         }
         let log = dir.join("aiosmtpd.log");
         let process = Watched::spawn("aiosmtpd", &command, "TERM", &log, Some(&dir));
@@ -142,7 +158,19 @@ impl ForeignSmtp {
             .into_iter()
             .filter_map(|event| match event {
                 Event::Message(message) => Some(*message),
-                Event::Rcpt(_) => None,
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every reply so far that blamed the client for a malformed, unknown or
+    /// out-of-order command.
+    pub fn errors(&self) -> Vec<ForeignError> {
+        self.events()
+            .into_iter()
+            .filter_map(|event| match event {
+                Event::Error(error) => Some(error),
+                _ => None,
             })
             .collect()
     }
@@ -153,14 +181,15 @@ impl ForeignSmtp {
             .into_iter()
             .filter_map(|event| match event {
                 Event::Rcpt(rcpt) => Some(rcpt),
-                Event::Message(_) => None,
+                _ => None,
             })
             .collect()
     }
 
     /// Waits until exactly `messages` messages and `rcpts` RCPT answers are
     /// recorded and the counts stay so over 10 consecutive polls (a quiet
-    /// period, so a late extra copy shows). Panics naming the counts otherwise.
+    /// period, so a late extra copy shows), then checks the server blamed the
+    /// client for nothing. Panics naming the counts otherwise.
     pub async fn wait_settled(&self, messages: usize, rcpts: usize, timeout: Duration) {
         let mut stable = 0;
         wait_for(
@@ -184,6 +213,11 @@ impl ForeignSmtp {
             },
         )
         .await;
+        let errors = self.errors();
+        assert!(
+            errors.is_empty(),
+            "aiosmtpd refused commands of our client as malformed or out of order: {errors:?}"
+        );
     }
 
     /// Kills the server by PID (its scratch directory goes with it).
