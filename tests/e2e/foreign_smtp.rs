@@ -17,7 +17,7 @@
 //!   order (500-504, 555).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use penguin::scenario::Scenario;
 use penguin_config::Route;
@@ -109,26 +109,30 @@ impl Run {
             .collect()
     }
 
-    /// Waits until every lead's job is in the state `expected` gives it.
+    /// Waits (30 s at most) until every lead's job is in the state `expected`
+    /// gives it; on timeout shows what the jobs are in instead.
     async fn wait_for_statuses(&self, expected: &[(&str, &str)]) {
         let expected: BTreeMap<String, String> = expected
             .iter()
             .map(|(email, status)| (email.to_string(), status.to_string()))
             .collect();
-        wait_for(
-            &format!("job statuses {expected:?}"),
-            Duration::from_secs(30),
-            || async {
-                let got: BTreeMap<String, String> = self
-                    .jobs()
-                    .await
-                    .into_iter()
-                    .map(|(email, (status, _, _))| (email, status))
-                    .collect();
-                (got == expected).then_some(())
-            },
-        )
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got: BTreeMap<String, String> = self
+                .jobs()
+                .await
+                .into_iter()
+                .map(|(email, (status, _, _))| (email, status))
+                .collect();
+            if got == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job statuses after 30 s: {got:?}, expected {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     async fn stop(self) {
