@@ -265,6 +265,26 @@ async fn outcomes_starttls_and_pipelining_as_a_foreign_server_sees_them() {
         ("bounced", Some(550), Some("5.1.1"), "invalid_recipient"),
         "{bounce:?}"
     );
+    // The hard bounce, and only it, joins the tenant's suppression list.
+    let suppressed = wait_for(
+        "the bounced address suppressed",
+        Duration::from_secs(10),
+        || async {
+            let rows = run
+                .rig
+                .env
+                .psql("SELECT email, reason FROM suppressions")
+                .await;
+            (!rows.is_empty()).then_some(rows)
+        },
+    )
+    .await;
+    let suppressed: Vec<(String, String)> =
+        suppressed.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(
+        suppressed,
+        vec![(bounced.to_string(), "hard_bounce".to_string())]
+    );
     run.stop().await;
 }
 
