@@ -3,6 +3,7 @@
 #
 #   source scripts/services.sh
 #   ensure_packages   # apt-get installs redis-server / postgresql when missing
+#                     # (`ensure_packages aiosmtpd`: python3-aiosmtpd too, for the tests)
 #   start_postgres    # exports DATABASE_URL (fresh database `penguin`)
 #   start_redis       # exports REDIS_URL (empty, nothing persisted)
 #
@@ -48,26 +49,40 @@ find_pg_bindir() {
 }
 
 # Installs what is missing: redis-server (unless REDIS_URL is set) and
-# postgresql (unless DATABASE_URL is set or initdb is found).
+# postgresql (unless DATABASE_URL is set or initdb is found). With the argument
+# `aiosmtpd` also python3-aiosmtpd (and python3) when Debian's /usr/bin/python3
+# cannot import aiosmtpd: the SMTP server we did not write, which the
+# foreign_smtp end-to-end scenarios talk to.
 ensure_packages() {
-    local missing=()
+    local missing=() want
     if [[ -z "${REDIS_URL:-}" ]] && ! command -v redis-server >/dev/null 2>&1; then
         missing+=(redis-server)
     fi
     if [[ -z "${DATABASE_URL:-}" ]] && ! find_pg_bindir >/dev/null; then
         missing+=(postgresql)
     fi
+    for want in "$@"; do
+        case "$want" in
+            aiosmtpd)
+                if ! /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+                    [[ -x /usr/bin/python3 ]] || missing+=(python3)
+                    missing+=(python3-aiosmtpd)
+                fi
+                ;;
+            *) die "ensure_packages: unknown extra package set $want" ;;
+        esac
+    done
     if ((${#missing[@]} == 0)); then
         return 0
     fi
     local sudo=()
     if ((EUID != 0)); then
         command -v sudo >/dev/null 2>&1 ||
-            die "missing ${missing[*]}: install them, or set DATABASE_URL / REDIS_URL"
+            die "missing ${missing[*]}: install them (or set DATABASE_URL / REDIS_URL for the servers)"
         sudo=(sudo)
     fi
     command -v apt-get >/dev/null 2>&1 ||
-        die "missing ${missing[*]} and no apt-get: install them, or set DATABASE_URL / REDIS_URL"
+        die "missing ${missing[*]} and no apt-get: install them (or set DATABASE_URL / REDIS_URL for the servers)"
     log "installing ${missing[*]} (apt-get)"
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \

@@ -9,6 +9,7 @@ mod delivery_exactly_once;
 mod delivery_outcomes;
 mod faults_harness;
 mod fencing;
+mod foreign_smtp;
 mod harness_smoke;
 mod health_breakers;
 mod hostile_injection;

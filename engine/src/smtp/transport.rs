@@ -35,7 +35,12 @@
 //!   marked unusable ([`SmtpConnection::is_usable`]) and must be dropped: a late
 //!   reply could otherwise be read as the answer to the next command;
 //! - addresses with CR, LF, `<`, `>`, whitespace or control characters are refused
-//!   locally (5.1.3 / 5.1.7) and never reach the wire, so no command injection.
+//!   locally (5.1.3 / 5.1.7) and never reach the wire, so no command injection;
+//! - a UTF-8 (non-ASCII) sender or recipient goes only to a server that offers
+//!   SMTPUTF8, with `SMTPUTF8` (and `BODY=8BITMIME` when offered) on MAIL FROM
+//!   (RFC 6531); otherwise it is bounced locally with 553 5.6.7 and never
+//!   reaches the wire. Messages themselves are 7-bit (see `crate::message`), so
+//!   ASCII envelopes need no parameter.
 //!
 //! The session is generic over the stream (`AsyncRead + AsyncWrite`) so tests can
 //! drive it over an in-memory pipe ([`SmtpConnection::handshake`]); the default,
@@ -366,8 +371,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpConnection<S> {
         if !is_safe_address(rcpt) || rcpt.is_empty() {
             return local_refusal(Stage::RcptTo, "5.1.3", "invalid recipient address");
         }
+        // RFC 6531: a UTF-8 address needs SMTPUTF8, and only a server offering
+        // it may receive one. The To header then carries it in UTF-8 as well.
+        let international = !(mail_from.is_ascii() && rcpt.is_ascii());
+        let parameters = match (international, self.capabilities) {
+            (false, _) => "",
+            (true, caps) if !caps.smtputf8 => {
+                let stage = if mail_from.is_ascii() {
+                    Stage::RcptTo
+                } else {
+                    Stage::MailFrom
+                };
+                return DeliveryOutcome::Bounced {
+                    code: 553,
+                    enhanced: Some("5.6.7".to_owned()),
+                    reply: "553 5.6.7 non-ASCII address and the server does not offer SMTPUTF8 \
+                            (refused locally, not sent)"
+                        .to_owned(),
+                    stage,
+                };
+            }
+            (true, caps) if caps.eight_bit_mime => " SMTPUTF8 BODY=8BITMIME",
+            (true, _) => " SMTPUTF8",
+        };
 
-        let mail_command = format!("MAIL FROM:<{mail_from}>\r\n");
+        let mail_command = format!("MAIL FROM:<{mail_from}>{parameters}\r\n");
         let rcpt_command = format!("RCPT TO:<{rcpt}>\r\n");
         if self.capabilities.pipelining {
             if let Some(outcome) = self.pipelined_envelope(&mail_command, &rcpt_command).await {

@@ -232,6 +232,57 @@ async fn pipelined_mail_421_makes_the_session_unusable() {
 }
 
 #[tokio::test]
+async fn a_utf8_address_goes_with_smtputf8_when_offered() {
+    let (client, server) = tokio::io::duplex(4096);
+    let server = tokio::spawn(scripted(
+        server,
+        "220 hi\r\n",
+        vec![
+            Some("250-hi\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"),
+            Some("250 ok\r\n"),
+            Some("250 ok\r\n"),
+            Some("354 go\r\n"),
+            Some("250 queued\r\n"),
+        ],
+    ));
+    let mut conn = SmtpConnection::handshake(client, "me.test", &timeouts(1000))
+        .await
+        .unwrap();
+    let outcome = conn.send("a@s.test", "zoë@r.test", b"x\r\n").await;
+    assert!(outcome.is_sent(), "{outcome:?}");
+    drop(conn);
+    let seen = server.await.unwrap();
+    assert_eq!(seen[1], "MAIL FROM:<a@s.test> SMTPUTF8 BODY=8BITMIME");
+    assert_eq!(seen[2], "RCPT TO:<zoë@r.test>");
+}
+
+#[tokio::test]
+async fn a_utf8_address_without_smtputf8_is_refused_locally() {
+    let (client, server) = tokio::io::duplex(4096);
+    let server = tokio::spawn(scripted(
+        server,
+        "220 hi\r\n",
+        vec![Some("250-hi\r\n250 8BITMIME\r\n"), Some("250 ok\r\n")],
+    ));
+    let mut conn = SmtpConnection::handshake(client, "me.test", &timeouts(1000))
+        .await
+        .unwrap();
+    let outcome = conn.send("a@s.test", "zoë@r.test", b"x\r\n").await;
+    assert!(outcome.is_bounced(), "{outcome:?}");
+    assert_eq!(outcome.enhanced(), Some("5.6.7"));
+    assert_eq!(outcome.stage(), Some(Stage::RcptTo));
+    // An ASCII envelope on the same session carries no parameter.
+    let outcome = conn.send("a@s.test", "b@r.test", b"x\r\n").await;
+    assert!(
+        outcome.is_deferred(),
+        "the script ends after MAIL: {outcome:?}"
+    );
+    drop(conn);
+    let seen = server.await.unwrap();
+    assert_eq!(seen, vec!["EHLO me.test", "MAIL FROM:<a@s.test>"]);
+}
+
+#[tokio::test]
 async fn injected_recipient_is_refused_locally() {
     let (client, server) = tokio::io::duplex(4096);
     let server = tokio::spawn(scripted(server, "220 hi\r\n", vec![Some("250 hi\r\n")]));

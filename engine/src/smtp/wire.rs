@@ -84,6 +84,10 @@ impl ReplyReader {
 pub(crate) struct Capabilities {
     pub pipelining: bool,
     pub starttls: bool,
+    /// RFC 6531: UTF-8 addresses and headers may be sent (with `SMTPUTF8`).
+    pub smtputf8: bool,
+    /// RFC 6152: 8-bit data may be sent (with `BODY=8BITMIME`).
+    pub eight_bit_mime: bool,
 }
 
 impl Capabilities {
@@ -96,6 +100,10 @@ impl Capabilities {
                 caps.pipelining = true;
             } else if keyword.eq_ignore_ascii_case("STARTTLS") {
                 caps.starttls = true;
+            } else if keyword.eq_ignore_ascii_case("SMTPUTF8") {
+                caps.smtputf8 = true;
+            } else if keyword.eq_ignore_ascii_case("8BITMIME") {
+                caps.eight_bit_mime = true;
             }
         }
         caps
@@ -201,9 +209,13 @@ mod tests {
             caps,
             Capabilities {
                 pipelining: true,
-                starttls: true
+                starttls: true,
+                smtputf8: false,
+                eight_bit_mime: false,
             }
         );
+        let caps = Capabilities::from_ehlo("mx hello\n8BITMIME\nsmtputf8");
+        assert!(caps.smtputf8 && caps.eight_bit_mime && !caps.pipelining);
         assert_eq!(
             Capabilities::from_ehlo("PIPELINING"),
             Capabilities::default()
