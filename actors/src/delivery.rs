@@ -499,7 +499,12 @@ impl Worker {
                 "reply rule matched"
             );
             self.ctx.metrics.reply_rule(rule.action.as_str());
-            self.shaping.apply(provider, rule.action, now);
+            let applied = self.shaping.apply(provider, rule.action, now);
+            // Recorded by the Ip actor, so a restart or a hand-off keeps it.
+            let row = applied.row(&self.ip, rule.name, outcome.reply());
+            if let Some(ip) = self.ctx.directory.ip(self.ip.id) {
+                let _ = ip.cast(IpMsg::Shaped(row));
+            }
         }
     }
 }

@@ -13,7 +13,8 @@
 //!
 //! On (re)start it first flushes StatusWriter and returns any job still `sending`
 //! on this IP to `pending`: those belonged to a previous incarnation whose workers
-//! are gone. Workers die with the actor (their handles abort on drop). A changed
+//! are gone. It then takes over the shaping actions (suspensions, slow-downs)
+//! still in force in Postgres, and records every new one ([`crate::shaping_log`]). Workers die with the actor (their handles abort on drop). A changed
 //! row (pause, warm-up day, limits) arrives as [`IpMsg::Update`], never a restart.
 //!
 //! Postgres and Redis are reached through [`IpPorts`] (the real adapter, or the
@@ -28,6 +29,7 @@ use penguin_engine::queue::Popped;
 use penguin_engine::store;
 use penguin_engine::store::jobs;
 use penguin_engine::store::routing::IpSpec;
+use penguin_engine::store::shaping_actions::ShapingAction;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
@@ -62,6 +64,8 @@ pub enum IpMsg {
     Complaint { provider: Option<String> },
     /// Health breakers fired on an outcome (sent by a worker).
     Tripped(Vec<Trip>),
+    /// A reply rule acted on a shaping unit (sent by a worker): record it.
+    Shaped(ShapingAction),
     /// A worker released `n` claimed jobs of the hour starting at `hour_start`
     /// before SMTP: their sends return to the allowance.
     Released {
@@ -131,6 +135,7 @@ impl Actor for IpActor {
         let draining = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(!spec.active));
         let shaping = Arc::new(Shaping::default());
+        crate::shaping_log::restore(ports.as_ref(), &spec, &shaping, ctx.clock.now()).await?;
         let ready = Arc::new(ReadyQueues::default());
         let breakers = Arc::new(std::sync::Mutex::new(Breakers::new(
             ctx.config.health.clone(),
@@ -200,6 +205,7 @@ impl Actor for IpActor {
                 state.trip(trips).await;
             }
             IpMsg::Tripped(trips) => state.trip(trips).await,
+            IpMsg::Shaped(action) => crate::shaping_log::record(state, &action).await,
             IpMsg::Released { hour_start, n } => {
                 let ports = state.ports.as_ref();
                 state
@@ -390,13 +396,21 @@ impl IpState {
                 Trip::SuspendPair { provider, why } => {
                     self.ctx.metrics.health_trip("suspend_pair");
                     tracing::warn!(ip = %self.spec.address, %provider, %why, "health breaker suspended the pair");
-                    self.shaping
-                        .suspend_pair(&provider, pause_for, health.resume_factor, now);
+                    let applied =
+                        self.shaping
+                            .suspend_pair(&provider, pause_for, health.resume_factor, now);
+                    for applied in applied {
+                        let row = applied.row(&self.spec, "health:suspend_pair", &why);
+                        crate::shaping_log::record(self, &row).await;
+                    }
                 }
                 Trip::SlowPair { provider, why } => {
                     self.ctx.metrics.health_trip("slow_pair");
                     tracing::warn!(ip = %self.spec.address, %provider, %why, "health breaker slowed the pair");
-                    self.shaping.slow_pair(&provider, 0.5, pause_for, now);
+                    if let Some(applied) = self.shaping.slow_pair(&provider, 0.5, pause_for, now) {
+                        let row = applied.row(&self.spec, "health:slow_pair", &why);
+                        crate::shaping_log::record(self, &row).await;
+                    }
                 }
             }
         }

@@ -1,8 +1,9 @@
 //! What an Ip actor asks of the world outside the actor tree to admit jobs:
 //! the IP-local calendar and past usage (Postgres), its allowance counters
 //! (Redis), the day-end warm-up verdicts and its fresh row, the claim
-//! `queued → sending`, the acknowledgement of claimed jobs in Redis, and the
-//! release of jobs a previous incarnation left `sending`.
+//! `queued → sending`, the acknowledgement of claimed jobs in Redis, the
+//! release of jobs a previous incarnation left `sending`, and the shaping
+//! actions it takes and takes over (`ip_shaping_actions`).
 //! [`EngineIpPorts`] is the real adapter over the node's context; the actor
 //! tests (`ip_tests.rs`) put in-memory fakes behind the same trait, so
 //! admission is tested on the real actor and the real allowance arithmetic.
@@ -14,6 +15,7 @@ use penguin_engine::queue::counters::{IpCounters, Reserved, Slot};
 use penguin_engine::store::fences::Epoch;
 use penguin_engine::store::jobs::{self, SendingClaim, UsageMark};
 use penguin_engine::store::routing::{self, IpSpec};
+use penguin_engine::store::shaping_actions::{self, ShapingAction};
 use penguin_engine::store::usage::{self, DayUsage, LocalHour};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -82,6 +84,17 @@ pub trait IpPorts: Send + Sync + 'static {
         ip: Uuid,
         now: OffsetDateTime,
     ) -> Result<Option<u64>, StoreError>;
+
+    /// Records a shaping action just taken (see [`shaping_actions::record`]).
+    async fn record_shaping(&self, action: &ShapingAction) -> Result<(), StoreError>;
+
+    /// The IP's shaping actions still in force at `now`.
+    async fn shaping_in_force(
+        &self,
+        tenant: Uuid,
+        ip: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Vec<ShapingAction>, StoreError>;
 }
 
 /// The real ports: Postgres, Redis, and the warm-up verdicts.
@@ -171,5 +184,18 @@ impl IpPorts for EngineIpPorts {
         now: OffsetDateTime,
     ) -> Result<Option<u64>, StoreError> {
         jobs::release_sending_on_ip(&self.ctx.pg, tenant, epoch, ip, now).await
+    }
+
+    async fn record_shaping(&self, action: &ShapingAction) -> Result<(), StoreError> {
+        shaping_actions::record(&self.ctx.pg, action).await
+    }
+
+    async fn shaping_in_force(
+        &self,
+        tenant: Uuid,
+        ip: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Vec<ShapingAction>, StoreError> {
+        shaping_actions::load_in_force(&self.ctx.pg, tenant, ip, now).await
     }
 }

@@ -45,6 +45,8 @@ pub mod ready;
 pub mod reaper;
 pub mod render;
 pub mod shaping;
+pub mod shaping_log;
+pub mod shaping_rate;
 pub mod status_writer;
 pub mod supervisor;
 mod takeover;

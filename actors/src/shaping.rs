@@ -1,13 +1,18 @@
 //! Traffic shaping of one IP towards each provider (the (IP, provider) pair,
 //! DESIGN.md §5–§6): at most `max_connections` connections at once, at most
 //! `max_messages_per_hour` messages per clock hour, and the actions of reply rules
-//! — suspend the pair for a while, or slow it down (its hourly cap multiplied by a
-//! factor) for a while. A job the pair cannot take now is postponed: it goes back
-//! to Postgres with a later `run_at`, never into a busy loop.
+//! — suspend the pair for a while, or slow it down for a while: its own hourly
+//! cap, or else the rate it was observed sending at, multiplied by a factor
+//! ([`crate::shaping_rate`]). A job the pair cannot take now is postponed: it goes
+//! back to Postgres with a later `run_at`, never into a busy loop.
 //!
 //! Owned by one Ip actor and shared with its delivery workers. The pair counters
 //! live in memory and start from zero when the Ip actor restarts (the per-IP daily
 //! and hourly allowances, which must survive restarts, are in [`crate::allowance`]).
+//! Every action taken is returned as an [`Applied`], which the Ip actor records in
+//! Postgres; a starting Ip actor hands the ones still in force to
+//! [`Shaping::restore`], so suspensions and slow-downs survive restarts
+//! ([`crate::shaping_log`]).
 //! The health breakers also suspend or slow pairs through here, and hold a pair
 //! whose own health is at a warning rate to half the IP's per-second pace
 //! ([`Shaping::pace`]) until it recovers.
@@ -21,11 +26,8 @@ use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
 use crate::pacer::Pacer;
-
-/// Smallest hourly cap a slow-down leaves.
-const MIN_SLOW_CAP: u32 = 1;
-/// Cap assumed for a pair without its own hourly cap when it is first slowed.
-const NOMINAL_CAP: u32 = 60;
+pub use crate::shaping_log::{Applied, Restored};
+use crate::shaping_rate::{Base, RecentSends, slowed};
 
 /// Whether a message may start towards a provider now.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +41,13 @@ pub enum Admission {
 }
 
 struct Pair {
+    /// The unit's name (the key of `Shaping::pairs`) and its provider.
+    key: String,
+    provider: String,
+    /// The provider's own hourly cap, when it has one.
+    cap: Option<u32>,
+    /// Messages admitted lately: what a slow-down of an uncapped pair multiplies.
+    recent: RecentSends,
     connections: Arc<Semaphore>,
     hour: i64,
     sent_this_hour: u32,
@@ -52,6 +61,9 @@ struct Pair {
 #[derive(Default)]
 pub struct Shaping {
     pairs: Mutex<HashMap<String, Pair>>,
+    /// Actions loaded from Postgres at start, by key, for pairs not yet in use:
+    /// a pair takes its own when it is created.
+    restored: Mutex<HashMap<String, Restored>>,
 }
 
 fn hour_of(t: OffsetDateTime) -> i64 {
@@ -70,14 +82,23 @@ impl Shaping {
         f: impl FnOnce(&mut Pair) -> R,
     ) -> R {
         let mut pairs = self.pairs.lock().expect("shaping lock");
-        let pair = pairs.entry(provider.name.clone()).or_insert_with(|| Pair {
-            connections: Arc::new(Semaphore::new(provider.limits.max_connections.max(1))),
-            hour: hour_of(now),
-            sent_this_hour: 0,
-            suspended_until: None,
-            slowed: None,
-            pacer: Arc::new(Pacer::default()),
-        });
+        let pair = pairs
+            .entry(provider.name.clone())
+            .or_insert_with_key(|key| {
+                let restored = self.take_restored(key);
+                Pair {
+                    key: key.clone(),
+                    provider: provider.name.clone(),
+                    cap: provider.limits.max_messages_per_hour.filter(|c| *c > 0),
+                    recent: RecentSends::default(),
+                    connections: Arc::new(Semaphore::new(provider.limits.max_connections.max(1))),
+                    hour: hour_of(now),
+                    sent_this_hour: 0,
+                    suspended_until: restored.suspended_until,
+                    slowed: restored.slowed,
+                    pacer: Arc::new(Pacer::default()),
+                }
+            });
         if pair.hour != hour_of(now) {
             pair.hour = hour_of(now);
             pair.sent_this_hour = 0;
@@ -118,6 +139,7 @@ impl Shaping {
                 };
             }
             pair.sent_this_hour += 1;
+            pair.recent.record(now);
             Admission::Go
         })
     }
@@ -169,64 +191,88 @@ impl Shaping {
             .is_some_and(|pair| pair.connections.available_permits() > 0)
     }
 
-    /// The health breaker's suspension of a pair: nothing for `for_`, then the
-    /// pair's hourly cap times `resume_factor` for as long again.
+    /// The health breaker's suspension of a pair: nothing for `for_`, then its
+    /// rate times `resume_factor` for as long again (a suspension and a
+    /// slow-down, both returned for the record).
     pub fn suspend_pair(
         &self,
         provider: &str,
         for_: std::time::Duration,
         resume_factor: f64,
         now: OffsetDateTime,
-    ) {
+    ) -> Vec<Applied> {
         let mut pairs = self.pairs.lock().expect("shaping lock");
-        if let Some(pair) = pairs.get_mut(provider) {
-            let until = now + for_;
-            pair.suspended_until = Some(pair.suspended_until.map_or(until, |u| u.max(until)));
-            let cap = pair
-                .slowed
-                .map_or(pair.sent_this_hour.max(NOMINAL_CAP), |(c, _)| c);
-            let slowed = ((cap as f64 * resume_factor) as u32).max(MIN_SLOW_CAP);
-            pair.slowed = Some((slowed, until + for_));
-        }
+        let Some(pair) = pairs.get_mut(provider) else {
+            return Vec::new();
+        };
+        let until = now + for_;
+        let suspended = pair.suspend(now, until);
+        let slowed = pair.slow_down(resume_factor, now, until + for_);
+        vec![suspended, slowed]
     }
 
-    /// The health breaker's slow-down of a pair: its hourly cap times `factor`.
+    /// The health breaker's slow-down of a pair: its rate times `factor`.
     pub fn slow_pair(
         &self,
         provider: &str,
         factor: f64,
         for_: std::time::Duration,
         now: OffsetDateTime,
-    ) {
+    ) -> Option<Applied> {
         let mut pairs = self.pairs.lock().expect("shaping lock");
-        if let Some(pair) = pairs.get_mut(provider) {
-            let cap = pair
-                .slowed
-                .map_or(pair.sent_this_hour.max(NOMINAL_CAP), |(c, _)| c);
-            let slowed = ((cap as f64 * factor) as u32).max(MIN_SLOW_CAP);
-            pair.slowed = Some((slowed, now + for_));
+        let pair = pairs.get_mut(provider)?;
+        Some(pair.slow_down(factor, now, now + for_))
+    }
+
+    /// Applies a reply rule's action to the pair; returns what is now in force.
+    pub fn apply(&self, provider: &Provider, action: RuleAction, now: OffsetDateTime) -> Applied {
+        let until = now + action.duration();
+        self.with_pair(provider, now, |pair| match action {
+            RuleAction::Suspend { .. } => pair.suspend(now, until),
+            RuleAction::SlowDown { factor, .. } => pair.slow_down(factor, now, until),
+        })
+    }
+
+    /// Takes over actions still in force from a previous incarnation (loaded
+    /// from Postgres when the Ip actor starts), by unit key.
+    pub fn restore(&self, actions: impl IntoIterator<Item = (String, Restored)>) {
+        let mut pairs = self.pairs.lock().expect("shaping lock");
+        let mut restored = self.restored.lock().expect("shaping restore lock");
+        for (key, action) in actions {
+            match pairs.get_mut(&key) {
+                Some(pair) => action.merge_into(&mut pair.suspended_until, &mut pair.slowed),
+                None => restored.entry(key).or_default().merge(action),
+            }
         }
     }
 
-    /// Applies a reply rule's action to the pair.
-    pub fn apply(&self, provider: &Provider, action: RuleAction, now: OffsetDateTime) {
-        let until = now + action.duration();
-        let base_cap = provider.limits.max_messages_per_hour.filter(|c| *c > 0);
-        self.with_pair(provider, now, |pair| match action {
-            RuleAction::Suspend { .. } => {
-                pair.suspended_until = Some(pair.suspended_until.map_or(until, |u| u.max(until)));
-            }
-            RuleAction::SlowDown { factor, .. } => {
-                let current = pair
-                    .slowed
-                    .map(|(cap, _)| cap)
-                    .or(base_cap)
-                    .unwrap_or_else(|| pair.sent_this_hour.max(NOMINAL_CAP));
-                let slowed = ((current as f64 * factor) as u32).max(MIN_SLOW_CAP);
-                let until = pair.slowed.map_or(until, |(_, u)| u.max(until));
-                pair.slowed = Some((slowed, until));
-            }
-        });
+    fn take_restored(&self, key: &str) -> Restored {
+        let mut restored = self.restored.lock().expect("shaping restore lock");
+        restored.remove(key).unwrap_or_default()
+    }
+}
+
+impl Pair {
+    /// Nothing sent until `until` (a longer suspension in force stays).
+    fn suspend(&mut self, now: OffsetDateTime, until: OffsetDateTime) -> Applied {
+        let until = self.suspended_until.map_or(until, |u| u.max(until));
+        self.suspended_until = Some(until);
+        Applied::suspend(&self.key, &self.provider, now, until)
+    }
+
+    /// The pair's rate times `factor` until `until` (or a later end in force):
+    /// the rate of a slow-down in force, else its own cap, else what it was
+    /// observed sending lately.
+    fn slow_down(&mut self, factor: f64, now: OffsetDateTime, until: OffsetDateTime) -> Applied {
+        let base = match (self.slowed, self.cap) {
+            (Some((rate, _)), _) => Base::Slowed(rate),
+            (None, Some(cap)) => Base::Cap(cap),
+            (None, None) => Base::Observed(self.recent.per_hour(now)),
+        };
+        let rate = slowed(base, factor, self.cap.is_some());
+        let until = self.slowed.map_or(until, |(_, u)| u.max(until));
+        self.slowed = Some((rate, until));
+        Applied::slow_down(&self.key, &self.provider, factor, rate, base, now, until)
     }
 }
 

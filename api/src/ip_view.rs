@@ -11,11 +11,14 @@ use penguin_config::Config;
 use penguin_engine::allowance::{self, DayPlan};
 use penguin_engine::health::Rates;
 use penguin_engine::store::ips::{IpView, WarmupDecision};
+use penguin_engine::store::shaping_actions::ShapingAction;
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+use crate::shaping_view::ShapingBody;
 
 /// The IP's state: `paused`, `outside_active_hours`, `exhausted` or `sending`.
 pub const STATES: [&str; 4] = ["paused", "outside_active_hours", "exhausted", "sending"];
@@ -55,6 +58,9 @@ pub struct IpBody {
     pub state: &'static str,
     pub state_reason: Option<String>,
     pub last_warmup_decision: Option<WarmupBody>,
+    /// Every suspension or slow-down in force on the IP's shaping units, with
+    /// its rule, effective hourly rate and reason.
+    pub shaping: Vec<ShapingBody>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
 }
@@ -152,8 +158,21 @@ impl IpBody {
             state,
             state_reason,
             last_warmup_decision: ip.last_warmup.map(warmup_body),
+            shaping: Vec::new(),
             created_at: ip.created_at,
         }
+    }
+
+    /// The same IP with the shaping actions in force (those of other IPs in
+    /// `actions` are left out).
+    pub fn with_shaping(mut self, actions: &[ShapingAction]) -> IpBody {
+        self.shaping = actions
+            .iter()
+            .filter(|action| action.ip_id == self.id)
+            .cloned()
+            .map(ShapingBody::from)
+            .collect();
+        self
     }
 }
 

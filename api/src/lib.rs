@@ -20,7 +20,8 @@
 //! - [`campaign_rates`]: a campaign's `rates` and `eta`, pure arithmetic over
 //!   its job counts and recent events.
 //! - [`ip_view`]: an IP as the API shows it, with its allowance, quota, health
-//!   and state computed by the engine's own arithmetic.
+//!   and state computed by the engine's own arithmetic; [`shaping_view`]: the
+//!   suspensions and slow-downs in force on its shaping units.
 //! - [`metrics`]: metric names and the request-counting middleware.
 //! - [`openapi`](mod@openapi): the OpenAPI 3 document's frame (info, bearer
 //!   scheme, tags, which listener serves what, shared error answers);
@@ -76,6 +77,7 @@ pub mod openapi;
 pub mod rate_limit;
 mod routes;
 pub mod serve;
+pub mod shaping_view;
 pub mod template_check;
 pub mod validate;
 

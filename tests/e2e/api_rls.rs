@@ -22,7 +22,7 @@ use crate::support::api::{Answer, ApiClient, ApiServer, campaign_body, count, le
 use crate::support::{TestEnv, admin_token};
 
 /// Every tenant-owned table, with the column naming its tenant.
-const TENANT_TABLES: [(&str, &str); 15] = [
+const TENANT_TABLES: [(&str, &str); 16] = [
     ("tenants", "id"),
     ("api_tokens", "tenant_id"),
     ("smtp_ips", "tenant_id"),
@@ -38,6 +38,7 @@ const TENANT_TABLES: [(&str, &str); 15] = [
     ("ip_hourly_usage", "tenant_id"),
     ("warmup_history", "tenant_id"),
     ("tenant_fences", "tenant_id"),
+    ("ip_shaping_actions", "tenant_id"),
 ];
 
 /// A tenant with a row in every tenant table; returns `(tenant, token, campaign)`.
@@ -74,6 +75,12 @@ async fn populated_tenant(
         format!(
             "INSERT INTO tenant_fences (tenant_id, epoch, node_id, taken_at)
              VALUES ('{tenant}', 1, 'node-{name}', now())"
+        ),
+        format!(
+            "INSERT INTO ip_shaping_actions (tenant_id, ip_id, key, action, provider, rule,
+                 effective_per_hour, reason, started_at, until)
+             VALUES ('{tenant}', '{ip}', 'default', 'suspend', 'default', 'test', 0, 'test',
+                 now(), now() + interval '1 hour')"
         ),
     ] {
         env.psql(&sql).await;
@@ -165,6 +172,7 @@ async fn the_tenant_role_sees_and_changes_only_its_tenants_rows() {
             "delivery_events:INSERT,SELECT",
             "ip_daily_stats:INSERT,SELECT",
             "ip_hourly_usage:SELECT",
+            "ip_shaping_actions:SELECT",
             "leads:INSERT,SELECT",
             "send_jobs:INSERT,SELECT,UPDATE",
             "smtp_ips:SELECT",

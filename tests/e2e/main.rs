@@ -42,6 +42,7 @@ mod queue_redis;
 mod redis_flushed;
 mod retry_limits;
 mod rollups;
+mod shaping_actions;
 mod slow_mx;
 mod suppressed_at_send;
 mod tracking;

@@ -14,6 +14,7 @@ use penguin_engine::queue::counters::{Reserved, Slot};
 use penguin_engine::store::fences::Epoch;
 use penguin_engine::store::jobs::{SendingClaim, UsageMark};
 use penguin_engine::store::routing::IpSpec;
+use penguin_engine::store::shaping_actions::ShapingAction;
 use penguin_engine::store::usage::{DayUsage, LocalHour};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use time::{Date, OffsetDateTime};
@@ -46,6 +47,8 @@ pub(crate) struct IpLog {
     pub marks: Vec<UsageMark>,
     /// Jobs acknowledged in Redis.
     pub acked: usize,
+    /// Postgres: shaping actions recorded.
+    pub shaping: Vec<ShapingAction>,
 }
 
 pub(crate) struct FakeIpPorts {
@@ -204,6 +207,26 @@ impl IpPorts for FakeIpPorts {
         _now: OffsetDateTime,
     ) -> Result<Option<u64>, StoreError> {
         Ok(Some(0))
+    }
+
+    async fn record_shaping(&self, action: &ShapingAction) -> Result<(), StoreError> {
+        self.log.lock().unwrap().shaping.push(action.clone());
+        Ok(())
+    }
+
+    async fn shaping_in_force(
+        &self,
+        tenant: Uuid,
+        ip: Uuid,
+        now: OffsetDateTime,
+    ) -> Result<Vec<ShapingAction>, StoreError> {
+        let log = self.log.lock().unwrap();
+        Ok(log
+            .shaping
+            .iter()
+            .filter(|a| a.tenant_id == tenant && a.ip_id == ip && a.until > now)
+            .cloned()
+            .collect())
     }
 }
 

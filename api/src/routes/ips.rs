@@ -8,7 +8,7 @@
 //!   or the owning tenant; the body may be empty) → 200 IP; idempotent.
 //!
 //! An IP is shown as [`IpBody`] (allowance, quota, usage, health and state at
-//! this instant). Every change publishes `TenantChanged` so the node owning the
+//! this instant, and the shaping actions in force on it). Every change publishes `TenantChanged` so the node owning the
 //! tenant reloads its IPs at once.
 
 use axum::Json;
@@ -18,6 +18,7 @@ use penguin_engine::control::ControlEvent;
 use penguin_engine::db::StoreError;
 use penguin_engine::store;
 use penguin_engine::store::ips::{NewIp, StatusChange};
+use penguin_engine::store::shaping_actions;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -153,19 +154,26 @@ async fn create(
     responses((status = 200, description = "The IPs", body = IpList), AnyCaller))]
 async fn list(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<IpList>> {
     let now = OffsetDateTime::now_utc();
-    let ips = match caller {
-        Caller::Admin => store::ips::all_ips(&state.pg, now).await?,
+    let (ips, actions) = match caller {
+        Caller::Admin => {
+            let ips = store::ips::all_ips(&state.pg, now).await?;
+            let ids: Vec<Uuid> = ips.iter().map(|ip| ip.id).collect();
+            let actions = shaping_actions::in_force_any(&state.pg, &ids, now).await?;
+            (ips, actions)
+        }
         Caller::Tenant(tenant) => {
             let mut client = super::connection(&state).await?;
             let tx = super::tenant_scope(&mut client, tenant).await?;
             let ips = store::ips::tenant_ips(&tx, tenant, now).await?;
+            let ids: Vec<Uuid> = ips.iter().map(|ip| ip.id).collect();
+            let actions = shaping_actions::in_force(&tx, &ids, now).await?;
             super::commit(tx).await?;
-            ips
+            (ips, actions)
         }
     };
     let ips: Vec<IpBody> = ips
         .into_iter()
-        .map(|ip| IpBody::new(ip, &state.config))
+        .map(|ip| IpBody::new(ip, &state.config).with_shaping(&actions))
         .collect();
     Ok(Json(IpList { ips }))
 }
@@ -185,17 +193,23 @@ async fn show(
     IdPath(id): IdPath,
 ) -> ApiResult<Json<IpBody>> {
     let now = OffsetDateTime::now_utc();
-    let ip = match caller {
-        Caller::Admin => store::ips::ip_by_id(&state.pg, id, now).await,
+    let (ip, actions) = match caller {
+        Caller::Admin => {
+            let ip = store::ips::ip_by_id(&state.pg, id, now).await;
+            let actions = shaping_actions::in_force_any(&state.pg, &[id], now).await?;
+            (ip, actions)
+        }
         Caller::Tenant(tenant) => {
             let mut client = super::connection(&state).await?;
             let tx = super::tenant_scope(&mut client, tenant).await?;
             let ip = store::ips::tenant_ip(&tx, tenant, id, now).await;
+            let actions = shaping_actions::in_force(&tx, &[id], now).await?;
             super::commit(tx).await?;
-            ip
+            (ip, actions)
         }
     };
-    Ok(Json(IpBody::new(ip.map_err(no_such_ip)?, &state.config)))
+    let body = IpBody::new(ip.map_err(no_such_ip)?, &state.config).with_shaping(&actions);
+    Ok(Json(body))
 }
 
 /// Pauses an IP until resumed (admin or owner); idempotent.
@@ -260,15 +274,17 @@ async fn change_status(
     };
     let mut client = super::connection(&state).await?;
     let tx = super::caller_scope(&mut client, caller).await?;
-    let ip = store::ips::set_status(&tx, owner, id, &change, OffsetDateTime::now_utc())
+    let now = OffsetDateTime::now_utc();
+    let ip = store::ips::set_status(&tx, owner, id, &change, now)
         .await
         .map_err(no_such_ip)?;
+    let actions = shaping_actions::in_force(&tx, &[id], now).await?;
     super::commit(tx).await?;
     drop(client);
     let tenant_id = ip.tenant_id;
     super::publish(&state, ControlEvent::TenantChanged { tenant_id }).await;
     tracing::info!(%tenant_id, ip_id = %id, ?change, "IP status set through the API");
-    Ok(Json(IpBody::new(ip, &state.config)))
+    Ok(Json(IpBody::new(ip, &state.config).with_shaping(&actions)))
 }
 
 fn no_such_ip(error: StoreError) -> AppError {

@@ -15,6 +15,8 @@
 //! - [`complaints`]: feedback-loop complaints: the job, the event, the rollup,
 //!   the suppression.
 //! - [`engagement`]: opens and clicks from the public tracking links.
+//! - [`shaping_actions`]: suspensions and slow-downs in force on an IP's shaping
+//!   units, with their rule (kept across Ip actor restarts, shown by the API).
 //! - [`stats`]: read-only statistics for the API: a campaign's recent activity
 //!   and engagement, per-day rows per campaign, IP and tenant.
 
@@ -31,6 +33,7 @@ pub mod jobs;
 pub mod leads;
 pub mod routing;
 pub mod schedules;
+pub mod shaping_actions;
 pub mod stats;
 pub mod suppressions;
 pub mod tenants;
