@@ -9,7 +9,8 @@
 //!   suspension lifts when the clock reaches its end;
 //! - a slow-down of an uncapped unit multiplies the rate it was observed
 //!   sending at over the last five minutes (not a nominal 60/h), and the API
-//!   reports that effective hourly rate.
+//!   reports that effective hourly rate; a second slow-down while it holds
+//!   compounds, and its row keeps its start and ends at the later end.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -216,7 +217,10 @@ async fn a_slow_down_multiplies_the_rate_the_unit_was_observed_sending_at() {
     .await;
     rig.rig
         .sink
-        .set_rules(vec![rcpt_rule("slow@", SLOW_REPLY)])
+        .set_rules(vec![
+            rcpt_rule("slow@", SLOW_REPLY),
+            rcpt_rule("slower@", SLOW_REPLY),
+        ])
         .expect("sink rules");
     let ip = rig.add_ip(&warm_ip("127.0.0.2")).await;
     let address: IpAddr = "127.0.0.2".parse().unwrap();
@@ -253,5 +257,34 @@ async fn a_slow_down_multiplies_the_rate_the_unit_was_observed_sending_at() {
     assert_eq!(listed[0]["factor"], 0.5);
     assert_eq!(listed[0]["effective_per_hour"], observed / 2);
     assert_eq!(listed[0]["reason"], Value::String(row.reason.clone()));
+
+    // A minute later the same rule again: half of the slowed rate, the row
+    // extended (same start, the later end), not a second row.
+    let t1 = t0 + Duration::from_secs(60);
+    rig.set_clock(t1);
+    rig.start_campaign_to(&[ip], &["slower@site.test".into()])
+        .await;
+    let again = wait_for(
+        "the second slow-down to be recorded",
+        Duration::from_secs(30),
+        || async {
+            let mut found = rows(&rig, ip).await;
+            assert_eq!(found.len(), 1, "one row per unit and action: {found:?}");
+            found.pop().filter(|r| r.until != row.until)
+        },
+    )
+    .await;
+    assert_eq!(again.effective_per_hour, observed / 4, "{again:?}");
+    assert_eq!(
+        (again.started_at, again.until),
+        (t0, t1 + Duration::from_secs(1800))
+    );
+    assert!(
+        again
+            .reason
+            .contains(&format!("slowed rate {}/h", observed / 2)),
+        "{}",
+        again.reason
+    );
     rig.rig.shutdown().await;
 }
