@@ -107,13 +107,13 @@ pub(crate) fn outcome_records(
                 DeliveryOutcome::Deferred { .. } => {
                     let attempts = (job.attempts + 1).max(1) as u32;
                     let jitter = rand::random::<f64>();
-                    // Greylisting: a short first retry, then the normal schedule.
+                    // The server's own "retry in N seconds" wins; else greylisting
+                    // gets a short first retry, then the normal schedule.
                     let greylist = &ctx.config.delivery.greylist;
-                    let hint = if is_greylisting(&outcome) && attempts == 1 {
-                        Some(std::time::Duration::from_secs(greylist.first_retry_secs))
-                    } else {
-                        retry::retry_hint(outcome.reply())
-                    };
+                    let hint = retry::retry_hint(outcome.reply()).or_else(|| {
+                        (is_greylisting(&outcome) && attempts == 1)
+                            .then(|| std::time::Duration::from_secs(greylist.first_retry_secs))
+                    });
                     match retry::decide_with_hint(
                         &ctx.config.delivery.retry,
                         attempts,
