@@ -4,7 +4,7 @@
 //!
 //! For every job it renders the message (off the runtime, under the node's
 //! template budget: [`crate::render`]), finds the destination (a configured
-//! route, else the domain's best five MX hosts in order), asks the shaping of its
+//! route, else the domain's best five MX hosts in order: [`site::resolve`]), asks the shaping of its
 //! (IP, unit) pair for admission — the unit is the named provider, or for the
 //! `default` provider the destination's MX site or route host
 //! ([`penguin_engine::site::ShapingUnit`]) — reuses or opens a connection (within the provider's connection
@@ -43,13 +43,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use penguin_engine::dns::{Refused, destinations, vetted_addresses};
+use penguin_engine::dns::{Refused, vetted_addresses};
 use penguin_engine::domain::email_domain;
 use penguin_engine::greylist::is_greylisting;
 use penguin_engine::message::new_message_id;
 use penguin_engine::payload::JobV1;
 use penguin_engine::route::Destination;
-use penguin_engine::site::ShapingUnit;
+use penguin_engine::site::{self, ShapingUnit};
 use penguin_engine::smtp::transport::TlsMode;
 use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, Stage, should_suppress};
 use penguin_engine::store::fences::Epoch;
@@ -235,7 +235,7 @@ impl Worker {
             return late;
         }
         let domain = email_domain(&job.recipient);
-        let lookup = destinations(&self.ctx.routes, &*self.ctx.resolver, domain);
+        let lookup = site::resolve(&self.ctx.routes, &*self.ctx.resolver, domain);
         let Ok(found) = tokio::time::timeout_at(deadline, lookup).await else {
             self.ctx.metrics.attempt_deadline("in_smtp");
             return Finish::Smtp {
@@ -244,8 +244,8 @@ impl Worker {
                 provider: None,
             };
         };
-        let dests = match found {
-            Ok(dests) if !dests.is_empty() => dests,
+        let resolved = match found {
+            Ok(resolved) if !resolved.dests.is_empty() => resolved,
             Ok(_) => {
                 return Finish::Smtp {
                     outcome: dns_outcome(None),
@@ -261,10 +261,10 @@ impl Worker {
                 };
             }
         };
+        let dests = &resolved.dests;
         let provider = self.ctx.providers.classify(&dests[0].host);
-        let route = self.ctx.routes.lookup(domain).map(|d| d.host);
         let default = &self.ctx.providers.default_provider().name;
-        let unit = ShapingUnit::of(provider, default, route.as_deref(), &dests);
+        let unit = ShapingUnit::of(provider, default, &resolved);
         let now = self.ctx.clock.now();
         if let Admission::NotBefore { at, why } = self.shaping.admit(&unit, now) {
             return Finish::Postponed { until: at, why };
@@ -278,7 +278,7 @@ impl Worker {
         });
         if !reusable {
             self.close(open).await;
-            match self.open_connection(&dests, &unit, deadline).await {
+            match self.open_connection(dests, &unit, deadline).await {
                 Ok(fresh) => *open = Some(fresh),
                 Err(Finish::Smtp { outcome, .. }) => {
                     return Finish::Smtp {
