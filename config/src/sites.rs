@@ -82,3 +82,34 @@ impl GreylistConfig {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_zeros_are_refused_by_name() {
+        SitesConfig::default().validate().unwrap();
+        GreylistConfig::default().validate().unwrap();
+        let sites = SitesConfig {
+            max_per_ip: 0,
+            ..SitesConfig::default()
+        };
+        let err = sites.validate().unwrap_err().to_string();
+        assert!(err.contains("delivery.sites.max_per_ip"), "{err}");
+        let greylist = GreylistConfig {
+            throttle_recipients: 10_001,
+            ..GreylistConfig::default()
+        };
+        let err = greylist.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("delivery.greylist.throttle_recipients"),
+            "{err}"
+        );
+        let greylist = GreylistConfig {
+            first_retry_secs: 0,
+            ..GreylistConfig::default()
+        };
+        assert!(greylist.validate().is_err());
+    }
+}
