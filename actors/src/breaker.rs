@@ -12,6 +12,11 @@
 //! resume at `resume_factor`) is the one that applies. Otherwise an IP with one
 //! provider would be paused *and* its only pair suspended, and the pair's
 //! slow-down would outlive the pause and override the resume rate.
+//!
+//! A "pair" is (IP, shaping unit): the unit's key names it (a provider, or an MX
+//! site of the `default` provider: `penguin_engine::site`). At most `max_pairs`
+//! are tracked; when full, pairs with nothing in their window are dropped, and a
+//! new pair that still does not fit counts for the IP only.
 
 use std::collections::HashMap;
 
@@ -59,6 +64,7 @@ pub struct Breakers {
     pairs: HashMap<String, (RollingWindow, Health)>,
     /// The IP was paused by a trip and has not been resumed since.
     tripped: bool,
+    max_pairs: usize,
 }
 
 impl Breakers {
@@ -68,8 +74,27 @@ impl Breakers {
             ip_health: Health::Healthy,
             pairs: HashMap::new(),
             tripped: false,
+            max_pairs: usize::MAX,
             config,
         }
+    }
+
+    /// Tracks at most `max` pairs (`[delivery.sites] max_per_ip`).
+    pub fn with_max_pairs(mut self, max: usize) -> Self {
+        self.max_pairs = max.max(1);
+        self
+    }
+
+    /// Whether a pair for `key` is, or can now be, tracked.
+    fn has_room(&mut self, key: &str, now: OffsetDateTime) -> bool {
+        if self.pairs.contains_key(key) || self.pairs.len() < self.max_pairs {
+            return true;
+        }
+        self.pairs.retain(|_, (window, health)| {
+            let r = window.totals(now);
+            *health != Health::Healthy || r.sent + r.bounced + r.deferred + r.complaints > 0
+        });
+        self.pairs.len() < self.max_pairs
     }
 
     /// 0.5 while the IP's rates are above a warning threshold, else 1.
@@ -120,7 +145,7 @@ impl Breakers {
             trips.push(Trip::PauseIp(why.clone()));
         }
         self.ip_health = health;
-        if let Some(provider) = provider {
+        if let Some(provider) = provider.filter(|key| self.has_room(key, now)) {
             let window_secs = self.config.window_secs;
             let (window, last) = self
                 .pairs
@@ -273,6 +298,22 @@ mod tests {
             matches!(&trips[..], [Trip::PauseIp(_)]),
             "only the IP pauses: {trips:?}"
         );
+    }
+
+    #[test]
+    fn pairs_are_bounded_and_quiet_ones_dropped() {
+        let mut b = Breakers::new(HealthConfig::default()).with_max_pairs(2);
+        b.observe(t(0), Some("site:a"), Observed::Sent);
+        b.observe(t(0), Some("site:b"), Observed::Sent);
+        b.observe(t(1), Some("site:c"), Observed::Sent);
+        assert!(
+            !b.pairs.contains_key("site:c"),
+            "full: counted for the IP only"
+        );
+        let later = t(HealthConfig::default().window_secs as i64 + 10);
+        b.observe(later, Some("site:c"), Observed::Sent);
+        assert!(b.pairs.contains_key("site:c"), "a and b had gone quiet");
+        assert_eq!(b.pairs.len(), 1);
     }
 
     #[test]

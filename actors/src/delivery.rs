@@ -4,8 +4,10 @@
 //!
 //! For every job it renders the message (off the runtime, under the node's
 //! template budget: [`crate::render`]), finds the destination (a configured
-//! route, else the domain's best five MX hosts in order), asks the (IP, provider) shaping
-//! for admission, reuses or opens a connection (within the provider's connection
+//! route, else the domain's best five MX hosts in order: [`site::resolve`]), asks the shaping of its
+//! (IP, unit) pair for admission — the unit is the named provider, or for the
+//! `default` provider the destination's MX site or route host
+//! ([`penguin_engine::site::ShapingUnit`]) — reuses or opens a connection (within the provider's connection
 //! and per-connection caps, falling back to the next MX on connection failure;
 //! addresses resolved by the node's resolver and never one that is not globally
 //! routable unless a route names its host — a job left with only such addresses
@@ -31,17 +33,23 @@
 //! IP's allowance. A retry that comes due past the job's maximum age (`[delivery.retry]
 //! max_age_secs` since its first attempt) fails without SMTP. The records an outcome leaves are built
 //! in [`crate::outcome`].
+//!
+//! A greylisting deferral ([`penguin_engine::greylist`]) feeds neither the
+//! reply rules nor the breakers: it only counts towards its unit's greylisting
+//! ([`crate::greylist`]), and when that turns into throttling the reply rule it
+//! matches applies to that unit.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use penguin_engine::dns::{Refused, destinations, vetted_addresses};
+use penguin_engine::dns::{Refused, vetted_addresses};
 use penguin_engine::domain::email_domain;
+use penguin_engine::greylist::is_greylisting;
 use penguin_engine::message::new_message_id;
 use penguin_engine::payload::JobV1;
-use penguin_engine::provider::Provider;
 use penguin_engine::route::Destination;
+use penguin_engine::site::{self, ShapingUnit};
 use penguin_engine::smtp::transport::TlsMode;
 use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, Stage, should_suppress};
 use penguin_engine::store::fences::Epoch;
@@ -53,6 +61,7 @@ use tokio::time::Instant;
 
 use crate::breaker::{Breakers, Observed};
 use crate::context::Ctx;
+use crate::greylist::GreylistCounter;
 use crate::ip::IpMsg;
 use crate::metrics::Metrics;
 use crate::outcome::{
@@ -100,12 +109,14 @@ pub struct Worker {
     pub ready: Arc<ReadyQueues>,
     pub breakers: Arc<std::sync::Mutex<Breakers>>,
     pub pacer: Arc<Pacer>,
+    /// The IP's greylisting count per unit.
+    pub greylist: Arc<std::sync::Mutex<GreylistCounter>>,
 }
 
 struct Open {
     conn: SmtpConnection,
     dest: Destination,
-    provider: Provider,
+    unit: ShapingUnit,
     /// Most messages this connection may carry (config and provider caps).
     cap: usize,
     /// This connection's slot among the provider's connections from this IP.
@@ -140,7 +151,7 @@ impl Worker {
     /// IP's queue, else (without a connection) one waiting for a free slot. While
     /// waiting, a hand-off wakes the worker; an idle connection is closed.
     async fn next_work(&self, open: &mut Option<Open>, idle: Duration) -> Next {
-        if let Some(provider) = open.as_ref().map(|o| o.provider.name.clone()) {
+        if let Some(provider) = open.as_ref().map(|o| o.unit.key.clone()) {
             if let Some(work) = self.ready.pop(&provider) {
                 return Next::Work(work);
             }
@@ -172,7 +183,7 @@ impl Worker {
     /// freed slot.
     async fn close(&self, open: &mut Option<Open>) {
         if let Some(old) = open.take() {
-            let provider = old.provider.name.clone();
+            let provider = old.unit.key.clone();
             old.conn.quit().await;
             drop(old._slot);
             if self.ready.has_work(&provider) {
@@ -224,7 +235,7 @@ impl Worker {
             return late;
         }
         let domain = email_domain(&job.recipient);
-        let lookup = destinations(&self.ctx.routes, &*self.ctx.resolver, domain);
+        let lookup = site::resolve(&self.ctx.routes, &*self.ctx.resolver, domain);
         let Ok(found) = tokio::time::timeout_at(deadline, lookup).await else {
             self.ctx.metrics.attempt_deadline("in_smtp");
             return Finish::Smtp {
@@ -233,8 +244,8 @@ impl Worker {
                 provider: None,
             };
         };
-        let dests = match found {
-            Ok(dests) if !dests.is_empty() => dests,
+        let resolved = match found {
+            Ok(resolved) if !resolved.dests.is_empty() => resolved,
             Ok(_) => {
                 return Finish::Smtp {
                     outcome: dns_outcome(None),
@@ -250,23 +261,30 @@ impl Worker {
                 };
             }
         };
-        let provider = self.ctx.providers.classify(&dests[0].host).clone();
+        let dests = &resolved.dests;
+        let provider = self.ctx.providers.classify(&dests[0].host);
+        let default = &self.ctx.providers.default_provider().name;
+        let unit = ShapingUnit::of(provider, default, &resolved);
         let now = self.ctx.clock.now();
-        if let Admission::NotBefore { at, why } = self.shaping.admit(&provider, now) {
+        if let Admission::NotBefore { at, why } = self.shaping.admit(&unit, now) {
             return Finish::Postponed { until: at, why };
         }
         let reusable = open.as_ref().is_some_and(|o| {
-            dests.contains(&o.dest) && o.conn.is_usable() && o.conn.messages_sent() < o.cap
+            // Same unit too: a host shared by two sites counts against each apart.
+            o.unit.key == unit.key
+                && dests.contains(&o.dest)
+                && o.conn.is_usable()
+                && o.conn.messages_sent() < o.cap
         });
         if !reusable {
             self.close(open).await;
-            match self.open_connection(&dests, &provider, deadline).await {
+            match self.open_connection(dests, &unit, deadline).await {
                 Ok(fresh) => *open = Some(fresh),
                 Err(Finish::Smtp { outcome, .. }) => {
                     return Finish::Smtp {
                         outcome,
                         message_id,
-                        provider: Some(provider),
+                        provider: Some(unit),
                     };
                 }
                 Err(other) => return other,
@@ -274,16 +292,14 @@ impl Worker {
         }
         // The pair's own pace first (while its health holds it below the IP's),
         // so a slowed pair does not hold slots of the IP's grid while it waits.
-        self.shaping
-            .pace(&provider.name, self.pacer.per_second())
-            .await;
+        self.shaping.pace(&unit.key, self.pacer.per_second()).await;
         self.pacer.pace().await;
         if let Some(late) = too_late(&self.ctx.metrics, job, deadline) {
             return late;
         }
         let conn = &mut open.as_mut().expect("connection just ensured").conn;
         conn.set_deadline(Some(deadline));
-        let span = tracing::debug_span!("delivery", job = %job.job_id, ip = %self.ip.address, provider = %provider.name);
+        let span = tracing::debug_span!("delivery", job = %job.job_id, ip = %self.ip.address, provider = %unit.provider.name, unit = %unit.key);
         let _entered = span.enter();
         let outcome = conn
             .send(&campaign.spec.from_address, &job.recipient, &body)
@@ -294,7 +310,7 @@ impl Worker {
         Finish::Smtp {
             outcome,
             message_id,
-            provider: Some(provider),
+            provider: Some(unit),
         }
     }
 
@@ -306,18 +322,18 @@ impl Worker {
     async fn open_connection(
         &self,
         dests: &[Destination],
-        provider: &Provider,
+        unit: &ShapingUnit,
         deadline: Instant,
     ) -> Result<Open, Finish> {
         let config = &self.ctx.config;
-        let slots = self.shaping.connections(provider, self.ctx.clock.now());
+        let slots = self.shaping.connections(unit, self.ctx.clock.now());
         let Ok(slot) = slots.try_acquire_owned() else {
-            return Err(Finish::HandOff(provider.name.clone()));
+            return Err(Finish::HandOff(unit.key.clone()));
         };
         let cap = config
             .delivery
             .messages_per_connection
-            .min(provider.limits.max_messages_per_connection.max(1));
+            .min(unit.provider.limits.max_messages_per_connection.max(1));
         let smtp_failure = |outcome| Finish::Smtp {
             outcome,
             message_id: String::new(),
@@ -362,7 +378,7 @@ impl Worker {
                     return Ok(Open {
                         conn,
                         dest: dest.clone(),
-                        provider: provider.clone(),
+                        unit: unit.clone(),
                         cap,
                         _slot: slot,
                     });
@@ -398,7 +414,7 @@ impl Worker {
         }
         let now = self.ctx.clock.now();
         let job = &work.job;
-        self.apply_reply_rules(&finish, now);
+        self.apply_reply_rules(&finish, &job.recipient, now);
         self.observe_health(&work, &finish, now);
         if let Finish::Smtp { outcome, .. } = &finish
             && should_suppress(outcome)
@@ -434,6 +450,8 @@ impl Worker {
                 return;
             }
             Finish::Smtp { outcome, .. } if outcome.code().is_none() => return,
+            // Greylisting says nothing about reputation.
+            Finish::Smtp { outcome, .. } if is_greylisting(outcome) => return,
             Finish::Smtp { outcome, .. } => match outcome {
                 DeliveryOutcome::Sent { .. } => Observed::Sent,
                 DeliveryOutcome::Bounced { .. } => Observed::Bounced,
@@ -442,7 +460,7 @@ impl Worker {
             Finish::Failed(_) | Finish::HandOff(_) | Finish::Abandoned => return,
         };
         let provider = match finish {
-            Finish::Smtp { provider, .. } => provider.as_ref().map(|p| p.name.as_str()),
+            Finish::Smtp { provider, .. } => provider.as_ref().map(|u| u.key.as_str()),
             _ => None,
         };
         let trips = {
@@ -472,11 +490,12 @@ impl Worker {
     }
 
     /// A reply that matches a rule slows down or suspends this IP's traffic to the
-    /// provider that gave it.
-    fn apply_reply_rules(&self, finish: &Finish, now: OffsetDateTime) {
+    /// unit (provider or site) that gave it. A greylisting reply does only once
+    /// its unit's greylisting counts as throttling.
+    fn apply_reply_rules(&self, finish: &Finish, recipient: &str, now: OffsetDateTime) {
         let Finish::Smtp {
             outcome,
-            provider: Some(provider),
+            provider: Some(unit),
             ..
         } = finish
         else {
@@ -485,6 +504,14 @@ impl Worker {
         if outcome.is_sent() {
             return;
         }
+        if is_greylisting(outcome) {
+            let mut greylist = self.greylist.lock().expect("greylist lock");
+            if !greylist.observe(&unit.key, recipient, now) {
+                return;
+            }
+            tracing::warn!(ip = %self.ip.address, unit = %unit.key, "greylisting of many recipients: throttling");
+        }
+        let provider = &unit.provider;
         if let Some(rule) = self
             .ctx
             .reply_rules
@@ -493,13 +520,14 @@ impl Worker {
             tracing::warn!(
                 ip = %self.ip.address,
                 provider = %provider.name,
+                unit = %unit.key,
                 rule = rule.name,
                 action = rule.action.as_str(),
                 for_secs = rule.action.duration().as_secs(),
                 "reply rule matched"
             );
             self.ctx.metrics.reply_rule(rule.action.as_str());
-            let applied = self.shaping.apply(provider, rule.action, now);
+            let applied = self.shaping.apply(unit, rule.action, now);
             // Recorded by the Ip actor, so a restart or a hand-off keeps it.
             let row = applied.row(&self.ip, rule.name, outcome.reply());
             if let Some(ip) = self.ctx.directory.ip(self.ip.id) {

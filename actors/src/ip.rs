@@ -38,6 +38,7 @@ use crate::allowance::{Allowance, AllowanceError, Grant};
 use crate::breaker::{Breakers, Observed, Trip};
 use crate::context::Ctx;
 use crate::delivery::{ReadyQueues, Work, Worker};
+use crate::greylist::GreylistCounter;
 use crate::ip_ports::IpPorts;
 use crate::pacer::Pacer;
 use crate::shaping::Shaping;
@@ -134,11 +135,16 @@ impl Actor for IpActor {
         let queue = Arc::new(Mutex::new(rx));
         let draining = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(!spec.active));
-        let shaping = Arc::new(Shaping::default());
+        let shaping = Arc::new(Shaping::new(ctx.config.delivery.sites));
         crate::shaping_log::restore(ports.as_ref(), &spec, &shaping, ctx.clock.now()).await?;
         let ready = Arc::new(ReadyQueues::default());
-        let breakers = Arc::new(std::sync::Mutex::new(Breakers::new(
-            ctx.config.health.clone(),
+        let breakers = Arc::new(std::sync::Mutex::new(
+            Breakers::new(ctx.config.health.clone())
+                .with_max_pairs(ctx.config.delivery.sites.max_per_ip),
+        ));
+        let greylist = Arc::new(std::sync::Mutex::new(GreylistCounter::new(
+            &ctx.config.delivery.greylist,
+            &ctx.config.delivery.sites,
         )));
         let pacer = Arc::new(Pacer::default());
         let workers = (0..ctx.config.delivery.connections_per_ip)
@@ -153,6 +159,7 @@ impl Actor for IpActor {
                     ready: ready.clone(),
                     breakers: breakers.clone(),
                     pacer: pacer.clone(),
+                    greylist: greylist.clone(),
                 };
                 AbortOnDrop(tokio::spawn(worker.run()))
             })

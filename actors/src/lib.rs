@@ -33,6 +33,7 @@ pub mod directory;
 #[cfg(test)]
 mod fakes;
 pub mod feeder;
+pub mod greylist;
 pub mod handoff;
 pub mod ip;
 mod ip_claim;

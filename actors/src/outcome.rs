@@ -3,8 +3,9 @@
 
 use penguin_engine::dns::{DnsError, Refused};
 use penguin_engine::domain::JobStatus;
-use penguin_engine::provider::Provider;
+use penguin_engine::greylist::is_greylisting;
 use penguin_engine::retry::{self, GiveUpReason, RetryDecision};
+use penguin_engine::site::ShapingUnit;
 use penguin_engine::smtp::{DeliveryOutcome, Stage, classify};
 use penguin_engine::store::events::Event;
 use penguin_engine::store::jobs::Transition;
@@ -19,8 +20,8 @@ pub(crate) enum Finish {
     Smtp {
         outcome: DeliveryOutcome,
         message_id: String,
-        /// The provider of the destination, when one was found.
-        provider: Option<Provider>,
+        /// The shaping unit (and provider) of the destination, when one was found.
+        provider: Option<ShapingUnit>,
     },
     /// Could not be attempted and never will (e.g. the template does not render).
     Failed(String),
@@ -90,7 +91,7 @@ pub(crate) fn outcome_records(
             provider,
         } => {
             event.class = classify(&outcome).map(|c| c.as_str().to_string());
-            event.provider = provider.map(|p| p.name);
+            event.provider = provider.map(|u| u.provider.name);
             event.smtp_code = outcome.code().map(i32::from);
             event.enhanced_code = outcome.enhanced().map(str::to_string);
             event.reply = Some(outcome.reply().to_string());
@@ -106,7 +107,13 @@ pub(crate) fn outcome_records(
                 DeliveryOutcome::Deferred { .. } => {
                     let attempts = (job.attempts + 1).max(1) as u32;
                     let jitter = rand::random::<f64>();
-                    let hint = retry::retry_hint(outcome.reply());
+                    // The server's own "retry in N seconds" wins; else greylisting
+                    // gets a short first retry, then the normal schedule.
+                    let greylist = &ctx.config.delivery.greylist;
+                    let hint = retry::retry_hint(outcome.reply()).or_else(|| {
+                        (is_greylisting(&outcome) && attempts == 1)
+                            .then(|| std::time::Duration::from_secs(greylist.first_retry_secs))
+                    });
                     match retry::decide_with_hint(
                         &ctx.config.delivery.retry,
                         attempts,

@@ -1,5 +1,5 @@
 //! The ready queues of one Ip actor: claimed jobs waiting for a connection slot
-//! of their (IP, provider) pair, per provider. A worker that finds every slot of
+//! of their (IP, unit) pair, per shaping unit key (a provider or an MX site). A worker that finds every slot of
 //! a pair taken hands its job here instead of blocking; the slot holders drain it.
 
 use std::collections::{HashMap, VecDeque};
@@ -27,12 +27,16 @@ impl ReadyQueues {
         self.wake.notify_waiters();
     }
 
+    /// The next job waiting for `provider`'s slots; an emptied queue is dropped
+    /// (units are many: MX sites), so the map holds only units with jobs.
     pub fn pop(&self, provider: &str) -> Option<Work> {
-        self.queues
-            .lock()
-            .expect("ready lock")
-            .get_mut(provider)?
-            .pop_front()
+        let mut queues = self.queues.lock().expect("ready lock");
+        let queue = queues.get_mut(provider)?;
+        let work = queue.pop_front();
+        if queue.is_empty() {
+            queues.remove(provider);
+        }
+        work
     }
 
     pub fn has_work(&self, provider: &str) -> bool {
@@ -55,9 +59,15 @@ impl ReadyQueues {
     /// without a connection.
     pub fn pop_any(&self, has_free_slot: impl Fn(&str) -> bool) -> Option<Work> {
         let mut queues = self.queues.lock().expect("ready lock");
-        queues
-            .iter_mut()
+        let key = queues
+            .iter()
             .find(|(provider, queue)| !queue.is_empty() && has_free_slot(provider))
-            .and_then(|(_, queue)| queue.pop_front())
+            .map(|(provider, _)| provider.clone())?;
+        let queue = queues.get_mut(&key)?;
+        let work = queue.pop_front();
+        if queue.is_empty() {
+            queues.remove(&key);
+        }
+        work
     }
 }

@@ -1,5 +1,6 @@
-//! Traffic shaping of one IP towards each provider (the (IP, provider) pair,
-//! DESIGN.md §5–§6): at most `max_connections` connections at once, at most
+//! Traffic shaping of one IP towards each shaping unit — a named provider, or
+//! one MX site of the `default` provider ([`ShapingUnit`]; the "pair" below is
+//! (IP, unit), DESIGN.md §5–§6): at most `max_connections` connections at once, at most
 //! `max_messages_per_hour` messages per clock hour, and the actions of reply rules
 //! — suspend the pair for a while, or slow it down for a while: its own hourly
 //! cap, or else the rate it was observed sending at, multiplied by a factor
@@ -16,12 +17,18 @@
 //! The health breakers also suspend or slow pairs through here, and hold a pair
 //! whose own health is at a warning rate to half the IP's per-second pace
 //! ([`Shaping::pace`]) until it recovers.
+//!
+//! The table is bounded (`[delivery.sites]`): a unit is created on first use and
+//! dropped once idle (no connection, no action in force, no hourly count that
+//! still matters, unused for `idle_secs`); a new unit past `max_per_ip`, while
+//! none can be dropped, is refused: its message is postponed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use penguin_engine::provider::Provider;
+use penguin_config::SitesConfig;
 use penguin_engine::reply_rules::RuleAction;
+use penguin_engine::site::ShapingUnit;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
@@ -56,6 +63,19 @@ struct Pair {
     slowed: Option<(u32, OffsetDateTime)>,
     /// The pair's own per-second grid, used while its health factor is below 1.
     pacer: Arc<Pacer>,
+    last_used: OffsetDateTime,
+}
+
+impl Pair {
+    /// Nothing would be lost by dropping the pair now (see the module doc).
+    fn idle(&self, now: OffsetDateTime, idle: std::time::Duration) -> bool {
+        Arc::strong_count(&self.connections) == 1
+            && !self.pacer.slowed()
+            && self.suspended_until.is_none_or(|u| u <= now)
+            && self.slowed.is_none_or(|(_, u)| u <= now)
+            && !(self.cap.is_some() && self.hour == hour_of(now) && self.sent_this_hour > 0)
+            && self.last_used + idle <= now
+    }
 }
 
 #[derive(Default)]
@@ -64,6 +84,9 @@ pub struct Shaping {
     /// Actions loaded from Postgres at start, by key, for pairs not yet in use:
     /// a pair takes its own when it is created.
     restored: Mutex<HashMap<String, Restored>>,
+    bounds: SitesConfig,
+    /// When idle pairs are next swept out (also whenever the table is full).
+    next_sweep: Mutex<Option<OffsetDateTime>>,
 }
 
 fn hour_of(t: OffsetDateTime) -> i64 {
@@ -75,30 +98,46 @@ fn next_hour(t: OffsetDateTime) -> OffsetDateTime {
 }
 
 impl Shaping {
+    /// A table bounded by `[delivery.sites]`.
+    pub fn new(bounds: SitesConfig) -> Self {
+        Self {
+            bounds,
+            ..Self::default()
+        }
+    }
+
+    /// Runs `f` on the unit's pair, created if need be (taking over an action
+    /// restored for its key); `None` when it is new and the table is full of
+    /// pairs that cannot be dropped (unless `force`).
     fn with_pair<R>(
         &self,
-        provider: &Provider,
+        unit: &ShapingUnit,
         now: OffsetDateTime,
+        force: bool,
         f: impl FnOnce(&mut Pair) -> R,
-    ) -> R {
+    ) -> Option<R> {
         let mut pairs = self.pairs.lock().expect("shaping lock");
-        let pair = pairs
-            .entry(provider.name.clone())
-            .or_insert_with_key(|key| {
-                let restored = self.take_restored(key);
-                Pair {
-                    key: key.clone(),
-                    provider: provider.name.clone(),
-                    cap: provider.limits.max_messages_per_hour.filter(|c| *c > 0),
-                    recent: RecentSends::default(),
-                    connections: Arc::new(Semaphore::new(provider.limits.max_connections.max(1))),
-                    hour: hour_of(now),
-                    sent_this_hour: 0,
-                    suspended_until: restored.suspended_until,
-                    slowed: restored.slowed,
-                    pacer: Arc::new(Pacer::default()),
-                }
-            });
+        if !pairs.contains_key(&unit.key) && !self.make_room(&mut pairs, now) && !force {
+            return None;
+        }
+        let provider = &unit.provider;
+        let pair = pairs.entry(unit.key.clone()).or_insert_with_key(|key| {
+            let restored = self.take_restored(key);
+            Pair {
+                key: key.clone(),
+                provider: provider.name.clone(),
+                cap: provider.limits.max_messages_per_hour.filter(|c| *c > 0),
+                recent: RecentSends::default(),
+                connections: Arc::new(Semaphore::new(provider.limits.max_connections.max(1))),
+                hour: hour_of(now),
+                sent_this_hour: 0,
+                suspended_until: restored.suspended_until,
+                slowed: restored.slowed,
+                pacer: Arc::new(Pacer::default()),
+                last_used: now,
+            }
+        });
+        pair.last_used = pair.last_used.max(now);
         if pair.hour != hour_of(now) {
             pair.hour = hour_of(now);
             pair.sent_this_hour = 0;
@@ -109,13 +148,34 @@ impl Shaping {
         if pair.slowed.is_some_and(|(_, until)| until <= now) {
             pair.slowed = None;
         }
-        f(pair)
+        Some(f(pair))
     }
 
-    /// Admits one message towards `provider` (and counts it), or says when to retry.
-    pub fn admit(&self, provider: &Provider, now: OffsetDateTime) -> Admission {
-        let cap = provider.limits.max_messages_per_hour;
-        self.with_pair(provider, now, |pair| {
+    /// Drops idle pairs when the table is full or a sweep is due; whether a new
+    /// pair fits afterwards.
+    fn make_room(&self, pairs: &mut HashMap<String, Pair>, now: OffsetDateTime) -> bool {
+        let idle = std::time::Duration::from_secs(self.bounds.idle_secs);
+        let mut next = self.next_sweep.lock().expect("sweep lock");
+        if pairs.len() >= self.bounds.max_per_ip || next.is_none_or(|at| at <= now) {
+            pairs.retain(|_, pair| !pair.idle(now, idle));
+            *next = Some(now + idle);
+        }
+        pairs.len() < self.bounds.max_per_ip
+    }
+
+    /// How many units this IP tracks now.
+    pub fn len(&self) -> usize {
+        self.pairs.lock().expect("shaping lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Admits one message towards `unit` (and counts it), or says when to retry.
+    pub fn admit(&self, unit: &ShapingUnit, now: OffsetDateTime) -> Admission {
+        let cap = unit.provider.limits.max_messages_per_hour;
+        let admitted = self.with_pair(unit, now, false, |pair| {
             if let Some(until) = pair.suspended_until {
                 return Admission::NotBefore {
                     at: until,
@@ -141,6 +201,10 @@ impl Shaping {
             pair.sent_this_hour += 1;
             pair.recent.record(now);
             Admission::Go
+        });
+        admitted.unwrap_or_else(|| Admission::NotBefore {
+            at: now + std::time::Duration::from_secs(self.bounds.idle_secs),
+            why: "too many shaping sites in use (delivery.sites.max_per_ip)",
         })
     }
 
@@ -178,9 +242,11 @@ impl Shaping {
         }
     }
 
-    /// The semaphore bounding this IP's connections to `provider`.
-    pub fn connections(&self, provider: &Provider, now: OffsetDateTime) -> Arc<Semaphore> {
-        self.with_pair(provider, now, |pair| pair.connections.clone())
+    /// The semaphore bounding this IP's connections to `unit` (its pair exists:
+    /// the message was just admitted).
+    pub fn connections(&self, unit: &ShapingUnit, now: OffsetDateTime) -> Arc<Semaphore> {
+        self.with_pair(unit, now, true, |pair| pair.connections.clone())
+            .expect("forced")
     }
 
     /// Whether this IP could open another connection to the provider named.
@@ -225,12 +291,13 @@ impl Shaping {
     }
 
     /// Applies a reply rule's action to the pair; returns what is now in force.
-    pub fn apply(&self, provider: &Provider, action: RuleAction, now: OffsetDateTime) -> Applied {
+    pub fn apply(&self, unit: &ShapingUnit, action: RuleAction, now: OffsetDateTime) -> Applied {
         let until = now + action.duration();
-        self.with_pair(provider, now, |pair| match action {
+        self.with_pair(unit, now, true, |pair| match action {
             RuleAction::Suspend { .. } => pair.suspend(now, until),
             RuleAction::SlowDown { factor, .. } => pair.slow_down(factor, now, until),
         })
+        .expect("forced")
     }
 
     /// Takes over actions still in force from a previous incarnation (loaded
@@ -282,14 +349,22 @@ mod tests {
 
     use super::*;
     use penguin_config::ProviderLimits;
+    use penguin_engine::provider::Provider;
 
-    fn provider(cap: Option<u32>) -> Provider {
-        Provider {
-            name: "google".into(),
-            limits: ProviderLimits {
-                max_connections: 2,
-                max_messages_per_connection: 10,
-                max_messages_per_hour: cap,
+    fn provider(cap: Option<u32>) -> ShapingUnit {
+        unit("google", cap)
+    }
+
+    fn unit(key: &str, cap: Option<u32>) -> ShapingUnit {
+        ShapingUnit {
+            key: key.into(),
+            provider: Provider {
+                name: "google".into(),
+                limits: ProviderLimits {
+                    max_connections: 2,
+                    max_messages_per_connection: 10,
+                    max_messages_per_hour: cap,
+                },
             },
         }
     }
@@ -378,6 +453,49 @@ mod tests {
         );
         shaping.set_pace_factors(|_| 1.0);
         assert!(shaping.slowed_pacer("google").is_none(), "recovered");
+    }
+
+    #[test]
+    fn sites_are_shaped_apart_and_idle_ones_dropped() {
+        let shaping = Shaping::new(SitesConfig {
+            max_per_ip: 2,
+            idle_secs: 60,
+        });
+        let (a, b, c) = (
+            unit("site:a", None),
+            unit("site:b", None),
+            unit("site:c", None),
+        );
+        shaping.apply(
+            &a,
+            RuleAction::Suspend {
+                for_: Duration::from_secs(600),
+            },
+            at(0),
+        );
+        assert!(matches!(
+            shaping.admit(&a, at(1)),
+            Admission::NotBefore { .. }
+        ));
+        assert_eq!(shaping.admit(&b, at(1)), Admission::Go, "b is not a");
+        let Admission::NotBefore { why, .. } = shaping.admit(&c, at(2)) else {
+            panic!("full: a is suspended, b was just used");
+        };
+        assert!(why.contains("max_per_ip"), "{why}");
+        assert_eq!(shaping.admit(&c, at(62)), Admission::Go, "b idle: dropped");
+        assert_eq!(shaping.len(), 2);
+        let held = shaping.connections(&c, at(62)).try_acquire_owned().unwrap();
+        assert_eq!(
+            shaping.admit(&b, at(200)),
+            Admission::NotBefore {
+                at: at(260),
+                why: "too many shaping sites in use (delivery.sites.max_per_ip)",
+            },
+            "a still suspended, c holds a connection"
+        );
+        drop(held);
+        assert_eq!(shaping.admit(&b, at(700)), Admission::Go, "both idle now");
+        assert_eq!(shaping.len(), 1, "the sweep dropped every idle pair");
     }
 
     #[test]

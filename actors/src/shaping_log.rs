@@ -194,6 +194,8 @@ mod tests {
     use penguin_engine::provider::Provider;
     use penguin_engine::reply_rules::RuleAction;
 
+    use penguin_engine::site::ShapingUnit;
+
     use super::*;
     use crate::shaping::Admission;
 
@@ -201,13 +203,16 @@ mod tests {
         OffsetDateTime::from_unix_timestamp(1_700_000_000 - 1_700_000_000 % 3600 + secs).unwrap()
     }
 
-    fn uncapped() -> Provider {
-        Provider {
-            name: "default".into(),
-            limits: ProviderLimits {
-                max_connections: 2,
-                max_messages_per_connection: 10,
-                max_messages_per_hour: None,
+    fn uncapped() -> ShapingUnit {
+        ShapingUnit {
+            key: "default".into(),
+            provider: Provider {
+                name: "default".into(),
+                limits: ProviderLimits {
+                    max_connections: 2,
+                    max_messages_per_connection: 10,
+                    max_messages_per_hour: None,
+                },
             },
         }
     }

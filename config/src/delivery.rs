@@ -9,6 +9,7 @@ use crate::QueueConfig;
 use crate::error::{ConfigError, positive};
 use crate::providers::{ProviderConfig, validate_providers};
 use crate::reply_rules::{ReplyRule, default_reply_rules, validate_all};
+use crate::sites::{GreylistConfig, SitesConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -45,6 +46,10 @@ pub struct DeliveryConfig {
     pub dns: DnsConfig,
     /// `[[delivery.providers]]`: changes to the built-in providers, or new ones.
     pub providers: Vec<ProviderConfig>,
+    /// `[delivery.sites]`: bounds of the per-IP table of shaping units.
+    pub sites: SitesConfig,
+    /// `[delivery.greylist]`: greylisting defers a recipient, it is no signal.
+    pub greylist: GreylistConfig,
 }
 
 impl Default for DeliveryConfig {
@@ -62,6 +67,8 @@ impl Default for DeliveryConfig {
             reply_rules: default_reply_rules(),
             dns: DnsConfig::default(),
             providers: Vec::new(),
+            sites: SitesConfig::default(),
+            greylist: GreylistConfig::default(),
         }
     }
 }
@@ -86,6 +93,8 @@ impl DeliveryConfig {
         self.retry.validate()?;
         validate_all(&self.reply_rules)?;
         self.dns.validate()?;
+        self.sites.validate()?;
+        self.greylist.validate()?;
         validate_providers(&self.providers)
     }
 }

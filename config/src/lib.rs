@@ -16,6 +16,7 @@ mod public;
 mod reply_rules;
 mod secrets;
 mod sections;
+mod sites;
 mod templates;
 
 use std::path::Path;
@@ -41,6 +42,7 @@ pub use secrets::{MIN_SECRET_CHARS, PUBLISHED_SECRETS, random_secret};
 pub use sections::{
     ApiConfig, DatabaseConfig, NodeConfig, QueueConfig, RedisConfig, TrackingConfig,
 };
+pub use sites::{GreylistConfig, SitesConfig};
 pub use templates::{MAX_SUBJECT_BYTES, TemplatesConfig};
 
 /// The whole, validated configuration of one engine node.

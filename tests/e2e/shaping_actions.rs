@@ -26,10 +26,10 @@ use uuid::Uuid;
 use crate::support::limits::{IpPlan, LimitsRig};
 use crate::support::wait_for;
 
-/// The unit every recipient here belongs to: all are routed to the sink's
-/// host, whose provider is `default` (the unit's key follows how shaping
-/// names its units).
-const UNIT: &str = "default";
+/// The unit every recipient here belongs to: all are routed (`[[delivery.routes]]`)
+/// to the sink's host, so under the `default` provider their unit is that route
+/// (`engine/src/site.rs`).
+const UNIT: &str = "route:127.0.0.1";
 
 const TSS04: &str =
     "421 4.7.0 [TSS04] Messages from 127.0.0.2 temporarily deferred due to unexpected volume";

@@ -57,6 +57,9 @@ pub enum BounceClass {
     ConnectionFailure,
     /// The SMTP dialogue itself went wrong: syntax, sequence, unparseable reply.
     ProtocolError,
+    /// Greylisting: a new (sender, recipient) pair told to come back in a few
+    /// minutes ([`crate::greylist::is_greylisting`]). Temporary, no signal.
+    Greylisted,
     /// Any other temporary failure (4xx).
     Transient,
     /// Any other permanent failure.
@@ -65,7 +68,7 @@ pub enum BounceClass {
 
 impl BounceClass {
     /// Every class, for tests and metric pre-registration.
-    pub const ALL: [BounceClass; 15] = [
+    pub const ALL: [BounceClass; 16] = [
         BounceClass::InvalidRecipient,
         BounceClass::BadDomain,
         BounceClass::InactiveMailbox,
@@ -79,6 +82,7 @@ impl BounceClass {
         BounceClass::RateLimited,
         BounceClass::ConnectionFailure,
         BounceClass::ProtocolError,
+        BounceClass::Greylisted,
         BounceClass::Transient,
         BounceClass::Other,
     ];
@@ -99,6 +103,7 @@ impl BounceClass {
             BounceClass::RateLimited => "rate_limited",
             BounceClass::ConnectionFailure => "connection_failure",
             BounceClass::ProtocolError => "protocol_error",
+            BounceClass::Greylisted => "greylisted",
             BounceClass::Transient => "transient",
             BounceClass::Other => "other",
         }
@@ -125,6 +130,7 @@ impl fmt::Display for BounceClass {
 pub fn classify(outcome: &DeliveryOutcome) -> Option<BounceClass> {
     let (code, enhanced, reply, stage) = match outcome {
         DeliveryOutcome::Sent { .. } => return None,
+        _ if crate::greylist::is_greylisting(outcome) => return Some(BounceClass::Greylisted),
         DeliveryOutcome::Deferred {
             code,
             enhanced,
@@ -566,7 +572,7 @@ mod tests {
             ),
             (
                 "450 4.2.0 <x@example.com>: Recipient address rejected: Greylisted for 300 seconds",
-                Transient,
+                Greylisted,
             ),
             ("451 4.4.3 Temporary DNS failure", DnsFailure),
             ("452 4.5.3 Too many recipients", RateLimited),

@@ -33,6 +33,7 @@ pub mod quiet;
 mod redis_server;
 pub mod rig;
 mod routes;
+pub mod sites;
 pub mod slow_upload;
 
 use std::future::Future;
