@@ -179,6 +179,12 @@ const DEFAULT_RULES: &[RuleRow] = {
         ("too_many_connections", None, "too many connections", SlowDown, Some(0.5), HOUR / 4),
         ("rate_limited", None, "rate limit", SlowDown, Some(0.5), HOUR / 2),
         ("try_again_later", None, "try again later", SlowDown, Some(0.75), HOUR / 6),
+        // Greylisting that says neither of the above ("450 4.2.0 <r@x>: Recipient
+        // address rejected: Greylisted, see http://postgrey…"). One such reply only
+        // defers its recipient; these apply once `[delivery.greylist]` counts the
+        // site's greylisting as throttling.
+        ("greylisted", None, "greylist", SlowDown, Some(0.75), HOUR / 6),
+        ("graylisted", None, "graylist", SlowDown, Some(0.75), HOUR / 6),
     ]
 };
 

@@ -271,6 +271,17 @@ mod tests {
                 "451 Temporary local problem - please try again later",
                 Some("try_again_later"),
             ),
+            (
+                "default",
+                "450 4.2.0 <r@x.test>: Recipient address rejected: Greylisted, see \
+                 http://postgrey.schweikert.ch/help/x.test.html",
+                Some("greylisted"),
+            ),
+            (
+                "default",
+                "451 4.7.1 Graylisted, come back in 5 minutes",
+                Some("graylisted"),
+            ),
             // Provider-specific rules stay with their provider.
             (
                 "office365",
