@@ -6,7 +6,9 @@
 //!   attempt until the rule's duration later; `GET /v1/ips/{id}` shows it; after
 //!   a node restart the new Ip actor holds the suspension (nothing of that IP
 //!   reaches the sink while another IP delivers everything), and the
-//!   suspension lifts when the clock reaches its end;
+//!   suspension lifts when the clock reaches its end; the same when the tenant
+//!   is handed off to another node (the first one drained): the taking node's
+//!   Ip actor holds the suspension from Postgres;
 //! - a slow-down of an uncapped unit multiplies the rate it was observed
 //!   sending at over the last five minutes (not a nominal 60/h), and the API
 //!   reports that effective hourly rate; a second slow-down while it holds
@@ -14,17 +16,22 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use penguin::node::{Node, NodeOptions};
 
 use penguin_config::{Config, ReplyAction, ReplyRule};
 use penguin_engine::sink::{Rule, RuleStage};
-use serde_json::Value;
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use crate::support::api::ApiClient;
+use crate::support::cluster::{node_config, shares, shares_of};
 use crate::support::limits::{IpPlan, LimitsRig};
-use crate::support::wait_for;
+use crate::support::{admin_token, wait_for};
 
 /// The unit every recipient here belongs to: all are routed (`[[delivery.routes]]`)
 /// to the sink's host, so under the `default` provider their unit is that route
@@ -190,6 +197,83 @@ async fn a_suspension_is_recorded_survives_a_restart_and_lifts_at_its_end() {
     rig.settle(
         &HashMap::from([(a, 21), (b, 20)]),
         "after the suspension's end",
+    )
+    .await;
+    rig.rig.shutdown().await;
+}
+
+/// A Yahoo `[TSS04]` suspension recorded on node-a holds on node-b after the
+/// tenant is handed off (node-a drained): node-b's new Ip actor restores it,
+/// so none of the IP's mail reaches the sink while another IP of the tenant
+/// delivers everything, and the suspension lifts at its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_suspension_survives_a_hand_off_to_another_node() {
+    let mut rig = LimitsRig::start(|config| {
+        config.node.id = "node-a".into();
+        config.node.heartbeat_ms = 200;
+        config.node.lease_ttl_ms = 3_000;
+    })
+    .await;
+    rig.rig
+        .sink
+        .set_rules(vec![rcpt_rule("tss04@", TSS04)])
+        .expect("sink rules");
+    let suspended = rig.add_ip(&warm_ip("127.0.0.2")).await;
+    let other = rig.add_ip(&warm_ip("127.0.0.3")).await;
+    let (a, b): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
+    let t0 = rig.now();
+    rig.start_campaign_to(&[suspended], &["tss04@yahoo-like.test".into()])
+        .await;
+    let row = the_action(&rig, suspended).await;
+    let until = t0 + Duration::from_secs(rule_secs(rig.rig.config(), "yahoo_tss04"));
+    assert_eq!((row.key.as_str(), row.action.as_str()), (UNIT, "suspend"));
+    assert_eq!((row.started_at, row.until), (t0, until), "{row:?}");
+
+    // node-b joins on the same clock; node-a drains and hands the tenant over.
+    let options = NodeOptions {
+        clock: Arc::new(rig.clock.clone()),
+        ..NodeOptions::standalone()
+    };
+    let node_b = Node::start(Arc::new(node_config(&rig.rig, "node-b")), options)
+        .await
+        .expect("node-b starts");
+    wait_for("node-b to join", Duration::from_secs(20), || async {
+        (shares(&rig.api).await.len() == 2).then_some(())
+    })
+    .await;
+    rig.api
+        .post("/v1/nodes/node-a/drain", Some(admin_token()), &json!({}))
+        .await
+        .expect(202);
+    let node_a = rig.rig.node.take().expect("node-a");
+    tokio::time::timeout(Duration::from_secs(30), node_a.engine().drained())
+        .await
+        .expect("node-a drains");
+    node_a.shutdown().await;
+    rig.api = ApiClient::new(&node_b.api_url());
+    rig.rig.node = Some(node_b);
+    wait_for("the tenant on node-b", Duration::from_secs(20), || async {
+        (shares(&rig.api).await == shares_of(&[("node-b", 1)])).then_some(())
+    })
+    .await;
+
+    rig.start_campaign_to(&[suspended], &emails("held", 20))
+        .await;
+    rig.start_campaign_to(&[other], &emails("free", 20)).await;
+    rig.settle(
+        &HashMap::from([(a, 0), (b, 20)]),
+        "on node-b while the handed-off suspension holds",
+    )
+    .await;
+    assert_eq!(rig.now(), t0, "the clock did not move");
+    let listed = shown(&rig, suspended).await;
+    assert_eq!(listed.len(), 1, "node-b shows the suspension: {listed:?}");
+    assert_eq!(time_of(&listed[0]["until"]), until);
+
+    rig.set_clock(until);
+    rig.settle(
+        &HashMap::from([(a, 21), (b, 20)]),
+        "on node-b after the suspension's end",
     )
     .await;
     rig.rig.shutdown().await;
