@@ -60,16 +60,26 @@ async fn greylisted_recipients_do_not_slow_the_other_sites() {
     );
     assert_eq!(rig.rule_matches("suspend").await, 0.0);
 
-    let rows = rig
-        .rig
-        .env
-        .psql(
-            "SELECT j.run_at, j.first_attempt_at, e.class FROM send_jobs j
-             JOIN leads l ON l.id = j.lead_id
-             JOIN delivery_events e ON e.job_id = j.id AND e.kind = 'deferred'
-             WHERE l.email LIKE '%@g_.grey.test'",
-        )
-        .await;
+    // The job's status and its delivery event are written apart (the event by
+    // the analytics actor), so the events are awaited, not read at once.
+    let rows = wait_for(
+        "one deferred event per greylisted recipient",
+        Duration::from_secs(30),
+        || async {
+            let rows = rig
+                .rig
+                .env
+                .psql(
+                    "SELECT j.run_at, j.first_attempt_at, e.class FROM send_jobs j
+                     JOIN leads l ON l.id = j.lead_id
+                     JOIN delivery_events e ON e.job_id = j.id AND e.kind = 'deferred'
+                     WHERE l.email LIKE '%@g_.grey.test'",
+                )
+                .await;
+            (rows.len() >= 3).then_some(rows)
+        },
+    )
+    .await;
     assert_eq!(rows.len(), 3, "one deferred event per greylisted recipient");
     let mut latest = None;
     for row in &rows {
