@@ -17,7 +17,7 @@
 //!   order (500-504, 555).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use penguin::scenario::Scenario;
 use penguin_config::Route;
@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::support::foreign_smtp::{ForeignMessage, ForeignOptions, ForeignSmtp};
 use crate::support::rig::Rig;
-use crate::support::wait_for;
+use crate::support::{wait_for, wait_for_showing};
 
 const FROM: &str = "hello@e2e-1.test";
 /// The HELO name `Rig::scenario` gives the IP 127.0.0.2.
@@ -116,23 +116,20 @@ impl Run {
             .iter()
             .map(|(email, status)| (email.to_string(), status.to_string()))
             .collect();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let got: BTreeMap<String, String> = self
-                .jobs()
-                .await
-                .into_iter()
-                .map(|(email, (status, _, _))| (email, status))
-                .collect();
-            if got == expected {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "job statuses after 30 s: {got:?}, expected {expected:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        wait_for_showing(
+            &format!("job statuses {expected:?}"),
+            Duration::from_secs(30),
+            || async {
+                let got: BTreeMap<String, String> = self
+                    .jobs()
+                    .await
+                    .into_iter()
+                    .map(|(email, (status, _, _))| (email, status))
+                    .collect();
+                if got == expected { Ok(()) } else { Err(got) }
+            },
+        )
+        .await;
     }
 
     async fn stop(self) {

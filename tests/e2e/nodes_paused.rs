@@ -27,7 +27,7 @@ use crate::support::cluster::{
 };
 use crate::support::node_process::NodeProcess;
 use crate::support::rig::Rig;
-use crate::support::wait_for;
+use crate::support::{poll_until, wait_for};
 
 const TTL_MS: u64 = 2_000;
 /// Every SMTP transaction waits this long at the end of DATA.
@@ -236,11 +236,13 @@ async fn stop_mid_transaction(
     node: &NodeProcess,
     ips: &HashSet<std::net::IpAddr>,
 ) -> AtStop {
-    let from_node = |after: u64| {
+    // A message of the node accepted after `after`, in a transaction begun by
+    // `begun` at the latest (the test's own test for a stale send).
+    let from_node = |after: u64, begun: u64| {
         rig.sink
             .messages_after(after, usize::MAX)
             .iter()
-            .any(|m| ips.contains(&m.source_ip))
+            .any(|m| ips.contains(&m.source_ip) && m.transaction <= begun)
     };
     for attempts in 1..=10 {
         node.signal("STOP");
@@ -254,16 +256,20 @@ async fn stop_mid_transaction(
             attempts,
         };
         let window = Duration::from_millis(SMTP_DELAY_MS * 3);
-        while at.elapsed() < window {
-            if from_node(at_stop.accepted) {
-                return at_stop;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let caught = poll_until(window, || {
+            std::future::ready(if from_node(at_stop.accepted, at_stop.begun) {
+                Ok(())
+            } else {
+                Err(())
+            })
+        });
+        if caught.await.is_ok() {
+            return at_stop;
         }
         node.signal("CONT");
         let resumed = rig.sink.stats().messages_accepted;
         wait_for("node-b sending again", Duration::from_secs(10), || async {
-            from_node(resumed).then_some(())
+            from_node(resumed, u64::MAX).then_some(())
         })
         .await;
     }

@@ -162,15 +162,50 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let started = Instant::now();
-    let deadline = started + timeout;
+    let probe = move || {
+        let reading = probe();
+        async move { reading.await.ok_or(()) }
+    };
+    match poll_until(timeout, probe).await {
+        Ok(value) => value,
+        Err(_) => panic!("timed out after {timeout:?} waiting for {what}"),
+    }
+}
+
+/// [`wait_for`] whose probe says what it saw when not yet done (`Err`): a
+/// timeout panics with the last reading.
+pub async fn wait_for_showing<T, S, F, Fut>(what: &str, timeout: Duration, probe: F) -> T
+where
+    S: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, S>>,
+{
+    match poll_until(timeout, probe).await {
+        Ok(value) => value,
+        Err(last) => panic!("timed out after {timeout:?} waiting for {what}; last saw {last:?}"),
+    }
+}
+
+/// Polls `probe` every 25 ms until it returns `Ok` and returns that value, or
+/// the last reading (`None` when the probe never answered in time) once
+/// `timeout` passed. The one polling loop of the harness: a test needing a
+/// condition within a window uses this, never a sleep.
+pub async fn poll_until<T, S, F, Fut>(timeout: Duration, mut probe: F) -> Result<T, Option<S>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, S>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        if let Ok(Some(value)) = tokio::time::timeout(remaining, probe()).await {
-            return value;
+        match tokio::time::timeout(remaining, probe()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(seen)) => last = Some(seen),
+            Err(_) => {}
         }
         if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
+            return Err(last);
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }

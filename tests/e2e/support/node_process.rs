@@ -208,13 +208,9 @@ impl ChildNode {
     pub async fn exit_status(&mut self, timeout: Duration) -> ExitStatus {
         let child = &mut self.child;
         let log = self.log.clone();
-        let status = tokio::time::timeout(timeout, async {
-            loop {
-                if let Some(status) = child.try_wait().expect("the node's status") {
-                    return status;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
+        let status = super::poll_until(timeout, || {
+            let status = child.try_wait().expect("the node's status");
+            std::future::ready(status.ok_or(()))
         })
         .await;
         status.unwrap_or_else(|_| {

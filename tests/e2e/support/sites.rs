@@ -22,7 +22,7 @@ use penguin_engine::sink::{Rule, RuleStage, Sink, SinkConfig, SinkHandle};
 use uuid::Uuid;
 
 use super::rig::{Rig, RigOptions, series};
-use super::wait_for;
+use super::{wait_for, wait_for_showing};
 
 /// How long a scenario waits for what it expects.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -163,19 +163,15 @@ impl SiteRig {
 
     /// Waits until `n` jobs of recipients ending with `suffix` are in `status`.
     pub async fn wait_for_status(&self, suffix: &str, status: &str, n: i64) {
-        let what = format!("{n} jobs of *{suffix} {status}");
-        let mut last = HashMap::new();
-        let found = tokio::time::timeout(WAIT, async {
-            loop {
-                last = self.statuses(suffix).await;
-                if last.get(status).copied().unwrap_or(0) == n {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        wait_for_showing(&format!("{n} jobs of *{suffix} {status}"), WAIT, || async {
+            let seen = self.statuses(suffix).await;
+            if seen.get(status).copied().unwrap_or(0) == n {
+                Ok(())
+            } else {
+                Err(seen)
             }
         })
         .await;
-        assert!(found.is_ok(), "timed out waiting for {what}; saw {last:?}");
     }
 
     /// Waits until `n` jobs of recipients ending with `suffix` were postponed by
