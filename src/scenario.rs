@@ -24,6 +24,24 @@ pub struct ScenarioSpec {
     pub body_bytes: usize,
 }
 
+/// Which node each tenant of a scenario is to be worked by, once `nodes` share
+/// the `partitions` (`engine::assignment`).
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub partitions: u32,
+    pub nodes: Vec<String>,
+    /// The node of each tenant, in the order of `ScenarioSpec::tenants`.
+    pub owners: Vec<String>,
+}
+
+impl Placement {
+    fn fits(&self, tenant: Uuid, index: usize) -> bool {
+        let partition = penguin_engine::partition::of(tenant, self.partitions);
+        let owners = penguin_engine::assignment::assign(self.partitions, &self.nodes);
+        owners.get(&partition) == self.owners.get(index)
+    }
+}
+
 pub struct TenantRun {
     pub id: Uuid,
     pub token: String,
@@ -56,6 +74,20 @@ impl Scenario {
         pg: &deadpool_postgres::Pool,
         spec: &ScenarioSpec,
     ) -> anyhow::Result<Scenario> {
+        Scenario::setup_placed(api_url, admin, pg, spec, None).await
+    }
+
+    /// As [`Scenario::setup`], with each tenant on the node `placement` names
+    /// for it: a tenant created in another node's partition is deleted and
+    /// created again (tenant ids are random), so tests of several nodes know
+    /// which node works which tenant.
+    pub async fn setup_placed(
+        api_url: &str,
+        admin: &str,
+        pg: &deadpool_postgres::Pool,
+        spec: &ScenarioSpec,
+        placement: Option<&Placement>,
+    ) -> anyhow::Result<Scenario> {
         forget_earlier_runs(pg, spec).await?;
         let client = ApiClient::new(api_url);
         let mut tenants = Vec::with_capacity(spec.tenants.len());
@@ -63,7 +95,24 @@ impl Scenario {
             .repeat(spec.body_bytes / 57 + 1);
         for (index, addresses) in spec.tenants.iter().enumerate() {
             let name = format!("{}-{}", spec.prefix, index + 1);
-            let (id, token) = client.create_tenant(admin, &name).await?;
+            let mut tries = 0;
+            let (id, token) = loop {
+                let (id, token) = client.create_tenant(admin, &name).await?;
+                match placement {
+                    Some(placement) if !placement.fits(id, index) => {
+                        tries += 1;
+                        if tries > 1_000 {
+                            bail!("no tenant id landed on {}", placement.owners[index]);
+                        }
+                        pg.get()
+                            .await?
+                            .execute("DELETE FROM tenants WHERE id = $1", &[&id])
+                            .await
+                            .context("deleting a misplaced tenant")?;
+                    }
+                    _ => break (id, token),
+                }
+            };
             let mut ips = Vec::new();
             for address in addresses {
                 let ip = client

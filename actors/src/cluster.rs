@@ -1,28 +1,32 @@
-//! Cluster: decides what this node works on. Every `node.heartbeat_ms` it lists the
-//! tenants and the live nodes, shares the tenants among the nodes that are not
-//! draining (`engine::assignment`: rendezvous hashing with quotas, counts within
-//! one of even), takes or renews the leases of its share in Redis, loads the owned
-//! tenants' IPs and publishes the result (the [`Ownership`] watch) to
-//! TenantSupervisor, IpSupervisor, WarmupSupervisor, Feeder and Reaper.
+//! Cluster: decides what this node works on. Every `node.heartbeat_ms` it reads
+//! the live nodes, shares the partitions (`node.partitions`; every tenant hashes
+//! into one, `engine::partition`) among the nodes that are not draining
+//! (`engine::assignment`: rendezvous hashing with quotas, counts within one of
+//! even), takes or renews the leases of its share in Redis (one script call for
+//! all of them), and publishes the result (the [`Ownership`] watch: partitions and
+//! their tenants' IPs) to TenantSupervisor, IpSupervisor, WarmupSupervisor,
+//! Feeder and Reaper. Nothing here reads or visits tenants one by one: a
+//! heartbeat costs the same for 10 or 10,000 tenants.
 //!
-//! A tenant it works but is no longer its share (a node joined, or this node
+//! A partition it works but is no longer its share (a node joined, or this node
 //! drains) leaves its ownership at once and is handed off ([`crate::handoff`]):
-//! its IPs drain, then the lease is released for the new owner; the lease is
-//! renewed until then. A draining node that owns nothing any more says so
-//! (`EngineContext::drained`), and its process exits.
+//! its tenants' IPs drain, then the lease is released for the new owner; the
+//! lease is renewed until then. A draining node that owns nothing any more says
+//! so (`EngineContext::drained`), and its process exits.
 //!
 //! Each heartbeat it also publishes this node's membership record (its owned
-//! tenants, send rate and whether it drains; `engine::membership`), which
-//! `GET /v1/nodes` lists and the other nodes share the tenants by.
+//! partitions, send rate and whether it drains; `engine::membership`), which
+//! `GET /v1/nodes` lists and the other nodes share the partitions by.
 //!
 //! It also listens to control notifications (Redis pub/sub): a tenant change
-//! triggers a refresh at once; a campaign pause/cancel marks the campaign stopped
-//! for the delivery workers, a start/resume wakes the Feeder. On stop it releases
-//! its leases.
+//! re-reads the IPs at once; a campaign pause/cancel marks the campaign stopped
+//! for the delivery workers; a start, resume or import wakes the tenant
+//! (`feeder::activate`). On stop it releases its leases.
 //!
-//! Taking a tenant raises its epoch in Postgres (`store::fences`), the fencing
-//! token every job write of this node carries for that tenant: once another node
-//! takes the tenant, whatever this node still tries to write for it is refused.
+//! Taking a partition raises its epoch in Postgres (`store::fences`), the fencing
+//! token every job write of this node carries for the partition's tenants: once
+//! another node takes the partition, whatever this node still tries to write for
+//! them is refused.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -33,7 +37,8 @@ use penguin_engine::control::{CHANNEL, ControlEvent};
 use penguin_engine::domain::CampaignStatus;
 use penguin_engine::lease::{LeaseState, Leases};
 use penguin_engine::membership::{Membership, NodeRecord};
-use penguin_engine::store::routing;
+use penguin_engine::partition::{self, Partition};
+use penguin_engine::store::routing::{self, IpSpec};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -47,6 +52,9 @@ use crate::{feeder, takeover};
 
 pub struct Cluster;
 
+/// Heartbeats between two reads of the IPs when nothing said they changed.
+const IPS_EVERY: u32 = 15;
+
 pub struct ClusterArgs {
     pub ctx: Ctx,
     pub tenants: ActorRef<TenantSupMsg>,
@@ -57,8 +65,8 @@ pub struct ClusterArgs {
 pub enum ClusterMsg {
     Heartbeat,
     Control(ControlEvent),
-    /// A hand-off finished: the tenant's lease is released.
-    HandedOff(Uuid),
+    /// A hand-off finished: the partition's lease is released.
+    HandedOff(Partition),
 }
 
 pub struct ClusterState {
@@ -72,14 +80,20 @@ pub struct ClusterState {
     /// `ctx.sent` and the wall clock at the last membership record.
     last_beat: (u64, i64),
     myself: ActorRef<ClusterMsg>,
-    /// Tenants being handed off (lease still held and renewed), with whether
+    /// Partitions being handed off (lease still held and renewed), with whether
     /// their hand-off task runs yet.
-    leaving: HashMap<Uuid, bool>,
+    leaving: HashMap<Partition, bool>,
     /// This node was asked to drain: it hands everything off.
     draining: bool,
-    /// Tenants of this node's share whose lease was missing (not released) at
-    /// a renewal, since when (monotonic ms).
-    missing_since: HashMap<Uuid, i64>,
+    /// Partitions of this node's share whose lease was missing (not released)
+    /// at a renewal, since when (monotonic ms).
+    missing_since: HashMap<Partition, i64>,
+    /// The IPs of the partitions this node works, as last read.
+    known_ips: Vec<IpSpec>,
+    /// An IP or tenant changed since `ips` was read.
+    ips_stale: bool,
+    /// Heartbeats since `ips` was read.
+    beats_since_ips: u32,
     /// Whether the membership ever showed another live node.
     saw_others: bool,
     /// Since when (monotonic ms) every membership read showed no other node.
@@ -114,6 +128,9 @@ impl Actor for Cluster {
             leaving: HashMap::new(),
             draining: false,
             missing_since: HashMap::new(),
+            known_ips: Vec::new(),
+            ips_stale: true,
+            beats_since_ips: 0,
             saw_others: false,
             alone_since: None,
         })
@@ -131,9 +148,12 @@ impl Actor for Cluster {
                 state.beat().await;
             }
             ClusterMsg::Control(event) => state.control(event).await,
-            ClusterMsg::HandedOff(tenant) => {
-                state.leaving.remove(&tenant);
-                state.refresh().await;
+            ClusterMsg::HandedOff(partition) => {
+                state.leaving.remove(&partition);
+                // The last one settles the node's state (a drain ends here).
+                if state.leaving.is_empty() {
+                    state.refresh().await;
+                }
             }
         }
         Ok(())
@@ -151,20 +171,13 @@ impl Actor for Cluster {
 
 impl ClusterState {
     async fn refresh(&mut self) {
-        let all = match routing::tenant_ids(&self.ctx.pg).await {
-            Ok(all) => all,
-            Err(err) => {
-                tracing::warn!(error = %err, "listing tenants failed; keeping current ownership");
-                return;
-            }
-        };
-        let Some(mine) = self.share(&all).await else {
+        let Some(mine) = self.share().await else {
             return;
         };
         let node = &self.ctx.config.node;
         let before = self.ctx.owned();
-        for tenant in before.tenants.iter().filter(|t| !mine.contains(t)) {
-            self.leaving.entry(*tenant).or_insert(false);
+        for partition in before.partitions.iter().filter(|p| !mine.contains(p)) {
+            self.leaving.entry(*partition).or_insert(false);
         }
         // Take or renew the leases of this node's share; renew those handed off.
         // A missing lease is taken at once if this node held it (Redis was
@@ -176,23 +189,22 @@ impl ClusterState {
         let now = self.ctx.monotonic_ms();
         let ttl = node.lease_ttl_ms as i64;
         let alone = !self.saw_others || self.alone_since.is_some_and(|since| now - since >= ttl);
-        let mut leased: Vec<Uuid> = mine
+        let mut leased: Vec<Partition> = mine
             .iter()
-            .filter(|t| !self.leaving.contains_key(t))
+            .filter(|p| !self.leaving.contains_key(p))
             .copied()
             .collect();
-        leased.sort_unstable();
         let wanted = leased.len();
         leased.extend(self.leaving.keys().copied());
-        let asks: Vec<(Uuid, bool)> = leased
+        let asks: Vec<(Partition, bool)> = leased
             .iter()
-            .map(|t| {
-                let ours = before.tenants.contains(t) || self.leaving.contains_key(t);
+            .map(|p| {
+                let ours = before.has(*p) || self.leaving.contains_key(p);
                 let long_missing = self
                     .missing_since
-                    .get(t)
+                    .get(p)
                     .is_some_and(|since| now - since >= ttl);
-                (*t, ours || long_missing || alone)
+                (*p, ours || long_missing || alone)
             })
             .collect();
         let states = match self
@@ -211,97 +223,131 @@ impl ClusterState {
                 return;
             }
         };
-        for (tenant, state) in leased.iter().zip(&states) {
+        for (partition, state) in leased.iter().zip(&states) {
             if *state == LeaseState::Missing {
-                self.missing_since.entry(*tenant).or_insert(now);
+                self.missing_since.entry(*partition).or_insert(now);
             } else {
-                self.missing_since.remove(tenant);
+                self.missing_since.remove(partition);
             }
         }
-        self.missing_since.retain(|t, _| mine.contains(t));
+        self.missing_since.retain(|p, _| mine.contains(p));
         let held: Vec<bool> = states.iter().map(|s| *s == LeaseState::Held).collect();
-        for (tenant, held) in leased[wanted..].iter().zip(&held[wanted..]) {
+        for (partition, held) in leased[wanted..].iter().zip(&held[wanted..]) {
             if !held {
-                tracing::warn!(%tenant, "lost the lease of a tenant being handed off");
+                tracing::warn!(partition, "lost the lease of a partition being handed off");
             }
         }
-        let mut owned: Vec<Uuid> = Vec::with_capacity(wanted);
-        for (tenant, held) in leased[..wanted].iter().zip(&held[..wanted]) {
-            // A tenant newly held is taken over (its epoch raised) before anything
-            // works it, even if this node held it before; one whose takeover
-            // failed waits for the next heartbeat.
-            let kept = before.tenants.contains(tenant) && self.ctx.fence(*tenant).is_some();
-            if *held && (kept || takeover::take_over(&self.ctx, *tenant).await) {
-                owned.push(*tenant);
+        // A partition newly held is taken over (its epoch raised) before
+        // anything works it, even if this node held it before; one whose
+        // takeover failed waits for the next heartbeat.
+        let mut owned: Vec<Partition> = Vec::with_capacity(wanted);
+        let mut taking: Vec<Partition> = Vec::new();
+        {
+            let fences = self.ctx.fences.read().expect("fences lock");
+            for (partition, held) in leased[..wanted].iter().zip(&held[..wanted]) {
+                if !*held {
+                    continue;
+                }
+                if before.has(*partition) && fences.contains_key(partition) {
+                    owned.push(*partition);
+                } else {
+                    taking.push(*partition);
+                }
             }
         }
+        let (taken, to_wake) = takeover::take_over(&self.ctx, &taking).await;
+        owned.extend(&taken);
+        owned.sort_unstable();
         {
             let mut fences = self.ctx.fences.write().expect("fences lock");
-            fences.retain(|t, _| owned.contains(t) || self.leaving.contains_key(t));
+            fences.retain(|p, _| owned.binary_search(p).is_ok() || self.leaving.contains_key(p));
         }
         takeover::return_abandoned(&self.ctx).await;
-        let leaving: Vec<Uuid> = self.leaving.keys().copied().collect();
-        let ips = match routing::ips_of(&self.ctx.pg, &[owned.as_slice(), &leaving].concat()).await
-        {
-            Ok(ips) => ips,
-            Err(err) => {
-                tracing::warn!(error = %err, "loading ips failed; keeping current ownership");
-                return;
+        let changed = owned != before.partitions;
+        let mut working: Vec<Partition> = owned.clone();
+        working.extend(self.leaving.keys().copied());
+        working.sort_unstable();
+        // The IPs are read again when the partitions change, when an IP or tenant
+        // changed (a control notification) and every `IPS_EVERY` heartbeats.
+        self.beats_since_ips += 1;
+        if changed || self.ips_stale || self.beats_since_ips >= IPS_EVERY {
+            match routing::ips_of_partitions(&self.ctx.pg, node.partitions, &working).await {
+                Ok(ips) => {
+                    self.known_ips = ips;
+                    self.ips_stale = false;
+                    self.beats_since_ips = 0;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "loading ips failed; keeping current ownership");
+                    return;
+                }
             }
-        };
-        // The IPs of tenants being handed off stay with IpSupervisor until they
-        // are drained (`IpSupMsg::Release`); everything else sees only `owned`.
-        let owned_set: HashSet<Uuid> = owned.iter().copied().collect();
-        let owned_ips: Vec<_> = ips
+        }
+        let count = node.partitions;
+        let partition_of = |tenant: Uuid| partition::of(tenant, count);
+        let ips: Vec<IpSpec> = self
+            .known_ips
             .iter()
-            .filter(|ip| owned_set.contains(&ip.tenant_id))
+            .filter(|ip| working.binary_search(&partition_of(ip.tenant_id)).is_ok())
             .cloned()
             .collect();
-        let mut per_tenant: HashMap<Uuid, Vec<_>> =
-            owned.iter().map(|t| (*t, Vec::new())).collect();
-        for ip in &owned_ips {
-            per_tenant.entry(ip.tenant_id).or_default().push(ip.clone());
-        }
+        // The IPs of partitions being handed off stay with IpSupervisor until
+        // they are drained (`IpSupMsg::Release`); everything else sees only `owned`.
+        let owned_ips: Vec<IpSpec> = ips
+            .iter()
+            .filter(|ip| owned.binary_search(&partition_of(ip.tenant_id)).is_ok())
+            .cloned()
+            .collect();
         self.ctx.metrics.owned_tenants(owned.len());
         let drained = self.draining && owned.is_empty() && self.leaving.is_empty();
         let ownership = Arc::new(Ownership {
-            tenants: owned,
+            partitions: owned,
             ips: owned_ips.clone(),
         });
-        let changed = *self.ctx.ownership.borrow() != ownership;
+        let ownership_changed = *self.ctx.ownership.borrow() != ownership;
         self.ctx.ownership.send_replace(ownership);
         // Always told (cheap, idempotent): a restarted supervisor catches up here.
-        let _ = self.warmup.cast(WarmupSupMsg::SetIps(owned_ips));
-        let _ = self.tenants.cast(TenantSupMsg::SetTenants(per_tenant));
-        let leaving_set: HashSet<Uuid> = self.leaving.keys().copied().collect();
-        let _ = self.ips.cast(IpSupMsg::SetIps(ips.clone(), leaving_set));
-        if changed {
+        let _ = self.warmup.cast(WarmupSupMsg::SetIps(owned_ips.clone()));
+        let _ = self.tenants.cast(TenantSupMsg::SetIps(owned_ips));
+        let leaving_tenants: HashSet<Uuid> = ips
+            .iter()
+            .filter(|ip| self.leaving.contains_key(&partition_of(ip.tenant_id)))
+            .map(|ip| ip.tenant_id)
+            .collect();
+        let _ = self
+            .ips
+            .cast(IpSupMsg::SetIps(ips.clone(), leaving_tenants));
+        if ownership_changed {
             feeder::wake(&self.ctx);
         }
-        for (tenant, started) in self.leaving.iter_mut().filter(|(_, started)| !**started) {
+        for tenant in to_wake {
+            feeder::activate(&self.ctx, tenant);
+        }
+        for (partition, started) in self.leaving.iter_mut().filter(|(_, started)| !**started) {
             *started = true;
-            let tenant_ips = ips
+            let partition_ips = ips
                 .iter()
-                .filter(|ip| ip.tenant_id == *tenant)
+                .filter(|ip| partition_of(ip.tenant_id) == *partition)
                 .map(|ip| ip.id)
                 .collect();
             tokio::spawn(crate::handoff::hand_off(
                 self.ctx.clone(),
                 self.ips.clone(),
                 self.myself.clone(),
-                *tenant,
-                tenant_ips,
+                *partition,
+                partition_ips,
             ));
         }
         if drained {
-            tracing::info!("drained: every tenant handed off");
+            tracing::info!("drained: every partition handed off");
             self.ctx.drained.send_replace(true);
         }
     }
 
-    /// This node's share of `all` among the live nodes that are not draining
-    /// (itself included unless it drains). `None` when membership is unreadable.
-    async fn share(&mut self, all: &[Uuid]) -> Option<HashSet<Uuid>> {
+    /// This node's share of the partitions among the live nodes that are not
+    /// draining (itself included unless it drains). `None` when membership is
+    /// unreadable.
+    async fn share(&mut self) -> Option<Vec<Partition>> {
         let node = &self.ctx.config.node;
         match self
             .membership
@@ -309,7 +355,7 @@ impl ClusterState {
             .await
         {
             Ok(true) if !self.draining => {
-                tracing::info!("drain requested: handing every tenant off");
+                tracing::info!("drain requested: handing every partition off");
                 self.draining = true;
             }
             Ok(_) => {}
@@ -336,13 +382,7 @@ impl ClusterState {
         if !self.draining {
             sharing.push(node.id.clone());
         }
-        let owners = assignment::assign(all, &sharing);
-        Some(
-            all.iter()
-                .filter(|t| owners.get(t) == Some(&node.id))
-                .copied()
-                .collect(),
-        )
+        Some(assignment::share_of(node.partitions, &sharing, &node.id))
     }
 
     /// Publishes this node's membership record: the tenants it owns now and its
@@ -352,15 +392,13 @@ impl ClusterState {
         let sent = self.ctx.sent.load(std::sync::atomic::Ordering::Relaxed);
         let (sent_before, at_before) = self.last_beat;
         let minutes = (now - at_before).max(1) as f64 / 60_000.0;
-        let mut tenants = self.ctx.owned().tenants.clone();
-        tenants.sort();
         let record = NodeRecord {
             id: self.ctx.config.node.id.clone(),
             started_at_ms: self.ctx.started_at_ms,
             heartbeat_at_ms: now,
-            tenants,
+            partitions: self.ctx.owned().partitions.clone(),
             handing_off: {
-                let mut leaving: Vec<Uuid> = self.leaving.keys().copied().collect();
+                let mut leaving: Vec<Partition> = self.leaving.keys().copied().collect();
                 leaving.sort_unstable();
                 leaving
             },
@@ -380,7 +418,13 @@ impl ClusterState {
 
     async fn control(&mut self, event: ControlEvent) {
         match event {
-            ControlEvent::TenantChanged { .. } => self.refresh().await,
+            ControlEvent::TenantChanged { tenant_id } => {
+                if self.ctx.owns(tenant_id) {
+                    self.ips_stale = true;
+                    self.refresh().await;
+                    feeder::activate(&self.ctx, tenant_id);
+                }
+            }
             ControlEvent::Complaint {
                 ip_id, provider, ..
             } => {
@@ -389,14 +433,14 @@ impl ClusterState {
                 }
             }
             ControlEvent::CampaignChanged {
+                tenant_id,
                 campaign_id,
                 status,
-                ..
             } => {
                 let running = status == CampaignStatus::Running;
                 self.ctx.set_stopped(campaign_id, !running);
-                if running {
-                    feeder::wake(&self.ctx);
+                if running && self.ctx.owns(tenant_id) {
+                    feeder::activate(&self.ctx, tenant_id);
                 }
             }
         }
@@ -415,10 +459,9 @@ pub async fn leave(ctx: &Ctx) {
 /// Gives up every lease this node holds (the last step of a clean shutdown).
 pub async fn release_leases(ctx: &Ctx) {
     let leases = Leases::new(ctx.queue.pool().clone());
-    for tenant in ctx.owned().tenants.iter() {
-        if let Err(err) = leases.release(*tenant, &ctx.config.node.id).await {
-            tracing::warn!(%tenant, error = %err, "releasing lease failed; it will expire");
-        }
+    let partitions = ctx.owned().partitions.clone();
+    if let Err(err) = leases.release(&partitions, &ctx.config.node.id).await {
+        tracing::warn!(error = %err, "releasing leases failed; they will expire");
     }
 }
 

@@ -9,6 +9,7 @@ use deadpool_postgres::Pool;
 use penguin_config::Config;
 use penguin_engine::clock::SharedClock;
 use penguin_engine::dns::MxResolver;
+use penguin_engine::partition::{self, Partition};
 use penguin_engine::provider::ProviderTable;
 use penguin_engine::queue::RedisQueue;
 use penguin_engine::reply_rules::ReplyRules;
@@ -23,11 +24,19 @@ use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::render::Renderer;
 
-/// The tenants (and their IPs) whose lease this node holds right now.
+/// The partitions whose lease this node holds right now (sorted), and the IPs
+/// of their tenants. A tenant is owned when its partition is.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Ownership {
-    pub tenants: Vec<Uuid>,
+    pub partitions: Vec<Partition>,
     pub ips: Vec<IpSpec>,
+}
+
+impl Ownership {
+    /// Whether `partition` is owned.
+    pub fn has(&self, partition: Partition) -> bool {
+        self.partitions.binary_search(&partition).is_ok()
+    }
 }
 
 pub struct EngineContext {
@@ -68,10 +77,10 @@ pub struct EngineContext {
     pub lease_deadline_ms: std::sync::atomic::AtomicI64,
     /// The origin of [`EngineContext::monotonic_ms`].
     pub monotonic_origin: std::time::Instant,
-    /// The epoch (fencing token) this node raised when it took each tenant it
-    /// works (owned or being handed off). Written by Cluster only; every job
-    /// write of the tenant carries it (`penguin_engine::store::fences`).
-    pub fences: RwLock<HashMap<Uuid, Epoch>>,
+    /// The fencing token this node raised when it took each partition it works
+    /// (owned or being handed off). Written by Cluster only; every job write of
+    /// a tenant of the partition carries it (`penguin_engine::store::fences`).
+    pub fences: RwLock<HashMap<Partition, Epoch>>,
     /// Jobs a worker left `sending` because the lease was not surely held
     /// (tenant, job, the epoch and the claim id it was claimed under). Once a
     /// renewal shows the lease still held under that epoch, Cluster returns
@@ -125,21 +134,32 @@ impl EngineContext {
         );
     }
 
-    /// This node's epoch for `tenant`, if it took the tenant.
+    /// The partition of `tenant`.
+    pub fn partition(&self, tenant: Uuid) -> Partition {
+        partition::of(tenant, self.config.node.partitions)
+    }
+
+    /// Whether this node owns `tenant` (holds its partition's lease) now.
+    pub fn owns(&self, tenant: Uuid) -> bool {
+        self.owned().has(self.partition(tenant))
+    }
+
+    /// This node's token for `tenant`'s partition, if it took the partition.
     pub fn fence(&self, tenant: Uuid) -> Option<Epoch> {
         self.fences
             .read()
             .expect("fences lock")
-            .get(&tenant)
+            .get(&self.partition(tenant))
             .copied()
     }
 
-    /// The epochs of `tenants` this node took (the others are left out).
+    /// The tokens of `tenants` whose partition this node took (the others are
+    /// left out).
     pub fn fences_of(&self, tenants: &[Uuid]) -> Vec<(Uuid, Epoch)> {
         let fences = self.fences.read().expect("fences lock");
         tenants
             .iter()
-            .filter_map(|t| fences.get(t).map(|epoch| (*t, *epoch)))
+            .filter_map(|t| fences.get(&self.partition(*t)).map(|epoch| (*t, *epoch)))
             .collect()
     }
 

@@ -14,6 +14,7 @@ use crate::feeder::FeederMsg;
 use crate::ip::IpMsg;
 use crate::status_writer::StatusMsg;
 use crate::tenant::TenantMsg;
+use crate::tenant_supervisor::TenantSupMsg;
 
 #[derive(Default)]
 pub struct Directory {
@@ -22,6 +23,7 @@ pub struct Directory {
     status_writer: RwLock<Option<ActorRef<StatusMsg>>>,
     analytics: RwLock<Option<ActorRef<AnalyticsMsg>>>,
     feeder: RwLock<Option<ActorRef<FeederMsg>>>,
+    tenant_supervisor: RwLock<Option<ActorRef<TenantSupMsg>>>,
 }
 
 fn read<T: Clone>(slot: &RwLock<T>) -> T {
@@ -51,6 +53,27 @@ impl Directory {
             .expect("directory lock")
             .get(&id)
             .cloned()
+    }
+
+    /// The tenants with a live Tenant actor, sorted.
+    pub fn tenant_ids(&self) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self
+            .tenants
+            .read()
+            .expect("directory lock")
+            .keys()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub fn tenant_supervisor(&self) -> Option<ActorRef<TenantSupMsg>> {
+        read(&self.tenant_supervisor)
+    }
+
+    pub fn set_tenant_supervisor(&self, actor: Option<ActorRef<TenantSupMsg>>) {
+        write(&self.tenant_supervisor, actor);
     }
 
     pub fn set_tenant(&self, id: Uuid, actor: Option<ActorRef<TenantMsg>>) {

@@ -1,31 +1,41 @@
-//! Feeder: moves due jobs Postgres → Redis for the tenants this node owns. Each
-//! round reads every owned tenant's list depth in one round trip and tops up those
-//! below half the window (`queue.window`) with at most `queue.feed_batch` jobs,
-//! claimed `pending|deferred → queued` with `SKIP LOCKED`. Postgres stays the
-//! backlog; Redis holds a bounded window.
+//! Feeder: moves due jobs Postgres → Redis for the tenants of this node's
+//! partitions that have work — never visiting the others. Its round works the
+//! *active* tenants: it reads their list depths in one round trip and tops up
+//! those below half the window (`queue.window`) with at most `queue.feed_batch`
+//! jobs, claimed `pending|deferred → queued` with `SKIP LOCKED`, then wakes their
+//! Tenant actors (`TenantSupMsg::Activate`, which starts one if none runs).
+//! Postgres stays the backlog; Redis holds a bounded window.
 //!
-//! Rounds follow each other immediately while there is work. When a round finds
-//! nothing due, the feeder sleeps until the earliest `run_at` of the backlog (on
-//! the engine's clock) or `queue.feed_idle_ms`, whichever comes first; a control
-//! notification (campaign started or resumed), a job returned to the backlog
-//! earlier than that ([`wake_at`]) or recovered work wakes it sooner. Jobs waiting
-//! for an allowance window therefore cost no wake-ups until the window opens.
-//! A tenant whose window was too full to top up is fed again as soon as its own
+//! A tenant becomes active when something says it has work: a control
+//! notification (a campaign started or resumed, leads imported into a running
+//! one, an IP resumed: [`activate`]), a takeover that found its `queued` jobs, or
+//! the partition scan (`store::due::scan`: per running campaign of the owned
+//! partitions, its first waiting job), which runs on a wake-up, when a planned
+//! due time comes and at least every `queue.feed_idle_ms` as a safety net. A
+//! tenant leaves the active set when a round finds nothing more due for it; its
+//! Tenant actor stops on its own once its window is empty and it idled for
+//! `queue.tenant_idle_ms`. An idle tenant costs no timer, command or query.
+//!
+//! Rounds follow each other immediately while there is work. When a round feeds
+//! nothing, the feeder sleeps until the earliest `run_at` the scan saw (on the
+//! engine's clock) or `queue.feed_idle_ms`, whichever comes first; a job
+//! returned to the backlog earlier than that ([`wake_at`]) wakes it sooner. A
+//! tenant whose window was too full to top up is fed again as soon as its own
 //! pops have taken the window below half ([`popped`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use penguin_engine::domain::Band;
-use penguin_engine::store::jobs;
+use penguin_engine::store::{due, jobs};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::context::Ctx;
-use crate::tenant::TenantMsg;
+use crate::tenant_supervisor;
 
 /// Pause between rounds while work keeps coming (lets pushes batch up).
 const BUSY_DELAY: Duration = Duration::from_millis(5);
@@ -33,33 +43,53 @@ const BUSY_DELAY: Duration = Duration::from_millis(5);
 pub struct Feeder;
 
 pub enum FeederMsg {
-    /// A round; stale generations (superseded by a wake-up) are ignored.
-    Round(u64),
+    /// A round (a wake-up, or the next while work keeps coming).
+    Round,
+    /// The planned wake-up of that generation came (a due time or the safety
+    /// net): a round that scans first. Stale generations are ignored.
+    Timer(u64),
+    /// Scan the owned partitions now (ownership changed, recovered work).
     Wake,
-    /// Something becomes due at this time: wake then, if not planned earlier.
+    /// Something becomes due at this time: scan then, if not planned earlier.
     WakeAt(OffsetDateTime),
+    /// This tenant has work (a notification said so): feed it now.
+    Activate(Uuid),
     /// A tenant popped this many jobs from its Redis lists.
     Popped(Uuid, usize),
 }
 
 pub struct FeederState {
     ctx: Ctx,
-    generation: u64,
+    /// A `Round` is on its way (cast, or after `BUSY_DELAY`): wake-ups add
+    /// nothing but their tenant, and plan nothing.
+    round_queued: bool,
     /// The planned wake-up: the due time it waits for on the engine's clock
-    /// (`None`: only the `feed_idle_ms` safety net, a real-time timer) and its timer.
-    planned: Option<(Option<OffsetDateTime>, JoinHandle<()>)>,
-    /// A round follows within `BUSY_DELAY` (the last one fed work): wake-ups
-    /// add nothing, and must not supersede it.
-    busy: bool,
+    /// (`None`: only the `feed_idle_ms` safety net, a real-time timer), its
+    /// generation and its timer.
+    planned: Option<(Option<OffsetDateTime>, u64, JoinHandle<()>)>,
+    timer_generation: u64,
+    /// Tenants the next round feeds.
+    active: BTreeSet<Uuid>,
+    /// The next round scans the partitions first.
+    scan_due: bool,
+    /// When the partitions were last scanned.
+    scanned_at: Option<Instant>,
+    /// The earliest later due time known (the last scan's, or a [`wake_at`]).
+    next_due: Option<OffsetDateTime>,
     /// Tenants the last round skipped because their Redis window was at least
     /// half full, with the depth it saw: when their pops have taken it below
     /// half, a round follows (no polling while a window drains).
     full: HashMap<Uuid, usize>,
+    /// Tenants fed since they last became active, whose Redis state was checked
+    /// then (`reaper::recover_redis_loss`): a tenant's first push after a quiet
+    /// spell must not land in a Redis that lost its earlier queue unnoticed, nor
+    /// be released again by the Reaper for a missing marker.
+    checked: HashSet<Uuid>,
 }
 
 impl Drop for FeederState {
     fn drop(&mut self) {
-        if let Some((_, timer)) = self.planned.take() {
+        if let Some((_, _, timer)) = self.planned.take() {
             timer.abort();
         }
     }
@@ -75,13 +105,18 @@ impl Actor for Feeder {
         myself: ActorRef<Self::Msg>,
         ctx: Ctx,
     ) -> Result<Self::State, ActorProcessingErr> {
-        myself.cast(FeederMsg::Round(0))?;
+        myself.cast(FeederMsg::Round)?;
         Ok(FeederState {
             ctx,
-            generation: 0,
+            round_queued: true,
             planned: None,
-            busy: false,
+            timer_generation: 0,
+            active: BTreeSet::new(),
+            scan_due: true,
+            scanned_at: None,
+            next_due: None,
             full: HashMap::new(),
+            checked: HashSet::new(),
         })
     }
 
@@ -92,28 +127,19 @@ impl Actor for Feeder {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            FeederMsg::Round(generation) if generation == state.generation => {
-                state
-                    .ctx
-                    .wakeups
-                    .feeder_rounds
-                    .fetch_add(1, Ordering::Relaxed);
-                state.busy = false;
-                if let Some((_, timer)) = state.planned.take() {
-                    timer.abort();
-                }
-                let fed = state.round().await;
-                state.generation += 1;
-                let next = state.generation;
-                if fed > 0 {
-                    state.busy = true;
-                    myself.send_after(BUSY_DELAY, move || FeederMsg::Round(next));
-                } else {
-                    let due = state.next_due().await;
-                    state.plan(&myself, due);
+            FeederMsg::Round => {
+                state.round_queued = false;
+                state.run(&myself).await;
+            }
+            FeederMsg::Timer(generation) => {
+                if matches!(&state.planned, Some((_, g, _)) if *g == generation) {
+                    state.planned = None;
+                    state.scan_due = true;
+                    if !state.round_queued {
+                        state.run(&myself).await;
+                    }
                 }
             }
-            FeederMsg::Round(_stale) => {}
             FeederMsg::Popped(tenant, n) => {
                 let half = state.ctx.config.queue.window / 2;
                 let room_now = state.full.get_mut(&tenant).is_some_and(|depth| {
@@ -122,26 +148,27 @@ impl Actor for Feeder {
                 });
                 if room_now {
                     state.full.remove(&tenant);
-                    if !state.busy {
-                        state.generation += 1;
-                        myself.cast(FeederMsg::Round(state.generation))?;
-                    }
+                    state.active.insert(tenant);
+                    state.round_now(&myself)?;
                 }
             }
-            // A busy round follows within `BUSY_DELAY` and sees the new work (and
-            // plans for what waits when it finds nothing): nothing to add.
-            FeederMsg::Wake | FeederMsg::WakeAt(_) if state.busy => {}
+            FeederMsg::Activate(tenant) => {
+                state.active.insert(tenant);
+                state.round_now(&myself)?;
+            }
             FeederMsg::Wake => {
-                state.generation += 1;
-                myself.cast(FeederMsg::Round(state.generation))?;
+                state.scan_due = true;
+                state.round_now(&myself)?;
             }
             FeederMsg::WakeAt(at) => {
-                // Only a plan that waits for an earlier due time makes this one
-                // redundant. (The idle safety net runs on real time: it says
-                // nothing about when `at` comes on the engine's clock.)
-                let covered = matches!(&state.planned, Some((Some(planned), _)) if *planned <= at);
-                if !covered {
-                    state.generation += 1;
+                state.next_due = Some(state.next_due.map_or(at, |next| next.min(at)));
+                // A queued round plans for it when it finds nothing; a plan that
+                // waits for an earlier due time covers it. (The idle safety net
+                // runs on real time: it says nothing about when `at` comes on
+                // the engine's clock.)
+                let covered =
+                    matches!(&state.planned, Some((Some(planned), _, _)) if *planned <= at);
+                if !state.round_queued && !covered {
                     state.plan(&myself, Some(at));
                 }
             }
@@ -151,29 +178,43 @@ impl Actor for Feeder {
 }
 
 impl FeederState {
-    /// The earliest `run_at` in the backlog still in the future (`None`: nothing
-    /// waits, or something is due already but had no room in Redis).
-    async fn next_due(&self) -> Option<OffsetDateTime> {
-        let tenants = self.ctx.owned().tenants.clone();
-        if tenants.is_empty() {
-            return None;
+    /// A round; then the next right after it while work keeps coming, else a
+    /// plan for the next due time or the safety net.
+    async fn run(&mut self, myself: &ActorRef<FeederMsg>) {
+        self.ctx
+            .wakeups
+            .feeder_rounds
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some((_, _, timer)) = self.planned.take() {
+            timer.abort();
         }
-        match jobs::next_due(&self.ctx.pg, &tenants).await {
-            Ok(due) => due.filter(|at| *at > self.ctx.clock.now()),
-            Err(err) => {
-                tracing::warn!(error = %err, "reading the next due time failed");
-                None
-            }
+        let fed = self.round().await;
+        if fed > 0 {
+            self.round_queued = true;
+            myself.send_after(BUSY_DELAY, || FeederMsg::Round);
+        } else {
+            let due = self.next_due.filter(|at| *at > self.ctx.clock.now());
+            self.plan(myself, due);
         }
     }
 
-    /// Plans the next round of the current generation: at `due` on the engine's
-    /// clock, or after `queue.feed_idle_ms` (the safety net), whichever is first.
+    /// A round right away, unless one is on its way (it sees the new work too).
+    fn round_now(&mut self, myself: &ActorRef<FeederMsg>) -> Result<(), ActorProcessingErr> {
+        if !self.round_queued {
+            self.round_queued = true;
+            myself.cast(FeederMsg::Round)?;
+        }
+        Ok(())
+    }
+
+    /// Plans a scanning round: at `due` on the engine's clock, or after
+    /// `queue.feed_idle_ms` (the safety net), whichever is first.
     fn plan(&mut self, myself: &ActorRef<FeederMsg>, due: Option<OffsetDateTime>) {
-        if let Some((_, timer)) = self.planned.take() {
+        if let Some((_, _, timer)) = self.planned.take() {
             timer.abort();
         }
-        let generation = self.generation;
+        self.timer_generation += 1;
+        let generation = self.timer_generation;
         let idle = Duration::from_millis(self.ctx.config.queue.feed_idle_ms);
         let sleep = due.map(|at| self.ctx.clock.sleep_until(at));
         let myself = myself.clone();
@@ -187,36 +228,89 @@ impl FeederState {
                 }
                 None => tokio::time::sleep(idle).await,
             }
-            let _ = myself.cast(FeederMsg::Round(generation));
+            let _ = myself.cast(FeederMsg::Timer(generation));
         });
-        self.planned = Some((due, timer));
+        self.planned = Some((due, generation, timer));
     }
 
-    /// One pass over the owned tenants; returns how many jobs were fed.
+    /// Adds the tenants of the owned partitions with jobs due to the active set
+    /// and notes the earliest later due time.
+    async fn scan(&mut self) {
+        let owned = self.ctx.owned();
+        self.scan_due = false;
+        self.scanned_at = Some(Instant::now());
+        let now = self.ctx.clock.now();
+        let count = self.ctx.config.node.partitions;
+        match due::scan(&self.ctx.pg, count, &owned.partitions, &[], now).await {
+            Ok(found) => {
+                self.active.extend(found.due);
+                self.next_due = found.next.map(|(at, _)| at);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "scanning the partitions for due work failed");
+                self.next_due = None;
+            }
+        }
+    }
+
+    /// One pass over the active tenants; returns how many jobs were fed.
     async fn round(&mut self) -> usize {
-        let tenants = self.ctx.owned().tenants.clone();
+        let idle = Duration::from_millis(self.ctx.config.queue.feed_idle_ms);
+        if self.scan_due || self.scanned_at.is_none_or(|at| at.elapsed() >= idle) {
+            self.scan().await;
+        }
+        let owned = self.ctx.owned();
+        let count = self.ctx.config.node.partitions;
+        self.active
+            .retain(|t| owned.has(penguin_engine::partition::of(*t, count)));
+        self.full
+            .retain(|t, _| owned.has(penguin_engine::partition::of(*t, count)));
+        let tenants: Vec<Uuid> = std::mem::take(&mut self.active).into_iter().collect();
         if tenants.is_empty() {
+            if self.full.is_empty() {
+                self.ctx.metrics.queue_depth(0);
+            }
             return 0;
         }
         let depths = match self.ctx.queue.depths(&tenants).await {
-            Ok(depths) => depths,
+            Ok(depths) => {
+                let full: usize = self.full.values().sum();
+                self.ctx
+                    .metrics
+                    .queue_depth(depths.iter().sum::<usize>() + full);
+                depths
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "reading queue depths failed");
+                self.active.extend(tenants);
                 return 0;
             }
         };
-        self.ctx.metrics.queue_depth(depths.iter().sum());
         let window = self.ctx.config.queue.window;
         let mut fed = 0;
-        self.full.clear();
         for (tenant, depth) in tenants.into_iter().zip(depths) {
             if depth * 2 >= window {
                 self.full.insert(tenant, depth);
+                tenant_supervisor::activate(&self.ctx, tenant);
                 continue;
             }
+            if self.checked.insert(tenant) {
+                crate::reaper::recover_redis_loss(&self.ctx, tenant, false).await;
+            }
             let want = (window - depth).min(self.ctx.config.queue.feed_batch);
-            fed += self.feed_tenant(tenant, want).await;
+            let got = self.feed_tenant(tenant, want).await;
+            if got == want {
+                // There may be more: the next round tries again.
+                self.active.insert(tenant);
+            }
+            if got > 0 || depth > 0 {
+                tenant_supervisor::activate(&self.ctx, tenant);
+            }
+            fed += got;
         }
+        let (active, full) = (&self.active, &self.full);
+        self.checked
+            .retain(|t| active.contains(t) || full.contains_key(t));
         fed
     }
 
@@ -254,9 +348,6 @@ impl FeederState {
             return 0;
         }
         self.ctx.metrics.jobs_fed(encoded.len());
-        if let Some(actor) = self.ctx.directory.tenant(tenant) {
-            let _ = actor.cast(TenantMsg::JobsAvailable);
-        }
         encoded.len()
     }
 }
@@ -276,9 +367,18 @@ pub fn popped(ctx: &Ctx, tenant: Uuid, n: usize) {
     }
 }
 
-/// Wakes the feeder now (a campaign started or resumed).
+/// Wakes the feeder now to scan the owned partitions (ownership changed, work
+/// recovered).
 pub fn wake(ctx: &Ctx) {
     if let Some(feeder) = ctx.directory.feeder() {
         let _ = feeder.cast(FeederMsg::Wake);
+    }
+}
+
+/// Tells the feeder `tenant` has work now (a campaign started or resumed,
+/// leads imported, an IP resumed, jobs returned).
+pub fn activate(ctx: &Ctx, tenant: Uuid) {
+    if let Some(feeder) = ctx.directory.feeder() {
+        let _ = feeder.cast(FeederMsg::Activate(tenant));
     }
 }

@@ -129,6 +129,7 @@ impl Actor for IpActor {
         if released > 0 {
             tracing::warn!(ip = %spec.address, released, "returned jobs left `sending` by a previous incarnation");
             ctx.metrics.jobs_recovered("ip_restart", released);
+            crate::feeder::activate(&ctx, spec.tenant_id);
         }
         let spec = Arc::new(spec);
         let (tx, rx) = mpsc::unbounded_channel();

@@ -49,7 +49,10 @@ impl Rig {
         config.limits.warm_daily_volume = 2_400;
         let ctx = fakes::context(config);
         let tenant_id = Uuid::new_v4();
-        ctx.fences.write().unwrap().insert(tenant_id, 3);
+        ctx.fences
+            .write()
+            .unwrap()
+            .insert(ctx.partition(tenant_id), 3);
         let mut spec = fakes::ip_spec(tenant_id, 2);
         spec.active = paused_until.is_none();
         spec.paused_until = paused_until;

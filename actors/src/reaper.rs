@@ -1,16 +1,20 @@
-//! Reaper: recovery for the tenants this node owns, every `queue.reaper_interval_ms`.
+//! Reaper: recovery for this node's partitions, every `queue.reaper_interval_ms`.
+//! Steps 1–2 visit only the tenants with a Tenant actor (those with work: an
+//! idle tenant has nothing in Redis to lose or re-queue); steps 3–4 are one
+//! statement each for all of the node's partitions.
 //!
 //! 1. Redis lost the tenant's state (emptied or restarted: its `live` marker is
 //!    gone) → every `queued` job returns to `pending`, then the marker is set again.
 //!    Copies that survived are harmless: claiming them fails.
 //! 2. Popped jobs whose in-flight deadline passed (their Tenant or Ip died before
 //!    claiming) go back to the front of their list.
-//! 3. Jobs `sending` for longer than `queue.sending_timeout_ms` return to `pending`.
+//! 3. Jobs `sending` under this node's tokens for longer than
+//!    `queue.sending_timeout_ms` return to `pending`.
 //! 4. Running campaigns with nothing left to do become `completed`.
 
 use std::time::Duration;
 
-use penguin_engine::store::jobs;
+use penguin_engine::store::{due, jobs};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::context::Ctx;
@@ -57,10 +61,17 @@ impl Actor for Reaper {
 
 impl ReaperState {
     async fn tick(&mut self) {
-        let tenants = self.ctx.owned().tenants.clone();
-        if tenants.is_empty() {
+        let owned = self.ctx.owned();
+        if owned.partitions.is_empty() {
             return;
         }
+        let tenants: Vec<uuid::Uuid> = self
+            .ctx
+            .directory
+            .tenant_ids()
+            .into_iter()
+            .filter(|t| owned.has(self.ctx.partition(*t)))
+            .collect();
         let mut returned = 0;
         for &tenant in &tenants {
             returned += recover_redis_loss(&self.ctx, tenant, false).await;
@@ -86,8 +97,15 @@ impl ReaperState {
         }
         let now = self.ctx.clock.now();
         let stale = now - Duration::from_millis(self.ctx.config.queue.sending_timeout_ms);
-        let fences = self.ctx.fences_of(&tenants);
-        match jobs::release_stale_sending(&self.ctx.pg, &fences, stale, now).await {
+        let tokens: Vec<_> = {
+            let fences = self.ctx.fences.read().expect("fences lock");
+            owned
+                .partitions
+                .iter()
+                .filter_map(|p| fences.get(p).copied())
+                .collect()
+        };
+        match jobs::release_stale_sending(&self.ctx.pg, &tokens, stale, now).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::warn!(jobs = n, "returned jobs stuck in `sending`");
@@ -99,12 +117,13 @@ impl ReaperState {
         if returned > 0 {
             feeder::wake(&self.ctx);
         }
-        self.complete_campaigns(&tenants).await;
+        self.complete_campaigns(&owned.partitions).await;
     }
 
-    async fn complete_campaigns(&self, tenants: &[uuid::Uuid]) {
+    async fn complete_campaigns(&self, partitions: &[penguin_engine::partition::Partition]) {
+        let count = self.ctx.config.node.partitions;
         let result = async {
-            let running = jobs::running_campaigns(&self.ctx.pg, tenants).await?;
+            let running = due::running_campaigns(&self.ctx.pg, count, partitions).await?;
             jobs::complete_finished_campaigns(&self.ctx.pg, &running, self.ctx.clock.now()).await
         }
         .await;

@@ -218,6 +218,9 @@ impl EngineState {
             Kind::TenantSupervisor => {
                 let (actor, _) = Actor::spawn_linked(None, TenantSupervisor, ctx, parent).await?;
                 self.tenant_sup = Some(actor.clone());
+                self.ctx
+                    .directory
+                    .set_tenant_supervisor(Some(actor.clone()));
                 actor.get_cell()
             }
             Kind::WarmupSupervisor => {
@@ -265,7 +268,10 @@ impl EngineState {
             Kind::Analytics => directory.set_analytics(None),
             Kind::Feeder => directory.set_feeder(None),
             Kind::IpSupervisor => self.ip_sup = None,
-            Kind::TenantSupervisor => self.tenant_sup = None,
+            Kind::TenantSupervisor => {
+                self.tenant_sup = None;
+                directory.set_tenant_supervisor(None);
+            }
             Kind::WarmupSupervisor => self.warmup_sup = None,
             Kind::Reaper | Kind::Cluster => {}
         }
@@ -327,6 +333,9 @@ pub async fn start_engine(deps: EngineDeps) -> anyhow::Result<EngineHandle> {
     };
     let reply_rules = ReplyRules::new(&deps.config.delivery.reply_rules)
         .map_err(|e| anyhow::anyhow!("delivery.reply_rules: {e}"))?;
+    penguin_engine::store::fences::check_partition_count(&deps.pg, deps.config.node.partitions)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let ctx = Arc::new(EngineContext {
         routes: RouteTable::new(&deps.config.delivery.routes),
         resolver,
@@ -376,9 +385,14 @@ impl EngineHandle {
         let _ = drained.wait_for(|done| *done).await;
     }
 
-    /// The tenants this node owns right now.
-    pub fn owned_tenants(&self) -> Vec<Uuid> {
-        self.ctx.owned().tenants.clone()
+    /// The partitions this node owns right now.
+    pub fn owned_partitions(&self) -> Vec<u32> {
+        self.ctx.owned().partitions.clone()
+    }
+
+    /// The tenants with a Tenant actor on this node now (those with work).
+    pub fn active_tenants(&self) -> Vec<Uuid> {
+        self.ctx.directory.tenant_ids()
     }
 
     /// The live Ip actor of `ip`, if this node runs it (fault-injection tests kill it).

@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use penguin_engine::queue::Popped;
 use penguin_engine::store::routing::IpSpec;
@@ -37,7 +37,8 @@ use crate::tenant_ports::TenantPorts;
 const MAX_POP: usize = 1_000;
 /// Credits arriving within this window are served by one pop.
 const COALESCE: Duration = Duration::from_millis(25);
-/// Shortest safety tick; it follows `queue.feed_idle_ms` when that is longer.
+/// Shortest safety tick; it follows `queue.feed_idle_ms` (or `queue.tenant_idle_ms`,
+/// when shorter: the tick also looks whether the tenant went idle) when longer.
 const SAFETY_TICK: Duration = Duration::from_secs(1);
 
 pub struct TenantActor;
@@ -53,6 +54,8 @@ pub struct TenantArgs {
 pub enum TenantMsg {
     /// The feeder or reaper pushed jobs for this tenant.
     JobsAvailable,
+    /// The safety tick: a pop, and a look whether the tenant has gone idle.
+    Tick,
     /// `n` jobs routed to `ip` are done with.
     Credit {
         ip: Uuid,
@@ -108,6 +111,8 @@ pub struct TenantState {
     pop_scheduled: bool,
     /// Wakes the tenant when the earliest blocked IP reopens.
     reopen_timer: Option<(OffsetDateTime, tokio::task::JoinHandle<()>)>,
+    /// When a pop last found or routed a job.
+    last_work: Instant,
 }
 
 impl Drop for TenantState {
@@ -136,10 +141,13 @@ impl Actor for TenantActor {
             overflow: VecDeque::new(),
             pop_scheduled: false,
             reopen_timer: None,
+            last_work: Instant::now(),
         };
         state.set_ips(args.ips);
-        let tick = Duration::from_millis(state.ctx.config.queue.feed_idle_ms).max(SAFETY_TICK);
-        myself.send_interval(tick, || TenantMsg::JobsAvailable);
+        let queue = &state.ctx.config.queue;
+        let tick =
+            Duration::from_millis(queue.feed_idle_ms.min(queue.tenant_idle_ms)).max(SAFETY_TICK);
+        myself.send_interval(tick, || TenantMsg::Tick);
         state.schedule_pop(&myself, Duration::ZERO);
         Ok(state)
     }
@@ -152,6 +160,10 @@ impl Actor for TenantActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             TenantMsg::JobsAvailable => state.schedule_pop(&myself, Duration::ZERO),
+            TenantMsg::Tick => {
+                state.schedule_pop(&myself, Duration::ZERO);
+                state.stop_when_idle().await;
+            }
             TenantMsg::Credit { ip, n } => {
                 if let Some(slot) = state.slots.get_mut(&ip) {
                     slot.credit = (slot.credit + n).min(IpActor::capacity(&state.ctx));
@@ -221,6 +233,30 @@ impl TenantState {
             });
         self.slots = slots;
         changed
+    }
+
+    /// Asks TenantSupervisor to stop this actor when the tenant has had nothing
+    /// to do for `queue.tenant_idle_ms`: no job popped or waiting here, every
+    /// credit back (nothing routed is still at an IP), nothing of it in Redis.
+    /// An idle tenant then costs no timer and no Redis command until a
+    /// notification, a takeover or the Feeder's partition scan wakes it.
+    async fn stop_when_idle(&mut self) {
+        let idle = Duration::from_millis(self.ctx.config.queue.tenant_idle_ms);
+        let capacity = IpActor::capacity(&self.ctx);
+        if self.last_work.elapsed() < idle
+            || !self.overflow.is_empty()
+            || self.slots.values().any(|slot| slot.credit < capacity)
+        {
+            return;
+        }
+        let since = Instant::now();
+        match self.ports.held(self.tenant).await {
+            Ok(0) => crate::tenant_supervisor::idle(&self.ctx, self.tenant, since),
+            Ok(_) => {}
+            Err(err) => {
+                tracing::debug!(tenant = %self.tenant, error = %err, "reading the tenant's redis state failed")
+            }
+        }
     }
 
     fn schedule_pop(&mut self, myself: &ActorRef<TenantMsg>, delay: Duration) {
@@ -301,6 +337,7 @@ impl TenantState {
         if items.is_empty() {
             return false;
         }
+        self.last_work = Instant::now();
         let mut batches: HashMap<Uuid, Vec<Popped>> = HashMap::new();
         let mut waiting: HashMap<OffsetDateTime, Vec<Popped>> = HashMap::new();
         for item in items {

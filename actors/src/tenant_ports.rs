@@ -28,6 +28,9 @@ pub trait TenantPorts: Send + Sync + 'static {
     /// Takes popped jobs out of the in-flight set.
     async fn ack(&self, tenant: Uuid, raws: &[&[u8]]) -> Result<(), QueueError>;
 
+    /// Jobs of `tenant` in Redis: waiting in its lists or popped and in flight.
+    async fn held(&self, tenant: Uuid) -> Result<usize, QueueError>;
+
     /// The IPs of the campaign's pool.
     async fn campaign_ips(&self, tenant: Uuid, campaign: Uuid) -> Result<Vec<Uuid>, StoreError>;
 
@@ -59,6 +62,10 @@ impl TenantPorts for EngineTenantPorts {
 
     async fn ack(&self, tenant: Uuid, raws: &[&[u8]]) -> Result<(), QueueError> {
         self.0.queue.ack(tenant, raws).await
+    }
+
+    async fn held(&self, tenant: Uuid) -> Result<usize, QueueError> {
+        self.0.queue.held(tenant).await
     }
 
     async fn campaign_ips(&self, tenant: Uuid, campaign: Uuid) -> Result<Vec<Uuid>, StoreError> {

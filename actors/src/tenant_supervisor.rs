@@ -1,9 +1,15 @@
-//! TenantSupervisor: one Tenant actor per owned tenant, as Cluster tells it
-//! (`SetTenants`); restarts a failed Tenant actor with backoff. Jobs a dead Tenant
+//! TenantSupervisor: one Tenant actor per owned tenant *with work*. The Feeder
+//! (or a takeover) says a tenant has work ([`activate`]): a Tenant actor starts
+//! if none runs, or the running one is told. A Tenant actor that has idled for
+//! `queue.tenant_idle_ms` with nothing of its tenant left in Redis asks to stop
+//! (`Idle`), and is stopped unless work arrived since it looked. Cluster tells it
+//! the owned IPs (`SetIps`); a Tenant actor whose partition is no longer owned is
+//! stopped. A failed Tenant actor is restarted with backoff. Jobs a dead Tenant
 //! had popped stay in Redis' in-flight set and are re-queued by the Reaper.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use penguin_engine::store::routing::IpSpec;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
@@ -17,14 +23,22 @@ use crate::tenant_ports::EngineTenantPorts;
 pub struct TenantSupervisor;
 
 pub enum TenantSupMsg {
-    /// The owned tenants and their IPs.
-    SetTenants(HashMap<Uuid, Vec<IpSpec>>),
+    /// The IPs of the owned partitions' tenants.
+    SetIps(Vec<IpSpec>),
+    /// The tenant has work: start its actor or wake it.
+    Activate(Uuid),
+    /// The tenant's actor found nothing to do since the given instant (when it
+    /// began to look): stop it, unless it was activated since.
+    Idle(Uuid, Instant),
     Respawn(Uuid),
 }
 
 pub struct TenantSupState {
     ctx: Ctx,
-    wanted: HashMap<Uuid, Vec<IpSpec>>,
+    /// The owned IPs, by tenant.
+    ips: HashMap<Uuid, Vec<IpSpec>>,
+    /// When each tenant with an actor was last activated.
+    activated: HashMap<Uuid, Instant>,
     children: Children<Uuid>,
 }
 
@@ -40,7 +54,8 @@ impl Actor for TenantSupervisor {
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(TenantSupState {
             ctx,
-            wanted: HashMap::new(),
+            ips: HashMap::new(),
+            activated: HashMap::new(),
             children: Children::default(),
         })
     }
@@ -52,9 +67,31 @@ impl Actor for TenantSupervisor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            TenantSupMsg::SetTenants(tenants) => state.set_tenants(&myself, tenants).await,
+            TenantSupMsg::SetIps(ips) => state.set_ips(ips),
+            TenantSupMsg::Activate(tenant) => {
+                if !state.ctx.owns(tenant) {
+                    return Ok(());
+                }
+                state.activated.insert(tenant, Instant::now());
+                if state.children.contains(&tenant) {
+                    if let Some(actor) = state.ctx.directory.tenant(tenant) {
+                        let _ = actor.cast(TenantMsg::JobsAvailable);
+                    }
+                } else {
+                    state.spawn(&myself, tenant).await;
+                }
+            }
+            TenantSupMsg::Idle(tenant, since) => {
+                let woken = state.activated.get(&tenant).is_some_and(|at| *at > since);
+                if !woken {
+                    state.stop(tenant, "tenant idle");
+                }
+            }
             TenantSupMsg::Respawn(tenant) => {
-                if !state.children.contains(&tenant) && state.wanted.contains_key(&tenant) {
+                if !state.children.contains(&tenant)
+                    && state.activated.contains_key(&tenant)
+                    && state.ctx.owns(tenant)
+                {
                     state.spawn(&myself, tenant).await;
                 }
             }
@@ -72,11 +109,13 @@ impl Actor for TenantSupervisor {
             return Ok(());
         };
         state.ctx.directory.set_tenant(tenant, None);
-        if state.wanted.contains_key(&tenant) {
+        if state.ctx.owns(tenant) {
             state.ctx.metrics.actor_restart("tenant");
             let delay = state.children.backoff(&tenant);
             tracing::warn!(%tenant, ?delay, "restarting tenant actor");
             myself.send_after(delay, move || TenantSupMsg::Respawn(tenant));
+        } else {
+            state.activated.remove(&tenant);
         }
         Ok(())
     }
@@ -94,30 +133,27 @@ impl Actor for TenantSupervisor {
 }
 
 impl TenantSupState {
-    async fn set_tenants(
-        &mut self,
-        myself: &ActorRef<TenantSupMsg>,
-        tenants: HashMap<Uuid, Vec<IpSpec>>,
-    ) {
+    fn set_ips(&mut self, ips: Vec<IpSpec>) {
+        let mut by_tenant: HashMap<Uuid, Vec<IpSpec>> = HashMap::new();
+        for ip in ips {
+            by_tenant.entry(ip.tenant_id).or_default().push(ip);
+        }
         for tenant in self.children.keys() {
-            if !tenants.contains_key(&tenant)
-                && let Some(cell) = self.children.remove(&tenant)
-            {
-                self.ctx.directory.set_tenant(tenant, None);
-                cell.stop(Some("tenant no longer owned".into()));
+            if !self.ctx.owns(tenant) {
+                self.stop(tenant, "tenant no longer owned");
+            } else if let Some(actor) = self.ctx.directory.tenant(tenant) {
+                let ips = by_tenant.get(&tenant).cloned().unwrap_or_default();
+                let _ = actor.cast(TenantMsg::SetIps(ips));
             }
         }
-        self.wanted = tenants;
-        let tenants: Vec<Uuid> = self.wanted.keys().copied().collect();
-        for tenant in tenants {
-            if self.children.contains(&tenant) {
-                if let Some(actor) = self.ctx.directory.tenant(tenant) {
-                    let ips = self.wanted.get(&tenant).cloned().unwrap_or_default();
-                    let _ = actor.cast(TenantMsg::SetIps(ips));
-                }
-            } else {
-                self.spawn(myself, tenant).await;
-            }
+        self.ips = by_tenant;
+    }
+
+    fn stop(&mut self, tenant: Uuid, why: &str) {
+        self.activated.remove(&tenant);
+        if let Some(cell) = self.children.remove(&tenant) {
+            self.ctx.directory.set_tenant(tenant, None);
+            cell.stop(Some(why.into()));
         }
     }
 
@@ -126,7 +162,7 @@ impl TenantSupState {
             ctx: self.ctx.clone(),
             ports: Arc::new(EngineTenantPorts(self.ctx.clone())),
             tenant_id: tenant,
-            ips: self.wanted.get(&tenant).cloned().unwrap_or_default(),
+            ips: self.ips.get(&tenant).cloned().unwrap_or_default(),
         };
         match Actor::spawn_linked(None, TenantActor, args, myself.get_cell()).await {
             Ok((actor, _)) => {
@@ -139,5 +175,19 @@ impl TenantSupState {
                 myself.send_after(delay, move || TenantSupMsg::Respawn(tenant));
             }
         }
+    }
+}
+
+/// Tells TenantSupervisor `tenant` has work: its Tenant actor starts, or is woken.
+pub fn activate(ctx: &Ctx, tenant: Uuid) {
+    if let Some(supervisor) = ctx.directory.tenant_supervisor() {
+        let _ = supervisor.cast(TenantSupMsg::Activate(tenant));
+    }
+}
+
+/// A Tenant actor found nothing to do since `since`: it may be stopped.
+pub fn idle(ctx: &Ctx, tenant: Uuid, since: Instant) {
+    if let Some(supervisor) = ctx.directory.tenant_supervisor() {
+        let _ = supervisor.cast(TenantSupMsg::Idle(tenant, since));
     }
 }

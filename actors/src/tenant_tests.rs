@@ -49,7 +49,10 @@ impl Rig {
             let (actor, _) = Actor::spawn(None, FakeIp, Arc::clone(held)).await.unwrap();
             ctx.directory.set_ip(*ip, Some(actor));
         }
-        ctx.fences.write().unwrap().insert(tenant_id, 7);
+        ctx.fences
+            .write()
+            .unwrap()
+            .insert(ctx.partition(tenant_id), 7);
         let lists = (0..jobs)
             .map(|n| fakes::job(tenant_id, campaign, n))
             .collect();

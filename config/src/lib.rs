@@ -40,7 +40,7 @@ pub use public::{HttpLimits, MAX_CONNECTIONS, PublicConfig};
 pub use reply_rules::{MAX_RULE_DURATION_SECS, ReplyAction, ReplyRule, default_reply_rules};
 pub use secrets::{MIN_SECRET_CHARS, PUBLISHED_SECRETS, random_secret};
 pub use sections::{
-    ApiConfig, DatabaseConfig, NodeConfig, QueueConfig, RedisConfig, TrackingConfig,
+    ApiConfig, DatabaseConfig, MAX_PARTITIONS, NodeConfig, QueueConfig, RedisConfig, TrackingConfig,
 };
 pub use sites::{GreylistConfig, SitesConfig};
 pub use templates::{MAX_SUBJECT_BYTES, TemplatesConfig};

@@ -226,6 +226,10 @@ impl ApiConfig {
     }
 }
 
+/// The most partitions a cluster may have: a fencing token keeps the partition
+/// in its low 16 bits (`engine::store::fences`).
+pub const MAX_PARTITIONS: u32 = 4_096;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
@@ -235,6 +239,11 @@ pub struct NodeConfig {
     pub lease_ttl_ms: u64,
     /// How often leases are renewed and membership is refreshed, in ms.
     pub heartbeat_ms: u64,
+    /// How many partitions the tenants hash into (`engine::partition`). Nodes
+    /// lease partitions, not tenants, so lease and membership traffic follows
+    /// this number, not the number of tenants. Fixed for a cluster's life: the
+    /// first node to start records it in Postgres and every node checks it.
+    pub partitions: u32,
 }
 
 impl Default for NodeConfig {
@@ -243,6 +252,7 @@ impl Default for NodeConfig {
             id: "node-1".into(),
             lease_ttl_ms: 10_000,
             heartbeat_ms: 2_000,
+            partitions: 512,
         }
     }
 }
@@ -269,6 +279,12 @@ impl NodeConfig {
                 "must be at most half of node.lease_ttl_ms",
             ));
         }
+        if !(1..=MAX_PARTITIONS).contains(&self.partitions) {
+            return Err(ConfigError::invalid(
+                "node.partitions",
+                format!("must be 1..={MAX_PARTITIONS}"),
+            ));
+        }
         Ok(())
     }
 }
@@ -287,6 +303,10 @@ pub struct QueueConfig {
     pub inflight_deadline_ms: u64,
     /// How long a job may stay `sending` before the reaper returns it, in ms.
     pub sending_timeout_ms: u64,
+    /// How long a tenant with nothing to send keeps its Tenant actor (and its
+    /// IPs their Ip actors), in ms. An idle tenant costs no timer, Redis
+    /// command or query; a start, an import or a retry coming due wakes it.
+    pub tenant_idle_ms: u64,
     /// How often the reaper runs, in ms.
     pub reaper_interval_ms: u64,
     /// Longest delay before a batch of status transitions is written, in ms.
@@ -303,6 +323,7 @@ impl Default for QueueConfig {
             feed_idle_ms: 5_000,
             inflight_deadline_ms: 60_000,
             sending_timeout_ms: 600_000,
+            tenant_idle_ms: 30_000,
             reaper_interval_ms: 5_000,
             status_flush_ms: 20,
             status_batch: 2_000,
@@ -317,6 +338,7 @@ impl QueueConfig {
         positive("queue.feed_idle_ms", self.feed_idle_ms)?;
         positive("queue.inflight_deadline_ms", self.inflight_deadline_ms)?;
         positive("queue.sending_timeout_ms", self.sending_timeout_ms)?;
+        positive("queue.tenant_idle_ms", self.tenant_idle_ms)?;
         positive("queue.reaper_interval_ms", self.reaper_interval_ms)?;
         positive("queue.status_flush_ms", self.status_flush_ms)?;
         positive("queue.status_batch", self.status_batch as u64)

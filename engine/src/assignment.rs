@@ -1,17 +1,18 @@
-//! Which node should own which tenant: rendezvous hashing with quotas. Every node
-//! computes the same answer from the same tenant list and live-node list, so they
-//! agree without talking; leases (`lease.rs`) keep it safe while views differ.
+//! Which node should own which partition: rendezvous hashing with quotas. Every
+//! node computes the same answer from the partition count (config) and the
+//! live-node list, so they agree without talking — and without reading the
+//! tenants; leases (`lease.rs`) keep it safe while views differ.
 //!
-//! Each node gets a quota of ⌊T/N⌋ tenants, and the T mod N nodes ranked first
-//! by their hash with the empty string one more, so counts differ by at most
-//! one. Tenants are placed in id order, each on the node with the highest
-//! `hash(tenant, node)` that still has room: with the quotas this is stable —
+//! Each node gets a quota of ⌊P/N⌋ partitions, and the P mod N nodes ranked
+//! first by their hash with the empty string one more, so counts differ by at
+//! most one. Partitions are placed in order, each on the node with the highest
+//! `hash(partition, node)` that still has room: with the quotas this is stable —
 //! a node joining or leaving moves roughly its own share, not everything.
 
 use std::collections::HashMap;
 
+use crate::partition::Partition;
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 /// The rendezvous weight of `node` for `key`.
 fn weight(key: &[u8], node: &str) -> u64 {
@@ -23,37 +24,53 @@ fn weight(key: &[u8], node: &str) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
-/// The owner of every tenant among `nodes` (ids; order and repeats do not
-/// matter). Empty when there are no nodes.
-pub fn assign(tenants: &[Uuid], nodes: &[String]) -> HashMap<Uuid, String> {
+/// The owner of each of `partitions` partitions among `nodes` (ids; order and
+/// repeats do not matter). Empty when there are no nodes.
+pub fn assign(partitions: u32, nodes: &[String]) -> HashMap<Partition, String> {
+    let keys: Vec<Partition> = (0..partitions).collect();
+    assign_keys(&keys, nodes)
+}
+
+/// The partitions of `node` among `partitions` shared by `nodes`, sorted.
+pub fn share_of(partitions: u32, nodes: &[String], node: &str) -> Vec<Partition> {
+    let mut mine: Vec<Partition> = assign(partitions, nodes)
+        .into_iter()
+        .filter(|(_, owner)| owner == node)
+        .map(|(p, _)| p)
+        .collect();
+    mine.sort_unstable();
+    mine
+}
+
+fn assign_keys(keys: &[Partition], nodes: &[String]) -> HashMap<Partition, String> {
     let mut nodes: Vec<&str> = nodes.iter().map(String::as_str).collect();
     nodes.sort_unstable();
     nodes.dedup();
     if nodes.is_empty() {
         return HashMap::new();
     }
-    let mut tenants: Vec<Uuid> = tenants.to_vec();
-    tenants.sort_unstable();
-    tenants.dedup();
+    let mut keys: Vec<Partition> = keys.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
     // Which nodes carry the remainder: ranked by a hash of the node alone.
     let mut ranked = nodes.clone();
     ranked.sort_by_key(|node| std::cmp::Reverse(weight(b"", node)));
-    let (base, extra) = (tenants.len() / nodes.len(), tenants.len() % nodes.len());
+    let (base, extra) = (keys.len() / nodes.len(), keys.len() % nodes.len());
     let mut room: HashMap<&str, usize> = ranked
         .iter()
         .enumerate()
         .map(|(rank, node)| (*node, base + usize::from(rank < extra)))
         .collect();
-    let mut owners = HashMap::with_capacity(tenants.len());
-    for tenant in tenants {
+    let mut owners = HashMap::with_capacity(keys.len());
+    for key in keys {
         let best = nodes
             .iter()
             .filter(|node| room[**node] > 0)
-            .max_by_key(|node| (weight(tenant.as_bytes(), node), **node))
+            .max_by_key(|node| (weight(&key.to_be_bytes(), node), **node))
             .copied()
-            .expect("the quotas add up to the tenants");
+            .expect("the quotas add up to the keys");
         *room.get_mut(best).expect("a node of the list") -= 1;
-        owners.insert(tenant, best.to_string());
+        owners.insert(key, best.to_string());
     }
     owners
 }
@@ -62,15 +79,19 @@ pub fn assign(tenants: &[Uuid], nodes: &[String]) -> HashMap<Uuid, String> {
 mod tests {
     use super::*;
 
-    fn tenants(n: u128) -> Vec<Uuid> {
-        (1..=n).map(|i| Uuid::from_u128(i * 7_919)).collect()
+    fn tenants(n: u32) -> Vec<Partition> {
+        (0..n).collect()
+    }
+
+    fn assign(keys: &[Partition], nodes: &[String]) -> HashMap<Partition, String> {
+        assign_keys(keys, nodes)
     }
 
     fn nodes(names: &[&str]) -> Vec<String> {
         names.iter().map(|n| n.to_string()).collect()
     }
 
-    fn counts(owners: &HashMap<Uuid, String>) -> Vec<usize> {
+    fn counts(owners: &HashMap<Partition, String>) -> Vec<usize> {
         let mut per: HashMap<&str, usize> = HashMap::new();
         for node in owners.values() {
             *per.entry(node).or_default() += 1;
@@ -104,6 +125,22 @@ mod tests {
         let b = assign(&shuffled, &nodes(&["c", "a", "b", "a"]));
         assert_eq!(a, b);
         assert!(assign(&tenants(3), &[]).is_empty());
+    }
+
+    #[test]
+    fn share_of_is_this_nodes_part_of_assign() {
+        let nodes = nodes(&["a", "b", "c"]);
+        let all = super::assign(512, &nodes);
+        let mut from_share: Vec<Partition> = ["a", "b", "c"]
+            .iter()
+            .flat_map(|n| share_of(512, &nodes, n))
+            .collect();
+        from_share.sort_unstable();
+        assert_eq!(from_share, (0..512).collect::<Vec<_>>());
+        assert_eq!(
+            share_of(512, &nodes, "a").len(),
+            all.values().filter(|n| *n == "a").count()
+        );
     }
 
     #[test]

@@ -1,53 +1,108 @@
-//! Tenant leases in Redis: a tenant (with its IPs) is worked by the one node holding
-//! `lease:{t:<id>}`. A lease is renewed by its holder and expires
-//! `node.lease_ttl_ms` after the last renewal, so a dead node's tenants move.
+//! Partition leases in Redis: a partition (every tenant hashed into it, with
+//! their IPs; `crate::partition`) is worked by the one node holding its lease.
+//! A lease is renewed by its holder and expires `node.lease_ttl_ms` after the last
+//! renewal, so a dead node's partitions move.
+//!
+//! All leases live in one hash, [`LEASES_KEY`]: field = partition, value =
+//! `<node>|<expiry, unix ms on Redis' clock>`. One script call takes or renews
+//! every lease a node wants, so a heartbeat costs a handful of Redis commands
+//! whatever the number of partitions or tenants; one key is one slot, so it
+//! runs unchanged on Redis Cluster. Expiry is judged by Redis' own clock (`TIME`),
+//! never by the nodes'.
 //!
 //! A lease given up on purpose ([`Leases::release`], after a hand-off or a clean
-//! stop) reads [`RELEASED`] and is taken at once. A lease that is simply missing
-//! — expired, or Redis emptied or restarted — may still have a live holder that
-//! has not renewed yet; the caller says per tenant whether to take it anyway
-//! (Cluster does for the tenants it held, and for others once the lease has been
-//! missing for a whole TTL, by which time a live holder would have renewed it).
-//! So emptying Redis never hands a tenant to a second node while its owner sends.
+//! stop) is held by [`RELEASED`] (for a minute) and is taken at once. A lease
+//! that is simply missing — expired, or Redis emptied or restarted — may still
+//! have a live holder that has not renewed yet; the caller says per partition
+//! whether to take it anyway (Cluster does for the partitions it held, and for
+//! others once the lease has been missing for a whole TTL, by which time a live
+//! holder would have renewed it). So emptying Redis never hands a partition to
+//! a second node while its owner sends.
 //!
-//! The lease says who should work a tenant; the fencing token says whose writes
-//! Postgres still accepts: each takeover raises the tenant's epoch there
-//! ([`crate::store::fences`]), so a node whose lease passed on changes nothing.
+//! The lease says who should work a partition; the fencing token says whose
+//! writes Postgres still accepts: each takeover raises the partition's epoch
+//! there ([`crate::store::fences`]), so a node whose lease passed on changes nothing.
 
 use deadpool_redis::Pool;
 use deadpool_redis::redis::Script;
-use uuid::Uuid;
 
+use crate::partition::Partition;
 use crate::queue::QueueError;
 
-/// The value of a lease its holder gave up (`:` is never in a node id).
+/// The holder of a lease its holder gave up (`:` is never in a node id).
 pub const RELEASED: &str = ":released";
 
-/// ARGV: node, ttl, take when missing (`1`/`0`), [`RELEASED`]. 1 = held by
-/// node now, 0 = another node's, 2 = missing and not taken.
-const ACQUIRE: &str = r"
-local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
+/// The hash of every partition lease.
+pub const LEASES_KEY: &str = "partition_leases";
+
+/// How long a [`RELEASED`] mark stays, in ms.
+const RELEASED_MS: u64 = 60_000;
+
+/// Lua's `unpack` has a stack limit: field lists go to Redis in chunks.
+const CHUNK: usize = 1_000;
+
+/// Shared by both scripts: `now_ms` on Redis' clock, and `holder(v)`, the node
+/// of a lease value if it has not expired.
+const PRELUDE: &str = r"
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function holder(v)
+  if not v then return nil end
+  local sep = string.find(v, '|', 1, true)
+  if not sep or tonumber(string.sub(v, sep + 1)) <= now_ms then return nil end
+  return string.sub(v, 1, sep - 1)
 end
-if v == ARGV[4] or (not v and ARGV[3] == '1') then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+local function hset_chunked(key, pairs)
+  for i = 1, #pairs, 2000 do
+    redis.call('HSET', key, unpack(pairs, i, math.min(i + 1999, #pairs)))
+  end
 end
-if not v then
-  return 2
-end
-return 0
 ";
 
-/// ARGV: node, how long the [`RELEASED`] mark stays, [`RELEASED`].
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
-  return 1
+/// ARGV: node, ttl ms, [`RELEASED`], then per partition: field, take when
+/// missing (`1`/`0`). Per partition: 1 = held by node now, 0 = another node's,
+/// 2 = missing and not taken.
+const ACQUIRE: &str = r"
+local node, ttl, released = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local fields = {}
+for i = 4, #ARGV, 2 do fields[#fields + 1] = ARGV[i] end
+local values = {}
+for i = 1, #fields, 1000 do
+  local got = redis.call('HMGET', KEYS[1], unpack(fields, i, math.min(i + 999, #fields)))
+  for _, v in ipairs(got) do values[#values + 1] = v end
 end
-return 0
+local out, sets = {}, {}
+local value = node .. '|' .. (now_ms + ttl)
+for i, field in ipairs(fields) do
+  local owner = holder(values[i])
+  local take = ARGV[3 + 2 * i] == '1'
+  if owner == node or owner == released or (owner == nil and take) then
+    sets[#sets + 1] = field
+    sets[#sets + 1] = value
+    out[i] = 1
+  elseif owner == nil then
+    out[i] = 2
+  else
+    out[i] = 0
+  end
+end
+if #sets > 0 then hset_chunked(KEYS[1], sets) end
+return out
+";
+
+/// ARGV: node, how long the [`RELEASED`] mark stays, [`RELEASED`], fields.
+/// Marks released the leases `node` holds; returns how many.
+const RELEASE: &str = r"
+local node, keep, released = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local sets = {}
+for i = 4, #ARGV do
+  if holder(redis.call('HGET', KEYS[1], ARGV[i])) == node then
+    sets[#sets + 1] = ARGV[i]
+    sets[#sets + 1] = released .. '|' .. (now_ms + keep)
+  end
+end
+if #sets > 0 then hset_chunked(KEYS[1], sets) end
+return #sets / 2
 ";
 
 /// A lease after [`Leases::acquire_or_renew`].
@@ -61,10 +116,6 @@ pub enum LeaseState {
     Missing,
 }
 
-pub fn lease_key(tenant: Uuid) -> String {
-    format!("lease:{{t:{tenant}}}")
-}
-
 #[derive(Clone)]
 pub struct Leases {
     pool: Pool,
@@ -76,60 +127,65 @@ impl Leases {
     pub fn new(pool: Pool) -> Self {
         Self {
             pool,
-            acquire: Script::new(ACQUIRE),
-            release: Script::new(RELEASE),
+            acquire: Script::new(&format!("{PRELUDE}{ACQUIRE}")),
+            release: Script::new(&format!("{PRELUDE}{RELEASE}")),
         }
     }
 
-    /// Takes each tenant's lease for `node` where it is free (released, or
-    /// missing and taking it was asked) and renews it where `node` holds it, in
-    /// one round trip (a pipeline of one script call per key, so it stays
-    /// per-slot on Redis Cluster). Returns each lease's state, in order.
+    /// Takes each partition's lease for `node` where it is free (released, or
+    /// missing and taking it was asked) and renews it where `node` holds it:
+    /// one script call per [`CHUNK`] partitions. Returns each lease's state, in order.
     pub async fn acquire_or_renew(
         &self,
-        asks: &[(Uuid, bool)],
+        asks: &[(Partition, bool)],
         node: &str,
         ttl_ms: u64,
     ) -> Result<Vec<LeaseState>, QueueError> {
-        if asks.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = deadpool_redis::redis::pipe();
-        pipe.load_script(&self.acquire).ignore();
-        for (tenant, take_missing) in asks {
-            pipe.invoke_script(
-                self.acquire
-                    .key(lease_key(*tenant))
-                    .arg(node)
-                    .arg(ttl_ms)
-                    .arg(if *take_missing { "1" } else { "0" })
-                    .arg(RELEASED),
-            );
-        }
         let mut conn = self.pool.get().await?;
-        let states: Vec<i64> = pipe.query_async(&mut *conn).await?;
-        Ok(states
-            .into_iter()
-            .map(|state| match state {
+        let mut states = Vec::with_capacity(asks.len());
+        for chunk in asks.chunks(CHUNK) {
+            let mut call = self.acquire.key(LEASES_KEY);
+            call.arg(node).arg(ttl_ms).arg(RELEASED);
+            for (partition, take_missing) in chunk {
+                call.arg(*partition)
+                    .arg(if *take_missing { "1" } else { "0" });
+            }
+            let got: Vec<i64> = call.invoke_async(&mut *conn).await?;
+            states.extend(got.into_iter().map(|state| match state {
                 1 => LeaseState::Held,
                 2 => LeaseState::Missing,
                 _ => LeaseState::Other,
-            })
-            .collect())
+            }));
+        }
+        Ok(states)
     }
 
-    /// Gives up the lease if `node` holds it.
-    /// The lease then reads [`RELEASED`] (for a minute): any node takes it at once.
-    pub async fn release(&self, tenant: Uuid, node: &str) -> Result<(), QueueError> {
+    /// Gives up the leases of `partitions` that `node` holds. They then read
+    /// [`RELEASED`] (for a minute): any node takes them at once.
+    pub async fn release(&self, partitions: &[Partition], node: &str) -> Result<(), QueueError> {
         let mut conn = self.pool.get().await?;
-        let _: i64 = self
-            .release
-            .key(lease_key(tenant))
-            .arg(node)
-            .arg(60_000)
-            .arg(RELEASED)
-            .invoke_async(&mut *conn)
-            .await?;
+        for chunk in partitions.chunks(CHUNK) {
+            let mut call = self.release.key(LEASES_KEY);
+            call.arg(node).arg(RELEASED_MS).arg(RELEASED);
+            for partition in chunk {
+                call.arg(*partition);
+            }
+            let _: i64 = call.invoke_async(&mut *conn).await?;
+        }
         Ok(())
+    }
+
+    /// Who holds `partition`'s lease now (`None`: nobody; [`RELEASED`] when
+    /// given up), for tests and operators.
+    pub async fn holder(&self, partition: Partition) -> Result<Option<String>, QueueError> {
+        let mut conn = self.pool.get().await?;
+        let holder: Option<String> = Script::new(&format!(
+            "{PRELUDE}return holder(redis.call('HGET', KEYS[1], ARGV[1]))"
+        ))
+        .key(LEASES_KEY)
+        .arg(partition)
+        .invoke_async(&mut *conn)
+        .await?;
+        Ok(holder)
     }
 }

@@ -30,6 +30,7 @@ pub mod health;
 pub mod lease;
 pub mod membership;
 pub mod message;
+pub mod partition;
 pub mod payload;
 pub mod provider;
 pub mod queue;

@@ -5,15 +5,16 @@
 //! by `GET /v1/nodes`. `POST /v1/nodes/{id}/drain` leaves a drain request
 //! (`node:<id>:drain`) the node picks up at its next heartbeat.
 //!
-//! The node keys are not a tenant's, so they carry no `{t:…}` hash tag; every
-//! command touches one key, so they work on Redis Cluster too.
+//! The node keys are not a tenant's, so they carry no hash tag; every command
+//! touches one key, so they work on Redis Cluster too. A record names
+//! partitions, not tenants: its size and the heartbeat's cost do not grow with
+//! the number of tenants.
 
+use crate::partition::Partition;
+use crate::queue::QueueError;
 use deadpool_redis::Pool;
 use deadpool_redis::redis::{AsyncCommands as _, pipe};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
-use crate::queue::QueueError;
 
 /// The sorted set of node ids, scored by record expiry (unix ms).
 pub const NODES_KEY: &str = "nodes";
@@ -31,11 +32,12 @@ pub struct NodeRecord {
     pub started_at_ms: i64,
     /// When this record was written (unix ms).
     pub heartbeat_at_ms: i64,
-    /// The tenants whose lease it held at that heartbeat, sorted.
-    pub tenants: Vec<Uuid>,
-    /// Tenants it is handing off (lease still held, IPs draining), sorted.
+    /// The partitions whose lease it held at that heartbeat, sorted (its
+    /// tenants are those hashed into them, `crate::partition`).
+    pub partitions: Vec<Partition>,
+    /// Partitions it is handing off (lease still held, IPs draining), sorted.
     #[serde(default)]
-    pub handing_off: Vec<Uuid>,
+    pub handing_off: Vec<Partition>,
     /// Messages it handed to a receiving server since it started.
     pub sent_total: u64,
     /// Its rate over the last heartbeat interval, per minute.
@@ -54,7 +56,7 @@ impl NodeRecord {
             id: id.to_string(),
             started_at_ms: now,
             heartbeat_at_ms: now,
-            tenants: Vec::new(),
+            partitions: Vec::new(),
             handing_off: Vec::new(),
             sent_total: 0,
             sent_per_minute: 0.0,

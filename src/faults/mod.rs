@@ -244,6 +244,19 @@ async fn run_with_sink(args: &FaultsArgs, sink: &SinkHandle) -> anyhow::Result<R
 }
 
 impl Run<'_> {
+    /// The run's tenants in the partitions `node` holds.
+    fn tenants_of(&self, node: &penguin_engine::membership::NodeRecord) -> Vec<Uuid> {
+        let count = self.config.node.partitions;
+        self.tenants
+            .iter()
+            .filter(|t| {
+                node.partitions
+                    .contains(&penguin_engine::partition::of(**t, count))
+            })
+            .copied()
+            .collect()
+    }
+
     fn deadline(&self) -> Instant {
         self.started + Duration::from_secs(self.args.timeout_secs)
     }
@@ -253,7 +266,7 @@ impl Run<'_> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let live = self.membership.live(clock::unix_ms()).await?;
-            let owned: HashSet<Uuid> = live.iter().flat_map(|n| n.tenants.clone()).collect();
+            let owned: HashSet<Uuid> = live.iter().flat_map(|n| self.tenants_of(n)).collect();
             if self.tenants.iter().all(|t| owned.contains(t)) {
                 return Ok(());
             }
@@ -298,7 +311,7 @@ impl Run<'_> {
             let live = self.membership.live(clock::unix_ms()).await?;
             live.into_iter()
                 .find(|n| n.id == victim)
-                .map(|n| n.tenants)
+                .map(|n| self.tenants_of(&n))
                 .unwrap_or_default()
         } else {
             Vec::new()

@@ -22,7 +22,7 @@ use crate::support::api::{Answer, ApiClient, ApiServer, campaign_body, count, le
 use crate::support::{TestEnv, admin_token};
 
 /// Every tenant-owned table, with the column naming its tenant.
-const TENANT_TABLES: [(&str, &str); 16] = [
+const TENANT_TABLES: [(&str, &str); 15] = [
     ("tenants", "id"),
     ("api_tokens", "tenant_id"),
     ("smtp_ips", "tenant_id"),
@@ -37,7 +37,6 @@ const TENANT_TABLES: [(&str, &str); 16] = [
     ("ip_daily_stats", "tenant_id"),
     ("ip_hourly_usage", "tenant_id"),
     ("warmup_history", "tenant_id"),
-    ("tenant_fences", "tenant_id"),
     ("ip_shaping_actions", "tenant_id"),
 ];
 
@@ -71,10 +70,6 @@ async fn populated_tenant(
         format!(
             "INSERT INTO warmup_history (tenant_id, ip_id, day, decision, from_day, to_day, sent, reason)
              VALUES ('{tenant}', '{ip}', current_date, 'hold', 1, 1, 3, 'test')"
-        ),
-        format!(
-            "INSERT INTO tenant_fences (tenant_id, epoch, node_id, taken_at)
-             VALUES ('{tenant}', 1, 'node-{name}', now())"
         ),
         format!(
             "INSERT INTO ip_shaping_actions (tenant_id, ip_id, key, action, provider, rule,

@@ -64,7 +64,34 @@ pub(crate) async fn fixture(n: usize) -> Fixture {
     }
 }
 
+/// The partition count the fixtures fence under (the default `node.partitions`).
+pub(crate) const PARTITIONS: u32 = 512;
+
+/// A takeover of the fixture tenant's partition: its new token and the jobs it
+/// returned.
+pub(crate) struct Taken {
+    pub epoch: i64,
+    pub released: u64,
+}
+
 impl Fixture {
+    pub(crate) fn partition(&self) -> u32 {
+        penguin_engine::partition::of(self.tenant, PARTITIONS)
+    }
+
+    /// Takes the tenant's partition for `node`.
+    pub(crate) async fn take(&self, node: &str, now: OffsetDateTime) -> Taken {
+        let taken = fences::take(&self.env.pg, &[self.partition()], PARTITIONS, node, now)
+            .await
+            .expect("takeover");
+        Taken {
+            epoch: taken
+                .token_of(self.partition())
+                .expect("the partition was taken"),
+            released: taken.released,
+        }
+    }
+
     pub(crate) async fn status(&self, job: Uuid) -> (String, i64) {
         let rows = self
             .env
@@ -113,19 +140,19 @@ async fn writes_of_a_superseded_epoch_change_nothing() {
     };
 
     // Node A takes the tenant and claims one job; it is in SMTP when A stalls.
-    let a = fences::take(pg, f.tenant, "node-a", now).await.unwrap();
-    assert_eq!((a.epoch, a.released), (1, 0));
+    let a = f.take("node-a", now).await;
+    assert_eq!((a.epoch >> 16, a.released), (1, 0));
     let claim = f.claim(a.epoch, a_inflight).await;
     assert_eq!(claim.claimed.len(), 1);
     assert!(!claim.fenced);
-    assert_eq!(f.status(a_inflight).await, ("sending".into(), 1));
+    assert_eq!(f.status(a_inflight).await, ("sending".into(), a.epoch));
 
     // Node B takes it over: a new epoch, and A's attempt returns to `pending`.
-    let b = fences::take(pg, f.tenant, "node-b", now).await.unwrap();
-    assert_eq!((b.epoch, b.released), (2, 1));
+    let b = f.take("node-b", now).await;
+    assert_eq!((b.epoch >> 16, b.released), (2, 1));
     assert_eq!(
-        fences::current(pg, f.tenant).await.unwrap(),
-        Some((2, "node-b".to_string()))
+        fences::current(pg, f.partition()).await.unwrap(),
+        Some((b.epoch, "node-b".to_string()))
     );
     assert_eq!(f.status(a_inflight).await.0, "pending");
 
@@ -164,13 +191,13 @@ async fn writes_of_a_superseded_epoch_change_nothing() {
         refused.written, 0,
         "a status write under a superseded epoch"
     );
-    assert_eq!(f.status(a_inflight).await, ("sending".into(), 2));
+    assert_eq!(f.status(a_inflight).await, ("sending".into(), b.epoch));
     let written = jobs::apply_transitions(pg, &[f.sent(a_inflight, b.epoch, again.claim)], now)
         .await
         .unwrap();
     assert_eq!(written.written, 1);
     assert_eq!(written.campaigns, vec![(f.tenant, f.campaign)]);
-    assert_eq!(f.status(a_inflight).await, ("sent".into(), 2));
+    assert_eq!(f.status(a_inflight).await, ("sent".into(), b.epoch));
 
     // A's recoveries would undo B's work: each is refused.
     assert_eq!(
@@ -180,12 +207,12 @@ async fn writes_of_a_superseded_epoch_change_nothing() {
         None
     );
     assert_eq!(
-        jobs::release_stale_sending(pg, &[(f.tenant, a.epoch)], now, now)
+        jobs::release_stale_sending(pg, &[a.epoch], now, now)
             .await
             .unwrap(),
         0
     );
-    assert_eq!(f.status(b_job).await, ("sending".into(), 2));
+    assert_eq!(f.status(b_job).await, ("sending".into(), b.epoch));
     assert_eq!(
         jobs::release_queued(pg, f.tenant, a.epoch, now)
             .await
@@ -234,9 +261,7 @@ async fn writes_of_a_superseded_epoch_change_nothing() {
 async fn a_transaction_holding_a_fence_may_not_sit_idle() {
     let f = fixture(0).await;
     let now = OffsetDateTime::now_utc();
-    let a = fences::take(&f.env.pg, f.tenant, "node-a", now)
-        .await
-        .unwrap();
+    let a = f.take("node-a", now).await;
     let mut client = f.env.pg.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
     let show = "SHOW idle_in_transaction_session_timeout";
@@ -261,13 +286,11 @@ async fn a_transaction_holding_a_fence_may_not_sit_idle() {
 #[tokio::test]
 async fn a_takeover_returns_claims_that_committed_before_it() {
     let f = fixture(50).await;
-    let pg = &f.env.pg;
     let now = OffsetDateTime::now_utc();
-    let a = fences::take(pg, f.tenant, "node-a", now).await.unwrap();
+    let a = f.take("node-a", now).await;
     let claims = f.jobs.iter().map(|job| f.claim(a.epoch, *job));
-    let takeover = fences::take(pg, f.tenant, "node-b", now);
+    let takeover = f.take("node-b", now);
     let (claims, taken) = tokio::join!(futures::future::join_all(claims), takeover);
-    let taken = taken.unwrap();
     let claimed = claims.iter().filter(|c| !c.claimed.is_empty()).count();
     let fenced = claims.iter().filter(|c| c.fenced).count();
     assert_eq!(

@@ -12,8 +12,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use penguin_engine::lease::{RELEASED, lease_key};
-use redis::AsyncCommands;
+use penguin_engine::lease::{Leases, RELEASED};
 
 use crate::support::cluster::{node_config, slow_smtp, tenant_per_ip};
 use crate::support::node_process::ChildNode;
@@ -90,11 +89,16 @@ async fn sigterm_mid_campaign_stops_in_order_and_loses_nothing() {
     assert_eq!(sent.len(), received.len(), "`sent` jobs the sink never saw");
     // Leases released (marked so, for any node to take at once), not left
     // to expire.
-    let mut redis = rig.env.redis.get().await.expect("redis connection");
+    let leases = Leases::new(rig.env.redis.clone());
     for tenant in &scenario.tenants {
-        let key = lease_key(tenant.id);
-        let lease: Option<String> = redis.get(&key).await.expect("GET");
-        assert_eq!(lease.as_deref(), Some(RELEASED), "{key} after the shutdown");
+        let partition = penguin_engine::partition::of(tenant.id, 512);
+        let holder = leases.holder(partition).await.expect("lease holder");
+        assert_eq!(
+            holder.as_deref(),
+            Some(RELEASED),
+            "partition {partition} of tenant {} after the shutdown",
+            tenant.id
+        );
     }
     drop(node);
 

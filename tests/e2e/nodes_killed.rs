@@ -46,9 +46,11 @@ async fn nodes_killed_and_restarted_lose_nothing_and_copy_at_most_their_transact
     slow_smtp(&rig, 20);
     let api = ApiClient::new(&rig.node().api_url());
     let scenario = rig
-        .scenario(
+        .scenario_on(
             tenant_per_ip(&SIX_IPS),
             env_number("E2E_FAULT_LEADS", 400) as usize,
+            &["node-a", "node-b", "node-c"],
+            &["node-a", "node-a", "node-b", "node-b", "node-c", "node-c"],
         )
         .await;
     let mut nodes: HashMap<&str, NodeProcess> = HashMap::new();

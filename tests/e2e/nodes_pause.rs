@@ -23,7 +23,12 @@ async fn pause_holds_on_every_node_and_resume_completes_exactly_once() {
     .await;
     let api = ApiClient::new(&rig.node().api_url());
     let scenario = rig
-        .scenario(vec![vec!["127.0.0.2"], vec!["127.0.0.3"]], LEADS)
+        .scenario_on(
+            vec![vec!["127.0.0.2"], vec!["127.0.0.3"]],
+            LEADS,
+            &["node-a", "node-b"],
+            &["node-a", "node-b"],
+        )
         .await;
     let node_b = start_node(&rig, "node-b").await;
     wait_for(

@@ -47,7 +47,14 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
     slow_smtp(&rig, SMTP_DELAY_MS);
     let api = ApiClient::new(&rig.node().api_url());
     let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
-    let scenario = rig.scenario(tenant_per_ip(&ips), 100).await;
+    let scenario = rig
+        .scenario_on(
+            tenant_per_ip(&ips),
+            100,
+            &["node-a", "node-b"],
+            &["node-a", "node-a", "node-b", "node-b"],
+        )
+        .await;
     let node_b = NodeProcess::start(&node_config(&rig, "node-b")).await;
     wait_for(
         "2 tenants on each node",
@@ -276,11 +283,14 @@ async fn stop_mid_transaction(
     panic!("ten stops of node-b caught none of its transactions under way");
 }
 
-/// The epochs in `tenant_fences` that `node` raised, by tenant, among `tenants`.
+/// The epochs in `partition_fences` that `node` raised for the partitions of
+/// `tenants`, by tenant.
 async fn epochs(rig: &Rig, tenants: &[String], node: &str) -> HashMap<String, i64> {
     let sql = format!(
-        "SELECT tenant_id::text, epoch FROM tenant_fences
-         WHERE node_id = '{node}' AND tenant_id::text IN ('{}')",
+        "SELECT t.id::text, f.epoch FROM tenants t
+         JOIN partition_fences f ON f.partition = penguin_partition(t.id, {})
+         WHERE f.node_id = '{node}' AND t.id::text IN ('{}')",
+        rig.config().node.partitions,
         tenants.join("', '")
     );
     rig.env

@@ -28,7 +28,14 @@ async fn flushing_redis_twice_on_three_nodes_loses_nothing_and_resumes() {
     })
     .await;
     let api = ApiClient::new(&rig.node().api_url());
-    let scenario = rig.scenario(tenant_per_ip(&SIX_IPS), 300).await;
+    let scenario = rig
+        .scenario_on(
+            tenant_per_ip(&SIX_IPS),
+            300,
+            &["node-a", "node-b", "node-c"],
+            &["node-a", "node-a", "node-b", "node-b", "node-c", "node-c"],
+        )
+        .await;
     let mut processes = Vec::new();
     for id in ["node-b", "node-c"] {
         processes.push(NodeProcess::start(&node_config(&rig, id)).await);

@@ -28,7 +28,14 @@ async fn scaling_one_three_one_loses_and_duplicates_nothing() {
     // meets transactions under way: a node that gave a tenant up before they
     // finished would see the new owner send them again.
     slow_smtp(&rig, 150);
-    let scenario = rig.scenario(tenant_per_ip(&SIX_IPS), 200).await;
+    let scenario = rig
+        .scenario_on(
+            tenant_per_ip(&SIX_IPS),
+            200,
+            &["node-a", "node-b", "node-c"],
+            &["node-a", "node-a", "node-b", "node-b", "node-c", "node-c"],
+        )
+        .await;
     scenario.start().await.expect("campaigns start");
     rig.wait_for_sink(100, Duration::from_secs(30)).await;
 

@@ -120,10 +120,10 @@ async fn garbage_is_dropped_and_redis_loss_is_detected() {
 /// included).
 async fn take_all(
     leases: &penguin_engine::lease::Leases,
-    tenants: &[Uuid],
+    partitions: &[u32],
     node: &str,
 ) -> Result<Vec<bool>, penguin_engine::queue::QueueError> {
-    let asks: Vec<(Uuid, bool)> = tenants.iter().map(|t| (*t, true)).collect();
+    let asks: Vec<(u32, bool)> = partitions.iter().map(|p| (*p, true)).collect();
     let states = leases.acquire_or_renew(&asks, node, 60_000).await?;
     Ok(states
         .into_iter()
@@ -136,7 +136,7 @@ async fn a_lease_is_held_by_one_node_until_released() {
     use penguin_engine::lease::Leases;
     let env = TestEnv::start().await;
     let leases = Leases::new(env.redis.clone());
-    let tenants = [Uuid::new_v4(), Uuid::new_v4()];
+    let tenants = [3, 511];
     assert_eq!(
         take_all(&leases, &tenants, "a").await.unwrap(),
         vec![true, true]
@@ -150,13 +150,13 @@ async fn a_lease_is_held_by_one_node_until_released() {
         vec![true, true],
         "renewed"
     );
-    leases.release(tenants[0], "b").await.unwrap();
+    leases.release(&tenants[..1], "b").await.unwrap();
     assert_eq!(
         take_all(&leases, &tenants, "b").await.unwrap(),
         vec![false, false],
         "only the holder releases"
     );
-    leases.release(tenants[0], "a").await.unwrap();
+    leases.release(&tenants[..1], "a").await.unwrap();
     assert_eq!(
         take_all(&leases, &tenants, "b").await.unwrap(),
         vec![true, false]
@@ -169,7 +169,7 @@ async fn a_missing_lease_is_taken_only_when_asked_and_a_released_one_at_once() {
     use penguin_engine::lease::{LeaseState, Leases};
     let env = TestEnv::start().await;
     let leases = Leases::new(env.redis.clone());
-    let t = Uuid::new_v4();
+    let t = 42;
     // Missing (never taken, expired or flushed): only taken when asked to.
     let state = leases
         .acquire_or_renew(&[(t, false)], "a", 60_000)
@@ -187,7 +187,7 @@ async fn a_missing_lease_is_taken_only_when_asked_and_a_released_one_at_once() {
         .unwrap();
     assert_eq!(state, [LeaseState::Other]);
     // Released by its holder: anyone takes it at once, without asking.
-    leases.release(t, "a").await.unwrap();
+    leases.release(&[t], "a").await.unwrap();
     let state = leases
         .acquire_or_renew(&[(t, false)], "b", 60_000)
         .await

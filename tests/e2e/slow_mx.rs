@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use penguin_engine::sink::{Rule, RuleStage};
-use penguin_engine::store::{fences, jobs};
+use penguin_engine::store::jobs;
 use time::OffsetDateTime;
 
 use crate::support::rig::Rig;
@@ -126,10 +126,7 @@ async fn a_late_outcome_of_a_reclaimed_job_changes_nothing() {
     let pg = &f.env.pg;
     let job = f.jobs[0];
     let now = OffsetDateTime::now_utc();
-    let epoch = fences::take(pg, f.tenant, "node-a", now)
-        .await
-        .unwrap()
-        .epoch;
+    let epoch = f.take("node-a", now).await.epoch;
 
     let first = f.claim(epoch, job).await;
     assert_eq!(first.claimed.len(), 1);
@@ -137,7 +134,7 @@ async fn a_late_outcome_of_a_reclaimed_job_changes_nothing() {
     // the Feeder queues it again and it is claimed again, by the same node.
     let later = now + Duration::from_secs(3_600);
     assert_eq!(
-        jobs::release_stale_sending(pg, &[(f.tenant, epoch)], later, later)
+        jobs::release_stale_sending(pg, &[epoch], later, later)
             .await
             .unwrap(),
         1

@@ -182,6 +182,11 @@ impl TenantPorts for FakePorts {
         Ok(())
     }
 
+    async fn held(&self, _tenant: Uuid) -> Result<usize, QueueError> {
+        let log = self.log.lock().unwrap();
+        Ok(log.lists.len() + log.inflight.len())
+    }
+
     async fn campaign_ips(&self, _tenant: Uuid, campaign: Uuid) -> Result<Vec<Uuid>, StoreError> {
         Ok(self.pools.get(&campaign).cloned().unwrap_or_default())
     }

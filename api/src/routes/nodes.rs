@@ -1,6 +1,6 @@
 //! `GET /v1/nodes` (admin): the engine nodes alive now — each heartbeats its
-//! membership record into Redis (`engine::membership`) — with the tenants whose
-//! lease each holds and its send rate. A node that stopped cleanly is gone at
+//! membership record into Redis (`engine::membership`) — with the partitions
+//! whose lease each holds, the tenants hashed into them, and its send rate. A node that stopped cleanly is gone at
 //! once; one that died is gone when its record expires (`node.lease_ttl_ms`).
 //!
 //! `POST /v1/nodes/{id}/drain` (admin) asks a live node to go away gracefully:
@@ -12,7 +12,10 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use std::collections::HashMap;
+
 use penguin_engine::membership::{Membership, NodeRecord};
+use penguin_engine::partition;
 use serde::Serialize;
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -47,10 +50,15 @@ struct NodeView {
     /// Its last membership record (every `node.heartbeat_ms`).
     #[serde(with = "time::serde::rfc3339")]
     last_heartbeat: OffsetDateTime,
-    /// The tenants whose lease it held at that heartbeat, sorted.
+    /// The tenants of the partitions whose lease it held at that heartbeat, sorted.
     tenants: Vec<Uuid>,
     /// Tenants it is handing off to another node (SMTP under way finishing).
     handing_off: Vec<Uuid>,
+    /// The partitions whose lease it held at that heartbeat (`node.partitions`
+    /// in all; a tenant's partition is a hash of its id), sorted.
+    partitions: Vec<u32>,
+    /// Partitions it is handing off.
+    handing_off_partitions: Vec<u32>,
     /// Messages it handed to a receiving server since it started.
     sent_total: u64,
     /// Its rate over its last heartbeat interval.
@@ -64,14 +72,42 @@ fn at_ms(ms: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-impl From<NodeRecord> for NodeView {
-    fn from(record: NodeRecord) -> Self {
+/// The tenants of each partition (of `partitions` in all).
+struct TenantsByPartition(HashMap<u32, Vec<Uuid>>);
+
+impl TenantsByPartition {
+    async fn load(state: &AppState) -> ApiResult<Self> {
+        let tenants = penguin_engine::store::routing::tenant_ids(&state.pg).await?;
+        let partitions = state.config.node.partitions;
+        let mut by: HashMap<u32, Vec<Uuid>> = HashMap::new();
+        for tenant in tenants {
+            by.entry(partition::of(tenant, partitions))
+                .or_default()
+                .push(tenant);
+        }
+        Ok(TenantsByPartition(by))
+    }
+
+    fn of(&self, partitions: &[u32]) -> Vec<Uuid> {
+        let mut tenants: Vec<Uuid> = partitions
+            .iter()
+            .flat_map(|p| self.0.get(p).into_iter().flatten().copied())
+            .collect();
+        tenants.sort_unstable();
+        tenants
+    }
+}
+
+impl NodeView {
+    fn new(record: NodeRecord, tenants: &TenantsByPartition) -> Self {
         NodeView {
             id: record.id,
             started_at: at_ms(record.started_at_ms),
             last_heartbeat: at_ms(record.heartbeat_at_ms),
-            tenants: record.tenants,
-            handing_off: record.handing_off,
+            tenants: tenants.of(&record.partitions),
+            handing_off: tenants.of(&record.handing_off),
+            partitions: record.partitions,
+            handing_off_partitions: record.handing_off,
             sent_total: record.sent_total,
             sent_per_minute: record.sent_per_minute,
             draining: record.draining,
@@ -88,8 +124,12 @@ impl From<NodeRecord> for NodeView {
     ))]
 async fn list(_: AdminCaller, State(state): State<AppState>) -> ApiResult<Json<Nodes>> {
     let records = live(&state).await?;
+    let tenants = TenantsByPartition::load(&state).await?;
     Ok(Json(Nodes {
-        nodes: records.into_iter().map(NodeView::from).collect(),
+        nodes: records
+            .into_iter()
+            .map(|record| NodeView::new(record, &tenants))
+            .collect(),
     }))
 }
 
@@ -128,5 +168,6 @@ async fn drain(
         .await
         .map_err(|e| AppError::unavailable("redis", e.to_string()))?;
     tracing::info!(node = %node.id, "drain requested");
-    Ok((StatusCode::ACCEPTED, Json(NodeView::from(node))))
+    let tenants = TenantsByPartition::load(&state).await?;
+    Ok((StatusCode::ACCEPTED, Json(NodeView::new(node, &tenants))))
 }

@@ -145,6 +145,21 @@ impl RedisQueue {
         Ok(lens.chunks(3).map(|c| c.iter().sum()).collect())
     }
 
+    /// Everything Redis holds for `tenant`: jobs in its lists plus popped jobs
+    /// in its in-flight set (one round trip). Zero means its Tenant actor may
+    /// stop: nothing of it waits in Redis.
+    pub async fn held(&self, tenant: Uuid) -> Result<usize, QueueError> {
+        let keys = TenantKeys::new(tenant);
+        let mut pipe = redis::pipe();
+        for list in &keys.lists {
+            pipe.llen(list);
+        }
+        pipe.zcard(&keys.inflight);
+        let mut conn = self.pool.get().await?;
+        let lens: Vec<usize> = pipe.query_async(&mut *conn).await?;
+        Ok(lens.iter().sum())
+    }
+
     /// Pops up to `max` jobs, most urgent band first, into the in-flight set with
     /// `deadline_ms` (unix ms). Undecodable elements are dropped from in-flight and
     /// reported by count (Postgres still holds those jobs as `queued`).

@@ -1,41 +1,102 @@
-//! Fencing tokens (DESIGN.md §3): each tenant's epoch in `tenant_fences`.
+//! Fencing tokens (DESIGN.md §3–§4): each partition's epoch in `partition_fences`.
 //!
-//! A node that takes a tenant's lease raises the epoch ([`take`]) and, in the
-//! same transaction, returns every job of the tenant left `sending` to
-//! `pending`: after the commit no job of the tenant is `sending` under an older
-//! epoch, so an older holder's status writes (which must match the epoch the
-//! job was claimed under) find nothing to change. Claims and recoveries of the
-//! node carry its epoch and lock the fence row `FOR SHARE` ([`hold`], inside a
-//! [`fenced_transaction`]), so each orders strictly before or after a takeover
-//! ([`crate::store::jobs`], [`crate::store::job_recovery`]).
+//! A node that takes a partition's lease raises its epoch ([`take`]) and, in the
+//! same transaction, returns every job of the partition's tenants left
+//! `sending` to `pending`: after the commit no job of the partition is `sending`
+//! under an older token, so an older holder's status writes (which must match
+//! the token the job was claimed under) find nothing to change. Claims and
+//! recoveries of the node carry its token and lock the fence row `FOR SHARE`
+//! ([`hold`], inside a [`fenced_transaction`]), so each orders strictly before
+//! or after a takeover ([`crate::store::jobs`], [`crate::store::job_recovery`]).
+//!
+//! A token ([`Epoch`]) names its partition and that partition's epoch in one
+//! number — `epoch << 16 | partition` — so every job write keeps carrying one
+//! `(tenant, token)` pair and `send_jobs.fence` one column, and a takeover finds
+//! a partition's jobs without a list of its tenants.
 
 use deadpool_postgres::{GenericClient, Pool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::StoreError;
+use crate::partition::Partition;
 
-/// A tenant's epoch as raised by one takeover.
+/// A fencing token: a partition's epoch as raised by one takeover, with the
+/// partition in its low 16 bits ([`token`]).
 pub type Epoch = i64;
 
+/// The token of `partition` at `epoch`.
+pub fn token(partition: Partition, epoch: i64) -> Epoch {
+    (epoch << 16) | i64::from(partition & 0xffff)
+}
+
+/// The partition a token fences.
+pub fn partition_of(token: Epoch) -> Partition {
+    (token & 0xffff) as Partition
+}
+
 /// What a takeover found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Takeover {
-    /// The tenant's new epoch: this node's fencing token until the next takeover.
-    pub epoch: Epoch,
+    /// Each partition taken with its new token: this node's fencing token for
+    /// every tenant of the partition until the next takeover.
+    pub tokens: Vec<(Partition, Epoch)>,
     /// Jobs a previous holder left `sending`, now `pending` again.
     pub released: u64,
 }
 
-/// Raises `tenant`'s epoch for `node` and returns its `sending` jobs to `pending`,
-/// in one transaction. Fails (to be retried) when a claim holds the fence for
-/// more than a moment.
+impl Takeover {
+    /// The new token of `partition`, if it was taken.
+    pub fn token_of(&self, partition: Partition) -> Option<Epoch> {
+        self.tokens
+            .iter()
+            .find(|(p, _)| *p == partition)
+            .map(|(_, token)| *token)
+    }
+}
+
+/// Records `partitions` as the cluster's partition count if none is recorded
+/// yet, and fails when another count is: nodes that hash tenants differently
+/// would each fence the other's jobs.
+pub async fn check_partition_count(pool: &Pool, partitions: u32) -> Result<(), StoreError> {
+    let client = pool.get().await?;
+    let wanted = partitions as i32;
+    let row = client
+        .query_one(
+            "WITH ins AS (
+                 INSERT INTO cluster_settings (partitions) VALUES ($1)
+                 ON CONFLICT (only_row) DO NOTHING RETURNING partitions)
+             SELECT partitions FROM ins UNION ALL SELECT partitions FROM cluster_settings",
+            &[&wanted],
+        )
+        .await?;
+    let recorded: i32 = row.get(0);
+    if recorded != wanted {
+        return Err(StoreError::Invalid(format!(
+            "node.partitions is {partitions} but this cluster was started with {recorded} \
+             (recorded in Postgres, table cluster_settings); every node must use {recorded}"
+        )));
+    }
+    Ok(())
+}
+
+/// Raises the epochs of `partitions` for `node` and returns the `sending` jobs
+/// of their tenants (`count` partitions in all) to `pending`, in one
+/// transaction. Fails (to be retried) when a claim holds a fence for more than
+/// a moment.
 pub async fn take(
     pool: &Pool,
-    tenant: Uuid,
+    partitions: &[Partition],
+    count: u32,
     node: &str,
     now: OffsetDateTime,
 ) -> Result<Takeover, StoreError> {
+    if partitions.is_empty() {
+        return Ok(Takeover {
+            tokens: Vec::new(),
+            released: 0,
+        });
+    }
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     // A claim holds the fence row for a few milliseconds; a node stalled inside
@@ -44,36 +105,52 @@ pub async fn take(
     tx.batch_execute("SET LOCAL lock_timeout = '250ms'").await?;
     let raise = tx
         .prepare_cached(
-            "INSERT INTO tenant_fences AS f (tenant_id, epoch, node_id, taken_at)
-             VALUES ($1, 1, $2, $3)
-             ON CONFLICT (tenant_id)
+            "INSERT INTO partition_fences AS f (partition, epoch, node_id, taken_at)
+             SELECT p, 1, $2, $3 FROM unnest($1::int4[]) AS p ORDER BY p
+             ON CONFLICT (partition)
              DO UPDATE SET epoch = f.epoch + 1, node_id = $2, taken_at = $3
-             RETURNING epoch",
+             RETURNING partition, epoch",
         )
         .await?;
-    let epoch: Epoch = tx.query_one(&raise, &[&tenant, &node, &now]).await?.get(0);
+    let numbers: Vec<i32> = partitions.iter().map(|p| *p as i32).collect();
+    let rows = tx.query(&raise, &[&numbers, &node, &now]).await?;
+    let mut tokens: Vec<(Partition, Epoch)> = rows
+        .iter()
+        .map(|row| {
+            let partition = row.get::<_, i32>(0) as Partition;
+            (partition, token(partition, row.get(1)))
+        })
+        .collect();
+    tokens.sort_unstable();
+    // `sending` jobs are few (the in-flight window, `send_jobs_in_flight`).
     let release = tx
         .prepare_cached(
-            "UPDATE send_jobs SET status = 'pending', updated_at = $2
-             WHERE tenant_id = $1 AND status = 'sending'",
+            "UPDATE send_jobs SET status = 'pending', updated_at = $3
+             WHERE status = 'sending' AND penguin_partition(tenant_id, $2) = ANY($1)",
         )
         .await?;
-    let released = tx.execute(&release, &[&tenant, &now]).await?;
+    let released = tx
+        .execute(&release, &[&numbers, &(count as i32), &now])
+        .await?;
     tx.commit().await?;
-    Ok(Takeover { epoch, released })
+    Ok(Takeover { tokens, released })
 }
 
-/// The current epoch of `tenant` and the node that raised it (`None` before its
-/// first takeover).
-pub async fn current(pool: &Pool, tenant: Uuid) -> Result<Option<(Epoch, String)>, StoreError> {
+/// The current token of `partition` and the node that raised it (`None` before
+/// its first takeover).
+pub async fn current(
+    pool: &Pool,
+    partition: Partition,
+) -> Result<Option<(Epoch, String)>, StoreError> {
     let client = pool.get().await?;
     let stmt = client
-        .prepare_cached("SELECT epoch, node_id FROM tenant_fences WHERE tenant_id = $1")
+        .prepare_cached("SELECT epoch, node_id FROM partition_fences WHERE partition = $1")
         .await?;
+    let number = partition as i32;
     Ok(client
-        .query_opt(&stmt, &[&tenant])
+        .query_opt(&stmt, &[&number])
         .await?
-        .map(|row| (row.get(0), row.get(1))))
+        .map(|row| (token(partition, row.get(0)), row.get(1))))
 }
 
 /// Begins a transaction that will hold a fence ([`hold`]).
@@ -83,17 +160,18 @@ pub(crate) async fn fenced_transaction(
     Ok(client.transaction().await?)
 }
 
-/// Locks the fence rows of the `tenants` still at the paired `epochs` (`FOR
-/// SHARE`, until `tx` ends) and returns those tenants: a takeover of any of them
-/// waits for `tx`, and one that committed first leaves its tenant out.
+/// Locks the fence rows of the partitions whose tokens are given with the
+/// `tenants` (paired by position), where the partition is still at that token's
+/// epoch (`FOR SHARE`, until `tx` ends), and returns those tenants: a takeover
+/// of their partition waits for `tx`, and one that committed first leaves them out.
 ///
 /// In the same statement the transaction may from then on sit idle for at most
 /// a second before Postgres ends it: a node the OS paused between two
 /// statements must not keep the fence (and the campaign rows a claim holds
-/// `FOR SHARE`) locked from the node that takes its tenants over, nor from the
-/// API pausing a campaign. Far longer than the gap between two statements of a
-/// live node; far shorter than a lease. (Every returned row joins the one row
-/// that sets it, so no fence is held without it.)
+/// `FOR SHARE`) locked from the node that takes its partitions over, nor from
+/// the API pausing a campaign. Far longer than the gap between two statements
+/// of a live node; far shorter than a lease. (Every returned row joins the one
+/// row that sets it, so no fence is held without it.)
 pub async fn hold(
     tx: &impl GenericClient,
     tenants: &[Uuid],
@@ -101,12 +179,12 @@ pub async fn hold(
 ) -> Result<Vec<Uuid>, StoreError> {
     let stmt = tx
         .prepare_cached(
-            "SELECT f.tenant_id FROM tenant_fences f
-             JOIN unnest($1::uuid[], $2::int8[]) AS u(tenant_id, epoch)
-               ON f.tenant_id = u.tenant_id AND f.epoch = u.epoch
+            "SELECT u.tenant_id FROM partition_fences f
+             JOIN unnest($1::uuid[], $2::int8[]) AS u(tenant_id, token)
+               ON f.partition = (u.token & 65535)::int4 AND f.epoch = u.token >> 16
              CROSS JOIN (SELECT set_config('idle_in_transaction_session_timeout', '1s', true))
                AS idle(timeout)
-             ORDER BY f.tenant_id
+             ORDER BY f.partition, u.tenant_id
              FOR SHARE OF f",
         )
         .await?;
@@ -114,8 +192,30 @@ pub async fn hold(
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// Locks the fence rows of the partitions whose `tokens` are still current
+/// (`FOR SHARE`, until `tx` ends, with the same one-second idle limit as
+/// [`hold`]) and returns those tokens: for writes that span a node's partitions.
+pub async fn hold_tokens(
+    tx: &impl GenericClient,
+    tokens: &[Epoch],
+) -> Result<Vec<Epoch>, StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "SELECT u.token FROM partition_fences f
+             JOIN unnest($1::int8[]) AS u(token)
+               ON f.partition = (u.token & 65535)::int4 AND f.epoch = u.token >> 16
+             CROSS JOIN (SELECT set_config('idle_in_transaction_session_timeout', '1s', true))
+               AS idle(timeout)
+             ORDER BY f.partition
+             FOR SHARE OF f",
+        )
+        .await?;
+    let rows = tx.query(&stmt, &[&tokens]).await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Runs one statement on a tenant's jobs inside a transaction that holds the
-/// tenant's fence at `epoch`: the rows changed, or `None` (nothing changed) once
+/// fence of the tenant's partition at `epoch`: the rows changed, or `None` (nothing changed) once
 /// the epoch moved on.
 pub(crate) async fn fenced_execute(
     pool: &Pool,
@@ -133,4 +233,20 @@ pub(crate) async fn fenced_execute(
     let changed = tx.execute(&stmt, params).await?;
     tx.commit().await?;
     Ok(Some(changed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_keeps_its_partition_and_epoch() {
+        let t = token(4_095, 7);
+        assert_eq!(partition_of(t), 4_095);
+        assert_eq!(t >> 16, 7);
+        assert!(
+            token(3, 2) > token(4_000, 1),
+            "a later epoch is a larger token"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Returning jobs to `pending` after crashes, Redis loss, lease lapses and used
 //! allowances (Reaper, Cluster, Feeder, Ip and Tenant actors). Each runs under
-//! the tenant's fence at the caller's epoch ([`crate::store::fences`]) and
+//! the fence of the tenant's partition at the caller's token ([`crate::store::fences`]) and
 //! changes nothing once another node took the tenant over.
 
 use deadpool_postgres::Pool;
@@ -8,29 +8,32 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::StoreError;
-use crate::store::fences::{Epoch, fenced_execute, fenced_transaction, hold};
+use crate::store::fences::{Epoch, fenced_execute, fenced_transaction, hold_tokens};
 
-/// Returns `sending` jobs of the `(tenant, epoch)` pairs still held, untouched
-/// since `older_than`, to `pending`: their node or Ip actor died mid-attempt.
-/// (The attempt may have reached the recipient; this is the "at most in-flight"
-/// duplicate window after a crash.)
+/// Returns `sending` jobs claimed under `tokens` (a node's partitions) whose
+/// partitions are still at those tokens, untouched since `older_than`, to
+/// `pending`: their node or Ip actor died mid-attempt. (The attempt may have
+/// reached the recipient; this is the "at most in-flight" duplicate window
+/// after a crash.)
 pub async fn release_stale_sending(
     pool: &Pool,
-    tenants: &[(Uuid, Epoch)],
+    tokens: &[Epoch],
     older_than: OffsetDateTime,
     now: OffsetDateTime,
 ) -> Result<u64, StoreError> {
-    let (ids, epochs): (Vec<Uuid>, Vec<Epoch>) = tenants.iter().copied().unzip();
+    if tokens.is_empty() {
+        return Ok(0);
+    }
     let mut client = pool.get().await?;
     let tx = fenced_transaction(&mut client).await?;
-    let held = hold(&tx, &ids, &epochs).await?;
+    let held = hold_tokens(&tx, tokens).await?;
     if held.is_empty() {
         return Ok(0);
     }
     let stmt = tx
         .prepare_cached(
             "UPDATE send_jobs SET status = 'pending', updated_at = $3
-             WHERE tenant_id = ANY($1) AND status = 'sending' AND updated_at < $2",
+             WHERE status = 'sending' AND fence = ANY($1) AND updated_at < $2",
         )
         .await?;
     let released = tx.execute(&stmt, &[&held, &older_than, &now]).await?;

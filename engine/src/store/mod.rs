@@ -2,7 +2,8 @@
 //! a client and return [`crate::db::StoreError`]; callers never write SQL.
 //!
 //! - [`tenants`], [`ips`], [`campaigns`], [`leads`]: the control plane (API).
-//! - [`fences`]: each tenant's epoch (fencing token), raised on every takeover.
+//! - [`fences`]: each partition's epoch (fencing token), raised on every takeover.
+//! - [`due`]: which tenants of a node's partitions have work, in one query.
 //! - [`jobs`]: the send-job state machine (feeder claims, sending claims, batched
 //!   conditional transitions, reaper returns).
 //! - [`events`]: delivery events and daily rollups, in batches; [`events_read`]
@@ -22,6 +23,7 @@
 
 pub mod campaigns;
 pub mod complaints;
+pub mod due;
 pub mod engagement;
 pub mod events;
 pub mod events_read;

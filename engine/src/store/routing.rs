@@ -9,8 +9,9 @@ use uuid::Uuid;
 
 use crate::db::StoreError;
 use crate::domain::CampaignStatus;
+use crate::partition::Partition;
 
-/// Every tenant id (the Cluster actor leases them).
+/// Every tenant id (`GET /v1/nodes` maps them to their partitions' nodes).
 pub async fn tenant_ids(pool: &Pool) -> Result<Vec<Uuid>, StoreError> {
     let client = pool.get().await?;
     let stmt = client
@@ -60,44 +61,64 @@ impl IpSpec {
     }
 }
 
+/// The IPs of the tenants of some partitions (of `count` in all).
+pub async fn ips_of_partitions(
+    pool: &Pool,
+    count: u32,
+    partitions: &[Partition],
+) -> Result<Vec<IpSpec>, StoreError> {
+    let client = pool.get().await?;
+    let stmt = client
+        .prepare_cached(&format!(
+            "{IP_COLUMNS} WHERE penguin_partition(i.tenant_id, $1) = ANY($2)
+             ORDER BY i.tenant_id, i.id"
+        ))
+        .await?;
+    let partitions: Vec<i32> = partitions.iter().map(|p| *p as i32).collect();
+    let rows = client.query(&stmt, &[&(count as i32), &partitions]).await?;
+    rows.iter().map(ip_spec).collect()
+}
+
+const IP_COLUMNS: &str =
+    "SELECT i.tenant_id, i.id, host(i.address), i.helo_name, i.status = 'active',
+        i.status_reason, i.paused_until, i.warmup_schedule, w.daily_volumes,
+        i.warmup_day, i.timezone, i.active_hours_start, i.active_hours_end,
+        i.rate_factor::float8, i.created_at
+ FROM smtp_ips i LEFT JOIN warmup_schedules w ON w.name = i.warmup_schedule";
+
+fn ip_spec(row: &tokio_postgres::Row) -> Result<IpSpec, StoreError> {
+    let address: String = row.get(2);
+    Ok(IpSpec {
+        tenant_id: row.get(0),
+        id: row.get(1),
+        address: address
+            .parse()
+            .map_err(|_| StoreError::Invalid(format!("ip address {address}")))?,
+        helo_name: row.get(3),
+        active: row.get(4),
+        status_reason: row.get(5),
+        paused_until: row.get(6),
+        warmup_schedule: row.get(7),
+        daily_volumes: row.get(8),
+        warmup_day: row.get(9),
+        timezone: row.get(10),
+        active_hours_start: row.get::<_, i16>(11) as u8,
+        active_hours_end: row.get::<_, i16>(12) as u8,
+        rate_factor: row.get(13),
+        created_at: row.get(14),
+    })
+}
+
 /// The IPs of some tenants.
 pub async fn ips_of(pool: &Pool, tenants: &[Uuid]) -> Result<Vec<IpSpec>, StoreError> {
     let client = pool.get().await?;
     let stmt = client
-        .prepare_cached(
-            "SELECT i.tenant_id, i.id, host(i.address), i.helo_name, i.status = 'active',
-                    i.status_reason, i.paused_until, i.warmup_schedule, w.daily_volumes,
-                    i.warmup_day, i.timezone, i.active_hours_start, i.active_hours_end,
-                    i.rate_factor::float8, i.created_at
-             FROM smtp_ips i LEFT JOIN warmup_schedules w ON w.name = i.warmup_schedule
-             WHERE i.tenant_id = ANY($1) ORDER BY i.tenant_id, i.id",
-        )
+        .prepare_cached(&format!(
+            "{IP_COLUMNS} WHERE i.tenant_id = ANY($1) ORDER BY i.tenant_id, i.id"
+        ))
         .await?;
     let rows = client.query(&stmt, &[&tenants]).await?;
-    rows.iter()
-        .map(|row| {
-            let address: String = row.get(2);
-            Ok(IpSpec {
-                tenant_id: row.get(0),
-                id: row.get(1),
-                address: address
-                    .parse()
-                    .map_err(|_| StoreError::Invalid(format!("ip address {address}")))?,
-                helo_name: row.get(3),
-                active: row.get(4),
-                status_reason: row.get(5),
-                paused_until: row.get(6),
-                warmup_schedule: row.get(7),
-                daily_volumes: row.get(8),
-                warmup_day: row.get(9),
-                timezone: row.get(10),
-                active_hours_start: row.get::<_, i16>(11) as u8,
-                active_hours_end: row.get::<_, i16>(12) as u8,
-                rate_factor: row.get(13),
-                created_at: row.get(14),
-            })
-        })
-        .collect()
+    rows.iter().map(ip_spec).collect()
 }
 
 /// Everything needed to render and route the jobs of one campaign.

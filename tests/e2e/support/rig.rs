@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use penguin::node::{Node, NodeOptions};
-use penguin::scenario::{Scenario, ScenarioSpec};
+use penguin::scenario::{Placement, Scenario, ScenarioSpec};
 use penguin_config::{Config, Route};
 use penguin_engine::clock::ManualClock;
 use penguin_engine::dns::MxResolver;
@@ -169,6 +169,23 @@ impl Rig {
 
     /// Sets up tenants, IPs, campaigns and leads through the API (nothing started).
     pub async fn scenario(&self, tenants: Vec<Vec<&str>>, leads_per_tenant: usize) -> Scenario {
+        self.scenario_on(tenants, leads_per_tenant, &[], &[]).await
+    }
+
+    /// As [`Rig::scenario`], with tenant `i` worked by node `owners[i]` once the
+    /// nodes `nodes` share the partitions (empty `owners`: anywhere).
+    pub async fn scenario_on(
+        &self,
+        tenants: Vec<Vec<&str>>,
+        leads_per_tenant: usize,
+        nodes: &[&str],
+        owners: &[&str],
+    ) -> Scenario {
+        let placement = (!owners.is_empty()).then(|| Placement {
+            partitions: self.config.node.partitions,
+            nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            owners: owners.iter().map(|n| n.to_string()).collect(),
+        });
         let spec = ScenarioSpec {
             prefix: "e2e".into(),
             tenants: tenants
@@ -179,9 +196,15 @@ impl Rig {
             recipient_domains: 20,
             body_bytes: 500,
         };
-        Scenario::setup(&self.node().api_url(), admin_token(), &self.env.pg, &spec)
-            .await
-            .expect("scenario set up")
+        Scenario::setup_placed(
+            &self.node().api_url(),
+            admin_token(),
+            &self.env.pg,
+            &spec,
+            placement.as_ref(),
+        )
+        .await
+        .expect("scenario set up")
     }
 
     /// One tenant with one IP (127.0.0.2) and one campaign holding exactly `leads`
