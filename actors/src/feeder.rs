@@ -12,6 +12,10 @@
 //! for an allowance window therefore cost no wake-ups until the window opens.
 //! A tenant whose window was too full to top up is fed again as soon as its own
 //! pops have taken the window below half ([`popped`]).
+//!
+//! The urgent lane: a tenant whose window is full is still fed its due jobs of
+//! priority ≤ 50 ([`FeederState::feed_urgent`]), up to half a window over it, so
+//! an urgent job never waits for bulk to drain the window.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -211,21 +215,45 @@ impl FeederState {
         self.full.clear();
         for (tenant, depth) in tenants.into_iter().zip(depths) {
             if depth * 2 >= window {
-                self.full.insert(tenant, depth);
+                let urgent = self.feed_urgent(tenant, depth).await;
+                self.full.insert(tenant, depth + urgent);
+                fed += urgent;
                 continue;
             }
             let want = (window - depth).min(self.ctx.config.queue.feed_batch);
-            fed += self.feed_tenant(tenant, want).await;
+            fed += self.feed_tenant(tenant, want, false).await;
         }
         fed
     }
 
-    async fn feed_tenant(&self, tenant: Uuid, want: usize) -> usize {
+    /// The urgent lane of a tenant whose window is at least half full: its due
+    /// jobs of priority ≤ 50 go to Redis anyway (the Tenant pops the high list
+    /// first), as long as the lists hold less than a window and a half; the
+    /// extra half bounds Redis when a tenant's whole backlog is urgent.
+    async fn feed_urgent(&self, tenant: Uuid, depth: usize) -> usize {
+        let window = self.ctx.config.queue.window;
+        let room = (window + window / 2).saturating_sub(depth);
+        let want = room.min(self.ctx.config.queue.feed_batch);
+        if want == 0 {
+            return 0;
+        }
+        self.feed_tenant(tenant, want, true).await
+    }
+
+    /// Claims up to `want` due jobs (only the urgent lane's when `urgent_only`)
+    /// and pushes them to the tenant's lists.
+    async fn feed_tenant(&self, tenant: Uuid, want: usize, urgent_only: bool) -> usize {
         let now = self.ctx.clock.now();
         let Some(epoch) = self.ctx.fence(tenant) else {
             return 0;
         };
-        let due = match jobs::claim_due(&self.ctx.pg, tenant, epoch, want, now).await {
+        let pg = &self.ctx.pg;
+        let claimed = if urgent_only {
+            jobs::claim_due_urgent(pg, tenant, epoch, want, now).await
+        } else {
+            jobs::claim_due(pg, tenant, epoch, want, now).await
+        };
+        let due = match claimed {
             Ok(due) => due,
             Err(err) => {
                 tracing::warn!(%tenant, error = %err, "claiming due jobs failed");
@@ -255,7 +283,12 @@ impl FeederState {
         }
         self.ctx.metrics.jobs_fed(encoded.len());
         if let Some(actor) = self.ctx.directory.tenant(tenant) {
-            let _ = actor.cast(TenantMsg::JobsAvailable);
+            let urgent = encoded.iter().any(|(band, _)| *band == Band::High);
+            let _ = actor.cast(if urgent {
+                TenantMsg::UrgentAvailable
+            } else {
+                TenantMsg::JobsAvailable
+            });
         }
         encoded.len()
     }
