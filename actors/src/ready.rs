@@ -78,3 +78,60 @@ impl ReadyQueues {
         work
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use penguin_engine::payload::JobV1;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn work(n: u128, priority: i32) -> Work {
+        Work {
+            job: JobV1 {
+                job_id: Uuid::from_u128(n),
+                tenant_id: Uuid::from_u128(1),
+                campaign_id: Uuid::from_u128(2),
+                priority,
+                recipient: format!("r{n}@example.test"),
+                fields_json: "{}".into(),
+                attempts: 0,
+                due_ms: 0,
+            },
+            first_attempt: time::OffsetDateTime::UNIX_EPOCH,
+            hour_start: time::OffsetDateTime::UNIX_EPOCH,
+            fence: 1,
+            claim: Uuid::nil(),
+            deadline: tokio::time::Instant::now(),
+        }
+    }
+
+    fn id(work: Option<Work>) -> Option<u128> {
+        work.map(|w| w.job.job_id.as_u128())
+    }
+
+    #[test]
+    fn a_unit_serves_its_urgent_jobs_first_then_bulk_in_order() {
+        let ready = ReadyQueues::default();
+        ready.push("gmail".into(), work(1, 200));
+        ready.push("gmail".into(), work(2, 200));
+        ready.push("gmail".into(), work(3, 10));
+        ready.push("gmail".into(), work(4, 10));
+        let order: Vec<_> = std::iter::from_fn(|| id(ready.pop("gmail"))).collect();
+        assert_eq!(order, [3, 4, 1, 2]);
+        assert!(ready.is_empty());
+    }
+
+    #[test]
+    fn a_worker_without_a_connection_takes_the_most_urgent_unit_with_a_free_slot() {
+        let ready = ReadyQueues::default();
+        ready.push("bulk-site".into(), work(1, 200));
+        ready.push("urgent-site".into(), work(2, 10));
+        ready.push("full-site".into(), work(3, 0));
+        let free = |unit: &str| unit != "full-site";
+        assert_eq!(id(ready.pop_any(free)), Some(2), "the urgent unit first");
+        assert_eq!(id(ready.pop_any(free)), Some(1));
+        assert_eq!(id(ready.pop_any(free)), None, "the full unit's job waits");
+        assert!(ready.has_work("full-site"));
+    }
+}
