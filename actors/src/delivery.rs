@@ -1,6 +1,7 @@
 //! Delivery workers of one Ip actor: each worker owns at most one SMTP connection
 //! bound to the IP's source address and takes claimed jobs (already `sending` in
-//! Postgres) from the IP's work queue, one at a time.
+//! Postgres) from the IP's work queue, one at a time, most urgent first
+//! ([`crate::priority_queue`]).
 //!
 //! For every job it renders the message (off the runtime, under the node's
 //! template budget: [`crate::render`]), finds the destination (a configured
@@ -56,7 +57,7 @@ use penguin_engine::store::fences::Epoch;
 use penguin_engine::store::jobs::ClaimId;
 use penguin_engine::store::routing::IpSpec;
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::breaker::{Breakers, Observed};
@@ -68,6 +69,7 @@ use crate::outcome::{
     Finish, address_lookup_outcome, dns_outcome, outcome_records, past_max_age, refusal_reason,
 };
 use crate::pacer::Pacer;
+use crate::priority_queue::PriorityQueue;
 pub use crate::ready::ReadyQueues;
 use crate::render::RenderJob;
 use crate::shaping::{Admission, Shaping};
@@ -90,7 +92,9 @@ pub struct Work {
     pub deadline: Instant,
 }
 
-pub type WorkQueue = Arc<Mutex<mpsc::UnboundedReceiver<Work>>>;
+/// The IP's claimed jobs waiting for a worker, urgent first
+/// ([`crate::priority_queue`]).
+pub type WorkQueue = Arc<PriorityQueue<Work>>;
 
 enum Next {
     Work(Work),
@@ -165,7 +169,7 @@ impl Worker {
             Duration::from_millis(50)
         };
         tokio::select! {
-            next = async { self.queue.lock().await.recv().await } => match next {
+            next = self.queue.recv() => match next {
                 Some(work) => Next::Work(work),
                 None => Next::Closed,
             },

@@ -22,6 +22,11 @@
 //! returned to the backlog earlier than that ([`wake_at`]) wakes it sooner. A
 //! tenant whose window was too full to top up is fed again as soon as its own
 //! pops have taken the window below half ([`popped`]).
+//!
+//! The urgent lane: a tenant whose window is full is still fed its due jobs of
+//! priority ≤ 50 ([`FeederState::feed_urgent`]), up to half a window over it, so
+//! an urgent job never waits for bulk to drain the window; its Tenant actor is
+//! told they are urgent (it pops without coalescing).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -290,21 +295,25 @@ impl FeederState {
         let mut fed = 0;
         for (tenant, depth) in tenants.into_iter().zip(depths) {
             if depth * 2 >= window {
-                self.full.insert(tenant, depth);
-                tenant_supervisor::activate(&self.ctx, tenant);
+                // The urgent lane: due jobs of priority ≤ 50 go to Redis even
+                // into a full window (the Tenant pops the high list first).
+                let urgent = self.feed_urgent(tenant, depth).await;
+                self.full.insert(tenant, depth + urgent);
+                tenant_supervisor::activate(&self.ctx, tenant, urgent > 0);
+                fed += urgent;
                 continue;
             }
             if self.checked.insert(tenant) {
                 crate::reaper::recover_redis_loss(&self.ctx, tenant, false).await;
             }
             let want = (window - depth).min(self.ctx.config.queue.feed_batch);
-            let got = self.feed_tenant(tenant, want).await;
+            let (got, urgent) = self.feed_tenant(tenant, want, false).await;
             if got == want {
                 // There may be more: the next round tries again.
                 self.active.insert(tenant);
             }
             if got > 0 || depth > 0 {
-                tenant_supervisor::activate(&self.ctx, tenant);
+                tenant_supervisor::activate(&self.ctx, tenant, urgent);
             }
             fed += got;
         }
@@ -314,20 +323,42 @@ impl FeederState {
         fed
     }
 
-    async fn feed_tenant(&self, tenant: Uuid, want: usize) -> usize {
+    /// The urgent lane of a tenant whose window is at least half full: its due
+    /// jobs of priority ≤ 50 go to Redis anyway, as long as the lists hold less
+    /// than a window and a half; the extra half bounds Redis when a tenant's
+    /// whole backlog is urgent.
+    async fn feed_urgent(&self, tenant: Uuid, depth: usize) -> usize {
+        let window = self.ctx.config.queue.window;
+        let room = (window + window / 2).saturating_sub(depth);
+        let want = room.min(self.ctx.config.queue.feed_batch);
+        if want == 0 {
+            return 0;
+        }
+        self.feed_tenant(tenant, want, true).await.0
+    }
+
+    /// Claims up to `want` due jobs (only the urgent lane's when `urgent_only`)
+    /// and pushes them to the tenant's lists: how many, and whether any is urgent.
+    async fn feed_tenant(&self, tenant: Uuid, want: usize, urgent_only: bool) -> (usize, bool) {
         let now = self.ctx.clock.now();
         let Some(epoch) = self.ctx.fence(tenant) else {
-            return 0;
+            return (0, false);
         };
-        let due = match jobs::claim_due(&self.ctx.pg, tenant, epoch, want, now).await {
+        let pg = &self.ctx.pg;
+        let claimed = if urgent_only {
+            jobs::claim_due_urgent(pg, tenant, epoch, want, now).await
+        } else {
+            jobs::claim_due(pg, tenant, epoch, want, now).await
+        };
+        let due = match claimed {
             Ok(due) => due,
             Err(err) => {
                 tracing::warn!(%tenant, error = %err, "claiming due jobs failed");
-                return 0;
+                return (0, false);
             }
         };
         if due.is_empty() {
-            return 0;
+            return (0, false);
         }
         let mut encoded = Vec::with_capacity(due.len());
         for payload in &due {
@@ -345,10 +376,11 @@ impl FeederState {
             {
                 tracing::error!(%tenant, error = %err, "releasing queued jobs failed; the reaper will retry");
             }
-            return 0;
+            return (0, false);
         }
         self.ctx.metrics.jobs_fed(encoded.len());
-        encoded.len()
+        let urgent = encoded.iter().any(|(band, _)| *band == Band::High);
+        (encoded.len(), urgent)
     }
 }
 

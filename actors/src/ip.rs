@@ -11,6 +11,12 @@
 //! the reputation breakers ([`Breakers`]); a trip pauses the IP in Postgres (and
 //! at once here) or suspends/slows one provider pair.
 //!
+//! The urgent lane: a batch is reserved and claimed most urgent first (what the
+//! allowance refuses is its least urgent tail), and the work queue hands the
+//! workers urgent jobs (priority ≤ 50) ahead of bulk ([`crate::priority_queue`]).
+//! The order changes nothing else: every job still passes the allowance, the
+//! warm-up day, the breakers and the one fenced claim.
+//!
 //! On (re)start it first flushes StatusWriter and returns any job still `sending`
 //! on this IP to `pending`: those belonged to a previous incarnation whose workers
 //! are gone. It then takes over the shaping actions (suspensions, slow-downs)
@@ -31,13 +37,12 @@ use penguin_engine::store::jobs;
 use penguin_engine::store::routing::IpSpec;
 use penguin_engine::store::shaping_actions::ShapingAction;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::allowance::{Allowance, AllowanceError, Grant};
 use crate::breaker::{Breakers, Observed, Trip};
 use crate::context::Ctx;
-use crate::delivery::{ReadyQueues, Work, Worker};
+use crate::delivery::{ReadyQueues, WorkQueue, Worker};
 use crate::greylist::GreylistCounter;
 use crate::ip_ports::IpPorts;
 use crate::pacer::Pacer;
@@ -88,7 +93,8 @@ pub struct IpState {
     pub(crate) ctx: Ctx,
     pub(crate) ports: Arc<dyn IpPorts>,
     pub(crate) spec: Arc<IpSpec>,
-    pub(crate) work: Option<mpsc::UnboundedSender<Work>>,
+    /// Claimed jobs for the workers, urgent first; `None` once draining.
+    pub(crate) work: Option<WorkQueue>,
     workers: Vec<AbortOnDrop>,
     pub(crate) draining: Arc<AtomicBool>,
     /// The IP is paused (operator or breaker): workers release what they hold.
@@ -132,8 +138,7 @@ impl Actor for IpActor {
             crate::feeder::activate(&ctx, spec.tenant_id);
         }
         let spec = Arc::new(spec);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queue = Arc::new(Mutex::new(rx));
+        let queue = WorkQueue::default();
         let draining = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(!spec.active));
         let shaping = Arc::new(Shaping::new(ctx.config.delivery.sites));
@@ -177,7 +182,7 @@ impl Actor for IpActor {
             ctx,
             ports,
             spec,
-            work: Some(tx),
+            work: Some(queue),
             workers,
             draining,
             paused,
@@ -234,7 +239,9 @@ impl IpState {
             self.return_credit(batch.len());
             return;
         }
+        // The urgent lane first: what the allowance refuses is the tail, bulk.
         let mut offered = batch;
+        offered.sort_by_key(|p| p.payload.job().priority);
         loop {
             let grant = match self.reserve(offered.len()).await {
                 Ok(grant) => grant,
@@ -441,7 +448,10 @@ impl IpState {
     /// `draining`), SMTP transactions under way finish, then the workers exit.
     async fn drain(&mut self) {
         self.draining.store(true, Ordering::Release);
-        self.work = None; // closing the channel ends each worker after its queue drains
+        // Closing the queue ends each worker after the queue drains.
+        if let Some(queue) = self.work.take() {
+            queue.close();
+        }
         for worker in &mut self.workers {
             let finished = tokio::time::timeout(Duration::from_secs(60), &mut worker.0).await;
             if finished.is_err() {

@@ -76,7 +76,8 @@ impl IpState {
                         claim: claim_id,
                         deadline,
                     };
-                    if work.send(work_item).is_err() {
+                    let priority = work_item.job.priority;
+                    if work.push(priority, work_item).is_err() {
                         unclaimed += 1;
                     }
                 }

@@ -221,3 +221,30 @@ async fn a_paused_ip_admits_nothing_until_its_pause_ends() {
     assert_eq!(rig.ports.counters(NOW.date()), None, "nothing was reserved");
     rig.stop();
 }
+
+#[tokio::test]
+async fn urgent_jobs_of_a_batch_are_admitted_first_and_bulk_is_refused() {
+    let mut rig = Rig::start(DayUsage::default(), None).await;
+    // Six bulk jobs, then two urgent ones (priority 10), in one batch: the
+    // hour's cap of five goes to the urgent pair first, then to bulk in order.
+    let mut batch: Vec<Popped> = (0..6)
+        .map(|n| fakes::job_with_priority(rig.tenant_id, rig.campaign, n, 200))
+        .collect();
+    batch.extend((6..8).map(|n| fakes::job_with_priority(rig.tenant_id, rig.campaign, n, 10)));
+    let offered: Vec<Uuid> = batch.iter().map(|p| p.payload.job_id()).collect();
+    rig.offered = batch.len();
+    rig.ip.cast(IpMsg::Deliver(batch)).unwrap();
+    let (claimed, refused) = rig.settle().await;
+    let mut expected = offered[6..].to_vec();
+    expected.extend(&offered[..3]);
+    assert_eq!(
+        claimed, expected,
+        "urgent first, then bulk in arrival order"
+    );
+    assert_eq!(
+        refused,
+        [(offered[3..6].to_vec(), datetime!(2026-12-06 11:00 UTC))],
+        "the allowance still binds: the bulk tail waits for the next hour"
+    );
+    rig.stop();
+}

@@ -42,6 +42,7 @@ pub mod ip_supervisor;
 pub mod metrics;
 pub mod outcome;
 pub mod pacer;
+pub mod priority_queue;
 pub mod ready;
 pub mod reaper;
 pub mod render;

@@ -10,6 +10,13 @@
 //! credit. Pops are coalesced: credits arriving within a few milliseconds share one
 //! Redis round trip. A slow safety tick covers lost wake-ups; there is no busy loop.
 //!
+//! The urgent lane (priority ≤ 50): the pop takes the high list first, the jobs
+//! of one round (overflow and fresh pop together) are routed most urgent first
+//! (stable, so FIFO within a priority), so urgent jobs spend the first credit and
+//! an overflow serves them first. While urgent jobs wait (in the overflow, or in
+//! Redis: the last pop brought some, or the feeder said so) credits are not
+//! coalesced: each one pops at once.
+//!
 //! Allowances: an IP that has used its hourly or daily allowance refuses the jobs
 //! it cannot send, with the time its next window opens; the tenant marks it blocked
 //! until then and routes the jobs to another IP of their pool. When every IP of a
@@ -23,6 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use penguin_engine::domain::is_urgent;
 use penguin_engine::queue::Popped;
 use penguin_engine::store::routing::IpSpec;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
@@ -56,16 +64,13 @@ pub enum TenantMsg {
     JobsAvailable,
     /// The safety tick: a pop, and a look whether the tenant has gone idle.
     Tick,
+    /// The feeder pushed urgent jobs (priority ≤ 50): pop without coalescing
+    /// until a pop finds none.
+    UrgentAvailable,
     /// `n` jobs routed to `ip` are done with.
-    Credit {
-        ip: Uuid,
-        n: usize,
-    },
+    Credit { ip: Uuid, n: usize },
     /// An Ip actor (re)started with nothing in flight.
-    IpReady {
-        ip: Uuid,
-        capacity: usize,
-    },
+    IpReady { ip: Uuid, capacity: usize },
     /// The tenant's IPs changed (added, paused, resumed).
     SetIps(Vec<IpSpec>),
     /// `ip` has no allowance for these jobs before `until` (credit comes back).
@@ -74,7 +79,15 @@ pub enum TenantMsg {
         jobs: Vec<Popped>,
         until: OffsetDateTime,
     },
-    Pop,
+    /// A planned pop; one of an older plan (superseded by a sooner one) is ignored.
+    Pop(u64),
+}
+
+/// A planned pop: `Now` is sooner than `Coalescing`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Planned {
+    Now,
+    Coalescing,
 }
 
 struct Slot {
@@ -108,7 +121,13 @@ pub struct TenantState {
     tenant: Uuid,
     slots: HashMap<Uuid, Slot>,
     overflow: VecDeque<Popped>,
-    pop_scheduled: bool,
+    /// The next pop already planned, if any.
+    planned: Option<Planned>,
+    /// The generation of the planned pop (see [`TenantMsg::Pop`]).
+    pop_generation: u64,
+    /// Urgent jobs wait (overflow, or Redis as far as this actor knows): credits
+    /// pop at once instead of coalescing.
+    urgent_waiting: bool,
     /// Wakes the tenant when the earliest blocked IP reopens.
     reopen_timer: Option<(OffsetDateTime, tokio::task::JoinHandle<()>)>,
     /// When a pop last found or routed a job.
@@ -139,7 +158,9 @@ impl Actor for TenantActor {
             tenant: args.tenant_id,
             slots: HashMap::new(),
             overflow: VecDeque::new(),
-            pop_scheduled: false,
+            planned: None,
+            pop_generation: 0,
+            urgent_waiting: false,
             reopen_timer: None,
             last_work: Instant::now(),
         };
@@ -164,11 +185,20 @@ impl Actor for TenantActor {
                 state.schedule_pop(&myself, Duration::ZERO);
                 state.stop_when_idle().await;
             }
+            TenantMsg::UrgentAvailable => {
+                state.urgent_waiting = true;
+                state.schedule_pop(&myself, Duration::ZERO);
+            }
             TenantMsg::Credit { ip, n } => {
                 if let Some(slot) = state.slots.get_mut(&ip) {
                     slot.credit = (slot.credit + n).min(IpActor::capacity(&state.ctx));
                 }
-                state.schedule_pop(&myself, COALESCE);
+                let delay = if state.urgent_waiting {
+                    Duration::ZERO
+                } else {
+                    COALESCE
+                };
+                state.schedule_pop(&myself, delay);
             }
             TenantMsg::IpReady { ip, capacity } => {
                 if let Some(slot) = state.slots.get_mut(&ip) {
@@ -191,8 +221,9 @@ impl Actor for TenantActor {
                 state.arm_reopen_timer(&myself);
                 state.schedule_pop(&myself, Duration::ZERO);
             }
-            TenantMsg::Pop => {
-                state.pop_scheduled = false;
+            TenantMsg::Pop(generation) if generation != state.pop_generation => {}
+            TenantMsg::Pop(_) => {
+                state.planned = None;
                 state
                     .ctx
                     .wakeups
@@ -259,15 +290,27 @@ impl TenantState {
         }
     }
 
+    /// Plans a pop after `delay` (zero or [`COALESCE`]), unless one is planned
+    /// no later; a pop wanted now supersedes a coalescing one.
     fn schedule_pop(&mut self, myself: &ActorRef<TenantMsg>, delay: Duration) {
-        if self.pop_scheduled {
+        let wanted = if delay.is_zero() {
+            Planned::Now
+        } else {
+            Planned::Coalescing
+        };
+        if self.planned.is_some_and(|planned| planned <= wanted) {
             return;
         }
-        self.pop_scheduled = true;
-        if delay.is_zero() {
-            let _ = myself.cast(TenantMsg::Pop);
-        } else {
-            myself.send_after(delay, || TenantMsg::Pop);
+        self.planned = Some(wanted);
+        self.pop_generation += 1;
+        let generation = self.pop_generation;
+        match wanted {
+            Planned::Now => {
+                let _ = myself.cast(TenantMsg::Pop(generation));
+            }
+            Planned::Coalescing => {
+                myself.send_after(delay, move || TenantMsg::Pop(generation));
+            }
         }
     }
 
@@ -318,12 +361,15 @@ impl TenantState {
             0 // the lease may be another node's by now: pop nothing
         };
         let mut popped_full = false;
+        // Whether the pop brought urgent jobs (`None`: no pop, nothing learnt).
+        let mut popped_urgent = None;
         if room > 0 {
             let deadline =
                 self.ctx.inflight_now_ms() + self.ctx.config.queue.inflight_deadline_ms as i64;
             match self.ports.pop(self.tenant, room, deadline).await {
                 Ok((popped, dropped)) => {
                     popped_full = popped.len() == room;
+                    popped_urgent = Some(popped.iter().any(Self::urgent));
                     if !popped.is_empty() || dropped > 0 {
                         crate::feeder::popped(&self.ctx, self.tenant, popped.len() + dropped);
                     }
@@ -335,9 +381,13 @@ impl TenantState {
             }
         }
         if items.is_empty() {
+            self.urgent_waiting = popped_urgent.unwrap_or(self.urgent_waiting);
             return false;
         }
         self.last_work = Instant::now();
+        // Most urgent first (stable: FIFO within a priority), so urgent jobs take
+        // the first credits and an overflow serves them before bulk.
+        items.sort_by_key(|item| item.payload.job().priority);
         let mut batches: HashMap<Uuid, Vec<Popped>> = HashMap::new();
         let mut waiting: HashMap<OffsetDateTime, Vec<Popped>> = HashMap::new();
         for item in items {
@@ -351,6 +401,10 @@ impl TenantState {
         for (until, jobs) in waiting {
             self.wait_in_postgres(jobs, until).await;
         }
+        // A pop that brought urgent jobs may have left more in the high list; one
+        // that brought none found it empty (it is popped first).
+        self.urgent_waiting =
+            self.overflow.iter().any(Self::urgent) || popped_urgent.unwrap_or(self.urgent_waiting);
         for (ip, batch) in batches {
             let n = batch.len();
             let sent = self
@@ -365,6 +419,10 @@ impl TenantState {
             }
         }
         popped_full
+    }
+
+    fn urgent(item: &Popped) -> bool {
+        is_urgent(item.payload.job().priority)
     }
 
     /// The open IP of the job's campaign pool with the most credit left (spending

@@ -25,8 +25,8 @@ pub struct TenantSupervisor;
 pub enum TenantSupMsg {
     /// The IPs of the owned partitions' tenants.
     SetIps(Vec<IpSpec>),
-    /// The tenant has work: start its actor or wake it.
-    Activate(Uuid),
+    /// The tenant has work (urgent work: `true`): start its actor or wake it.
+    Activate(Uuid, bool),
     /// The tenant's actor found nothing to do since the given instant (when it
     /// began to look): stop it, unless it was activated since.
     Idle(Uuid, Instant),
@@ -68,17 +68,20 @@ impl Actor for TenantSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             TenantSupMsg::SetIps(ips) => state.set_ips(ips),
-            TenantSupMsg::Activate(tenant) => {
+            TenantSupMsg::Activate(tenant, urgent) => {
                 if !state.ctx.owns(tenant) {
                     return Ok(());
                 }
                 state.activated.insert(tenant, Instant::now());
-                if state.children.contains(&tenant) {
-                    if let Some(actor) = state.ctx.directory.tenant(tenant) {
-                        let _ = actor.cast(TenantMsg::JobsAvailable);
-                    }
-                } else {
+                if !state.children.contains(&tenant) {
                     state.spawn(&myself, tenant).await;
+                }
+                if let Some(actor) = state.ctx.directory.tenant(tenant) {
+                    let _ = actor.cast(if urgent {
+                        TenantMsg::UrgentAvailable
+                    } else {
+                        TenantMsg::JobsAvailable
+                    });
                 }
             }
             TenantSupMsg::Idle(tenant, since) => {
@@ -178,10 +181,11 @@ impl TenantSupState {
     }
 }
 
-/// Tells TenantSupervisor `tenant` has work: its Tenant actor starts, or is woken.
-pub fn activate(ctx: &Ctx, tenant: Uuid) {
+/// Tells TenantSupervisor `tenant` has work (`urgent`: priority ≤ 50 among
+/// it): its Tenant actor starts, or is woken.
+pub fn activate(ctx: &Ctx, tenant: Uuid, urgent: bool) {
     if let Some(supervisor) = ctx.directory.tenant_supervisor() {
-        let _ = supervisor.cast(TenantSupMsg::Activate(tenant));
+        let _ = supervisor.cast(TenantSupMsg::Activate(tenant, urgent));
     }
 }
 

@@ -275,3 +275,95 @@ async fn refused_jobs_go_to_another_ip_of_the_pool_then_wait_in_postgres() {
     drop(log);
     rig.stop();
 }
+
+/// One tenant with two IPs: a bulk campaign and an urgent one both only on the
+/// first IP, a third campaign on the second. `bulk` bulk jobs wait in the lists.
+async fn start_lanes(bulk: usize) -> (Rig, Uuid, Uuid) {
+    let mut config = Config::default();
+    config.delivery.connections_per_ip = 2;
+    config.delivery.ip_backlog = CREDIT - 2;
+    config.queue.feed_idle_ms = 100;
+    let ctx = fakes::context(config);
+    let tenant_id = Uuid::new_v4();
+    let (bulk_campaign, urgent_campaign) = (Uuid::new_v4(), Uuid::new_v4());
+    let specs = [fakes::ip_spec(tenant_id, 2), fakes::ip_spec(tenant_id, 3)];
+    let ips = [specs[0].id, specs[1].id];
+    let held = [Arc::default(), Arc::default()];
+    for (ip, held) in ips.iter().zip(&held) {
+        let (actor, _) = Actor::spawn(None, FakeIp, Arc::clone(held)).await.unwrap();
+        ctx.directory.set_ip(*ip, Some(actor));
+    }
+    ctx.fences
+        .write()
+        .unwrap()
+        .insert(ctx.partition(tenant_id), 7);
+    let lists = (0..bulk)
+        .map(|n| fakes::job_with_priority(tenant_id, bulk_campaign, n, 200))
+        .collect();
+    let pools = HashMap::from([
+        (bulk_campaign, vec![ips[0]]),
+        (urgent_campaign, vec![ips[0]]),
+        (Uuid::new_v4(), vec![ips[1]]),
+    ]);
+    let ports = FakePorts::new(lists, pools);
+    let args = TenantArgs {
+        ctx: ctx.clone(),
+        ports: ports.clone(),
+        tenant_id,
+        ips: specs.to_vec(),
+    };
+    let (tenant, _) = Actor::spawn(None, TenantActor, args).await.unwrap();
+    ctx.directory.set_tenant(tenant_id, Some(tenant.clone()));
+    let rig = Rig {
+        ctx,
+        tenant,
+        ports,
+        ips,
+        held,
+    };
+    (rig, tenant_id, urgent_campaign)
+}
+
+#[tokio::test]
+async fn an_urgent_job_takes_the_first_credit_ahead_of_the_overflow() {
+    // Ten bulk jobs popped for the two IPs' credit: five reach the first IP
+    // (their only one), five wait in the overflow for its credit.
+    let (rig, tenant_id, urgent_campaign) = start_lanes(2 * CREDIT).await;
+    let (popped, holding) = rig.settle(2 * CREDIT).await;
+    assert_eq!((popped, holding), (2 * CREDIT, [CREDIT, 0]));
+
+    // An urgent job of the same IP arrives; the overflow already spends the
+    // whole free credit, so it waits in Redis.
+    let urgent = fakes::job_with_priority(tenant_id, urgent_campaign, 99, 10);
+    let urgent_id = urgent.payload.job_id();
+    rig.ports.log.lock().unwrap().lists.push_back(urgent);
+    rig.tenant.cast(TenantMsg::UrgentAvailable).unwrap();
+    let (popped, holding) = rig.quiet("no credit for the urgent job yet").await;
+    assert_eq!((popped, holding), (2 * CREDIT, [CREDIT, 0]));
+
+    // The first IP gives one credit back: the urgent job takes it, ahead of the
+    // five bulk jobs that waited in the overflow before it.
+    rig.finish(0, 1);
+    let (popped, holding) = rig.settle(2 * CREDIT + 1).await;
+    assert_eq!((popped, holding), (2 * CREDIT + 1, [CREDIT, 0]));
+    let last = rig.held[0]
+        .lock()
+        .unwrap()
+        .jobs
+        .last()
+        .map(|p| p.payload.job_id());
+    assert_eq!(last, Some(urgent_id), "the urgent job got the credit");
+
+    // Then bulk resumes from the overflow, in its order.
+    rig.finish(0, 1);
+    let (_, holding) = rig.quiet("one more bulk job routed").await;
+    assert_eq!(holding, [CREDIT, 0]);
+    let newest = rig.held[0]
+        .lock()
+        .unwrap()
+        .jobs
+        .last()
+        .map(|p| p.payload.job().priority);
+    assert_eq!(newest, Some(200));
+    rig.stop();
+}

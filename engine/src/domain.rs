@@ -129,7 +129,19 @@ impl FromStr for CampaignStatus {
 #[error("unknown value {0:?}")]
 pub struct UnknownValue(pub String);
 
-/// Priority bands: a number, lower is more urgent; ≤ 50 high, ≤ 150 normal, else low.
+/// The highest priority number of the urgent lane (password resets, replies):
+/// a job at or below it is served ahead of bulk at every queue it meets — the
+/// tenant's high list, the Tenant actor's overflow, the Ip actor's work and
+/// ready queues — and is fed to Redis even when the tenant's window is full.
+pub const URGENT_MAX_PRIORITY: i32 = 50;
+
+/// Whether a job of this priority travels in the urgent lane.
+pub fn is_urgent(priority: i32) -> bool {
+    priority <= URGENT_MAX_PRIORITY
+}
+
+/// Priority bands: a number, lower is more urgent; ≤ 50 high (the urgent lane),
+/// ≤ 150 normal, else low.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Band {
     High,
@@ -143,7 +155,7 @@ impl Band {
 
     pub fn of(priority: i32) -> Band {
         match priority {
-            p if p <= 50 => Band::High,
+            p if is_urgent(p) => Band::High,
             p if p <= 150 => Band::Normal,
             _ => Band::Low,
         }

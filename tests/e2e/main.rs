@@ -53,6 +53,7 @@ mod slow_mx;
 mod suppressed_at_send;
 mod tracking;
 mod unsubscribe;
+mod urgent_lane;
 mod warmup;
 
 // The control API scenarios; their client lives in `support/api.rs`.

@@ -100,13 +100,18 @@ pub(crate) fn ip_spec(tenant: Uuid, last: u8) -> IpSpec {
     }
 }
 
-/// A job of `campaign`, as the feeder pushes it.
+/// A bulk job (normal band) of `campaign`, as the feeder pushes it.
 pub(crate) fn job(tenant: Uuid, campaign: Uuid, n: usize) -> Popped {
+    job_with_priority(tenant, campaign, n, 100)
+}
+
+/// A job of `campaign` with `priority` (≤ 50: the urgent lane).
+pub(crate) fn job_with_priority(tenant: Uuid, campaign: Uuid, n: usize, priority: i32) -> Popped {
     let payload = JobPayload::V1(JobV1 {
         job_id: Uuid::new_v4(),
         tenant_id: tenant,
         campaign_id: campaign,
-        priority: 0,
+        priority,
         recipient: format!("lead{n}@example.test"),
         fields_json: "{}".into(),
         attempts: 0,
@@ -169,6 +174,10 @@ impl TenantPorts for FakePorts {
             return Ok((Vec::new(), 0));
         }
         log.pops.push(max);
+        // Like the three Redis lists: the most urgent band first, each in order.
+        let mut waiting: Vec<Popped> = log.lists.drain(..).collect();
+        waiting.sort_by_key(|p| p.payload.job().band());
+        log.lists = waiting.into();
         let n = max.min(log.lists.len());
         let popped: Vec<Popped> = log.lists.drain(..n).collect();
         log.popped += popped.len();

@@ -3,7 +3,8 @@
 //! request changes nothing:
 //!
 //! - [`claim_due`] (Feeder): `pending|deferred → queued`, due jobs of running
-//!   campaigns, `FOR UPDATE SKIP LOCKED` so nodes never claim the same job.
+//!   campaigns, `FOR UPDATE SKIP LOCKED` so nodes never claim the same job;
+//!   [`claim_due_urgent`] the same for the urgent lane only (priority ≤ 50).
 //! - [`claim_sending`] (Ip actor, right before SMTP): `queued → sending`, only while
 //!   the campaign row is `running` under `FOR SHARE` — a pause (row lock) therefore
 //!   orders strictly before or after every claim. Jobs of campaigns that are not
@@ -46,6 +47,34 @@ pub async fn claim_due(
     limit: usize,
     now: OffsetDateTime,
 ) -> Result<Vec<JobPayload>, StoreError> {
+    claim_due_upto(pool, tenant, epoch, limit, i32::MAX, now).await
+}
+
+/// [`claim_due`] limited to the urgent lane (priority ≤
+/// [`URGENT_MAX_PRIORITY`](crate::domain::URGENT_MAX_PRIORITY)): the Feeder
+/// takes these even for a tenant whose Redis window is full, so an urgent job
+/// never waits for bulk to drain the window. The same indexed scan
+/// (`send_jobs_due` is ordered by priority), cut short at the lane's bound.
+pub async fn claim_due_urgent(
+    pool: &Pool,
+    tenant: Uuid,
+    epoch: Epoch,
+    limit: usize,
+    now: OffsetDateTime,
+) -> Result<Vec<JobPayload>, StoreError> {
+    let max_priority = crate::domain::URGENT_MAX_PRIORITY;
+    claim_due_upto(pool, tenant, epoch, limit, max_priority, now).await
+}
+
+/// [`claim_due`] of the jobs whose priority is at most `max_priority`.
+async fn claim_due_upto(
+    pool: &Pool,
+    tenant: Uuid,
+    epoch: Epoch,
+    limit: usize,
+    max_priority: i32,
+    now: OffsetDateTime,
+) -> Result<Vec<JobPayload>, StoreError> {
     let mut client = pool.get().await?;
     let tx = fenced_transaction(&mut client).await?;
     if hold(&tx, &[tenant], &[epoch]).await?.is_empty() {
@@ -60,6 +89,7 @@ pub async fn claim_due(
                 WHERE j.tenant_id = $1
                   AND j.status IN ('pending', 'deferred')
                   AND j.run_at <= $3
+                  AND j.priority <= $4
                   AND c.status = 'running'
                   AND EXISTS (SELECT 1 FROM smtp_ips i
                               WHERE i.tenant_id = c.tenant_id AND i.id = ANY(c.ip_ids)
@@ -77,7 +107,9 @@ pub async fn claim_due(
                       (extract(epoch FROM j.run_at) * 1000)::int8",
         )
         .await?;
-    let rows = tx.query(&stmt, &[&tenant, &(limit as i64), &now]).await?;
+    let rows = tx
+        .query(&stmt, &[&tenant, &(limit as i64), &now, &max_priority])
+        .await?;
     tx.commit().await?;
     Ok(rows
         .iter()
