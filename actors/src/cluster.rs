@@ -65,6 +65,9 @@ pub struct ClusterArgs {
 pub enum ClusterMsg {
     Heartbeat,
     Control(ControlEvent),
+    /// Re-read the IPs now and wake the tenants whose IPs changed (control
+    /// notifications arriving together share one).
+    IpsChanged,
     /// A hand-off finished: the partition's lease is released.
     HandedOff(Partition),
 }
@@ -94,6 +97,8 @@ pub struct ClusterState {
     ips_stale: bool,
     /// Heartbeats since `ips` was read.
     beats_since_ips: u32,
+    /// Tenants whose IPs changed since the last `IpsChanged` (one is on its way).
+    changed_tenants: HashSet<Uuid>,
     /// Whether the membership ever showed another live node.
     saw_others: bool,
     /// Since when (monotonic ms) every membership read showed no other node.
@@ -131,6 +136,7 @@ impl Actor for Cluster {
             known_ips: Vec::new(),
             ips_stale: true,
             beats_since_ips: 0,
+            changed_tenants: HashSet::new(),
             saw_others: false,
             alone_since: None,
         })
@@ -148,6 +154,13 @@ impl Actor for Cluster {
                 state.beat().await;
             }
             ClusterMsg::Control(event) => state.control(event).await,
+            ClusterMsg::IpsChanged => {
+                state.ips_stale = true;
+                state.refresh().await;
+                for tenant in std::mem::take(&mut state.changed_tenants) {
+                    feeder::activate(&state.ctx, tenant);
+                }
+            }
             ClusterMsg::HandedOff(partition) => {
                 state.leaving.remove(&partition);
                 // The last one settles the node's state (a drain ends here).
@@ -419,10 +432,13 @@ impl ClusterState {
     async fn control(&mut self, event: ControlEvent) {
         match event {
             ControlEvent::TenantChanged { tenant_id } => {
+                // An IP added, paused or resumed: re-read the IPs, then wake the
+                // tenant (a resumed IP may have jobs waiting for it).
                 if self.ctx.owns(tenant_id) {
-                    self.ips_stale = true;
-                    self.refresh().await;
-                    feeder::activate(&self.ctx, tenant_id);
+                    if self.changed_tenants.is_empty() {
+                        let _ = self.myself.cast(ClusterMsg::IpsChanged);
+                    }
+                    self.changed_tenants.insert(tenant_id);
                 }
             }
             ControlEvent::Complaint {
