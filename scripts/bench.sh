@@ -4,14 +4,14 @@
 # Starts local Postgres and Redis (installing them when missing) unless
 # DATABASE_URL / REDIS_URL point at existing servers; stops them on exit.
 # `--fsync` (anywhere among the arguments) starts Postgres with fsync, synchronous_commit and
-# full_page_writes on (PENGUIN_PG_FSYNC=on) instead of the fast throwaway setup.
+# full_page_writes on (SERVICES_PG_FSYNC=on) instead of the fast throwaway setup.
 # Other arguments pass through to `penguin bench` (e.g. --messages 20000).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 args=()
 for arg in "$@"; do
     if [[ "$arg" == "--fsync" ]]; then
-        export PENGUIN_PG_FSYNC=on
+        export SERVICES_PG_FSYNC=on
     else
         args+=("$arg")
     fi

@@ -12,8 +12,9 @@
 # port and are stopped by PID when the sourcing shell exits (an EXIT trap).
 # Postgres data lives in .local/pg/<major>/ under the repository (gitignored).
 # Postgres runs with durability off (fsync, synchronous_commit and
-# full_page_writes off) unless PENGUIN_PG_FSYNC=on: then all three are on, as
-# on a production server (for benchmarks whose figures must hold there).
+# full_page_writes off) unless SERVICES_PG_FSYNC=on: then all three are on, as
+# on a production server (for benchmarks whose figures must hold there). Not
+# a PENGUIN_* name: the configuration owns that prefix and rejects unknown keys.
 
 set -euo pipefail
 
@@ -161,7 +162,8 @@ stop_pid() {
 }
 
 # Starts Postgres from .local/pg/<major> (initdb on first use) on a free
-# loopback port with durability off (on with PENGUIN_PG_FSYNC=on), recreates database `penguin`, and exports
+# loopback port with durability off (on with SERVICES_PG_FSYNC=on), recreates
+# database `penguin`, and exports
 # DATABASE_URL. Does nothing when DATABASE_URL is already set.
 start_postgres() {
     if [[ -n "${DATABASE_URL:-}" ]]; then
@@ -196,10 +198,10 @@ start_postgres() {
     log "starting postgres $major on 127.0.0.1:$port (log: $logfile)"
     install_trap
     local durability=off
-    case "${PENGUIN_PG_FSYNC:-off}" in
+    case "${SERVICES_PG_FSYNC:-off}" in
         on) durability=on ;;
         off) ;;
-        *) die "PENGUIN_PG_FSYNC must be on or off, got ${PENGUIN_PG_FSYNC}" ;;
+        *) die "SERVICES_PG_FSYNC must be on or off, got ${SERVICES_PG_FSYNC}" ;;
     esac
     log "postgres durability: fsync, synchronous_commit, full_page_writes $durability"
     (as_pg_user "$bindir/postgres" -D "$data" -p "$port" \

@@ -21,7 +21,7 @@ use penguin_engine::sink::{Rule, RuleStage};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::bench::{BenchArgs, BenchEnv, load_average};
+use super::bench::{BenchArgs, BenchEnv};
 use super::bench_setup;
 use super::bench_stats;
 use crate::client::ApiClient;
@@ -185,7 +185,6 @@ pub async fn run(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<()> {
         "bulk still to arrive when the last urgent lead was answered: {} of {bulk_total}",
         hot.bulk_left_at_last
     );
-    println!("load after the run: {}", load_average());
     anyhow::ensure!(duplicates == 0, "{duplicates} messages arrived twice");
     anyhow::ensure!(
         hot.missing == 0 && idle.missing == 0,

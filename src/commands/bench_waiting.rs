@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde_json::json;
 
-use super::bench::{BenchArgs, BenchEnv, load_average};
+use super::bench::{BenchArgs, BenchEnv};
 use super::bench_import::{csv_body, post_csv};
 use super::bench_setup;
 use super::bench_stats::{self, mib};
@@ -84,11 +84,14 @@ pub async fn run(env: &BenchEnv, args: &BenchArgs, jobs: usize) -> anyhow::Resul
         "| RSS after the start ({start_secs:.1} s) and the settling (VmRSS) | {} |",
         mib(rss)
     );
+    println!(
+        "| growth from the start and the settling | {} |",
+        mib(rss.saturating_sub(after_import))
+    );
     println!("| peak RSS (VmHWM, import included) | {} |", mib(peak));
     println!("| Redis used_memory | {} |", mib(redis_memory / 1024));
     println!("| job counts | {counts} |");
     println!("| messages sent | {sent} |");
-    println!("load after the run: {}", load_average());
     anyhow::ensure!(sent == 0, "{sent} messages went out from a paused IP");
     Ok(())
 }
