@@ -11,6 +11,10 @@
 # nothing is started for them. Servers started here listen on a free loopback
 # port and are stopped by PID when the sourcing shell exits (an EXIT trap).
 # Postgres data lives in .local/pg/<major>/ under the repository (gitignored).
+# Postgres runs with durability off (fsync, synchronous_commit and
+# full_page_writes off) unless SERVICES_PG_FSYNC=on: then all three are on, as
+# on a production server (for benchmarks whose figures must hold there). Not
+# a PENGUIN_* name: the configuration owns that prefix and rejects unknown keys.
 
 set -euo pipefail
 
@@ -158,7 +162,8 @@ stop_pid() {
 }
 
 # Starts Postgres from .local/pg/<major> (initdb on first use) on a free
-# loopback port with durability off, recreates database `penguin`, and exports
+# loopback port with durability off (on with SERVICES_PG_FSYNC=on), recreates
+# database `penguin`, and exports
 # DATABASE_URL. Does nothing when DATABASE_URL is already set.
 start_postgres() {
     if [[ -n "${DATABASE_URL:-}" ]]; then
@@ -192,9 +197,17 @@ start_postgres() {
     port="$(free_port)"
     log "starting postgres $major on 127.0.0.1:$port (log: $logfile)"
     install_trap
+    local durability=off
+    case "${SERVICES_PG_FSYNC:-off}" in
+        on) durability=on ;;
+        off) ;;
+        *) die "SERVICES_PG_FSYNC must be on or off, got ${SERVICES_PG_FSYNC}" ;;
+    esac
+    log "postgres durability: fsync, synchronous_commit, full_page_writes $durability"
     (as_pg_user "$bindir/postgres" -D "$data" -p "$port" \
         -c listen_addresses=127.0.0.1 -c unix_socket_directories= \
-        -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
+        -c fsync="$durability" -c synchronous_commit="$durability" \
+        -c full_page_writes="$durability" \
         -c max_connections=200) >"$logfile" 2>&1 &
     PENGUIN_PG_PID=$!
     if ! wait_until "$PENGUIN_PG_PID" 60 "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres; then

@@ -38,7 +38,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Measure end-to-end throughput against the raw-SMTP ceiling.
+    /// Measure end-to-end throughput against the raw-SMTP ceiling; or, one
+    /// mode per run, lead import, an idle node's cost, the urgent lane under
+    /// bulk, or memory with jobs waiting.
     Bench(commands::bench::BenchArgs),
     /// Run a whole campaign against a built-in loopback sink and report.
     Demo(commands::demo::DemoArgs),

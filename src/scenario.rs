@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -67,14 +68,14 @@ const TERMINAL: [&str; 5] = ["sent", "bounced", "failed", "suppressed", "cancell
 
 impl Scenario {
     /// Deletes earlier runs with the same prefix, then creates tenants, IPs,
-    /// campaigns and leads. Nothing is started.
+    /// campaigns and leads, one tenant after another. Nothing is started.
     pub async fn setup(
         api_url: &str,
         admin: &str,
         pg: &deadpool_postgres::Pool,
         spec: &ScenarioSpec,
     ) -> anyhow::Result<Scenario> {
-        Scenario::setup_placed(api_url, admin, pg, spec, None).await
+        Self::setup_with(api_url, admin, pg, spec, &SetupOptions::default()).await
     }
 
     /// As [`Scenario::setup`], with each tenant on the node `placement` names
@@ -88,77 +89,35 @@ impl Scenario {
         spec: &ScenarioSpec,
         placement: Option<&Placement>,
     ) -> anyhow::Result<Scenario> {
+        let options = SetupOptions {
+            placement: placement.cloned(),
+            ..SetupOptions::default()
+        };
+        Self::setup_with(api_url, admin, pg, spec, &options).await
+    }
+
+    /// [`Self::setup`] with options: up to `options.concurrency` tenants are
+    /// set up at once (`penguin bench` creates up to 10,000), and every
+    /// campaign gets `options.priority` when given. Tenants keep the order of
+    /// `spec.tenants`.
+    pub async fn setup_with(
+        api_url: &str,
+        admin: &str,
+        pg: &deadpool_postgres::Pool,
+        spec: &ScenarioSpec,
+        options: &SetupOptions,
+    ) -> anyhow::Result<Scenario> {
         forget_earlier_runs(pg, spec).await?;
         let client = ApiClient::new(api_url);
-        let mut tenants = Vec::with_capacity(spec.tenants.len());
         let filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. "
             .repeat(spec.body_bytes / 57 + 1);
-        for (index, addresses) in spec.tenants.iter().enumerate() {
-            let name = format!("{}-{}", spec.prefix, index + 1);
-            let mut tries = 0;
-            let (id, token) = loop {
-                let (id, token) = client.create_tenant(admin, &name).await?;
-                match placement {
-                    Some(placement) if !placement.fits(id, index) => {
-                        tries += 1;
-                        if tries > 1_000 {
-                            bail!("no tenant id landed on {}", placement.owners[index]);
-                        }
-                        pg.get()
-                            .await?
-                            .execute("DELETE FROM tenants WHERE id = $1", &[&id])
-                            .await
-                            .context("deleting a misplaced tenant")?;
-                    }
-                    _ => break (id, token),
-                }
-            };
-            let mut ips = Vec::new();
-            for address in addresses {
-                let ip = client
-                    .add_ip(
-                        admin,
-                        id,
-                        address,
-                        &format!("mta{}.{}.test", ips.len() + 1, name),
-                    )
-                    .await?;
-                ips.push((ip, address.clone()));
-            }
-            let campaign = client
-                .create_campaign(
-                    &token,
-                    &json!({
-                        "name": format!("{name} launch"),
-                        "from": format!("hello@{name}.test"),
-                        "subject": "Hi {{first_name}}, a quick question",
-                        "text": format!("Hello {{{{first_name}}}},\n\n{}\n\nBest,\n{name}\n", &filler[..spec.body_bytes.min(filler.len())]),
-                        "ip_ids": ips.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>(),
-                    }),
-                )
-                .await?;
-            let leads: Vec<Value> = (0..spec.leads_per_tenant)
-                .map(|n| {
-                    json!({
-                        "email": format!("lead{n}@domain{}.test", n % spec.recipient_domains.max(1)),
-                        "fields": { "first_name": format!("Lead{n}") },
-                    })
-                })
-                .collect();
-            let accepted = client.add_leads(&token, campaign, &leads, 5_000).await?;
-            if accepted != spec.leads_per_tenant as u64 {
-                bail!(
-                    "tenant {name}: {accepted} of {} leads accepted",
-                    spec.leads_per_tenant
-                );
-            }
-            tenants.push(TenantRun {
-                id,
-                token,
-                campaign,
-                ips,
-            });
-        }
+        let tenants: Vec<TenantRun> =
+            futures::stream::iter(spec.tenants.iter().enumerate().map(|(index, addresses)| {
+                setup_tenant(&client, pg, admin, spec, options, &filler, index, addresses)
+            }))
+            .buffered(options.concurrency.max(1))
+            .try_collect()
+            .await?;
         let total = (spec.leads_per_tenant * spec.tenants.len()) as u64;
         Ok(Scenario {
             client,
@@ -167,13 +126,20 @@ impl Scenario {
         })
     }
 
+    /// Starts every campaign, one after another.
     pub async fn start(&self) -> anyhow::Result<()> {
-        for tenant in &self.tenants {
+        self.start_with(1).await
+    }
+
+    /// Starts every campaign, up to `concurrency` at once.
+    pub async fn start_with(&self, concurrency: usize) -> anyhow::Result<()> {
+        futures::stream::iter(self.tenants.iter().map(|tenant| {
             self.client
                 .campaign_action(&tenant.token, tenant.campaign, "start")
-                .await?;
-        }
-        Ok(())
+        }))
+        .buffer_unordered(concurrency.max(1))
+        .try_for_each(|_| async { Ok(()) })
+        .await
     }
 
     pub async fn progress(&self) -> anyhow::Result<Progress> {
@@ -228,6 +194,104 @@ impl Scenario {
             .flat_map(|(i, t)| t.ips.iter().map(move |(_, a)| (i, a.clone())))
             .collect()
     }
+}
+
+/// How [`Scenario::setup_with`] sets up.
+#[derive(Debug, Clone)]
+pub struct SetupOptions {
+    /// Tenants set up at once (at least 1).
+    pub concurrency: usize,
+    /// Every campaign's priority; `None` leaves the API's default.
+    pub priority: Option<i32>,
+    /// Which node each tenant is to be worked by (`None`: anywhere).
+    pub placement: Option<Placement>,
+}
+
+impl Default for SetupOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 1,
+            priority: None,
+            placement: None,
+        }
+    }
+}
+
+/// One tenant of the scenario: the tenant, its IPs, its campaign and its leads.
+#[allow(clippy::too_many_arguments)]
+async fn setup_tenant(
+    client: &ApiClient,
+    pg: &deadpool_postgres::Pool,
+    admin: &str,
+    spec: &ScenarioSpec,
+    options: &SetupOptions,
+    filler: &str,
+    index: usize,
+    addresses: &[String],
+) -> anyhow::Result<TenantRun> {
+    let name = format!("{}-{}", spec.prefix, index + 1);
+    let mut tries = 0;
+    let (id, token) = loop {
+        let (id, token) = client.create_tenant(admin, &name).await?;
+        match &options.placement {
+            Some(placement) if !placement.fits(id, index) => {
+                tries += 1;
+                if tries > 1_000 {
+                    bail!("no tenant id landed on {}", placement.owners[index]);
+                }
+                pg.get()
+                    .await?
+                    .execute("DELETE FROM tenants WHERE id = $1", &[&id])
+                    .await
+                    .context("deleting a misplaced tenant")?;
+            }
+            _ => break (id, token),
+        }
+    };
+    let mut ips = Vec::new();
+    for address in addresses {
+        let ip = client
+            .add_ip(
+                admin,
+                id,
+                address,
+                &format!("mta{}.{}.test", ips.len() + 1, name),
+            )
+            .await?;
+        ips.push((ip, address.clone()));
+    }
+    let mut campaign = json!({
+        "name": format!("{name} launch"),
+        "from": format!("hello@{name}.test"),
+        "subject": "Hi {{first_name}}, a quick question",
+        "text": format!("Hello {{{{first_name}}}},\n\n{}\n\nBest,\n{name}\n", &filler[..spec.body_bytes.min(filler.len())]),
+        "ip_ids": ips.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>(),
+    });
+    if let Some(priority) = options.priority {
+        campaign["priority"] = json!(priority);
+    }
+    let campaign = client.create_campaign(&token, &campaign).await?;
+    let leads: Vec<Value> = (0..spec.leads_per_tenant)
+        .map(|n| {
+            json!({
+                "email": format!("lead{n}@domain{}.test", n % spec.recipient_domains.max(1)),
+                "fields": { "first_name": format!("Lead{n}") },
+            })
+        })
+        .collect();
+    let accepted = client.add_leads(&token, campaign, &leads, 5_000).await?;
+    if accepted != spec.leads_per_tenant as u64 {
+        bail!(
+            "tenant {name}: {accepted} of {} leads accepted",
+            spec.leads_per_tenant
+        );
+    }
+    Ok(TenantRun {
+        id,
+        token,
+        campaign,
+        ips,
+    })
 }
 
 /// Deletes the tenants (and, by cascade, everything they own) of earlier runs

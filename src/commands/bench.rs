@@ -1,16 +1,20 @@
 //! `penguin bench`: end-to-end throughput. Sends N messages (default 100,000 of
-//! about 10 KB) over ≥ 10 tenants (one IP each, 127.0.0.2…) and 20 recipient
-//! domains through the whole engine to the loopback sink, and reports messages/s,
-//! p50/p99 pick-up latency (job due → SMTP accepted) and peak RSS.
+//! about 10 KB) over `--tenants` tenants (default 10, up to 10,000) with
+//! `--ips` IPs dealt round-robin over them (default one each: 127.0.0.2, …)
+//! and 20 recipient domains through the whole engine to the loopback sink, and
+//! reports messages/s, p50/p99 pick-up latency (job due → SMTP accepted) and
+//! peak RSS.
 //!
-//! In the same run, a raw SMTP blast from this process to the same sink — same
-//! source IPs, same connection count and reuse, prebuilt messages, no Postgres or
-//! Redis — gives the ceiling; the engine/ceiling ratio is what the engine costs.
+//! In the same run, a raw SMTP blast from this process to the same sink gives
+//! the ceiling ([`super::bench_ceiling`], at most `--ceiling-connections`
+//! connections at once); the engine/ceiling ratio is what the engine costs.
 //!
-//! With `--import-leads N` it measures lead import instead
-//! ([`super::bench_import`]).
+//! Other modes, one per run: `--import-leads N` ([`super::bench_import`]),
+//! `--idle` ([`super::bench_idle`]), `--hot-lane` ([`super::bench_hot`]) and
+//! `--jobs-waiting N` ([`super::bench_waiting`]). Every mode drives the node
+//! through the control API and watches the in-process sink.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,24 +22,28 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 use penguin_config::{Config, Route};
-use penguin_engine::route::Destination;
 use penguin_engine::sink::{Sink, SinkConfig, SinkHandle};
-use penguin_engine::smtp::SmtpConnection;
 
+use super::{bench_ceiling, bench_setup, bench_stats};
 use crate::node::{Node, NodeOptions};
-use crate::scenario::{Scenario, ScenarioSpec};
+use crate::scenario::{Scenario, ScenarioSpec, SetupOptions};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// TOML configuration file (environment variables override it).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Messages in total.
+    /// Messages in total (throughput; the bulk of --hot-lane).
     #[arg(long, default_value_t = 100_000)]
     pub messages: usize,
-    /// Tenants (each with one IP on 127.0.0.2, 127.0.0.3, …).
+    /// Tenants, 1 to 10,000.
     #[arg(long, default_value_t = 10)]
     pub tenants: usize,
+    /// IPs (127.0.0.2, 127.0.0.3, …, 127.0.1.2, …), dealt round-robin over the
+    /// tenants, 1 to 10,000 [default: one per tenant]. Sending modes need at
+    /// least one per tenant.
+    #[arg(long)]
+    pub ips: Option<usize>,
     /// Approximate message size in bytes.
     #[arg(long, default_value_t = 10_000)]
     pub size: usize,
@@ -45,16 +53,152 @@ pub struct BenchArgs {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 1_800)]
     pub timeout_secs: u64,
+    /// The ceiling blast opens at most this many SMTP connections at once.
+    #[arg(long, default_value_t = 64)]
+    pub ceiling_connections: usize,
+    /// API requests the setup makes at once (creating tenants, IPs, campaigns).
+    #[arg(long, default_value_t = 16)]
+    pub setup_concurrency: usize,
     /// Measure lead import instead: post this many leads as one CSV body.
     #[arg(long)]
     pub import_leads: Option<usize>,
+    /// Idle mode: create the tenants and IPs, send nothing, and measure this
+    /// process's CPU, Redis commands/s, Postgres commits/s and RSS.
+    #[arg(long)]
+    pub idle: bool,
+    /// Idle mode: seconds measured (after --settle-secs).
+    #[arg(long, default_value_t = 60)]
+    pub idle_secs: u64,
+    /// Seconds the node is left to settle before measuring (idle, jobs-waiting).
+    #[arg(long, default_value_t = 10)]
+    pub settle_secs: u64,
+    /// Hot-lane mode: bulk campaigns (priority 200) saturate the IPs while
+    /// urgent leads (a running priority-10 campaign of tenant 1, same IPs) are
+    /// added one per request; reports lead accepted → SMTP 250 latency.
+    #[arg(long)]
+    pub hot_lane: bool,
+    /// Hot-lane mode: urgent leads trickled in.
+    #[arg(long, default_value_t = 200)]
+    pub hot_leads: usize,
+    /// Hot-lane mode: urgent leads per second.
+    #[arg(long, default_value_t = 20.0)]
+    pub hot_rate: f64,
+    /// Jobs-waiting mode: one tenant's campaign with this many leads (one CSV
+    /// import), started with its IP paused so nothing is sent; reports RSS.
+    #[arg(long)]
+    pub jobs_waiting: Option<usize>,
+}
+
+/// What one run measures, chosen by the flags.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    Throughput,
+    Import(usize),
+    Idle,
+    HotLane,
+    JobsWaiting(usize),
+}
+
+/// The most jobs `--jobs-waiting` creates.
+pub const MAX_JOBS_WAITING: usize = 10_000_000;
+
+impl BenchArgs {
+    /// The number of IPs: `--ips`, or one per tenant.
+    pub fn ip_count(&self) -> usize {
+        self.ips.unwrap_or(self.tenants)
+    }
+
+    /// Checks the flags together and picks the mode; the error says which flag
+    /// is wrong and what it may be.
+    pub fn mode(&self) -> Result<Mode, String> {
+        let max = bench_setup::MAX_TENANTS;
+        if !(1..=max).contains(&self.tenants) {
+            return Err(format!(
+                "--tenants must be 1 to {max}, got {}",
+                self.tenants
+            ));
+        }
+        if !(1..=max).contains(&self.ip_count()) {
+            return Err(format!("--ips must be 1 to {max}, got {}", self.ip_count()));
+        }
+        if self.ceiling_connections == 0 {
+            return Err("--ceiling-connections must be at least 1".into());
+        }
+        if self.setup_concurrency == 0 {
+            return Err("--setup-concurrency must be at least 1".into());
+        }
+        let chosen: Vec<&str> = [
+            (self.import_leads.is_some(), "--import-leads"),
+            (self.idle, "--idle"),
+            (self.hot_lane, "--hot-lane"),
+            (self.jobs_waiting.is_some(), "--jobs-waiting"),
+        ]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+        if chosen.len() > 1 {
+            return Err(format!("choose one mode, got {}", chosen.join(" and ")));
+        }
+        let sends = !self.idle && self.import_leads.is_none() && self.jobs_waiting.is_none();
+        if sends && self.ip_count() < self.tenants {
+            return Err(format!(
+                "every sending tenant needs an IP: --ips ({}) must be at least --tenants ({})",
+                self.ip_count(),
+                self.tenants
+            ));
+        }
+        if sends && self.messages < self.tenants {
+            return Err(format!(
+                "--messages ({}) must be at least --tenants ({})",
+                self.messages, self.tenants
+            ));
+        }
+        if let Some(leads) = self.import_leads {
+            if leads == 0 {
+                return Err("--import-leads must be at least 1".into());
+            }
+            return Ok(Mode::Import(leads));
+        }
+        if self.idle {
+            if self.idle_secs == 0 {
+                return Err("--idle-secs must be at least 1".into());
+            }
+            return Ok(Mode::Idle);
+        }
+        if self.hot_lane {
+            if self.hot_leads == 0 {
+                return Err("--hot-leads must be at least 1".into());
+            }
+            if !(self.hot_rate > 0.0 && self.hot_rate <= 1_000.0) {
+                return Err(format!(
+                    "--hot-rate must be above 0 and at most 1000, got {}",
+                    self.hot_rate
+                ));
+            }
+            return Ok(Mode::HotLane);
+        }
+        if let Some(jobs) = self.jobs_waiting {
+            if !(1..=MAX_JOBS_WAITING).contains(&jobs) {
+                return Err(format!(
+                    "--jobs-waiting must be 1 to {MAX_JOBS_WAITING}, got {jobs}"
+                ));
+            }
+            return Ok(Mode::JobsWaiting(jobs));
+        }
+        Ok(Mode::Throughput)
+    }
+}
+
+/// The node and the sink every mode runs against, in this process.
+pub struct BenchEnv {
+    pub sink: SinkHandle,
+    pub node: Node,
+    pub config: Arc<Config>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.tenants >= 1 && args.tenants <= 200,
-        "--tenants must be 1..=200"
-    );
+    let mode = args.mode().map_err(|e| anyhow::anyhow!(e))?;
+    println!("load before the run: {}", load_average());
     let sink = Sink::start(SinkConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)))).await?;
     let mut config = Config::layered(args.config.as_deref())?;
     config.generate_missing_secrets();
@@ -65,49 +209,89 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         host: "127.0.0.1".into(),
         port: sink.smtp_addr().port(),
     }];
+    bench_setup::tune_config(&mut config);
     config.validate()?;
     let config = Arc::new(config);
-    let addresses: Vec<String> = (0..args.tenants)
-        .map(|i| format!("127.0.{}.{}", (i + 2) / 250, (i + 2) % 250))
-        .collect();
+    let node = Node::start(config.clone(), NodeOptions::standalone()).await?;
+    let env = BenchEnv { sink, node, config };
+    let outcome = match mode {
+        Mode::Import(leads) => {
+            super::bench_import::run(&env.node.api_url(), &env.config.api.admin_token, leads).await
+        }
+        Mode::Idle => super::bench_idle::run(&env, &args).await,
+        Mode::HotLane => super::bench_hot::run(&env, &args).await,
+        Mode::JobsWaiting(jobs) => super::bench_waiting::run(&env, &args, jobs).await,
+        Mode::Throughput => return throughput(env, &args).await,
+    };
+    env.node.shutdown().await;
+    env.sink.shutdown().await;
+    println!("load after the run: {}", load_average());
+    outcome
+}
+
+/// The default mode: every campaign started at once, timed until the sink has
+/// every message; then the ceiling blast.
+async fn throughput(env: BenchEnv, args: &BenchArgs) -> anyhow::Result<()> {
+    let BenchEnv { sink, node, config } = env;
     let per_tenant = args.messages / args.tenants;
     let total = per_tenant * args.tenants;
-
-    let node = Node::start(config.clone(), NodeOptions::standalone()).await?;
-    if let Some(leads) = args.import_leads {
-        let outcome =
-            super::bench_import::run(&node.api_url(), &config.api.admin_token, leads).await;
-        node.shutdown().await;
-        sink.shutdown().await;
-        return outcome;
-    }
     let spec = ScenarioSpec {
         prefix: "bench".into(),
-        tenants: addresses.iter().map(|a| vec![a.clone()]).collect(),
+        tenants: bench_setup::addresses_per_tenant(args.tenants, args.ip_count()),
         leads_per_tenant: per_tenant,
         recipient_domains: args.domains,
         body_bytes: args.size,
     };
+    let addresses: Vec<String> = spec.tenants.iter().flatten().cloned().collect();
     eprintln!("setting up {} tenants × {per_tenant} leads …", args.tenants);
-    let scenario =
-        Scenario::setup(&node.api_url(), &config.api.admin_token, &node.pg, &spec).await?;
+    let options = SetupOptions {
+        concurrency: args.setup_concurrency,
+        priority: None,
+
+        placement: None,
+    };
+    let scenario = Scenario::setup_with(
+        &node.api_url(),
+        &config.api.admin_token,
+        &node.pg,
+        &spec,
+        &options,
+    )
+    .await?;
     eprintln!("sending {total} messages through the engine …");
     let started = Instant::now();
-    scenario.start().await?;
+    scenario.start_with(args.setup_concurrency).await?;
+    let arrived = sink
+        .wait_for_messages(total as u64, Duration::from_secs(args.timeout_secs))
+        .await;
+    let engine_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        arrived,
+        "only {} of {total} messages arrived within {} s",
+        sink.stats().messages_accepted,
+        args.timeout_secs
+    );
+    let engine_rate = total as f64 / engine_secs;
+    // Every job terminal (events written) before reading the latencies; not timed.
     scenario
         .wait(Duration::from_secs(args.timeout_secs), |_| {})
         .await?;
-    let engine_secs = started.elapsed().as_secs_f64();
-    let engine_rate = total as f64 / engine_secs;
     let (p50, p99) = pickup_latency(&node.pg, &scenario).await?;
     let engine_stats = sink.stats();
-    let rss_engine = peak_rss_kib();
+    let rss_engine = bench_stats::own_rss_kib().1;
     node.shutdown().await;
 
     eprintln!("raw SMTP blast (the ceiling) …");
     sink.reset();
-    let connections = config.delivery.connections_per_ip;
-    let ceiling_secs = blast(&sink, &addresses, connections, &config, total, args.size).await?;
+    let (ceiling_secs, ceiling_connections) = bench_ceiling::blast(
+        &sink,
+        &addresses,
+        args.ceiling_connections,
+        &config,
+        total,
+        args.size,
+    )
+    .await?;
     let ceiling_rate = total as f64 / ceiling_secs;
     let ceiling_stats = sink.stats();
     sink.shutdown().await;
@@ -118,29 +302,38 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.tenants,
         addresses.len(),
         args.domains,
-        connections
+        config.delivery.connections_per_ip
     );
     println!(
-        "engine : {engine_rate:>9.0} msg/s  ({engine_secs:.1} s; sink got {} unique, {} duplicates)",
+        "engine : {engine_rate:>9.0} msg/s  ({engine_secs:.1} s from the starts to the sink's last 250; sink got {} unique, {} duplicates)",
         engine_stats.unique_message_ids, engine_stats.duplicate_messages
     );
     println!(
         "pick-up latency (due → accepted): p50 {p50:.3} s, p99 {p99:.3} s (all jobs due at start)"
     );
     println!(
-        "ceiling: {ceiling_rate:>9.0} msg/s  ({ceiling_secs:.1} s; raw SMTP, sink got {})",
+        "ceiling: {ceiling_rate:>9.0} msg/s  ({ceiling_secs:.1} s; raw SMTP over {ceiling_connections} connections at once, sink got {})",
         ceiling_stats.messages_accepted
     );
     println!("engine/ceiling: {:.2}", engine_rate / ceiling_rate);
     println!(
-        "peak RSS of this process: {} MiB (engine phase, sink included)",
-        rss_engine / 1024
+        "peak RSS of this process: {} (engine phase, sink included)",
+        bench_stats::mib(rss_engine)
     );
+    println!("load after the run: {}", load_average());
     anyhow::ensure!(
         engine_stats.unique_message_ids == total as u64 && engine_stats.duplicate_messages == 0,
         "the engine run was not exactly once"
     );
     Ok(())
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute averages: the machine is shared, so
+/// every figure comes with what else was running.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// p50 and p99 of (SMTP accepted − job due) over the scenario's sent jobs, in s.
@@ -165,72 +358,81 @@ async fn pickup_latency(
     Ok((row.get(0), row.get(1)))
 }
 
-/// Sends `total` prebuilt messages over `connections` connections per source
-/// address, reusing each like the engine does; returns the seconds it took.
-async fn blast(
-    sink: &SinkHandle,
-    addresses: &[String],
-    connections: usize,
-    config: &Config,
-    total: usize,
-    size: usize,
-) -> anyhow::Result<f64> {
-    let dest = Destination {
-        host: "127.0.0.1".into(),
-        port: sink.smtp_addr().port(),
-    };
-    let body_text = "x".repeat(size.saturating_sub(300));
-    let workers = addresses.len() * connections;
-    let started = Instant::now();
-    let mut tasks = Vec::with_capacity(workers);
-    for worker in 0..workers {
-        let source: IpAddr = addresses[worker % addresses.len()].parse()?;
-        let dest = dest.clone();
-        let timeouts = config.delivery.timeouts.clone();
-        let per_connection = config.delivery.messages_per_connection;
-        let body_text = body_text.clone();
-        let share = total / workers + usize::from(worker < total % workers);
-        tasks.push(tokio::spawn(async move {
-            let mut conn: Option<SmtpConnection> = None;
-            for n in 0..share {
-                if conn.as_ref().is_none_or(|c| !c.is_usable() || c.messages_sent() >= per_connection) {
-                    if let Some(old) = conn.take() {
-                        old.quit().await;
-                    }
-                    conn = Some(
-                        SmtpConnection::connect(source, &dest, "blast.test", &timeouts)
-                            .await
-                            .map_err(|o| anyhow::anyhow!("connect: {o:?}"))?,
-                    );
-                }
-                let body = format!(
-                    "From: <blast@bench.test>\r\nTo: <r{n}@domain.test>\r\nSubject: ceiling\r\nMessage-ID: <blast-{worker}-{n}@bench.test>\r\n\r\n{body_text}\r\n"
-                );
-                let c = conn.as_mut().expect("connected");
-                let outcome = c.send("blast@bench.test", &format!("r{n}@domain.test"), body.as_bytes()).await;
-                anyhow::ensure!(outcome.is_sent(), "blast message refused: {outcome:?}");
-            }
-            if let Some(c) = conn {
-                c.quit().await;
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
-    for task in tasks {
-        task.await??;
-    }
-    Ok(started.elapsed().as_secs_f64())
-}
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
 
-/// Peak resident set size of this process (VmHWM), in KiB; 0 where unknown.
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn mode(args: &[&str]) -> Result<Mode, String> {
+        let cli = Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.bench.mode()
+    }
+
+    #[test]
+    fn tenants_are_one_to_ten_thousand() {
+        assert_eq!(mode(&[]), Ok(Mode::Throughput));
+        assert_eq!(mode(&["--tenants", "10000"]), Ok(Mode::Throughput));
+        assert_eq!(
+            mode(&["--tenants", "0"]),
+            Err("--tenants must be 1 to 10000, got 0".into())
+        );
+        assert_eq!(
+            mode(&["--tenants", "10001"]),
+            Err("--tenants must be 1 to 10000, got 10001".into())
+        );
+        assert_eq!(
+            mode(&["--idle", "--tenants", "100", "--ips", "10001"]),
+            Err("--ips must be 1 to 10000, got 10001".into())
+        );
+    }
+
+    #[test]
+    fn sending_modes_need_an_ip_per_tenant() {
+        assert_eq!(
+            mode(&["--idle", "--tenants", "10000", "--ips", "1000"]),
+            Ok(Mode::Idle)
+        );
+        let err = mode(&["--tenants", "100", "--ips", "10"]).unwrap_err();
+        assert!(
+            err.contains("--ips (10) must be at least --tenants (100)"),
+            "{err}"
+        );
+        let err = mode(&["--hot-lane", "--tenants", "2", "--ips", "1"]).unwrap_err();
+        assert!(err.contains("every sending tenant needs an IP"), "{err}");
+        assert_eq!(
+            mode(&["--tenants", "2", "--ips", "5"]),
+            Ok(Mode::Throughput)
+        );
+        let err = mode(&["--tenants", "100", "--messages", "99"]).unwrap_err();
+        assert!(err.contains("--messages (99)"), "{err}");
+    }
+
+    #[test]
+    fn one_mode_at_a_time() {
+        assert_eq!(mode(&["--hot-lane"]), Ok(Mode::HotLane));
+        assert_eq!(
+            mode(&["--jobs-waiting", "1000000"]),
+            Ok(Mode::JobsWaiting(1_000_000))
+        );
+        assert_eq!(mode(&["--import-leads", "5"]), Ok(Mode::Import(5)));
+        assert_eq!(
+            mode(&["--idle", "--hot-lane"]),
+            Err("choose one mode, got --idle and --hot-lane".into())
+        );
+        assert!(mode(&["--jobs-waiting", "0"]).is_err());
+        assert!(mode(&["--jobs-waiting", "10000001"]).is_err());
+        assert!(mode(&["--idle", "--idle-secs", "0"]).is_err());
+        assert!(mode(&["--hot-lane", "--hot-rate", "0"]).is_err());
+        assert!(mode(&["--hot-lane", "--hot-leads", "0"]).is_err());
+        assert!(mode(&["--ceiling-connections", "0"]).is_err());
+        assert!(mode(&["--setup-concurrency", "0"]).is_err());
+    }
 }

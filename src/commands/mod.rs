@@ -1,7 +1,13 @@
 //! One file per `penguin` subcommand.
 
 pub mod bench;
+pub mod bench_ceiling;
+pub mod bench_hot;
+pub mod bench_idle;
 pub mod bench_import;
+pub mod bench_setup;
+pub mod bench_stats;
+pub mod bench_waiting;
 pub mod demo;
 pub mod faults;
 pub mod migrate;
