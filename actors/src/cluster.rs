@@ -311,7 +311,7 @@ impl ClusterState {
             .filter(|ip| owned.binary_search(&partition_of(ip.tenant_id)).is_ok())
             .cloned()
             .collect();
-        self.ctx.metrics.owned_tenants(owned.len());
+        self.ctx.metrics.owned_partitions(owned.len());
         let drained = self.draining && owned.is_empty() && self.leaving.is_empty();
         let ownership = Arc::new(Ownership {
             partitions: owned,

@@ -18,7 +18,8 @@ pub const ACTOR_RESTARTS: &str = "penguin_actor_restarts_total";
 pub const SMTP_CONNECTIONS: &str = "penguin_smtp_connections_total";
 pub const JOBS_FED: &str = "penguin_jobs_fed_total";
 pub const JOBS_RECOVERED: &str = "penguin_jobs_recovered_total";
-pub const OWNED_TENANTS: &str = "penguin_owned_tenants";
+pub const OWNED_PARTITIONS: &str = "penguin_owned_partitions";
+pub const ACTIVE_TENANTS: &str = "penguin_active_tenants";
 pub const REPLY_RULES: &str = "penguin_reply_rules_matched_total";
 pub const POSTPONED: &str = "penguin_jobs_postponed_total";
 pub const COUNTERS_REBUILT: &str = "penguin_ip_counters_rebuilt_total";
@@ -87,7 +88,8 @@ impl Metrics {
             );
             describe_counter!(JOBS_FED, "Jobs moved from Postgres to Redis.");
             describe_counter!(JOBS_RECOVERED, "Jobs returned by the reaper, by reason.");
-            describe_gauge!(OWNED_TENANTS, "Tenants whose lease this node holds.");
+            describe_gauge!(OWNED_PARTITIONS, "Partitions whose lease this node holds.");
+            describe_gauge!(ACTIVE_TENANTS, "Tenants with a Tenant actor on this node (those with work).");
             describe_counter!(
                 REPLY_RULES,
                 "Replies that matched a reply rule, by action (slow_down, suspend)."
@@ -163,8 +165,14 @@ impl Metrics {
         self.record(|| counter!(JOBS_RECOVERED, "reason" => reason).increment(n));
     }
 
-    pub fn owned_tenants(&self, n: usize) {
-        self.record(|| gauge!(OWNED_TENANTS).set(n as f64));
+    /// Partitions whose lease this node holds.
+    pub fn owned_partitions(&self, n: usize) {
+        self.record(|| gauge!(OWNED_PARTITIONS).set(n as f64));
+    }
+
+    /// Tenants with a Tenant actor on this node (those with work).
+    pub fn active_tenants(&self, n: usize) {
+        self.record(|| gauge!(ACTIVE_TENANTS).set(n as f64));
     }
 
     pub fn reply_rule(&self, action: &'static str) {

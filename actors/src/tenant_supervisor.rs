@@ -157,6 +157,7 @@ impl TenantSupState {
         if let Some(cell) = self.children.remove(&tenant) {
             self.ctx.directory.set_tenant(tenant, None);
             cell.stop(Some(why.into()));
+            self.ctx.metrics.active_tenants(self.children.len());
         }
     }
 
@@ -171,6 +172,7 @@ impl TenantSupState {
             Ok((actor, _)) => {
                 self.children.insert(tenant, actor.get_cell());
                 self.ctx.directory.set_tenant(tenant, Some(actor));
+                self.ctx.metrics.active_tenants(self.children.len());
             }
             Err(err) => {
                 let delay = self.children.backoff(&tenant);
