@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use penguin_engine::domain::Band;
-use penguin_engine::store::jobs;
+use penguin_engine::store::{jobs, ledger};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
@@ -225,7 +225,7 @@ impl FeederState {
         let Some(epoch) = self.ctx.fence(tenant) else {
             return 0;
         };
-        let due = match jobs::claim_due(&self.ctx.pg, tenant, epoch, want, now).await {
+        let due = match ledger::claim_due(&self.ctx.pg, tenant, epoch, want, now).await {
             Ok(due) => due,
             Err(err) => {
                 tracing::warn!(%tenant, error = %err, "claiming due jobs failed");
@@ -247,7 +247,7 @@ impl FeederState {
             // The jobs are `queued` in Postgres without a Redis copy: hand them back.
             tracing::warn!(%tenant, error = %err, "pushing jobs to redis failed; releasing them");
             if let Err(err) =
-                jobs::release_queued(&self.ctx.pg, tenant, epoch, self.ctx.clock.now()).await
+                ledger::release_queued(&self.ctx.pg, tenant, epoch, self.ctx.clock.now()).await
             {
                 tracing::error!(%tenant, error = %err, "releasing queued jobs failed; the reaper will retry");
             }

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use penguin_engine::store::jobs;
+use penguin_engine::store::{jobs, ledger};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::context::Ctx;
@@ -87,7 +87,7 @@ impl ReaperState {
         let now = self.ctx.clock.now();
         let stale = now - Duration::from_millis(self.ctx.config.queue.sending_timeout_ms);
         let fences = self.ctx.fences_of(&tenants);
-        match jobs::release_stale_sending(&self.ctx.pg, &fences, stale, now).await {
+        match ledger::release_stale_sending(&self.ctx.pg, &fences, stale, now).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::warn!(jobs = n, "returned jobs stuck in `sending`");
@@ -135,7 +135,7 @@ pub(crate) async fn recover_redis_loss(ctx: &Ctx, tenant: uuid::Uuid, taking_ove
     let Some(epoch) = ctx.fence(tenant) else {
         return 0;
     };
-    match jobs::release_queued(&ctx.pg, tenant, epoch, ctx.clock.now()).await {
+    match ledger::release_queued(&ctx.pg, tenant, epoch, ctx.clock.now()).await {
         // Another node took the tenant over: the recovery is its own.
         Ok(None) => 0,
         Ok(Some(n)) => {

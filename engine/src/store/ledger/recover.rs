@@ -1,9 +1,11 @@
-//! Returning jobs to `pending` after crashes, Redis loss, lease lapses and used
-//! allowances (Reaper, Cluster, Feeder, Ip and Tenant actors). Each runs under
-//! the tenant's fence at the caller's epoch ([`crate::store::fences`]) and
-//! changes nothing once another node took the tenant over.
+//! Postpone, Release and Recover: the transitions that return jobs to
+//! `pending`, after crashes, Redis loss, lease lapses, hand-offs and used
+//! allowances (Reaper, Cluster, Feeder, Ip and Tenant actors, takeovers). Each
+//! runs under the tenant's fence at the caller's epoch
+//! ([`crate::store::fences`]) and changes nothing once another node took the
+//! tenant over; [`recover_on_takeover`] runs inside the takeover that raises it.
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -123,4 +125,23 @@ pub async fn postpone_queued(
         &[&tenant, &jobs, &run_at, &now],
     )
     .await
+}
+
+/// Returns every `sending` job of a tenant to `pending`, inside the transaction
+/// of a takeover that has just raised the tenant's epoch: after its commit no job
+/// of the tenant is `sending` under an older epoch, so an older holder's
+/// outcomes find nothing to change. (The body of the release in
+/// [`crate::store::fences::take`], which is to call it.)
+pub async fn recover_on_takeover(
+    tx: &impl GenericClient,
+    tenant: Uuid,
+    now: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let release = tx
+        .prepare_cached(
+            "UPDATE send_jobs SET status = 'pending', updated_at = $2
+             WHERE tenant_id = $1 AND status = 'sending'",
+        )
+        .await?;
+    Ok(tx.execute(&release, &[&tenant, &now]).await?)
 }
