@@ -152,7 +152,7 @@ pub async fn claim_sending(
                 updated_at = $5
             FROM unnest($2::uuid[], $3::uuid[]) AS u(id, ip_id),
                  leads l LEFT JOIN suppressions s ON s.tenant_id = l.tenant_id AND s.email = l.email
-            WHERE j.tenant_id = $1 AND j.id = u.id AND j.status = 'queued'
+            WHERE j.tenant_id = $1 AND j.id = u.id AND (j.status = 'queued') IS TRUE
               AND l.tenant_id = j.tenant_id AND l.id = j.lead_id
               AND j.campaign_id IN (SELECT id FROM running)
             RETURNING j.id, j.first_attempt_at, j.status",
@@ -184,7 +184,7 @@ pub async fn claim_sending(
     let release = tx
         .prepare_cached(
             "UPDATE send_jobs SET status = 'pending', updated_at = $3
-             WHERE tenant_id = $1 AND id = ANY($2) AND status = 'queued'",
+             WHERE tenant_id = $1 AND id = ANY($2) AND (status = 'queued') IS TRUE",
         )
         .await?;
     claim.released = tx.execute(&release, &[&tenant, &job_ids, &now]).await? as usize;

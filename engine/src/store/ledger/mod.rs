@@ -16,7 +16,17 @@
 //!
 //! Every transition is a conditional statement (`WHERE status = …`), so a
 //! stale or duplicated request changes nothing, and takes a batch of jobs (or
-//! all matching jobs of a tenant) in one statement. Every write of a node
+//! all matching jobs of a tenant) in one statement.
+//!
+//! A transition of jobs named by id finds them by primary key, and its status
+//! test is written `(status = '…') IS TRUE` on purpose: no partial index
+//! predicate matches that form, so the planner cannot pick `send_jobs_in_flight`
+//! (or `send_jobs_campaign_status`) instead. Its statistics see few `queued`
+//! and `sending` rows (most jobs are pending or final when `ANALYZE` runs), so
+//! with a plain `status = 'sending'` the cached plans read every in-flight job
+//! of the tenant for each batch: 1,088 rows read and joined to `leads` for an
+//! 8-job claim (`auto_explain` during `penguin bench`), and a bitmap scan of the
+//! tenant's `sending` jobs per outcome. BENCHMARKS.md, "Where the time goes". Every write of a node
 //! carries the tenant's epoch it holds (its fencing token,
 //! [`crate::store::fences`]). Claims, releases, postpones and recoveries first
 //! lock the tenant's fence row `FOR SHARE` with that epoch

@@ -81,7 +81,7 @@ pub async fn record_outcomes(
              FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[], $6::text[],
                          $8::int8[], $9::uuid[])
                   AS u(tenant_id, id, status, run_at, message_id, reply, fence, claim)
-             WHERE j.tenant_id = u.tenant_id AND j.id = u.id AND j.status = 'sending'
+             WHERE j.tenant_id = u.tenant_id AND j.id = u.id AND (j.status = 'sending') IS TRUE
                AND j.fence = u.fence AND j.claim = u.claim
              RETURNING j.tenant_id, j.campaign_id",
         )

@@ -80,7 +80,8 @@ pub async fn release_sending(
         "UPDATE send_jobs j
          SET status = 'pending', attempts = greatest(j.attempts - 1, 0), updated_at = $4
          FROM unnest($2::uuid[], $5::uuid[]) AS u(id, claim)
-         WHERE j.tenant_id = $1 AND j.id = u.id AND j.status = 'sending' AND j.fence = $3
+         WHERE j.tenant_id = $1 AND j.id = u.id AND (j.status = 'sending') IS TRUE
+           AND j.fence = $3
            AND j.claim = u.claim",
         &[&tenant, &ids, &epoch, &now, &claims],
     )
@@ -121,7 +122,7 @@ pub async fn postpone_queued(
         tenant,
         epoch,
         "UPDATE send_jobs SET status = 'pending', run_at = greatest(run_at, $3), updated_at = $4
-         WHERE tenant_id = $1 AND id = ANY($2) AND status = 'queued'",
+         WHERE tenant_id = $1 AND id = ANY($2) AND (status = 'queued') IS TRUE",
         &[&tenant, &jobs, &run_at, &now],
     )
     .await
