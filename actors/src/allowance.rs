@@ -11,7 +11,7 @@
 use penguin_engine::allowance::{DayPlan, daily_allowance};
 use penguin_engine::queue::QueueError;
 use penguin_engine::queue::counters::{Reserved, Slot};
-use penguin_engine::store::jobs::UsageMark;
+use penguin_engine::store::ledger::UsageMark;
 use penguin_engine::store::routing::IpSpec;
 use penguin_engine::store::usage::LocalHour;
 use time::OffsetDateTime;

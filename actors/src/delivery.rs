@@ -54,7 +54,7 @@ use penguin_engine::site::{self, ShapingUnit};
 use penguin_engine::smtp::transport::TlsMode;
 use penguin_engine::smtp::{DeliveryOutcome, SmtpConnection, Stage, should_suppress};
 use penguin_engine::store::fences::Epoch;
-use penguin_engine::store::jobs::ClaimId;
+use penguin_engine::store::ledger::ClaimId;
 use penguin_engine::store::routing::IpSpec;
 use time::OffsetDateTime;
 use tokio::sync::OwnedSemaphorePermit;

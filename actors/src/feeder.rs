@@ -33,7 +33,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use penguin_engine::domain::Band;
-use penguin_engine::store::{due, jobs};
+use penguin_engine::store::{due, ledger};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
@@ -346,9 +346,9 @@ impl FeederState {
         };
         let pg = &self.ctx.pg;
         let claimed = if urgent_only {
-            jobs::claim_due_urgent(pg, tenant, epoch, want, now).await
+            ledger::claim_due_urgent(pg, tenant, epoch, want, now).await
         } else {
-            jobs::claim_due(pg, tenant, epoch, want, now).await
+            ledger::claim_due(pg, tenant, epoch, want, now).await
         };
         let due = match claimed {
             Ok(due) => due,
@@ -372,7 +372,7 @@ impl FeederState {
             // The jobs are `queued` in Postgres without a Redis copy: hand them back.
             tracing::warn!(%tenant, error = %err, "pushing jobs to redis failed; releasing them");
             if let Err(err) =
-                jobs::release_queued(&self.ctx.pg, tenant, epoch, self.ctx.clock.now()).await
+                ledger::release_queued(&self.ctx.pg, tenant, epoch, self.ctx.clock.now()).await
             {
                 tracing::error!(%tenant, error = %err, "releasing queued jobs failed; the reaper will retry");
             }

@@ -33,7 +33,7 @@ use std::time::Duration;
 use penguin_engine::control::{self, ControlEvent};
 use penguin_engine::queue::Popped;
 use penguin_engine::store;
-use penguin_engine::store::jobs;
+use penguin_engine::store::ledger;
 use penguin_engine::store::routing::IpSpec;
 use penguin_engine::store::shaping_actions::ShapingAction;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -281,7 +281,7 @@ impl IpState {
                 .unwrap_or(now + time::Duration::hours(1));
             return Ok(Grant {
                 n: 0,
-                mark: jobs::UsageMark {
+                mark: ledger::UsageMark {
                     ip: self.spec.id,
                     hour_start: now,
                     day: now.date(),

@@ -10,7 +10,7 @@
 use penguin_engine::queue::Popped;
 use penguin_engine::store::events::Event;
 use penguin_engine::store::fences::Epoch;
-use penguin_engine::store::jobs;
+use penguin_engine::store::ledger;
 use uuid::Uuid;
 
 use crate::allowance::Grant;
@@ -96,7 +96,7 @@ impl IpState {
         campaigns: &[Uuid],
         grant: &Grant,
         offered: usize,
-    ) -> Option<(jobs::SendingClaim, Epoch)> {
+    ) -> Option<(ledger::SendingClaim, Epoch)> {
         let tenant = self.spec.tenant_id;
         let epoch = self.ctx.fence(tenant)?;
         let now = self.ctx.clock.now();

@@ -13,7 +13,7 @@ use penguin_engine::db::StoreError;
 use penguin_engine::queue::QueueError;
 use penguin_engine::queue::counters::{IpCounters, Reserved, Slot};
 use penguin_engine::store::fences::Epoch;
-use penguin_engine::store::jobs::{self, SendingClaim, UsageMark};
+use penguin_engine::store::ledger::{self, SendingClaim, UsageMark};
 use penguin_engine::store::routing::{self, IpSpec};
 use penguin_engine::store::shaping_actions::{self, ShapingAction};
 use penguin_engine::store::usage::{self, DayUsage, LocalHour};
@@ -61,7 +61,7 @@ pub trait IpPorts: Send + Sync + 'static {
     async fn ips_of(&self, tenant: Uuid) -> Result<Vec<IpSpec>, StoreError>;
 
     /// Claims `(job, ip)` pairs `queued → sending` under `epoch` (see
-    /// [`jobs::claim_sending`]).
+    /// [`ledger::claim_sending`]).
     async fn claim_sending(
         &self,
         tenant: Uuid,
@@ -169,7 +169,7 @@ impl IpPorts for EngineIpPorts {
         now: OffsetDateTime,
         mark: Option<UsageMark>,
     ) -> Result<SendingClaim, StoreError> {
-        jobs::claim_sending(&self.ctx.pg, tenant, epoch, pairs, campaigns, now, mark).await
+        ledger::claim_sending(&self.ctx.pg, tenant, epoch, pairs, campaigns, now, mark).await
     }
 
     async fn ack(&self, tenant: Uuid, raws: &[&[u8]]) -> Result<(), QueueError> {
@@ -183,7 +183,7 @@ impl IpPorts for EngineIpPorts {
         ip: Uuid,
         now: OffsetDateTime,
     ) -> Result<Option<u64>, StoreError> {
-        jobs::release_sending_on_ip(&self.ctx.pg, tenant, epoch, ip, now).await
+        ledger::release_sending_on_ip(&self.ctx.pg, tenant, epoch, ip, now).await
     }
 
     async fn record_shaping(&self, action: &ShapingAction) -> Result<(), StoreError> {

@@ -8,7 +8,7 @@ use penguin_engine::retry::{self, GiveUpReason, RetryDecision};
 use penguin_engine::site::ShapingUnit;
 use penguin_engine::smtp::{DeliveryOutcome, Stage, classify};
 use penguin_engine::store::events::Event;
-use penguin_engine::store::jobs::Transition;
+use penguin_engine::store::ledger::Outcome;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -47,9 +47,9 @@ pub(crate) fn outcome_records(
     work: &Work,
     finish: Finish,
     now: OffsetDateTime,
-) -> (Transition, Option<Event>) {
+) -> (Outcome, Option<Event>) {
     let (job, first_attempt) = (&work.job, work.first_attempt);
-    let mut transition = Transition {
+    let mut transition = Outcome {
         tenant_id: job.tenant_id,
         job_id: job.job_id,
         to: JobStatus::Pending,

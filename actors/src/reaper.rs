@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use penguin_engine::store::{due, jobs};
+use penguin_engine::store::{due, jobs, ledger};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::context::Ctx;
@@ -105,7 +105,7 @@ impl ReaperState {
                 .filter_map(|p| fences.get(p).copied())
                 .collect()
         };
-        match jobs::release_stale_sending(&self.ctx.pg, &tokens, stale, now).await {
+        match ledger::release_stale_sending(&self.ctx.pg, &tokens, stale, now).await {
             Ok(0) => {}
             Ok(n) => {
                 tracing::warn!(jobs = n, "returned jobs stuck in `sending`");
@@ -154,7 +154,7 @@ pub(crate) async fn recover_redis_loss(ctx: &Ctx, tenant: uuid::Uuid, taking_ove
     let Some(epoch) = ctx.fence(tenant) else {
         return 0;
     };
-    match jobs::release_queued(&ctx.pg, tenant, epoch, ctx.clock.now()).await {
+    match ledger::release_queued(&ctx.pg, tenant, epoch, ctx.clock.now()).await {
         // Another node took the tenant over: the recovery is its own.
         Ok(None) => 0,
         Ok(Some(n)) => {

@@ -1,5 +1,5 @@
 //! StatusWriter: the single writer of job outcomes. Delivery workers `cast`
-//! [`Transition`]s (through [`hand_over`], which waits out a restart of this
+//! [`Outcome`]s (through [`hand_over`], which waits out a restart of this
 //! actor however long it takes, logging errors, rather than drop an outcome); they are written in batches with one `UPDATE … FROM unnest()`
 //! every `queue.status_flush_ms` or every `queue.status_batch` transitions,
 //! whichever comes first. A failed write keeps the batch and retries with backoff
@@ -19,7 +19,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use penguin_engine::domain::JobStatus;
-use penguin_engine::store::jobs::{self, Transition};
+use penguin_engine::store::jobs;
+use penguin_engine::store::ledger::{self, Outcome};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uuid::Uuid;
 
@@ -38,7 +39,7 @@ const QUIET_WRITE_FAILURES: u32 = 3;
 pub struct StatusWriter;
 
 pub enum StatusMsg {
-    Record(Vec<Transition>),
+    Record(Vec<Outcome>),
     /// Timer: write whatever is buffered.
     Flush,
     /// Write everything buffered, then answer (shutdown, Ip restarts).
@@ -47,7 +48,7 @@ pub enum StatusMsg {
 
 pub struct StatusState {
     ctx: Ctx,
-    buffer: Vec<Transition>,
+    buffer: Vec<Outcome>,
     flush_scheduled: bool,
     failures: u32,
     /// Campaigns touched since the last completion check.
@@ -147,7 +148,7 @@ impl StatusState {
         }
         let take = self.buffer.len().min(self.ctx.config.queue.status_batch);
         let now = self.ctx.clock.now();
-        match jobs::apply_transitions(&self.ctx.pg, &self.buffer[..take], now).await {
+        match ledger::record_outcomes(&self.ctx.pg, &self.buffer[..take], now).await {
             Ok(applied) => {
                 // A transition that changed nothing belongs to a claim that is no
                 // longer this node's: a takeover returned the job (its epoch moved on).
@@ -224,7 +225,7 @@ impl StatusState {
 
 /// Sends outcomes to the live StatusWriter. Returns them back if it is restarting,
 /// so the caller can retry rather than lose them.
-pub fn record(ctx: &Ctx, transitions: Vec<Transition>) -> Result<(), Vec<Transition>> {
+pub fn record(ctx: &Ctx, transitions: Vec<Outcome>) -> Result<(), Vec<Outcome>> {
     let Some(writer) = ctx.directory.status_writer() else {
         return Err(transitions);
     };
@@ -245,7 +246,7 @@ const QUIET_HANDOVER_FAILURES: u32 = 5;
 /// here would let a message the server accepted be sent again. Backs off from
 /// 50 ms to 1 s, logging an error on every failure past the first few; if the
 /// worker is aborted meanwhile (the node stops), the unhanded outcome is logged.
-pub async fn hand_over(ctx: &Ctx, transition: Transition) {
+pub async fn hand_over(ctx: &Ctx, transition: Outcome) {
     let mut pending = Unhanded(vec![transition]);
     let mut failures = 0u32;
     let mut delay = Duration::from_millis(50);
@@ -272,7 +273,7 @@ pub async fn hand_over(ctx: &Ctx, transition: Transition) {
 }
 
 /// Outcomes not yet handed to StatusWriter; logged if dropped unhanded.
-struct Unhanded(Vec<Transition>);
+struct Unhanded(Vec<Outcome>);
 
 impl Drop for Unhanded {
     fn drop(&mut self) {

@@ -35,7 +35,8 @@ pub(crate) async fn return_abandoned(ctx: &Ctx) {
     }
     let now = ctx.clock.now();
     for ((tenant, epoch), jobs) in by_claim {
-        match penguin_engine::store::jobs::release_sending(&ctx.pg, tenant, epoch, &jobs, now).await
+        match penguin_engine::store::ledger::release_sending(&ctx.pg, tenant, epoch, &jobs, now)
+            .await
         {
             Ok(Some(n)) if n > 0 => {
                 tracing::info!(%tenant, jobs = n, "returned jobs left while the lease was not surely held");

@@ -82,7 +82,7 @@ impl TenantPorts for EngineTenantPorts {
         run_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<Option<u64>, StoreError> {
-        penguin_engine::store::jobs::postpone_queued(&self.0.pg, tenant, epoch, jobs, run_at, now)
+        penguin_engine::store::ledger::postpone_queued(&self.0.pg, tenant, epoch, jobs, run_at, now)
             .await
     }
 }

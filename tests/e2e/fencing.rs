@@ -7,7 +7,7 @@
 
 use penguin_engine::domain::JobStatus;
 use penguin_engine::store::fences;
-use penguin_engine::store::jobs::{self, Transition};
+use penguin_engine::store::ledger::{self, Outcome};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -102,8 +102,8 @@ impl Fixture {
         (rows[0].get(0), rows[0].get(1))
     }
 
-    pub(crate) async fn claim(&self, epoch: i64, job: Uuid) -> jobs::SendingClaim {
-        jobs::claim_sending(
+    pub(crate) async fn claim(&self, epoch: i64, job: Uuid) -> ledger::SendingClaim {
+        ledger::claim_sending(
             &self.env.pg,
             self.tenant,
             epoch,
@@ -116,8 +116,8 @@ impl Fixture {
         .expect("claim")
     }
 
-    pub(crate) fn sent(&self, job: Uuid, fence: i64, claim: Uuid) -> Transition {
-        Transition {
+    pub(crate) fn sent(&self, job: Uuid, fence: i64, claim: Uuid) -> Outcome {
+        Outcome {
             tenant_id: self.tenant,
             job_id: job,
             to: JobStatus::Sent,
@@ -165,12 +165,12 @@ async fn writes_of_a_superseded_epoch_change_nothing() {
 
     // B feeds the job A had in flight again and claims it; A's outcome of its
     // own attempt is refused while B's attempt runs, and B's outcome is written.
-    let fed = jobs::claim_due(pg, f.tenant, b.epoch, 10, now)
+    let fed = ledger::claim_due(pg, f.tenant, b.epoch, 10, now)
         .await
         .unwrap();
     assert_eq!(fed.len(), 1);
     assert_eq!(fed[0].job_id(), a_inflight);
-    let mut again = jobs::claim_sending(
+    let mut again = ledger::claim_sending(
         pg,
         f.tenant,
         b.epoch,
@@ -184,7 +184,7 @@ async fn writes_of_a_superseded_epoch_change_nothing() {
     again.claimed.sort();
     assert_eq!(again.claimed.len(), 2);
     // (B's claim id with A's epoch: the epoch alone refuses the write.)
-    let refused = jobs::apply_transitions(pg, &[f.sent(a_inflight, a.epoch, again.claim)], now)
+    let refused = ledger::record_outcomes(pg, &[f.sent(a_inflight, a.epoch, again.claim)], now)
         .await
         .unwrap();
     assert_eq!(
@@ -192,7 +192,7 @@ async fn writes_of_a_superseded_epoch_change_nothing() {
         "a status write under a superseded epoch"
     );
     assert_eq!(f.status(a_inflight).await, ("sending".into(), b.epoch));
-    let written = jobs::apply_transitions(pg, &[f.sent(a_inflight, b.epoch, again.claim)], now)
+    let written = ledger::record_outcomes(pg, &[f.sent(a_inflight, b.epoch, again.claim)], now)
         .await
         .unwrap();
     assert_eq!(written.written, 1);
@@ -201,33 +201,33 @@ async fn writes_of_a_superseded_epoch_change_nothing() {
 
     // A's recoveries would undo B's work: each is refused.
     assert_eq!(
-        jobs::release_sending_on_ip(pg, f.tenant, a.epoch, f.ip, now)
+        ledger::release_sending_on_ip(pg, f.tenant, a.epoch, f.ip, now)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        jobs::release_stale_sending(pg, &[a.epoch], now, now)
+        ledger::release_stale_sending(pg, &[a.epoch], now, now)
             .await
             .unwrap(),
         0
     );
     assert_eq!(f.status(b_job).await, ("sending".into(), b.epoch));
     assert_eq!(
-        jobs::release_queued(pg, f.tenant, a.epoch, now)
+        ledger::release_queued(pg, f.tenant, a.epoch, now)
             .await
             .unwrap(),
         None
     );
     assert_eq!(
-        jobs::postpone_queued(pg, f.tenant, a.epoch, &[a_queued], now, now)
+        ledger::postpone_queued(pg, f.tenant, a.epoch, &[a_queued], now, now)
             .await
             .unwrap(),
         None
     );
     assert_eq!(f.status(a_queued).await.0, "queued");
     assert!(
-        jobs::claim_due(pg, f.tenant, a.epoch, 10, now)
+        ledger::claim_due(pg, f.tenant, a.epoch, 10, now)
             .await
             .unwrap()
             .is_empty()
@@ -235,20 +235,20 @@ async fn writes_of_a_superseded_epoch_change_nothing() {
 
     // The same recoveries under B's epoch do their work.
     assert_eq!(
-        jobs::release_queued(pg, f.tenant, b.epoch, now)
+        ledger::release_queued(pg, f.tenant, b.epoch, now)
             .await
             .unwrap(),
         Some(2)
     );
     assert_eq!(
-        jobs::claim_due(pg, f.tenant, b.epoch, 10, now)
+        ledger::claim_due(pg, f.tenant, b.epoch, 10, now)
             .await
             .unwrap()
             .len(),
         2
     );
     assert_eq!(
-        jobs::release_sending_on_ip(pg, f.tenant, b.epoch, f.ip, now)
+        ledger::release_sending_on_ip(pg, f.tenant, b.epoch, f.ip, now)
             .await
             .unwrap(),
         Some(1)

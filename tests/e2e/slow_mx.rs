@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use penguin_engine::sink::{Rule, RuleStage};
-use penguin_engine::store::jobs;
+use penguin_engine::store::ledger;
 use time::OffsetDateTime;
 
 use crate::support::rig::Rig;
@@ -134,13 +134,13 @@ async fn a_late_outcome_of_a_reclaimed_job_changes_nothing() {
     // the Feeder queues it again and it is claimed again, by the same node.
     let later = now + Duration::from_secs(3_600);
     assert_eq!(
-        jobs::release_stale_sending(pg, &[epoch], later, later)
+        ledger::release_stale_sending(pg, &[epoch], later, later)
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        jobs::claim_due(pg, f.tenant, epoch, 10, later)
+        ledger::claim_due(pg, f.tenant, epoch, 10, later)
             .await
             .unwrap()
             .len(),
@@ -153,13 +153,13 @@ async fn a_late_outcome_of_a_reclaimed_job_changes_nothing() {
     // The first attempt ends now: its outcome is refused, the job still belongs
     // to the second claim, and an abandoned-job release of the first claim does
     // nothing either.
-    let late = jobs::apply_transitions(pg, &[f.sent(job, epoch, first.claim)], later)
+    let late = ledger::record_outcomes(pg, &[f.sent(job, epoch, first.claim)], later)
         .await
         .unwrap();
     assert_eq!(late.written, 0, "a late outcome of an old claim");
     assert_eq!(f.status(job).await, ("sending".into(), epoch));
     assert_eq!(
-        jobs::release_sending(pg, f.tenant, epoch, &[(job, first.claim)], later)
+        ledger::release_sending(pg, f.tenant, epoch, &[(job, first.claim)], later)
             .await
             .unwrap(),
         Some(0)
@@ -167,7 +167,7 @@ async fn a_late_outcome_of_a_reclaimed_job_changes_nothing() {
     assert_eq!(f.status(job).await.0, "sending");
 
     // The second attempt's outcome is written.
-    let current = jobs::apply_transitions(pg, &[f.sent(job, epoch, second.claim)], later)
+    let current = ledger::record_outcomes(pg, &[f.sent(job, epoch, second.claim)], later)
         .await
         .unwrap();
     assert_eq!(current.written, 1);

@@ -12,7 +12,7 @@ use penguin_engine::db::StoreError;
 use penguin_engine::queue::QueueError;
 use penguin_engine::queue::counters::{Reserved, Slot};
 use penguin_engine::store::fences::Epoch;
-use penguin_engine::store::jobs::{SendingClaim, UsageMark};
+use penguin_engine::store::ledger::{SendingClaim, UsageMark};
 use penguin_engine::store::routing::IpSpec;
 use penguin_engine::store::shaping_actions::ShapingAction;
 use penguin_engine::store::usage::{DayUsage, LocalHour};

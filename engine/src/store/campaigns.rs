@@ -4,7 +4,7 @@
 //! [`resume_campaign`], [`cancel_campaign`]) runs in the caller's transaction
 //! (the API's: `db::tenant_transaction`, committed by the caller) and first
 //! locks the campaign row (`FOR UPDATE`), so it orders strictly before or after
-//! each engine claim (which holds the row `FOR SHARE`, see `store::jobs`) and each
+//! each engine claim (which holds the row `FOR SHARE`, see `store::ledger`) and each
 //! lead import. The other calls take any client or transaction. The calls are idempotent: asking for the state a campaign is
 //! already in changes nothing and answers [`StatusChange::changed`] = false; an
 //! impossible transition is [`StoreError::Conflict`] with a readable message.
@@ -318,14 +318,7 @@ pub async fn cancel_campaign(
         CampaignStatus::Completed => return Err(refuse("cancel", status)),
     }
     set_status(tx, tenant, id, CampaignStatus::Cancelled).await?;
-    let cancel_jobs = tx
-        .prepare_cached(
-            "UPDATE send_jobs SET status = 'cancelled', updated_at = now()
-             WHERE tenant_id = $1 AND campaign_id = $2
-               AND status IN ('pending', 'deferred', 'queued')",
-        )
-        .await?;
-    tx.execute(&cancel_jobs, &[&tenant, &id]).await?;
+    crate::store::ledger::cancel_unsent(tx, tenant, id).await?;
     Ok(StatusChange {
         status: CampaignStatus::Cancelled,
         changed: true,

@@ -7,7 +7,7 @@
 //! the token the job was claimed under) find nothing to change. Claims and
 //! recoveries of the node carry its token and lock the fence row `FOR SHARE`
 //! ([`hold`], inside a [`fenced_transaction`]), so each orders strictly before
-//! or after a takeover ([`crate::store::jobs`], [`crate::store::job_recovery`]).
+//! or after a takeover ([`crate::store::ledger`]).
 //!
 //! A token ([`Epoch`]) names its partition and that partition's epoch in one
 //! number — `epoch << 16 | partition` — so every job write keeps carrying one
@@ -122,16 +122,7 @@ pub async fn take(
         })
         .collect();
     tokens.sort_unstable();
-    // `sending` jobs are few (the in-flight window, `send_jobs_in_flight`).
-    let release = tx
-        .prepare_cached(
-            "UPDATE send_jobs SET status = 'pending', updated_at = $3
-             WHERE status = 'sending' AND penguin_partition(tenant_id, $2) = ANY($1)",
-        )
-        .await?;
-    let released = tx
-        .execute(&release, &[&numbers, &(count as i32), &now])
-        .await?;
+    let released = crate::store::ledger::recover_on_takeover(&tx, &numbers, count, now).await?;
     tx.commit().await?;
     Ok(Takeover { tokens, released })
 }

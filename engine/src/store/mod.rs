@@ -4,8 +4,10 @@
 //! - [`tenants`], [`ips`], [`campaigns`], [`leads`]: the control plane (API).
 //! - [`fences`]: each partition's epoch (fencing token), raised on every takeover.
 //! - [`due`]: which tenants of a node's partitions have work, in one query.
-//! - [`jobs`]: the send-job state machine (feeder claims, sending claims, batched
-//!   conditional transitions, reaper returns).
+//! - [`ledger`]: the job ledger, the only writer of `send_jobs.status`: claims,
+//!   outcomes, postpones, releases, recoveries and cancels, each a typed,
+//!   fenced, batched transition.
+//! - [`jobs`]: reads of the job states (counts) and campaign completion.
 //! - [`events`]: delivery events and daily rollups, in batches; [`events_read`]
 //!   pages them back for the API.
 //! - [`usage`]: per-IP reservations per local hour, and the IP-local calendar.
@@ -30,9 +32,9 @@ pub mod events_read;
 pub mod fences;
 pub mod ip_state;
 pub mod ips;
-pub mod job_recovery;
 pub mod jobs;
 pub mod leads;
+pub mod ledger;
 pub mod routing;
 pub mod schedules;
 pub mod shaping_actions;

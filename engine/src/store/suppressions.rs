@@ -3,7 +3,7 @@
 //! Called by the control API (`/v1/suppressions`: [`list`], [`add`], [`remove`])
 //! and by the engine's Analytics actor ([`add_many`], hard bounces in batches).
 //! The list is read where it matters by other modules: the sending claim in
-//! `store::jobs` and lead import in `store::leads`.
+//! `store::ledger` and lead import in `store::leads`.
 //!
 //! Guarantees: every query filters `tenant_id` explicitly, so a call never reads
 //! or changes another tenant's rows; writes are one bulk

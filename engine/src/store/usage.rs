@@ -1,6 +1,6 @@
 //! Per-IP usage against its allowance (`ip_hourly_usage`) and the IP-local calendar.
 //! Postgres holds what was reserved per IP-local hour; it is written in the same
-//! transaction that claims the jobs (see [`crate::store::jobs::claim_sending`]) and
+//! transaction that claims the jobs (see [`crate::store::ledger::claim_sending`]) and
 //! read back to rebuild the Redis counters when they are missing.
 
 use deadpool_postgres::Pool;

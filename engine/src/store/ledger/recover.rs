@@ -1,9 +1,11 @@
-//! Returning jobs to `pending` after crashes, Redis loss, lease lapses and used
-//! allowances (Reaper, Cluster, Feeder, Ip and Tenant actors). Each runs under
-//! the fence of the tenant's partition at the caller's token ([`crate::store::fences`]) and
-//! changes nothing once another node took the tenant over.
+//! Postpone, Release and Recover: the transitions that return jobs to
+//! `pending`, after crashes, Redis loss, lease lapses, hand-offs and used
+//! allowances (Reaper, Cluster, Feeder, Ip and Tenant actors, takeovers). Each
+//! runs under the fence of the tenant's partition at the caller's token
+//! ([`crate::store::fences`]) and changes nothing once another node took the
+//! partition over; [`recover_on_takeover`] runs inside the takeover that raises it.
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -81,7 +83,8 @@ pub async fn release_sending(
         "UPDATE send_jobs j
          SET status = 'pending', attempts = greatest(j.attempts - 1, 0), updated_at = $4
          FROM unnest($2::uuid[], $5::uuid[]) AS u(id, claim)
-         WHERE j.tenant_id = $1 AND j.id = u.id AND j.status = 'sending' AND j.fence = $3
+         WHERE j.tenant_id = $1 AND j.id = u.id AND (j.status = 'sending') IS TRUE
+           AND j.fence = $3
            AND j.claim = u.claim",
         &[&tenant, &ids, &epoch, &now, &claims],
     )
@@ -122,8 +125,31 @@ pub async fn postpone_queued(
         tenant,
         epoch,
         "UPDATE send_jobs SET status = 'pending', run_at = greatest(run_at, $3), updated_at = $4
-         WHERE tenant_id = $1 AND id = ANY($2) AND status = 'queued'",
+         WHERE tenant_id = $1 AND id = ANY($2) AND (status = 'queued') IS TRUE",
         &[&tenant, &jobs, &run_at, &now],
     )
     .await
+}
+
+/// Returns every `sending` job of the tenants of `partitions` (of `count` in
+/// all) to `pending`, inside the transaction of a takeover that has just raised
+/// the partitions' epochs ([`crate::store::fences::take`]): after its commit no
+/// job of theirs is `sending` under an older token, so an older holder's
+/// outcomes find nothing to change. `sending` jobs are few (the in-flight
+/// window, `send_jobs_in_flight`).
+pub async fn recover_on_takeover(
+    tx: &impl GenericClient,
+    partitions: &[i32],
+    count: u32,
+    now: OffsetDateTime,
+) -> Result<u64, StoreError> {
+    let release = tx
+        .prepare_cached(
+            "UPDATE send_jobs SET status = 'pending', updated_at = $3
+             WHERE status = 'sending' AND penguin_partition(tenant_id, $2) = ANY($1)",
+        )
+        .await?;
+    Ok(tx
+        .execute(&release, &[&partitions, &(count as i32), &now])
+        .await?)
 }

@@ -1,0 +1,253 @@
+//! Claim: the two steps that take a job from the backlog to SMTP.
+//!
+//! - [`claim_due`] (Feeder): `pending|deferred → queued`, due jobs of running
+//!   campaigns, `FOR UPDATE SKIP LOCKED` so nodes never claim the same job;
+//!   [`claim_due_urgent`] the same for the urgent lane only (priority ≤ 50).
+//! - [`claim_sending`] (Ip actor, right before SMTP): `queued → sending`, only while
+//!   the campaign row is `running` under `FOR SHARE` — a pause (row lock) therefore
+//!   orders strictly before or after every claim. Jobs of campaigns that are not
+//!   running go back to `pending`; suppressed addresses end `suppressed`.
+//!
+//! Both hold the tenant's fence at the caller's epoch ([`hold`]).
+
+use deadpool_postgres::Pool;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::StoreError;
+use crate::payload::{JobPayload, JobV1};
+use crate::store::fences::{Epoch, fenced_transaction, hold};
+
+/// Claims up to `limit` due jobs of `tenant` (`pending|deferred → queued`) in
+/// priority order and returns them as payloads ready for Redis. Jobs of a
+/// campaign whose IPs are all paused stay in Postgres: in Redis they would only
+/// fill the tenant's window and starve its other IPs until the pause ends.
+pub async fn claim_due(
+    pool: &Pool,
+    tenant: Uuid,
+    epoch: Epoch,
+    limit: usize,
+    now: OffsetDateTime,
+) -> Result<Vec<JobPayload>, StoreError> {
+    claim_due_upto(pool, tenant, epoch, limit, i32::MAX, now).await
+}
+
+/// [`claim_due`] limited to the urgent lane (priority ≤
+/// [`URGENT_MAX_PRIORITY`](crate::domain::URGENT_MAX_PRIORITY)): the Feeder
+/// takes these even for a tenant whose Redis window is full, so an urgent job
+/// never waits for bulk to drain the window. The same indexed scan
+/// (`send_jobs_due` is ordered by priority), cut short at the lane's bound.
+pub async fn claim_due_urgent(
+    pool: &Pool,
+    tenant: Uuid,
+    epoch: Epoch,
+    limit: usize,
+    now: OffsetDateTime,
+) -> Result<Vec<JobPayload>, StoreError> {
+    let max_priority = crate::domain::URGENT_MAX_PRIORITY;
+    claim_due_upto(pool, tenant, epoch, limit, max_priority, now).await
+}
+
+/// [`claim_due`] of the jobs whose priority is at most `max_priority`.
+async fn claim_due_upto(
+    pool: &Pool,
+    tenant: Uuid,
+    epoch: Epoch,
+    limit: usize,
+    max_priority: i32,
+    now: OffsetDateTime,
+) -> Result<Vec<JobPayload>, StoreError> {
+    let mut client = pool.get().await?;
+    let tx = fenced_transaction(&mut client).await?;
+    if hold(&tx, &[tenant], &[epoch]).await?.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = tx
+        .prepare_cached(
+            "WITH due AS (
+                SELECT j.tenant_id, j.id
+                FROM send_jobs j
+                JOIN campaigns c ON c.tenant_id = j.tenant_id AND c.id = j.campaign_id
+                WHERE j.tenant_id = $1
+                  AND j.status IN ('pending', 'deferred')
+                  AND j.run_at <= $3
+                  AND j.priority <= $4
+                  AND c.status = 'running'
+                  AND EXISTS (SELECT 1 FROM smtp_ips i
+                              WHERE i.tenant_id = c.tenant_id AND i.id = ANY(c.ip_ids)
+                                AND i.status = 'active')
+                ORDER BY j.priority, j.run_at
+                LIMIT $2
+                FOR UPDATE OF j SKIP LOCKED
+            )
+            UPDATE send_jobs j
+            SET status = 'queued', queued_at = $3, updated_at = $3
+            FROM due, leads l
+            WHERE j.tenant_id = due.tenant_id AND j.id = due.id
+              AND l.tenant_id = j.tenant_id AND l.id = j.lead_id
+            RETURNING j.id, j.campaign_id, j.priority, j.attempts, l.email, l.fields::text,
+                      (extract(epoch FROM j.run_at) * 1000)::int8",
+        )
+        .await?;
+    let rows = tx
+        .query(&stmt, &[&tenant, &(limit as i64), &now, &max_priority])
+        .await?;
+    tx.commit().await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            JobPayload::V1(JobV1 {
+                job_id: row.get(0),
+                tenant_id: tenant,
+                campaign_id: row.get(1),
+                priority: row.get(2),
+                attempts: row.get(3),
+                recipient: row.get(4),
+                fields_json: row.get(5),
+                due_ms: row.get(6),
+            })
+        })
+        .collect())
+}
+
+/// The id one [`claim_sending`] stamps on the jobs it claims; every write that
+/// ends their attempt must carry it.
+pub type ClaimId = Uuid;
+
+/// What [`claim_sending`] did with the jobs it was offered.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SendingClaim {
+    /// This claim's id, stamped on every job in `claimed` (`send_jobs.claim`).
+    pub claim: ClaimId,
+    /// Now `sending` on the given IP, with the time of their first attempt:
+    /// deliver exactly these.
+    pub claimed: Vec<(Uuid, OffsetDateTime)>,
+    /// Their address is on the tenant's suppression list: now `suppressed`, never sent.
+    pub suppressed: Vec<Uuid>,
+    /// Their campaign was not running: returned to `pending` for a later feed.
+    pub released: usize,
+    /// The tenant's epoch moved on (another node took it over): nothing was
+    /// claimed, released or counted.
+    pub fenced: bool,
+}
+
+/// Claims `queued → sending` for `(job, ip)` pairs of one tenant under `epoch`
+/// (recorded as the jobs' `fence`, with a fresh [`ClaimId`] as their `claim`;
+/// nothing happens if the epoch moved on), only for jobs whose
+/// campaign is `running` (row held `FOR SHARE` for the statement's transaction).
+/// A job whose address is suppressed for the tenant ends `suppressed` instead, in
+/// the same statement: the suppression list is checked right before every send.
+/// Jobs in any other state (already handled, duplicated in Redis) are ignored.
+///
+/// With `usage`, the number of jobs claimed `sending` (minus `usage.given_back`,
+/// earlier reservations of the same hour that never reached SMTP) is added to
+/// the IP's `ip_hourly_usage` row in the same transaction: the durable copy of
+/// the Redis counters never lags behind what was handed to SMTP.
+pub async fn claim_sending(
+    pool: &Pool,
+    tenant: Uuid,
+    epoch: Epoch,
+    jobs: &[(Uuid, Uuid)],
+    campaigns: &[Uuid],
+    now: OffsetDateTime,
+    usage: Option<UsageMark>,
+) -> Result<SendingClaim, StoreError> {
+    if jobs.is_empty() && usage.is_none_or(|u| u.given_back == 0) {
+        return Ok(SendingClaim::default());
+    }
+    let job_ids: Vec<Uuid> = jobs.iter().map(|(job, _)| *job).collect();
+    let ip_ids: Vec<Uuid> = jobs.iter().map(|(_, ip)| *ip).collect();
+    let mut client = pool.get().await?;
+    let tx = fenced_transaction(&mut client).await?;
+    if hold(&tx, &[tenant], &[epoch]).await?.is_empty() {
+        return Ok(SendingClaim {
+            fenced: true,
+            ..SendingClaim::default()
+        });
+    }
+    let claim = tx
+        .prepare_cached(
+            "WITH running AS MATERIALIZED (
+                SELECT c.id FROM campaigns c
+                WHERE c.tenant_id = $1 AND c.id = ANY($4) AND c.status = 'running'
+                FOR SHARE
+            )
+            UPDATE send_jobs j
+            SET status = CASE WHEN s.email IS NULL THEN 'sending' ELSE 'suppressed' END,
+                ip_id = u.ip_id,
+                fence = $6,
+                claim = $7,
+                attempts = j.attempts + CASE WHEN s.email IS NULL THEN 1 ELSE 0 END,
+                first_attempt_at = coalesce(j.first_attempt_at, $5),
+                last_reply = CASE WHEN s.email IS NULL THEN j.last_reply
+                                  ELSE 'suppressed: ' || s.reason END,
+                updated_at = $5
+            FROM unnest($2::uuid[], $3::uuid[]) AS u(id, ip_id),
+                 leads l LEFT JOIN suppressions s ON s.tenant_id = l.tenant_id AND s.email = l.email
+            WHERE j.tenant_id = $1 AND j.id = u.id AND (j.status = 'queued') IS TRUE
+              AND l.tenant_id = j.tenant_id AND l.id = j.lead_id
+              AND j.campaign_id IN (SELECT id FROM running)
+            RETURNING j.id, j.first_attempt_at, j.status",
+        )
+        .await?;
+    let claim_id: ClaimId = Uuid::now_v7();
+    let rows = tx
+        .query(
+            &claim,
+            &[
+                &tenant, &job_ids, &ip_ids, &campaigns, &now, &epoch, &claim_id,
+            ],
+        )
+        .await?;
+    let mut claim = SendingClaim {
+        claim: claim_id,
+        ..SendingClaim::default()
+    };
+    for row in &rows {
+        let status: &str = row.get(2);
+        if status == "suppressed" {
+            claim.suppressed.push(row.get(0));
+        } else {
+            claim.claimed.push((row.get(0), row.get(1)));
+        }
+    }
+    // Whatever is still `queued` among the offered jobs belongs to a campaign that
+    // is paused or finished: hand it back to Postgres' backlog.
+    let release = tx
+        .prepare_cached(
+            "UPDATE send_jobs SET status = 'pending', updated_at = $3
+             WHERE tenant_id = $1 AND id = ANY($2) AND (status = 'queued') IS TRUE",
+        )
+        .await?;
+    claim.released = tx.execute(&release, &[&tenant, &job_ids, &now]).await? as usize;
+    if let Some(usage) = usage {
+        let delta = claim.claimed.len() as i32 - usage.given_back as i32;
+        if delta != 0 {
+            let record = tx
+                .prepare_cached(
+                    "INSERT INTO ip_hourly_usage AS u (tenant_id, ip_id, hour, day, reserved)
+                     VALUES ($1, $2, $3, $4, greatest($5, 0))
+                     ON CONFLICT (tenant_id, ip_id, hour)
+                     DO UPDATE SET reserved = greatest(u.reserved + $5, 0)",
+                )
+                .await?;
+            tx.execute(
+                &record,
+                &[&tenant, &usage.ip, &usage.hour_start, &usage.day, &delta],
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(claim)
+}
+
+/// Where a claim's sends count: one IP's local hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UsageMark {
+    pub ip: Uuid,
+    pub hour_start: OffsetDateTime,
+    pub day: time::Date,
+    /// Reservations of this hour released before SMTP, returned now.
+    pub given_back: u32,
+}

@@ -1,0 +1,55 @@
+//! The job ledger: every write of a `send_jobs` status, as one typed transition
+//! per kind (DESIGN.md §2). No other module writes `send_jobs.status`; callers
+//! (Feeder, Ip and Tenant actors, StatusWriter, Reaper, takeovers, the API's
+//! campaign cancel) go through these functions, so the state machine, its
+//! fencing and its batching can be read, changed and measured in one place.
+//!
+//! | kind | from → to | function | caller |
+//! |---|---|---|---|
+//! | Claim | `pending\|deferred → queued` | [`claim_due`], [`claim_due_urgent`] | Feeder |
+//! | Claim | `queued → sending\|suppressed` (and not running → `pending`) | [`claim_sending`] | Ip actor |
+//! | Outcome | `sending → sent\|deferred\|bounced\|failed\|suppressed\|pending` | [`record_outcomes`] | StatusWriter |
+//! | Postpone | `queued → pending` until a later `run_at` | [`postpone_queued`] | Tenant actor |
+//! | Release | `sending → pending` for claims never attempted | [`release_sending`] | hand-off, takeover |
+//! | Recover | `sending → pending` (stale, one IP's, all on takeover), `queued → pending` (Redis lost) | [`release_stale_sending`], [`release_sending_on_ip`], [`recover_on_takeover`], [`release_queued`] | Reaper, Ip actor, Feeder, fences |
+//! | Cancel | `pending\|deferred\|queued → cancelled` | [`cancel_unsent`] | API |
+//!
+//! Every transition is a conditional statement (`WHERE status = …`), so a
+//! stale or duplicated request changes nothing, and takes a batch of jobs (or
+//! all matching jobs of a tenant) in one statement.
+//!
+//! A transition of jobs named by id finds them by primary key, and its status
+//! test is written `(status = '…') IS TRUE` on purpose: no partial index
+//! predicate matches that form, so the planner cannot pick `send_jobs_in_flight`
+//! (or `send_jobs_campaign_status`) instead. Its statistics see few `queued`
+//! and `sending` rows (most jobs are pending or final when `ANALYZE` runs), so
+//! with a plain `status = 'sending'` the cached plans read every in-flight job
+//! of the tenant for each batch: 1,088 rows read and joined to `leads` for an
+//! 8-job claim (`auto_explain` during `penguin bench`), and a bitmap scan of the
+//! tenant's `sending` jobs per outcome. BENCHMARKS.md, "Where the time goes".
+//!
+//! Every write of a node carries the token of the tenant's partition it holds
+//! (its fencing token, [`crate::store::fences`]). Claims, releases, postpones
+//! and recoveries first lock the partition's fence row `FOR SHARE` with that token
+//! ([`crate::store::fences::hold`]) and change nothing when it moved on; an
+//! outcome must match the epoch its job was claimed under (`fence`) and the
+//! claim id that claim stamped (`claim`, [`ClaimId`]): the epoch guards
+//! against another node, the claim id against a reclaim on this node (the
+//! Reaper returned the job past `queue.sending_timeout_ms`, it was claimed
+//! again, then the first attempt ended). The recovery on takeover runs inside
+//! the takeover's own transaction, which raises the epoch; a cancel runs in the
+//! API's transaction under the campaign row lock, which every claim holds
+//! `FOR SHARE`.
+
+mod cancel;
+mod claim;
+mod outcome;
+mod recover;
+
+pub use cancel::cancel_unsent;
+pub use claim::{ClaimId, SendingClaim, UsageMark, claim_due, claim_due_urgent, claim_sending};
+pub use outcome::{Applied, Outcome, record_outcomes};
+pub use recover::{
+    postpone_queued, recover_on_takeover, release_queued, release_sending, release_sending_on_ip,
+    release_stale_sending,
+};
