@@ -7,7 +7,8 @@
 //! whatever the restarts and nodes. It also ends automatic (health) pauses when
 //! their `paused_until` passes.
 //!
-//! Each pass (at start, on a changed set of IPs, on its timer) judges, per IP and
+//! Each pass (at start and on its timer over every IP; over the new or changed
+//! ones when the set changes, so IPs added one by one cost one pass each) judges, per IP and
 //! in order, every finished local day not judged yet — so days missed while the
 //! engine was down are caught up, at most [`MAX_CATCH_UP_DAYS`] back — then sleeps
 //! on the engine clock until the earliest next local midnight or pause end, in a
@@ -55,14 +56,19 @@ pub enum WarmupMsg {
     SetIps(Vec<IpSpec>),
     /// A local midnight or a pause end came (or a retry is due): run a pass.
     Tick,
+    /// A pass over the IPs that are new or changed since the last one (the
+    /// `SetIps` that arrived meanwhile share it).
+    PassChanged,
 }
 
 pub struct WarmupState {
     ctx: Ctx,
     schedule: Option<String>,
     ips: Vec<IpSpec>,
-    /// The sleeping task that casts the next `Tick`.
-    timer: Option<JoinHandle<()>>,
+    /// The sleeping task that casts the next `Tick`, and when it wakes.
+    timer: Option<(OffsetDateTime, JoinHandle<()>)>,
+    /// IPs new or changed since the last pass; a `PassChanged` is on its way.
+    changed: Vec<IpSpec>,
 }
 
 /// What one pass did.
@@ -97,6 +103,7 @@ impl Actor for Warmup {
             schedule: args.schedule,
             ips: args.ips,
             timer: None,
+            changed: Vec::new(),
         })
     }
 
@@ -109,10 +116,35 @@ impl Actor for Warmup {
         match msg {
             WarmupMsg::SetIps(ips) if ips == state.ips => {}
             WarmupMsg::SetIps(ips) => {
+                // Only what is new or changed needs a pass now: the others were
+                // judged and their timer is armed. IPs added one by one thus cost
+                // one pass each, not a pass over every IP each time.
+                let fresh: Vec<IpSpec> = ips
+                    .iter()
+                    .filter(|ip| !state.ips.contains(ip))
+                    .cloned()
+                    .collect();
                 state.ips = ips;
-                state.pass(&myself).await;
+                if state.changed.is_empty() && !fresh.is_empty() {
+                    myself.cast(WarmupMsg::PassChanged)?;
+                }
+                for ip in fresh {
+                    state.changed.retain(|c| c.id != ip.id);
+                    state.changed.push(ip);
+                }
             }
-            WarmupMsg::Tick => state.pass(&myself).await,
+            WarmupMsg::PassChanged => {
+                let changed = std::mem::take(&mut state.changed);
+                let current: Vec<IpSpec> = changed
+                    .into_iter()
+                    .filter(|ip| state.ips.contains(ip))
+                    .collect();
+                state.pass(&myself, current, false).await;
+            }
+            WarmupMsg::Tick => {
+                let all = state.ips.clone();
+                state.pass(&myself, all, true).await;
+            }
         }
         Ok(())
     }
@@ -122,7 +154,7 @@ impl Actor for Warmup {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(timer) = state.timer.take() {
+        if let Some((_, timer)) = state.timer.take() {
             timer.abort();
         }
         Ok(())
@@ -134,14 +166,13 @@ impl WarmupState {
         self.schedule.as_deref().unwrap_or("warm")
     }
 
-    /// Judges what is due, resumes what is due, tells the nodes, re-arms the timer.
-    async fn pass(&mut self, myself: &ActorRef<WarmupMsg>) {
-        if let Some(timer) = self.timer.take() {
-            timer.abort();
-        }
+    /// Judges what is due among `ips`, resumes what is due, tells the nodes,
+    /// re-arms the timer: for the earliest wake-up of these IPs when `all` of
+    /// them were passed, else no later than it was.
+    async fn pass(&mut self, myself: &ActorRef<WarmupMsg>, ips: Vec<IpSpec>, all: bool) {
         let now = self.ctx.clock.now();
         let mut pass = Pass::default();
-        for ip in &self.ips {
+        for ip in &ips {
             match catch_up(&self.ctx, ip, now).await {
                 Ok((changed, next_midnight)) => {
                     if changed {
@@ -166,13 +197,29 @@ impl WarmupState {
         if pass.failed {
             myself.send_after(RETRY_AFTER, || WarmupMsg::Tick);
         }
-        if let Some(at) = pass.wake {
+        let armed = self
+            .timer
+            .as_ref()
+            .filter(|(_, timer)| !all && !timer.is_finished())
+            .map(|(at, _)| *at);
+        let wake = match (armed, pass.wake) {
+            (Some(armed), Some(wake)) if armed <= wake => return,
+            (Some(armed), None) => Some(armed),
+            (_, wake) => wake,
+        };
+        if let Some((_, timer)) = self.timer.take() {
+            timer.abort();
+        }
+        if let Some(at) = wake {
             let clock = self.ctx.clock.clone();
             let me = myself.clone();
-            self.timer = Some(tokio::spawn(async move {
-                clock.sleep_until(at).await;
-                let _ = me.cast(WarmupMsg::Tick);
-            }));
+            self.timer = Some((
+                at,
+                tokio::spawn(async move {
+                    clock.sleep_until(at).await;
+                    let _ = me.cast(WarmupMsg::Tick);
+                }),
+            ));
         }
     }
 
