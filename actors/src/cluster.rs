@@ -157,7 +157,15 @@ impl Actor for Cluster {
             ClusterMsg::IpsChanged => {
                 state.ips_stale = true;
                 state.refresh().await;
-                for tenant in std::mem::take(&mut state.changed_tenants) {
+                // A tenant without IPs (one just created) has nothing to send.
+                let changed = std::mem::take(&mut state.changed_tenants);
+                let with_ips: HashSet<Uuid> = state
+                    .known_ips
+                    .iter()
+                    .map(|ip| ip.tenant_id)
+                    .filter(|tenant| changed.contains(tenant))
+                    .collect();
+                for tenant in with_ips {
                     feeder::activate(&state.ctx, tenant);
                 }
             }
