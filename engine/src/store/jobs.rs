@@ -1,6 +1,6 @@
 //! Reads of the send-job state machine (DESIGN.md §2) and campaign completion:
-//! the Feeder's next due time, the Reaper's running campaigns, the API's counts
-//! per state. Every write of a job's status is a transition of the job ledger
+//! the Reaper's completion check and the API's counts per state (the Feeder's
+//! due work is found per partition, [`crate::store::due`]). Every write of a job's status is a transition of the job ledger
 //! ([`crate::store::ledger`]).
 
 use deadpool_postgres::{GenericClient, Pool};
@@ -60,40 +60,6 @@ pub async fn complete_finished_campaigns(
     let rows = tx.query(&complete, &[&tenants, &ids, &now]).await?;
     tx.commit().await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
-/// The running campaigns of some tenants (for periodic completion checks).
-pub async fn running_campaigns(
-    pool: &Pool,
-    tenants: &[Uuid],
-) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(
-            "SELECT tenant_id, id FROM campaigns WHERE tenant_id = ANY($1) AND status = 'running'",
-        )
-        .await?;
-    let rows = client.query(&stmt, &[&tenants]).await?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
-/// The earliest `run_at` of a job waiting in the backlog of these tenants (only
-/// running campaigns with an active IP, as [`claim_due`] takes), for the feeder
-/// to sleep until.
-pub async fn next_due(pool: &Pool, tenants: &[Uuid]) -> Result<Option<OffsetDateTime>, StoreError> {
-    let client = pool.get().await?;
-    let stmt = client
-        .prepare_cached(
-            "SELECT min(j.run_at) FROM send_jobs j
-             JOIN campaigns c ON c.tenant_id = j.tenant_id AND c.id = j.campaign_id
-             WHERE j.tenant_id = ANY($1) AND j.status IN ('pending', 'deferred')
-               AND c.status = 'running'
-               AND EXISTS (SELECT 1 FROM smtp_ips i
-                           WHERE i.tenant_id = c.tenant_id AND i.id = ANY(c.ip_ids)
-                             AND i.status = 'active')",
-        )
-        .await?;
-    Ok(client.query_one(&stmt, &[&tenants]).await?.get(0))
 }
 
 /// Jobs of a campaign per state (states without jobs are absent).
