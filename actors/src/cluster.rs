@@ -30,21 +30,21 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::StreamExt;
 use penguin_engine::assignment;
-use penguin_engine::control::{CHANNEL, ControlEvent};
+use penguin_engine::control::ControlEvent;
 use penguin_engine::domain::CampaignStatus;
 use penguin_engine::lease::{LeaseState, Leases};
 use penguin_engine::membership::{Membership, NodeRecord};
 use penguin_engine::partition::{self, Partition};
 use penguin_engine::store::routing::{self, IpSpec};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use std::time::Duration;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::context::{Ctx, Ownership};
+use crate::control_channel::subscribe;
 use crate::ip_supervisor::IpSupMsg;
 use crate::tenant_supervisor::TenantSupMsg;
 use crate::warmup_supervisor::WarmupSupMsg;
@@ -486,37 +486,5 @@ pub async fn release_leases(ctx: &Ctx) {
     let partitions = ctx.owned().partitions.clone();
     if let Err(err) = leases.release(&partitions, &ctx.config.node.id).await {
         tracing::warn!(error = %err, "releasing leases failed; they will expire");
-    }
-}
-
-/// Forwards control notifications to the Cluster actor, reconnecting after Redis
-/// errors; after each (re)connect a heartbeat catches up on missed changes.
-async fn subscribe(url: String, cluster: ActorRef<ClusterMsg>) {
-    loop {
-        let connected = async {
-            let client = redis::Client::open(url.as_str())?;
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(CHANNEL).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        }
-        .await;
-        match connected {
-            Ok(mut pubsub) => {
-                let _ = cluster.cast(ClusterMsg::Heartbeat);
-                let mut messages = pubsub.on_message();
-                while let Some(message) = messages.next().await {
-                    let Ok(text) = message.get_payload::<String>() else {
-                        continue;
-                    };
-                    if let Some(event) = ControlEvent::from_json(&text)
-                        && cluster.cast(ClusterMsg::Control(event)).is_err()
-                    {
-                        return;
-                    }
-                }
-            }
-            Err(err) => tracing::debug!(error = %err, "control channel unavailable"),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

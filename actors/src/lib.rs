@@ -2,18 +2,18 @@
 //!
 //! ```text
 //! EngineSupervisor            supervisor.rs   starts/restarts everything below, owns shutdown
-//! ├── Cluster                 cluster.rs      membership, tenant shares and leases, takeovers (takeover.rs), hand-offs (handoff.rs), control notifications
-//! ├── Feeder                  feeder.rs       due jobs Postgres → Redis lists
+//! ├── Cluster                 cluster.rs      membership, partition shares and leases, takeovers (takeover.rs), hand-offs (handoff.rs), control notifications (control_channel.rs)
+//! ├── Feeder                  feeder.rs       tenants with due work per partition; due jobs Postgres → Redis lists; the urgent lane
 //! ├── Reaper                  reaper.rs       expired in-flight, stale `sending`, Redis loss, completion
 //! ├── TenantSupervisor        tenant_supervisor.rs
-//! │   └── Tenant(t)           tenant.rs       pops its lists by priority, routes jobs to IPs with credit (tenant_ports.rs: Redis, pools, Postgres)
+//! │   └── Tenant(t)           tenant.rs       while t has work: pops its lists by priority, routes jobs to IPs with credit (tenant_ports.rs: Redis, pools, Postgres)
 //! ├── IpSupervisor            ip_supervisor.rs
 //! │   └── Ip(a)               ip.rs           claims `queued → sending` (ip_claim.rs), feeds its delivery workers (ip_ports.rs: Postgres, Redis)
 //! │       └── workers         delivery.rs     SMTP connections bound to the IP, report outcomes
 //! ├── WarmupSupervisor        warmup_supervisor.rs
 //! │   └── Warmup(s)           warmup.rs       per schedule: day-end verdicts, end of health pauses
 //! ├── Analytics               analytics.rs    delivery events and daily rollups, batched
-//! └── StatusWriter            status_writer.rs job transitions, one UPDATE … FROM unnest() per batch
+//! └── StatusWriter            status_writer.rs job outcomes through the ledger (engine::store::ledger), one statement per batch
 //! ```
 //!
 //! Shared, read-mostly state lives in [`context::EngineContext`]; actors find each
@@ -28,6 +28,7 @@ pub mod campaigns;
 pub mod children;
 pub mod cluster;
 pub mod context;
+mod control_channel;
 pub mod delivery;
 pub mod directory;
 #[cfg(test)]
