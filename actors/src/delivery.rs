@@ -153,8 +153,15 @@ impl Worker {
 
     /// The next job: first one waiting for this worker's open connection, else the
     /// IP's queue, else (without a connection) one waiting for a free slot. While
-    /// waiting, a hand-off wakes the worker; an idle connection is closed.
+    /// waiting, a hand-off wakes the worker; an idle connection is closed. A
+    /// worker with no connection and nothing handed off waits without a timer:
+    /// an idle IP costs no wake-up.
     async fn next_work(&self, open: &mut Option<Open>, idle: Duration) -> Next {
+        // Registered before the ready queues are looked at, so a hand-off racing
+        // with this look still wakes the worker.
+        let handed_off = self.ready.wake.notified();
+        tokio::pin!(handed_off);
+        handed_off.as_mut().enable();
         if let Some(provider) = open.as_ref().map(|o| o.unit.key.clone()) {
             if let Some(work) = self.ready.pop(&provider) {
                 return Next::Work(work);
@@ -162,20 +169,29 @@ impl Worker {
         } else if let Some(work) = self.ready.pop_any(|p| self.shaping.has_free_slot(p)) {
             return Next::Work(work);
         }
-        // Hand-offs racing with this wait are caught by the short re-check.
-        let recheck = if self.ready.is_empty() {
-            idle
+        // Work waiting for a free slot is looked at again shortly; an open
+        // connection is closed once idle; otherwise no timer at all.
+        let recheck = if !self.ready.is_empty() {
+            Some(Duration::from_millis(50))
+        } else if open.is_some() {
+            Some(idle)
         } else {
-            Duration::from_millis(50)
+            None
+        };
+        let timer = async {
+            match recheck {
+                Some(after) => tokio::time::sleep(after).await,
+                None => std::future::pending().await,
+            }
         };
         tokio::select! {
             next = self.queue.recv() => match next {
                 Some(work) => Next::Work(work),
                 None => Next::Closed,
             },
-            _ = self.ready.wake.notified() => Next::Again,
-            _ = tokio::time::sleep(recheck) => {
-                if recheck == idle {
+            _ = handed_off => Next::Again,
+            _ = timer => {
+                if recheck == Some(idle) {
                     self.close(open).await;
                 }
                 Next::Again
