@@ -69,8 +69,9 @@ pub struct BenchArgs {
     /// Idle mode: seconds measured (after --settle-secs).
     #[arg(long, default_value_t = 60)]
     pub idle_secs: u64,
-    /// Seconds the node is left to settle before measuring (idle, jobs-waiting).
-    #[arg(long, default_value_t = 10)]
+    /// Longest wait for the node to go quiet before measuring (idle,
+    /// jobs-waiting): measuring starts after two quiet seconds in a row.
+    #[arg(long, default_value_t = 60)]
     pub settle_secs: u64,
     /// Hot-lane mode: bulk campaigns (priority 200) saturate the IPs while
     /// urgent leads (a running priority-10 campaign of tenant 1, same IPs) are

@@ -1,6 +1,7 @@
 //! `penguin bench --idle`: what a node costs with nothing to send. Creates
 //! `--tenants` tenants and `--ips` IPs through the API (no campaigns), lets
-//! the node settle for `--settle-secs`, then measures over `--idle-secs`:
+//! the node go quiet (at most `--settle-secs`: the tail of the setup's work
+//! must not count), then measures over `--idle-secs`:
 //!
 //! - CPU of this process (the node, its API and the idle sink all run here) as
 //!   a percentage of one core, from `/proc/self/stat` utime + stime;
@@ -41,8 +42,7 @@ pub async fn run(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<()> {
         args.setup_concurrency,
     )
     .await?;
-    eprintln!("settling for {} s …", args.settle_secs);
-    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+    let settled = settle(env, args.settle_secs).await?;
     eprintln!("measuring for {} s …", args.idle_secs);
     // One connection each for both readings: a pooled Redis connection is
     // checked with a PING when taken, which would count as the node's.
@@ -62,10 +62,9 @@ pub async fn run(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<()> {
     let pg_rate = rate_per_sec(start.pg_commits, end.pg_commits, 1, secs);
     let cpu = cpu_percent_of_core(end.cpu_ticks.saturating_sub(start.cpu_ticks), secs);
     println!(
-        "penguin bench --idle: {} tenants, {} IPs, nothing to send; settled {} s, measured {secs:.1} s",
+        "penguin bench --idle: {} tenants, {} IPs, nothing to send; {settled}, measured {secs:.1} s",
         args.tenants,
         args.ip_count(),
-        args.settle_secs
     );
     println!("| what | value |");
     println!("|---|---|");
@@ -83,6 +82,43 @@ pub async fn run(env: &BenchEnv, args: &BenchArgs) -> anyhow::Result<()> {
     println!("load after the measurement: {}", load_average());
     anyhow::ensure!(sent == 0, "the idle node sent {sent} messages");
     Ok(())
+}
+
+/// Most Redis commands and Postgres commits per second a settled node may show
+/// (a heartbeat is about 20 commands; the bench's own readings add a few).
+const QUIET_REDIS_PER_SEC: f64 = 100.0;
+const QUIET_PG_PER_SEC: f64 = 20.0;
+
+/// Waits until the node is quiet — two consecutive one-second readings under
+/// [`QUIET_REDIS_PER_SEC`] and [`QUIET_PG_PER_SEC`] — or `max_secs` have
+/// passed, whichever is first, so the measurement does not count the tail of
+/// the setup (the work its notifications started). Says which it was.
+pub(super) async fn settle(env: &BenchEnv, max_secs: u64) -> anyhow::Result<String> {
+    eprintln!("settling: waiting for a quiet node, at most {max_secs} s …");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(max_secs);
+    let mut redis = env.node.redis.get().await.context("redis connection")?;
+    let pg = env.node.pg.get().await.context("postgres connection")?;
+    let mut last = read(&mut redis, &pg).await?;
+    let mut quiet_in_a_row = 0;
+    while Instant::now() < deadline {
+        // The reading window: one second between two readings.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = read(&mut redis, &pg).await?;
+        let secs = now.at.duration_since(last.at).as_secs_f64();
+        let redis_rate = rate_per_sec(last.redis_commands, now.redis_commands, 1, secs);
+        let pg_rate = rate_per_sec(last.pg_commits, now.pg_commits, 1, secs);
+        let quiet = redis_rate < QUIET_REDIS_PER_SEC && pg_rate < QUIET_PG_PER_SEC;
+        quiet_in_a_row = if quiet { quiet_in_a_row + 1 } else { 0 };
+        last = now;
+        if quiet_in_a_row >= 2 {
+            return Ok(format!(
+                "settled in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+    }
+    Ok(format!("not quiet after {max_secs} s (measured anyway)"))
 }
 
 async fn read(

@@ -2,11 +2,11 @@
 //! be sent. One tenant, one IP, one campaign; the IP is paused through the API,
 //! N leads are imported as one CSV body (the fast path) into the draft, and the
 //! campaign is started, so N jobs are due and none can go. After
-//! `--settle-secs` the bench reports this process's RSS (the node runs here)
+//! the node has gone quiet (at most `--settle-secs`) the bench reports this process's RSS (the node runs here)
 //! and Redis' memory: comparing N = 10,000 with N = 1,000,000 shows whether
 //! memory follows the in-flight window or the backlog.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -62,16 +62,14 @@ pub async fn run(env: &BenchEnv, args: &BenchArgs, jobs: usize) -> anyhow::Resul
     let started = Instant::now();
     client.campaign_action(&token, campaign, "start").await?;
     let start_secs = started.elapsed().as_secs_f64();
-    eprintln!("started; settling for {} s …", args.settle_secs);
-    tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
+    let settled = super::bench_idle::settle(env, args.settle_secs).await?;
     let (rss, peak) = bench_stats::own_rss_kib();
     let redis_memory = redis_used_memory(env).await?;
     let counts = client.campaign(&token, campaign).await?["counts"].clone();
     let sent = env.sink.stats().messages_accepted;
 
     println!(
-        "penguin bench --jobs-waiting {jobs}: one tenant, one paused IP, a started campaign of {jobs} jobs; settled {} s",
-        args.settle_secs
+        "penguin bench --jobs-waiting {jobs}: one tenant, one paused IP, a started campaign of {jobs} jobs; {settled}"
     );
     println!("| what | value |");
     println!("|---|---|");
