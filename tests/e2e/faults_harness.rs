@@ -98,7 +98,17 @@ async fn the_fault_harness_passes_every_kind_of_fault_on_three_nodes() {
     let delivered = report["delivered"].as_u64().unwrap();
     let waiting = report["waiting"].as_u64().unwrap();
     assert_eq!(delivered + waiting, TENANTS * LEADS, "{report}");
-    assert!(waiting > 0, "the caps held messages back: {report}");
+    // When the clock turned an hour during the run, each IP had two hours'
+    // caps and the whole run may fit; otherwise something must wait.
+    let hours: std::collections::HashSet<i64> = record
+        .iter()
+        .map(|m| m.begun_at_ms.div_euclid(3_600_000))
+        .collect();
+    if hours.len() == 1 {
+        assert!(waiting > 0, "the caps held messages back: {report}");
+    } else {
+        eprintln!("the hour turned during the run: both hours' caps applied");
+    }
     // Every fault was injected, and sending came back after each one that left
     // something to send.
     let faults = report["faults"].as_array().unwrap();
