@@ -25,6 +25,7 @@ pub mod control;
 pub mod db;
 pub mod dns;
 pub mod domain;
+pub mod domain_check;
 pub mod greylist;
 pub mod health;
 pub mod lease;

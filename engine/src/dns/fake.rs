@@ -1,7 +1,8 @@
 //! [`FakeResolver`]: an in-memory [`MxResolver`] for unit and actor tests.
 //!
-//! It holds a tiny zone (MX records, addresses, missing names, failing names) and
-//! counts lookups, so a test can assert that a routed domain never reached DNS.
+//! It holds a tiny zone (MX, address, TXT and PTR records, missing names, failing
+//! names) and counts lookups, so a test can assert that a routed domain never
+//! reached DNS, or how many lookups a domain check cost.
 //! The RFC policy in [`MxResolver::resolve`] runs on top of it unchanged.
 
 use std::collections::{HashMap, HashSet};
@@ -24,6 +25,8 @@ pub struct FakeResolver {
 struct Zone {
     mx: HashMap<String, Vec<MxRecord>>,
     addresses: HashMap<String, Vec<IpAddr>>,
+    txt: HashMap<String, Vec<String>>,
+    ptr: HashMap<IpAddr, Vec<String>>,
     missing: HashSet<String>,
     failing: HashMap<String, String>,
 }
@@ -60,6 +63,59 @@ impl FakeResolver {
         self
     }
 
+    /// Adds TXT records at `name`, one record per element.
+    pub fn with_txt(self, name: &str, records: &[&str]) -> Self {
+        self.zone()
+            .txt
+            .entry(key(name))
+            .or_default()
+            .extend(records.iter().map(|r| (*r).to_owned()));
+        self
+    }
+
+    /// Adds one TXT record at `name` made of several character-strings (as a
+    /// record longer than 255 bytes must be); it is served joined, without a
+    /// separator, as the real adapter joins them.
+    pub fn with_txt_strings(self, name: &str, strings: &[&str]) -> Self {
+        self.zone()
+            .txt
+            .entry(key(name))
+            .or_default()
+            .push(strings.concat());
+        self
+    }
+
+    /// Gives `ip` PTR records (reverse DNS names).
+    pub fn with_ptr(self, ip: IpAddr, names: &[&str]) -> Self {
+        self.zone()
+            .ptr
+            .entry(ip)
+            .or_default()
+            .extend(names.iter().map(|n| key(n)));
+        self
+    }
+
+    /// The TXT records at `name` (counted as a lookup); NXDOMAIN and failures as
+    /// configured, NODATA as an empty list.
+    pub fn txt_records(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        let (mut zone, name) = self.check(name)?;
+        Ok(zone.txt.remove(&name).unwrap_or_default())
+    }
+
+    /// The PTR names of `ip` (counted as a lookup); a failure configured for the
+    /// address's text form applies.
+    pub fn ptr_names(&self, ip: IpAddr) -> Result<Vec<String>, DnsError> {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        let zone = self.zone();
+        if let Some(reason) = zone.failing.get(&ip.to_string()) {
+            return Err(DnsError::Temporary {
+                name: ip.to_string(),
+                reason: reason.clone(),
+            });
+        }
+        Ok(zone.ptr.get(&ip).cloned().unwrap_or_default())
+    }
+
     /// Makes `name` answer NXDOMAIN.
     pub fn with_nxdomain(self, name: &str) -> Self {
         self.zone().missing.insert(key(name));
@@ -72,7 +128,7 @@ impl FakeResolver {
         self
     }
 
-    /// Lookups made so far (MX and address lookups alike).
+    /// Lookups made so far (MX, address, TXT and PTR lookups alike).
     pub fn lookups(&self) -> usize {
         self.lookups.load(Ordering::Relaxed)
     }
@@ -102,6 +158,9 @@ impl FakeResolver {
         }
         if let Some(addresses) = zone.addresses.get(&name) {
             subset.addresses.insert(name.clone(), addresses.clone());
+        }
+        if let Some(txt) = zone.txt.get(&name) {
+            subset.txt.insert(name.clone(), txt.clone());
         }
         Ok((subset, name))
     }

@@ -130,6 +130,64 @@ impl MxResolver for HickoryResolver {
     }
 }
 
+impl HickoryResolver {
+    /// The TXT records at `name`, each record's character-strings joined without
+    /// a separator (RFC 7208 §3.3, RFC 6376 §3.6.2.2); bytes that are not UTF-8
+    /// are replaced. NODATA is an empty list; NXDOMAIN is
+    /// [`DnsError::NoSuchDomain`]; the rest maps as for MX lookups.
+    pub async fn lookup_txt(&self, name: &str) -> Result<Vec<String>, DnsError> {
+        let (normalized, fqdn_name) = fqdn(name)?;
+        let lookup = match self.inner.txt_lookup(fqdn_name).await {
+            Ok(lookup) => lookup,
+            Err(err) => return no_records(&normalized, err).map(|()| Vec::new()),
+        };
+        Ok(lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::TXT(txt) => {
+                    let joined: Vec<u8> = txt
+                        .txt_data
+                        .iter()
+                        .flat_map(|s| s.iter())
+                        .copied()
+                        .collect();
+                    Some(String::from_utf8_lossy(&joined).into_owned())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The PTR names of `ip` (lower case, no trailing dot), from its
+    /// `in-addr.arpa` / `ip6.arpa` name. NODATA and NXDOMAIN are an empty list:
+    /// an address without reverse DNS is common and not an error here.
+    pub async fn lookup_ptr(&self, ip: IpAddr) -> Result<Vec<String>, DnsError> {
+        let mut reverse = Name::from(ip);
+        reverse.set_fqdn(true);
+        let label = reverse.to_ascii();
+        let lookup = match self.inner.reverse_lookup(reverse).await {
+            Ok(lookup) => lookup,
+            Err(err) => {
+                return match no_records(&label, err) {
+                    Ok(()) | Err(DnsError::NoSuchDomain { .. }) => Ok(Vec::new()),
+                    Err(other) => Err(other),
+                };
+            }
+        };
+        Ok(lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::PTR(ptr) => {
+                    Some(ptr.0.to_ascii().trim_end_matches('.').to_ascii_lowercase())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+}
+
 /// The normalized name and its fully qualified, IDNA-encoded DNS form.
 fn fqdn(name: &str) -> Result<(String, Name), DnsError> {
     let normalized = normalize_name(name)?;
