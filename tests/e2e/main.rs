@@ -7,6 +7,7 @@ mod support;
 
 mod delivery_exactly_once;
 mod delivery_outcomes;
+mod dns_zone;
 mod faults_harness;
 mod fencing;
 mod foreign_smtp;

@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod cluster;
+pub mod dns_zone;
 pub mod foreign_smtp;
 pub mod health_probe;
 pub mod limits;
