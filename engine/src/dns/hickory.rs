@@ -1,6 +1,9 @@
 //! [`HickoryResolver`]: the real [`MxResolver`], on hickory-resolver (tokio).
 //!
 //! Built once per node from `[delivery.dns]` and shared: the cache lives in it.
+//! Its TXT and PTR lookups ([`HickoryResolver::lookup_txt`],
+//! [`HickoryResolver::lookup_ptr`]) serve `crate::domain_check` with the same
+//! settings, cache and error mapping.
 //!
 //! Caching is hickory's own response cache, configured here:
 //! - bounded: at most `cache_size` answers (one per name and record type), least
