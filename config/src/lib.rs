@@ -38,7 +38,9 @@ pub use providers::{
 };
 pub use public::{HttpLimits, MAX_CONNECTIONS, PublicConfig};
 pub use reply_rules::{MAX_RULE_DURATION_SECS, ReplyAction, ReplyRule, default_reply_rules};
-pub use secrets::{MIN_SECRET_CHARS, PUBLISHED_SECRETS, random_secret};
+pub use secrets::{
+    MASTER_KEY_BYTES, MIN_SECRET_CHARS, PUBLISHED_SECRETS, SecretsConfig, random_secret,
+};
 pub use sections::{
     ApiConfig, DatabaseConfig, MAX_PARTITIONS, NodeConfig, QueueConfig, RedisConfig, TrackingConfig,
 };
@@ -61,6 +63,7 @@ pub struct Config {
     pub warmup: WarmupConfig,
     pub health: HealthConfig,
     pub templates: TemplatesConfig,
+    pub secrets: SecretsConfig,
 }
 
 impl Config {
@@ -123,11 +126,13 @@ impl Config {
     }
 
     /// Checks everything: [`Config::validate_settings`], then the secrets (present,
-    /// never a published example, at least [`MIN_SECRET_CHARS`] characters).
+    /// never a published example, at least [`MIN_SECRET_CHARS`] characters) and the
+    /// `[secrets]` master keys (optional; 32 bytes of base64 when set).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_settings()?;
         secrets::check("api.admin_token", &self.api.admin_token)?;
-        secrets::check("tracking.secret", &self.tracking.secret)
+        secrets::check("tracking.secret", &self.tracking.secret)?;
+        self.secrets.validate()
     }
 
     /// Checks every value that serde cannot (URLs, ranges, relations between
