@@ -106,6 +106,32 @@ impl ApiClient {
         uuid_field(&body, "id")
     }
 
+    /// Registers `domain` as a sending domain of `tenant` and marks it verified
+    /// on the admin's word (`{"trust": true}`): for tools whose domains have no
+    /// DNS (demo, bench, fault rehearsals). Returns the domain's id.
+    pub async fn trust_domain(
+        &self,
+        admin: &str,
+        tenant: Uuid,
+        domain: &str,
+    ) -> anyhow::Result<Uuid> {
+        let body = self
+            .post(
+                "/v1/domains",
+                admin,
+                &json!({ "domain": domain, "tenant_id": tenant }),
+            )
+            .await?;
+        let id = uuid_field(&body, "id")?;
+        self.post(
+            &format!("/v1/domains/{id}/verify"),
+            admin,
+            &json!({ "trust": true }),
+        )
+        .await?;
+        Ok(id)
+    }
+
     /// Creates a campaign from a JSON body (DESIGN.md §8); returns its id.
     pub async fn create_campaign(&self, token: &str, body: &Value) -> anyhow::Result<Uuid> {
         let body = self.post("/v1/campaigns", token, body).await?;

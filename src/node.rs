@@ -31,6 +31,7 @@ pub struct Node {
     api_stop: oneshot::Sender<()>,
     api_task: JoinHandle<()>,
     _email_checker: penguin_api::email_health::EmailChecker,
+    _domain_rechecker: penguin_api::domain_recheck::DomainRechecker,
 }
 
 /// How to start a node beyond its configuration.
@@ -80,6 +81,15 @@ impl Node {
             config.delivery.routes.clone(),
             Duration::from_millis(config.api.email_health_interval_ms),
         );
+        let domains = penguin_api::domain_kit::DomainKit::from_config(&config)
+            .context("sending domains (secrets, DNS)")?;
+        let domain_rechecker = penguin_api::domain_recheck::DomainRechecker::start(
+            api_pg.clone(),
+            domains.clone(),
+            config.domains.recheck_hours,
+            config.domains.rotation_grace_hours,
+            options.metrics.clone(),
+        );
         let state = penguin_api::AppState {
             config: config.clone(),
             pg: api_pg,
@@ -87,6 +97,7 @@ impl Node {
             metrics: options.metrics,
             limits: Arc::new(penguin_api::rate_limit::Limits::new(&config.api)),
             email_health,
+            domains,
         };
         let (api_stop, stopped) = oneshot::channel::<()>();
         let api_task = tokio::spawn(penguin_api::serve(listeners, state, async move {
@@ -103,6 +114,7 @@ impl Node {
             api_stop,
             api_task,
             _email_checker: email_checker,
+            _domain_rechecker: domain_rechecker,
         })
     }
 

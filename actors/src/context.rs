@@ -50,6 +50,8 @@ pub struct EngineContext {
     pub providers: ProviderTable,
     pub reply_rules: ReplyRules,
     pub campaigns: CampaignCache,
+    /// DKIM signers per (tenant, From domain), opened with `[secrets] master_key`.
+    pub signers: crate::signers::SignerCache,
     /// Template renders: off the runtime, bounded in number and time.
     pub renderer: Renderer,
     pub directory: Directory,

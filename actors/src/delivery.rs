@@ -76,6 +76,10 @@ use crate::shaping::{Admission, Shaping};
 use crate::tenant::TenantMsg;
 use crate::{analytics, status_writer};
 
+/// How long a job waits when its domain's DKIM key cannot be opened on this
+/// node (an operator's configuration to fix; the job is never sent unsigned).
+const DKIM_RETRY: time::Duration = time::Duration::minutes(5);
+
 /// A claimed job waiting for a worker.
 pub struct Work {
     pub job: JobV1,
@@ -238,18 +242,36 @@ impl Worker {
                 return Finish::Released;
             }
         };
+        let signers = match self
+            .ctx
+            .signers
+            .get(&self.ctx.pg, job.tenant_id, &campaign.domain)
+            .await
+        {
+            Ok(signers) => signers,
+            Err(err) => {
+                tracing::error!(error = %err, tenant = %job.tenant_id, "DKIM key unavailable; job postponed");
+                let until = self.ctx.clock.now() + DKIM_RETRY;
+                return Finish::Postponed {
+                    until,
+                    why: "dkim_key_unavailable",
+                };
+            }
+        };
         let message_id = new_message_id(job.job_id, &campaign.domain);
         let config = self.ctx.config.clone();
         let input = RenderJob::new(&config, job, message_id.clone());
+        let signed = !signers.is_empty();
         let body = match self
             .ctx
             .renderer
-            .render(config, campaign.clone(), input)
+            .render(config, campaign.clone(), input, signers)
             .await
         {
             Ok(body) => body,
             Err(reason) => return Finish::Failed(reason),
         };
+        self.ctx.metrics.dkim(signed);
 
         if let Some(late) = too_late(&self.ctx.metrics, job, deadline) {
             return late;

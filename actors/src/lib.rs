@@ -50,6 +50,7 @@ pub mod render;
 pub mod shaping;
 pub mod shaping_log;
 pub mod shaping_rate;
+pub mod signers;
 pub mod status_writer;
 pub mod supervisor;
 mod takeover;

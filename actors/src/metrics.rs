@@ -22,6 +22,8 @@ pub const OWNED_PARTITIONS: &str = "penguin_owned_partitions";
 pub const ACTIVE_TENANTS: &str = "penguin_active_tenants";
 pub const REPLY_RULES: &str = "penguin_reply_rules_matched_total";
 pub const POSTPONED: &str = "penguin_jobs_postponed_total";
+pub const DKIM_SIGNED: &str = "penguin_dkim_signed_total";
+pub const DKIM_UNSIGNED: &str = "penguin_dkim_unsigned_total";
 pub const COUNTERS_REBUILT: &str = "penguin_ip_counters_rebuilt_total";
 pub const IP_TRIPS: &str = "penguin_ip_health_trips_total";
 pub const ALLOWANCE_WAITS: &str = "penguin_allowance_waits_total";
@@ -107,6 +109,14 @@ impl Metrics {
                 "Jobs left waiting in Postgres because every IP of their pool had used its allowance."
             );
             describe_counter!(
+                DKIM_SIGNED,
+                "Messages DKIM-signed before the wire (each signed once per key: RSA, and Ed25519 when on)."
+            );
+            describe_counter!(
+                DKIM_UNSIGNED,
+                "Messages sent unsigned: no verified sending domain of the tenant covers their From."
+            );
+            describe_counter!(
                 POSTPONED,
                 "Jobs sent back to Postgres with a later run_at by shaping, by reason."
             );
@@ -181,6 +191,12 @@ impl Metrics {
 
     pub fn postponed(&self, why: &'static str) {
         self.record(|| counter!(POSTPONED, "reason" => why).increment(1));
+    }
+
+    /// One message rendered for the wire: signed or not.
+    pub fn dkim(&self, signed: bool) {
+        let name = if signed { DKIM_SIGNED } else { DKIM_UNSIGNED };
+        self.record(|| counter!(name).increment(1));
     }
 
     pub fn counters_rebuilt(&self) {

@@ -1,7 +1,9 @@
 //! Rendering a job's message off the async runtime, under the node's template
 //! budget (`[templates]`).
 //!
-//! Called by the delivery workers ([`crate::delivery`]) once per attempt. A render
+//! Called by the delivery workers ([`crate::delivery`]) once per attempt. The
+//! rendered message is DKIM-signed on the same blocking thread, right after
+//! the render, with the signers of its From domain ([`crate::signers`]). A render
 //! is CPU work on a tenant's template, so it runs on a blocking thread, never on a
 //! tokio worker, and at most `render_concurrency` run at once on a node. Each
 //! holds its permit until its thread is really done, so renders that missed their
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use penguin_config::{Config, TemplatesConfig};
+use penguin_engine::dkim;
 use penguin_engine::message::RenderContext;
 use penguin_engine::payload::JobV1;
 use penguin_engine::tracking;
@@ -25,6 +28,7 @@ use penguin_engine::tracking_html::HtmlTracking;
 use tokio::sync::Semaphore;
 
 use crate::campaigns::Campaign;
+use crate::signers::Signers;
 
 /// The node's render slots and deadline.
 pub struct Renderer {
@@ -82,6 +86,7 @@ impl Renderer {
         config: Arc<Config>,
         campaign: Arc<Campaign>,
         input: RenderJob,
+        signers: Signers,
     ) -> Result<Vec<u8>, String> {
         let permit = self
             .permits
@@ -113,6 +118,12 @@ impl Renderer {
                     }),
                 })
                 .map_err(|err| format!("template: {err}"))
+                .and_then(|body| {
+                    if signers.is_empty() {
+                        return Ok(body);
+                    }
+                    dkim::sign(&body, &signers).map_err(|err| format!("dkim: {err}"))
+                })
         });
         match tokio::time::timeout(self.deadline, rendering).await {
             Ok(Ok(rendered)) => rendered,
@@ -175,6 +186,10 @@ mod tests {
         }
     }
 
+    fn no_signers() -> Signers {
+        Arc::from(Vec::new())
+    }
+
     fn renderer(render_timeout_ms: u64) -> Renderer {
         Renderer::new(&TemplatesConfig {
             render_timeout_ms,
@@ -194,7 +209,12 @@ mod tests {
             ..RenderBudget::default()
         };
         let reason = renderer(60_000)
-            .render(config.clone(), campaign(BOMB, budget), input())
+            .render(
+                config.clone(),
+                campaign(BOMB, budget),
+                input(),
+                no_signers(),
+            )
             .await
             .unwrap_err();
         assert_eq!(
@@ -203,7 +223,7 @@ mod tests {
         );
         // The slot came back: the next render runs.
         let ok = renderer(60_000)
-            .render(config, campaign("Hi", budget), input())
+            .render(config, campaign("Hi", budget), input(), no_signers())
             .await
             .unwrap();
         assert!(String::from_utf8(ok).unwrap().contains("Subject: Hi"));
@@ -214,7 +234,7 @@ mod tests {
         let config = Arc::new(Config::default());
         let stored = campaign("{{ a ~ a }}", RenderBudget::default());
         let reason = renderer(60_000)
-            .render(config, stored, input())
+            .render(config, stored, input(), no_signers())
             .await
             .unwrap_err();
         assert_eq!(
@@ -234,7 +254,12 @@ mod tests {
         };
         let renderer = renderer(10);
         let reason = renderer
-            .render(config.clone(), campaign(BOMB, budget), input())
+            .render(
+                config.clone(),
+                campaign(BOMB, budget),
+                input(),
+                no_signers(),
+            )
             .await
             .unwrap_err();
         assert_eq!(reason, "template: render deadline of 10 ms exceeded");

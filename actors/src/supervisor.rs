@@ -336,7 +336,14 @@ pub async fn start_engine(deps: EngineDeps) -> anyhow::Result<EngineHandle> {
     penguin_engine::store::fences::check_partition_count(&deps.pg, deps.config.node.partitions)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sealer = penguin_engine::secrets::Sealer::from_config(&deps.config.secrets)
+        .map_err(|e| anyhow::anyhow!("secrets: {e}"))?
+        .map(Arc::new);
     let ctx = Arc::new(EngineContext {
+        signers: crate::signers::SignerCache::new(
+            sealer,
+            std::time::Duration::from_secs(deps.config.domains.signer_cache_secs),
+        ),
         routes: RouteTable::new(&deps.config.delivery.routes),
         resolver,
         providers: ProviderTable::from_config(&deps.config.delivery),

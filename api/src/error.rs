@@ -27,7 +27,7 @@ pub struct ErrorDetail {
     /// `conflict`, `invalid_request`, `malformed_json`, `unsupported_media_type`,
     /// `payload_too_large`, `rate_limited`, `too_many_tokens`,
     /// `too_many_imports`, `upload_too_slow`, `timeout`, `unavailable`,
-    /// `internal`.
+    /// `internal`, `secrets_not_configured`, `domain_not_verified`.
     pub code: String,
     /// For people: what is wrong (never internal details).
     pub message: String,
@@ -109,6 +109,29 @@ impl AppError {
     /// 409: the request is valid but clashes with the current state.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 409 `secrets_not_configured`: the node has no `[secrets] master_key`, so
+    /// it cannot seal a private key and makes none.
+    pub fn secrets_not_configured() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "secrets_not_configured",
+            "this node has no [secrets] master_key: it cannot store DKIM keys",
+        )
+    }
+
+    /// 422 `domain_not_verified`: a campaign's From is not under a verified
+    /// sending domain of the tenant.
+    pub fn domain_not_verified(domain: &str) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "domain_not_verified",
+            format!(
+                "from: {domain} is not a verified sending domain of this tenant \
+                 (POST /v1/domains, then POST /v1/domains/{{id}}/verify)"
+            ),
+        )
     }
 
     /// 422: well-formed JSON that is not a valid request.

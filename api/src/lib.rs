@@ -65,6 +65,10 @@
 pub mod auth;
 pub mod campaign_rates;
 pub mod csv_leads;
+pub mod domain_kit;
+pub mod domain_recheck;
+pub mod domain_verify;
+pub mod domain_view;
 pub mod email_health;
 pub mod error;
 pub mod extract;
@@ -113,6 +117,8 @@ pub struct AppState {
     pub limits: Arc<rate_limit::Limits>,
     /// The last periodic SMTP check (`/health/email`).
     pub email_health: email_health::EmailHealth,
+    /// Sealer, key generation slots and DNS of the sending-domain routes.
+    pub domains: domain_kit::DomainKit,
 }
 
 /// Which routes a listener serves.
@@ -135,6 +141,7 @@ fn operator_routes() -> OpenApiRouter<AppState> {
         .merge(routes::nodes::routes())
         .merge(routes::tokens::routes())
         .merge(routes::ips::routes())
+        .merge(routes::domains::routes())
         .merge(routes::schedules::routes())
         .merge(routes::complaints::routes())
         .merge(routes::campaigns::routes())

@@ -55,6 +55,8 @@ pub const BEARER: &str = "bearer";
         (name = "tenants", description = "Tenants and their API tokens (admin)"),
         (name = "nodes", description = "Engine nodes: membership and owned tenants (admin)"),
         (name = "ips", description = "SMTP IPs, their limits, health and state"),
+        (name = "domains", description = "Sending domains: DNS records to publish, verification, \
+            DKIM keys (sealed at rest, never returned) and their rotation"),
         (name = "warmup-schedules", description = "Warm-up ramps shared by every tenant"),
         (name = "campaigns", description = "Campaigns of the calling tenant and their lifecycle"),
         (name = "leads", description = "Lead import"),

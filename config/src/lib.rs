@@ -9,6 +9,7 @@
 //! `config/example.toml` documents every key with its default; a test parses it.
 
 mod delivery;
+mod domains;
 mod error;
 mod limits;
 mod providers;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use delivery::{
     DeliveryConfig, DnsConfig, RetryConfig, Route, SmtpTimeouts, TlsPolicy, attempt_margin_ms,
 };
+pub use domains::DomainsConfig;
 pub use error::ConfigError;
 pub use limits::{HealthConfig, LimitsConfig, WarmupConfig};
 pub use providers::{
@@ -64,6 +66,14 @@ pub struct Config {
     pub health: HealthConfig,
     pub templates: TemplatesConfig,
     pub secrets: SecretsConfig,
+    pub domains: DomainsConfig,
+}
+
+/// A fresh random master key (`[secrets] master_key`): 32 random bytes, base64.
+pub fn random_master_key() -> String {
+    use base64::Engine as _;
+    let key: [u8; MASTER_KEY_BYTES] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(key)
 }
 
 impl Config {
@@ -109,8 +119,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Gives `api.admin_token` and `tracking.secret` fresh random values where they
-    /// are empty; for nodes that live only as long as their tool (demo, bench,
+    /// Gives `api.admin_token`, `tracking.secret` and `secrets.master_key` fresh
+    /// random values where they are empty; for nodes that live only as long as their tool (demo, bench,
     /// fault rehearsals, tests). Returns the keys it filled.
     pub fn generate_missing_secrets(&mut self) -> Vec<&'static str> {
         let mut filled = Vec::new();
@@ -121,6 +131,10 @@ impl Config {
         if self.tracking.secret.is_empty() {
             self.tracking.secret = random_secret();
             filled.push("tracking.secret");
+        }
+        if self.secrets.master_key.is_none() {
+            self.secrets.master_key = Some(random_master_key());
+            filled.push("secrets.master_key");
         }
         filled
     }
@@ -151,6 +165,7 @@ impl Config {
         self.warmup.validate()?;
         self.health.validate()?;
         self.templates.validate()?;
+        self.domains.validate()?;
         Ok(())
     }
 }
@@ -231,8 +246,14 @@ mod tests {
     fn generated_secrets_fill_only_what_is_missing() {
         let mut config = Config::default();
         config.api.admin_token = "x".repeat(40);
-        assert_eq!(config.generate_missing_secrets(), vec!["tracking.secret"]);
+        assert_eq!(
+            config.generate_missing_secrets(),
+            vec!["tracking.secret", "secrets.master_key"]
+        );
         assert_eq!(config.api.admin_token, "x".repeat(40));
+        let key = config.secrets.master_key.clone();
+        assert_eq!(config.generate_missing_secrets(), Vec::<&str>::new());
+        assert_eq!(config.secrets.master_key, key, "a key given is kept");
         config.validate().unwrap();
     }
 

@@ -15,6 +15,9 @@ use crate::client::ApiClient;
 pub async fn run(api_url: &str, admin: &str, leads: usize) -> anyhow::Result<()> {
     let client = ApiClient::new(api_url);
     let (tenant, token) = client.create_tenant(admin, "import-bench").await?;
+    client
+        .trust_domain(admin, tenant, "import-bench.test")
+        .await?;
     let ip = client
         .add_ip(admin, tenant, "127.0.0.2", "mta1.import-bench.test")
         .await?;

@@ -23,6 +23,7 @@ pub async fn run(env: &BenchEnv, args: &BenchArgs, jobs: usize) -> anyhow::Resul
     let client = ApiClient::new(&api_url);
     let fresh_rss = bench_stats::own_rss_kib().0;
     let (tenant, token) = client.create_tenant(admin, "waiting-1").await?;
+    client.trust_domain(admin, tenant, "waiting-1.test").await?;
     let ip = client
         .add_ip(
             admin,

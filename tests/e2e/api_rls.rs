@@ -22,11 +22,12 @@ use crate::support::api::{Answer, ApiClient, ApiServer, campaign_body, count, le
 use crate::support::{TestEnv, admin_token};
 
 /// Every tenant-owned table, with the column naming its tenant.
-const TENANT_TABLES: [(&str, &str); 15] = [
+const TENANT_TABLES: [(&str, &str); 16] = [
     ("tenants", "id"),
     ("api_tokens", "tenant_id"),
     ("smtp_ips", "tenant_id"),
     ("sending_domains", "tenant_id"),
+    ("dkim_keys", "tenant_id"),
     ("campaigns", "tenant_id"),
     ("leads", "tenant_id"),
     ("send_jobs", "tenant_id"),
@@ -56,6 +57,12 @@ async fn populated_tenant(
         .await;
     for sql in [
         format!("INSERT INTO sending_domains (tenant_id, id, domain) VALUES ('{tenant}', gen_random_uuid(), '{name}.example')"),
+        format!(
+            "INSERT INTO dkim_keys (tenant_id, domain_id, selector, algorithm, public_key,
+                 sealed_key, key_version, state)
+             SELECT tenant_id, id, 's1', 'rsa-sha256', 'AAAA', '\\x00', 'k0', 'active'
+             FROM sending_domains WHERE tenant_id = '{tenant}'"
+        ),
         format!(
             "INSERT INTO delivery_events (tenant_id, campaign_id, job_id, ip_id, kind)
              SELECT tenant_id, campaign_id, id, '{ip}', 'sent' FROM send_jobs WHERE tenant_id = '{tenant}'"
@@ -170,6 +177,7 @@ async fn the_tenant_role_sees_and_changes_only_its_tenants_rows() {
             "ip_shaping_actions:SELECT",
             "leads:INSERT,SELECT",
             "send_jobs:INSERT,SELECT,UPDATE",
+            "sending_domains:SELECT",
             "smtp_ips:SELECT",
             "suppressions:DELETE,INSERT,SELECT",
             "tenants:SELECT",
@@ -189,6 +197,9 @@ async fn the_tenant_role_sees_and_changes_only_its_tenants_rows() {
         ("smtp_ips", "tenant_id", "UPDATE", false),
         ("ip_daily_stats", "complaints", "UPDATE", true),
         ("ip_daily_stats", "sent", "UPDATE", false),
+        ("dkim_keys", "public_key", "SELECT", true),
+        ("dkim_keys", "sealed_key", "SELECT", false),
+        ("dkim_keys", "key_version", "SELECT", false),
     ] {
         let sql = format!(
             "SELECT has_column_privilege('penguin_tenant', '{table}', '{column}', '{privilege}')"

@@ -7,6 +7,7 @@ mod support;
 
 mod delivery_exactly_once;
 mod delivery_outcomes;
+mod dkim_signing;
 mod dns_zone;
 mod faults_harness;
 mod fencing;
@@ -62,6 +63,7 @@ mod warmup;
 mod api_auth;
 mod api_campaigns;
 mod api_complaints;
+mod api_domains;
 mod api_events;
 mod api_health;
 mod api_hostile;

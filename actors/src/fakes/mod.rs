@@ -57,6 +57,7 @@ pub(crate) fn context(config: Config) -> Ctx {
         reply_rules: ReplyRules::new(&config.delivery.reply_rules).unwrap(),
         queue: RedisQueue::new(redis),
         campaigns: CampaignCache::new(RenderBudget::from(&config.templates)),
+        signers: crate::signers::SignerCache::new(None, std::time::Duration::from_secs(60)),
         renderer: Renderer::new(&config.templates),
         config: Arc::new(config),
         pg,

@@ -215,11 +215,16 @@ fn validate_request(request: &CreateCampaign) -> ApiResult<String> {
 }
 
 /// Creates a campaign of the calling tenant, in `draft`.
+///
+/// The From address must be under a verified sending domain of the tenant (the
+/// domain itself or a parent of it; `POST /v1/domains`): 422
+/// `domain_not_verified` otherwise (unless `domains.require_verified = false`).
 #[utoipa::path(post, path = "/v1/campaigns", tag = "campaigns",
     security(("bearer" = [])),
     request_body = CreateCampaign,
     responses(
         (status = 201, description = "The campaign, `draft`", body = CampaignBody),
+        (status = 422, description = "Invalid (`invalid_request`), or the From's domain is not a verified sending domain of the tenant (`domain_not_verified`, with `domains.require_verified`)", body = ErrorBody),
         TenantOnly, JsonBodyErrors,
     ))]
 async fn create(
@@ -254,6 +259,15 @@ async fn create(
             "ip_ids: no such IP: {}",
             unknown.join(", ")
         )));
+    }
+    if state.config.domains.require_verified {
+        let from_domain = penguin_engine::domain::email_domain(&from_address);
+        if store::domains::verified_covering(&tx, tenant, from_domain)
+            .await?
+            .is_none()
+        {
+            return Err(AppError::domain_not_verified(from_domain));
+        }
     }
     if let Some(timezone) = request
         .send_window

@@ -9,6 +9,7 @@
 pub mod campaigns;
 pub mod complaints;
 pub mod docs;
+pub mod domains;
 pub mod events;
 pub mod ips;
 pub mod leads;

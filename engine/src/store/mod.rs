@@ -11,6 +11,8 @@
 //! - [`events`]: delivery events and daily rollups, in batches; [`events_read`]
 //!   pages them back for the API.
 //! - [`usage`]: per-IP reservations per local hour, and the IP-local calendar.
+//! - [`domains`]: tenants' sending domains, their verification and DKIM keys
+//!   (sealed), and which keys sign a From.
 //! - [`suppressions`]: a tenant's suppression list (API and hard bounces).
 //! - [`warmup`]: end-of-day warm-up verdicts (once per IP and day) and the end of
 //!   automatic pauses.
@@ -25,6 +27,7 @@
 
 pub mod campaigns;
 pub mod complaints;
+pub mod domains;
 pub mod due;
 pub mod engagement;
 pub mod events;

@@ -94,6 +94,41 @@ pub fn admin_cases(fx: &Fixture) -> Vec<Case> {
             .extra("from after to", invalid(), |c| {
                 c.with_query(&[("from", TO), ("to", FROM)])
             }),
+        Case::new("POST", "/v1/domains", Who::Any, token)
+            .body(Body::Json(
+                json!({ "domain": "hostile.example", "ed25519": true }),
+            ))
+            .strings(Slot::Field("/domain"), INVALID)
+            .extra("tenant_id with a tenant token", invalid(), |c| {
+                let body = json!({ "domain": "x.example", "tenant_id": nobody() });
+                c.request_with(None, Some(&body))
+            })
+            .happy(201),
+        Case::new("GET", "/v1/domains", Who::Any, token),
+        Case::new("GET", "/v1/domains/{id}", Who::Any, token)
+            .param("{id}", fx.domain)
+            .owned_by_path("{id}", nobody())
+            .strings(Slot::Path("{id}"), NOT_FOUND),
+        Case::new("POST", "/v1/domains/{id}/verify", Who::Any, token)
+            .param("{id}", fx.domain)
+            .owned_by_path("{id}", nobody())
+            .body(Body::OptionalJson(json!({})))
+            .strings(Slot::Path("{id}"), NOT_FOUND)
+            .extra(
+                "trust with a tenant token",
+                Expect::Refused(403, "forbidden"),
+                |c| c.request_with(None, Some(&json!({ "trust": true }))),
+            ),
+        Case::new("POST", "/v1/domains/{id}/rotate", Who::Any, token)
+            .param("{id}", fx.domain)
+            .owned_by_path("{id}", nobody())
+            .body(Body::OptionalJson(json!({})))
+            .strings(Slot::Path("{id}"), NOT_FOUND),
+        Case::new("DELETE", "/v1/domains/{id}", Who::Any, token)
+            .param("{id}", fx.domain)
+            .owned_by_path("{id}", nobody())
+            .strings(Slot::Path("{id}"), NOT_FOUND)
+            .happy(204),
         Case::new("GET", "/v1/warmup-schedules", Who::Any, token),
         Case::new("POST", "/v1/warmup-schedules", Who::Admin, admin_token())
             .body(Body::Json(

@@ -62,6 +62,7 @@ impl ApiServer {
             config.delivery.routes.clone(),
             Duration::from_millis(config.api.email_health_interval_ms),
         );
+        let domains = penguin_api::domain_kit::DomainKit::from_config(&config).expect("domain kit");
         let state = penguin_api::AppState {
             config: Arc::new(config),
             pg,
@@ -69,6 +70,7 @@ impl ApiServer {
             metrics,
             limits: limits.clone(),
             email_health,
+            domains,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(penguin_api::serve(listeners, state, async move {

@@ -5,7 +5,7 @@
 /// `api_openapi` proves it is exactly what the router serves and documents;
 /// `api_hostile` runs its attack matrix over every one of them, so a new route
 /// must be added here and then gets a row in both.
-pub const ROUTES: [(&str, &str); 40] = [
+pub const ROUTES: [(&str, &str); 46] = [
     ("GET", "/health"),
     ("GET", "/health/db"),
     ("GET", "/health/queue"),
@@ -24,6 +24,12 @@ pub const ROUTES: [(&str, &str); 40] = [
     ("GET", "/v1/ips/{id}"),
     ("POST", "/v1/ips/{id}/pause"),
     ("POST", "/v1/ips/{id}/resume"),
+    ("POST", "/v1/domains"),
+    ("GET", "/v1/domains"),
+    ("GET", "/v1/domains/{id}"),
+    ("DELETE", "/v1/domains/{id}"),
+    ("POST", "/v1/domains/{id}/verify"),
+    ("POST", "/v1/domains/{id}/rotate"),
     ("GET", "/v1/warmup-schedules"),
     ("POST", "/v1/warmup-schedules"),
     ("GET", "/v1/warmup-schedules/{name}"),
