@@ -56,12 +56,11 @@ struct CreateDomain {
     tenant_id: Option<Uuid>,
 }
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VerifyRequest {
     /// Admin only: mark the domain verified without looking at DNS.
-    #[serde(default)]
-    trust: bool,
+    trust: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -229,7 +228,7 @@ async fn verify(
     IdPath(id): IdPath,
     OptionalJsonBody(request): OptionalJsonBody<VerifyRequest>,
 ) -> ApiResult<Json<VerifyBody>> {
-    let trust = request.unwrap_or_default().trust;
+    let trust = request.and_then(|r| r.trust).unwrap_or(false);
     if trust && caller != Caller::Admin {
         return Err(AppError::forbidden(
             "only the admin token may trust a domain",
