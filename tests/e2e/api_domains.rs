@@ -377,3 +377,77 @@ async fn the_daily_recheck_finds_a_domain_that_stopped_verifying() {
     // Claimed and stamped: the next round (on any node) does not check it again.
     assert_eq!(round().await.expect("round"), 0);
 }
+
+/// `pg_dump` of the whole database after registering a domain (RSA and
+/// Ed25519 keys): the sealed keys are in it, the keys themselves are not, in
+/// any encoding a dump could hold them (hex bytea, base64, PEM).
+#[tokio::test]
+async fn a_database_dump_holds_no_private_key_in_the_clear() {
+    use base64::Engine as _;
+    let env = TestEnv::start().await;
+    let server = ApiServer::start(&env, |_| {}).await;
+    let api = &server.api;
+    let (_, token) = api.create_tenant("acme").await;
+    api.post(
+        "/v1/domains",
+        Some(&token),
+        &json!({ "domain": "mail.acme.example", "ed25519": true }),
+    )
+    .await
+    .expect(201);
+    let sealer = penguin_engine::secrets::Sealer::from_config(&env.config.secrets)
+        .expect("a valid key")
+        .expect("the rig has a master key");
+    let rows = env
+        .psql(
+            "SELECT tenant_id, domain_id, selector, sealed_key, key_version, public_key
+             FROM dkim_keys",
+        )
+        .await;
+    assert_eq!(rows.len(), 2, "an RSA and an Ed25519 key");
+
+    let bindir = crate::support::process::find_pg_bindir().expect("PostgreSQL binaries");
+    let output = std::process::Command::new(bindir.join("pg_dump"))
+        .arg("--dbname")
+        .arg(&env.config.database.url)
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dump = String::from_utf8(output.stdout).expect("a text dump");
+    assert!(!dump.contains("PRIVATE KEY"));
+    let hex = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("{b:02x}")).collect() };
+    for row in rows {
+        let (tenant, domain, selector): (Uuid, Uuid, String) = (row.get(0), row.get(1), row.get(2));
+        let sealed: Vec<u8> = row.get(3);
+        let version: String = row.get(4);
+        assert!(
+            dump.contains(&hex(&sealed)),
+            "the dump holds the sealed key"
+        );
+        let aad = penguin_engine::store::domains::key_aad(tenant, domain, &selector);
+        let key = sealer
+            .open(&sealed, &version, aad.as_bytes())
+            .expect("the node opens its key");
+        // Any 18-byte run of the key's private part, in hex or base64, would be
+        // a leak (runs also in the public key, published anyway, excepted).
+        let public = base64::engine::general_purpose::STANDARD
+            .decode(row.get::<_, String>(5))
+            .expect("a base64 public key");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&key[..]);
+        let mut checked = 0;
+        for (i, window) in key.chunks(18).enumerate().filter(|(_, c)| c.len() == 18) {
+            if public.windows(18).any(|w| w == window) {
+                continue;
+            }
+            checked += 1;
+            assert!(!dump.contains(&hex(window)), "key bytes in hex in the dump");
+            let encoded = &b64[i * 24..i * 24 + 24];
+            assert!(!dump.contains(encoded), "key bytes in base64 in the dump");
+        }
+        assert!(checked > 0, "some of the key is private");
+    }
+}
