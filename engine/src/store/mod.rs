@@ -25,6 +25,7 @@
 
 pub mod campaigns;
 pub mod complaints;
+pub mod dkim_keys;
 pub mod due;
 pub mod engagement;
 pub mod events;
