@@ -11,9 +11,10 @@
 //!   [`sign()`](sign::sign), which prepends one `DKIM-Signature` per signer, RSA
 //!   first, relaxed/relaxed, `h=` the [`SIGNED_HEADERS`] present in the message.
 //!
-//! Both generation and signing are CPU work (RSA-2048 keygen: tens to hundreds of
-//! milliseconds; a signature: about a millisecond, see BENCHMARKS.md): callers run
-//! them on blocking threads. Private keys never appear in `Debug` output or errors.
+//! Both generation and signing are CPU work (release build: RSA-2048 keygen
+//! ≈ 200 ms; an RSA signature of a 10 KB message ≈ 1.8 ms, Ed25519 ≈ 0.1 ms; see
+//! BENCHMARKS.md): callers run them on blocking threads, never on the async
+//! runtime. Private keys never appear in `Debug` output or errors.
 
 pub mod keys;
 pub mod sign;
