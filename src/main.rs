@@ -38,6 +38,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Manage the master key sealing DKIM private keys (`secrets rotate`).
+    Secrets(commands::secrets::SecretsArgs),
     /// Measure end-to-end throughput against the raw-SMTP ceiling; or, one
     /// mode per run, lead import, an idle node's cost, the urgent lane under
     /// bulk, or memory with jobs waiting.
@@ -70,6 +72,7 @@ fn main() -> anyhow::Result<()> {
                 exit_with_parent,
             } => commands::serve::run(config.as_deref(), exit_with_parent).await,
             Command::Migrate { config } => commands::migrate::run(config.as_deref()).await,
+            Command::Secrets(args) => commands::secrets::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Sink(args) => commands::sink::run(args).await,

@@ -11,5 +11,6 @@ pub mod bench_waiting;
 pub mod demo;
 pub mod faults;
 pub mod migrate;
+pub mod secrets;
 pub mod serve;
 pub mod sink;

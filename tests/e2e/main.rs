@@ -47,6 +47,7 @@ mod queue_redis;
 mod redis_flushed;
 mod retry_limits;
 mod rollups;
+mod secrets_rotate;
 mod shaping_actions;
 mod shaping_sites_blocklist;
 mod shaping_sites_greylist;

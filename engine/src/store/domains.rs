@@ -76,11 +76,8 @@ pub struct SigningKey {
     pub key_version: String,
 }
 
-/// What a sealed key is bound to (the seal's associated data): a sealed key
-/// copied to another row does not open.
-pub fn key_aad(tenant: Uuid, domain_id: Uuid, selector: &str) -> String {
-    format!("{tenant}/{domain_id}/{selector}")
-}
+/// What a sealed key is bound to (the seal's associated data).
+pub use super::dkim_keys::key_aad;
 
 const DOMAIN_COLUMNS: &str = "tenant_id, id, domain, status, checks, ed25519, verified_at, \
      verified_by, verify_method, last_checked_at, created_at";

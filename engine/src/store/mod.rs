@@ -11,6 +11,8 @@
 //! - [`events`]: delivery events and daily rollups, in batches; [`events_read`]
 //!   pages them back for the API.
 //! - [`usage`]: per-IP reservations per local hour, and the IP-local calendar.
+//! - [`dkim_keys`]: re-sealing every DKIM key under the current master key
+//!   (`penguin secrets rotate`).
 //! - [`domains`]: tenants' sending domains, their verification and DKIM keys
 //!   (sealed), and which keys sign a From.
 //! - [`suppressions`]: a tenant's suppression list (API and hard bounces).
@@ -27,6 +29,7 @@
 
 pub mod campaigns;
 pub mod complaints;
+pub mod dkim_keys;
 pub mod domains;
 pub mod due;
 pub mod engagement;
