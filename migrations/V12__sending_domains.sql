@@ -41,6 +41,9 @@ CREATE TABLE dkim_keys (
     FOREIGN KEY (tenant_id, domain_id) REFERENCES sending_domains (tenant_id, id) ON DELETE CASCADE
 );
 
+-- The re-check's pruning of rotated-out keys whose grace has ended.
+CREATE INDEX dkim_keys_retiring ON dkim_keys (retire_after) WHERE state = 'retiring';
+
 ALTER TABLE dkim_keys ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON dkim_keys USING (
     tenant_id = (SELECT NULLIF(current_setting('app.current_tenant_id', true), '')::uuid));

@@ -6,9 +6,10 @@
 //! longer verifies turns `failed` with its checks (shown by the API) and counts
 //! in `penguin_domain_checks_total{status="failed"}` ([`crate::domain_verify`]); its active keys keep
 //! signing (they are what its DNS published). The gauge `penguin_sending_domains`
-//! counts domains by status after each round.
+//! counts domains by status after each round. Each round also deletes the
+//! rotated-out keys whose `domains.rotation_grace_hours` have passed.
 //!
-//! Cost follows work: one indexed claim per round and node, whatever the number
+//! Cost follows work: one indexed claim and one indexed delete per round and node, whatever the number
 //! of tenants or domains; nothing else while nothing is due.
 //!
 //! The task stops when its [`DomainRechecker`] is dropped.
@@ -94,6 +95,13 @@ pub async fn recheck_round(
             tracing::warn!(%tenant, domain_id = %id, domain = %row.domain,
                 status = outcome.status, "sending domain no longer verifies");
         }
+    }
+    let pruned = store::domains::prune_retired(pg, now).await?;
+    if pruned > 0 {
+        tracing::info!(
+            keys = pruned,
+            "rotated-out DKIM keys deleted after their grace"
+        );
     }
     if first || !due.is_empty() {
         for (status, count) in store::domains::status_counts(pg).await? {

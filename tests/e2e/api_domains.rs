@@ -376,6 +376,41 @@ async fn the_daily_recheck_finds_a_domain_that_stopped_verifying() {
     assert_eq!(spf["ok"], false, "{shown}");
     // Claimed and stamped: the next round (on any node) does not check it again.
     assert_eq!(round().await.expect("round"), 0);
+
+    // A rotated-out key is deleted by the first round after its grace.
+    api.post(
+        &format!("/v1/domains/{id}/rotate"),
+        Some(&token),
+        &json!({}),
+    )
+    .await
+    .expect(200);
+    let trusted = api
+        .post(
+            &format!("/v1/domains/{id}/verify"),
+            Some(admin_token()),
+            &json!({ "trust": true }),
+        )
+        .await;
+    trusted.expect(200);
+    let keys = || async {
+        let rows = env.psql("SELECT state FROM dkim_keys ORDER BY state").await;
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys().await, ["active", "retiring"]);
+    round().await.expect("round");
+    assert_eq!(keys().await, ["active", "retiring"], "still in its grace");
+    env.psql(
+        "UPDATE dkim_keys SET retire_after = now() - interval '1 second' WHERE state = 'retiring'",
+    )
+    .await;
+    round().await.expect("round");
+    assert_eq!(keys().await, ["active"]);
+    let shown = api.get(&format!("/v1/domains/{id}"), Some(&token)).await;
+    let purposes = purposes(shown.expect(200));
+    assert_eq!(purposes, ["dkim", "spf", "dmarc"]);
 }
 
 /// `pg_dump` of the whole database after registering a domain (RSA and

@@ -510,6 +510,18 @@ pub async fn claim_for_recheck(
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
+/// Deletes every rotated-out key whose grace ended by `now` (of any domain,
+/// trusted ones included, which no DNS check visits); returns how many.
+pub async fn prune_retired(pool: &Pool, now: OffsetDateTime) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    Ok(client
+        .execute(
+            "DELETE FROM dkim_keys WHERE state = 'retiring' AND retire_after <= $1",
+            &[&now],
+        )
+        .await?)
+}
+
 /// Counts of domains by status, for the metric.
 pub async fn status_counts(pool: &Pool) -> Result<Vec<(String, i64)>, StoreError> {
     let client = pool.get().await?;
