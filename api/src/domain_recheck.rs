@@ -82,7 +82,7 @@ pub async fn recheck_round(
 ) -> Result<usize, penguin_engine::db::StoreError> {
     let now = OffsetDateTime::now_utc();
     let before = now - time::Duration::hours(recheck_hours as i64);
-    let due = store::domains::claim_for_recheck(pg, before, BATCH, now).await?;
+    let due = store::domain_checks::claim_for_recheck(pg, before, BATCH, now).await?;
     let grace = time::Duration::hours(grace_hours as i64);
     for (tenant, id) in &due {
         let row = match store::domains::fetch(pg, Some(*tenant), *id).await {
@@ -96,7 +96,7 @@ pub async fn recheck_round(
                 status = outcome.status, "sending domain no longer verifies");
         }
     }
-    let pruned = store::domains::prune_retired(pg, now).await?;
+    let pruned = store::domain_checks::prune_retired(pg, now).await?;
     if pruned > 0 {
         tracing::info!(
             keys = pruned,
@@ -104,7 +104,7 @@ pub async fn recheck_round(
         );
     }
     if first || !due.is_empty() {
-        for (status, count) in store::domains::status_counts(pg).await? {
+        for (status, count) in store::domain_checks::status_counts(pg).await? {
             gauge!(SENDING_DOMAINS, "status" => status).set(count as f64);
         }
     }

@@ -11,7 +11,8 @@ use penguin_engine::db::StoreError;
 use penguin_engine::dkim::{self, DkimAlgorithm};
 use penguin_engine::domain_check::{self, Check, DomainDns, Expected};
 use penguin_engine::store;
-use penguin_engine::store::domains::{DomainRow, Verification};
+use penguin_engine::store::domain_checks::Verification;
+use penguin_engine::store::domains::DomainRow;
 use time::OffsetDateTime;
 
 use crate::domain_view::{CheckBody, VerifyBody};
@@ -98,7 +99,8 @@ pub async fn check(
         },
         grace,
     };
-    store::domains::record_verification(pg, row.tenant_id, row.id, &verification, now).await?;
+    store::domain_checks::record_verification(pg, row.tenant_id, row.id, &verification, now)
+        .await?;
     counter!(DOMAIN_CHECKS_TOTAL, "status" => status).increment(1);
     Ok(VerifyBody {
         status,
@@ -128,7 +130,8 @@ pub async fn trust(
         grace,
     };
     let now = OffsetDateTime::now_utc();
-    store::domains::record_verification(pg, row.tenant_id, row.id, &verification, now).await?;
+    store::domain_checks::record_verification(pg, row.tenant_id, row.id, &verification, now)
+        .await?;
     Ok(VerifyBody {
         status: "verified",
         checks: Vec::new(),

@@ -27,6 +27,18 @@ impl ConfigError {
     }
 }
 
+/// Refuses a value outside `min..=max`, naming `key` and the bounds.
+pub(crate) fn within(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            key,
+            format!("must be between {min} and {max}"),
+        ))
+    }
+}
+
 /// Fails with a named key when `value` is not strictly positive.
 pub(crate) fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
     if value == 0 {

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, within};
 
 /// RFC 5322 §2.1.1: a line holds at most 998 bytes, and the subject is one line.
 pub const MAX_SUBJECT_BYTES: usize = 998;
@@ -72,17 +72,6 @@ impl TemplatesConfig {
             1,
             1_024,
         )
-    }
-}
-
-fn within(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
-    if (min..=max).contains(&value) {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(
-            key,
-            format!("must be between {min} and {max}"),
-        ))
     }
 }
 

@@ -13,6 +13,8 @@
 //! - [`usage`]: per-IP reservations per local hour, and the IP-local calendar.
 //! - [`dkim_keys`]: re-sealing every DKIM key under the current master key
 //!   (`penguin secrets rotate`).
+//! - [`domain_checks`]: recording verifications of sending domains, the daily
+//!   re-check's claims, pruning of rotated-out keys.
 //! - [`domains`]: tenants' sending domains, their verification and DKIM keys
 //!   (sealed), and which keys sign a From.
 //! - [`suppressions`]: a tenant's suppression list (API and hard bounces).
@@ -30,6 +32,7 @@
 pub mod campaigns;
 pub mod complaints;
 pub mod dkim_keys;
+pub mod domain_checks;
 pub mod domains;
 pub mod due;
 pub mod engagement;
