@@ -73,6 +73,7 @@ use crate::priority_queue::PriorityQueue;
 pub use crate::ready::ReadyQueues;
 use crate::render::RenderJob;
 use crate::shaping::{Admission, Shaping};
+use crate::signers::SignerError;
 use crate::tenant::TenantMsg;
 use crate::{analytics, status_writer};
 
@@ -249,7 +250,13 @@ impl Worker {
             .await
         {
             Ok(signers) => signers,
-            Err(err) => {
+            // Postgres could not be read: released like an unavailable
+            // campaign, tried again as soon as the store answers.
+            Err(err @ SignerError::Store(_)) => {
+                tracing::warn!(error = %err, "DKIM keys unreadable; job released");
+                return Finish::Released;
+            }
+            Err(err @ SignerError::Key(_)) => {
                 tracing::error!(error = %err, tenant = %job.tenant_id, "DKIM key unavailable; job postponed");
                 let until = self.ctx.clock.now() + DKIM_RETRY;
                 return Finish::Postponed {

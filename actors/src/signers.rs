@@ -13,8 +13,10 @@
 //!   required, or with `domains.require_verified = false`): no signers — the
 //!   message goes unsigned, counted in `penguin_dkim_unsigned_total`;
 //! - a key that cannot be opened (no `[secrets] master_key` on this node, or a
-//!   master key that did not seal it): [`SignerError`], the job is postponed,
-//!   never sent unsigned from a domain that has keys.
+//!   master key that did not seal it): [`SignerError::Key`], the job is
+//!   postponed, never sent unsigned from a domain that has keys;
+//! - Postgres unreadable: [`SignerError::Store`], the job is released and tried
+//!   again as soon as the store answers (like an unavailable campaign).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
