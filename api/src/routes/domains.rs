@@ -144,9 +144,17 @@ async fn list(caller: Caller, State(state): State<AppState>) -> ApiResult<Json<D
         super::commit(tx).await?;
         rows
     };
+    // The SPF record needs each tenant's IPs: read once per tenant listed.
+    let mut ips: std::collections::HashMap<Uuid, Vec<std::net::IpAddr>> = Default::default();
     let mut domains = Vec::with_capacity(rows.len());
     for row in rows {
-        domains.push(body(&state, row).await?);
+        let tenant_ips = match ips.entry(row.tenant_id) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(crate::domain_verify::tenant_ips(&state.pg, row.tenant_id).await?)
+            }
+        };
+        domains.push(DomainBody::new(row, tenant_ips));
     }
     Ok(Json(DomainList { domains }))
 }

@@ -233,10 +233,36 @@ pub async fn list(
         )
         .await?;
     let mut domains: Vec<DomainRow> = rows.iter().map(domain_of).collect();
+    // Every listed domain's keys in one query, not one per domain.
+    let ids: Vec<Uuid> = domains.iter().map(|d| d.id).collect();
+    let rows = client
+        .query(
+            "SELECT domain_id, selector, algorithm, public_key, state, created_at, retire_after
+             FROM dkim_keys WHERE domain_id = ANY($1) AND ($2::uuid IS NULL OR tenant_id = $2)
+             ORDER BY created_at DESC, selector",
+            &[&ids, &tenant],
+        )
+        .await?;
+    let mut keys: std::collections::HashMap<Uuid, Vec<KeyRow>> = std::collections::HashMap::new();
+    for row in &rows {
+        keys.entry(row.get(0)).or_default().push(key_of(row, 1));
+    }
     for domain in &mut domains {
-        domain.keys = keys_of(client, domain.tenant_id, domain.id).await?;
+        domain.keys = keys.remove(&domain.id).unwrap_or_default();
     }
     Ok(domains)
+}
+
+/// A [`KeyRow`] from `row`, its columns from `first` on.
+fn key_of(row: &Row, first: usize) -> KeyRow {
+    KeyRow {
+        selector: row.get(first),
+        algorithm: row.get(first + 1),
+        public_key: row.get(first + 2),
+        state: row.get(first + 3),
+        created_at: row.get(first + 4),
+        retire_after: row.get(first + 5),
+    }
 }
 
 async fn keys_of(
@@ -252,17 +278,7 @@ async fn keys_of(
             &[&tenant, &domain_id],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|row| KeyRow {
-            selector: row.get(0),
-            algorithm: row.get(1),
-            public_key: row.get(2),
-            state: row.get(3),
-            created_at: row.get(4),
-            retire_after: row.get(5),
-        })
-        .collect())
+    Ok(rows.iter().map(|row| key_of(row, 0)).collect())
 }
 
 /// Deletes a domain and its keys, unless a campaign that may still send (draft,
