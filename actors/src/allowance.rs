@@ -4,6 +4,15 @@
 //! (the IP's counters, through [`IpPorts`]), rebuilding missing counters from
 //! Postgres first.
 //!
+//! Redis and Postgres can disagree without Redis losing anything: a node killed
+//! between its reservation and its claim's commit leaves sends reserved that
+//! no claim counts, and a claim whose outcome is unknown (its connection cut
+//! at commit) keeps its reservation rather than risk giving back a send that
+//! happened. So the first reservation of an actor, and a reservation that comes
+//! up short (at most once per [`RECHECK`]), compare the counters with Postgres
+//! and reset them to Postgres' totals when they differ: a leak costs the hour
+//! nothing, and an overshoot is impossible because Postgres counts every claim.
+//!
 //! A batch gets at most what the hour and the day still allow; the rest is
 //! refused with the time the next window opens, so the tenant can route it to
 //! another IP or leave it waiting in Postgres until then.
@@ -23,6 +32,9 @@ use crate::ip_ports::IpPorts;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grant {
     pub n: u32,
+    /// The counters' epoch the sends were reserved in (see
+    /// [`penguin_engine::queue::counters`]).
+    pub epoch: i64,
     /// Where the granted sends count.
     pub mark: UsageMark,
     /// When fewer than wanted were granted: when this IP may send again.
@@ -35,7 +47,12 @@ pub struct Allowance {
     /// Reservations of the current hour released before SMTP, not yet taken off
     /// the Postgres copy (they already were in Redis).
     given_back: u32,
+    /// When the counters were last compared with Postgres.
+    checked_at: Option<OffsetDateTime>,
 }
+
+/// A short reservation compares the counters with Postgres at most this often.
+pub const RECHECK: time::Duration = time::Duration::seconds(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AllowanceError {
@@ -105,34 +122,74 @@ impl Allowance {
         let slot = slot(spec, &local);
         let reserve = || ports.reserve(&slot, wanted, plan.daily, hour_limit);
         let mut reserved = reserve().await?;
-        if reserved == Reserved::Missing {
+        if self.should_check(&reserved, wanted, now) {
+            self.checked_at = Some(now);
             let used = ports
                 .usage(spec.tenant_id, spec.id, local.day, local.hour_start)
                 .await?;
-            tracing::info!(ip = %spec.address, day = %local.day, sent_today = used.day_total, "rebuilding ip counters from postgres");
-            ctx.metrics.counters_rebuilt();
-            ports.seed(&slot, used.day_total, used.hour_total).await?;
-            reserved = reserve().await?;
+            // Postgres still counts this hour's sends released before SMTP.
+            let given_back = i64::from(self.given_back);
+            let day_total = (used.day_total - given_back).max(0);
+            let hour_total = (used.hour_total - given_back).max(0);
+            match reserved {
+                Reserved::Missing => {
+                    tracing::info!(ip = %spec.address, day = %local.day, sent_today = day_total, "rebuilding ip counters from postgres");
+                    ctx.metrics.counters_rebuilt("missing");
+                    ports.seed(&slot, day_total, hour_total).await?;
+                    reserved = reserve().await?;
+                }
+                Reserved::Granted {
+                    granted, day, hour, ..
+                } => {
+                    // What the counters held before this grant (ours, not claimed).
+                    let before = (day - i64::from(granted), hour - i64::from(granted));
+                    if before != (day_total, hour_total) {
+                        tracing::warn!(ip = %spec.address, day = %local.day, redis_day = before.0, redis_hour = before.1, postgres_day = day_total, postgres_hour = hour_total, "ip counters disagreed with postgres; reset to postgres");
+                        ctx.metrics.counters_rebuilt("disagreed");
+                        ports.reset(&slot, day_total, hour_total).await?;
+                        reserved = reserve().await?;
+                    }
+                }
+            }
         }
-        let (n, day_total) = match reserved {
-            Reserved::Granted { granted, day, .. } => (granted, day),
-            Reserved::Missing => (0, 0),
+        let (n, day_total, epoch) = match reserved {
+            Reserved::Granted {
+                granted,
+                day,
+                epoch,
+                ..
+            } => (granted, day, epoch),
+            Reserved::Missing => (0, 0, 0),
         };
         mark.given_back = std::mem::take(&mut self.given_back);
         let next_window = (n < wanted).then(|| next_window(&plan, &local, day_total));
         Ok(Grant {
             n,
+            epoch,
             mark,
             next_window,
         })
     }
 
+    /// Whether to compare the counters with Postgres before using `reserved`:
+    /// they are missing, this actor never compared them, or the grant came up
+    /// short and the last comparison is [`RECHECK`] old.
+    fn should_check(&self, reserved: &Reserved, wanted: u32, now: OffsetDateTime) -> bool {
+        match (reserved, self.checked_at) {
+            (Reserved::Missing, _) | (_, None) => true,
+            (Reserved::Granted { granted, .. }, Some(at)) => {
+                *granted < wanted && now - at >= RECHECK
+            }
+        }
+    }
+
     /// Returns reservations the claim did not use (Redis only: Postgres counted
-    /// only what was claimed).
+    /// only what was claimed), unless the counters were reset since.
     pub async fn unused(&self, ports: &dyn IpPorts, spec: &IpSpec, grant: &Grant, claimed: u32) {
         let Some(local) = self.local else { return };
         let n = grant.n.saturating_sub(claimed);
-        if let Err(err) = ports.give_back(&slot(spec, &local), n).await {
+        let slot = slot(spec, &local);
+        if let Err(err) = ports.give_back(&slot, n, Some(grant.epoch)).await {
             tracing::warn!(ip = %spec.address, error = %err, "returning unused reservations failed");
         }
     }
@@ -149,7 +206,7 @@ impl Allowance {
         let Some(local) = self.local.filter(|l| l.hour_start == hour_start) else {
             return;
         };
-        match ports.give_back(&slot(spec, &local), n).await {
+        match ports.give_back(&slot(spec, &local), n, None).await {
             Ok(()) => self.given_back += n,
             Err(err) => {
                 tracing::warn!(ip = %spec.address, error = %err, "returning a released send failed")

@@ -281,6 +281,7 @@ impl IpState {
                 .unwrap_or(now + time::Duration::hours(1));
             return Ok(Grant {
                 n: 0,
+                epoch: 0,
                 mark: ledger::UsageMark {
                     ip: self.spec.id,
                     hour_start: now,

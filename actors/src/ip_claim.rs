@@ -32,14 +32,24 @@ impl IpState {
         campaigns.dedup();
         let deadline = tokio::time::Instant::now()
             + std::time::Duration::from_millis(self.ctx.config.delivery.attempt_timeout_ms);
-        let Some((claim, epoch)) = self
+        let (claim, epoch) = match self
             .claim_fenced(&pairs, &campaigns, grant, batch.len())
             .await
-        else {
-            let ports = self.ports.as_ref();
-            self.allowance.unused(ports, &self.spec, grant, 0).await;
-            self.return_credit(batch.len());
-            return None;
+        {
+            Claimed::Yes(claim, epoch) => (claim, epoch),
+            Claimed::No => {
+                let ports = self.ports.as_ref();
+                self.allowance.unused(ports, &self.spec, grant, 0).await;
+                self.return_credit(batch.len());
+                return None;
+            }
+            // The claim may have committed before its connection broke: the
+            // reservations stay (never give back a send that may happen); a
+            // later short grant finds them uncounted in Postgres and resets.
+            Claimed::Unknown => {
+                self.return_credit(batch.len());
+                return None;
+            }
         };
         let claimed_n = claim.claimed.len() as u32;
         let ports = self.ports.as_ref();
@@ -88,17 +98,20 @@ impl IpState {
         Some(claimed_n)
     }
 
-    /// `claim_sending` under this node's epoch of the tenant; `None` when the
-    /// claim failed or was fenced (another node took the tenant over).
+    /// `claim_sending` under this node's epoch of the tenant: [`Claimed::No`]
+    /// when fenced (another node took the tenant over), [`Claimed::Unknown`]
+    /// when Postgres failed.
     async fn claim_fenced(
         &self,
         pairs: &[(Uuid, Uuid)],
         campaigns: &[Uuid],
         grant: &Grant,
         offered: usize,
-    ) -> Option<(ledger::SendingClaim, Epoch)> {
+    ) -> Claimed {
         let tenant = self.spec.tenant_id;
-        let epoch = self.ctx.fence(tenant)?;
+        let Some(epoch) = self.ctx.fence(tenant) else {
+            return Claimed::No;
+        };
         let now = self.ctx.clock.now();
         let mark = Some(grant.mark);
         let claimed = self
@@ -109,12 +122,12 @@ impl IpState {
             Ok(claim) if claim.fenced => {
                 tracing::warn!(ip = %self.spec.address, "claim refused: the tenant's epoch moved on");
                 self.ctx.metrics.fenced("claim", offered);
-                None
+                Claimed::No
             }
-            Ok(claim) => Some((claim, epoch)),
+            Ok(claim) => Claimed::Yes(claim, epoch),
             Err(err) => {
                 tracing::warn!(ip = %self.spec.address, error = %err, "claiming jobs failed");
-                None
+                Claimed::Unknown
             }
         }
     }
@@ -147,4 +160,13 @@ impl IpState {
             .collect();
         analytics::record(&self.ctx, events);
     }
+}
+
+/// What became of a claim.
+enum Claimed {
+    Yes(ledger::SendingClaim, Epoch),
+    /// Nothing was claimed (no lease, or the epoch moved on).
+    No,
+    /// Postgres failed: the transaction may or may not have committed.
+    Unknown,
 }

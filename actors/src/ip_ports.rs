@@ -51,8 +51,13 @@ pub trait IpPorts: Send + Sync + 'static {
     /// Creates missing counters with these totals.
     async fn seed(&self, slot: &Slot, day_total: i64, hour_total: i64) -> Result<(), QueueError>;
 
-    /// Returns `n` reserved sends.
-    async fn give_back(&self, slot: &Slot, n: u32) -> Result<(), QueueError>;
+    /// Overwrites the counters with Postgres' totals under a new epoch (see
+    /// [`IpCounters::reset`]).
+    async fn reset(&self, slot: &Slot, day_total: i64, hour_total: i64) -> Result<(), QueueError>;
+
+    /// Returns `n` reserved sends, of `epoch` when they were never claimed (see
+    /// [`IpCounters::give_back`]).
+    async fn give_back(&self, slot: &Slot, n: u32, epoch: Option<i64>) -> Result<(), QueueError>;
 
     /// Gives the IP's finished days their warm-up verdict.
     async fn catch_up(&self, ip: &IpSpec, now: OffsetDateTime) -> anyhow::Result<()>;
@@ -146,8 +151,12 @@ impl IpPorts for EngineIpPorts {
         self.counters.seed(slot, day_total, hour_total).await
     }
 
-    async fn give_back(&self, slot: &Slot, n: u32) -> Result<(), QueueError> {
-        self.counters.give_back(slot, n).await
+    async fn reset(&self, slot: &Slot, day_total: i64, hour_total: i64) -> Result<(), QueueError> {
+        self.counters.reset(slot, day_total, hour_total).await
+    }
+
+    async fn give_back(&self, slot: &Slot, n: u32, epoch: Option<i64>) -> Result<(), QueueError> {
+        self.counters.give_back(slot, n, epoch).await
     }
 
     async fn catch_up(&self, ip: &IpSpec, now: OffsetDateTime) -> anyhow::Result<()> {

@@ -163,6 +163,35 @@ async fn what_postgres_recorded_counts_when_the_counters_are_rebuilt() {
 }
 
 #[tokio::test]
+async fn reservations_no_claim_counted_are_reset_to_what_postgres_recorded() {
+    let recorded = DayUsage {
+        day_total: 1,
+        hour_total: 1,
+    };
+    let mut rig = Rig::start(recorded, None).await;
+    // A killed incarnation reserved the rest of the hour and never claimed.
+    rig.ports.log.lock().unwrap().counters.insert(
+        (rig.ports.spec.id, NOW.date()),
+        crate::fakes::ip::DayCounters {
+            day: 9,
+            hours: [(10, CAP as i64)].into(),
+            epoch: 7,
+        },
+    );
+    let offered = rig.offer(CAP);
+    let (claimed, refused) = rig.settle().await;
+    assert_eq!(claimed, offered[..CAP - 1], "the hour less Postgres' one");
+    assert_eq!(refused.len(), 1);
+    let counters = rig.ports.counters(NOW.date()).unwrap();
+    assert_eq!(
+        (counters.day, counters.hours[&10]),
+        (CAP as i64, CAP as i64)
+    );
+    assert_eq!(rig.ports.log.lock().unwrap().resets, 1);
+    rig.stop();
+}
+
+#[tokio::test]
 async fn a_send_a_stale_job_left_unused_goes_to_a_refused_one() {
     let mut rig = Rig::start(DayUsage::default(), None).await;
     // Mark the second job of the batch stale before offering it.

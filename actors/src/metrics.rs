@@ -98,7 +98,7 @@ impl Metrics {
             );
             describe_counter!(
                 COUNTERS_REBUILT,
-                "Per-IP day counters rebuilt in Redis from Postgres (Redis lost them)."
+                "Per-IP day counters rebuilt in Redis from Postgres, by reason: missing (Redis lost them) or disagreed (reservations no claim counted)."
             );
             describe_counter!(
                 IP_TRIPS,
@@ -199,8 +199,10 @@ impl Metrics {
         self.record(|| counter!(name).increment(1));
     }
 
-    pub fn counters_rebuilt(&self) {
-        self.record(|| counter!(COUNTERS_REBUILT).increment(1));
+    /// Per-IP counters rebuilt from Postgres: `missing` (Redis lost them) or
+    /// `disagreed` (reservations no claim counted, e.g. of a killed node).
+    pub fn counters_rebuilt(&self, reason: &'static str) {
+        self.record(|| counter!(COUNTERS_REBUILT, "reason" => reason).increment(1));
     }
 
     pub fn health_trip(&self, action: &'static str) {

@@ -28,6 +28,7 @@ mod hostile_trickle_import;
 mod idle_tenants;
 mod ip_actor_killed;
 mod ledger_by_key;
+mod limits_leaked_reservations;
 mod limits_no_carry_over;
 mod limits_overflow;
 mod limits_thirty_days;

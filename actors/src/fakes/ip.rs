@@ -28,6 +28,7 @@ use crate::tenant::TenantMsg;
 pub(crate) struct DayCounters {
     pub day: i64,
     pub hours: HashMap<u8, i64>,
+    pub epoch: i64,
 }
 
 /// What [`FakeIpPorts`] holds and saw.
@@ -35,10 +36,13 @@ pub(crate) struct DayCounters {
 pub(crate) struct IpLog {
     /// Redis: counters per (ip, day); missing until seeded.
     pub counters: HashMap<(Uuid, Date), DayCounters>,
-    /// Postgres: what the IP sent on the day and in the hour, for a rebuild.
+    /// Postgres: what the IP sent on the day and in the hour, for a rebuild;
+    /// claims add to it as `ip_hourly_usage` would.
     pub recorded: DayUsage,
     /// Times the counters were rebuilt from Postgres.
     pub rebuilds: usize,
+    /// Times the counters were reset to Postgres' totals (they disagreed).
+    pub resets: usize,
     /// Jobs claimed `sending`, in order.
     pub claimed: Vec<Uuid>,
     /// Jobs the claim finds no longer `queued` (stale copies).
@@ -138,6 +142,7 @@ impl IpPorts for FakeIpPorts {
             granted: granted as u32,
             day: counters.day,
             hour: counters.hours[&slot.hour],
+            epoch: counters.epoch,
         })
     }
 
@@ -149,13 +154,26 @@ impl IpPorts for FakeIpPorts {
             .or_insert_with(|| DayCounters {
                 day: day_total,
                 hours: HashMap::from([(slot.hour, hour_total)]),
+                epoch: 1,
             });
         Ok(())
     }
 
-    async fn give_back(&self, slot: &Slot, n: u32) -> Result<(), QueueError> {
+    async fn reset(&self, slot: &Slot, day_total: i64, hour_total: i64) -> Result<(), QueueError> {
         let mut log = self.log.lock().unwrap();
-        if let Some(counters) = log.counters.get_mut(&(slot.ip, slot.day)) {
+        log.resets += 1;
+        let counters = log.counters.entry((slot.ip, slot.day)).or_default();
+        counters.day = day_total;
+        counters.hours.insert(slot.hour, hour_total);
+        counters.epoch += 1;
+        Ok(())
+    }
+
+    async fn give_back(&self, slot: &Slot, n: u32, epoch: Option<i64>) -> Result<(), QueueError> {
+        let mut log = self.log.lock().unwrap();
+        if let Some(counters) = log.counters.get_mut(&(slot.ip, slot.day))
+            && epoch.is_none_or(|e| e == counters.epoch)
+        {
             counters.day -= i64::from(n);
             *counters.hours.entry(slot.hour).or_default() -= i64::from(n);
         }
@@ -186,6 +204,11 @@ impl IpPorts for FakeIpPorts {
             .map(|(job, _)| (*job, now))
             .collect();
         log.claimed.extend(claimed.iter().map(|(job, _)| *job));
+        if let Some(mark) = mark {
+            let delta = claimed.len() as i64 - i64::from(mark.given_back);
+            log.recorded.day_total += delta;
+            log.recorded.hour_total += delta;
+        }
         log.marks.extend(mark);
         Ok(SendingClaim {
             claim: Uuid::new_v4(),

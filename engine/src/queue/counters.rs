@@ -6,6 +6,13 @@
 //! also written to Postgres (`ip_hourly_usage`) in the claim's transaction, and a
 //! missing hash (Redis emptied or restarted) is rebuilt from there with
 //! [`IpCounters::seed`] before the next reservation — so a wipe never resets a cap.
+//!
+//! Redis can also drift from Postgres: a node killed between its reservation and
+//! its claim's commit leaves sends reserved that no claim will ever count. The
+//! owner corrects the hash from Postgres with [`IpCounters::reset`], which gives it
+//! a new `epoch`: reservations are given back only to the epoch that made them,
+//! so a late give-back from before a reset (a paused node waking up) can never
+//! take the counters below what Postgres knows was sent.
 
 use deadpool_redis::Pool;
 use deadpool_redis::redis::{self, Script};
@@ -21,8 +28,13 @@ const TTL_SECS: i64 = 3 * 86_400;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reserved {
     /// `granted` sends were granted (possibly 0: a limit is reached); the day's
-    /// and the hour's totals after the grant.
-    Granted { granted: u32, day: i64, hour: i64 },
+    /// and the hour's totals after the grant, and the counters' epoch.
+    Granted {
+        granted: u32,
+        day: i64,
+        hour: i64,
+        epoch: i64,
+    },
     /// The day's counters are missing: seed them from Postgres, then retry.
     Missing,
 }
@@ -69,7 +81,8 @@ impl IpCounters {
             pool,
             reserve_script: Script::new(include_str!("reserve.lua")),
             give_back_script: Script::new(
-                "if redis.call('EXISTS', KEYS[1]) == 1 then
+                "if redis.call('EXISTS', KEYS[1]) == 1
+                    and (ARGV[3] == '' or redis.call('HGET', KEYS[1], 'epoch') == ARGV[3]) then
                    redis.call('HINCRBY', KEYS[1], 'day', ARGV[2])
                    redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
                  end
@@ -90,7 +103,7 @@ impl IpCounters {
     ) -> Result<Reserved, QueueError> {
         let limit = |l: Option<u32>| l.map_or(-1, i64::from);
         let mut conn = self.pool.get().await?;
-        let (granted, day, hour): (i64, i64, i64) = self
+        let (granted, day, hour, epoch): (i64, i64, i64, i64) = self
             .reserve_script
             .key(slot.key())
             .arg(slot.field())
@@ -106,6 +119,7 @@ impl IpCounters {
                 granted: granted as u32,
                 day,
                 hour,
+                epoch,
             }
         })
     }
@@ -128,7 +142,10 @@ impl IpCounters {
             .await?;
         if created {
             let _: () = redis::pipe()
-                .hset(&key, slot.field(), hour_total)
+                .hset_multiple(
+                    &key,
+                    &[(slot.field(), hour_total), ("epoch".into(), new_epoch())],
+                )
                 .ignore()
                 .expire(&key, TTL_SECS)
                 .ignore()
@@ -138,24 +155,70 @@ impl IpCounters {
         Ok(())
     }
 
-    /// Returns `n` reserved sends that will not happen (the jobs were not claimed
-    /// or were released before SMTP). A missing hash is left missing.
-    pub async fn give_back(&self, slot: &Slot, n: u32) -> Result<(), QueueError> {
+    /// Overwrites the day's and the hour's totals with Postgres' and starts a new
+    /// epoch: reservations not yet claimed are forgotten (their give-backs will
+    /// not apply). Only the IP's owner calls this, between its own claims.
+    pub async fn reset(
+        &self,
+        slot: &Slot,
+        day_total: i64,
+        hour_total: i64,
+    ) -> Result<(), QueueError> {
+        let key = slot.key();
+        let mut conn = self.pool.get().await?;
+        let _: () = redis::pipe()
+            .atomic()
+            .hset_multiple(
+                &key,
+                &[
+                    ("day".to_string(), day_total),
+                    (slot.field(), hour_total),
+                    ("epoch".to_string(), new_epoch()),
+                ],
+            )
+            .ignore()
+            .expire(&key, TTL_SECS)
+            .ignore()
+            .query_async(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Returns `n` reserved sends that will not happen. `epoch`: the epoch of
+    /// the reservation when it was never claimed (a reset since then already
+    /// forgot it, so it is not given back twice); `None` for a claimed send
+    /// released before SMTP (Postgres counted it, and so does any reset). A
+    /// missing hash is left missing.
+    pub async fn give_back(
+        &self,
+        slot: &Slot,
+        n: u32,
+        epoch: Option<i64>,
+    ) -> Result<(), QueueError> {
         if n == 0 {
             return Ok(());
         }
         let key = slot.key();
         let n = -i64::from(n);
+        let epoch = epoch.map(|e| e.to_string()).unwrap_or_default();
         let mut conn = self.pool.get().await?;
         let _: i64 = self
             .give_back_script
             .key(key)
             .arg(slot.field())
             .arg(n)
+            .arg(epoch)
             .invoke_async(&mut *conn)
             .await?;
         Ok(())
     }
+}
+
+/// A fresh counters epoch: random, positive, never 0 (0 is "no epoch" in
+/// [`Reserved::Granted`] for hashes written before epochs existed), and below
+/// 2^52 so that Lua's numbers carry it exactly.
+fn new_epoch() -> i64 {
+    rand::random_range(1..1_i64 << 52)
 }
 
 #[cfg(test)]
