@@ -1,39 +1,23 @@
-//! Campaigns of the calling tenant: `POST /v1/campaigns` (create, `draft`),
+//! Campaigns of the calling tenant: `POST /v1/campaigns` (create, `draft`) and
 //! `GET /v1/campaigns/{id}` (with job counts, `rates` and `eta`, see
-//! `campaign_rates.rs`), and the lifecycle
-//! `POST /v1/campaigns/{id}/start|pause|resume|cancel` → `{id, status}`.
+//! `campaign_rates.rs`). The lifecycle is in `campaign_actions.rs`.
 //!
 //! Create compiles the templates and dry-runs them without lead data under the
 //! `[templates]` budget ([`crate::template_check`]): a template that already
 //! breaks it answers 422 naming the field (`subject: …`, `text: …`, `html: …`).
-//!
-//! Lifecycle calls are idempotent (asking for the current state answers 200) and
-//! refuse impossible transitions with 409. They take no field: the body is
-//! empty or `{}`, and any other body is refused (400/413/415/422) before
-//! anything changes. `pause` returns only once no job of the
-//! campaign is `sending` (or `api.pause_drain_timeout_ms` passed: then the answer
-//! carries `in_flight`), so after it returns no new SMTP transaction starts.
-//! `start` honours an `Idempotency-Key` header: repeating a start with the key
-//! that started the campaign answers that start again (200 `running`, header
-//! `Idempotent-Replayed: true`) even if the campaign was paused since.
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use deadpool_postgres::{Object, Transaction};
-use penguin_engine::control::ControlEvent;
+use axum::http::StatusCode;
 use penguin_engine::db::StoreError;
 use penguin_engine::domain::{CampaignStatus, JobStatus, normalize_email};
 use penguin_engine::store;
-use penguin_engine::store::campaigns::{Campaign, NewCampaign, StartOutcome, StatusChange};
+use penguin_engine::store::campaigns::{Campaign, NewCampaign};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::OffsetDateTime;
-use tokio::time::Instant;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -44,13 +28,11 @@ use crate::AppState;
 use crate::auth::TenantCaller;
 use crate::campaign_rates::{self, RatesBody};
 use crate::error::{ApiResult, AppError, ErrorBody};
-use crate::extract::{IdPath, JsonBody, NoFields, OptionalJsonBody};
+use crate::extract::{IdPath, JsonBody};
 use crate::openapi::{JsonBodyErrors, TenantOnly, string_enum};
 use crate::template_check::{self, Templates};
 use crate::validate::{self, SendWindow};
 
-/// How often `pause` looks whether the campaign's SMTP transactions are done.
-const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// The default priority (normal band).
 const DEFAULT_PRIORITY: i32 = 100;
 
@@ -58,10 +40,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create))
         .routes(routes!(show))
-        .routes(routes!(start))
-        .routes(routes!(pause))
-        .routes(routes!(resume))
-        .routes(routes!(cancel))
 }
 
 /// A new campaign. `subject`, `text` and `html` are templates: `{{field}}` is
@@ -88,7 +66,7 @@ struct CreateCampaign {
 }
 
 /// `draft`, `running`, `paused`, `completed` or `cancelled`.
-fn campaign_status_schema() -> utoipa::openapi::schema::Object {
+pub(super) fn campaign_status_schema() -> utoipa::openapi::schema::Object {
     use CampaignStatus::*;
     string_enum([Draft, Running, Paused, Completed, Cancelled].map(CampaignStatus::as_str))
 }
@@ -137,18 +115,6 @@ struct CampaignWithCounts {
     eta: Option<OffsetDateTime>,
 }
 
-/// The answer of a lifecycle call.
-#[derive(Debug, Serialize, ToSchema)]
-struct CampaignState {
-    id: Uuid,
-    #[schema(schema_with = campaign_status_schema)]
-    status: CampaignStatus,
-    /// `pause` only, when `api.pause_drain_timeout_ms` passed first: SMTP
-    /// transactions still under way.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    in_flight: Option<i64>,
-}
-
 impl From<Campaign> for CampaignBody {
     fn from(c: Campaign) -> Self {
         CampaignBody {
@@ -172,7 +138,7 @@ impl From<Campaign> for CampaignBody {
 }
 
 /// 404 names the campaign; everything else maps as usual.
-fn campaign_error(err: StoreError) -> AppError {
+pub(super) fn campaign_error(err: StoreError) -> AppError {
     AppError::missing("no such campaign")(err)
 }
 
@@ -348,205 +314,4 @@ async fn show(
         rates,
         eta,
     }))
-}
-
-/// Runs one lifecycle call in a tenant transaction on `client` and commits it;
-/// a missing campaign is 404 "no such campaign".
-async fn in_tenant_tx<T>(
-    client: &mut Object,
-    tenant: Uuid,
-    call: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, StoreError>,
-) -> ApiResult<T> {
-    let tx = tenant_scope(client, tenant).await?;
-    let out = call(&tx).await.map_err(campaign_error)?;
-    commit(tx).await?;
-    Ok(out)
-}
-
-/// Publishes the campaign's state (also when unchanged: a retried call repairs a
-/// lost notification) and answers `{id, status}`.
-async fn answer(
-    state: &AppState,
-    tenant: Uuid,
-    id: Uuid,
-    change: StatusChange,
-) -> Json<CampaignState> {
-    let event = ControlEvent::CampaignChanged {
-        tenant_id: tenant,
-        campaign_id: id,
-        status: change.status,
-    };
-    super::publish(state, event).await;
-    if change.changed {
-        tracing::info!(tenant_id = %tenant, campaign_id = %id, status = %change.status, "campaign status changed");
-    }
-    Json(CampaignState {
-        id,
-        status: change.status,
-        in_flight: None,
-    })
-}
-
-/// Starts a campaign: `draft` → `running`, one job per lead.
-///
-/// Idempotent: starting a running campaign answers 200; any other state is 409
-/// (a paused campaign is resumed, not started). With an `Idempotency-Key`,
-/// repeating the key that started the campaign answers that start again (200
-/// `running`, `Idempotent-Replayed: true`), even after a pause.
-#[utoipa::path(post, path = "/v1/campaigns/{id}/start", tag = "campaigns",
-    security(("bearer" = [])),
-    params(
-        ("id" = Uuid, Path, description = "The campaign"),
-        ("Idempotency-Key" = Option<String>, Header,
-         description = "1–255 visible ASCII characters; a repeat of the key that started the campaign replays that start"),
-    ),
-    request_body = Option<NoFields>,
-    responses(
-        (status = 200, description = "The campaign's status", body = CampaignState,
-         headers(("Idempotent-Replayed" = String, description = "`true` when this answer replays an earlier start with the same key"))),
-        (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
-        (status = 409, description = "Not possible from the current status (`conflict`)", body = ErrorBody),
-        TenantOnly, JsonBodyErrors,
-        (status = 422, description = "A malformed `Idempotency-Key`, or a body other than `{}` \
-            (`invalid_request`)", body = ErrorBody),
-    ))]
-async fn start(
-    TenantCaller(tenant): TenantCaller,
-    State(state): State<AppState>,
-    IdPath(id): IdPath,
-    headers: HeaderMap,
-    OptionalJsonBody(_): OptionalJsonBody<NoFields>,
-) -> ApiResult<Response> {
-    let key = validate::idempotency_key(&headers)?;
-    let mut client = connection(&state).await?;
-    let outcome = in_tenant_tx(&mut client, tenant, async |tx| {
-        store::campaigns::start_campaign(tx, tenant, id, key.as_deref()).await
-    })
-    .await?;
-    drop(client);
-    Ok(match outcome {
-        StartOutcome::Change(change) => answer(&state, tenant, id, change).await.into_response(),
-        StartOutcome::Replayed => {
-            let body = Json(CampaignState {
-                id,
-                status: CampaignStatus::Running,
-                in_flight: None,
-            });
-            let mut response = body.into_response();
-            response
-                .headers_mut()
-                .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            response
-        }
-    })
-}
-
-/// Pauses a running campaign.
-///
-/// Returns once no job of the campaign is `sending` (or after
-/// `api.pause_drain_timeout_ms`: then the answer carries `in_flight`), so no
-/// new SMTP transaction starts after it. Idempotent; an impossible transition
-/// is 409.
-#[utoipa::path(post, path = "/v1/campaigns/{id}/pause", tag = "campaigns",
-    security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The campaign")),
-    request_body = Option<NoFields>,
-    responses(
-        (status = 200, description = "The campaign's status", body = CampaignState),
-        (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
-        (status = 409, description = "Not possible from the current status (`conflict`)", body = ErrorBody),
-        TenantOnly, JsonBodyErrors,
-    ))]
-async fn pause(
-    TenantCaller(tenant): TenantCaller,
-    State(state): State<AppState>,
-    IdPath(id): IdPath,
-    OptionalJsonBody(_): OptionalJsonBody<NoFields>,
-) -> ApiResult<Json<CampaignState>> {
-    let mut client = connection(&state).await?;
-    let change = in_tenant_tx(&mut client, tenant, async |tx| {
-        store::campaigns::pause_campaign(tx, tenant, id).await
-    })
-    .await?;
-    // Back to the pool while the drain is awaited: waiting pauses hold none.
-    drop(client);
-    let Json(mut body) = answer(&state, tenant, id, change).await;
-    let in_flight = wait_for_drain(&state, tenant, id).await?;
-    if in_flight > 0 {
-        tracing::warn!(tenant_id = %tenant, campaign_id = %id, in_flight, "pause returned with SMTP transactions still under way");
-        body.in_flight = Some(in_flight);
-    }
-    Ok(Json(body))
-}
-
-/// Waits until no job of the campaign is `sending`, at most
-/// `api.pause_drain_timeout_ms`; returns how many still are. Each look is its
-/// own short tenant transaction on a connection taken from the pool for that
-/// look only, so pauses waiting for their drain never hold the API's pool.
-async fn wait_for_drain(state: &AppState, tenant: Uuid, id: Uuid) -> ApiResult<i64> {
-    let deadline = Instant::now() + Duration::from_millis(state.config.api.pause_drain_timeout_ms);
-    loop {
-        let mut client = connection(state).await?;
-        let tx = tenant_scope(&mut client, tenant).await?;
-        let sending = store::campaigns::sending_count(&tx, tenant, id).await?;
-        commit(tx).await?;
-        drop(client);
-        if sending == 0 || Instant::now() >= deadline {
-            return Ok(sending);
-        }
-        tokio::time::sleep(DRAIN_POLL).await;
-    }
-}
-
-/// Resumes a paused campaign. Idempotent; an impossible transition is 409.
-#[utoipa::path(post, path = "/v1/campaigns/{id}/resume", tag = "campaigns",
-    security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The campaign")),
-    request_body = Option<NoFields>,
-    responses(
-        (status = 200, description = "The campaign's status", body = CampaignState),
-        (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
-        (status = 409, description = "Not possible from the current status (`conflict`)", body = ErrorBody),
-        TenantOnly, JsonBodyErrors,
-    ))]
-async fn resume(
-    TenantCaller(tenant): TenantCaller,
-    State(state): State<AppState>,
-    IdPath(id): IdPath,
-    OptionalJsonBody(_): OptionalJsonBody<NoFields>,
-) -> ApiResult<Json<CampaignState>> {
-    let mut client = connection(&state).await?;
-    let change = in_tenant_tx(&mut client, tenant, async |tx| {
-        store::campaigns::resume_campaign(tx, tenant, id).await
-    })
-    .await?;
-    drop(client);
-    Ok(answer(&state, tenant, id, change).await)
-}
-
-/// Cancels a campaign: every job not yet handed to SMTP is cancelled (those
-/// `sending` finish their attempt). Idempotent; an impossible transition is 409.
-#[utoipa::path(post, path = "/v1/campaigns/{id}/cancel", tag = "campaigns",
-    security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The campaign")),
-    request_body = Option<NoFields>,
-    responses(
-        (status = 200, description = "The campaign's status", body = CampaignState),
-        (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
-        (status = 409, description = "Not possible from the current status (`conflict`)", body = ErrorBody),
-        TenantOnly, JsonBodyErrors,
-    ))]
-async fn cancel(
-    TenantCaller(tenant): TenantCaller,
-    State(state): State<AppState>,
-    IdPath(id): IdPath,
-    OptionalJsonBody(_): OptionalJsonBody<NoFields>,
-) -> ApiResult<Json<CampaignState>> {
-    let mut client = connection(&state).await?;
-    let change = in_tenant_tx(&mut client, tenant, async |tx| {
-        store::campaigns::cancel_campaign(tx, tenant, id).await
-    })
-    .await?;
-    drop(client);
-    Ok(answer(&state, tenant, id, change).await)
 }

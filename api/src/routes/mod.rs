@@ -6,6 +6,7 @@
 //! [`commit`], the transaction a route's queries run in (for a tenant caller:
 //! under the tenant role, where row-level security applies).
 
+pub mod campaign_actions;
 pub mod campaigns;
 pub mod complaints;
 pub mod docs;
