@@ -1,15 +1,21 @@
 //! Per-node cache of campaign delivery specs with their compiled templates. A
-//! campaign's content never changes after creation, so entries stay valid; they are
-//! dropped when the campaign stops being referenced by owned work.
+//! campaign's content never changes after creation; its IP pool may
+//! (`PATCH /v1/campaigns/{id}`), so an entry is dropped on the campaign's
+//! `CampaignChanged` notification and, should that notification be lost, read
+//! again once it is [`MAX_AGE`] old.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use deadpool_postgres::Pool;
 use penguin_engine::db::StoreError;
 use penguin_engine::message::{CampaignTemplate, RenderBudget, TemplateError};
 use penguin_engine::store::routing::{CampaignSpec, campaign_spec};
 use uuid::Uuid;
+
+/// How long an entry is used without a notification.
+pub const MAX_AGE: Duration = Duration::from_secs(60);
 
 /// A campaign ready for delivery.
 pub struct Campaign {
@@ -19,6 +25,8 @@ pub struct Campaign {
     pub template: Result<CampaignTemplate, TemplateError>,
     /// Domain of the From address: Message-IDs and Feedback-IDs use it.
     pub domain: String,
+    /// When it was read.
+    pub read_at: Instant,
 }
 
 #[derive(Default)]
@@ -42,7 +50,9 @@ impl CampaignCache {
         tenant: Uuid,
         campaign: Uuid,
     ) -> Result<Arc<Campaign>, StoreError> {
-        if let Some(hit) = self.entries.lock().expect("campaign cache").get(&campaign) {
+        if let Some(hit) = self.entries.lock().expect("campaign cache").get(&campaign)
+            && hit.read_at.elapsed() < MAX_AGE
+        {
             return Ok(hit.clone());
         }
         let spec = campaign_spec(pg, tenant, campaign).await?;
@@ -59,6 +69,7 @@ impl CampaignCache {
             spec,
             template,
             domain,
+            read_at: Instant::now(),
         });
         self.entries
             .lock()

@@ -463,6 +463,8 @@ impl ClusterState {
             } => {
                 let running = status == CampaignStatus::Running;
                 self.ctx.set_stopped(campaign_id, !running);
+                // Its IP pool may have changed (`PATCH /v1/campaigns/{id}`).
+                self.ctx.campaigns.forget(campaign_id);
                 if running && self.ctx.owns(tenant_id) {
                     feeder::activate(&self.ctx, tenant_id);
                 }

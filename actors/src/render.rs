@@ -171,6 +171,7 @@ mod tests {
             },
             template,
             domain: "sender.test".into(),
+            read_at: std::time::Instant::now(),
         })
     }
 

@@ -20,8 +20,15 @@ use uuid::Uuid;
 
 use crate::shaping_view::ShapingBody;
 
-/// The IP's state: `paused`, `outside_active_hours`, `exhausted` or `sending`.
-pub const STATES: [&str; 4] = ["paused", "outside_active_hours", "exhausted", "sending"];
+/// The IP's state: `paused`, `outside_active_hours`, `exhausted`, `sending` or
+/// `retired`.
+pub const STATES: [&str; 5] = [
+    "paused",
+    "outside_active_hours",
+    "exhausted",
+    "sending",
+    "retired",
+];
 
 /// An SMTP IP with what its limits make of it right now.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
@@ -102,7 +109,7 @@ pub struct WarmupBody {
 }
 
 fn ip_status_schema() -> utoipa::openapi::schema::Object {
-    crate::openapi::string_enum(["active", "paused"])
+    crate::openapi::string_enum(["active", "paused", "retired"])
 }
 
 fn state_schema() -> utoipa::openapi::schema::Object {
@@ -180,6 +187,9 @@ impl IpBody {
 /// by health, outside its active hours, out of today's allowance or this hour's
 /// quota.
 fn state(ip: &IpView, plan: &DayPlan, hourly_quota: Option<u32>) -> (&'static str, Option<String>) {
+    if ip.status == "retired" {
+        return ("retired", ip.status_reason.clone());
+    }
     if ip.status == "paused" {
         let why = ip.status_reason.as_deref().unwrap_or("paused");
         let until = ip.paused_until.and_then(|t| t.format(&Rfc3339).ok());

@@ -159,6 +159,8 @@ pub struct Fixture {
     /// A token of A that the happy path of the revoke route revokes.
     pub spare_token: Uuid,
     pub ip_a: Uuid,
+    /// An IP of A that no campaign lists (the happy path of retiring one).
+    pub spare_ip: Uuid,
     /// A's draft campaign with two leads (the lifecycle's happy paths).
     pub campaign: Uuid,
     /// A's job, marked sent from `ip_a` (complaints, the public links).
@@ -191,6 +193,7 @@ impl Fixture {
         spare.expect(201);
         let ip_a = api.add_ip(tenant_a, "127.0.0.2").await;
         api.add_ip(tenant_b, "127.0.0.3").await;
+        let spare_ip = api.add_ip(tenant_a, "127.0.0.4").await;
         let campaign = api.create_campaign(&token_a, &[ip_a]).await;
         api.add_leads(&token_a, campaign, leads(2))
             .await
@@ -226,6 +229,7 @@ impl Fixture {
             revoked: revoked.body["token"].as_str().expect("token").to_string(),
             spare_token: spare.id(),
             ip_a,
+            spare_ip,
             campaign,
             job: rows[0].get(0),
             message_id,
@@ -245,6 +249,7 @@ impl Fixture {
             revoked: "pt_r".into(),
             spare_token: Uuid::now_v7(),
             ip_a: Uuid::now_v7(),
+            spare_ip: Uuid::now_v7(),
             campaign: Uuid::now_v7(),
             job: Uuid::now_v7(),
             message_id: "m@x.test".into(),

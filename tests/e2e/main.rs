@@ -5,6 +5,8 @@
 
 mod support;
 
+mod campaign_cancel_in_flight;
+mod campaign_move_ips;
 mod delivery_exactly_once;
 mod delivery_outcomes;
 mod dkim_signing;

@@ -56,8 +56,8 @@ struct CampaignState {
     id: Uuid,
     #[schema(schema_with = campaign_status_schema)]
     status: CampaignStatus,
-    /// `pause` only, when `api.pause_drain_timeout_ms` passed first: SMTP
-    /// transactions still under way.
+    /// `pause` and `cancel`, when `api.pause_drain_timeout_ms` passed first:
+    /// SMTP transactions still under way.
     #[serde(skip_serializing_if = "Option::is_none")]
     in_flight: Option<i64>,
 }
@@ -236,8 +236,17 @@ async fn resume(
     Ok(answer(&state, tenant, id, change).await)
 }
 
-/// Cancels a campaign: every job not yet handed to SMTP is cancelled (those
-/// `sending` finish their attempt). Idempotent; an impossible transition is 409.
+/// Cancels a campaign.
+///
+/// Nothing more of it is claimed from the moment the cancel commits; every
+/// job not yet handed to SMTP is `cancelled` at once. The call then waits, as
+/// `pause` does (at most `api.pause_drain_timeout_ms`; the answer carries
+/// `in_flight` when that passed first), for the SMTP transactions under way:
+/// each ends with its real outcome — a 250 is `sent`, because the message
+/// left — except that a 4xx or an attempt abandoned before SMTP ends
+/// `cancelled`, never `deferred` or `pending`. So the campaign ends with no
+/// job `pending`, `queued`, `sending` or `deferred`. Idempotent; an impossible
+/// transition is 409.
 #[utoipa::path(post, path = "/v1/campaigns/{id}/cancel", tag = "campaigns",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The campaign")),
@@ -260,5 +269,21 @@ async fn cancel(
     })
     .await?;
     drop(client);
-    Ok(answer(&state, tenant, id, change).await)
+    let Json(mut body) = answer(&state, tenant, id, change).await;
+    let in_flight = wait_for_drain(&state, tenant, id).await?;
+    if in_flight > 0 {
+        tracing::warn!(tenant_id = %tenant, campaign_id = %id, in_flight, "cancel returned with SMTP transactions still under way");
+        body.in_flight = Some(in_flight);
+    }
+    // An outcome or release that raced the cancel's commit may have put a job
+    // back in the backlog before it could see the campaign cancelled.
+    let mut client = connection(&state).await?;
+    let swept = in_tenant_tx(&mut client, tenant, async |tx| {
+        store::campaigns::sweep_cancelled(tx, tenant, id).await
+    })
+    .await?;
+    if swept > 0 {
+        tracing::info!(tenant_id = %tenant, campaign_id = %id, swept, "jobs returned during the cancel were cancelled");
+    }
+    Ok(Json(body))
 }

@@ -73,7 +73,7 @@ pub(super) fn campaign_status_schema() -> utoipa::openapi::schema::Object {
 
 /// A campaign as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
-struct CampaignBody {
+pub(super) struct CampaignBody {
     id: Uuid,
     name: String,
     #[schema(schema_with = campaign_status_schema)]
@@ -142,6 +142,46 @@ pub(super) fn campaign_error(err: StoreError) -> AppError {
     AppError::missing("no such campaign")(err)
 }
 
+/// `ip_ids` holds 1 to `MAX_CAMPAIGN_IPS` ids, none twice.
+pub(super) fn check_ip_ids(ip_ids: &[Uuid]) -> ApiResult<()> {
+    if ip_ids.is_empty() || ip_ids.len() > validate::MAX_CAMPAIGN_IPS {
+        return Err(AppError::invalid(format!(
+            "ip_ids must hold 1-{} IP ids",
+            validate::MAX_CAMPAIGN_IPS
+        )));
+    }
+    let mut seen = HashSet::new();
+    if let Some(repeated) = ip_ids.iter().find(|id| !seen.insert(**id)) {
+        return Err(AppError::invalid(format!("ip_ids lists {repeated} twice")));
+    }
+    Ok(())
+}
+
+/// Every id of `ip_ids` is an IP of the tenant that is not retired (locked
+/// `FOR SHARE` until `tx` ends, so it cannot be retired meanwhile).
+pub(super) async fn check_owned_ips(
+    tx: &deadpool_postgres::Transaction<'_>,
+    tenant: Uuid,
+    ip_ids: &[Uuid],
+) -> ApiResult<()> {
+    let owned: HashSet<Uuid> = store::ips::owned_ip_ids(tx, tenant, ip_ids)
+        .await?
+        .into_iter()
+        .collect();
+    let unknown: Vec<String> = ip_ids
+        .iter()
+        .filter(|id| !owned.contains(id))
+        .map(Uuid::to_string)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(AppError::invalid(format!(
+            "ip_ids: no such IP: {}",
+            unknown.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// Every check that needs neither the database nor a render, in request order.
 fn validate_request(request: &CreateCampaign) -> ApiResult<String> {
     validate::header_text("name", &request.name, validate::MAX_NAME)?;
@@ -154,16 +194,7 @@ fn validate_request(request: &CreateCampaign) -> ApiResult<String> {
     if let Some(html) = &request.html {
         validate::body_template("html", html)?;
     }
-    if request.ip_ids.is_empty() || request.ip_ids.len() > validate::MAX_CAMPAIGN_IPS {
-        return Err(AppError::invalid(format!(
-            "ip_ids must hold 1-{} IP ids",
-            validate::MAX_CAMPAIGN_IPS
-        )));
-    }
-    let mut seen = HashSet::new();
-    if let Some(repeated) = request.ip_ids.iter().find(|id| !seen.insert(**id)) {
-        return Err(AppError::invalid(format!("ip_ids lists {repeated} twice")));
-    }
+    check_ip_ids(&request.ip_ids)?;
     if let Some(priority) = request.priority
         && !(0..=1000).contains(&priority)
     {
@@ -210,22 +241,7 @@ async fn create(
 
     let mut client = connection(&state).await?;
     let tx = tenant_scope(&mut client, tenant).await?;
-    let owned: HashSet<Uuid> = store::ips::owned_ip_ids(&tx, tenant, &request.ip_ids)
-        .await?
-        .into_iter()
-        .collect();
-    let unknown: Vec<String> = request
-        .ip_ids
-        .iter()
-        .filter(|id| !owned.contains(id))
-        .map(Uuid::to_string)
-        .collect();
-    if !unknown.is_empty() {
-        return Err(AppError::invalid(format!(
-            "ip_ids: no such IP: {}",
-            unknown.join(", ")
-        )));
-    }
+    check_owned_ips(&tx, tenant, &request.ip_ids).await?;
     if state.config.domains.require_verified {
         let from_domain = penguin_engine::domain::email_domain(&from_address);
         if store::domains::verified_covering(&tx, tenant, from_domain)

@@ -6,6 +6,9 @@
 //!   admin, its own to a tenant (a foreign id is 404).
 //! - `POST /v1/ips/{id}/pause` `{reason?}` and `POST /v1/ips/{id}/resume` (admin
 //!   or the owning tenant; the body may be empty) → 200 IP; idempotent.
+//! - `DELETE /v1/ips/{id}` (admin) retires it → 204; 409 while a campaign that
+//!   can still send lists it (see `store::ip_retire`). A retired IP stays
+//!   readable by id (`status: retired`) but leaves every list.
 //!
 //! An IP is shown as [`IpBody`] (allowance, quota, usage, health and state at
 //! this instant, and the shaping actions in force on it). Every change publishes `TenantChanged` so the node owning the
@@ -41,7 +44,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create))
         .routes(routes!(list))
-        .routes(routes!(show))
+        .routes(routes!(show, retire))
         .routes(routes!(pause))
         .routes(routes!(resume))
 }
@@ -285,6 +288,50 @@ async fn change_status(
     super::publish(&state, ControlEvent::TenantChanged { tenant_id }).await;
     tracing::info!(%tenant_id, ip_id = %id, ?change, "IP status set through the API");
     Ok(Json(IpBody::new(ip, &state.config).with_shaping(&actions)))
+}
+
+/// Retires an IP (admin only).
+///
+/// It stops taking work at once (the node owning it stops its actor), leaves
+/// `GET /v1/ips`, and can be neither paused, resumed nor named by a campaign;
+/// `GET /v1/ips/{id}` still shows it, `status: retired`, and its history
+/// stays. Its address may be registered again. Refused (409 `conflict`, naming
+/// them) while a campaign in `draft`, `scheduled`, `running` or `paused` lists
+/// it: move those first with `PATCH /v1/campaigns/{id}`. Idempotent.
+#[utoipa::path(delete, path = "/v1/ips/{id}", tag = "ips",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "The IP")),
+    responses(
+        (status = 204, description = "The IP is retired"),
+        (status = 404, description = "No such IP (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Campaigns that can still send list it (`conflict`)", body = ErrorBody),
+        AdminOnly,
+    ))]
+async fn retire(
+    _admin: AdminCaller,
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> ApiResult<StatusCode> {
+    let now = OffsetDateTime::now_utc();
+    let retired = store::ip_retire::retire_ip(&state.pg, id, now)
+        .await
+        .map_err(no_such_ip)?;
+    match retired {
+        store::ip_retire::Retired::InUse(campaigns) => {
+            let ids: Vec<String> = campaigns.iter().map(Uuid::to_string).collect();
+            Err(AppError::conflict(format!(
+                "the IP is listed by campaigns that can still send: {}; move them to other IPs first",
+                ids.join(", ")
+            )))
+        }
+        store::ip_retire::Retired::Done { tenant_id, already } => {
+            if !already {
+                super::publish(&state, ControlEvent::TenantChanged { tenant_id }).await;
+                tracing::info!(%tenant_id, ip_id = %id, "IP retired");
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
+    }
 }
 
 fn no_such_ip(error: StoreError) -> AppError {

@@ -7,6 +7,7 @@
 //! under the tenant role, where row-level security applies).
 
 pub mod campaign_actions;
+pub mod campaign_patch;
 pub mod campaigns;
 pub mod complaints;
 pub mod docs;

@@ -162,7 +162,7 @@ pub async fn ensure_exists(
 }
 
 /// Locks a campaign row for a lifecycle change; returns its status and priority.
-async fn lock_campaign(
+pub(crate) async fn lock_campaign(
     tx: &Transaction<'_>,
     tenant: Uuid,
     id: Uuid,
@@ -323,6 +323,21 @@ pub async fn cancel_campaign(
         status: CampaignStatus::Cancelled,
         changed: true,
     })
+}
+
+/// After a cancel's attempts drained: cancels any job of the cancelled
+/// campaign that a write racing the cancel's commit returned to the backlog.
+/// Returns how many; nothing for a campaign that is not cancelled.
+pub async fn sweep_cancelled(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<u64, StoreError> {
+    let (status, _) = lock_campaign(tx, tenant, id).await?;
+    if status != CampaignStatus::Cancelled {
+        return Ok(0);
+    }
+    crate::store::ledger::cancel_unsent(tx, tenant, id).await
 }
 
 /// How many jobs of the campaign are `sending` (an SMTP attempt under way).

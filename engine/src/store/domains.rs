@@ -428,7 +428,8 @@ pub async fn tenant_ip_addresses(
     let client = pool.get().await?;
     let rows = client
         .query(
-            "SELECT address FROM smtp_ips WHERE tenant_id = $1 ORDER BY created_at, id",
+            "SELECT address FROM smtp_ips WHERE tenant_id = $1 AND status <> 'retired'
+             ORDER BY created_at, id",
             &[&tenant],
         )
         .await?;

@@ -210,8 +210,9 @@ pub async fn insert_ip(pool: &Pool, ip: &NewIp, now: OffsetDateTime) -> Result<I
 /// Every IP of every tenant (operator view) at `now`.
 pub async fn all_ips(pool: &Pool, now: OffsetDateTime) -> Result<Vec<IpView>, StoreError> {
     let client = pool.get().await?;
-    let sql =
-        format!("SELECT {VIEW_COLUMNS} FROM smtp_ips i {VIEW_JOINS} ORDER BY i.created_at, i.id");
+    let sql = format!(
+        "SELECT {VIEW_COLUMNS} FROM smtp_ips i {VIEW_JOINS} WHERE i.status <> 'retired' ORDER BY i.created_at, i.id"
+    );
     let stmt = client.prepare_cached(&sql).await?;
     Ok(client
         .query(&stmt, &[&now])
@@ -229,7 +230,7 @@ pub async fn tenant_ips(
 ) -> Result<Vec<IpView>, StoreError> {
     let sql = format!(
         "SELECT {VIEW_COLUMNS} FROM smtp_ips i {VIEW_JOINS}
-         WHERE i.tenant_id = $2 ORDER BY i.created_at, i.id"
+         WHERE i.tenant_id = $2 AND i.status <> 'retired' ORDER BY i.created_at, i.id"
     );
     let stmt = client.prepare_cached(&sql).await?;
     Ok(client
@@ -286,7 +287,7 @@ pub async fn set_status(
     let sql = format!(
         "WITH i AS (
             UPDATE smtp_ips SET status = $4, status_reason = $5, paused_until = NULL
-            WHERE id = $2 AND ($3::uuid IS NULL OR tenant_id = $3)
+            WHERE id = $2 AND ($3::uuid IS NULL OR tenant_id = $3) AND status <> 'retired'
             RETURNING *
         )
         SELECT {VIEW_COLUMNS} FROM i {VIEW_JOINS}"
@@ -299,14 +300,20 @@ pub async fn set_status(
     Ok(view(&row))
 }
 
-/// Which of `ids` are IPs of `tenant` (the others are unknown or foreign).
+/// Which of `ids` are IPs of `tenant` that are not retired (the others are
+/// unknown, foreign or retired). The rows stay locked `FOR SHARE` until the
+/// caller's transaction ends, so a campaign that names them and an IP's
+/// retirement ([`crate::store::ip_retire`]) order one after the other.
 pub async fn owned_ip_ids(
     client: &impl GenericClient,
     tenant: Uuid,
     ids: &[Uuid],
 ) -> Result<Vec<Uuid>, StoreError> {
     let stmt = client
-        .prepare_cached("SELECT id FROM smtp_ips WHERE tenant_id = $1 AND id = ANY($2)")
+        .prepare_cached(
+            "SELECT id FROM smtp_ips WHERE tenant_id = $1 AND id = ANY($2) AND status <> 'retired'
+             FOR SHARE",
+        )
         .await?;
     let rows = client.query(&stmt, &[&tenant, &ids]).await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())

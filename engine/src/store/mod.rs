@@ -29,6 +29,7 @@
 //! - [`stats`]: read-only statistics for the API: a campaign's recent activity
 //!   and engagement, per-day rows per campaign, IP and tenant.
 
+pub mod campaign_ips;
 pub mod campaigns;
 pub mod complaints;
 pub mod dkim_keys;
@@ -39,6 +40,7 @@ pub mod engagement;
 pub mod events;
 pub mod events_read;
 pub mod fences;
+pub mod ip_retire;
 pub mod ip_state;
 pub mod ips;
 pub mod jobs;

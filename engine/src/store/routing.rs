@@ -71,6 +71,7 @@ pub async fn ips_of_partitions(
     let stmt = client
         .prepare_cached(&format!(
             "{IP_COLUMNS} WHERE penguin_partition(i.tenant_id, $1) = ANY($2)
+               AND i.status <> 'retired'
              ORDER BY i.tenant_id, i.id"
         ))
         .await?;
@@ -114,7 +115,8 @@ pub async fn ips_of(pool: &Pool, tenants: &[Uuid]) -> Result<Vec<IpSpec>, StoreE
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(&format!(
-            "{IP_COLUMNS} WHERE i.tenant_id = ANY($1) ORDER BY i.tenant_id, i.id"
+            "{IP_COLUMNS} WHERE i.tenant_id = ANY($1) AND i.status <> 'retired'
+             ORDER BY i.tenant_id, i.id"
         ))
         .await?;
     let rows = client.query(&stmt, &[&tenants]).await?;

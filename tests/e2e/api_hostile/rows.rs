@@ -80,6 +80,10 @@ pub fn admin_cases(fx: &Fixture) -> Vec<Case> {
             .owned_by_path("{id}", nobody())
             .body(Body::OptionalJson(json!({})))
             .strings(Slot::Path("{id}"), NOT_FOUND),
+        Case::new("DELETE", "/v1/ips/{id}", Who::Admin, admin_token())
+            .param("{id}", fx.spare_ip)
+            .strings(Slot::Path("{id}"), NOT_FOUND)
+            .happy(204),
         Case::new("GET", "/v1/ips/{id}/stats", Who::Any, token)
             .param("{id}", ip)
             .owned_by_path("{id}", nobody())
@@ -185,6 +189,13 @@ pub fn tenant_cases(fx: &Fixture) -> Vec<Case> {
             .param("{id}", campaign_id)
             .owned_by_path("{id}", nobody())
             .strings(Slot::Path("{id}"), NOT_FOUND),
+        Case::new("PATCH", "/v1/campaigns/{id}", Who::Tenant, token)
+            .param("{id}", campaign_id)
+            .owned_by_path("{id}", nobody())
+            .body(Body::Json(json!({ "ip_ids": [fx.ip_a] })))
+            .strings(Slot::Path("{id}"), NOT_FOUND)
+            .strings(Slot::Field("/ip_ids/0"), INVALID)
+            .happy(200),
     ];
     let mut leads = Case::new("POST", "/v1/campaigns/{id}/leads", Who::Tenant, token)
         .param("{id}", campaign_id)

@@ -290,6 +290,13 @@ impl ApiClient {
         .await
     }
 
+    /// PATCHes `body` as `application/json`.
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: &Value) -> Answer {
+        let body = Some(body.to_string().into_bytes());
+        self.raw(Method::PATCH, path, token, Some("application/json"), body)
+            .await
+    }
+
     /// `DELETE path`.
     pub async fn delete(&self, path: &str, token: Option<&str>) -> Answer {
         self.raw(Method::DELETE, path, token, None, None).await

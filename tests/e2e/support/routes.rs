@@ -5,7 +5,7 @@
 /// `api_openapi` proves it is exactly what the router serves and documents;
 /// `api_hostile` runs its attack matrix over every one of them, so a new route
 /// must be added here and then gets a row in both.
-pub const ROUTES: [(&str, &str); 46] = [
+pub const ROUTES: [(&str, &str); 48] = [
     ("GET", "/health"),
     ("GET", "/health/db"),
     ("GET", "/health/queue"),
@@ -24,6 +24,7 @@ pub const ROUTES: [(&str, &str); 46] = [
     ("GET", "/v1/ips/{id}"),
     ("POST", "/v1/ips/{id}/pause"),
     ("POST", "/v1/ips/{id}/resume"),
+    ("DELETE", "/v1/ips/{id}"),
     ("POST", "/v1/domains"),
     ("GET", "/v1/domains"),
     ("GET", "/v1/domains/{id}"),
@@ -35,6 +36,7 @@ pub const ROUTES: [(&str, &str); 46] = [
     ("GET", "/v1/warmup-schedules/{name}"),
     ("POST", "/v1/campaigns"),
     ("GET", "/v1/campaigns/{id}"),
+    ("PATCH", "/v1/campaigns/{id}"),
     ("POST", "/v1/campaigns/{id}/leads"),
     ("POST", "/v1/campaigns/{id}/start"),
     ("POST", "/v1/campaigns/{id}/pause"),

@@ -13,6 +13,15 @@
 //! | Release | `sending → pending` for claims never attempted | [`release_sending`] | hand-off, takeover |
 //! | Recover | `sending → pending` (stale, one IP's, all on takeover), `queued → pending` (Redis lost) | [`release_stale_sending`], [`release_sending_on_ip`], [`recover_on_takeover`], [`release_queued`] | Reaper, Ip actor, Feeder, fences |
 //! | Cancel | `pending\|deferred\|queued → cancelled` | [`cancel_unsent`] | API |
+//! | Reroute | `pending` waiting for a later `run_at` → due now | [`reroute_waiting`] | API (new IP pool) |
+//!
+//! A cancelled campaign never gets a job back: every transition that returns a
+//! `sending` job to the backlog (an outcome `deferred` or `pending`, a release,
+//! a recovery) writes `cancelled` instead when the job's campaign is cancelled
+//! (`pending_unless_cancelled!`). A job whose attempt was under way when the
+//! campaign was cancelled thus ends with its real outcome when it left (`sent`,
+//! `bounced`, `failed`) and `cancelled` otherwise; the API's cancel sweeps once
+//! more after the campaign's attempts drained, for a write that raced its commit.
 //!
 //! Every transition is a conditional statement (`WHERE status = …`), so a
 //! stale or duplicated request changes nothing, and takes a batch of jobs (or
@@ -41,10 +50,23 @@
 //! API's transaction under the campaign row lock, which every claim holds
 //! `FOR SHARE`.
 
+/// SQL: the status a `sending` job of `send_jobs j` returns to the backlog
+/// with: `pending`, or `cancelled` when its campaign was cancelled (its attempt
+/// never left, or left a 4xx: nothing more will be tried).
+macro_rules! pending_unless_cancelled {
+    () => {
+        "CASE WHEN EXISTS (SELECT 1 FROM campaigns c
+                           WHERE c.tenant_id = j.tenant_id AND c.id = j.campaign_id
+                             AND c.status = 'cancelled')
+              THEN 'cancelled' ELSE 'pending' END"
+    };
+}
+
 mod cancel;
 mod claim;
 mod outcome;
 mod recover;
+mod reroute;
 
 pub use cancel::cancel_unsent;
 pub use claim::{ClaimId, SendingClaim, UsageMark, claim_due, claim_due_urgent, claim_sending};
@@ -53,3 +75,4 @@ pub use recover::{
     postpone_queued, recover_on_takeover, release_queued, release_sending, release_sending_on_ip,
     release_stale_sending,
 };
+pub use reroute::reroute_waiting;

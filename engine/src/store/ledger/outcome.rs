@@ -1,6 +1,7 @@
 //! Outcome: the end of one delivery attempt, `sending → sent|deferred|bounced|
 //! failed|suppressed`, or `sending → pending` for an attempt abandoned before
-//! SMTP started. The StatusWriter batches them; [`record_outcomes`] writes a
+//! SMTP started — `cancelled` instead of those two when the campaign was
+//! cancelled meanwhile (see the ledger's module doc). The StatusWriter batches them; [`record_outcomes`] writes a
 //! batch in one `UPDATE … FROM unnest()`. Each outcome carries the epoch and
 //! the claim id its job was claimed under and changes nothing once either
 //! moved on (no fence row lock needed: the job row itself is the fence).
@@ -72,7 +73,11 @@ pub async fn record_outcomes(
     let stmt = client
         .prepare_cached(
             "UPDATE send_jobs j
-             SET status = u.status,
+             SET status = CASE WHEN u.status IN ('pending', 'deferred')
+                                    AND EXISTS (SELECT 1 FROM campaigns c
+                                                WHERE c.tenant_id = j.tenant_id AND c.id = j.campaign_id
+                                                  AND c.status = 'cancelled')
+                               THEN 'cancelled' ELSE u.status END,
                  run_at = coalesce(u.run_at, j.run_at),
                  message_id = coalesce(u.message_id, j.message_id),
                  last_reply = coalesce(u.reply, j.last_reply),

@@ -1,6 +1,6 @@
 //! Postpone, Release and Recover: the transitions that return jobs to
-//! `pending`, after crashes, Redis loss, lease lapses, hand-offs and used
-//! allowances (Reaper, Cluster, Feeder, Ip and Tenant actors, takeovers). Each
+//! `pending` (a `sending` job of a cancelled campaign: `cancelled`), after
+//! crashes, Redis loss, lease lapses, hand-offs and used allowances (Reaper, Cluster, Feeder, Ip and Tenant actors, takeovers). Each
 //! runs under the fence of the tenant's partition at the caller's token
 //! ([`crate::store::fences`]) and changes nothing once another node took the
 //! partition over; [`recover_on_takeover`] runs inside the takeover that raises it.
@@ -33,10 +33,12 @@ pub async fn release_stale_sending(
         return Ok(0);
     }
     let stmt = tx
-        .prepare_cached(
-            "UPDATE send_jobs SET status = 'pending', updated_at = $3
-             WHERE status = 'sending' AND fence = ANY($1) AND updated_at < $2",
-        )
+        .prepare_cached(concat!(
+            "UPDATE send_jobs j SET status = ",
+            pending_unless_cancelled!(),
+            ", updated_at = $3
+             WHERE j.status = 'sending' AND j.fence = ANY($1) AND j.updated_at < $2"
+        ))
         .await?;
     let released = tx.execute(&stmt, &[&held, &older_than, &now]).await?;
     tx.commit().await?;
@@ -57,8 +59,12 @@ pub async fn release_sending_on_ip(
         pool,
         tenant,
         epoch,
-        "UPDATE send_jobs SET status = 'pending', updated_at = $3
-         WHERE tenant_id = $1 AND ip_id = $2 AND status = 'sending'",
+        concat!(
+            "UPDATE send_jobs j SET status = ",
+            pending_unless_cancelled!(),
+            ", updated_at = $3
+             WHERE j.tenant_id = $1 AND j.ip_id = $2 AND j.status = 'sending'"
+        ),
         &[&tenant, &ip, &now],
     )
     .await
@@ -80,12 +86,16 @@ pub async fn release_sending(
         pool,
         tenant,
         epoch,
-        "UPDATE send_jobs j
-         SET status = 'pending', attempts = greatest(j.attempts - 1, 0), updated_at = $4
+        concat!(
+            "UPDATE send_jobs j
+         SET status = ",
+            pending_unless_cancelled!(),
+            ", attempts = greatest(j.attempts - 1, 0), updated_at = $4
          FROM unnest($2::uuid[], $5::uuid[]) AS u(id, claim)
          WHERE j.tenant_id = $1 AND j.id = u.id AND (j.status = 'sending') IS TRUE
            AND j.fence = $3
-           AND j.claim = u.claim",
+           AND j.claim = u.claim"
+        ),
         &[&tenant, &ids, &epoch, &now, &claims],
     )
     .await
@@ -144,10 +154,12 @@ pub async fn recover_on_takeover(
     now: OffsetDateTime,
 ) -> Result<u64, StoreError> {
     let release = tx
-        .prepare_cached(
-            "UPDATE send_jobs SET status = 'pending', updated_at = $3
-             WHERE status = 'sending' AND penguin_partition(tenant_id, $2) = ANY($1)",
-        )
+        .prepare_cached(concat!(
+            "UPDATE send_jobs j SET status = ",
+            pending_unless_cancelled!(),
+            ", updated_at = $3
+             WHERE j.status = 'sending' AND penguin_partition(j.tenant_id, $2) = ANY($1)"
+        ))
         .await?;
     Ok(tx
         .execute(&release, &[&partitions, &(count as i32), &now])
