@@ -8,10 +8,12 @@
 //! between its reservation and its claim's commit leaves sends reserved that
 //! no claim counts, and a claim whose outcome is unknown (its connection cut
 //! at commit) keeps its reservation rather than risk giving back a send that
-//! happened. So the first reservation of an actor, and a reservation that comes
-//! up short (at most once per [`RECHECK`]), compare the counters with Postgres
-//! and reset them to Postgres' totals when they differ: a leak costs the hour
-//! nothing, and an overshoot is impossible because Postgres counts every claim.
+//! happened. So the first reservation of an actor compares the counters with
+//! Postgres, and so does a reservation that comes up short while this actor
+//! holds reservations in doubt (a claim whose commit is unknown, a give-back
+//! that failed) or last compared [`RECHECK`] ago; counters that differ are
+//! reset to Postgres' totals. A leak costs the hour nothing, and an overshoot
+//! is impossible because Postgres counts every claim.
 //!
 //! A batch gets at most what the hour and the day still allow; the rest is
 //! refused with the time the next window opens, so the tenant can route it to
@@ -49,10 +51,15 @@ pub struct Allowance {
     given_back: u32,
     /// When the counters were last compared with Postgres.
     checked_at: Option<OffsetDateTime>,
+    /// Sends reserved in Redis that neither a claim nor a give-back is known
+    /// to have settled since then.
+    in_doubt: u32,
 }
 
-/// A short reservation compares the counters with Postgres at most this often.
-pub const RECHECK: time::Duration = time::Duration::seconds(5);
+/// Without reservations in doubt, a short reservation compares the counters
+/// with Postgres at most this often (a leak from outside this actor, such as
+/// a paused node's, is rare).
+pub const RECHECK: time::Duration = time::Duration::seconds(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AllowanceError {
@@ -124,6 +131,7 @@ impl Allowance {
         let mut reserved = reserve().await?;
         if self.should_check(&reserved, wanted, now) {
             self.checked_at = Some(now);
+            self.in_doubt = 0;
             let used = ports
                 .usage(spec.tenant_id, spec.id, local.day, local.hour_start)
                 .await?;
@@ -173,23 +181,37 @@ impl Allowance {
 
     /// Whether to compare the counters with Postgres before using `reserved`:
     /// they are missing, this actor never compared them, or the grant came up
-    /// short and the last comparison is [`RECHECK`] old.
+    /// short while reservations are in doubt or the last comparison is
+    /// [`RECHECK`] old.
     fn should_check(&self, reserved: &Reserved, wanted: u32, now: OffsetDateTime) -> bool {
         match (reserved, self.checked_at) {
             (Reserved::Missing, _) | (_, None) => true,
             (Reserved::Granted { granted, .. }, Some(at)) => {
-                *granted < wanted && now - at >= RECHECK
+                *granted < wanted && (self.in_doubt > 0 || now - at >= RECHECK)
             }
         }
     }
 
+    /// `n` reserved sends whose claim may or may not have committed: kept
+    /// (never give back a send that may happen) until a comparison settles them.
+    pub fn in_doubt(&mut self, n: u32) {
+        self.in_doubt = self.in_doubt.saturating_add(n);
+    }
+
     /// Returns reservations the claim did not use (Redis only: Postgres counted
     /// only what was claimed), unless the counters were reset since.
-    pub async fn unused(&self, ports: &dyn IpPorts, spec: &IpSpec, grant: &Grant, claimed: u32) {
+    pub async fn unused(
+        &mut self,
+        ports: &dyn IpPorts,
+        spec: &IpSpec,
+        grant: &Grant,
+        claimed: u32,
+    ) {
         let Some(local) = self.local else { return };
         let n = grant.n.saturating_sub(claimed);
         let slot = slot(spec, &local);
         if let Err(err) = ports.give_back(&slot, n, Some(grant.epoch)).await {
+            self.in_doubt(n);
             tracing::warn!(ip = %spec.address, error = %err, "returning unused reservations failed");
         }
     }
@@ -209,6 +231,7 @@ impl Allowance {
         match ports.give_back(&slot(spec, &local), n, None).await {
             Ok(()) => self.given_back += n,
             Err(err) => {
+                self.in_doubt(n);
                 tracing::warn!(ip = %spec.address, error = %err, "returning a released send failed")
             }
         }

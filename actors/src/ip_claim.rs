@@ -45,8 +45,9 @@ impl IpState {
             }
             // The claim may have committed before its connection broke: the
             // reservations stay (never give back a send that may happen); a
-            // later short grant finds them uncounted in Postgres and resets.
+            // later short grant compares with Postgres and resets.
             Claimed::Unknown => {
+                self.allowance.in_doubt(grant.n);
                 self.return_credit(batch.len());
                 return None;
             }
