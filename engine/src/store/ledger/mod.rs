@@ -43,6 +43,7 @@
 
 mod cancel;
 mod claim;
+mod gate;
 mod outcome;
 mod recover;
 
