@@ -5,6 +5,8 @@
 
 mod support;
 
+mod campaign_daily_cap;
+mod campaign_send_window;
 mod delivery_exactly_once;
 mod delivery_outcomes;
 mod dkim_signing;

@@ -1,0 +1,184 @@
+//! `daily_cap` (issue 17): at most that many messages of a campaign start per
+//! day in the campaign's time zone, counted in Postgres in the claim's own
+//! transaction. The engine runs on a moved clock across two local midnights of
+//! a zone nine hours ahead of UTC (Asia/Tokyo): a cap of 7 over 20 leads sends
+//! exactly 7 on the first local day however long that day runs, 7 more right
+//! after the local midnight (15:00 UTC, not 00:00 UTC), then the last 6 — never
+//! 8 in a day — with no API call in between, and `GET /v1/campaigns/{id}` shows
+//! `waiting_reason: daily_cap` with the next local midnight as `next_send_at`.
+//! A second scenario shows the other reasons: `ip_allowance` (the IP used its
+//! hour) and `ips_paused`.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::support::api::campaign_body;
+use crate::support::limits::{IpPlan, LimitsRig};
+use crate::support::{admin_token, wait_for};
+
+const IP: &str = "127.0.0.2";
+
+pub(crate) fn sent(n: u64) -> HashMap<IpAddr, u64> {
+    HashMap::from([(IP.parse().unwrap(), n)])
+}
+
+/// A warm IP at [`IP`], active all day.
+pub(crate) async fn warm_ip(rig: &LimitsRig) -> Uuid {
+    rig.add_ip(&IpPlan {
+        address: IP,
+        schedule: None,
+        timezone: "UTC",
+        active_hours: (0, 24),
+    })
+    .await
+}
+
+/// A campaign over `ip` with `knobs` (`daily_cap`, `send_window`) merged into
+/// a valid body and `leads` leads, started; returns its id.
+pub(crate) async fn start_campaign(rig: &LimitsRig, ip: Uuid, knobs: Value, leads: usize) -> Uuid {
+    let mut body = campaign_body(&[ip]);
+    for (key, value) in knobs.as_object().expect("knobs are an object") {
+        body[key] = value.clone();
+    }
+    let answer = rig.api.create_campaign_with(&rig.token, &body).await;
+    answer.expect(201);
+    let campaign = answer.id();
+    let batch: Vec<Value> = (0..leads)
+        .map(|i| json!({ "email": format!("lead{i}@knobs{}.test", i % 5), "fields": { "first_name": "Pat" } }))
+        .collect();
+    rig.api
+        .add_leads(&rig.token, campaign, Value::Array(batch))
+        .await
+        .expect(200);
+    rig.api.action_ok(&rig.token, campaign, "start").await;
+    campaign
+}
+
+/// `(waiting_reason, next_send_at)` of `GET /v1/campaigns/{id}`.
+pub(crate) async fn waiting(rig: &LimitsRig, campaign: Uuid) -> (Value, Option<OffsetDateTime>) {
+    let answer = rig.api.campaign(&rig.token, campaign).await;
+    let body = answer.expect(200);
+    let next = body["next_send_at"]
+        .as_str()
+        .map(|at| OffsetDateTime::parse(at, &Rfc3339).expect("next_send_at is RFC 3339"));
+    (body["waiting_reason"].clone(), next)
+}
+
+/// Waits until the Feeder ran twice more on the current clock, so what it
+/// would claim now has been claimed.
+pub(crate) async fn feeder_rounds(rig: &LimitsRig, n: u64) {
+    let rounds = || rig.rig.node().engine().wakeups().0;
+    let start = rounds();
+    wait_for(
+        &format!("{n} feeder rounds"),
+        Duration::from_secs(10),
+        || async { (rounds() >= start + n).then_some(()) },
+    )
+    .await;
+}
+
+/// Starts per local day, as `campaign_day_usage` holds them.
+async fn usage(rig: &LimitsRig, campaign: Uuid) -> Vec<(String, i32)> {
+    rig.rig
+        .env
+        .psql(&format!(
+            "SELECT day::text, started FROM campaign_day_usage
+             WHERE campaign_id = '{campaign}' ORDER BY day"
+        ))
+        .await
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_daily_cap_is_exact_per_local_day_across_midnights() {
+    let rig = LimitsRig::start(|c| c.limits.warm_daily_volume = 10_000).await;
+    let ip = warm_ip(&rig).await;
+    // 00:00 UTC is 09:00 in Tokyo; its days end at 15:00 UTC.
+    let midnight = rig.now();
+    let at = |h: u64, s: u64| midnight + Duration::from_secs(h * 3600 + s);
+    rig.set_clock(at(0, 1));
+    let knobs = json!({
+        "daily_cap": 7,
+        "send_window": { "start": "00:00", "end": "23:59", "timezone": "Asia/Tokyo" },
+    });
+    let campaign = start_campaign(&rig, ip, knobs, 20).await;
+
+    // Day 1 (Tokyo): exactly 7, and the API says why the rest waits and until when.
+    rig.settle(&sent(7), "day 1").await;
+    assert_eq!(
+        waiting(&rig, campaign).await,
+        (json!("daily_cap"), Some(at(15, 0))),
+        "the cap waits for Tokyo's midnight"
+    );
+    // Late on the same local day (14:59 UTC, 23:59 in Tokyo is outside the
+    // window: 14:58), with the engine running through it: nothing more.
+    rig.set_clock(at(14, 58 * 60));
+    feeder_rounds(&rig, 2).await;
+    rig.settle(&sent(7), "the rest of day 1").await;
+
+    // Day 2 begins at 15:00 UTC: 7 more, no API call.
+    rig.set_clock(at(15, 1));
+    rig.settle(&sent(14), "day 2").await;
+    assert_eq!(
+        waiting(&rig, campaign).await,
+        (json!("daily_cap"), Some(at(39, 0)))
+    );
+
+    // Day 3: the last 6; nothing waits any more.
+    rig.set_clock(at(39, 1));
+    rig.settle(&sent(20), "day 3").await;
+    assert_eq!(waiting(&rig, campaign).await, (Value::Null, None));
+    let days: Vec<i32> = usage(&rig, campaign)
+        .await
+        .into_iter()
+        .map(|d| d.1)
+        .collect();
+    assert_eq!(days, [7, 7, 6], "starts per Tokyo day");
+    assert_eq!(rig.rig.sink.stats().duplicate_messages, 0);
+    rig.rig.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiting_shows_a_used_ip_allowance_and_paused_ips() {
+    // 48 a day over 24 active hours: 2 an hour.
+    let rig = LimitsRig::start(|c| c.limits.warm_daily_volume = 48).await;
+    let ip = warm_ip(&rig).await;
+    let midnight = rig.now();
+    rig.set_clock(midnight + Duration::from_secs(1));
+    let campaign = start_campaign(&rig, ip, json!({}), 5).await;
+    rig.settle(&sent(2), "hour 00").await;
+    let hour_1 = midnight + Duration::from_secs(3600);
+    wait_for(
+        "the rest waiting for the IP's next hour",
+        Duration::from_secs(10),
+        || async {
+            let shown = waiting(&rig, campaign).await;
+            (shown == (json!("ip_allowance"), Some(hour_1))).then_some(())
+        },
+    )
+    .await;
+
+    let pause = rig
+        .api
+        .post(
+            &format!("/v1/ips/{ip}/pause"),
+            Some(admin_token()),
+            &json!({}),
+        )
+        .await;
+    pause.expect(200);
+    assert_eq!(
+        waiting(&rig, campaign).await,
+        (json!("ips_paused"), None),
+        "paused by hand: no time to show"
+    );
+    rig.rig.shutdown().await;
+}
