@@ -180,5 +180,24 @@ async fn waiting_shows_a_used_ip_allowance_and_paused_ips() {
         (json!("ips_paused"), None),
         "paused by hand: no time to show"
     );
+
+    // `/openapi.json` documents both fields.
+    let doc = rig.api.get("/openapi.json", None).await;
+    let schema = &doc.expect(200)["components"]["schemas"]["CampaignWithCounts"];
+    // Flattened into the campaign: `allOf` [CampaignBody, these fields].
+    let properties = &schema["allOf"][1]["properties"];
+    for field in ["waiting_reason", "next_send_at"] {
+        let property = properties[field].to_string();
+        assert!(
+            property.contains("\"description\":\"Why a `running`")
+                || property.contains("\"description\":\"When the engine may next"),
+            "{field} is documented: {schema}"
+        );
+    }
+    let reasons = &doc.expect(200)["components"]["schemas"]["WaitingReason"]["enum"];
+    assert_eq!(
+        reasons,
+        &json!(["send_window", "daily_cap", "ips_paused", "ip_allowance"])
+    );
     rig.rig.shutdown().await;
 }

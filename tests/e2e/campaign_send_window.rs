@@ -18,6 +18,7 @@
 
 use std::time::Duration;
 
+use penguin_engine::store::due;
 use serde_json::{Value, json};
 
 use crate::campaign_daily_cap::{feeder_rounds, sent, start_campaign, waiting, warm_ip};
@@ -48,6 +49,22 @@ async fn a_window_across_midnight_sends_only_inside_it_and_resumes_by_itself() {
         waiting(&rig, first).await,
         (json!("send_window"), Some(at(21, 0))),
         "waits for 22:00 Berlin"
+    );
+    // The due scan the Feeder sleeps on names the opening as the tenant's next
+    // due time: it wakes then, without polling and without an API call.
+    let partitions = rig.rig.config().node.partitions;
+    let all: Vec<u32> = (0..partitions).collect();
+    let scan = due::scan(&rig.rig.env.pg, partitions, &all, &[], rig.now())
+        .await
+        .unwrap();
+    assert!(
+        scan.due.is_empty(),
+        "nothing is due while the window is shut"
+    );
+    assert_eq!(
+        scan.next,
+        Some((at(21, 0), rig.tenant)),
+        "due at the opening"
     );
     rig.set_clock(at(20, 59 * 60 + 59));
     feeder_rounds(&rig, 2).await;
