@@ -6,13 +6,15 @@
 //! after the local midnight (15:00 UTC, not 00:00 UTC), then the last 6 — never
 //! 8 in a day — with no API call in between, and `GET /v1/campaigns/{id}` shows
 //! `waiting_reason: daily_cap` with the next local midnight as `next_send_at`.
-//! A second scenario shows the other reasons: `ip_allowance` (the IP used its
+//! Concurrent claims of one campaign (as many nodes make them) start exactly
+//! the cap. A last scenario shows the other reasons: `ip_allowance` (the IP used its
 //! hour) and `ips_paused`.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use penguin_engine::store::{fences, ledger};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -20,7 +22,7 @@ use uuid::Uuid;
 
 use crate::support::api::campaign_body;
 use crate::support::limits::{IpPlan, LimitsRig};
-use crate::support::{admin_token, wait_for};
+use crate::support::{TestEnv, admin_token, wait_for};
 
 const IP: &str = "127.0.0.2";
 
@@ -142,6 +144,13 @@ async fn a_daily_cap_is_exact_per_local_day_across_midnights() {
         .map(|d| d.1)
         .collect();
     assert_eq!(days, [7, 7, 6], "starts per Tokyo day");
+    // What the cap refused gave its IP allowance back: the IP counts 20 sends.
+    let reserved = rig
+        .rig
+        .env
+        .psql("SELECT sum(reserved)::int8 FROM ip_hourly_usage")
+        .await;
+    assert_eq!(reserved[0].get::<_, i64>(0), 20, "the IP's reservations");
     assert_eq!(rig.rig.sink.stats().duplicate_messages, 0);
     rig.rig.shutdown().await;
 }
@@ -200,4 +209,110 @@ async fn waiting_shows_a_used_ip_allowance_and_paused_ips() {
         &json!(["send_window", "daily_cap", "ips_paused", "ip_allowance"])
     );
     rig.rig.shutdown().await;
+}
+
+/// Many claims at once (as many nodes' Ip actors would make them) of one
+/// capped campaign's jobs: the day's row serializes them, so exactly the cap
+/// starts, and every other job waits for the next local midnight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_never_overshoot_the_cap() {
+    const CAP: i64 = 25;
+    const TASKS: usize = 8;
+    const PER_TASK: usize = 30;
+    let env = TestEnv::start().await;
+    let (tenant, campaign) = (Uuid::now_v7(), Uuid::now_v7());
+    let ips: Vec<Uuid> = (0..TASKS).map(|_| Uuid::now_v7()).collect();
+    env.psql(&format!(
+        "INSERT INTO tenants (id, name) VALUES ('{tenant}', 'capped')"
+    ))
+    .await;
+    for (n, ip) in ips.iter().enumerate() {
+        env.psql(&format!(
+            "INSERT INTO smtp_ips (tenant_id, id, address, helo_name)
+             VALUES ('{tenant}', '{ip}', '127.0.1.{}', 'mx.capped.test')",
+            n + 1
+        ))
+        .await;
+    }
+    let ip_array = ips
+        .iter()
+        .map(|ip| format!("'{ip}'::uuid"))
+        .collect::<Vec<_>>()
+        .join(",");
+    env.psql(&format!(
+        "INSERT INTO campaigns (tenant_id, id, name, status, from_address, subject, text_body,
+                                ip_ids, daily_cap, send_window)
+         VALUES ('{tenant}', '{campaign}', 'c', 'running', 'a@capped.test', 's', 't',
+                 ARRAY[{ip_array}], {CAP},
+                 '{{\"start\":\"00:00\",\"end\":\"23:59\",\"timezone\":\"America/New_York\"}}')"
+    ))
+    .await;
+    env.psql(&format!(
+        "INSERT INTO leads (tenant_id, campaign_id, id, email)
+         SELECT '{tenant}', '{campaign}', gen_random_uuid(), 'r' || g || '@capped.test'
+         FROM generate_series(1, {}) g",
+        TASKS * PER_TASK
+    ))
+    .await;
+    env.psql(&format!(
+        "INSERT INTO send_jobs (tenant_id, id, campaign_id, lead_id, priority, status)
+         SELECT tenant_id, gen_random_uuid(), campaign_id, id, 100, 'queued' FROM leads
+         WHERE tenant_id = '{tenant}'"
+    ))
+    .await;
+    // 12:00 UTC is 07:00 in New York; its next midnight is 05:00 UTC tomorrow.
+    let now =
+        OffsetDateTime::now_utc().date().midnight().assume_utc() + Duration::from_secs(12 * 3600);
+    let next_midnight = now + Duration::from_secs(17 * 3600);
+    let partition = penguin_engine::partition::of(tenant, 512);
+    let epoch = fences::take(&env.pg, &[partition], 512, "node-a", now)
+        .await
+        .expect("take")
+        .token_of(partition)
+        .expect("the partition taken");
+    let jobs: Vec<Uuid> = env
+        .psql(&format!(
+            "SELECT id FROM send_jobs WHERE tenant_id = '{tenant}' ORDER BY id"
+        ))
+        .await
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let claims = jobs.chunks(PER_TASK).zip(&ips).map(|(mine, ip)| {
+        let (pool, mine, ip) = (env.pg.clone(), mine.to_vec(), *ip);
+        tokio::spawn(async move {
+            let mut claimed = 0;
+            for batch in mine.chunks(3) {
+                let pairs: Vec<(Uuid, Uuid)> = batch.iter().map(|job| (*job, ip)).collect();
+                let claim =
+                    ledger::claim_sending(&pool, tenant, epoch, &pairs, &[campaign], now, None)
+                        .await
+                        .expect("claim");
+                claimed += claim.claimed.len() as i64;
+            }
+            claimed
+        })
+    });
+    let mut claimed = 0;
+    for task in futures::future::join_all(claims.collect::<Vec<_>>()).await {
+        claimed += task.expect("claim task");
+    }
+    assert_eq!(claimed, CAP, "exactly the cap started");
+    let rows = env
+        .psql(&format!(
+            "SELECT count(*) FILTER (WHERE status = 'sending'),
+                    count(*) FILTER (WHERE status = 'pending' AND run_at = '{next_midnight}'),
+                    (SELECT sum(started)::int8 FROM campaign_day_usage WHERE campaign_id = '{campaign}')
+             FROM send_jobs WHERE campaign_id = '{campaign}'"
+        ))
+        .await;
+    let (sending, waiting, counted): (i64, i64, i64) =
+        (rows[0].get(0), rows[0].get(1), rows[0].get(2));
+    assert_eq!(sending, CAP);
+    assert_eq!(
+        waiting,
+        (TASKS * PER_TASK) as i64 - CAP,
+        "the rest waits for New York's midnight"
+    );
+    assert_eq!(counted, CAP);
 }
