@@ -4,7 +4,7 @@
 //! a zone nine hours ahead of UTC (Asia/Tokyo): a cap of 7 over 20 leads sends
 //! exactly 7 on the first local day however long that day runs, 7 more right
 //! after the local midnight (15:00 UTC, not 00:00 UTC), then the last 6 — never
-//! 8 in a day — with no API call in between, and `GET /v1/campaigns/{id}` shows
+//! 8 in a day, across a restart with Redis emptied — with no API call in between, and `GET /v1/campaigns/{id}` shows
 //! `waiting_reason: daily_cap` with the next local midnight as `next_send_at`.
 //! Concurrent claims of one campaign (as many nodes make them) start exactly
 //! the cap. A last scenario shows the other reasons: `ip_allowance` (the IP used its
@@ -101,7 +101,7 @@ async fn usage(rig: &LimitsRig, campaign: Uuid) -> Vec<(String, i32)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_daily_cap_is_exact_per_local_day_across_midnights() {
-    let rig = LimitsRig::start(|c| c.limits.warm_daily_volume = 10_000).await;
+    let mut rig = LimitsRig::start(|c| c.limits.warm_daily_volume = 10_000).await;
     let ip = warm_ip(&rig).await;
     // 00:00 UTC is 09:00 in Tokyo; its days end at 15:00 UTC.
     let midnight = rig.now();
@@ -125,6 +125,10 @@ async fn a_daily_cap_is_exact_per_local_day_across_midnights() {
     rig.set_clock(at(14, 58 * 60));
     feeder_rounds(&rig, 2).await;
     rig.settle(&sent(7), "the rest of day 1").await;
+    // A restart with Redis emptied forgets nothing: the count is in Postgres.
+    rig.restart(true).await;
+    feeder_rounds(&rig, 2).await;
+    rig.settle(&sent(7), "day 1 after a restart").await;
 
     // Day 2 begins at 15:00 UTC: 7 more, no API call.
     rig.set_clock(at(15, 1));
