@@ -68,7 +68,7 @@ impl Node {
             config: config.clone(),
             pg: pg.clone(),
             redis: redis.clone(),
-            clock: options.clock,
+            clock: options.clock.clone(),
             resolver: options.resolver,
             metrics: penguin_actors::metrics::Metrics::new(options.metrics.clone()),
         })
@@ -98,6 +98,7 @@ impl Node {
             limits: Arc::new(penguin_api::rate_limit::Limits::new(&config.api)),
             email_health,
             domains,
+            clock: options.clock,
         };
         let (api_stop, stopped) = oneshot::channel::<()>();
         let api_task = tokio::spawn(penguin_api::serve(listeners, state, async move {

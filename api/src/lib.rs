@@ -18,7 +18,8 @@
 //!   the `[templates]` budget, off the runtime, a bounded number at once.
 //! - [`csv_leads`]: leads from a streamed CSV body.
 //! - [`campaign_rates`]: a campaign's `rates` and `eta`, pure arithmetic over
-//!   its job counts and recent events.
+//!   its job counts and recent events; [`campaign_waiting`]: its
+//!   `waiting_reason` and `next_send_at`.
 //! - [`ip_view`]: an IP as the API shows it, with its allowance, quota, health
 //!   and state computed by the engine's own arithmetic; [`shaping_view`]: the
 //!   suspensions and slow-downs in force on its shaping units.
@@ -64,6 +65,7 @@
 
 pub mod auth;
 pub mod campaign_rates;
+pub mod campaign_waiting;
 pub mod csv_leads;
 pub mod domain_kit;
 pub mod domain_recheck;
@@ -119,6 +121,9 @@ pub struct AppState {
     pub email_health: email_health::EmailHealth,
     /// Sealer, key generation slots and DNS of the sending-domain routes.
     pub domains: domain_kit::DomainKit,
+    /// The engine's clock: what a route says about the engine's timing (a
+    /// campaign's `next_send_at`) is on the time the engine runs on.
+    pub clock: penguin_engine::clock::SharedClock,
 }
 
 /// Which routes a listener serves.

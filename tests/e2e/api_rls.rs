@@ -22,7 +22,7 @@ use crate::support::api::{Answer, ApiClient, ApiServer, campaign_body, count, le
 use crate::support::{TestEnv, admin_token};
 
 /// Every tenant-owned table, with the column naming its tenant.
-const TENANT_TABLES: [(&str, &str); 16] = [
+const TENANT_TABLES: [(&str, &str); 17] = [
     ("tenants", "id"),
     ("api_tokens", "tenant_id"),
     ("smtp_ips", "tenant_id"),
@@ -35,6 +35,7 @@ const TENANT_TABLES: [(&str, &str); 16] = [
     ("delivery_events", "tenant_id"),
     ("campaign_daily_stats", "tenant_id"),
     ("campaign_minute_stats", "tenant_id"),
+    ("campaign_day_usage", "tenant_id"),
     ("ip_daily_stats", "tenant_id"),
     ("ip_hourly_usage", "tenant_id"),
     ("warmup_history", "tenant_id"),
@@ -68,6 +69,7 @@ async fn populated_tenant(
              SELECT tenant_id, campaign_id, id, '{ip}', 'sent' FROM send_jobs WHERE tenant_id = '{tenant}'"
         ),
         format!("INSERT INTO campaign_daily_stats (tenant_id, campaign_id, day, sent) VALUES ('{tenant}', '{campaign}', current_date, 3)"),
+        format!("INSERT INTO campaign_day_usage (tenant_id, campaign_id, day, started) VALUES ('{tenant}', '{campaign}', current_date, 3)"),
         format!("INSERT INTO campaign_minute_stats (tenant_id, campaign_id, minute, sent, finished) VALUES ('{tenant}', '{campaign}', date_trunc('minute', now()), 3, 3)"),
         format!("INSERT INTO ip_daily_stats (tenant_id, ip_id, day, sent) VALUES ('{tenant}', '{ip}', current_date, 3)"),
         format!(
@@ -169,6 +171,7 @@ async fn the_tenant_role_sees_and_changes_only_its_tenants_rows() {
         grants,
         [
             "campaign_daily_stats:SELECT",
+            "campaign_day_usage:SELECT",
             "campaign_minute_stats:SELECT",
             "campaigns:INSERT,SELECT,UPDATE",
             "delivery_events:INSERT,SELECT",

@@ -6,7 +6,9 @@
 mod support;
 
 mod campaign_cancel_in_flight;
+mod campaign_daily_cap;
 mod campaign_move_ips;
+mod campaign_send_window;
 mod delivery_exactly_once;
 mod delivery_outcomes;
 mod dkim_signing;

@@ -27,6 +27,7 @@ use super::{commit, connection, tenant_scope};
 use crate::AppState;
 use crate::auth::TenantCaller;
 use crate::campaign_rates::{self, RatesBody};
+use crate::campaign_waiting::{self, WaitingReason};
 use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{IdPath, JsonBody};
 use crate::openapi::{JsonBodyErrors, TenantOnly, string_enum};
@@ -113,6 +114,22 @@ struct CampaignWithCounts {
     /// finished in the last 5 minutes.
     #[serde(with = "time::serde::rfc3339::option")]
     eta: Option<OffsetDateTime>,
+    /// Why a `running` campaign's jobs are not being sent now: `daily_cap`
+    /// (its local day's cap is used), `send_window` (outside its window),
+    /// `ips_paused` (every IP of its pool is paused) or `ip_allowance` (every
+    /// IP of its pool used its hourly or daily allowance), first that holds in
+    /// this order; null while it sends, or when it is not running or has no job
+    /// left.
+    #[schema(value_type = Option<WaitingReason>)]
+    waiting_reason: Option<WaitingReason>,
+    /// When the engine may next start one of its messages: now while it sends,
+    /// else the next local day's first window opening (`daily_cap`), the
+    /// window's next opening (`send_window`), the end of an automatic IP pause
+    /// (`ips_paused`; null while they wait for a resume), the allowance's
+    /// reopening (`ip_allowance`) or a retry's time. Null when it is not
+    /// running or has no job left.
+    #[serde(with = "time::serde::rfc3339::option")]
+    next_send_at: Option<OffsetDateTime>,
 }
 
 impl From<Campaign> for CampaignBody {
@@ -287,8 +304,8 @@ async fn create(
 }
 
 /// One campaign of the calling tenant, with its job counts per state, its
-/// `rates` (speed over the last 5 minutes, outcome and engagement fractions)
-/// and `eta`.
+/// `rates` (speed over the last 5 minutes, outcome and engagement fractions),
+/// `eta`, and what it waits for (`waiting_reason`, `next_send_at`).
 #[utoipa::path(get, path = "/v1/campaigns/{id}", tag = "campaigns",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The campaign")),
@@ -311,7 +328,13 @@ async fn show(
     let now = OffsetDateTime::now_utc();
     let (since, until) = campaign_rates::window(now);
     let activity = store::stats::campaign_activity(&tx, tenant, id, since, until).await?;
+    let engine_now = state.clock.now();
+    let facts = store::waiting::wait_facts(&tx, tenant, id, engine_now)
+        .await?
+        .ok_or_else(|| AppError::not_found("no such campaign"))?;
     commit(tx).await?;
+    let (waiting_reason, next_send_at) =
+        campaign_waiting::waiting(campaign.status, &facts, engine_now);
     let mut by_status: BTreeMap<&'static str, i64> = JobStatus::ALL
         .iter()
         .map(|status| (status.as_str(), 0))
@@ -329,5 +352,7 @@ async fn show(
         total,
         rates,
         eta,
+        waiting_reason,
+        next_send_at,
     }))
 }

@@ -15,7 +15,8 @@ use crate::partition::Partition;
 pub struct DueScan {
     /// Tenants with a job due now in a running campaign with an active IP.
     pub due: Vec<Uuid>,
-    /// The earliest later `run_at` among the other such campaigns, with its tenant.
+    /// The earliest later due time among the other such campaigns (a job's
+    /// `run_at`, a send window's opening, a capped day's end), with its tenant.
     pub next: Option<(OffsetDateTime, Uuid)>,
 }
 
@@ -25,7 +26,12 @@ pub struct DueScan {
 ///
 /// Per running campaign (`campaigns_running`), the first waiting job by `run_at`
 /// (`send_jobs_waiting`): the cost follows the running campaigns of the
-/// partitions, not their tenants or jobs.
+/// partitions, not their tenants or jobs. A campaign is due at that job's
+/// `run_at` (or `now`) moved to when the campaign may send
+/// (`penguin_campaign_ready`, V13): outside its send window, its next
+/// opening; with its daily cap used, the next local day's first opening (one
+/// primary-key lookup of `campaign_day_usage`, capped campaigns only). So the
+/// Feeder sleeps until a window opens or a day turns, without polling.
 pub async fn scan(
     pool: &Pool,
     count: u32,
@@ -39,7 +45,9 @@ pub async fn scan(
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
-            "SELECT c.tenant_id, min(first.run_at)
+            "SELECT c.tenant_id,
+                    min(penguin_campaign_ready(c.tenant_id, c.id, c.send_window, c.daily_cap,
+                                               greatest(first.run_at, $4)))
              FROM campaigns c
              CROSS JOIN LATERAL (
                  SELECT j.run_at FROM send_jobs j
@@ -57,12 +65,14 @@ pub async fn scan(
         .await?;
     let numbers: Vec<i32> = partitions.iter().map(|p| *p as i32).collect();
     let rows = client
-        .query(&stmt, &[&(count as i32), &numbers, &skip])
+        .query(&stmt, &[&(count as i32), &numbers, &skip, &now])
         .await?;
     let mut found = DueScan::default();
     for row in rows {
         let tenant: Uuid = row.get(0);
-        let at: OffsetDateTime = row.get(1);
+        let Some(at): Option<OffsetDateTime> = row.get(1) else {
+            continue;
+        };
         if at <= now {
             found.due.push(tenant);
         } else if found.next.is_none_or(|(next, _)| at < next) {

@@ -26,6 +26,8 @@
 //! - [`engagement`]: opens and clicks from the public tracking links.
 //! - [`shaping_actions`]: suspensions and slow-downs in force on an IP's shaping
 //!   units, with their rule (kept across Ip actor restarts, shown by the API).
+//! - [`waiting`]: what a campaign's jobs wait for (send window, daily cap, IP
+//!   pauses, allowances), for the API.
 //! - [`stats`]: read-only statistics for the API: a campaign's recent activity
 //!   and engagement, per-day rows per campaign, IP and tenant.
 
@@ -53,4 +55,5 @@ pub mod stats;
 pub mod suppressions;
 pub mod tenants;
 pub mod usage;
+pub mod waiting;
 pub mod warmup;

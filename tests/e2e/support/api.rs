@@ -71,6 +71,7 @@ impl ApiServer {
             limits: limits.clone(),
             email_health,
             domains,
+            clock: Arc::new(penguin_engine::clock::SystemClock),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(penguin_api::serve(listeners, state, async move {

@@ -7,8 +7,18 @@
 //!   the campaign row is `running` under `FOR SHARE` — a pause (row lock) therefore
 //!   orders strictly before or after every claim. Jobs of campaigns that are not
 //!   running go back to `pending`; suppressed addresses end `suppressed`.
+//!   A campaign's `send_window` and `daily_cap` are checked, and the cap's
+//!   day counted, in the same transaction (`gate.rs`): what they refuse goes
+//!   back to `pending` until the campaign's next chance.
+//!
+//! The Feeder's claim takes only campaigns whose window is open and whose cap
+//! is not used (`penguin_campaign_ready`, V13), so a closed campaign's jobs
+//! stay in Postgres; the Ip's claim is the exact check (the cap may fill
+//! between the two).
 //!
 //! Both hold the tenant's fence at the caller's epoch ([`hold`]).
+
+use std::collections::HashMap;
 
 use deadpool_postgres::Pool;
 use time::OffsetDateTime;
@@ -18,9 +28,12 @@ use crate::db::StoreError;
 use crate::payload::{JobPayload, JobV1};
 use crate::store::fences::{Epoch, fenced_transaction, hold};
 
+use super::gate;
+
 /// Claims up to `limit` due jobs of `tenant` (`pending|deferred → queued`) in
 /// priority order and returns them as payloads ready for Redis. Jobs of a
-/// campaign whose IPs are all paused stay in Postgres: in Redis they would only
+/// campaign outside its send window or over its daily cap, or whose IPs are
+/// all paused, stay in Postgres: in Redis they would only
 /// fill the tenant's window and starve its other IPs until the pause ends.
 pub async fn claim_due(
     pool: &Pool,
@@ -64,18 +77,22 @@ async fn claim_due_upto(
     }
     let stmt = tx
         .prepare_cached(
-            "WITH due AS (
+            "WITH ready AS MATERIALIZED (
+                SELECT c.id FROM campaigns c
+                WHERE c.tenant_id = $1 AND c.status = 'running'
+                  AND EXISTS (SELECT 1 FROM smtp_ips i
+                              WHERE i.tenant_id = c.tenant_id AND i.id = ANY(c.ip_ids)
+                                AND i.status = 'active')
+                  AND penguin_campaign_ready(c.tenant_id, c.id, c.send_window, c.daily_cap, $3)
+                      <= $3
+            ), due AS (
                 SELECT j.tenant_id, j.id
                 FROM send_jobs j
-                JOIN campaigns c ON c.tenant_id = j.tenant_id AND c.id = j.campaign_id
                 WHERE j.tenant_id = $1
                   AND j.status IN ('pending', 'deferred')
                   AND j.run_at <= $3
                   AND j.priority <= $4
-                  AND c.status = 'running'
-                  AND EXISTS (SELECT 1 FROM smtp_ips i
-                              WHERE i.tenant_id = c.tenant_id AND i.id = ANY(c.ip_ids)
-                                AND i.status = 'active')
+                  AND j.campaign_id IN (SELECT id FROM ready)
                 ORDER BY j.priority, j.run_at
                 LIMIT $2
                 FOR UPDATE OF j SKIP LOCKED
@@ -124,7 +141,9 @@ pub struct SendingClaim {
     pub claimed: Vec<(Uuid, OffsetDateTime)>,
     /// Their address is on the tenant's suppression list: now `suppressed`, never sent.
     pub suppressed: Vec<Uuid>,
-    /// Their campaign was not running: returned to `pending` for a later feed.
+    /// Their campaign was not running, its send window was closed or its daily
+    /// cap used: returned to `pending` for a later feed (the latter two with
+    /// `run_at` at the campaign's next chance).
     pub released: usize,
     /// The tenant's epoch moved on (another node took it over): nothing was
     /// claimed, released or counted.
@@ -138,6 +157,12 @@ pub struct SendingClaim {
 /// A job whose address is suppressed for the tenant ends `suppressed` instead, in
 /// the same statement: the suppression list is checked right before every send.
 /// Jobs in any other state (already handled, duplicated in Redis) are ignored.
+///
+/// A campaign outside its `send_window` starts nothing; one with a `daily_cap`
+/// starts at most what is left of its local day's cap (its
+/// `campaign_day_usage` row locked and raised here), most urgent first. Their
+/// other jobs go back to `pending` with `run_at` at the window's next opening,
+/// or once the cap is used at the next local day's first opening.
 ///
 /// With `usage`, the number of jobs claimed `sending` (minus `usage.given_back`,
 /// earlier reservations of the same hour that never reached SMTP) is added to
@@ -156,7 +181,6 @@ pub async fn claim_sending(
         return Ok(SendingClaim::default());
     }
     let job_ids: Vec<Uuid> = jobs.iter().map(|(job, _)| *job).collect();
-    let ip_ids: Vec<Uuid> = jobs.iter().map(|(_, ip)| *ip).collect();
     let mut client = pool.get().await?;
     let tx = fenced_transaction(&mut client).await?;
     if hold(&tx, &[tenant], &[epoch]).await?.is_empty() {
@@ -165,14 +189,23 @@ pub async fn claim_sending(
             ..SendingClaim::default()
         });
     }
+    // The campaign gate: running campaigns only, inside their send window and
+    // under their daily cap (`gate.rs`).
+    let mut gates = gate::lock_gates(&tx, tenant, campaigns, now).await?;
+    let refused = gate::refused_jobs(&tx, tenant, &job_ids, &gates).await?;
+    let open: Vec<Uuid> = gates
+        .iter()
+        .filter(|g| g.open)
+        .map(|g| g.campaign)
+        .collect();
+    let (job_ids_gated, ip_ids_gated): (Vec<Uuid>, Vec<Uuid>) = jobs
+        .iter()
+        .filter(|(job, _)| !refused.contains(job))
+        .copied()
+        .unzip();
     let claim = tx
         .prepare_cached(
-            "WITH running AS MATERIALIZED (
-                SELECT c.id FROM campaigns c
-                WHERE c.tenant_id = $1 AND c.id = ANY($4) AND c.status = 'running'
-                FOR SHARE
-            )
-            UPDATE send_jobs j
+            "UPDATE send_jobs j
             SET status = CASE WHEN s.email IS NULL THEN 'sending' ELSE 'suppressed' END,
                 ip_id = u.ip_id,
                 fence = $6,
@@ -186,8 +219,8 @@ pub async fn claim_sending(
                  leads l LEFT JOIN suppressions s ON s.tenant_id = l.tenant_id AND s.email = l.email
             WHERE j.tenant_id = $1 AND j.id = u.id AND (j.status = 'queued') IS TRUE
               AND l.tenant_id = j.tenant_id AND l.id = j.lead_id
-              AND j.campaign_id IN (SELECT id FROM running)
-            RETURNING j.id, j.first_attempt_at, j.status",
+              AND j.campaign_id = ANY($4)
+            RETURNING j.id, j.first_attempt_at, j.status, j.campaign_id",
         )
         .await?;
     let claim_id: ClaimId = Uuid::now_v7();
@@ -195,7 +228,13 @@ pub async fn claim_sending(
         .query(
             &claim,
             &[
-                &tenant, &job_ids, &ip_ids, &campaigns, &now, &epoch, &claim_id,
+                &tenant,
+                &job_ids_gated,
+                &ip_ids_gated,
+                &open,
+                &now,
+                &epoch,
+                &claim_id,
             ],
         )
         .await?;
@@ -203,23 +242,36 @@ pub async fn claim_sending(
         claim: claim_id,
         ..SendingClaim::default()
     };
+    let mut started: HashMap<Uuid, i32> = HashMap::new();
     for row in &rows {
         let status: &str = row.get(2);
         if status == "suppressed" {
             claim.suppressed.push(row.get(0));
         } else {
             claim.claimed.push((row.get(0), row.get(1)));
+            *started.entry(row.get(3)).or_default() += 1;
         }
     }
+    let (waiting, until): (Vec<Uuid>, Vec<OffsetDateTime>) =
+        gate::record_starts(&tx, tenant, &mut gates, &started)
+            .await?
+            .into_iter()
+            .unzip();
     // Whatever is still `queued` among the offered jobs belongs to a campaign that
-    // is paused or finished: hand it back to Postgres' backlog.
+    // is paused or finished (back to Postgres' backlog as it was), or was refused
+    // by its window or cap (back until the campaign's next chance).
     let release = tx
         .prepare_cached(
-            "UPDATE send_jobs SET status = 'pending', updated_at = $3
-             WHERE tenant_id = $1 AND id = ANY($2) AND (status = 'queued') IS TRUE",
+            "UPDATE send_jobs j SET status = 'pending', updated_at = $3,
+                 run_at = coalesce((SELECT w.until
+                                    FROM unnest($4::uuid[], $5::timestamptz[]) AS w(id, until)
+                                    WHERE w.id = j.campaign_id), j.run_at)
+             WHERE j.tenant_id = $1 AND j.id = ANY($2) AND (j.status = 'queued') IS TRUE",
         )
         .await?;
-    claim.released = tx.execute(&release, &[&tenant, &job_ids, &now]).await? as usize;
+    claim.released = tx
+        .execute(&release, &[&tenant, &job_ids, &now, &waiting, &until])
+        .await? as usize;
     if let Some(usage) = usage {
         let delta = claim.claimed.len() as i32 - usage.given_back as i32;
         if delta != 0 {

@@ -7,7 +7,7 @@
 //! | kind | from → to | function | caller |
 //! |---|---|---|---|
 //! | Claim | `pending\|deferred → queued` | [`claim_due`], [`claim_due_urgent`] | Feeder |
-//! | Claim | `queued → sending\|suppressed` (and not running → `pending`) | [`claim_sending`] | Ip actor |
+//! | Claim | `queued → sending\|suppressed` (and not running, outside the send window or over the daily cap → `pending`) | [`claim_sending`] | Ip actor |
 //! | Outcome | `sending → sent\|deferred\|bounced\|failed\|suppressed\|pending` | [`record_outcomes`] | StatusWriter |
 //! | Postpone | `queued → pending` until a later `run_at` | [`postpone_queued`] | Tenant actor |
 //! | Release | `sending → pending` for claims never attempted | [`release_sending`] | hand-off, takeover |
@@ -64,6 +64,7 @@ macro_rules! pending_unless_cancelled {
 
 mod cancel;
 mod claim;
+mod gate;
 mod outcome;
 mod recover;
 mod reroute;
