@@ -85,6 +85,9 @@ impl FromStr for JobStatus {
 #[serde(rename_all = "snake_case")]
 pub enum CampaignStatus {
     Draft,
+    /// Started with a future `start_at`: its jobs exist, nothing is claimed
+    /// until the owning node's Feeder turns it `running` then.
+    Scheduled,
     Running,
     Paused,
     Completed,
@@ -95,6 +98,7 @@ impl CampaignStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             CampaignStatus::Draft => "draft",
+            CampaignStatus::Scheduled => "scheduled",
             CampaignStatus::Running => "running",
             CampaignStatus::Paused => "paused",
             CampaignStatus::Completed => "completed",
@@ -114,6 +118,7 @@ impl FromStr for CampaignStatus {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         [
             CampaignStatus::Draft,
+            CampaignStatus::Scheduled,
             CampaignStatus::Running,
             CampaignStatus::Paused,
             CampaignStatus::Completed,

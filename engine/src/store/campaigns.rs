@@ -54,6 +54,9 @@ pub struct Campaign {
     pub created_at: OffsetDateTime,
     pub started_at: Option<OffsetDateTime>,
     pub completed_at: Option<OffsetDateTime>,
+    /// When a `scheduled` start was asked for (kept after it started); null
+    /// for a campaign started at once.
+    pub start_at: Option<OffsetDateTime>,
 }
 
 /// The result of a lifecycle call.
@@ -67,7 +70,7 @@ pub struct StatusChange {
 
 const COLUMNS: &str = "tenant_id, id, name, status, priority, from_address, from_name, subject,
         text_body, html_body, ip_ids, daily_cap, send_window, created_at, started_at,
-        completed_at";
+        completed_at, start_at";
 
 fn campaign(row: &Row) -> Result<Campaign, StoreError> {
     Ok(Campaign {
@@ -87,6 +90,7 @@ fn campaign(row: &Row) -> Result<Campaign, StoreError> {
         created_at: row.get(13),
         started_at: row.get(14),
         completed_at: row.get(15),
+        start_at: row.get(16),
     })
 }
 
@@ -161,25 +165,34 @@ pub async fn ensure_exists(
     }
 }
 
-/// Locks a campaign row for a lifecycle change; returns its status and priority.
-async fn lock_campaign(
-    tx: &Transaction<'_>,
-    tenant: Uuid,
-    id: Uuid,
-) -> Result<(CampaignStatus, i32), StoreError> {
+/// A campaign row locked for a lifecycle change.
+struct Locked {
+    status: CampaignStatus,
+    priority: i32,
+    start_at: Option<OffsetDateTime>,
+}
+
+/// Locks a campaign row for a lifecycle change.
+async fn lock_campaign(tx: &Transaction<'_>, tenant: Uuid, id: Uuid) -> Result<Locked, StoreError> {
     let stmt = tx
         .prepare_cached(
-            "SELECT status, priority FROM campaigns WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+            "SELECT status, priority, start_at FROM campaigns
+             WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
         )
         .await?;
     let row = tx
         .query_opt(&stmt, &[&tenant, &id])
         .await?
         .ok_or(StoreError::NotFound)?;
-    Ok((parse_status(row.get(0))?, row.get(1)))
+    Ok(Locked {
+        status: parse_status(row.get(0))?,
+        priority: row.get(1),
+        start_at: row.get(2),
+    })
 }
 
-async fn set_status(
+/// Sets the status; the first move to `running` also stamps `started_at`.
+pub(crate) async fn set_status(
     tx: &Transaction<'_>,
     tenant: Uuid,
     id: Uuid,
@@ -195,6 +208,23 @@ async fn set_status(
         )
         .await?;
     tx.execute(&stmt, &[&tenant, &id, &status.as_str()]).await?;
+    Ok(())
+}
+
+/// `scheduled` at `at`.
+async fn set_scheduled(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    id: Uuid,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE campaigns SET status = 'scheduled', start_at = $3
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .await?;
+    tx.execute(&stmt, &[&tenant, &id, &at]).await?;
     Ok(())
 }
 
@@ -214,43 +244,92 @@ const CHANGED_TO_RUNNING: StatusChange = StatusChange {
     changed: true,
 };
 
+const CHANGED_TO_SCHEDULED: StatusChange = StatusChange {
+    status: CampaignStatus::Scheduled,
+    changed: true,
+};
+
 /// What [`start_campaign`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOutcome {
-    /// Started now, or found `running` already.
+    /// Started now, scheduled, or found `running` or `scheduled` already.
     Change(StatusChange),
     /// The campaign was started earlier with the same idempotency key: the first
-    /// answer (`running`) stands, whatever happened to the campaign since.
-    Replayed,
+    /// answer stands (`scheduled` if that start scheduled it, else `running`),
+    /// whatever happened to the campaign since.
+    Replayed(CampaignStatus),
 }
 
-/// `draft → running`, creating one `pending` job per lead, in one transaction.
-/// Starting a running campaign changes nothing; any other state is a conflict
-/// (a paused campaign is resumed, not started) — unless `key` is the
-/// idempotency key the campaign was started with, which replays that start.
-/// The key of the start that changed the campaign is kept in `start_key`.
+/// [`start_campaign_at`] with no `start_at`: `draft → running` now.
 pub async fn start_campaign(
     tx: &Transaction<'_>,
     tenant: Uuid,
     id: Uuid,
     key: Option<&str>,
 ) -> Result<StartOutcome, StoreError> {
-    let (status, priority) = lock_campaign(tx, tenant, id).await?;
+    start_campaign_at(tx, tenant, id, key, None, OffsetDateTime::now_utc()).await
+}
+
+/// Starts a campaign, in one transaction. With `start_at` after `now`:
+/// `draft → scheduled` (one `pending` job per lead, none claimed until the
+/// campaign runs, see [`crate::store::scheduled`]); else `draft → running` as
+/// it always did. A `scheduled` campaign started again is rescheduled to the
+/// new future `start_at` (unchanged when it is the same) or, without one,
+/// starts now. Starting a running campaign changes nothing; any other state is
+/// a conflict (a paused campaign is resumed, not started) — unless `key` is
+/// the idempotency key the campaign was started with, which replays that
+/// start. The key of the start that left `draft` is kept in `start_key`.
+pub async fn start_campaign_at(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    id: Uuid,
+    key: Option<&str>,
+    start_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<StartOutcome, StoreError> {
+    let locked = lock_campaign(tx, tenant, id).await?;
     if let Some(key) = key {
         let stmt = tx
             .prepare_cached("SELECT start_key FROM campaigns WHERE tenant_id = $1 AND id = $2")
             .await?;
         let stored: Option<String> = tx.query_one(&stmt, &[&tenant, &id]).await?.get(0);
         if stored.as_deref() == Some(key) {
-            return Ok(StartOutcome::Replayed);
+            let first = match locked.start_at {
+                Some(_) => CampaignStatus::Scheduled,
+                None => CampaignStatus::Running,
+            };
+            return Ok(StartOutcome::Replayed(first));
         }
     }
-    match status {
-        CampaignStatus::Draft => {}
-        CampaignStatus::Running => return Ok(StartOutcome::Change(unchanged(status))),
-        _ => return Err(refuse("start", status)),
+    let future = start_at.filter(|at| *at > now);
+    match (locked.status, future) {
+        (CampaignStatus::Draft, _) => {}
+        (CampaignStatus::Running, _) => {
+            return Ok(StartOutcome::Change(unchanged(locked.status)));
+        }
+        (CampaignStatus::Scheduled, Some(at)) if locked.start_at == Some(at) => {
+            return Ok(StartOutcome::Change(unchanged(locked.status)));
+        }
+        (CampaignStatus::Scheduled, Some(at)) => {
+            set_scheduled(tx, tenant, id, at).await?;
+            return Ok(StartOutcome::Change(CHANGED_TO_SCHEDULED));
+        }
+        (CampaignStatus::Scheduled, None) => {
+            set_status(tx, tenant, id, CampaignStatus::Running).await?;
+            return Ok(StartOutcome::Change(CHANGED_TO_RUNNING));
+        }
+        (status, _) => return Err(refuse("start", status)),
     }
-    set_status(tx, tenant, id, CampaignStatus::Running).await?;
+    let change = match future {
+        Some(at) => {
+            set_scheduled(tx, tenant, id, at).await?;
+            CHANGED_TO_SCHEDULED
+        }
+        None => {
+            set_status(tx, tenant, id, CampaignStatus::Running).await?;
+            CHANGED_TO_RUNNING
+        }
+    };
     let record_key = tx
         .prepare_cached("UPDATE campaigns SET start_key = $3 WHERE tenant_id = $1 AND id = $2")
         .await?;
@@ -263,20 +342,22 @@ pub async fn start_campaign(
              ON CONFLICT DO NOTHING",
         )
         .await?;
-    tx.execute(&create_jobs, &[&tenant, &id, &priority]).await?;
-    Ok(StartOutcome::Change(CHANGED_TO_RUNNING))
+    tx.execute(&create_jobs, &[&tenant, &id, &locked.priority])
+        .await?;
+    Ok(StartOutcome::Change(change))
 }
 
-/// `running → paused`. Once `tx` commits, no engine claim moves a job of the
-/// campaign to `sending` (jobs already `sending`: see [`sending_count`]).
+/// `running|scheduled → paused`. Once `tx` commits, no engine claim moves a
+/// job of the campaign to `sending` (jobs already `sending`: see
+/// [`sending_count`]), and a paused scheduled campaign does not start.
 pub async fn pause_campaign(
     tx: &Transaction<'_>,
     tenant: Uuid,
     id: Uuid,
 ) -> Result<StatusChange, StoreError> {
-    let (status, _) = lock_campaign(tx, tenant, id).await?;
+    let status = lock_campaign(tx, tenant, id).await?.status;
     match status {
-        CampaignStatus::Running => {}
+        CampaignStatus::Running | CampaignStatus::Scheduled => {}
         CampaignStatus::Paused => return Ok(unchanged(status)),
         _ => return Err(refuse("pause", status)),
     }
@@ -287,23 +368,35 @@ pub async fn pause_campaign(
     })
 }
 
-/// `paused → running`.
+/// `paused → scheduled` when its `start_at` is still after `now` (a scheduled
+/// campaign that was paused), else `paused → running`.
 pub async fn resume_campaign(
     tx: &Transaction<'_>,
     tenant: Uuid,
     id: Uuid,
+    now: OffsetDateTime,
 ) -> Result<StatusChange, StoreError> {
-    let (status, _) = lock_campaign(tx, tenant, id).await?;
-    match status {
+    let locked = lock_campaign(tx, tenant, id).await?;
+    match locked.status {
         CampaignStatus::Paused => {}
-        CampaignStatus::Running => return Ok(unchanged(status)),
-        _ => return Err(refuse("resume", status)),
+        CampaignStatus::Running | CampaignStatus::Scheduled => {
+            return Ok(unchanged(locked.status));
+        }
+        status => return Err(refuse("resume", status)),
     }
-    set_status(tx, tenant, id, CampaignStatus::Running).await?;
-    Ok(CHANGED_TO_RUNNING)
+    match locked.start_at.filter(|at| *at > now) {
+        Some(at) => {
+            set_scheduled(tx, tenant, id, at).await?;
+            Ok(CHANGED_TO_SCHEDULED)
+        }
+        None => {
+            set_status(tx, tenant, id, CampaignStatus::Running).await?;
+            Ok(CHANGED_TO_RUNNING)
+        }
+    }
 }
 
-/// `draft|running|paused → cancelled`, and every job not yet handed to SMTP
+/// `draft|scheduled|running|paused → cancelled`, and every job not yet handed to SMTP
 /// (`pending`, `deferred`, `queued`) → `cancelled`, in one transaction. Jobs
 /// already `sending` finish their attempt.
 pub async fn cancel_campaign(
@@ -311,9 +404,12 @@ pub async fn cancel_campaign(
     tenant: Uuid,
     id: Uuid,
 ) -> Result<StatusChange, StoreError> {
-    let (status, _) = lock_campaign(tx, tenant, id).await?;
+    let status = lock_campaign(tx, tenant, id).await?.status;
     match status {
-        CampaignStatus::Draft | CampaignStatus::Running | CampaignStatus::Paused => {}
+        CampaignStatus::Draft
+        | CampaignStatus::Scheduled
+        | CampaignStatus::Running
+        | CampaignStatus::Paused => {}
         CampaignStatus::Cancelled => return Ok(unchanged(status)),
         CampaignStatus::Completed => return Err(refuse("cancel", status)),
     }

@@ -45,6 +45,7 @@ pub mod jobs;
 pub mod leads;
 pub mod ledger;
 pub mod routing;
+pub mod scheduled;
 pub mod schedules;
 pub mod shaping_actions;
 pub mod stats;
