@@ -404,7 +404,10 @@ async fn start_scheduled(
 ) -> Option<OffsetDateTime> {
     let tokens: Vec<_> = {
         let fences = ctx.fences.read().expect("fences lock");
-        partitions.iter().filter_map(|p| fences.get(p).copied()).collect()
+        partitions
+            .iter()
+            .filter_map(|p| fences.get(p).copied())
+            .collect()
     };
     let count = ctx.config.node.partitions;
     let starts = match scheduled::start_due(&ctx.pg, count, &tokens, now).await {

@@ -5,6 +5,9 @@
 
 mod support;
 
+mod api_campaign_lists;
+mod campaign_retry;
+mod campaign_scheduled;
 mod delivery_exactly_once;
 mod delivery_outcomes;
 mod dkim_signing;

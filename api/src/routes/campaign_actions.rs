@@ -73,10 +73,16 @@ impl<'de> Deserialize<'de> for StartRequest {
             None | Some(serde_json::Value::Null) => None,
             Some(serde_json::Value::String(text)) => {
                 Some(OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
-                    D::Error::custom("start_at must be an RFC 3339 date-time, e.g. 2030-01-01T09:00:00Z")
+                    D::Error::custom(
+                        "start_at must be an RFC 3339 date-time, e.g. 2030-01-01T09:00:00Z",
+                    )
                 })?)
             }
-            Some(_) => return Err(D::Error::custom("start_at must be a string (RFC 3339) or null")),
+            Some(_) => {
+                return Err(D::Error::custom(
+                    "start_at must be a string (RFC 3339) or null",
+                ));
+            }
         };
         Ok(StartRequest { start_at })
     }

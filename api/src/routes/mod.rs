@@ -7,6 +7,8 @@
 //! under the tenant role, where row-level security applies).
 
 pub mod campaign_actions;
+pub mod campaign_lists;
+pub mod campaign_retry;
 pub mod campaigns;
 pub mod complaints;
 pub mod docs;

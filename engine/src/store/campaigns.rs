@@ -68,11 +68,12 @@ pub struct StatusChange {
     pub changed: bool,
 }
 
-const COLUMNS: &str = "tenant_id, id, name, status, priority, from_address, from_name, subject,
+pub(crate) const COLUMNS: &str =
+    "tenant_id, id, name, status, priority, from_address, from_name, subject,
         text_body, html_body, ip_ids, daily_cap, send_window, created_at, started_at,
         completed_at, start_at";
 
-fn campaign(row: &Row) -> Result<Campaign, StoreError> {
+pub(crate) fn campaign(row: &Row) -> Result<Campaign, StoreError> {
     Ok(Campaign {
         tenant_id: row.get(0),
         id: row.get(1),
@@ -419,6 +420,37 @@ pub async fn cancel_campaign(
         status: CampaignStatus::Cancelled,
         changed: true,
     })
+}
+
+/// Requeues the campaign's `failed` jobs (`store::ledger::requeue_failed`:
+/// due now, a fresh attempt budget, suppressed addresses left `failed`) under
+/// the campaign's row lock; a `completed` campaign with jobs requeued becomes
+/// `running` again (`completed_at` cleared). A cancelled campaign is a
+/// conflict; any other state keeps its status (a paused campaign's requeued
+/// jobs wait for its resume, a scheduled or draft one has no failed job).
+/// Returns the campaign's status and how many jobs were requeued.
+pub async fn retry_failed(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> Result<(StatusChange, u64), StoreError> {
+    let status = lock_campaign(tx, tenant, id).await?.status;
+    if status == CampaignStatus::Cancelled {
+        return Err(refuse("retry the jobs of", status));
+    }
+    let requeued = crate::store::ledger::requeue_failed(tx, tenant, id, now).await?;
+    if status == CampaignStatus::Completed && requeued > 0 {
+        let reopen = tx
+            .prepare_cached(
+                "UPDATE campaigns SET status = 'running', completed_at = NULL
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .await?;
+        tx.execute(&reopen, &[&tenant, &id]).await?;
+        return Ok((CHANGED_TO_RUNNING, requeued));
+    }
+    Ok((unchanged(status), requeued))
 }
 
 /// How many jobs of the campaign are `sending` (an SMTP attempt under way).

@@ -29,6 +29,7 @@
 //! - [`stats`]: read-only statistics for the API: a campaign's recent activity
 //!   and engagement, per-day rows per campaign, IP and tenant.
 
+pub mod campaign_lists;
 pub mod campaigns;
 pub mod complaints;
 pub mod dkim_keys;

@@ -13,6 +13,7 @@
 //! | Release | `sending → pending` for claims never attempted | [`release_sending`] | hand-off, takeover |
 //! | Recover | `sending → pending` (stale, one IP's, all on takeover), `queued → pending` (Redis lost) | [`release_stale_sending`], [`release_sending_on_ip`], [`recover_on_takeover`], [`release_queued`] | Reaper, Ip actor, Feeder, fences |
 //! | Cancel | `pending\|deferred\|queued → cancelled` | [`cancel_unsent`] | API |
+//! | Retry | `failed → pending` (not suppressed), a fresh attempt budget | [`requeue_failed`] | API |
 //!
 //! Every transition is a conditional statement (`WHERE status = …`), so a
 //! stale or duplicated request changes nothing, and takes a batch of jobs (or
@@ -45,6 +46,7 @@ mod cancel;
 mod claim;
 mod outcome;
 mod recover;
+mod retry;
 
 pub use cancel::cancel_unsent;
 pub use claim::{ClaimId, SendingClaim, UsageMark, claim_due, claim_due_urgent, claim_sending};
@@ -53,3 +55,4 @@ pub use recover::{
     postpone_queued, recover_on_takeover, release_queued, release_sending, release_sending_on_ip,
     release_stale_sending,
 };
+pub use retry::requeue_failed;
