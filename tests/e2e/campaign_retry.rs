@@ -2,7 +2,8 @@
 //! test moves and `[delivery.retry] max_attempts = 2`: jobs the sink defers
 //! twice end `failed`; `POST /v1/campaigns/{id}/retry {"status":"failed"}`
 //! answers how many it requeued, reopens the completed campaign, and the jobs
-//! go out again at once with a fresh attempt budget — a third deferral is a
+//! go out again at once (the Feeder's safety-net scan is off: the retry wakes
+//! the tenant) with a fresh attempt budget — a third deferral is a
 //! retry, not a failure — and are sent when the sink lets them through. A
 //! failed job whose address was suppressed meanwhile stays `failed` and never
 //! reaches the sink; a second retry requeues nothing. Only `failed` may be
@@ -73,7 +74,13 @@ fn accepted_for(rig: &Rig, email: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_jobs_retried_get_a_fresh_budget_and_are_sent_suppressed_stay_failed() {
-    let (rig, clock) = Rig::start_with_clock(|c| c.delivery.retry.max_attempts = 2).await;
+    let (rig, clock) = Rig::start_with_clock(|c| {
+        c.delivery.retry.max_attempts = 2;
+        // No safety-net scan while the test runs: the retry itself must wake
+        // the tenant, and each deferral its planned retry time.
+        c.queue.feed_idle_ms = 3_600_000;
+    })
+    .await;
     // Flaky recipients defer three times, then accept; the stuck one always defers.
     rig.sink
         .set_rules(vec![defer("*@flaky.test", Some(3)), defer("stuck@", None)])
