@@ -259,6 +259,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn campaign_statuses_round_trip_including_scheduled() {
+        for status in [
+            CampaignStatus::Draft,
+            CampaignStatus::Scheduled,
+            CampaignStatus::Running,
+            CampaignStatus::Paused,
+            CampaignStatus::Completed,
+            CampaignStatus::Cancelled,
+        ] {
+            assert_eq!(status.as_str().parse::<CampaignStatus>(), Ok(status));
+        }
+        assert_eq!(CampaignStatus::Scheduled.as_str(), "scheduled");
+    }
+
+    #[test]
     fn bands_follow_the_platform_convention() {
         assert_eq!(Band::of(0), Band::High);
         assert_eq!(Band::of(50), Band::High);

@@ -5,7 +5,6 @@
 
 mod support;
 
-mod api_campaign_lists;
 mod campaign_retry;
 mod campaign_scheduled;
 mod delivery_exactly_once;
@@ -66,6 +65,7 @@ mod warmup;
 
 // The control API scenarios; their client lives in `support/api.rs`.
 mod api_auth;
+mod api_campaign_lists;
 mod api_campaigns;
 mod api_complaints;
 mod api_domains;

@@ -320,3 +320,34 @@ async fn cancel(
     drop(client);
     Ok(answer(&state, tenant, id, change).await)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<StartRequest, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn start_takes_only_an_optional_rfc3339_start_at() {
+        assert_eq!(parse("{}"), Ok(StartRequest::default()));
+        assert_eq!(parse(r#"{"start_at":null}"#), Ok(StartRequest::default()));
+        let at = parse(r#"{"start_at":"2030-01-06T09:00:00+01:00"}"#).unwrap();
+        assert_eq!(at.start_at.map(|t| t.unix_timestamp()), Some(1_893_916_800));
+        for bad in [
+            r#"{"start_at":"2030-01-06 09:00"}"#,
+            r#"{"start_at":1893916800}"#,
+            r#"{"start_at":"2030-01-06T09:00:00Z","x":1}"#,
+            r#"["2030-01-06T09:00:00Z"]"#,
+            r#""2030-01-06T09:00:00Z""#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad} must be refused");
+        }
+        assert!(
+            parse(r#"{"at":1}"#)
+                .unwrap_err()
+                .contains("unknown field `at`")
+        );
+    }
+}
