@@ -1,7 +1,8 @@
 //! Campaign rows and their lifecycle, as the control API drives them.
 //!
-//! Every lifecycle call ([`start_campaign`], [`pause_campaign`],
-//! [`resume_campaign`], [`cancel_campaign`]) runs in the caller's transaction
+//! Every lifecycle call ([`start_campaign`] / [`start_campaign_at`],
+//! [`pause_campaign`], [`resume_campaign`], [`cancel_campaign`], and
+//! [`retry_failed`]) runs in the caller's transaction
 //! (the API's: `db::tenant_transaction`, committed by the caller) and first
 //! locks the campaign row (`FOR UPDATE`), so it orders strictly before or after
 //! each engine claim (which holds the row `FOR SHARE`, see `store::ledger`) and each
@@ -9,6 +10,13 @@
 //! already in changes nothing and answers [`StatusChange::changed`] = false; an
 //! impossible transition is [`StoreError::Conflict`] with a readable message.
 //! Every query filters by `tenant_id` explicitly.
+//!
+//! Statuses: `draft → running|scheduled`, `scheduled → running` (at
+//! `start_at`, by the owning node's Feeder: `store::scheduled`, or a start
+//! without `start_at`), `running|scheduled → paused`, `paused →
+//! running|scheduled` (scheduled while `start_at` is ahead), `running →
+//! completed` (the Reaper), `completed → running` (failed jobs retried), and
+//! `draft|scheduled|running|paused → cancelled`.
 
 use deadpool_postgres::{GenericClient, Transaction};
 use time::OffsetDateTime;
