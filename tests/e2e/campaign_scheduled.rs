@@ -260,3 +260,73 @@ async fn pause_cancel_and_replay_of_a_scheduled_campaign() {
     assert_eq!(sent.get("cancelled.test"), None);
     rig.rig.shutdown().await;
 }
+
+/// Two nodes on one clock, one tenant each: each tenant's scheduled campaign
+/// is started by the node owning its partition (the other holds no fence for
+/// it) at `start_at`, with no safety-net scan, and nothing is sent before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_node_starts_the_scheduled_campaigns_of_its_own_tenants() {
+    use std::sync::Arc;
+
+    use penguin::node::{Node, NodeOptions};
+
+    use crate::support::api::ApiClient;
+    use crate::support::cluster::{node_config, shares, shares_of};
+    use crate::support::rig::Rig;
+
+    let (rig, clock) = Rig::start_with_clock(|c| {
+        c.node.id = "node-a".into();
+        c.node.heartbeat_ms = 200;
+        c.queue.feed_idle_ms = NO_SAFETY_NET_MS;
+    })
+    .await;
+    let api = ApiClient::new(&rig.node().api_url());
+    let scenario = rig
+        .scenario_on(
+            vec![vec!["127.0.0.2"], vec!["127.0.0.3"]],
+            4,
+            &["node-a", "node-b"],
+            &["node-a", "node-b"],
+        )
+        .await;
+    let options = NodeOptions {
+        clock: Arc::new(clock.clone()),
+        ..NodeOptions::standalone()
+    };
+    let node_b = Node::start(Arc::new(node_config(&rig, "node-b")), options)
+        .await
+        .expect("node-b starts");
+    wait_for(
+        "one tenant on each node",
+        Duration::from_secs(30),
+        || async {
+            (shares(&api).await == shares_of(&[("node-a", 1), ("node-b", 1)])).then_some(())
+        },
+    )
+    .await;
+
+    use penguin_engine::clock::Clock;
+    let at = clock.now() + Duration::from_secs(3600);
+    for tenant in &scenario.tenants {
+        let answer = api
+            .post(
+                &format!("/v1/campaigns/{}/start", tenant.campaign),
+                Some(&tenant.token),
+                &json!({ "start_at": rfc3339(at) }),
+            )
+            .await;
+        assert_eq!(answer.expect(200)["status"], json!("scheduled"));
+    }
+    let span = crate::support::quiet::quiet_span(rig.config());
+    let early = wait_until_quiet("nothing early", span, Duration::from_secs(30), || async {
+        Some(rig.sink.stats().messages_accepted)
+    })
+    .await;
+    assert_eq!(early, 0, "nothing sent before start_at");
+
+    clock.set(at);
+    rig.wait_for_jobs("sent", 8, Duration::from_secs(30)).await;
+    assert_eq!(rig.check_delivered(&scenario).await, 0, "no message twice");
+    node_b.shutdown().await;
+    rig.shutdown().await;
+}
