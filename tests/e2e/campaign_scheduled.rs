@@ -6,6 +6,7 @@
 //! only the wake-up planned for `start_at` can start it. Pause and cancel hold
 //! a scheduled campaign back; resume makes it `scheduled` again (and it starts
 //! when its time has come); an Idempotency-Key replay answers `scheduled`.
+//! With two nodes, each starts its own tenant's scheduled campaign.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -307,6 +308,9 @@ async fn each_node_starts_the_scheduled_campaigns_of_its_own_tenants() {
 
     use penguin_engine::clock::Clock;
     let at = clock.now() + Duration::from_secs(3600);
+    let span = crate::support::quiet::quiet_span(rig.config());
+    // One schedule at a time (node-a's tenant, then node-b's), each seen
+    // settle: only the owner's own wake-up can plan node-b's start.
     for tenant in &scenario.tenants {
         let answer = api
             .post(
@@ -316,13 +320,12 @@ async fn each_node_starts_the_scheduled_campaigns_of_its_own_tenants() {
             )
             .await;
         assert_eq!(answer.expect(200)["status"], json!("scheduled"));
+        let early = wait_until_quiet("nothing early", span, Duration::from_secs(30), || async {
+            Some(rig.sink.stats().messages_accepted)
+        })
+        .await;
+        assert_eq!(early, 0, "nothing sent before start_at");
     }
-    let span = crate::support::quiet::quiet_span(rig.config());
-    let early = wait_until_quiet("nothing early", span, Duration::from_secs(30), || async {
-        Some(rig.sink.stats().messages_accepted)
-    })
-    .await;
-    assert_eq!(early, 0, "nothing sent before start_at");
 
     clock.set(at);
     rig.wait_for_jobs("sent", 8, Duration::from_secs(30)).await;
