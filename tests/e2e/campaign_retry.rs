@@ -164,9 +164,16 @@ async fn failed_jobs_retried_get_a_fresh_budget_and_are_sent_suppressed_stay_fai
     );
     assert_eq!(rig.sink.stats().messages_accepted, 3);
 
-    api.action_ok(token, campaign, "cancel").await;
-    api.post(&retry, Some(token), &json!({ "status": "failed" }))
-        .await
-        .assert_error(409, "conflict");
+    // A cancelled campaign's jobs cannot be retried (this one is completed
+    // by now or about to be, which cannot be cancelled: another one is).
+    let other = api.create_campaign(token, &[tenant.ips[0].0]).await;
+    api.action_ok(token, other, "cancel").await;
+    api.post(
+        &format!("/v1/campaigns/{other}/retry"),
+        Some(token),
+        &json!({ "status": "failed" }),
+    )
+    .await
+    .assert_error(409, "conflict");
     rig.shutdown().await;
 }
