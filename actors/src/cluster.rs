@@ -467,6 +467,9 @@ impl ClusterState {
                 self.ctx.campaigns.forget(campaign_id);
                 if running && self.ctx.owns(tenant_id) {
                     feeder::activate(&self.ctx, tenant_id);
+                } else if status == CampaignStatus::Scheduled && self.ctx.owns(tenant_id) {
+                    // Its start time may come before the Feeder's next wake-up.
+                    feeder::wake(&self.ctx);
                 }
             }
         }

@@ -11,7 +11,10 @@
 //! one, an IP resumed: [`activate`]), a takeover that found its `queued` jobs, or
 //! the partition scan (`store::due::scan`: per running campaign of the owned
 //! partitions, its first waiting job), which runs on a wake-up, when a planned
-//! due time comes and at least every `queue.feed_idle_ms` as a safety net. A
+//! due time comes and at least every `queue.feed_idle_ms` as a safety net.
+//! Each scan first starts the owned partitions' scheduled campaigns whose
+//! `start_at` came ([`start_scheduled`]); the earliest later `start_at` counts
+//! as a due time, so the Feeder wakes for it on the engine's clock. A
 //! tenant leaves the active set when a round finds nothing more due for it; its
 //! Tenant actor stops on its own once its window is empty and it idled for
 //! `queue.tenant_idle_ms`. An idle tenant costs no timer, command or query.
@@ -32,8 +35,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use penguin_engine::domain::Band;
-use penguin_engine::store::{due, ledger};
+use penguin_engine::control::{self, ControlEvent};
+use penguin_engine::domain::{Band, CampaignStatus};
+use penguin_engine::store::{due, ledger, scheduled};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
@@ -246,6 +250,7 @@ impl FeederState {
         self.scanned_at = Some(Instant::now());
         let now = self.ctx.clock.now();
         let count = self.ctx.config.node.partitions;
+        let next_start = start_scheduled(&self.ctx, &owned.partitions, now).await;
         match due::scan(&self.ctx.pg, count, &owned.partitions, &[], now).await {
             Ok(found) => {
                 self.active.extend(found.due);
@@ -255,6 +260,9 @@ impl FeederState {
                 tracing::warn!(error = %err, "scanning the partitions for due work failed");
                 self.next_due = None;
             }
+        }
+        if let Some(at) = next_start {
+            self.next_due = Some(self.next_due.map_or(at, |next| next.min(at)));
         }
     }
 
@@ -382,6 +390,46 @@ impl FeederState {
         let urgent = encoded.iter().any(|(band, _)| *band == Band::High);
         (encoded.len(), urgent)
     }
+}
+
+/// Starts the scheduled campaigns of `partitions` whose `start_at` is at or
+/// before `now` (`store::scheduled`, fenced by this node's tokens), then tells
+/// every node they run (as the API does for a start: the owner's Cluster
+/// activates the tenant, the others forget the campaign was stopped); returns
+/// the next later `start_at`. The scan that follows finds their jobs due.
+async fn start_scheduled(
+    ctx: &Ctx,
+    partitions: &[penguin_engine::partition::Partition],
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    let tokens: Vec<_> = {
+        let fences = ctx.fences.read().expect("fences lock");
+        partitions
+            .iter()
+            .filter_map(|p| fences.get(p).copied())
+            .collect()
+    };
+    let count = ctx.config.node.partitions;
+    let starts = match scheduled::start_due(&ctx.pg, count, &tokens, now).await {
+        Ok(starts) => starts,
+        Err(err) => {
+            tracing::warn!(error = %err, "starting scheduled campaigns failed");
+            return None;
+        }
+    };
+    for (tenant_id, campaign_id) in starts.started {
+        tracing::info!(%tenant_id, %campaign_id, "scheduled campaign started");
+        ctx.set_stopped(campaign_id, false);
+        let event = ControlEvent::CampaignChanged {
+            tenant_id,
+            campaign_id,
+            status: CampaignStatus::Running,
+        };
+        if let Err(err) = control::publish(ctx.queue.pool(), &event).await {
+            tracing::warn!(%tenant_id, error = %err, "control event not published");
+        }
+    }
+    starts.next
 }
 
 /// Wakes the feeder at `at` (engine clock) unless it plans to wake earlier.

@@ -152,6 +152,8 @@ fn operator_routes() -> OpenApiRouter<AppState> {
         .merge(routes::campaigns::routes())
         .merge(routes::campaign_actions::routes())
         .merge(routes::campaign_patch::routes())
+        .merge(routes::campaign_lists::routes())
+        .merge(routes::campaign_retry::routes())
         .merge(routes::leads::routes())
         .merge(routes::events::routes())
         .merge(routes::stats::routes())

@@ -85,6 +85,9 @@ impl FromStr for JobStatus {
 #[serde(rename_all = "snake_case")]
 pub enum CampaignStatus {
     Draft,
+    /// Started with a future `start_at`: its jobs exist, nothing is claimed
+    /// until the owning node's Feeder turns it `running` then.
+    Scheduled,
     Running,
     Paused,
     Completed,
@@ -95,6 +98,7 @@ impl CampaignStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             CampaignStatus::Draft => "draft",
+            CampaignStatus::Scheduled => "scheduled",
             CampaignStatus::Running => "running",
             CampaignStatus::Paused => "paused",
             CampaignStatus::Completed => "completed",
@@ -114,6 +118,7 @@ impl FromStr for CampaignStatus {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         [
             CampaignStatus::Draft,
+            CampaignStatus::Scheduled,
             CampaignStatus::Running,
             CampaignStatus::Paused,
             CampaignStatus::Completed,
@@ -252,6 +257,21 @@ pub fn email_domain(email: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn campaign_statuses_round_trip_including_scheduled() {
+        for status in [
+            CampaignStatus::Draft,
+            CampaignStatus::Scheduled,
+            CampaignStatus::Running,
+            CampaignStatus::Paused,
+            CampaignStatus::Completed,
+            CampaignStatus::Cancelled,
+        ] {
+            assert_eq!(status.as_str().parse::<CampaignStatus>(), Ok(status));
+        }
+        assert_eq!(CampaignStatus::Scheduled.as_str(), "scheduled");
+    }
 
     #[test]
     fn bands_follow_the_platform_convention() {

@@ -8,6 +8,8 @@ mod support;
 mod campaign_cancel_in_flight;
 mod campaign_daily_cap;
 mod campaign_move_ips;
+mod campaign_retry;
+mod campaign_scheduled;
 mod campaign_send_window;
 mod delivery_exactly_once;
 mod delivery_outcomes;
@@ -67,6 +69,7 @@ mod warmup;
 
 // The control API scenarios; their client lives in `support/api.rs`.
 mod api_auth;
+mod api_campaign_lists;
 mod api_campaigns;
 mod api_complaints;
 mod api_domains;

@@ -2,14 +2,18 @@
 //! → `{id, status}`.
 //!
 //! Lifecycle calls are idempotent (asking for the current state answers 200) and
-//! refuse impossible transitions with 409. They take no field: the body is
-//! empty or `{}`, and any other body is refused (400/413/415/422) before
-//! anything changes. `pause` returns only once no job of the
+//! refuse impossible transitions with 409. `pause`, `resume` and `cancel` take
+//! no field: the body is empty or `{}`; `start` takes only an optional
+//! `start_at` (RFC 3339: a future time schedules the campaign, see
+//! `store::campaigns::start_campaign_at`). Any other body is refused
+//! (400/413/415/422) before anything changes. `pause` returns only once no job of the
 //! campaign is `sending` (or `api.pause_drain_timeout_ms` passed: then the answer
 //! carries `in_flight`), so after it returns no new SMTP transaction starts.
 //! `start` honours an `Idempotency-Key` header: repeating a start with the key
-//! that started the campaign answers that start again (200 `running`, header
-//! `Idempotent-Replayed: true`) even if the campaign was paused since.
+//! that started the campaign answers that start again (200 with the status it
+//! gave, `running` or `scheduled`, header `Idempotent-Replayed: true`) even if
+//! the campaign was paused since. A paused scheduled campaign resumes to
+//! `scheduled` while its `start_at` is ahead, else to `running`.
 
 use std::time::Duration;
 
@@ -23,7 +27,10 @@ use penguin_engine::db::StoreError;
 use penguin_engine::domain::CampaignStatus;
 use penguin_engine::store;
 use penguin_engine::store::campaigns::{StartOutcome, StatusChange};
-use serde::Serialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -34,13 +41,52 @@ use super::campaigns::{campaign_error, campaign_status_schema};
 use super::{commit, connection, tenant_scope};
 use crate::AppState;
 use crate::auth::TenantCaller;
-use crate::error::{ApiResult, ErrorBody};
+use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{IdPath, NoFields, OptionalJsonBody};
 use crate::openapi::{JsonBodyErrors, TenantOnly};
 use crate::validate;
 
 /// How often `pause` looks whether the campaign's SMTP transactions are done.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// The furthest ahead a start may be scheduled.
+const MAX_SCHEDULE_AHEAD: Duration = Duration::from_secs(366 * 86_400);
+
+/// The body of `start`: `{}` or `{"start_at": "…"}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ToSchema)]
+struct StartRequest {
+    /// RFC 3339. After now: the campaign becomes `scheduled` and starts by
+    /// itself then (at most 366 days ahead). Absent, null or past: it starts now.
+    #[schema(example = "2030-01-01T09:00:00Z")]
+    start_at: Option<OffsetDateTime>,
+}
+
+/// Read by hand, like `NoFields`: only an object, only `start_at` (a string or
+/// null), so an array or an unknown field is refused with serde's message.
+impl<'de> Deserialize<'de> for StartRequest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        if let Some(field) = object.keys().find(|k| *k != "start_at") {
+            return Err(D::Error::unknown_field(field, &["start_at"]));
+        }
+        let start_at = match object.get("start_at") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(text)) => {
+                Some(OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+                    D::Error::custom(
+                        "start_at must be an RFC 3339 date-time, e.g. 2030-01-01T09:00:00Z",
+                    )
+                })?)
+            }
+            Some(_) => {
+                return Err(D::Error::custom(
+                    "start_at must be a string (RFC 3339) or null",
+                ));
+            }
+        };
+        Ok(StartRequest { start_at })
+    }
+}
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -99,12 +145,17 @@ async fn answer(
     })
 }
 
-/// Starts a campaign: `draft` → `running`, one job per lead.
+/// Starts a campaign now (`draft` → `running`) or at `start_at`
+/// (`draft` → `scheduled`), one job per lead.
 ///
-/// Idempotent: starting a running campaign answers 200; any other state is 409
-/// (a paused campaign is resumed, not started). With an `Idempotency-Key`,
-/// repeating the key that started the campaign answers that start again (200
-/// `running`, `Idempotent-Replayed: true`), even after a pause.
+/// A scheduled campaign starts by itself at `start_at` on the node that owns
+/// its tenant; nothing of it is sent before. Starting a scheduled campaign
+/// again moves its start to the new future `start_at`, or starts it now
+/// without one. Idempotent: starting a running campaign answers 200; any other
+/// state is 409 (a paused campaign is resumed, not started). With an
+/// `Idempotency-Key`, repeating the key that started the campaign answers that
+/// start again (200 with the status it gave, `Idempotent-Replayed: true`),
+/// even after a pause.
 #[utoipa::path(post, path = "/v1/campaigns/{id}/start", tag = "campaigns",
     security(("bearer" = [])),
     params(
@@ -112,14 +163,15 @@ async fn answer(
         ("Idempotency-Key" = Option<String>, Header,
          description = "1–255 visible ASCII characters; a repeat of the key that started the campaign replays that start"),
     ),
-    request_body = Option<NoFields>,
+    request_body = Option<StartRequest>,
     responses(
         (status = 200, description = "The campaign's status", body = CampaignState,
          headers(("Idempotent-Replayed" = String, description = "`true` when this answer replays an earlier start with the same key"))),
         (status = 404, description = "No such campaign of the caller (`not_found`)", body = ErrorBody),
         (status = 409, description = "Not possible from the current status (`conflict`)", body = ErrorBody),
         TenantOnly, JsonBodyErrors,
-        (status = 422, description = "A malformed `Idempotency-Key`, or a body other than `{}` \
+        (status = 422, description = "A malformed `Idempotency-Key`, a body other than `{}` or \
+            `{\"start_at\"}`, or a `start_at` that is not RFC 3339 or over 366 days ahead \
             (`invalid_request`)", body = ErrorBody),
     ))]
 async fn start(
@@ -127,21 +179,26 @@ async fn start(
     State(state): State<AppState>,
     IdPath(id): IdPath,
     headers: HeaderMap,
-    OptionalJsonBody(_): OptionalJsonBody<NoFields>,
+    OptionalJsonBody(body): OptionalJsonBody<StartRequest>,
 ) -> ApiResult<Response> {
     let key = validate::idempotency_key(&headers)?;
+    let start_at = body.unwrap_or_default().start_at;
+    let now = OffsetDateTime::now_utc();
+    if start_at.is_some_and(|at| at > now + MAX_SCHEDULE_AHEAD) {
+        return Err(AppError::invalid("start_at must be at most 366 days ahead"));
+    }
     let mut client = connection(&state).await?;
     let outcome = in_tenant_tx(&mut client, tenant, async |tx| {
-        store::campaigns::start_campaign(tx, tenant, id, key.as_deref()).await
+        store::campaigns::start_campaign_at(tx, tenant, id, key.as_deref(), start_at, now).await
     })
     .await?;
     drop(client);
     Ok(match outcome {
         StartOutcome::Change(change) => answer(&state, tenant, id, change).await.into_response(),
-        StartOutcome::Replayed => {
+        StartOutcome::Replayed(status) => {
             let body = Json(CampaignState {
                 id,
-                status: CampaignStatus::Running,
+                status,
                 in_flight: None,
             });
             let mut response = body.into_response();
@@ -153,7 +210,7 @@ async fn start(
     })
 }
 
-/// Pauses a running campaign.
+/// Pauses a running or scheduled campaign (a paused scheduled campaign does not start).
 ///
 /// Returns once no job of the campaign is `sending` (or after
 /// `api.pause_drain_timeout_ms`: then the answer carries `in_flight`), so no
@@ -210,7 +267,8 @@ async fn wait_for_drain(state: &AppState, tenant: Uuid, id: Uuid) -> ApiResult<i
     }
 }
 
-/// Resumes a paused campaign. Idempotent; an impossible transition is 409.
+/// Resumes a paused campaign: `scheduled` again while its `start_at` is
+/// ahead, else `running`. Idempotent; an impossible transition is 409.
 #[utoipa::path(post, path = "/v1/campaigns/{id}/resume", tag = "campaigns",
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The campaign")),
@@ -229,7 +287,7 @@ async fn resume(
 ) -> ApiResult<Json<CampaignState>> {
     let mut client = connection(&state).await?;
     let change = in_tenant_tx(&mut client, tenant, async |tx| {
-        store::campaigns::resume_campaign(tx, tenant, id).await
+        store::campaigns::resume_campaign(tx, tenant, id, OffsetDateTime::now_utc()).await
     })
     .await?;
     drop(client);
@@ -286,4 +344,35 @@ async fn cancel(
         tracing::info!(tenant_id = %tenant, campaign_id = %id, swept, "jobs returned during the cancel were cancelled");
     }
     Ok(Json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<StartRequest, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn start_takes_only_an_optional_rfc3339_start_at() {
+        assert_eq!(parse("{}"), Ok(StartRequest::default()));
+        assert_eq!(parse(r#"{"start_at":null}"#), Ok(StartRequest::default()));
+        let at = parse(r#"{"start_at":"2030-01-06T09:00:00+01:00"}"#).unwrap();
+        assert_eq!(at.start_at.map(|t| t.unix_timestamp()), Some(1_893_916_800));
+        for bad in [
+            r#"{"start_at":"2030-01-06 09:00"}"#,
+            r#"{"start_at":1893916800}"#,
+            r#"{"start_at":"2030-01-06T09:00:00Z","x":1}"#,
+            r#"["2030-01-06T09:00:00Z"]"#,
+            r#""2030-01-06T09:00:00Z""#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad} must be refused");
+        }
+        assert!(
+            parse(r#"{"at":1}"#)
+                .unwrap_err()
+                .contains("unknown field `at`")
+        );
+    }
 }

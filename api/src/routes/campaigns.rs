@@ -66,10 +66,12 @@ struct CreateCampaign {
     send_window: Option<SendWindow>,
 }
 
-/// `draft`, `running`, `paused`, `completed` or `cancelled`.
+/// `draft`, `scheduled`, `running`, `paused`, `completed` or `cancelled`.
 pub(super) fn campaign_status_schema() -> utoipa::openapi::schema::Object {
     use CampaignStatus::*;
-    string_enum([Draft, Running, Paused, Completed, Cancelled].map(CampaignStatus::as_str))
+    string_enum(
+        [Draft, Scheduled, Running, Paused, Completed, Cancelled].map(CampaignStatus::as_str),
+    )
 }
 
 /// A campaign as the API shows it.
@@ -95,6 +97,10 @@ pub(super) struct CampaignBody {
     started_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
     completed_at: Option<OffsetDateTime>,
+    /// When a scheduled start was asked for (`POST …/start` with a future
+    /// `start_at`); null for a campaign started at once or not yet.
+    #[serde(with = "time::serde::rfc3339::option")]
+    start_at: Option<OffsetDateTime>,
 }
 
 /// A campaign with how many of its jobs are in each state.
@@ -150,6 +156,7 @@ impl From<Campaign> for CampaignBody {
             created_at: c.created_at,
             started_at: c.started_at,
             completed_at: c.completed_at,
+            start_at: c.start_at,
         }
     }
 }

@@ -7,7 +7,9 @@
 //! under the tenant role, where row-level security applies).
 
 pub mod campaign_actions;
+pub mod campaign_lists;
 pub mod campaign_patch;
+pub mod campaign_retry;
 pub mod campaigns;
 pub mod complaints;
 pub mod docs;

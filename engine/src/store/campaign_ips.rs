@@ -25,7 +25,7 @@ pub async fn set_campaign_ips(
     ip_ids: &[Uuid],
     now: OffsetDateTime,
 ) -> Result<Campaign, StoreError> {
-    let (status, _) = lock_campaign(tx, tenant, id).await?;
+    let status = lock_campaign(tx, tenant, id).await?.status;
     if matches!(
         status,
         CampaignStatus::Completed | CampaignStatus::Cancelled

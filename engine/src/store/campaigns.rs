@@ -1,7 +1,8 @@
 //! Campaign rows and their lifecycle, as the control API drives them.
 //!
-//! Every lifecycle call ([`start_campaign`], [`pause_campaign`],
-//! [`resume_campaign`], [`cancel_campaign`]) runs in the caller's transaction
+//! Every lifecycle call ([`start_campaign`] / [`start_campaign_at`],
+//! [`pause_campaign`], [`resume_campaign`], [`cancel_campaign`], and
+//! [`retry_failed`]) runs in the caller's transaction
 //! (the API's: `db::tenant_transaction`, committed by the caller) and first
 //! locks the campaign row (`FOR UPDATE`), so it orders strictly before or after
 //! each engine claim (which holds the row `FOR SHARE`, see `store::ledger`) and each
@@ -9,6 +10,13 @@
 //! already in changes nothing and answers [`StatusChange::changed`] = false; an
 //! impossible transition is [`StoreError::Conflict`] with a readable message.
 //! Every query filters by `tenant_id` explicitly.
+//!
+//! Statuses: `draft → running|scheduled`, `scheduled → running` (at
+//! `start_at`, by the owning node's Feeder: `store::scheduled`, or a start
+//! without `start_at`), `running|scheduled → paused`, `paused →
+//! running|scheduled` (scheduled while `start_at` is ahead), `running →
+//! completed` (the Reaper), `completed → running` (failed jobs retried), and
+//! `draft|scheduled|running|paused → cancelled`.
 
 use deadpool_postgres::{GenericClient, Transaction};
 use time::OffsetDateTime;
@@ -54,6 +62,9 @@ pub struct Campaign {
     pub created_at: OffsetDateTime,
     pub started_at: Option<OffsetDateTime>,
     pub completed_at: Option<OffsetDateTime>,
+    /// When a `scheduled` start was asked for (kept after it started); null
+    /// for a campaign started at once.
+    pub start_at: Option<OffsetDateTime>,
 }
 
 /// The result of a lifecycle call.
@@ -65,11 +76,12 @@ pub struct StatusChange {
     pub changed: bool,
 }
 
-const COLUMNS: &str = "tenant_id, id, name, status, priority, from_address, from_name, subject,
+pub(crate) const COLUMNS: &str =
+    "tenant_id, id, name, status, priority, from_address, from_name, subject,
         text_body, html_body, ip_ids, daily_cap, send_window, created_at, started_at,
-        completed_at";
+        completed_at, start_at";
 
-fn campaign(row: &Row) -> Result<Campaign, StoreError> {
+pub(crate) fn campaign(row: &Row) -> Result<Campaign, StoreError> {
     Ok(Campaign {
         tenant_id: row.get(0),
         id: row.get(1),
@@ -87,6 +99,7 @@ fn campaign(row: &Row) -> Result<Campaign, StoreError> {
         created_at: row.get(13),
         started_at: row.get(14),
         completed_at: row.get(15),
+        start_at: row.get(16),
     })
 }
 
@@ -161,25 +174,38 @@ pub async fn ensure_exists(
     }
 }
 
-/// Locks a campaign row for a lifecycle change; returns its status and priority.
+/// A campaign row locked for a lifecycle change.
+pub(crate) struct Locked {
+    pub status: CampaignStatus,
+    pub priority: i32,
+    pub start_at: Option<OffsetDateTime>,
+}
+
+/// Locks a campaign row for a lifecycle change.
 pub(crate) async fn lock_campaign(
     tx: &Transaction<'_>,
     tenant: Uuid,
     id: Uuid,
-) -> Result<(CampaignStatus, i32), StoreError> {
+) -> Result<Locked, StoreError> {
     let stmt = tx
         .prepare_cached(
-            "SELECT status, priority FROM campaigns WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+            "SELECT status, priority, start_at FROM campaigns
+             WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
         )
         .await?;
     let row = tx
         .query_opt(&stmt, &[&tenant, &id])
         .await?
         .ok_or(StoreError::NotFound)?;
-    Ok((parse_status(row.get(0))?, row.get(1)))
+    Ok(Locked {
+        status: parse_status(row.get(0))?,
+        priority: row.get(1),
+        start_at: row.get(2),
+    })
 }
 
-async fn set_status(
+/// Sets the status; the first move to `running` also stamps `started_at`.
+pub(crate) async fn set_status(
     tx: &Transaction<'_>,
     tenant: Uuid,
     id: Uuid,
@@ -195,6 +221,23 @@ async fn set_status(
         )
         .await?;
     tx.execute(&stmt, &[&tenant, &id, &status.as_str()]).await?;
+    Ok(())
+}
+
+/// `scheduled` at `at`.
+async fn set_scheduled(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    id: Uuid,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE campaigns SET status = 'scheduled', start_at = $3
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .await?;
+    tx.execute(&stmt, &[&tenant, &id, &at]).await?;
     Ok(())
 }
 
@@ -214,43 +257,92 @@ const CHANGED_TO_RUNNING: StatusChange = StatusChange {
     changed: true,
 };
 
+const CHANGED_TO_SCHEDULED: StatusChange = StatusChange {
+    status: CampaignStatus::Scheduled,
+    changed: true,
+};
+
 /// What [`start_campaign`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartOutcome {
-    /// Started now, or found `running` already.
+    /// Started now, scheduled, or found `running` or `scheduled` already.
     Change(StatusChange),
     /// The campaign was started earlier with the same idempotency key: the first
-    /// answer (`running`) stands, whatever happened to the campaign since.
-    Replayed,
+    /// answer stands (`scheduled` if that start scheduled it, else `running`),
+    /// whatever happened to the campaign since.
+    Replayed(CampaignStatus),
 }
 
-/// `draft → running`, creating one `pending` job per lead, in one transaction.
-/// Starting a running campaign changes nothing; any other state is a conflict
-/// (a paused campaign is resumed, not started) — unless `key` is the
-/// idempotency key the campaign was started with, which replays that start.
-/// The key of the start that changed the campaign is kept in `start_key`.
+/// [`start_campaign_at`] with no `start_at`: `draft → running` now.
 pub async fn start_campaign(
     tx: &Transaction<'_>,
     tenant: Uuid,
     id: Uuid,
     key: Option<&str>,
 ) -> Result<StartOutcome, StoreError> {
-    let (status, priority) = lock_campaign(tx, tenant, id).await?;
+    start_campaign_at(tx, tenant, id, key, None, OffsetDateTime::now_utc()).await
+}
+
+/// Starts a campaign, in one transaction. With `start_at` after `now`:
+/// `draft → scheduled` (one `pending` job per lead, none claimed until the
+/// campaign runs, see [`crate::store::scheduled`]); else `draft → running` as
+/// it always did. A `scheduled` campaign started again is rescheduled to the
+/// new future `start_at` (unchanged when it is the same) or, without one,
+/// starts now. Starting a running campaign changes nothing; any other state is
+/// a conflict (a paused campaign is resumed, not started) — unless `key` is
+/// the idempotency key the campaign was started with, which replays that
+/// start. The key of the start that left `draft` is kept in `start_key`.
+pub async fn start_campaign_at(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    id: Uuid,
+    key: Option<&str>,
+    start_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> Result<StartOutcome, StoreError> {
+    let locked = lock_campaign(tx, tenant, id).await?;
     if let Some(key) = key {
         let stmt = tx
             .prepare_cached("SELECT start_key FROM campaigns WHERE tenant_id = $1 AND id = $2")
             .await?;
         let stored: Option<String> = tx.query_one(&stmt, &[&tenant, &id]).await?.get(0);
         if stored.as_deref() == Some(key) {
-            return Ok(StartOutcome::Replayed);
+            let first = match locked.start_at {
+                Some(_) => CampaignStatus::Scheduled,
+                None => CampaignStatus::Running,
+            };
+            return Ok(StartOutcome::Replayed(first));
         }
     }
-    match status {
-        CampaignStatus::Draft => {}
-        CampaignStatus::Running => return Ok(StartOutcome::Change(unchanged(status))),
-        _ => return Err(refuse("start", status)),
+    let future = start_at.filter(|at| *at > now);
+    match (locked.status, future) {
+        (CampaignStatus::Draft, _) => {}
+        (CampaignStatus::Running, _) => {
+            return Ok(StartOutcome::Change(unchanged(locked.status)));
+        }
+        (CampaignStatus::Scheduled, Some(at)) if locked.start_at == Some(at) => {
+            return Ok(StartOutcome::Change(unchanged(locked.status)));
+        }
+        (CampaignStatus::Scheduled, Some(at)) => {
+            set_scheduled(tx, tenant, id, at).await?;
+            return Ok(StartOutcome::Change(CHANGED_TO_SCHEDULED));
+        }
+        (CampaignStatus::Scheduled, None) => {
+            set_status(tx, tenant, id, CampaignStatus::Running).await?;
+            return Ok(StartOutcome::Change(CHANGED_TO_RUNNING));
+        }
+        (status, _) => return Err(refuse("start", status)),
     }
-    set_status(tx, tenant, id, CampaignStatus::Running).await?;
+    let change = match future {
+        Some(at) => {
+            set_scheduled(tx, tenant, id, at).await?;
+            CHANGED_TO_SCHEDULED
+        }
+        None => {
+            set_status(tx, tenant, id, CampaignStatus::Running).await?;
+            CHANGED_TO_RUNNING
+        }
+    };
     let record_key = tx
         .prepare_cached("UPDATE campaigns SET start_key = $3 WHERE tenant_id = $1 AND id = $2")
         .await?;
@@ -263,20 +355,22 @@ pub async fn start_campaign(
              ON CONFLICT DO NOTHING",
         )
         .await?;
-    tx.execute(&create_jobs, &[&tenant, &id, &priority]).await?;
-    Ok(StartOutcome::Change(CHANGED_TO_RUNNING))
+    tx.execute(&create_jobs, &[&tenant, &id, &locked.priority])
+        .await?;
+    Ok(StartOutcome::Change(change))
 }
 
-/// `running → paused`. Once `tx` commits, no engine claim moves a job of the
-/// campaign to `sending` (jobs already `sending`: see [`sending_count`]).
+/// `running|scheduled → paused`. Once `tx` commits, no engine claim moves a
+/// job of the campaign to `sending` (jobs already `sending`: see
+/// [`sending_count`]), and a paused scheduled campaign does not start.
 pub async fn pause_campaign(
     tx: &Transaction<'_>,
     tenant: Uuid,
     id: Uuid,
 ) -> Result<StatusChange, StoreError> {
-    let (status, _) = lock_campaign(tx, tenant, id).await?;
+    let status = lock_campaign(tx, tenant, id).await?.status;
     match status {
-        CampaignStatus::Running => {}
+        CampaignStatus::Running | CampaignStatus::Scheduled => {}
         CampaignStatus::Paused => return Ok(unchanged(status)),
         _ => return Err(refuse("pause", status)),
     }
@@ -287,23 +381,35 @@ pub async fn pause_campaign(
     })
 }
 
-/// `paused → running`.
+/// `paused → scheduled` when its `start_at` is still after `now` (a scheduled
+/// campaign that was paused), else `paused → running`.
 pub async fn resume_campaign(
     tx: &Transaction<'_>,
     tenant: Uuid,
     id: Uuid,
+    now: OffsetDateTime,
 ) -> Result<StatusChange, StoreError> {
-    let (status, _) = lock_campaign(tx, tenant, id).await?;
-    match status {
+    let locked = lock_campaign(tx, tenant, id).await?;
+    match locked.status {
         CampaignStatus::Paused => {}
-        CampaignStatus::Running => return Ok(unchanged(status)),
-        _ => return Err(refuse("resume", status)),
+        CampaignStatus::Running | CampaignStatus::Scheduled => {
+            return Ok(unchanged(locked.status));
+        }
+        status => return Err(refuse("resume", status)),
     }
-    set_status(tx, tenant, id, CampaignStatus::Running).await?;
-    Ok(CHANGED_TO_RUNNING)
+    match locked.start_at.filter(|at| *at > now) {
+        Some(at) => {
+            set_scheduled(tx, tenant, id, at).await?;
+            Ok(CHANGED_TO_SCHEDULED)
+        }
+        None => {
+            set_status(tx, tenant, id, CampaignStatus::Running).await?;
+            Ok(CHANGED_TO_RUNNING)
+        }
+    }
 }
 
-/// `draft|running|paused → cancelled`, and every job not yet handed to SMTP
+/// `draft|scheduled|running|paused → cancelled`, and every job not yet handed to SMTP
 /// (`pending`, `deferred`, `queued`) → `cancelled`, in one transaction. Jobs
 /// already `sending` finish their attempt.
 pub async fn cancel_campaign(
@@ -311,9 +417,12 @@ pub async fn cancel_campaign(
     tenant: Uuid,
     id: Uuid,
 ) -> Result<StatusChange, StoreError> {
-    let (status, _) = lock_campaign(tx, tenant, id).await?;
+    let status = lock_campaign(tx, tenant, id).await?.status;
     match status {
-        CampaignStatus::Draft | CampaignStatus::Running | CampaignStatus::Paused => {}
+        CampaignStatus::Draft
+        | CampaignStatus::Scheduled
+        | CampaignStatus::Running
+        | CampaignStatus::Paused => {}
         CampaignStatus::Cancelled => return Ok(unchanged(status)),
         CampaignStatus::Completed => return Err(refuse("cancel", status)),
     }
@@ -333,11 +442,42 @@ pub async fn sweep_cancelled(
     tenant: Uuid,
     id: Uuid,
 ) -> Result<u64, StoreError> {
-    let (status, _) = lock_campaign(tx, tenant, id).await?;
+    let status = lock_campaign(tx, tenant, id).await?.status;
     if status != CampaignStatus::Cancelled {
         return Ok(0);
     }
     crate::store::ledger::cancel_unsent(tx, tenant, id).await
+}
+
+/// Requeues the campaign's `failed` jobs (`store::ledger::requeue_failed`:
+/// due now, a fresh attempt budget, suppressed addresses left `failed`) under
+/// the campaign's row lock; a `completed` campaign with jobs requeued becomes
+/// `running` again (`completed_at` cleared). A cancelled campaign is a
+/// conflict; any other state keeps its status (a paused campaign's requeued
+/// jobs wait for its resume, a scheduled or draft one has no failed job).
+/// Returns the campaign's status and how many jobs were requeued.
+pub async fn retry_failed(
+    tx: &Transaction<'_>,
+    tenant: Uuid,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> Result<(StatusChange, u64), StoreError> {
+    let status = lock_campaign(tx, tenant, id).await?.status;
+    if status == CampaignStatus::Cancelled {
+        return Err(refuse("retry the jobs of", status));
+    }
+    let requeued = crate::store::ledger::requeue_failed(tx, tenant, id, now).await?;
+    if status == CampaignStatus::Completed && requeued > 0 {
+        let reopen = tx
+            .prepare_cached(
+                "UPDATE campaigns SET status = 'running', completed_at = NULL
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .await?;
+        tx.execute(&reopen, &[&tenant, &id]).await?;
+        return Ok((CHANGED_TO_RUNNING, requeued));
+    }
+    Ok((unchanged(status), requeued))
 }
 
 /// How many jobs of the campaign are `sending` (an SMTP attempt under way).

@@ -79,7 +79,7 @@ impl<'a> LeadImport<'a> {
         let priority: i32 = row.get(1);
         let jobs_created = match status {
             CampaignStatus::Draft => false,
-            CampaignStatus::Running | CampaignStatus::Paused => true,
+            CampaignStatus::Scheduled | CampaignStatus::Running | CampaignStatus::Paused => true,
             CampaignStatus::Completed | CampaignStatus::Cancelled => {
                 return Err(StoreError::Conflict(format!(
                     "cannot add leads to a campaign that is {status}"

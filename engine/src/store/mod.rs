@@ -32,6 +32,7 @@
 //!   and engagement, per-day rows per campaign, IP and tenant.
 
 pub mod campaign_ips;
+pub mod campaign_lists;
 pub mod campaigns;
 pub mod complaints;
 pub mod dkim_keys;
@@ -49,6 +50,7 @@ pub mod jobs;
 pub mod leads;
 pub mod ledger;
 pub mod routing;
+pub mod scheduled;
 pub mod schedules;
 pub mod shaping_actions;
 pub mod stats;

@@ -11,6 +11,8 @@ use super::{Expect, Fixture, Hostile, INVALID, NODE, NOT_FOUND};
 use crate::support::admin_token;
 
 const ROW_REJECTED: [Expect; 3] = [Expect::RowRejected; 3];
+/// The highest UUID: every id-paged list walks below or above it.
+const LAST_UUID: &str = "ffffffff-ffff-ffff-ffff-ffffffffffff";
 /// A date range for the stats routes.
 const FROM: &str = "2026-01-01";
 const TO: &str = "2026-01-07";
@@ -24,6 +26,20 @@ pub fn admin_cases(fx: &Fixture) -> Vec<Case> {
             .body(Body::Json(json!({ "name": "Hostile Corp" })))
             .strings(Slot::Field("/name"), INVALID)
             .happy(201),
+        Case::new("GET", "/v1/tenants", Who::Admin, admin_token())
+            .query("after", LAST_UUID)
+            .query("limit", "10")
+            .strings(Slot::Query("after"), INVALID)
+            .strings(Slot::Query("limit"), INVALID)
+            .extra("an unknown query parameter", invalid(), |c| {
+                c.with_query(&[("limit", "10"), ("status", "running")])
+            })
+            .extra("after not a UUID", invalid(), |c| {
+                c.with_query(&[("after", "12")])
+            })
+            .extra("limit 1001", invalid(), |c| {
+                c.with_query(&[("limit", "1001")])
+            }),
         Case::new("GET", "/v1/nodes", Who::Admin, admin_token()),
         Case::new("POST", "/v1/nodes/{id}/drain", Who::Admin, admin_token())
             .param("{id}", NODE)
@@ -146,6 +162,13 @@ pub fn admin_cases(fx: &Fixture) -> Vec<Case> {
     ]
 }
 
+/// A `start_at` 400 days from now (over the 366-day limit).
+fn far_future() -> String {
+    let at = time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(400 * 86_400);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .expect("format")
+}
+
 fn invalid() -> Expect {
     Expect::Refused(422, "invalid_request")
 }
@@ -230,6 +253,22 @@ pub fn tenant_cases(fx: &Fixture) -> Vec<Case> {
         });
     }
     cases.push(leads);
+    // Before the lifecycle rows: a cancelled campaign's retry is 409.
+    cases.push(
+        Case::new("POST", "/v1/campaigns/{id}/retry", Who::Tenant, token)
+            .param("{id}", campaign_id)
+            .owned_by_path("{id}", nobody())
+            .body(Body::Json(json!({ "status": "failed" })))
+            .strings(Slot::Path("{id}"), NOT_FOUND)
+            .strings(Slot::Field("/status"), INVALID)
+            .extra("status sent", invalid(), |c| {
+                c.request_with(None, Some(&json!({ "status": "sent" })))
+            })
+            .extra("an unknown field", invalid(), |c| {
+                let body = json!({ "status": "failed", "hostile": 1 });
+                c.request_with(None, Some(&body))
+            }),
+    );
     for action in ["start", "pause", "resume", "cancel"] {
         let route = match action {
             "start" => "/v1/campaigns/{id}/start",
@@ -243,6 +282,25 @@ pub fn tenant_cases(fx: &Fixture) -> Vec<Case> {
             .body(Body::OptionalJson(json!({})))
             .strings(Slot::Path("{id}"), NOT_FOUND);
         if action == "start" {
+            for (label, body) in [
+                (
+                    "start_at not RFC 3339",
+                    json!({ "start_at": "tomorrow 9am" }),
+                ),
+                ("start_at a number", json!({ "start_at": 1_900_000_000 })),
+                (
+                    "start_at 400 days ahead",
+                    json!({ "start_at": far_future() }),
+                ),
+                (
+                    "a field besides start_at",
+                    json!({ "start_at": null, "at": 1 }),
+                ),
+            ] {
+                case = case.extra(label, invalid(), move |c: &Case| {
+                    c.request_with(None, Some(&body))
+                });
+            }
             for (label, key) in [
                 (
                     "an Idempotency-Key of 1000 characters",
@@ -292,6 +350,23 @@ pub fn tenant_cases(fx: &Fixture) -> Vec<Case> {
         .strings(Slot::Path("{id}"), NOT_FOUND)
         .extra("after -1", invalid(), |c| c.with_query(&[("after", "-1")]));
     cases.push(paging(events, "0"));
+    let campaigns = Case::new("GET", "/v1/campaigns", Who::Tenant, token)
+        .query("status", "draft")
+        .strings(Slot::Query("status"), INVALID)
+        .extra("status unknown", invalid(), |c| {
+            c.with_query(&[("status", "sent")])
+        });
+    cases.push(paging(campaigns, LAST_UUID));
+    let jobs = Case::new("GET", "/v1/campaigns/{id}/jobs", Who::Tenant, token)
+        .param("{id}", campaign_id)
+        .owned_by_path("{id}", nobody())
+        .query("status", "pending")
+        .strings(Slot::Path("{id}"), NOT_FOUND)
+        .strings(Slot::Query("status"), INVALID)
+        .extra("status unknown", invalid(), |c| {
+            c.with_query(&[("status", "scheduled")])
+        });
+    cases.push(paging(jobs, "00000000-0000-0000-0000-000000000000"));
     let stats = Case::new("GET", "/v1/campaigns/{id}/stats", Who::Tenant, token)
         .param("{id}", campaign_id)
         .owned_by_path("{id}", nobody())

@@ -5,7 +5,7 @@
 /// `api_openapi` proves it is exactly what the router serves and documents;
 /// `api_hostile` runs its attack matrix over every one of them, so a new route
 /// must be added here and then gets a row in both.
-pub const ROUTES: [(&str, &str); 48] = [
+pub const ROUTES: [(&str, &str); 52] = [
     ("GET", "/health"),
     ("GET", "/health/db"),
     ("GET", "/health/queue"),
@@ -14,6 +14,7 @@ pub const ROUTES: [(&str, &str); 48] = [
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
     ("POST", "/v1/tenants"),
+    ("GET", "/v1/tenants"),
     ("GET", "/v1/nodes"),
     ("POST", "/v1/nodes/{id}/drain"),
     ("POST", "/v1/tenants/{id}/tokens"),
@@ -35,6 +36,7 @@ pub const ROUTES: [(&str, &str); 48] = [
     ("POST", "/v1/warmup-schedules"),
     ("GET", "/v1/warmup-schedules/{name}"),
     ("POST", "/v1/campaigns"),
+    ("GET", "/v1/campaigns"),
     ("GET", "/v1/campaigns/{id}"),
     ("PATCH", "/v1/campaigns/{id}"),
     ("POST", "/v1/campaigns/{id}/leads"),
@@ -43,6 +45,8 @@ pub const ROUTES: [(&str, &str); 48] = [
     ("POST", "/v1/campaigns/{id}/resume"),
     ("POST", "/v1/campaigns/{id}/cancel"),
     ("GET", "/v1/campaigns/{id}/events"),
+    ("GET", "/v1/campaigns/{id}/jobs"),
+    ("POST", "/v1/campaigns/{id}/retry"),
     ("GET", "/v1/campaigns/{id}/stats"),
     ("GET", "/v1/ips/{id}/stats"),
     ("GET", "/v1/stats"),

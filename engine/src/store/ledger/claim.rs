@@ -102,7 +102,7 @@ async fn claim_due_upto(
             FROM due, leads l
             WHERE j.tenant_id = due.tenant_id AND j.id = due.id
               AND l.tenant_id = j.tenant_id AND l.id = j.lead_id
-            RETURNING j.id, j.campaign_id, j.priority, j.attempts, l.email, l.fields::text,
+            RETURNING j.id, j.campaign_id, j.priority, j.attempts - j.retry_base, l.email, l.fields::text,
                       (extract(epoch FROM j.run_at) * 1000)::int8",
         )
         .await?;

@@ -13,6 +13,7 @@
 //! | Release | `sending → pending` for claims never attempted | [`release_sending`] | hand-off, takeover |
 //! | Recover | `sending → pending` (stale, one IP's, all on takeover), `queued → pending` (Redis lost) | [`release_stale_sending`], [`release_sending_on_ip`], [`recover_on_takeover`], [`release_queued`] | Reaper, Ip actor, Feeder, fences |
 //! | Cancel | `pending\|deferred\|queued → cancelled` | [`cancel_unsent`] | API |
+//! | Retry | `failed → pending` (not suppressed), a fresh attempt budget | [`requeue_failed`] | API |
 //! | Reroute | `pending` waiting for a later `run_at` → due now | [`reroute_waiting`] | API (new IP pool) |
 //!
 //! A cancelled campaign never gets a job back: every transition that returns a
@@ -68,6 +69,7 @@ mod gate;
 mod outcome;
 mod recover;
 mod reroute;
+mod retry;
 
 pub use cancel::cancel_unsent;
 pub use claim::{ClaimId, SendingClaim, UsageMark, claim_due, claim_due_urgent, claim_sending};
@@ -77,3 +79,4 @@ pub use recover::{
     release_stale_sending,
 };
 pub use reroute::reroute_waiting;
+pub use retry::requeue_failed;
