@@ -130,11 +130,13 @@ impl Allowance {
         let reserve = || ports.reserve(&slot, wanted, plan.daily, hour_limit);
         let mut reserved = reserve().await?;
         if self.should_check(&reserved, wanted, now) {
-            self.checked_at = Some(now);
-            self.in_doubt = 0;
             let used = ports
                 .usage(spec.tenant_id, spec.id, local.day, local.hour_start)
                 .await?;
+            // Only a comparison that happened settles the doubt (Postgres may
+            // be down: then the next reservation asks again).
+            self.checked_at = Some(now);
+            self.in_doubt = 0;
             // Postgres still counts this hour's sends released before SMTP.
             let given_back = i64::from(self.given_back);
             let day_total = (used.day_total - given_back).max(0);

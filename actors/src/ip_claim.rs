@@ -7,6 +7,7 @@
 //! `updated_at` the Reaper's `queue.sending_timeout_ms` counts from); suppressed
 //! addresses are recorded instead of sent.
 
+use penguin_engine::db::StoreError;
 use penguin_engine::queue::Popped;
 use penguin_engine::store::events::Event;
 use penguin_engine::store::fences::Epoch;
@@ -128,7 +129,13 @@ impl IpState {
             Ok(claim) => Claimed::Yes(claim, epoch),
             Err(err) => {
                 tracing::warn!(ip = %self.spec.address, error = %err, "claiming jobs failed");
-                Claimed::Unknown
+                match err {
+                    // No connection, or the server refused the transaction:
+                    // nothing was committed.
+                    StoreError::Pool(_) => Claimed::No,
+                    StoreError::Db(ref db) if db.code().is_some() => Claimed::No,
+                    _ => Claimed::Unknown,
+                }
             }
         }
     }
