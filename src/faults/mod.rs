@@ -8,6 +8,7 @@
 //!
 //! The end-to-end test `tests/e2e/faults_harness.rs` runs it as operators do.
 
+pub mod diagnosis;
 pub mod inject;
 pub mod nodes;
 pub mod report;
@@ -283,7 +284,8 @@ impl Run<'_> {
         let mut polls = 0u32;
         while self.sink.stats().unique_message_ids < target {
             if Instant::now() > self.deadline() {
-                bail!("the campaigns stalled before {target} messages");
+                let state = diagnosis::snapshot(&self.pg, &self.tenants).await;
+                bail!("the campaigns stalled before {target} messages:{state}");
             }
             polls += 1;
             if polls.is_multiple_of(40) && self.unsettled().await == Some(0) {
@@ -393,8 +395,9 @@ impl Run<'_> {
     async fn wait_settled(&self) -> anyhow::Result<()> {
         while self.unsettled().await != Some(0) {
             if Instant::now() > self.deadline() {
+                let state = diagnosis::snapshot(&self.pg, &self.tenants).await;
                 bail!(
-                    "the campaigns did not settle within {} s",
+                    "the campaigns did not settle within {} s:{state}",
                     self.args.timeout_secs
                 );
             }
