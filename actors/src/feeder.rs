@@ -21,7 +21,8 @@
 //!
 //! Rounds follow each other immediately while there is work. When a round feeds
 //! nothing, the feeder sleeps until the earliest `run_at` the scan saw (on the
-//! engine's clock) or `queue.feed_idle_ms`, whichever comes first; a job
+//! engine's clock; no sleep at all if the clock passed it during the round) or
+//! `queue.feed_idle_ms`, whichever comes first; a job
 //! returned to the backlog earlier than that ([`wake_at`]) wakes it sooner. A
 //! tenant whose window was too full to top up is fed again as soon as its own
 //! pops have taken the window below half ([`popped`]).
@@ -202,8 +203,12 @@ impl FeederState {
             self.round_queued = true;
             myself.send_after(BUSY_DELAY, || FeederMsg::Round);
         } else {
-            let due = self.next_due.filter(|at| *at > self.ctx.clock.now());
-            self.plan(myself, due);
+            // Planned even when it already passed: the clock may have reached
+            // it while the round ran (after the scan read the time), and only
+            // this plan would scan for it — dropped, it would wait for the
+            // safety net. A passed due time fires at once; the scan it runs
+            // sets `next_due` after that scan's time, so this never spins.
+            self.plan(myself, self.next_due);
         }
     }
 
@@ -216,8 +221,9 @@ impl FeederState {
         Ok(())
     }
 
-    /// Plans a scanning round: at `due` on the engine's clock, or after
-    /// `queue.feed_idle_ms` (the safety net), whichever is first.
+    /// Plans a scanning round: at `due` on the engine's clock (at once when
+    /// it passed), or after `queue.feed_idle_ms` (the safety net), whichever
+    /// is first.
     fn plan(&mut self, myself: &ActorRef<FeederMsg>, due: Option<OffsetDateTime>) {
         if let Some((_, _, timer)) = self.planned.take() {
             timer.abort();
