@@ -114,6 +114,19 @@ impl IpActor {
     }
 }
 
+/// Tells the IP's tenant that its (new) Ip actor takes work: the whole credit
+/// is back. Called once the directory points to the actor — told earlier, the
+/// tenant could route a batch to an IP the directory does not know yet, and
+/// that batch's credit would never come back (the IP starved for good).
+pub fn announce_ready(ctx: &Ctx, tenant: uuid::Uuid, ip: uuid::Uuid) {
+    if let Some(actor) = ctx.directory.tenant(tenant) {
+        let _ = actor.cast(TenantMsg::IpReady {
+            ip,
+            capacity: IpActor::capacity(ctx),
+        });
+    }
+}
+
 impl Actor for IpActor {
     type Msg = IpMsg;
     type State = IpState;
@@ -170,12 +183,8 @@ impl Actor for IpActor {
                 AbortOnDrop(tokio::spawn(worker.run()))
             })
             .collect();
-        if let Some(tenant) = ctx.directory.tenant(spec.tenant_id) {
-            let _ = tenant.cast(TenantMsg::IpReady {
-                ip: spec.id,
-                capacity: IpActor::capacity(&ctx),
-            });
-        }
+        // The tenant learns this actor is ready from IpSupervisor, once the
+        // directory points to it ([`announce_ready`]).
         let state = IpState {
             allowance: Allowance::default(),
             judged_day: None,

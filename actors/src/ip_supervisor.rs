@@ -212,6 +212,7 @@ impl IpSupState {
         let Some(spec) = self.wanted.get(&ip).cloned() else {
             return;
         };
+        let tenant = spec.tenant_id;
         let args = IpArgs {
             ctx: self.ctx.clone(),
             ports: Arc::new(EngineIpPorts::new(self.ctx.clone())),
@@ -221,6 +222,7 @@ impl IpSupState {
             Ok((actor, _)) => {
                 self.children.insert(ip, actor.get_cell());
                 self.ctx.directory.set_ip(ip, Some(actor));
+                crate::ip::announce_ready(&self.ctx, tenant, ip);
             }
             Err(err) => {
                 let delay = self.children.backoff(&ip);
