@@ -141,25 +141,28 @@ impl Allowance {
             let given_back = i64::from(self.given_back);
             let day_total = (used.day_total - given_back).max(0);
             let hour_total = (used.hour_total - given_back).max(0);
-            match reserved {
+            let rebuild = match reserved {
                 Reserved::Missing => {
                     tracing::info!(ip = %spec.address, day = %local.day, sent_today = day_total, "rebuilding ip counters from postgres");
-                    ctx.metrics.counters_rebuilt("missing");
-                    ports.seed(&slot, day_total, hour_total).await?;
-                    reserved = reserve().await?;
+                    Some("missing")
                 }
                 Reserved::Granted {
                     granted, day, hour, ..
                 } => {
                     // What the counters held before this grant (ours, not claimed).
                     let before = (day - i64::from(granted), hour - i64::from(granted));
-                    if before != (day_total, hour_total) {
+                    (before != (day_total, hour_total)).then(|| {
                         tracing::warn!(ip = %spec.address, day = %local.day, redis_day = before.0, redis_hour = before.1, postgres_day = day_total, postgres_hour = hour_total, "ip counters disagreed with postgres; reset to postgres");
-                        ctx.metrics.counters_rebuilt("disagreed");
-                        ports.reset(&slot, day_total, hour_total).await?;
-                        reserved = reserve().await?;
-                    }
+                        "disagreed"
+                    })
                 }
+            };
+            // Missing or wrong, the counters are written the same way: the
+            // totals Postgres knows, under a new epoch.
+            if let Some(reason) = rebuild {
+                ctx.metrics.counters_rebuilt(reason);
+                ports.reset(&slot, day_total, hour_total).await?;
+                reserved = reserve().await?;
             }
         }
         let (n, day_total, epoch) = match reserved {

@@ -48,11 +48,8 @@ pub trait IpPorts: Send + Sync + 'static {
         hour_limit: Option<u32>,
     ) -> Result<Reserved, QueueError>;
 
-    /// Creates missing counters with these totals.
-    async fn seed(&self, slot: &Slot, day_total: i64, hour_total: i64) -> Result<(), QueueError>;
-
-    /// Overwrites the counters with Postgres' totals under a new epoch (see
-    /// [`IpCounters::reset`]).
+    /// Writes the counters (missing or not) with Postgres' totals under a new
+    /// epoch (see [`IpCounters::reset`]).
     async fn reset(&self, slot: &Slot, day_total: i64, hour_total: i64) -> Result<(), QueueError>;
 
     /// Returns `n` reserved sends, of `epoch` when they were never claimed (see
@@ -145,10 +142,6 @@ impl IpPorts for EngineIpPorts {
         self.counters
             .reserve(slot, wanted, day_limit, hour_limit)
             .await
-    }
-
-    async fn seed(&self, slot: &Slot, day_total: i64, hour_total: i64) -> Result<(), QueueError> {
-        self.counters.seed(slot, day_total, hour_total).await
     }
 
     async fn reset(&self, slot: &Slot, day_total: i64, hour_total: i64) -> Result<(), QueueError> {

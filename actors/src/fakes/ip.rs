@@ -39,9 +39,9 @@ pub(crate) struct IpLog {
     /// Postgres: what the IP sent on the day and in the hour, for a rebuild;
     /// claims add to it as `ip_hourly_usage` would.
     pub recorded: DayUsage,
-    /// Times the counters were rebuilt from Postgres.
+    /// Times missing counters were rebuilt from Postgres.
     pub rebuilds: usize,
-    /// Times the counters were reset to Postgres' totals (they disagreed).
+    /// Times existing counters were reset to Postgres' totals (they disagreed).
     pub resets: usize,
     /// Jobs claimed `sending`, in order.
     pub claimed: Vec<Uuid>,
@@ -146,22 +146,13 @@ impl IpPorts for FakeIpPorts {
         })
     }
 
-    async fn seed(&self, slot: &Slot, day_total: i64, hour_total: i64) -> Result<(), QueueError> {
-        let mut log = self.log.lock().unwrap();
-        log.rebuilds += 1;
-        log.counters
-            .entry((slot.ip, slot.day))
-            .or_insert_with(|| DayCounters {
-                day: day_total,
-                hours: HashMap::from([(slot.hour, hour_total)]),
-                epoch: 1,
-            });
-        Ok(())
-    }
-
     async fn reset(&self, slot: &Slot, day_total: i64, hour_total: i64) -> Result<(), QueueError> {
         let mut log = self.log.lock().unwrap();
-        log.resets += 1;
+        if log.counters.contains_key(&(slot.ip, slot.day)) {
+            log.resets += 1;
+        } else {
+            log.rebuilds += 1;
+        }
         let counters = log.counters.entry((slot.ip, slot.day)).or_default();
         counters.day = day_total;
         counters.hours.insert(slot.hour, hour_total);

@@ -239,10 +239,22 @@ async fn pause(
     .await?;
     // Back to the pool while the drain is awaited: waiting pauses hold none.
     drop(client);
-    let Json(mut body) = answer(&state, tenant, id, change).await;
-    let in_flight = wait_for_drain(&state, tenant, id).await?;
+    answer_drained(&state, tenant, id, change, "pause").await
+}
+
+/// [`answer`] once no job of the campaign is `sending` ([`wait_for_drain`]),
+/// with `in_flight` when the drain timed out first.
+async fn answer_drained(
+    state: &AppState,
+    tenant: Uuid,
+    id: Uuid,
+    change: StatusChange,
+    call: &'static str,
+) -> ApiResult<Json<CampaignState>> {
+    let Json(mut body) = answer(state, tenant, id, change).await;
+    let in_flight = wait_for_drain(state, tenant, id).await?;
     if in_flight > 0 {
-        tracing::warn!(tenant_id = %tenant, campaign_id = %id, in_flight, "pause returned with SMTP transactions still under way");
+        tracing::warn!(tenant_id = %tenant, campaign_id = %id, in_flight, call, "returned with SMTP transactions still under way");
         body.in_flight = Some(in_flight);
     }
     Ok(Json(body))
@@ -327,12 +339,7 @@ async fn cancel(
     })
     .await?;
     drop(client);
-    let Json(mut body) = answer(&state, tenant, id, change).await;
-    let in_flight = wait_for_drain(&state, tenant, id).await?;
-    if in_flight > 0 {
-        tracing::warn!(tenant_id = %tenant, campaign_id = %id, in_flight, "cancel returned with SMTP transactions still under way");
-        body.in_flight = Some(in_flight);
-    }
+    let body = answer_drained(&state, tenant, id, change, "cancel").await?;
     // An outcome or release that raced the cancel's commit may have put a job
     // back in the backlog before it could see the campaign cancelled.
     let mut client = connection(&state).await?;
@@ -343,7 +350,7 @@ async fn cancel(
     if swept > 0 {
         tracing::info!(tenant_id = %tenant, campaign_id = %id, swept, "jobs returned during the cancel were cancelled");
     }
-    Ok(Json(body))
+    Ok(body)
 }
 
 #[cfg(test)]

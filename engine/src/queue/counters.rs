@@ -5,7 +5,7 @@
 //! Redis is never the only copy: every reservation that turns into claimed jobs is
 //! also written to Postgres (`ip_hourly_usage`) in the claim's transaction, and a
 //! missing hash (Redis emptied or restarted) is rebuilt from there with
-//! [`IpCounters::seed`] before the next reservation — so a wipe never resets a cap.
+//! [`IpCounters::reset`] before the next reservation — so a wipe never resets a cap.
 //!
 //! Redis can also drift from Postgres: a node killed between its reservation and
 //! its claim's commit leaves sends reserved that no claim will ever count. The
@@ -124,40 +124,10 @@ impl IpCounters {
         })
     }
 
-    /// Creates the day's counters from Postgres' totals, unless they exist already
-    /// (then nothing changes: Redis is ahead of or equal to Postgres).
-    pub async fn seed(
-        &self,
-        slot: &Slot,
-        day_total: i64,
-        hour_total: i64,
-    ) -> Result<(), QueueError> {
-        let key = slot.key();
-        let mut conn = self.pool.get().await?;
-        let created: bool = redis::cmd("HSETNX")
-            .arg(&key)
-            .arg("day")
-            .arg(day_total)
-            .query_async(&mut *conn)
-            .await?;
-        if created {
-            let _: () = redis::pipe()
-                .hset_multiple(
-                    &key,
-                    &[(slot.field(), hour_total), ("epoch".into(), new_epoch())],
-                )
-                .ignore()
-                .expire(&key, TTL_SECS)
-                .ignore()
-                .query_async(&mut *conn)
-                .await?;
-        }
-        Ok(())
-    }
-
-    /// Overwrites the day's and the hour's totals with Postgres' and starts a new
-    /// epoch: reservations not yet claimed are forgotten (their give-backs will
-    /// not apply). Only the IP's owner calls this, between its own claims.
+    /// Writes the day's and the hour's totals from Postgres' and starts a new
+    /// epoch, whether the counters are missing (Redis emptied or restarted) or
+    /// disagree: reservations not yet claimed are forgotten (their give-backs
+    /// will not apply). Only the IP's owner calls this, between its own claims.
     pub async fn reset(
         &self,
         slot: &Slot,
