@@ -52,6 +52,7 @@ pub mod ledger;
 pub mod routing;
 pub mod scheduled;
 pub mod schedules;
+pub mod sequences;
 pub mod shaping_actions;
 pub mod stats;
 pub mod suppressions;

@@ -15,6 +15,7 @@
 //! | Cancel | `pending\|deferred\|queued → cancelled` | [`cancel_unsent`] | API |
 //! | Retry | `failed → pending` (not suppressed), a fresh attempt budget | [`requeue_failed`] | API |
 //! | Reroute | `pending` waiting for a later `run_at` → due now | [`reroute_waiting`] | API (new IP pool) |
+//! | Stop | one lead's `pending\|deferred\|queued → cancelled` (its sequence stopped) | [`stop_lead_jobs`] | API (`POST /v1/replies`); a suppression: the trigger of `V16__sequences.sql` |
 //!
 //! A cancelled campaign never gets a job back: every transition that returns a
 //! `sending` job to the backlog (an outcome `deferred` or `pending`, a release,
@@ -70,6 +71,7 @@ mod outcome;
 mod recover;
 mod reroute;
 mod retry;
+mod stop;
 
 pub use cancel::cancel_unsent;
 pub use claim::{ClaimId, SendingClaim, UsageMark, claim_due, claim_due_urgent, claim_sending};
@@ -80,3 +82,4 @@ pub use recover::{
 };
 pub use reroute::reroute_waiting;
 pub use retry::requeue_failed;
+pub use stop::stop_lead_jobs;
