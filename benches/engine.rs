@@ -66,6 +66,7 @@ fn render(c: &mut Criterion) {
                     unsubscribe_mailto: None,
                     feedback_id: "c:t:penguin",
                     tracking: None,
+                    thread: &[],
                 })
                 .unwrap()
         })
@@ -120,6 +121,7 @@ fn dkim_sign(c: &mut Criterion) {
             unsubscribe_mailto: None,
             feedback_id: "c:t:penguin",
             tracking: None,
+            thread: &[],
         })
         .unwrap();
     let signer = |algorithm| {

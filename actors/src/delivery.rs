@@ -85,6 +85,10 @@ const DKIM_RETRY: time::Duration = time::Duration::minutes(5);
 pub struct Work {
     pub job: JobV1,
     pub first_attempt: OffsetDateTime,
+    /// Its step in the campaign's sequence (1: the first email).
+    pub step: i32,
+    /// The Message-IDs of the lead's earlier steps, oldest first.
+    pub thread: Vec<String>,
     /// The IP-local hour whose allowance this job's send was reserved in.
     pub hour_start: OffsetDateTime,
     /// The tenant's epoch the job was claimed `sending` under: its outcome is
@@ -102,7 +106,7 @@ pub struct Work {
 pub type WorkQueue = Arc<PriorityQueue<Work>>;
 
 enum Next {
-    Work(Work),
+    Work(Box<Work>),
     Again,
     Closed,
 }
@@ -138,7 +142,7 @@ impl Worker {
         let mut open: Option<Open> = None;
         loop {
             let work = match self.next_work(&mut open, idle).await {
-                Next::Work(work) => work,
+                Next::Work(work) => *work,
                 Next::Again => continue,
                 Next::Closed => {
                     // Draining: what still waits for a slot goes back to `pending`.
@@ -169,10 +173,10 @@ impl Worker {
         handed_off.as_mut().enable();
         if let Some(provider) = open.as_ref().map(|o| o.unit.key.clone()) {
             if let Some(work) = self.ready.pop(&provider) {
-                return Next::Work(work);
+                return Next::Work(Box::new(work));
             }
         } else if let Some(work) = self.ready.pop_any(|p| self.shaping.has_free_slot(p)) {
-            return Next::Work(work);
+            return Next::Work(Box::new(work));
         }
         // Work waiting for a free slot is looked at again shortly; an open
         // connection is closed once idle; otherwise no timer at all.
@@ -191,7 +195,7 @@ impl Worker {
         };
         tokio::select! {
             next = self.queue.recv() => match next {
-                Some(work) => Next::Work(work),
+                Some(work) => Next::Work(Box::new(work)),
                 None => Next::Closed,
             },
             _ = handed_off => Next::Again,
@@ -267,7 +271,13 @@ impl Worker {
         };
         let message_id = new_message_id(job.job_id, &campaign.domain);
         let config = self.ctx.config.clone();
-        let input = RenderJob::new(&config, job, message_id.clone());
+        let input = RenderJob::new(
+            &config,
+            job,
+            message_id.clone(),
+            work.step,
+            work.thread.clone(),
+        );
         let signed = !signers.is_empty();
         let body = match self
             .ctx

@@ -11,7 +11,7 @@ use penguin_engine::db::StoreError;
 use penguin_engine::queue::Popped;
 use penguin_engine::store::events::Event;
 use penguin_engine::store::fences::Epoch;
-use penguin_engine::store::ledger;
+use penguin_engine::store::ledger::{self, ClaimedJob};
 use uuid::Uuid;
 
 use crate::allowance::Grant;
@@ -73,16 +73,18 @@ impl IpState {
         // copy next to its re-fed one after Redis lost state), and Postgres claims
         // it once — so the first copy takes the claim and any other is dropped.
         let claim_id = claim.claim;
-        let mut claimed: std::collections::HashMap<Uuid, time::OffsetDateTime> =
-            claim.claimed.into_iter().collect();
+        let mut claimed: std::collections::HashMap<Uuid, ClaimedJob> =
+            claim.claimed.into_iter().map(|c| (c.job, c)).collect();
         let mut unclaimed = 0;
         for popped in batch {
             let job = popped.payload.into_job();
             match (claimed.remove(&job.job_id), &self.work) {
-                (Some(first_attempt), Some(work)) => {
+                (Some(claimed), Some(work)) => {
                     let work_item = Work {
                         job,
-                        first_attempt,
+                        first_attempt: claimed.first_attempt,
+                        step: claimed.step,
+                        thread: claimed.thread,
                         hour_start: grant.mark.hour_start,
                         fence: epoch,
                         claim: claim_id,
@@ -163,6 +165,7 @@ impl IpState {
                     provider: None,
                     reply: Some("address is on the tenant's suppression list".into()),
                     at: now,
+                    step: 1,
                 }
             })
             .collect();

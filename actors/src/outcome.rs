@@ -71,6 +71,7 @@ pub(crate) fn outcome_records(
         provider: None,
         reply: None,
         at: now,
+        step: work.step,
     };
     match finish {
         Finish::Released | Finish::HandOff(_) | Finish::Abandoned => return (transition, None),

@@ -99,6 +99,8 @@ mod tests {
                 due_ms: 0,
             },
             first_attempt: time::OffsetDateTime::UNIX_EPOCH,
+            step: 1,
+            thread: Vec::new(),
             hour_start: time::OffsetDateTime::UNIX_EPOCH,
             fence: 1,
             claim: Uuid::nil(),

@@ -46,11 +46,22 @@ pub struct RenderJob {
     pub feedback_id: String,
     pub tenant: uuid::Uuid,
     pub job: uuid::Uuid,
+    /// Its step in the campaign's sequence (1: the first email).
+    pub step: i32,
+    /// The Message-IDs of the lead's earlier steps, oldest first.
+    pub thread: Vec<String>,
 }
 
 impl RenderJob {
-    /// The render inputs of a claimed job of `campaign`.
-    pub fn new(config: &Config, job: &JobV1, message_id: String) -> RenderJob {
+    /// The render inputs of a claimed job of `campaign`, step `step` of its
+    /// sequence, threaded under `thread`.
+    pub fn new(
+        config: &Config,
+        job: &JobV1,
+        message_id: String,
+        step: i32,
+        thread: Vec<String>,
+    ) -> RenderJob {
         RenderJob {
             recipient: job.recipient.clone(),
             fields: serde_json::from_str(&job.fields_json).unwrap_or_default(),
@@ -68,6 +79,8 @@ impl RenderJob {
             ),
             tenant: job.tenant_id,
             job: job.job_id,
+            step,
+            thread,
         }
     }
 }
@@ -96,10 +109,7 @@ impl Renderer {
             .expect("the render semaphore is never closed");
         let rendering = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let template = match &campaign.template {
-                Ok(template) => template,
-                Err(err) => return Err(format!("template: {err}")),
-            };
+            let template = campaign.step_template(input.step)?;
             template
                 .render(&RenderContext {
                     recipient: &input.recipient,
@@ -116,6 +126,7 @@ impl Renderer {
                         opens: config.tracking.opens,
                         clicks: config.tracking.clicks,
                     }),
+                    thread: &input.thread,
                 })
                 .map_err(|err| format!("template: {err}"))
                 .and_then(|body| {
@@ -168,8 +179,10 @@ mod tests {
                 text_body: "t".into(),
                 html_body: None,
                 ip_ids: vec![],
+                steps: Vec::new(),
             },
             template,
+            steps: Vec::new(),
             domain: "sender.test".into(),
             read_at: std::time::Instant::now(),
         })
@@ -184,6 +197,8 @@ mod tests {
             feedback_id: "c:t:penguin".into(),
             tenant: Uuid::from_u128(1),
             job: Uuid::from_u128(2),
+            step: 1,
+            thread: Vec::new(),
         }
     }
 

@@ -166,7 +166,8 @@ impl StatusState {
                     .filter(|t| matches!(t.to, JobStatus::Pending | JobStatus::Deferred))
                     .map(|t| t.run_at.unwrap_or(now))
                     .min();
-                if let Some(at) = back {
+                // Follow-up steps this batch created: due after their delay.
+                if let Some(at) = back.into_iter().chain(applied.follow_up_due).min() {
                     crate::feeder::wake_at(&self.ctx, at);
                 }
                 self.buffer.drain(..take);

@@ -412,6 +412,7 @@ mod tests {
             unsubscribe_mailto: None,
             feedback_id: "c:t:penguin",
             tracking: Some(tracking(true, true)),
+            thread: &[],
         };
         let message = String::from_utf8(template.render(&ctx).unwrap()).unwrap();
         let (text, html) = message.split_once("text/html").unwrap();

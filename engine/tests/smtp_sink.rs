@@ -95,6 +95,7 @@ fn build_message(recipient: &str) -> (String, Vec<u8>) {
             unsubscribe_mailto: None,
             feedback_id: "c1:t1:penguin",
             tracking: None,
+            thread: &[],
         })
         .expect("renders");
     (message_id, body)

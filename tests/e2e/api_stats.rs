@@ -48,6 +48,7 @@ async fn insert_events(env: &TestEnv, campaign: Uuid, events: &[(i64, &str, &str
             provider: None,
             reply: (!reply.is_empty()).then(|| reply.to_string()),
             at,
+            step: 1,
         });
     }
     events::record(&env.pg, &batch)

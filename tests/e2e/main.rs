@@ -55,6 +55,7 @@ mod redis_flushed;
 mod retry_limits;
 mod rollups;
 mod secrets_rotate;
+mod sequence_ledger;
 mod shaping_actions;
 mod shaping_sites_blocklist;
 mod shaping_sites_greylist;

@@ -33,6 +33,7 @@ fn event(
         provider: None,
         reply: None,
         at,
+        step: 1,
     }
 }
 

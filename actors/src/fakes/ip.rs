@@ -12,7 +12,7 @@ use penguin_engine::db::StoreError;
 use penguin_engine::queue::QueueError;
 use penguin_engine::queue::counters::{Reserved, Slot};
 use penguin_engine::store::fences::Epoch;
-use penguin_engine::store::ledger::{SendingClaim, UsageMark};
+use penguin_engine::store::ledger::{ClaimedJob, SendingClaim, UsageMark};
 use penguin_engine::store::routing::IpSpec;
 use penguin_engine::store::shaping_actions::ShapingAction;
 use penguin_engine::store::usage::{DayUsage, LocalHour};
@@ -189,12 +189,17 @@ impl IpPorts for FakeIpPorts {
         mark: Option<UsageMark>,
     ) -> Result<SendingClaim, StoreError> {
         let mut log = self.log.lock().unwrap();
-        let claimed: Vec<(Uuid, OffsetDateTime)> = pairs
+        let claimed: Vec<ClaimedJob> = pairs
             .iter()
             .filter(|(job, _)| !log.stale.contains(job))
-            .map(|(job, _)| (*job, now))
+            .map(|(job, _)| ClaimedJob {
+                job: *job,
+                first_attempt: now,
+                step: 1,
+                thread: Vec::new(),
+            })
             .collect();
-        log.claimed.extend(claimed.iter().map(|(job, _)| *job));
+        log.claimed.extend(claimed.iter().map(|c| c.job));
         if let Some(mark) = mark {
             let delta = claimed.len() as i64 - i64::from(mark.given_back);
             log.recorded.day_total += delta;

@@ -113,6 +113,7 @@ pub(crate) fn rendered(body_bytes: usize) -> Vec<u8> {
             unsubscribe_mailto: Some("unsub+tok123@sender.test"),
             feedback_id: "camp1:tenant1:penguin",
             tracking: None,
+            thread: &[],
         })
         .unwrap()
 }

@@ -138,6 +138,10 @@ pub struct RenderContext<'a> {
     pub feedback_id: &'a str,
     /// Open pixel and click redirects for the HTML part; `None` sends it as rendered.
     pub tracking: Option<HtmlTracking<'a>>,
+    /// A follow-up step's thread: the Message-IDs (without angle brackets) of
+    /// the lead's earlier steps, oldest first. `In-Reply-To` is the last,
+    /// `References` all of them (RFC 5322 §3.6.4); empty: neither header.
+    pub thread: &'a [String],
 }
 
 impl TemplateError {
@@ -311,6 +315,9 @@ impl CampaignTemplate {
         check_header("Feedback-ID", ctx.feedback_id, |v| {
             !v.is_empty() && !v.chars().any(char::is_control)
         })?;
+        for id in ctx.thread {
+            check_header("References", id, is_header_token)?;
+        }
 
         // Engine-provided names first: they win over lead fields of the same name.
         let vars = context! {
@@ -361,6 +368,11 @@ impl CampaignTemplate {
             )
             .header("Feedback-ID", Raw::new(ctx.feedback_id))
             .text_body(text);
+        if let Some(parent) = ctx.thread.last() {
+            builder = builder
+                .in_reply_to(MessageId::new(parent.as_str()))
+                .references(MessageId::from(ctx.thread));
+        }
         if let Some(html) = html {
             builder = builder.html_body(html);
         }

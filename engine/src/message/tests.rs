@@ -19,6 +19,7 @@ fn ctx<'a>(fields: &'a serde_json::Map<String, serde_json::Value>) -> RenderCont
         unsubscribe_mailto: Some("unsub+tok123@sender.test"),
         feedback_id: "camp1:tenant1:penguin",
         tracking: None,
+        thread: &[],
     }
 }
 
@@ -381,4 +382,49 @@ fn dry_run_accepts_templates_that_need_lead_data() {
     let err =
         CampaignTemplate::dry_run("a@b.test", None, "{{ broken", "t", None, budget).unwrap_err();
     assert!(matches!(err, TemplateError::Syntax { .. }));
+}
+
+#[test]
+fn a_follow_up_replies_to_the_last_step_and_references_them_all() {
+    let f = fields(json!({"first_name": "Ann", "company": "Acme"}));
+    let thread = [
+        "step1@sender.test".to_string(),
+        "step2@sender.test".to_string(),
+    ];
+    let message = template(None)
+        .render(&RenderContext {
+            thread: &thread,
+            ..ctx(&f)
+        })
+        .unwrap();
+    let head = headers(&message);
+    let get = |name: &str| {
+        head.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(get("In-Reply-To").as_deref(), Some("<step2@sender.test>"));
+    assert_eq!(
+        get("References").as_deref(),
+        Some("<step1@sender.test> <step2@sender.test>")
+    );
+
+    // Step 1: neither header.
+    let first = headers(&template(None).render(&ctx(&f)).unwrap());
+    assert!(
+        !first
+            .iter()
+            .any(|(n, _)| n == "In-Reply-To" || n == "References")
+    );
+
+    // A Message-ID in the thread that would break the header is refused.
+    let bad = ["a@b\r\nBcc: x@evil.test".to_string()];
+    assert!(
+        template(None)
+            .render(&RenderContext {
+                thread: &bad,
+                ..ctx(&f)
+            })
+            .is_err()
+    );
 }

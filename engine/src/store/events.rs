@@ -22,6 +22,9 @@ pub struct Event {
     pub provider: Option<String>,
     pub reply: Option<String>,
     pub at: OffsetDateTime,
+    /// The job's step in its campaign's sequence (1: the first email): `sent`
+    /// and `bounced` are also rolled up per step (`campaign_step_stats`).
+    pub step: i32,
 }
 
 /// Appends a batch of events and adds their outcomes to the daily rollups, in
@@ -31,7 +34,8 @@ pub struct Event {
 /// `deferred`, `bounced` and `failed` are rolled up per day; the final outcomes
 /// (`sent`, `bounced`, `failed`, `suppressed`) also per campaign and minute
 /// (`campaign_minute_stats`, the recent rates; rows an hour older than the
-/// batch are pruned); other kinds are events only.
+/// batch are pruned); `sent` and `bounced` also per campaign and sequence step
+/// (`campaign_step_stats`); other kinds are events only.
 pub async fn record(pool: &Pool, events: &[Event]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
@@ -49,10 +53,21 @@ pub async fn record(pool: &Pool, events: &[Event]) -> Result<(), StoreError> {
     let providers = col(|e| e.provider.clone());
     let replies = col(|e| e.reply.clone());
     let ats: Vec<OffsetDateTime> = events.iter().map(|e| e.at).collect();
+    let steps: Vec<i32> = events.iter().map(|e| e.step).collect();
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
-            "WITH ev AS (
+            "WITH per_step AS (
+                 INSERT INTO campaign_step_stats AS s (tenant_id, campaign_id, step, sent, bounced)
+                 SELECT tenant_id, campaign_id, step,
+                        count(*) FILTER (WHERE kind = 'sent'), count(*) FILTER (WHERE kind = 'bounced')
+                 FROM unnest($1::uuid[], $2::uuid[], $5::text[], $12::int4[])
+                      AS u(tenant_id, campaign_id, kind, step)
+                 WHERE kind IN ('sent', 'bounced')
+                 GROUP BY 1, 2, 3
+                 ON CONFLICT (tenant_id, campaign_id, step) DO UPDATE SET
+                     sent = s.sent + EXCLUDED.sent, bounced = s.bounced + EXCLUDED.bounced
+             ), ev AS (
                  INSERT INTO delivery_events
                      (tenant_id, campaign_id, job_id, ip_id, kind, smtp_code, enhanced_code,
                       class, provider, reply, created_at)
@@ -110,7 +125,7 @@ pub async fn record(pool: &Pool, events: &[Event]) -> Result<(), StoreError> {
             &stmt,
             &[
                 &tenants, &campaigns, &jobs, &ips, &kinds, &codes, &enhanced, &classes, &providers,
-                &replies, &ats,
+                &replies, &ats, &steps,
             ],
         )
         .await?;

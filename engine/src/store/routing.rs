@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::db::StoreError;
 use crate::domain::CampaignStatus;
 use crate::partition::Partition;
+use crate::store::sequences::{NewStep, campaign_steps};
 
 /// Every tenant id (`GET /v1/nodes` maps them to their partitions' nodes).
 pub async fn tenant_ids(pool: &Pool) -> Result<Vec<Uuid>, StoreError> {
@@ -135,6 +136,9 @@ pub struct CampaignSpec {
     pub text_body: String,
     pub html_body: Option<String>,
     pub ip_ids: Vec<Uuid>,
+    /// The follow-up steps (2, 3, …) of a sequence, in order; empty for a
+    /// one-step campaign.
+    pub steps: Vec<NewStep>,
 }
 
 pub async fn campaign_spec(
@@ -145,7 +149,8 @@ pub async fn campaign_spec(
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
-            "SELECT status, from_address, from_name, subject, text_body, html_body, ip_ids
+            "SELECT status, from_address, from_name, subject, text_body, html_body, ip_ids,
+                    step_count
              FROM campaigns WHERE tenant_id = $1 AND id = $2",
         )
         .await?;
@@ -154,6 +159,12 @@ pub async fn campaign_spec(
         .await?
         .ok_or(StoreError::NotFound)?;
     let status: &str = row.get(0);
+    let step_count: i32 = row.get(7);
+    let steps = if step_count > 1 {
+        campaign_steps(&client, tenant, campaign).await?
+    } else {
+        Vec::new()
+    };
     Ok(CampaignSpec {
         tenant_id: tenant,
         id: campaign,
@@ -166,5 +177,6 @@ pub async fn campaign_spec(
         text_body: row.get(4),
         html_body: row.get(5),
         ip_ids: row.get(6),
+        steps,
     })
 }

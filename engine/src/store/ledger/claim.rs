@@ -131,14 +131,26 @@ async fn claim_due_upto(
 /// ends their attempt must carry it.
 pub type ClaimId = Uuid;
 
+/// A job [`claim_sending`] claimed, with what its attempt needs from Postgres.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ClaimedJob {
+    pub job: Uuid,
+    /// When its first attempt began (this one, for a first attempt).
+    pub first_attempt: OffsetDateTime,
+    /// Its step in the campaign's sequence (1: the first email).
+    pub step: i32,
+    /// The Message-IDs of the lead's earlier steps, oldest first (empty for
+    /// step 1): its `In-Reply-To` is the last, its `References` all of them.
+    pub thread: Vec<String>,
+}
+
 /// What [`claim_sending`] did with the jobs it was offered.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SendingClaim {
     /// This claim's id, stamped on every job in `claimed` (`send_jobs.claim`).
     pub claim: ClaimId,
-    /// Now `sending` on the given IP, with the time of their first attempt:
-    /// deliver exactly these.
-    pub claimed: Vec<(Uuid, OffsetDateTime)>,
+    /// Now `sending` on the given IP: deliver exactly these.
+    pub claimed: Vec<ClaimedJob>,
     /// Their address is on the tenant's suppression list: now `suppressed`, never sent.
     pub suppressed: Vec<Uuid>,
     /// Their campaign was not running, its send window was closed or its daily
@@ -220,7 +232,7 @@ pub async fn claim_sending(
             WHERE j.tenant_id = $1 AND j.id = u.id AND (j.status = 'queued') IS TRUE
               AND l.tenant_id = j.tenant_id AND l.id = j.lead_id
               AND j.campaign_id = ANY($4)
-            RETURNING j.id, j.first_attempt_at, j.status, j.campaign_id",
+            RETURNING j.id, j.first_attempt_at, j.status, j.campaign_id, j.step, j.thread",
         )
         .await?;
     let claim_id: ClaimId = Uuid::now_v7();
@@ -248,7 +260,12 @@ pub async fn claim_sending(
         if status == "suppressed" {
             claim.suppressed.push(row.get(0));
         } else {
-            claim.claimed.push((row.get(0), row.get(1)));
+            claim.claimed.push(ClaimedJob {
+                job: row.get(0),
+                first_attempt: row.get(1),
+                step: row.get(4),
+                thread: row.get::<_, Option<Vec<String>>>(5).unwrap_or_default(),
+            });
             *started.entry(row.get(3)).or_default() += 1;
         }
     }

@@ -74,7 +74,9 @@ mod retry;
 mod stop;
 
 pub use cancel::cancel_unsent;
-pub use claim::{ClaimId, SendingClaim, UsageMark, claim_due, claim_due_urgent, claim_sending};
+pub use claim::{
+    ClaimId, ClaimedJob, SendingClaim, UsageMark, claim_due, claim_due_urgent, claim_sending,
+};
 pub use outcome::{Applied, Outcome, record_outcomes};
 pub use recover::{
     postpone_queued, recover_on_takeover, release_queued, release_sending, release_sending_on_ip,
