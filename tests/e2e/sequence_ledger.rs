@@ -242,3 +242,58 @@ async fn a_later_suppression_stops_the_lead_and_cancels_its_waiting_steps() {
         "another lead goes on"
     );
 }
+
+#[tokio::test]
+async fn a_stopped_lead_is_never_claimed_nor_retried() {
+    let f = fixture(3).await;
+    let pg = &f.env.pg;
+    let [queued, in_flight, other] = f.jobs[..] else {
+        unreachable!()
+    };
+    let now = OffsetDateTime::now_utc();
+    let epoch = f.take("node-a", now).await.epoch;
+    let claim = ledger::claim_sending(
+        pg,
+        f.tenant,
+        epoch,
+        &[(in_flight, f.ip)],
+        &[f.campaign],
+        now,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(claim.claimed.len(), 1);
+    // A reply stops both leads: one job still queued in Redis, one in SMTP.
+    f.env
+        .psql(&format!(
+            "UPDATE leads SET stopped_at = now(), stop_reason = 'replied'
+             WHERE id IN (SELECT lead_id FROM send_jobs WHERE id IN ('{queued}', '{in_flight}'))"
+        ))
+        .await;
+    let late = ledger::claim_sending(
+        pg,
+        f.tenant,
+        epoch,
+        &[(queued, f.ip), (other, f.ip)],
+        &[f.campaign],
+        now,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(late.claimed.len(), 1, "only the live lead's job: {late:?}");
+    assert_eq!(late.stopped, 1);
+    assert_eq!(lead_jobs(&f, queued).await[0].1, "cancelled");
+    assert_eq!(
+        lead_jobs(&f, queued).await[0].4.as_deref(),
+        Some("sequence stopped: replied")
+    );
+    // The attempt under way is deferred (a 4xx): it ends cancelled, never retried.
+    let deferred = Outcome {
+        run_at: Some(now + Duration::minutes(5)),
+        ..outcome(&f, in_flight, JobStatus::Deferred, epoch, claim.claim)
+    };
+    ledger::record_outcomes(pg, &[deferred], now).await.unwrap();
+    assert_eq!(lead_jobs(&f, in_flight).await[0].1, "cancelled");
+}

@@ -153,6 +153,9 @@ pub struct SendingClaim {
     pub claimed: Vec<ClaimedJob>,
     /// Their address is on the tenant's suppression list: now `suppressed`, never sent.
     pub suppressed: Vec<Uuid>,
+    /// Their lead's sequence was stopped (a reply) after they were queued:
+    /// now `cancelled`, never sent.
+    pub stopped: usize,
     /// Their campaign was not running, its send window was closed or its daily
     /// cap used: returned to `pending` for a later feed (the latter two with
     /// `run_at` at the campaign's next chance).
@@ -167,7 +170,9 @@ pub struct SendingClaim {
 /// nothing happens if the epoch moved on), only for jobs whose
 /// campaign is `running` (row held `FOR SHARE` for the statement's transaction).
 /// A job whose address is suppressed for the tenant ends `suppressed` instead, in
-/// the same statement: the suppression list is checked right before every send.
+/// the same statement: the suppression list is checked right before every send;
+/// one whose lead's sequence was stopped (a reply that raced its queueing) ends
+/// `cancelled`.
 /// Jobs in any other state (already handled, duplicated in Redis) are ignored.
 ///
 /// A campaign outside its `send_window` starts nothing; one with a `daily_cap`
@@ -218,14 +223,19 @@ pub async fn claim_sending(
     let claim = tx
         .prepare_cached(
             "UPDATE send_jobs j
-            SET status = CASE WHEN s.email IS NULL THEN 'sending' ELSE 'suppressed' END,
+            SET status = CASE WHEN s.email IS NOT NULL THEN 'suppressed'
+                              WHEN l.stopped_at IS NOT NULL THEN 'cancelled'
+                              ELSE 'sending' END,
                 ip_id = u.ip_id,
                 fence = $6,
                 claim = $7,
-                attempts = j.attempts + CASE WHEN s.email IS NULL THEN 1 ELSE 0 END,
+                attempts = j.attempts
+                           + CASE WHEN s.email IS NULL AND l.stopped_at IS NULL THEN 1 ELSE 0 END,
                 first_attempt_at = coalesce(j.first_attempt_at, $5),
-                last_reply = CASE WHEN s.email IS NULL THEN j.last_reply
-                                  ELSE 'suppressed: ' || s.reason END,
+                last_reply = CASE WHEN s.email IS NOT NULL THEN 'suppressed: ' || s.reason
+                                  WHEN l.stopped_at IS NOT NULL
+                                  THEN 'sequence stopped: ' || l.stop_reason
+                                  ELSE j.last_reply END,
                 updated_at = $5
             FROM unnest($2::uuid[], $3::uuid[]) AS u(id, ip_id),
                  leads l LEFT JOIN suppressions s ON s.tenant_id = l.tenant_id AND s.email = l.email
@@ -259,6 +269,8 @@ pub async fn claim_sending(
         let status: &str = row.get(2);
         if status == "suppressed" {
             claim.suppressed.push(row.get(0));
+        } else if status == "cancelled" {
+            claim.stopped += 1;
         } else {
             claim.claimed.push(ClaimedJob {
                 job: row.get(0),

@@ -1,7 +1,8 @@
 //! Outcome: the end of one delivery attempt, `sending → sent|deferred|bounced|
 //! failed|suppressed`, or `sending → pending` for an attempt abandoned before
 //! SMTP started — `cancelled` instead of those two when the campaign was
-//! cancelled meanwhile (see the ledger's module doc). The StatusWriter batches them; [`record_outcomes`] writes a
+//! cancelled or the lead's sequence stopped meanwhile (see the ledger's module
+//! doc). The StatusWriter batches them; [`record_outcomes`] writes a
 //! batch in one `UPDATE … FROM unnest()`. Each outcome carries the epoch and
 //! the claim id its job was claimed under and changes nothing once either
 //! moved on (no fence row lock needed: the job row itself is the fence).
@@ -89,9 +90,12 @@ pub async fn record_outcomes(
             "WITH done AS (
                  UPDATE send_jobs j
                  SET status = CASE WHEN u.status IN ('pending', 'deferred')
-                                        AND EXISTS (SELECT 1 FROM campaigns c
-                                                    WHERE c.tenant_id = j.tenant_id AND c.id = j.campaign_id
-                                                      AND c.status = 'cancelled')
+                                        AND (EXISTS (SELECT 1 FROM campaigns c
+                                                     WHERE c.tenant_id = j.tenant_id AND c.id = j.campaign_id
+                                                       AND c.status = 'cancelled')
+                                             OR EXISTS (SELECT 1 FROM leads l
+                                                        WHERE l.tenant_id = j.tenant_id AND l.id = j.lead_id
+                                                          AND l.stopped_at IS NOT NULL))
                                    THEN 'cancelled' ELSE u.status END,
                      run_at = coalesce(u.run_at, j.run_at),
                      message_id = coalesce(u.message_id, j.message_id),

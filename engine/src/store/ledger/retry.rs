@@ -10,7 +10,7 @@
 //! (`[delivery.retry]`): `retry_base` = its attempts so far, which the claim
 //! subtracts before `max_attempts` is applied, and `first_attempt_at` cleared,
 //! so `max_age_secs` counts from its next attempt. A job whose address the
-//! tenant has suppressed stays `failed`.
+//! tenant has suppressed, or whose lead's sequence stopped, stays `failed`.
 
 use deadpool_postgres::Transaction;
 use time::OffsetDateTime;
@@ -33,7 +33,7 @@ pub async fn requeue_failed(
                  first_attempt_at = NULL, updated_at = $3
              FROM leads l
              WHERE j.tenant_id = $1 AND j.campaign_id = $2 AND j.status = 'failed'
-               AND l.tenant_id = j.tenant_id AND l.id = j.lead_id
+               AND l.tenant_id = j.tenant_id AND l.id = j.lead_id AND l.stopped_at IS NULL
                AND NOT EXISTS (SELECT 1 FROM suppressions s
                                WHERE s.tenant_id = l.tenant_id AND s.email = l.email)",
         )
