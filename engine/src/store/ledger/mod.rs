@@ -7,8 +7,8 @@
 //! | kind | from → to | function | caller |
 //! |---|---|---|---|
 //! | Claim | `pending\|deferred → queued` | [`claim_due`], [`claim_due_urgent`] | Feeder |
-//! | Claim | `queued → sending\|suppressed` (and not running, outside the send window or over the daily cap → `pending`) | [`claim_sending`] | Ip actor |
-//! | Outcome | `sending → sent\|deferred\|bounced\|failed\|suppressed\|pending` | [`record_outcomes`] | StatusWriter |
+//! | Claim | `queued → sending\|suppressed\|cancelled` (a stopped lead; and not running, outside the send window or over the daily cap → `pending`) | [`claim_sending`] | Ip actor |
+//! | Outcome | `sending → sent\|deferred\|bounced\|failed\|suppressed\|pending`; a sequence step `sent` creates the lead's next step (`pending`, due after its delay) | [`record_outcomes`] | StatusWriter |
 //! | Postpone | `queued → pending` until a later `run_at` | [`postpone_queued`] | Tenant actor |
 //! | Release | `sending → pending` for claims never attempted | [`release_sending`] | hand-off, takeover |
 //! | Recover | `sending → pending` (stale, one IP's, all on takeover), `queued → pending` (Redis lost) | [`release_stale_sending`], [`release_sending_on_ip`], [`recover_on_takeover`], [`release_queued`] | Reaper, Ip actor, Feeder, fences |
