@@ -17,6 +17,8 @@
 //! - [`template_check`]: a new campaign's templates compiled and dry-run under
 //!   the `[templates]` budget, off the runtime, a bounded number at once.
 //! - [`csv_leads`]: leads from a streamed CSV body.
+//! - [`campaign_steps`]: a campaign's follow-up steps: request and answer
+//!   shapes, their validation and dry runs.
 //! - [`campaign_rates`]: a campaign's `rates` and `eta`, pure arithmetic over
 //!   its job counts and recent events; [`campaign_waiting`]: its
 //!   `waiting_reason` and `next_send_at`.
@@ -65,6 +67,7 @@
 
 pub mod auth;
 pub mod campaign_rates;
+pub mod campaign_steps;
 pub mod campaign_waiting;
 pub mod csv_leads;
 pub mod domain_kit;
