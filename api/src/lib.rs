@@ -40,7 +40,8 @@
 //!   (warm-up schedules), `complaints` (feedback loops, JSON or ARF), `campaigns`
 //!   (create, read, lifecycle), `leads` (import, JSON or streamed CSV), `events`
 //!   (a campaign's delivery events, paged), `stats` (per-day counts per
-//!   campaign, IP and tenant), `suppressions` (list, add, remove),
+//!   campaign, IP and tenant), `suppressions` (list, add, remove), `replies`
+//!   (a lead's reply stops its sequence),
 //!   and the public signed links: `unsubscribe` (`/u/{token}`) and `tracking`
 //!   (`/t/o/{token}` open pixel, `/t/c/{token}` click redirect). Each handler
 //!   carries its `#[utoipa::path]` (path, method, body, answers, security), so
@@ -53,7 +54,7 @@
 //! Tenant isolation, two walls: every tenant query filters `tenant_id = $1`
 //! explicitly (a foreign id answers 404), and every route a tenant token calls —
 //! `campaigns` (create, read, lifecycle), `leads`, `events`, `suppressions`,
-//! `complaints`, and as the owner `tokens` and `ips` (list, show, pause,
+//! `complaints`, `replies`, and as the owner `tokens` and `ips` (list, show, pause,
 //! resume) — runs its
 //! queries in one transaction under the database role `penguin_tenant`
 //! (`V5__api_role.sql`: not the owner, no superuser, no BYPASSRLS, granted only
@@ -152,6 +153,7 @@ fn operator_routes() -> OpenApiRouter<AppState> {
         .merge(routes::domains::routes())
         .merge(routes::schedules::routes())
         .merge(routes::complaints::routes())
+        .merge(routes::replies::routes())
         .merge(routes::campaigns::routes())
         .merge(routes::campaign_actions::routes())
         .merge(routes::campaign_patch::routes())

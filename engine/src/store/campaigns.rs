@@ -355,6 +355,7 @@ pub async fn start_campaign_at(
             "INSERT INTO send_jobs (tenant_id, id, campaign_id, lead_id, priority, run_at)
              SELECT tenant_id, gen_random_uuid(), campaign_id, id, $3, now()
              FROM leads WHERE tenant_id = $1 AND campaign_id = $2
+               AND stopped_at IS NULL -- a lead that replied to a draft gets nothing
              ON CONFLICT DO NOTHING",
         )
         .await?;
