@@ -59,6 +59,10 @@ pub struct RatesBody {
     pub clicked: i64,
     /// `clicked` ÷ `delivered`.
     pub click_rate: f64,
+    /// Jobs with a `replied` event (`POST /v1/replies`; one per lead).
+    pub replied: i64,
+    /// `replied` ÷ `delivered`.
+    pub reply_rate: f64,
     /// `unsubscribed` events (one per address newly suppressed by its link).
     pub unsubscribes: i64,
     /// `unsubscribes` ÷ `delivered`.
@@ -100,6 +104,8 @@ impl RatesBody {
             open_rate: fraction(activity.opened, delivered),
             clicked: activity.clicked,
             click_rate: fraction(activity.clicked, delivered),
+            replied: activity.replied,
+            reply_rate: fraction(activity.replied, delivered),
             unsubscribes: activity.unsubscribes,
             unsubscribe_rate: fraction(activity.unsubscribes, delivered),
         }
@@ -153,6 +159,7 @@ mod tests {
             unsubscribes: 1,
             opened: 3,
             clicked: 2,
+            replied: 2,
         };
         let rates = RatesBody::new(&counts, &activity);
         assert_eq!(rates.sent_per_minute, 0.8);
@@ -164,6 +171,7 @@ mod tests {
         assert_eq!(rates.complaint_rate, 1.0 / 6.0);
         assert_eq!(rates.open_rate, 3.0 / 6.0);
         assert_eq!(rates.click_rate, 2.0 / 6.0);
+        assert_eq!(rates.reply_rate, 2.0 / 6.0);
         assert_eq!(rates.unsubscribe_rate, 1.0 / 6.0);
     }
 

@@ -17,6 +17,8 @@
 //! - [`template_check`]: a new campaign's templates compiled and dry-run under
 //!   the `[templates]` budget, off the runtime, a bounded number at once.
 //! - [`csv_leads`]: leads from a streamed CSV body.
+//! - [`campaign_steps`]: a campaign's follow-up steps: request and answer
+//!   shapes, their validation and dry runs.
 //! - [`campaign_rates`]: a campaign's `rates` and `eta`, pure arithmetic over
 //!   its job counts and recent events; [`campaign_waiting`]: its
 //!   `waiting_reason` and `next_send_at`.
@@ -38,7 +40,8 @@
 //!   (warm-up schedules), `complaints` (feedback loops, JSON or ARF), `campaigns`
 //!   (create, read, lifecycle), `leads` (import, JSON or streamed CSV), `events`
 //!   (a campaign's delivery events, paged), `stats` (per-day counts per
-//!   campaign, IP and tenant), `suppressions` (list, add, remove),
+//!   campaign, IP and tenant), `suppressions` (list, add, remove), `replies`
+//!   (a lead's reply stops its sequence),
 //!   and the public signed links: `unsubscribe` (`/u/{token}`) and `tracking`
 //!   (`/t/o/{token}` open pixel, `/t/c/{token}` click redirect). Each handler
 //!   carries its `#[utoipa::path]` (path, method, body, answers, security), so
@@ -51,7 +54,7 @@
 //! Tenant isolation, two walls: every tenant query filters `tenant_id = $1`
 //! explicitly (a foreign id answers 404), and every route a tenant token calls —
 //! `campaigns` (create, read, lifecycle), `leads`, `events`, `suppressions`,
-//! `complaints`, and as the owner `tokens` and `ips` (list, show, pause,
+//! `complaints`, `replies`, and as the owner `tokens` and `ips` (list, show, pause,
 //! resume) — runs its
 //! queries in one transaction under the database role `penguin_tenant`
 //! (`V5__api_role.sql`: not the owner, no superuser, no BYPASSRLS, granted only
@@ -65,6 +68,7 @@
 
 pub mod auth;
 pub mod campaign_rates;
+pub mod campaign_steps;
 pub mod campaign_waiting;
 pub mod csv_leads;
 pub mod domain_kit;
@@ -149,6 +153,7 @@ fn operator_routes() -> OpenApiRouter<AppState> {
         .merge(routes::domains::routes())
         .merge(routes::schedules::routes())
         .merge(routes::complaints::routes())
+        .merge(routes::replies::routes())
         .merge(routes::campaigns::routes())
         .merge(routes::campaign_actions::routes())
         .merge(routes::campaign_patch::routes())

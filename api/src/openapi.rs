@@ -64,6 +64,7 @@ pub const BEARER: &str = "bearer";
         (name = "stats", description = "Counts per day of a campaign, an IP or the calling tenant"),
         (name = "suppressions", description = "The calling tenant's suppression list"),
         (name = "complaints", description = "Feedback loops (spam complaints)"),
+        (name = "replies", description = "Leads' replies: a reply stops the lead's sequence"),
         (name = "unsubscribe", description = "Signed public unsubscribe links (RFC 8058); \
             served on the public listener (`[public] listen`) only"),
         (name = "tracking", description = "Signed public open pixel and click redirects; \

@@ -21,6 +21,7 @@ use crate::{AppError, validate};
 static DRY_RUNS: OnceLock<Arc<Semaphore>> = OnceLock::new();
 
 /// The sender and templates of a campaign being created.
+#[derive(Debug, Clone)]
 pub struct Templates {
     pub from_address: String,
     pub from_name: Option<String>,

@@ -17,6 +17,7 @@ mod public;
 mod reply_rules;
 mod secrets;
 mod sections;
+mod sequences;
 mod sites;
 mod templates;
 
@@ -46,6 +47,7 @@ pub use secrets::{
 pub use sections::{
     ApiConfig, DatabaseConfig, MAX_PARTITIONS, NodeConfig, QueueConfig, RedisConfig, TrackingConfig,
 };
+pub use sequences::{MAX_SEQUENCE_STEPS, MAX_STEP_DELAY_SECS, SequencesConfig};
 pub use sites::{GreylistConfig, SitesConfig};
 pub use templates::{MAX_SUBJECT_BYTES, TemplatesConfig};
 
@@ -67,6 +69,7 @@ pub struct Config {
     pub templates: TemplatesConfig,
     pub secrets: SecretsConfig,
     pub domains: DomainsConfig,
+    pub sequences: SequencesConfig,
 }
 
 /// A fresh random master key (`[secrets] master_key`): 32 random bytes, base64.
@@ -166,6 +169,7 @@ impl Config {
         self.health.validate()?;
         self.templates.validate()?;
         self.domains.validate()?;
+        self.sequences.validate()?;
         Ok(())
     }
 }

@@ -22,13 +22,14 @@ use crate::support::api::{Answer, ApiClient, ApiServer, campaign_body, count, le
 use crate::support::{TestEnv, admin_token};
 
 /// Every tenant-owned table, with the column naming its tenant.
-const TENANT_TABLES: [(&str, &str); 17] = [
+const TENANT_TABLES: [(&str, &str); 19] = [
     ("tenants", "id"),
     ("api_tokens", "tenant_id"),
     ("smtp_ips", "tenant_id"),
     ("sending_domains", "tenant_id"),
     ("dkim_keys", "tenant_id"),
     ("campaigns", "tenant_id"),
+    ("campaign_steps", "tenant_id"),
     ("leads", "tenant_id"),
     ("send_jobs", "tenant_id"),
     ("suppressions", "tenant_id"),
@@ -36,6 +37,7 @@ const TENANT_TABLES: [(&str, &str); 17] = [
     ("campaign_daily_stats", "tenant_id"),
     ("campaign_minute_stats", "tenant_id"),
     ("campaign_day_usage", "tenant_id"),
+    ("campaign_step_stats", "tenant_id"),
     ("ip_daily_stats", "tenant_id"),
     ("ip_hourly_usage", "tenant_id"),
     ("warmup_history", "tenant_id"),
@@ -70,6 +72,8 @@ async fn populated_tenant(
         ),
         format!("INSERT INTO campaign_daily_stats (tenant_id, campaign_id, day, sent) VALUES ('{tenant}', '{campaign}', current_date, 3)"),
         format!("INSERT INTO campaign_day_usage (tenant_id, campaign_id, day, started) VALUES ('{tenant}', '{campaign}', current_date, 3)"),
+        format!("INSERT INTO campaign_steps (tenant_id, campaign_id, step, delay_secs, text_body) VALUES ('{tenant}', '{campaign}', 2, 60, 'two')"),
+        format!("INSERT INTO campaign_step_stats (tenant_id, campaign_id, step, sent) VALUES ('{tenant}', '{campaign}', 1, 3)"),
         format!("INSERT INTO campaign_minute_stats (tenant_id, campaign_id, minute, sent, finished) VALUES ('{tenant}', '{campaign}', date_trunc('minute', now()), 3, 3)"),
         format!("INSERT INTO ip_daily_stats (tenant_id, ip_id, day, sent) VALUES ('{tenant}', '{ip}', current_date, 3)"),
         format!(

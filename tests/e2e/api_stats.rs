@@ -172,6 +172,8 @@ async fn campaign_rates_and_eta_are_exact() {
         "open_rate": 3.0 / 6.0,
         "clicked": 2,
         "click_rate": 2.0 / 6.0,
+        "replied": 0,
+        "reply_rate": 0.0,
         "unsubscribes": 1,
         "unsubscribe_rate": 1.0 / 6.0,
     });
@@ -262,6 +264,7 @@ fn day(day: &str, counts: &[i64]) -> Value {
         "unsubscribes",
         "opens",
         "clicks",
+        "replies",
     ];
     for (name, n) in names.iter().zip(counts) {
         row[name] = json!(n);
@@ -309,6 +312,8 @@ async fn stats_have_a_row_per_day_and_totals() {
             (4, "unsubscribed", "", "'2026-03-03 10:00:00Z'"),
             (4, "sent", "", "'2026-03-03 09:00:00Z'"),
             (3, "open", "", "'2026-03-04 00:00:00Z'"),
+            (1, "replied", "", "'2026-03-03 23:59:59Z'"),
+            (2, "replied", "", "'2026-03-04 00:00:00Z'"),
         ],
     )
     .await;
@@ -324,12 +329,13 @@ async fn stats_have_a_row_per_day_and_totals() {
             "from": "2026-03-01",
             "to": "2026-03-03",
             "days": [
-                day("2026-03-01", &[10, 2, 1, 0, 0, 0, 1, 2]),
-                day("2026-03-02", &[0, 0, 0, 0, 1, 0, 0, 0]),
-                day("2026-03-03", &[5, 0, 2, 1, 0, 1, 0, 0]),
+                day("2026-03-01", &[10, 2, 1, 0, 0, 0, 1, 2, 0]),
+                day("2026-03-02", &[0, 0, 0, 0, 1, 0, 0, 0, 0]),
+                day("2026-03-03", &[5, 0, 2, 1, 0, 1, 0, 0, 1]),
             ],
             "totals": { "sent": 15, "deferred": 2, "bounced": 3, "failed": 1,
-                        "complaints": 1, "unsubscribes": 1, "opens": 1, "clicks": 2 },
+                        "complaints": 1, "unsubscribes": 1, "opens": 1, "clicks": 2,
+                        "replies": 1 },
         })
     );
 

@@ -84,6 +84,7 @@ mod api_leads_csv;
 mod api_lifecycle;
 mod api_openapi;
 mod api_rls;
+mod api_sequences;
 mod api_stats;
 mod api_suppressions;
 mod api_tenants_ips;

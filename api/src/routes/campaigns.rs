@@ -5,6 +5,11 @@
 //! Create compiles the templates and dry-runs them without lead data under the
 //! `[templates]` budget ([`crate::template_check`]): a template that already
 //! breaks it answers 422 naming the field (`subject: …`, `text: …`, `html: …`).
+//!
+//! Optional `steps` are the follow-ups of a sequence (`crate::campaign_steps`:
+//! checked and dry-run like step 1, an error naming `steps[i] (step n).field`),
+//! stored in the create transaction with the campaign and its `step_count`.
+//! Create's answer and `GET /v1/campaigns/{id}` show every step with its counts.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -27,6 +32,7 @@ use super::{commit, connection, tenant_scope};
 use crate::AppState;
 use crate::auth::TenantCaller;
 use crate::campaign_rates::{self, RatesBody};
+use crate::campaign_steps::{self, StepBody, StepRequest};
 use crate::campaign_waiting::{self, WaitingReason};
 use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::extract::{IdPath, JsonBody};
@@ -64,6 +70,9 @@ struct CreateCampaign {
     /// Most messages a day (positive).
     daily_cap: Option<i32>,
     send_window: Option<SendWindow>,
+    /// Follow-ups after step 1 (the top-level content), in order; at most
+    /// `[sequences] max_steps` − 1 (default 9).
+    steps: Option<Vec<StepRequest>>,
 }
 
 /// `draft`, `scheduled`, `running`, `paused`, `completed` or `cancelled`.
@@ -101,6 +110,17 @@ pub(super) struct CampaignBody {
     /// `start_at`); null for a campaign started at once or not yet.
     #[serde(with = "time::serde::rfc3339::option")]
     start_at: Option<OffsetDateTime>,
+    /// How many steps it has, step 1 included (1: no follow-ups).
+    step_count: i32,
+}
+
+/// A campaign with its steps (create's answer).
+#[derive(Debug, Serialize, ToSchema)]
+struct CampaignWithSteps {
+    #[serde(flatten)]
+    campaign: CampaignBody,
+    /// Every step, step 1 first (`delay_secs` 0, the top-level content).
+    steps: Vec<StepBody>,
 }
 
 /// A campaign with how many of its jobs are in each state.
@@ -136,6 +156,10 @@ struct CampaignWithCounts {
     /// running or has no job left.
     #[serde(with = "time::serde::rfc3339::option")]
     next_send_at: Option<OffsetDateTime>,
+    /// Every step, step 1 first, with its counts (`sent`, `bounced`, `opened`,
+    /// `clicked`, `replied` from the per-step rollup; `waiting`: its jobs not
+    /// yet done now).
+    steps: Vec<StepBody>,
 }
 
 impl From<Campaign> for CampaignBody {
@@ -157,6 +181,7 @@ impl From<Campaign> for CampaignBody {
             started_at: c.started_at,
             completed_at: c.completed_at,
             start_at: c.start_at,
+            step_count: c.step_count,
         }
     }
 }
@@ -244,16 +269,20 @@ fn validate_request(request: &CreateCampaign) -> ApiResult<String> {
     security(("bearer" = [])),
     request_body = CreateCampaign,
     responses(
-        (status = 201, description = "The campaign, `draft`", body = CampaignBody),
-        (status = 422, description = "Invalid (`invalid_request`), or the From's domain is not a verified sending domain of the tenant (`domain_not_verified`, with `domains.require_verified`)", body = ErrorBody),
+        (status = 201, description = "The campaign, `draft`, with its steps", body = CampaignWithSteps),
+        (status = 422, description = "Invalid (`invalid_request`; a step's error names it: `steps[0] (step 2).delay_secs …`), or the From's domain is not a verified sending domain of the tenant (`domain_not_verified`, with `domains.require_verified`)", body = ErrorBody),
         TenantOnly, JsonBodyErrors,
     ))]
 async fn create(
     TenantCaller(tenant): TenantCaller,
     State(state): State<AppState>,
     JsonBody(request): JsonBody<CreateCampaign>,
-) -> ApiResult<(StatusCode, Json<CampaignBody>)> {
+) -> ApiResult<(StatusCode, Json<CampaignWithSteps>)> {
     let from_address = validate_request(&request)?;
+    let steps = campaign_steps::check_steps(
+        request.steps.as_deref().unwrap_or_default(),
+        &state.config.sequences,
+    )?;
     let templates = Templates {
         from_address: from_address.clone(),
         from_name: request.from_name.clone(),
@@ -261,7 +290,13 @@ async fn create(
         text: request.text.clone(),
         html: request.html.clone(),
     };
+    let follow_ups = Templates {
+        text: String::new(),
+        html: None,
+        ..templates.clone()
+    };
     template_check::dry_run(&state.config.templates, templates).await?;
+    campaign_steps::dry_run_steps(&state.config.templates, &follow_ups, &steps).await?;
 
     let mut client = connection(&state).await?;
     let tx = tenant_scope(&mut client, tenant).await?;
@@ -304,10 +339,20 @@ async fn create(
         daily_cap: request.daily_cap,
         send_window,
     };
-    let campaign = store::campaigns::insert_campaign(&tx, &new).await?;
+    let mut campaign = store::campaigns::insert_campaign(&tx, &new).await?;
+    store::sequences::insert_steps(&tx, tenant, campaign.id, &steps).await?;
     commit(tx).await?;
-    tracing::info!(tenant_id = %tenant, campaign_id = %campaign.id, "campaign created");
-    Ok((StatusCode::CREATED, Json(campaign.into())))
+    campaign.step_count = 1 + steps.len() as i32;
+    tracing::info!(tenant_id = %tenant, campaign_id = %campaign.id,
+        step_count = campaign.step_count, "campaign created");
+    let steps = campaign_steps::step_bodies(&campaign, steps, &BTreeMap::new());
+    Ok((
+        StatusCode::CREATED,
+        Json(CampaignWithSteps {
+            campaign: campaign.into(),
+            steps,
+        }),
+    ))
 }
 
 /// One campaign of the calling tenant, with its job counts per state, its
@@ -332,6 +377,8 @@ async fn show(
         .await
         .map_err(campaign_error)?;
     let counts = store::jobs::counts_by_status(&tx, tenant, id).await?;
+    let follow_ups = store::sequences::campaign_steps(&tx, tenant, id).await?;
+    let step_counts = store::step_stats::step_counts(&tx, tenant, id).await?;
     let now = OffsetDateTime::now_utc();
     let (since, until) = campaign_rates::window(now);
     let activity = store::stats::campaign_activity(&tx, tenant, id, since, until).await?;
@@ -353,6 +400,7 @@ async fn show(
     }
     let rates = RatesBody::new(&by_status, &activity);
     let eta = campaign_rates::eta(campaign.status, &by_status, &activity, now);
+    let steps = campaign_steps::step_bodies(&campaign, follow_ups, &step_counts);
     Ok(Json(CampaignWithCounts {
         campaign: campaign.into(),
         counts: by_status,
@@ -361,5 +409,6 @@ async fn show(
         eta,
         waiting_reason,
         next_send_at,
+        steps,
     }))
 }

@@ -19,6 +19,7 @@ pub mod ips;
 pub mod leads;
 pub mod nodes;
 pub mod ops;
+pub mod replies;
 pub mod schedules;
 pub mod stats;
 pub mod suppressions;

@@ -3,7 +3,7 @@
 //!
 //! - `GET /v1/campaigns/{id}/stats` (tenant): per UTC day the campaign's
 //!   outcomes (`campaign_daily_stats`) and its complaints, unsubscribes, opens
-//!   and clicks (counted from its delivery events), plus `totals`.
+//!   clicks and replies (counted from its delivery events), plus `totals`.
 //! - `GET /v1/ips/{id}/stats` (admin, or the owning tenant): per day the IP's
 //!   outcomes and complaints (`ip_daily_stats`), plus `totals`.
 //! - `GET /v1/stats` (tenant): per UTC day the outcomes of all the tenant's
@@ -131,6 +131,8 @@ struct CampaignCounts {
     opens: i64,
     /// `click` events (the first click per job and link).
     clicks: i64,
+    /// `replied` events (`POST /v1/replies`: the first reply per lead).
+    replies: i64,
 }
 
 impl CampaignCounts {
@@ -144,6 +146,7 @@ impl CampaignCounts {
             unsubscribes: d.unsubscribes,
             opens: d.opens,
             clicks: d.clicks,
+            replies: d.replies,
         }
     }
 }
@@ -203,6 +206,7 @@ fn sum(days: &[DayCounts]) -> DayCounts {
         unsubscribes: 0,
         opens: 0,
         clicks: 0,
+        replies: 0,
     };
     for d in days {
         total.sent += d.sent;
@@ -213,6 +217,7 @@ fn sum(days: &[DayCounts]) -> DayCounts {
         total.unsubscribes += d.unsubscribes;
         total.opens += d.opens;
         total.clicks += d.clicks;
+        total.replies += d.replies;
     }
     total
 }
@@ -273,8 +278,8 @@ struct TenantStats {
 
 /// A campaign's outcomes and engagement per UTC day.
 ///
-/// Outcomes from the daily rollup; complaints, unsubscribes, opens and clicks
-/// counted from the campaign's delivery events by the day they happened.
+/// Outcomes from the daily rollup; complaints, unsubscribes, opens, clicks and
+/// replies counted from the campaign's delivery events by the day they happened.
 #[utoipa::path(get, path = "/v1/campaigns/{id}/stats", tag = "stats",
     security(("bearer" = [])),
     params(

@@ -65,6 +65,8 @@ pub struct Campaign {
     /// When a `scheduled` start was asked for (kept after it started); null
     /// for a campaign started at once.
     pub start_at: Option<OffsetDateTime>,
+    /// How many steps the campaign has, step 1 included (1 without follow-ups).
+    pub step_count: i32,
 }
 
 /// The result of a lifecycle call.
@@ -79,7 +81,7 @@ pub struct StatusChange {
 pub(crate) const COLUMNS: &str =
     "tenant_id, id, name, status, priority, from_address, from_name, subject,
         text_body, html_body, ip_ids, daily_cap, send_window, created_at, started_at,
-        completed_at, start_at";
+        completed_at, start_at, step_count";
 
 pub(crate) fn campaign(row: &Row) -> Result<Campaign, StoreError> {
     Ok(Campaign {
@@ -100,6 +102,7 @@ pub(crate) fn campaign(row: &Row) -> Result<Campaign, StoreError> {
         started_at: row.get(14),
         completed_at: row.get(15),
         start_at: row.get(16),
+        step_count: row.get(17),
     })
 }
 
@@ -351,7 +354,8 @@ pub async fn start_campaign_at(
         .prepare_cached(
             "INSERT INTO send_jobs (tenant_id, id, campaign_id, lead_id, priority, run_at)
              SELECT tenant_id, gen_random_uuid(), campaign_id, id, $3, now()
-             FROM leads WHERE tenant_id = $1 AND campaign_id = $2 AND stopped_at IS NULL
+             FROM leads WHERE tenant_id = $1 AND campaign_id = $2
+               AND stopped_at IS NULL -- a lead that replied to a draft gets nothing
              ON CONFLICT DO NOTHING",
         )
         .await?;

@@ -28,6 +28,9 @@
 //!   units, with their rule (kept across Ip actor restarts, shown by the API).
 //! - [`waiting`]: what a campaign's jobs wait for (send window, daily cap, IP
 //!   pauses, allowances), for the API.
+//! - [`replies`]: replies posted through the API: the lead's sequence stops,
+//!   one `replied` (or `auto_replied`) event.
+//! - [`step_stats`]: the per-step counts of a sequence campaign, for the API.
 //! - [`stats`]: read-only statistics for the API: a campaign's recent activity
 //!   and engagement, per-day rows per campaign, IP and tenant.
 
@@ -49,12 +52,14 @@ pub mod ips;
 pub mod jobs;
 pub mod leads;
 pub mod ledger;
+pub mod replies;
 pub mod routing;
 pub mod scheduled;
 pub mod schedules;
 pub mod sequences;
 pub mod shaping_actions;
 pub mod stats;
+pub mod step_stats;
 pub mod suppressions;
 pub mod tenants;
 pub mod usage;

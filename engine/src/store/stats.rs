@@ -9,6 +9,11 @@
 //! unsubscribes or complaints per campaign, so those are counted from the
 //! campaign's engagement events (an index-only range of the partial index
 //! `delivery_events_engagement`, V7); the tenant-wide rows leave them out.
+//! Replies (`POST /v1/replies`, at most one `replied` event per job) are summed
+//! from the per-step rollup `campaign_step_stats` for a campaign's activity, and
+//! counted from its `replied` events for the day rows (a separate range: the
+//! V7 partial index does not cover them, and naming them in its query would
+//! keep the planner off it).
 //!
 //! Guarantees: every query filters by `tenant_id`; a campaign or IP that is
 //! absent or another tenant's is [`StoreError::NotFound`]; day rows cover every
@@ -36,6 +41,8 @@ pub struct Activity {
     pub opened: i64,
     /// Jobs with at least one `click` event.
     pub clicked: i64,
+    /// Jobs with a `replied` event (at most one per job).
+    pub replied: i64,
 }
 
 /// The activity of `campaign` (of `tenant`): outcomes of the whole minutes in
@@ -58,7 +65,9 @@ pub async fn campaign_activity(
                     count(*) FILTER (WHERE kind = 'complaint'),
                     count(*) FILTER (WHERE kind = 'unsubscribed'),
                     count(*) FILTER (WHERE kind = 'open'),
-                    count(DISTINCT job_id) FILTER (WHERE kind = 'click')
+                    count(DISTINCT job_id) FILTER (WHERE kind = 'click'),
+                    (SELECT coalesce(sum(replied), 0)::int8 FROM campaign_step_stats
+                     WHERE tenant_id = $1 AND campaign_id = $2)
              FROM delivery_events
              WHERE tenant_id = $1 AND campaign_id = $2
                AND kind IN ('open', 'click', 'complaint', 'unsubscribed')",
@@ -74,6 +83,7 @@ pub async fn campaign_activity(
         unsubscribes: row.get(3),
         opened: row.get(4),
         clicked: row.get(5),
+        replied: row.get(6),
     })
 }
 
@@ -90,6 +100,7 @@ pub struct DayCounts {
     pub unsubscribes: i64,
     pub opens: i64,
     pub clicks: i64,
+    pub replies: i64,
 }
 
 fn day_counts(row: &tokio_postgres::Row) -> DayCounts {
@@ -103,12 +114,14 @@ fn day_counts(row: &tokio_postgres::Row) -> DayCounts {
         unsubscribes: row.get(6),
         opens: row.get(7),
         clicks: row.get(8),
+        replies: row.get(9),
     }
 }
 
 /// Per UTC day from `from` to `to` (inclusive) of `campaign`: outcomes from
-/// `campaign_daily_stats`; complaints, unsubscribes, opens and clicks (events;
-/// a click is one per job and link) from `delivery_events` by `created_at`.
+/// `campaign_daily_stats`; complaints, unsubscribes, opens, clicks (events;
+/// a click is one per job and link) and replies from `delivery_events` by
+/// `created_at`.
 pub async fn campaign_days(
     client: &impl GenericClient,
     tenant: Uuid,
@@ -133,15 +146,23 @@ pub async fn campaign_days(
                    AND created_at >= ($3::date)::timestamp AT TIME ZONE 'UTC'
                    AND created_at < ($4::date + 1)::timestamp AT TIME ZONE 'UTC'
                  GROUP BY 1
+             ), replies AS (
+                 SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS replies
+                 FROM delivery_events
+                 WHERE tenant_id = $1 AND campaign_id = $2 AND kind = 'replied'
+                   AND created_at >= ($3::date)::timestamp AT TIME ZONE 'UTC'
+                   AND created_at < ($4::date + 1)::timestamp AT TIME ZONE 'UTC'
+                 GROUP BY 1
              )
              SELECT days.day, coalesce(s.sent, 0), coalesce(s.deferred, 0),
                     coalesce(s.bounced, 0), coalesce(s.failed, 0),
                     coalesce(e.complaints, 0), coalesce(e.unsubscribes, 0),
-                    coalesce(e.opens, 0), coalesce(e.clicks, 0)
+                    coalesce(e.opens, 0), coalesce(e.clicks, 0), coalesce(r.replies, 0)
              FROM days
              LEFT JOIN campaign_daily_stats s
                     ON s.tenant_id = $1 AND s.campaign_id = $2 AND s.day = days.day
              LEFT JOIN engagement e ON e.day = days.day
+             LEFT JOIN replies r ON r.day = days.day
              ORDER BY days.day",
         )
         .await?;
@@ -174,7 +195,7 @@ pub async fn ip_days(
         .prepare_cached(
             "SELECT d::date, coalesce(s.sent, 0), coalesce(s.deferred, 0),
                     coalesce(s.bounced, 0), coalesce(s.failed, 0), coalesce(s.complaints, 0),
-                    0::int8, 0::int8, 0::int8
+                    0::int8, 0::int8, 0::int8, 0::int8
              FROM generate_series($3::date, $4::date, interval '1 day') d
              LEFT JOIN ip_daily_stats s
                     ON s.tenant_id = $1 AND s.ip_id = $2 AND s.day = d::date
@@ -204,7 +225,7 @@ pub async fn tenant_days(
              )
              SELECT d::date, coalesce(s.sent, 0), coalesce(s.deferred, 0),
                     coalesce(s.bounced, 0), coalesce(s.failed, 0), 0::int8, 0::int8, 0::int8,
-                    0::int8
+                    0::int8, 0::int8
              FROM generate_series($2::date, $3::date, interval '1 day') d
              LEFT JOIN sums s ON s.day = d::date
              ORDER BY 1",

@@ -182,10 +182,12 @@ fn campaign(fx: &Fixture) -> serde_json::Value {
         "ip_ids": [fx.ip_a], "priority": 50, "daily_cap": 1000,
         "send_window": { "start": "09:00", "end": "17:00", "days": ["mon", "tue"],
                          "timezone": "Europe/Paris" },
+        "steps": [{ "delay_secs": 86_400, "subject": "One more thing",
+                    "text": "Hello again {{ first_name }}", "html": "<p>Again</p>" }],
     })
 }
 
-/// Campaigns, leads, lifecycle, events, stats, suppressions, complaints.
+/// Campaigns, leads, lifecycle, events, stats, suppressions, complaints, replies.
 pub fn tenant_cases(fx: &Fixture) -> Vec<Case> {
     let token = fx.token_a.as_str();
     let campaign_id = fx.campaign;
@@ -207,6 +209,9 @@ pub fn tenant_cases(fx: &Fixture) -> Vec<Case> {
             .strings(Slot::Field("/send_window/end"), INVALID)
             .strings(Slot::Field("/send_window/days/0"), INVALID)
             .strings(Slot::Field("/send_window/timezone"), INVALID)
+            .strings(Slot::Field("/steps/0/subject"), INVALID)
+            .strings(Slot::Field("/steps/0/text"), template)
+            .strings(Slot::Field("/steps/0/html"), template)
             .happy(201),
         Case::new("GET", "/v1/campaigns/{id}", Who::Tenant, token)
             .param("{id}", campaign_id)
@@ -417,5 +422,38 @@ pub fn tenant_cases(fx: &Fixture) -> Vec<Case> {
         });
     }
     cases.push(complaints);
+    // An auto-reply: recorded once, stops nothing, so later rows see the same lead.
+    let mut replies = Case::new("POST", "/v1/replies", Who::Tenant, token)
+        .body(Body::Json(
+            json!({ "message_id": fx.message_id, "auto": true }),
+        ))
+        .owned_by_body(
+            json!({ "message_id": absent, "auto": true }),
+            &fx.message_id,
+            absent,
+        )
+        .strings(Slot::Field("/message_id"), INVALID)
+        .extra("both message_id and campaign_id with email", invalid(), {
+            let message_id = fx.message_id.clone();
+            move |c| {
+                let body = json!({ "message_id": message_id, "campaign_id": campaign_id,
+                                   "email": "lead@example.com" });
+                c.request_with(None, Some(&body))
+            }
+        })
+        .extra(
+            "neither message_id nor campaign_id with email",
+            invalid(),
+            |c| c.request_with(None, Some(&json!({ "auto": true }))),
+        );
+    for hostile in Hostile::ALL {
+        let email = hostile.around("lead@example.com");
+        let label = format!("{} in email", hostile.label());
+        replies = replies.extra(label, invalid(), move |c| {
+            let body = json!({ "campaign_id": campaign_id, "email": email });
+            c.request_with(None, Some(&body))
+        });
+    }
+    cases.push(replies);
     cases
 }

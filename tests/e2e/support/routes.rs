@@ -5,7 +5,7 @@
 /// `api_openapi` proves it is exactly what the router serves and documents;
 /// `api_hostile` runs its attack matrix over every one of them, so a new route
 /// must be added here and then gets a row in both.
-pub const ROUTES: [(&str, &str); 52] = [
+pub const ROUTES: [(&str, &str); 53] = [
     ("GET", "/health"),
     ("GET", "/health/db"),
     ("GET", "/health/queue"),
@@ -54,6 +54,7 @@ pub const ROUTES: [(&str, &str); 52] = [
     ("POST", "/v1/suppressions"),
     ("DELETE", "/v1/suppressions/{email}"),
     ("POST", "/v1/complaints"),
+    ("POST", "/v1/replies"),
     ("GET", "/u/{token}"),
     ("POST", "/u/{token}"),
     ("GET", "/t/o/{token}"),
