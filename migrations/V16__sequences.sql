@@ -58,6 +58,13 @@ CREATE TABLE campaign_step_stats (
     PRIMARY KEY (tenant_id, campaign_id, step)
 );
 
+-- The engagement index of V7 also covers replies (the per-day stats count a
+-- campaign's `replied` events from it).
+DROP INDEX delivery_events_engagement;
+CREATE INDEX delivery_events_engagement
+    ON delivery_events (tenant_id, campaign_id, created_at) INCLUDE (kind, job_id)
+    WHERE kind IN ('open', 'click', 'complaint', 'unsubscribed', 'replied');
+
 -- At most one `replied` and one `auto_replied` event per job.
 CREATE UNIQUE INDEX delivery_events_reply ON delivery_events (tenant_id, job_id, kind)
     WHERE kind IN ('replied', 'auto_replied');

@@ -177,6 +177,8 @@ async fn the_tenant_role_sees_and_changes_only_its_tenants_rows() {
             "campaign_daily_stats:SELECT",
             "campaign_day_usage:SELECT",
             "campaign_minute_stats:SELECT",
+            "campaign_step_stats:INSERT,SELECT,UPDATE",
+            "campaign_steps:INSERT,SELECT",
             "campaigns:INSERT,SELECT,UPDATE",
             "delivery_events:INSERT,SELECT",
             "ip_daily_stats:INSERT,SELECT",

@@ -11,9 +11,8 @@
 //! `delivery_events_engagement`, V7); the tenant-wide rows leave them out.
 //! Replies (`POST /v1/replies`, at most one `replied` event per job) are summed
 //! from the per-step rollup `campaign_step_stats` for a campaign's activity, and
-//! counted from its `replied` events for the day rows (a separate range: the
-//! V7 partial index does not cover them, and naming them in its query would
-//! keep the planner off it).
+//! counted from its `replied` events for the day rows (a separate range of the
+//! same partial index, which V16 extended to `replied`).
 //!
 //! Guarantees: every query filters by `tenant_id`; a campaign or IP that is
 //! absent or another tenant's is [`StoreError::NotFound`]; day rows cover every
