@@ -153,6 +153,11 @@ struct JobBody {
     next_run_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     updated_at: OffsetDateTime,
+    /// Its step in the campaign's sequence (1: the first email).
+    step: i32,
+    /// The Message-ID it was sent with (without angle brackets), once
+    /// attempted: what `POST /v1/replies` `{message_id}` takes.
+    message_id: Option<String>,
 }
 
 impl From<JobRow> for JobBody {
@@ -165,6 +170,8 @@ impl From<JobRow> for JobBody {
             last_reply: j.last_reply,
             next_run_at: j.next_run_at,
             updated_at: j.updated_at,
+            step: j.step,
+            message_id: j.message_id,
         }
     }
 }

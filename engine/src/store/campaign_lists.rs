@@ -57,6 +57,10 @@ pub struct JobRow {
     /// job, `None` otherwise.
     pub next_run_at: Option<OffsetDateTime>,
     pub updated_at: OffsetDateTime,
+    /// Its step in the campaign's sequence (1: the first email).
+    pub step: i32,
+    /// The Message-ID it was sent with (without angle brackets), once attempted.
+    pub message_id: Option<String>,
 }
 
 /// Up to `limit` jobs of `campaign` (of `tenant`; only those in `status`, if
@@ -74,7 +78,7 @@ pub async fn jobs_page(
         .prepare_cached(
             "SELECT j.id, l.email, j.status, j.attempts, j.last_reply,
                     CASE WHEN j.status IN ('pending', 'deferred') THEN j.run_at END,
-                    j.updated_at
+                    j.updated_at, j.step, j.message_id
              FROM send_jobs j
              JOIN leads l ON l.tenant_id = j.tenant_id AND l.id = j.lead_id
              WHERE j.tenant_id = $1 AND j.campaign_id = $2
@@ -101,6 +105,8 @@ pub async fn jobs_page(
                 last_reply: row.get(4),
                 next_run_at: row.get(5),
                 updated_at: row.get(6),
+                step: row.get(7),
+                message_id: row.get(8),
             })
         })
         .collect()
