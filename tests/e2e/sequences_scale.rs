@@ -15,12 +15,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::json;
+use uuid::Uuid;
 
 use crate::campaign_daily_cap::{feeder_rounds, sent, warm_ip};
 use crate::sequences::{jobs, leads_of, sequence_body};
 use crate::support::api::ApiClient;
 use crate::support::cluster::{
-    job_of, jobs_received, node_config, sending_jobs, shares, slow_smtp, works,
+    job_of, jobs_received, node_config, sending_jobs, shares, slow_smtp,
 };
 use crate::support::limits::LimitsRig;
 use crate::support::node_process::NodeProcess;
@@ -102,24 +103,40 @@ async fn follow_ups_share_the_ips_hourly_allowance_with_first_steps() {
     rig.rig.shutdown().await;
 }
 
-/// Kills `node` once the sink holds `at_least` messages and restarts it at
-/// once; returns the jobs whose transaction was under way at the kill and
-/// that the sink had received (the only ones that may arrive twice).
+/// Jobs of `campaign` per `(step, status)`.
+async fn step_counts(rig: &Rig, campaign: Uuid) -> BTreeMap<(i32, String), usize> {
+    let mut counts = BTreeMap::new();
+    for job in jobs(rig, campaign).await {
+        *counts.entry((job.step, job.status)).or_default() += 1;
+    }
+    counts
+}
+
+/// Kills node-b once the sink holds `at_least` messages and restarts it at
+/// once; returns the jobs whose transaction may have been under way at the
+/// kill (every job of `tenant` still `sending` right after it, whichever node
+/// claimed it) and that the sink had received: the only ones that may arrive
+/// twice.
 async fn kill_at(
     rig: &Rig,
-    api: &ApiClient,
     node: &mut NodeProcess,
+    (tenant, campaign): (Uuid, Uuid),
     at_least: u64,
 ) -> HashSet<String> {
-    wait_for(
+    wait_for_showing(
         &format!("{at_least} messages at the sink"),
-        Duration::from_secs(60),
-        || async { (rig.sink.stats().messages_accepted >= at_least).then_some(()) },
+        Duration::from_secs(30),
+        || async {
+            if rig.sink.stats().messages_accepted >= at_least {
+                Ok(())
+            } else {
+                Err(step_counts(rig, campaign).await)
+            }
+        },
     )
     .await;
-    let tenants = works(api, "node-b").await;
     node.signal("KILL");
-    let unrecorded = sending_jobs(&rig.env, &tenants).await;
+    let unrecorded = sending_jobs(&rig.env, &[tenant.to_string()]).await;
     *node = NodeProcess::start(&node_config(rig, "node-b")).await;
     let received = jobs_received(rig.sink.messages(), |_| true);
     unrecorded.intersection(&received).cloned().collect()
@@ -178,8 +195,8 @@ async fn a_node_killed_between_steps_loses_and_doubles_no_step() {
     api.action_ok(&tenant.token, campaign, "start").await;
 
     // Killed while step 1 goes out, and again while step 2 does.
-    let mut may_repeat = kill_at(&rig, &api, &mut node_b, LEADS / 3).await;
-    may_repeat.extend(kill_at(&rig, &api, &mut node_b, LEADS + LEADS / 2).await);
+    let mut may_repeat = kill_at(&rig, &mut node_b, (tenant.id, campaign), LEADS / 3).await;
+    may_repeat.extend(kill_at(&rig, &mut node_b, (tenant.id, campaign), LEADS + LEADS / 2).await);
 
     let all = wait_for_showing(
         "every step of every lead sent",
@@ -190,11 +207,7 @@ async fn a_node_killed_between_steps_loses_and_doubles_no_step() {
             if sent == 2 * LEADS {
                 Ok(all)
             } else {
-                let mut counts: BTreeMap<(i32, String), usize> = BTreeMap::new();
-                for job in &all {
-                    *counts.entry((job.step, job.status.clone())).or_default() += 1;
-                }
-                Err(counts)
+                Err(step_counts(&rig, campaign).await)
             }
         },
     )
