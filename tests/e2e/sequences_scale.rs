@@ -119,7 +119,7 @@ async fn step_counts(rig: &Rig, campaign: Uuid) -> BTreeMap<(i32, String), usize
 /// twice.
 async fn kill_at(
     rig: &Rig,
-    node: &mut NodeProcess,
+    node: &mut Option<NodeProcess>,
     (tenant, campaign): (Uuid, Uuid),
     at_least: u64,
 ) -> HashSet<String> {
@@ -135,9 +135,12 @@ async fn kill_at(
         },
     )
     .await;
-    node.signal("KILL");
+    let victim = node.take().expect("a running node");
+    victim.signal("KILL");
+    // Dropping waits until the process is gone: nothing it does can follow.
+    drop(victim);
     let unrecorded = sending_jobs(&rig.env, &[tenant.to_string()]).await;
-    *node = NodeProcess::start(&node_config(rig, "node-b")).await;
+    *node = Some(NodeProcess::start(&node_config(rig, "node-b")).await);
     let received = jobs_received(rig.sink.messages(), |_| true);
     unrecorded.intersection(&received).cloned().collect()
 }
@@ -162,7 +165,7 @@ async fn a_node_killed_between_steps_loses_and_doubles_no_step() {
         )
         .await;
     let tenant = &scenario.tenants[0];
-    let mut node_b = NodeProcess::start(&node_config(&rig, "node-b")).await;
+    let mut node_b = Some(NodeProcess::start(&node_config(&rig, "node-b")).await);
     wait_for(
         "node-b owns the tenant",
         Duration::from_secs(30),
