@@ -152,6 +152,9 @@ async fn a_node_killed_between_steps_loses_and_doubles_no_step() {
         c.node.id = "node-a".into();
         c.node.heartbeat_ms = 200;
         c.node.lease_ttl_ms = 3_000;
+        // The node processes run on the wall clock: step 2 is due a second
+        // after step 1.
+        c.sequences.min_delay_secs = 1;
     })
     .await;
     slow_smtp(&rig, 20);
@@ -175,19 +178,12 @@ async fn a_node_killed_between_steps_loses_and_doubles_no_step() {
 
     let mut body = sequence_body(
         &[tenant.ips[0].0],
-        json!([{ "delay_secs": 60, "text": "Again.\n" }]),
+        json!([{ "delay_secs": 1, "text": "Again.\n" }]),
     );
     body["from"] = json!("hello@e2e-1.test");
     let answer = api.create_campaign_with(&tenant.token, &body).await;
     answer.expect(201);
     let campaign = answer.id();
-    // The node processes run on the wall clock: the follow-up is made due a
-    // second after step 1 (below the API's `[sequences] min_delay_secs`).
-    rig.env
-        .psql(&format!(
-            "UPDATE campaign_steps SET delay_secs = 1 WHERE campaign_id = '{campaign}'"
-        ))
-        .await;
     let emails: Vec<String> = (0..LEADS)
         .map(|i| format!("lead{i}@kill{}.test", i % 5))
         .collect();
