@@ -43,6 +43,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::breaker::Observed;
 use crate::context::{Ctx, Ownership};
 use crate::control_channel::subscribe;
 use crate::ip_supervisor::IpSupMsg;
@@ -453,7 +454,20 @@ impl ClusterState {
                 ip_id, provider, ..
             } => {
                 if let Some(ip) = self.ctx.directory.ip(ip_id) {
-                    let _ = ip.cast(crate::ip::IpMsg::Complaint { provider });
+                    let _ = ip.cast(crate::ip::IpMsg::Reported {
+                        provider,
+                        observed: Observed::Complaint,
+                    });
+                }
+            }
+            ControlEvent::Bounce {
+                ip_id, provider, ..
+            } => {
+                if let Some(ip) = self.ctx.directory.ip(ip_id) {
+                    let _ = ip.cast(crate::ip::IpMsg::Reported {
+                        provider,
+                        observed: Observed::Bounced,
+                    });
                 }
             }
             ControlEvent::CampaignChanged {

@@ -66,8 +66,12 @@ pub enum IpMsg {
     Drain(RpcReplyPort<()>),
     /// The IP's row changed (status, warm-up day, limits); same address.
     Update(IpSpec),
-    /// A complaint about a message this IP sent (to `provider`, when known).
-    Complaint { provider: Option<String> },
+    /// A complaint, or a bounce reported after delivery, about a message this
+    /// IP sent (to `provider`, when known): counted in the rolling health.
+    Reported {
+        provider: Option<String>,
+        observed: Observed,
+    },
     /// Health breakers fired on an outcome (sent by a worker).
     Tripped(Vec<Trip>),
     /// A reply rule acted on a shaping unit (sent by a worker): record it.
@@ -216,14 +220,14 @@ impl Actor for IpActor {
                 let _ = reply.send(());
             }
             IpMsg::Update(spec) => state.update(spec),
-            IpMsg::Complaint { provider } => {
+            IpMsg::Reported { provider, observed } => {
                 let now = state.ctx.clock.now();
                 let trips = state.breakers.lock().expect("breakers lock").observe(
                     now,
                     provider.as_deref(),
-                    Observed::Complaint,
+                    observed,
                 );
-                tracing::info!(ip = %state.spec.address, ?provider, "complaint counted");
+                tracing::info!(ip = %state.spec.address, ?provider, ?observed, "report counted");
                 state.trip(trips).await;
             }
             IpMsg::Tripped(trips) => state.trip(trips).await,

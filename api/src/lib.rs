@@ -153,6 +153,7 @@ fn operator_routes() -> OpenApiRouter<AppState> {
         .merge(routes::domains::routes())
         .merge(routes::schedules::routes())
         .merge(routes::complaints::routes())
+        .merge(routes::bounces::routes())
         .merge(routes::replies::routes())
         .merge(routes::campaigns::routes())
         .merge(routes::campaign_actions::routes())
@@ -161,8 +162,10 @@ fn operator_routes() -> OpenApiRouter<AppState> {
         .merge(routes::campaign_retry::routes())
         .merge(routes::leads::routes())
         .merge(routes::events::routes())
+        .merge(routes::events_stream::routes())
         .merge(routes::stats::routes())
         .merge(routes::suppressions::routes())
+        .merge(routes::suppressions_global::routes())
 }
 
 /// The public signed links, each registered with its documentation.

@@ -60,10 +60,10 @@ pub const BEARER: &str = "bearer";
         (name = "warmup-schedules", description = "Warm-up ramps shared by every tenant"),
         (name = "campaigns", description = "Campaigns of the calling tenant and their lifecycle"),
         (name = "leads", description = "Lead import"),
-        (name = "events", description = "Delivery events of a campaign"),
+        (name = "events", description = "Delivery events: of a campaign, and the tenant's whole stream"),
         (name = "stats", description = "Counts per day of a campaign, an IP or the calling tenant"),
-        (name = "suppressions", description = "The calling tenant's suppression list"),
-        (name = "complaints", description = "Feedback loops (spam complaints)"),
+        (name = "suppressions", description = "The calling tenant's suppression list, and the operator's global one"),
+        (name = "complaints", description = "What comes back: feedback loops (spam complaints) and bounces after delivery (DSNs)"),
         (name = "replies", description = "Leads' replies: a reply stops the lead's sequence"),
         (name = "unsubscribe", description = "Signed public unsubscribe links (RFC 8058); \
             served on the public listener (`[public] listen`) only"),

@@ -33,6 +33,14 @@ pub enum ControlEvent {
         ip_id: Uuid,
         provider: Option<String>,
     },
+    /// A bounce reported after delivery (a DSN, `POST /v1/bounces`) for a
+    /// message this IP sent; the node owning the IP counts it in the IP's and
+    /// the pair's rolling health.
+    Bounce {
+        tenant_id: Uuid,
+        ip_id: Uuid,
+        provider: Option<String>,
+    },
 }
 
 impl ControlEvent {
@@ -40,7 +48,8 @@ impl ControlEvent {
         match self {
             ControlEvent::CampaignChanged { tenant_id, .. }
             | ControlEvent::TenantChanged { tenant_id }
-            | ControlEvent::Complaint { tenant_id, .. } => *tenant_id,
+            | ControlEvent::Complaint { tenant_id, .. }
+            | ControlEvent::Bounce { tenant_id, .. } => *tenant_id,
         }
     }
 

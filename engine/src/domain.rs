@@ -249,6 +249,19 @@ pub fn normalize_email(raw: &str) -> Result<String, InputError> {
     Ok(email.to_lowercase())
 }
 
+/// A suppression entry normalised: an address as [`normalize_email`] makes
+/// it, or a whole domain written `@example.com` (trimmed, lower-cased, the
+/// domain checked as an address's would be).
+pub fn normalize_suppression_entry(raw: &str) -> Result<String, InputError> {
+    match raw.trim().strip_prefix('@') {
+        Some(domain) => {
+            let email = normalize_email(&format!("x@{domain}"))?;
+            Ok(format!("@{}", email_domain(&email)))
+        }
+        None => normalize_email(raw),
+    }
+}
+
 /// The domain part of a normalised address.
 pub fn email_domain(email: &str) -> &str {
     email.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
@@ -257,6 +270,28 @@ pub fn email_domain(email: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suppression_entries_are_addresses_or_whole_domains() {
+        assert_eq!(
+            normalize_suppression_entry(" @Blocked.Example ").unwrap(),
+            "@blocked.example"
+        );
+        assert_eq!(
+            normalize_suppression_entry("Ann@Example.com").unwrap(),
+            "ann@example.com"
+        );
+        for bad in [
+            "@",
+            "@nodot",
+            "@@x.example",
+            "@a b.example",
+            "a@b@c.example",
+            "",
+        ] {
+            assert!(normalize_suppression_entry(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn campaign_statuses_round_trip_including_scheduled() {

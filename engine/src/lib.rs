@@ -13,7 +13,9 @@
 //! - [`allowance`]: an IP's daily allowance spread over its active hours.
 //! - [`health`]: bounce, complaint and deferral rates judged against thresholds.
 //! - [`warmup`]: the end-of-day warm-up verdict (advance, hold, step back, re-warm).
-//! - [`arf`]: feedback-loop reports (RFC 5965) → the complained-about Message-ID.
+//! - [`arf`]: feedback-loop reports (RFC 5965) → the complained-about Message-ID;
+//!   [`dsn`]: delivery status notifications (RFC 3464) → the bounced Message-ID
+//!   and its status; both read MIME with [`mime`].
 //! - [`tracking`]: signed unsubscribe, open and click tokens;
 //!   [`tracking_html`]: the open pixel and click redirects in a message's HTML.
 
@@ -27,11 +29,13 @@ pub mod dkim;
 pub mod dns;
 pub mod domain;
 pub mod domain_check;
+pub mod dsn;
 pub mod greylist;
 pub mod health;
 pub mod lease;
 pub mod membership;
 pub mod message;
+pub mod mime;
 pub mod partition;
 pub mod payload;
 pub mod provider;

@@ -23,6 +23,7 @@
 mod cases;
 mod public;
 mod rows;
+mod rows_feedback;
 
 use std::collections::BTreeMap;
 

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod bounces_late;
 mod campaign_cancel_in_flight;
 mod campaign_daily_cap;
 mod campaign_move_ips;
@@ -67,6 +68,7 @@ mod shaping_sites_providers;
 mod shaping_sites_throttle;
 mod slow_mx;
 mod suppressed_at_send;
+mod suppressions_everywhere;
 mod tracking;
 mod unsubscribe;
 mod urgent_lane;
@@ -79,6 +81,7 @@ mod api_campaigns;
 mod api_complaints;
 mod api_domains;
 mod api_events;
+mod api_events_stream;
 mod api_health;
 mod api_hostile;
 mod api_idempotency;

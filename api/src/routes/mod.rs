@@ -6,6 +6,7 @@
 //! [`commit`], the transaction a route's queries run in (for a tenant caller:
 //! under the tenant role, where row-level security applies).
 
+pub mod bounces;
 pub mod campaign_actions;
 pub mod campaign_lists;
 pub mod campaign_patch;
@@ -15,6 +16,7 @@ pub mod complaints;
 pub mod docs;
 pub mod domains;
 pub mod events;
+pub mod events_stream;
 pub mod ips;
 pub mod leads;
 pub mod nodes;
@@ -23,6 +25,7 @@ pub mod replies;
 pub mod schedules;
 pub mod stats;
 pub mod suppressions;
+pub mod suppressions_global;
 pub mod tenants;
 pub mod tokens;
 pub mod tracking;

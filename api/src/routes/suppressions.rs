@@ -1,27 +1,33 @@
 //! The calling tenant's suppression list (`/v1/suppressions`, tenant token):
 //!
 //! - `GET /v1/suppressions?after=&limit=` → `{suppressions: [{email, reason,
-//!   created_at}], next_after}`, ordered by email; `next_after` is the cursor of
-//!   the next page (the last email of this one), `null` on the last page.
-//! - `POST /v1/suppressions` `{emails: [..], reason?}` → `{added, already,
-//!   rejected: [{index, reason}]}`. `index` is the 0-based position in `emails`;
-//!   an invalid address is rejected, one already suppressed (or repeated in the
-//!   request) counts in `already`, so `added + already + rejected.len()` =
-//!   addresses sent. `reason` defaults to `manual`; tenants may give `manual`,
-//!   `unsubscribe` or `complaint` (`hard_bounce` is the engine's). At most
-//!   [`MAX_EMAILS`] addresses per request; one bulk insert.
-//! - `DELETE /v1/suppressions/{email}` (the address percent-encoded) → 204, or
-//!   404 when the address is not on the list.
+//!   created_at, expires_at}], next_after}`, ordered by email; `next_after` is
+//!   the cursor of the next page (the last email of this one), `null` on the
+//!   last page. Lapsed entries are listed until removed or replaced.
+//! - `POST /v1/suppressions` `{emails: [..], reason?, expires_at?}` → `{added,
+//!   already, rejected: [{index, reason}]}`. An entry is an address or a whole
+//!   domain, `@example.com`. `index` is the 0-based position in `emails`; an
+//!   invalid entry is rejected, one in force already (or repeated in the
+//!   request) counts in `already` (its expiry becomes the later of the two), so
+//!   `added + already + rejected.len()` = entries sent. `reason` defaults to
+//!   `manual`; tenants may give `manual`, `unsubscribe` or `complaint`
+//!   (`hard_bounce` is the engine's). `expires_at` (RFC 3339, in the future)
+//!   lifts the entries by themselves; none = for good. At most [`MAX_EMAILS`]
+//!   entries per request; one bulk insert.
+//! - `DELETE /v1/suppressions/{email}` (the entry percent-encoded) → 204, or
+//!   404 when it is not on the list.
 //!
-//! Addresses are normalised (`normalize_email`: trimmed, lower-cased) exactly
-//! as lead import does, so a suppressed address matches its leads. Rows of
-//! other tenants are never read or changed (every store call filters `tenant_id`).
+//! Entries are normalised (`normalize_suppression_entry`: trimmed, lower-cased)
+//! exactly as lead import normalises addresses, so an entry matches its leads.
+//! The operator's global list (`/v1/suppressions/global`) applies on top. Rows
+//! of other tenants are never read or changed (every store call filters
+//! `tenant_id`).
 
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use penguin_engine::domain::normalize_email;
+use penguin_engine::domain::normalize_suppression_entry;
 use penguin_engine::store;
 use penguin_engine::store::suppressions::{Suppression, SuppressionReason};
 use serde::{Deserialize, Serialize};
@@ -40,7 +46,7 @@ use crate::openapi::{JsonBodyErrors, TenantOnly, string_enum};
 /// Most addresses in one `POST /v1/suppressions`.
 pub const MAX_EMAILS: usize = 10_000;
 /// Longest `after` cursor (an address is at most 254 bytes).
-const MAX_CURSOR: usize = 254;
+pub const MAX_CURSOR: usize = 254;
 
 /// The reasons a tenant may give; `hard_bounce` comes from delivery only.
 const TENANT_REASONS: [SuppressionReason; 3] = [
@@ -66,6 +72,9 @@ struct SuppressionBody {
     reason: SuppressionReason,
     #[serde(with = "time::serde::rfc3339")]
     created_at: OffsetDateTime,
+    /// When the entry stops suppressing; null = never.
+    #[serde(with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
 }
 
 impl From<Suppression> for SuppressionBody {
@@ -74,6 +83,7 @@ impl From<Suppression> for SuppressionBody {
             email: s.email,
             reason: s.reason,
             created_at: s.created_at,
+            expires_at: s.expires_at,
         }
     }
 }
@@ -89,16 +99,20 @@ struct SuppressionList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddSuppressions {
-    /// 1 to 10,000 addresses.
-    #[schema(example = json!(["ann@example.com"]))]
+    /// 1 to 10,000 addresses or `@domain` entries.
+    #[schema(example = json!(["ann@example.com", "@example.org"]))]
     emails: Vec<String>,
     /// `manual` (default), `unsubscribe` or `complaint` (`hard_bounce` is the
     /// engine's).
     reason: Option<String>,
+    /// RFC 3339, in the future: the entries lapse by themselves then; absent =
+    /// for good.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq, ToSchema)]
-struct RejectedEmail {
+pub struct RejectedEmail {
     /// The 0-based position in `emails`.
     index: usize,
     reason: String,
@@ -175,12 +189,23 @@ fn tenant_reason(reason: Option<&str>) -> ApiResult<SuppressionReason> {
     }
 }
 
-/// Splits the addresses into normalised valid ones and rejections.
-fn check_emails(emails: &[String]) -> (Vec<String>, Vec<RejectedEmail>) {
+/// Refuses an expiry that is not in the future.
+pub fn check_expiry(expires_at: Option<OffsetDateTime>) -> ApiResult<()> {
+    match expires_at {
+        Some(at) if at <= OffsetDateTime::now_utc() => Err(AppError::invalid(
+            "expires_at must be in the future (or absent: for good)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Splits the entries (addresses or `@domain`s) into normalised valid ones
+/// and rejections.
+pub fn check_emails(emails: &[String]) -> (Vec<String>, Vec<RejectedEmail>) {
     let mut valid = Vec::with_capacity(emails.len());
     let mut rejected = Vec::new();
     for (index, email) in emails.iter().enumerate() {
-        match normalize_email(email) {
+        match normalize_suppression_entry(email) {
             Ok(email) => valid.push(email),
             Err(e) => rejected.push(RejectedEmail {
                 index,
@@ -191,9 +216,10 @@ fn check_emails(emails: &[String]) -> (Vec<String>, Vec<RejectedEmail>) {
     (valid, rejected)
 }
 
-/// Suppresses addresses for the calling tenant (one bulk insert).
+/// Suppresses addresses or whole domains (`@example.com`) for the calling
+/// tenant, for good or until `expires_at` (one bulk insert).
 ///
-/// Addresses are normalised (trimmed, lower-cased) as lead import does; an
+/// Entries are normalised (trimmed, lower-cased) as lead import does; an
 /// invalid one is rejected by index.
 #[utoipa::path(post, path = "/v1/suppressions", tag = "suppressions",
     security(("bearer" = [])),
@@ -208,6 +234,7 @@ async fn add(
     JsonBody(request): JsonBody<AddSuppressions>,
 ) -> ApiResult<Json<AddResult>> {
     let reason = tenant_reason(request.reason.as_deref())?;
+    check_expiry(request.expires_at)?;
     if request.emails.is_empty() || request.emails.len() > MAX_EMAILS {
         return Err(AppError::invalid(format!(
             "emails must hold 1-{MAX_EMAILS} addresses"
@@ -216,7 +243,8 @@ async fn add(
     let (valid, rejected) = check_emails(&request.emails);
     let mut client = super::connection(&state).await?;
     let tx = super::tenant_scope(&mut client, tenant).await?;
-    let (added, already) = store::suppressions::add(&tx, tenant, &valid, reason).await?;
+    let (added, already) =
+        store::suppressions::add(&tx, tenant, &valid, reason, request.expires_at).await?;
     super::commit(tx).await?;
     tracing::info!(
         tenant_id = %tenant, %reason, added, already, rejected = rejected.len(),
@@ -232,11 +260,11 @@ async fn add(
 /// Removes an address from the calling tenant's suppression list.
 #[utoipa::path(delete, path = "/v1/suppressions/{email}", tag = "suppressions",
     security(("bearer" = [])),
-    params(("email" = String, Path, description = "The address, percent-encoded")),
+    params(("email" = String, Path, description = "The address or `@domain`, percent-encoded")),
     responses(
         (status = 204, description = "Removed"),
         (status = 404, description = "The address is not on the list (`not_found`)", body = ErrorBody),
-        (status = 422, description = "Not a valid address (`invalid_request`)", body = ErrorBody),
+        (status = 422, description = "Not a valid address or `@domain` (`invalid_request`)", body = ErrorBody),
         TenantOnly,
     ))]
 async fn remove(
@@ -246,7 +274,8 @@ async fn remove(
 ) -> ApiResult<StatusCode> {
     let Path(raw) =
         email.map_err(|_| AppError::invalid("email in the path is not a valid address"))?;
-    let email = normalize_email(&raw).map_err(|e| AppError::invalid_field("email", &e))?;
+    let email =
+        normalize_suppression_entry(&raw).map_err(|e| AppError::invalid_field("email", &e))?;
     let mut client = super::connection(&state).await?;
     let tx = super::tenant_scope(&mut client, tenant).await?;
     store::suppressions::remove(&tx, tenant, &email)

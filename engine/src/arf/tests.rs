@@ -1,6 +1,9 @@
 //! Unit tests of [`super`]: real-looking reports (RFC 5965 appendix B and the
 //! shapes big feedback loops send), line endings, folding and the errors.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
 use super::*;
 
 /// The example of RFC 5965 appendix B.2, with our own Message-ID, as the body of

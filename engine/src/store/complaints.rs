@@ -8,8 +8,8 @@
 //! tenant's: `db::tenant_transaction`; the operator's: on the owner's role): a `complaint`
 //! delivery event (with the provider of the job's `sent` event), one more
 //! complaint in the IP's daily rollup for the IP-local day of `now`, and the
-//! recipient on the tenant's suppression list (reason `complaint`; an earlier
-//! entry keeps its reason). A job has at most one complaint (unique index
+//! recipient on the tenant's suppression list for good (reason `complaint`; an
+//! earlier entry keeps its reason unless lapsed). A job has at most one complaint (unique index
 //! `delivery_events_one_complaint`): a repeat changes nothing and says so.
 
 use deadpool_postgres::{GenericClient, Transaction};
@@ -17,6 +17,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::StoreError;
+use crate::store::suppressions::SuppressionReason;
 
 /// How a complaint names its message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,13 +133,8 @@ pub async fn record(
         )
         .await?;
     tx.execute(&rollup, &[&job.tenant_id, &ip_id, &now]).await?;
-    let suppress = tx
-        .prepare_cached(
-            "INSERT INTO suppressions (tenant_id, email, reason) VALUES ($1, $2, 'complaint')
-             ON CONFLICT (tenant_id, email) DO NOTHING",
-        )
+    super::suppressions::add_permanent(tx, job.tenant_id, &job.email, SuppressionReason::Complaint)
         .await?;
-    tx.execute(&suppress, &[&job.tenant_id, &job.email]).await?;
     Ok(Recorded {
         duplicate: false,
         provider: inserted.get(0),

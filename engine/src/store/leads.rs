@@ -33,7 +33,7 @@ pub struct NewLead {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeadFate {
     Accepted,
-    /// The address is on the tenant's suppression list.
+    /// The address or its domain is suppressed (the tenant's list or the global one).
     Suppressed,
     /// The campaign already has this address.
     Duplicate,
@@ -94,7 +94,7 @@ impl<'a> LeadImport<'a> {
                           WITH ORDINALITY AS u(id, job_id, email, fields, n)
                  ), suppressed AS (
                      SELECT i.n FROM input i
-                     JOIN suppressions s ON s.tenant_id = $1 AND s.email = i.email
+                     WHERE EXISTS (SELECT 1 FROM penguin_suppression($1, i.email, now()))
                  ), inserted AS (
                      INSERT INTO leads (tenant_id, campaign_id, id, email, fields)
                      SELECT $1, $2, i.id, i.email, i.fields FROM input i

@@ -17,12 +17,16 @@
 //!   re-check's claims, pruning of rotated-out keys.
 //! - [`domains`]: tenants' sending domains, their verification and DKIM keys
 //!   (sealed), and which keys sign a From.
-//! - [`suppressions`]: a tenant's suppression list (API and hard bounces).
+//! - [`suppressions`]: a tenant's suppression list (API and hard bounces):
+//!   addresses and `@domain`s, for good or until `expires_at`;
+//!   [`global_suppressions`]: the operator's list, for every tenant. Both are
+//!   checked through the SQL function `penguin_suppression`.
 //! - [`warmup`]: end-of-day warm-up verdicts (once per IP and day) and the end of
 //!   automatic pauses.
 //! - [`schedules`]: warm-up schedules (built-in and added by the operator).
 //! - [`complaints`]: feedback-loop complaints: the job, the event, the rollup,
-//!   the suppression.
+//!   the suppression; [`bounces`]: bounces reported after delivery (DSN): the
+//!   job `sent → bounced`, the event, the rollups, the suppression.
 //! - [`engagement`]: opens and clicks from the public tracking links.
 //! - [`shaping_actions`]: suspensions and slow-downs in force on an IP's shaping
 //!   units, with their rule (kept across Ip actor restarts, shown by the API).
@@ -34,6 +38,7 @@
 //! - [`stats`]: read-only statistics for the API: a campaign's recent activity
 //!   and engagement, per-day rows per campaign, IP and tenant.
 
+pub mod bounces;
 pub mod campaign_ips;
 pub mod campaign_lists;
 pub mod campaigns;
@@ -46,6 +51,7 @@ pub mod engagement;
 pub mod events;
 pub mod events_read;
 pub mod fences;
+pub mod global_suppressions;
 pub mod ip_retire;
 pub mod ip_state;
 pub mod ips;

@@ -1,15 +1,22 @@
-//! A tenant's suppression list: addresses that must never be sent to again.
+//! A tenant's suppression list: addresses — or whole domains, `@example.com` —
+//! that must not be sent to again, for good or until `expires_at`.
 //!
 //! Called by the control API (`/v1/suppressions`: [`list`], [`add`], [`remove`])
 //! and by the engine's Analytics actor ([`add_many`], hard bounces in batches).
-//! The list is read where it matters by other modules: the sending claim in
-//! `store::ledger` and lead import in `store::leads`.
+//! The list is read where it matters through the SQL function
+//! `penguin_suppression` (with the operator's global list,
+//! `store::global_suppressions`): the sending claim, follow-ups and requeues in
+//! `store::ledger`, and lead import in `store::leads`.
 //!
 //! Guarantees: every query filters `tenant_id` explicitly, so a call never reads
 //! or changes another tenant's rows; writes are one bulk
 //! `INSERT … SELECT FROM unnest() ON CONFLICT DO NOTHING`, so adding an address
-//! twice (or concurrently) keeps the first row and its reason. Callers pass
-//! addresses already normalised (`domain::normalize_email`: trimmed, lower-cased).
+//! twice (or concurrently) keeps the first row and its reason (and the later
+//! expiry of the two; none wins). An entry past its `expires_at` suppresses
+//! nothing and is replaced by the next add, as if new; what the engine records
+//! (hard bounces, complaints, unsubscribes: [`add_permanent`], [`add_many`])
+//! makes an expiring entry permanent. Callers pass entries already normalised
+//! (`domain::normalize_suppression_entry`: trimmed, lower-cased).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -74,9 +81,12 @@ impl FromStr for SuppressionReason {
 /// One suppressed address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suppression {
+    /// An address, or `@domain` for the whole domain.
     pub email: String,
     pub reason: SuppressionReason,
     pub created_at: OffsetDateTime,
+    /// When the entry stops suppressing; `None` = never.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// Up to `limit` suppressions of `tenant` ordered by email, starting after the
@@ -90,7 +100,7 @@ pub async fn list(
 ) -> Result<Vec<Suppression>, StoreError> {
     let stmt = client
         .prepare_cached(
-            "SELECT email, reason, created_at FROM suppressions
+            "SELECT email, reason, created_at, expires_at FROM suppressions
              WHERE tenant_id = $1 AND email > coalesce($2::text, '')
              ORDER BY email
              LIMIT $3",
@@ -106,19 +116,22 @@ pub async fn list(
                     .parse()
                     .map_err(|_| StoreError::Invalid(format!("suppression reason {reason}")))?,
                 created_at: row.get(2),
+                expires_at: row.get(3),
             })
         })
         .collect()
 }
 
-/// Suppresses `emails` for `tenant` with `reason`, in one statement. Returns
-/// `(added, already)`: how many addresses are new, and how many were suppressed
-/// before (or repeat an earlier entry of `emails`); together `emails.len()`.
+/// Suppresses `emails` for `tenant` with `reason` until `expires_at` (`None`:
+/// for good), in one statement. Returns `(added, already)`: how many entries
+/// are new (or replaced a lapsed one), and how many were in force before (or
+/// repeat an earlier entry of `emails`); together `emails.len()`.
 pub async fn add(
     client: &impl GenericClient,
     tenant: Uuid,
     emails: &[String],
     reason: SuppressionReason,
+    expires_at: Option<OffsetDateTime>,
 ) -> Result<(u64, u64), StoreError> {
     let mut seen = HashSet::with_capacity(emails.len());
     let distinct: Vec<&str> = emails
@@ -131,15 +144,55 @@ pub async fn add(
     }
     let stmt = client
         .prepare_cached(
-            "INSERT INTO suppressions (tenant_id, email, reason)
-             SELECT $1, u.email, $3 FROM unnest($2::text[]) AS u(email)
-             ON CONFLICT (tenant_id, email) DO NOTHING",
+            "WITH lapsed AS (
+                 SELECT email FROM suppressions
+                 WHERE tenant_id = $1 AND email = ANY($2) AND expires_at <= now()
+             ), upsert AS (
+                 INSERT INTO suppressions AS s (tenant_id, email, reason, expires_at)
+                 SELECT $1, u.email, $3, $4 FROM unnest($2::text[]) AS u(email)
+                 ON CONFLICT (tenant_id, email) DO UPDATE SET
+                     reason = CASE WHEN s.expires_at <= now() THEN EXCLUDED.reason ELSE s.reason END,
+                     created_at = CASE WHEN s.expires_at <= now() THEN now() ELSE s.created_at END,
+                     expires_at = CASE WHEN EXCLUDED.expires_at IS NULL THEN NULL
+                                       WHEN s.expires_at <= now() THEN EXCLUDED.expires_at
+                                       ELSE greatest(s.expires_at, EXCLUDED.expires_at) END
+                 WHERE s.expires_at IS NOT NULL
+                 RETURNING s.email, xmax = 0 AS inserted
+             )
+             SELECT count(*) FROM upsert u
+             WHERE u.inserted OR u.email IN (SELECT email FROM lapsed)",
         )
         .await?;
-    let added = client
-        .execute(&stmt, &[&tenant, &distinct, &reason.as_str()])
-        .await?;
+    let added: i64 = client
+        .query_one(&stmt, &[&tenant, &distinct, &reason.as_str(), &expires_at])
+        .await?
+        .get(0);
+    let added = added as u64;
     Ok((added, emails.len() as u64 - added))
+}
+
+/// Suppresses `email` for `tenant` for good with `reason` (what the engine
+/// records: a hard bounce, a complaint). An entry already there keeps its
+/// reason but loses its expiry. Returns whether the address was not suppressed
+/// for good before.
+pub async fn add_permanent(
+    client: &impl GenericClient,
+    tenant: Uuid,
+    email: &str,
+    reason: SuppressionReason,
+) -> Result<bool, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO suppressions AS s (tenant_id, email, reason) VALUES ($1, $2, $3)
+             ON CONFLICT (tenant_id, email) DO UPDATE SET expires_at = NULL,
+                 reason = CASE WHEN s.expires_at <= now() THEN EXCLUDED.reason ELSE s.reason END
+             WHERE s.expires_at IS NOT NULL",
+        )
+        .await?;
+    Ok(client
+        .execute(&stmt, &[&tenant, &email, &reason.as_str()])
+        .await?
+        > 0)
 }
 
 /// Lifts the suppression of `email` for `tenant`; [`StoreError::NotFound`] when
@@ -160,22 +213,30 @@ pub async fn remove(
 
 /// Suppresses many `(tenant, email, reason)` rows of any tenants in one
 /// statement (the Analytics actor's batch of hard bounces); rows already present
-/// keep their first reason. `reason` is one of [`SuppressionReason::as_str`]
+/// keep their first reason (unless lapsed) and lose their expiry. `reason` is one of [`SuppressionReason::as_str`]
 /// (anything else is [`StoreError::Invalid`] and nothing is written). Returns how
 /// many rows are new.
 pub async fn add_many(pool: &Pool, rows: &[(Uuid, String, &str)]) -> Result<u64, StoreError> {
     if rows.is_empty() {
         return Ok(0);
     }
+    // One row per (tenant, email), the first: a statement may update a row once.
+    let mut seen = HashSet::with_capacity(rows.len());
+    let rows: Vec<&(Uuid, String, &str)> = rows
+        .iter()
+        .filter(|(tenant, email, _)| seen.insert((*tenant, email.as_str())))
+        .collect();
     let tenants: Vec<Uuid> = rows.iter().map(|(tenant, _, _)| *tenant).collect();
     let emails: Vec<&str> = rows.iter().map(|(_, email, _)| email.as_str()).collect();
     let reasons: Vec<&str> = rows.iter().map(|(_, _, reason)| *reason).collect();
     let client = pool.get().await?;
     let stmt = client
         .prepare_cached(
-            "INSERT INTO suppressions (tenant_id, email, reason)
+            "INSERT INTO suppressions AS s (tenant_id, email, reason)
              SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
-             ON CONFLICT (tenant_id, email) DO NOTHING",
+             ON CONFLICT (tenant_id, email) DO UPDATE SET expires_at = NULL,
+                 reason = CASE WHEN s.expires_at <= now() THEN EXCLUDED.reason ELSE s.reason END
+             WHERE s.expires_at IS NOT NULL",
         )
         .await?;
     Ok(client
@@ -247,10 +308,13 @@ pub async fn unsubscribe_job(
                  JOIN leads l ON l.tenant_id = j.tenant_id AND l.id = j.lead_id
                  WHERE j.tenant_id = $1 AND j.id = $2
              ), added AS (
-                 INSERT INTO suppressions (tenant_id, email, reason)
+                 INSERT INTO suppressions AS s (tenant_id, email, reason)
                  SELECT tenant_id, email, 'unsubscribe' FROM target
-                 ON CONFLICT (tenant_id, email) DO NOTHING
-                 RETURNING email
+                 ON CONFLICT (tenant_id, email) DO UPDATE SET expires_at = NULL,
+                     reason = CASE WHEN s.expires_at <= now() THEN EXCLUDED.reason
+                                   ELSE s.reason END
+                 WHERE s.expires_at IS NOT NULL
+                 RETURNING s.email
              ), event AS (
                  INSERT INTO delivery_events (tenant_id, campaign_id, job_id, ip_id, kind, reply)
                  SELECT tenant_id, campaign_id, id, ip_id, 'unsubscribed', 'List-Unsubscribe'

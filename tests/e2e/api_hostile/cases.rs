@@ -30,6 +30,8 @@ pub enum Body {
     Json(Value),
     /// A JSON body that may be empty.
     OptionalJson(Value),
+    /// A body of another content type (a DSN): sent as it is, no JSON attacks.
+    Raw(&'static str, String),
 }
 
 /// Where a hostile string goes.
@@ -180,7 +182,7 @@ impl Case {
 
     fn body_value(&self) -> Option<&Value> {
         match &self.body {
-            Body::None => None,
+            Body::None | Body::Raw(..) => None,
             Body::Json(value) | Body::OptionalJson(value) => Some(value),
         }
     }
@@ -212,9 +214,12 @@ impl Case {
             path = format!("{path}?{}", pairs.join("&"));
         }
         let req = Req::new(self.method, path);
-        match body.or(self.body_value()) {
-            Some(body) => req.with_body("application/json", body.to_string().into_bytes()),
-            None => req,
+        match (body.or(self.body_value()), &self.body) {
+            (Some(body), _) => req.with_body("application/json", body.to_string().into_bytes()),
+            (None, Body::Raw(content_type, text)) => {
+                req.with_body(content_type, text.clone().into_bytes())
+            }
+            (None, _) => req,
         }
     }
 

@@ -455,5 +455,6 @@ pub fn tenant_cases(fx: &Fixture) -> Vec<Case> {
         });
     }
     cases.push(replies);
+    cases.extend(super::rows_feedback::feedback_cases(fx));
     cases
 }

@@ -5,7 +5,7 @@
 /// `api_openapi` proves it is exactly what the router serves and documents;
 /// `api_hostile` runs its attack matrix over every one of them, so a new route
 /// must be added here and then gets a row in both.
-pub const ROUTES: [(&str, &str); 53] = [
+pub const ROUTES: [(&str, &str); 58] = [
     ("GET", "/health"),
     ("GET", "/health/db"),
     ("GET", "/health/queue"),
@@ -45,6 +45,7 @@ pub const ROUTES: [(&str, &str); 53] = [
     ("POST", "/v1/campaigns/{id}/resume"),
     ("POST", "/v1/campaigns/{id}/cancel"),
     ("GET", "/v1/campaigns/{id}/events"),
+    ("GET", "/v1/events"),
     ("GET", "/v1/campaigns/{id}/jobs"),
     ("POST", "/v1/campaigns/{id}/retry"),
     ("GET", "/v1/campaigns/{id}/stats"),
@@ -53,7 +54,11 @@ pub const ROUTES: [(&str, &str); 53] = [
     ("GET", "/v1/suppressions"),
     ("POST", "/v1/suppressions"),
     ("DELETE", "/v1/suppressions/{email}"),
+    ("GET", "/v1/suppressions/global"),
+    ("POST", "/v1/suppressions/global"),
+    ("DELETE", "/v1/suppressions/global/{email}"),
     ("POST", "/v1/complaints"),
+    ("POST", "/v1/bounces"),
     ("POST", "/v1/replies"),
     ("GET", "/u/{token}"),
     ("POST", "/u/{token}"),

@@ -169,8 +169,11 @@ pub struct SendingClaim {
 /// (recorded as the jobs' `fence`, with a fresh [`ClaimId`] as their `claim`;
 /// nothing happens if the epoch moved on), only for jobs whose
 /// campaign is `running` (row held `FOR SHARE` for the statement's transaction).
-/// A job whose address is suppressed for the tenant ends `suppressed` instead, in
-/// the same statement: the suppression list is checked right before every send;
+/// A job whose address is suppressed ends `suppressed` instead, in the same
+/// statement: the tenant's list and the global one, for the address and its
+/// domain, entries in force at `now` (`penguin_suppression`, inlined: two
+/// primary-key probes per job, no extra round trip) are checked right before
+/// every send;
 /// one whose lead's sequence was stopped (a reply that raced its queueing) ends
 /// `cancelled`.
 /// Jobs in any other state (already handled, duplicated in Redis) are ignored.
@@ -209,7 +212,7 @@ pub async fn claim_sending(
     // The campaign gate: running campaigns only, inside their send window and
     // under their daily cap (`gate.rs`).
     let mut gates = gate::lock_gates(&tx, tenant, campaigns, now).await?;
-    let refused = gate::refused_jobs(&tx, tenant, &job_ids, &gates).await?;
+    let refused = gate::refused_jobs(&tx, tenant, &job_ids, &gates, now).await?;
     let open: Vec<Uuid> = gates
         .iter()
         .filter(|g| g.open)
@@ -223,22 +226,22 @@ pub async fn claim_sending(
     let claim = tx
         .prepare_cached(
             "UPDATE send_jobs j
-            SET status = CASE WHEN s.email IS NOT NULL THEN 'suppressed'
+            SET status = CASE WHEN s.why IS NOT NULL THEN 'suppressed'
                               WHEN l.stopped_at IS NOT NULL THEN 'cancelled'
                               ELSE 'sending' END,
                 ip_id = u.ip_id,
                 fence = $6,
                 claim = $7,
                 attempts = j.attempts
-                           + CASE WHEN s.email IS NULL AND l.stopped_at IS NULL THEN 1 ELSE 0 END,
+                           + CASE WHEN s.why IS NULL AND l.stopped_at IS NULL THEN 1 ELSE 0 END,
                 first_attempt_at = coalesce(j.first_attempt_at, $5),
-                last_reply = CASE WHEN s.email IS NOT NULL THEN 'suppressed: ' || s.reason
+                last_reply = CASE WHEN s.why IS NOT NULL THEN 'suppressed: ' || s.why
                                   WHEN l.stopped_at IS NOT NULL
                                   THEN 'sequence stopped: ' || l.stop_reason
                                   ELSE j.last_reply END,
                 updated_at = $5
             FROM unnest($2::uuid[], $3::uuid[]) AS u(id, ip_id),
-                 leads l LEFT JOIN suppressions s ON s.tenant_id = l.tenant_id AND s.email = l.email
+                 leads l LEFT JOIN LATERAL penguin_suppression(l.tenant_id, l.email, $5) s ON true
             WHERE j.tenant_id = $1 AND j.id = u.id AND (j.status = 'queued') IS TRUE
               AND l.tenant_id = j.tenant_id AND l.id = j.lead_id
               AND j.campaign_id = ANY($4)

@@ -142,6 +142,7 @@ pub(super) async fn refused_jobs(
     tenant: Uuid,
     jobs: &[Uuid],
     gates: &[Gate],
+    now: OffsetDateTime,
 ) -> Result<HashSet<Uuid>, StoreError> {
     let mut left: HashMap<Uuid, usize> = gates
         .iter()
@@ -154,16 +155,16 @@ pub(super) async fn refused_jobs(
     let limited: Vec<Uuid> = left.keys().copied().collect();
     let stmt = tx
         .prepare_cached(
-            "SELECT j.id, j.campaign_id, s.email IS NOT NULL
+            "SELECT j.id, j.campaign_id, s.why IS NOT NULL
              FROM send_jobs j
              JOIN leads l ON l.tenant_id = j.tenant_id AND l.id = j.lead_id
-             LEFT JOIN suppressions s ON s.tenant_id = l.tenant_id AND s.email = l.email
+             LEFT JOIN LATERAL penguin_suppression(l.tenant_id, l.email, $4) s ON true
              WHERE j.tenant_id = $1 AND j.id = ANY($2) AND j.campaign_id = ANY($3)
                AND (j.status = 'queued') IS TRUE
              ORDER BY j.priority, j.run_at, j.id",
         )
         .await?;
-    let rows = tx.query(&stmt, &[&tenant, &jobs, &limited]).await?;
+    let rows = tx.query(&stmt, &[&tenant, &jobs, &limited, &now]).await?;
     let mut refused = HashSet::new();
     for row in rows {
         let (job, campaign, suppressed): (Uuid, Uuid, bool) = (row.get(0), row.get(1), row.get(2));

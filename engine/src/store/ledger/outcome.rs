@@ -122,8 +122,7 @@ pub async fn record_outcomes(
                  SELECT n.* FROM next n
                  JOIN leads l ON l.tenant_id = n.tenant_id AND l.id = n.lead_id
                  WHERE l.stopped_at IS NULL
-                   AND NOT EXISTS (SELECT 1 FROM suppressions x
-                                   WHERE x.tenant_id = l.tenant_id AND x.email = l.email)
+                   AND NOT EXISTS (SELECT 1 FROM penguin_suppression(l.tenant_id, l.email, $7))
                  FOR SHARE OF l
              ), followed AS (
                  INSERT INTO send_jobs (tenant_id, id, campaign_id, lead_id, priority, step, run_at, thread)

@@ -34,8 +34,7 @@ pub async fn requeue_failed(
              FROM leads l
              WHERE j.tenant_id = $1 AND j.campaign_id = $2 AND j.status = 'failed'
                AND l.tenant_id = j.tenant_id AND l.id = j.lead_id AND l.stopped_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM suppressions s
-                               WHERE s.tenant_id = l.tenant_id AND s.email = l.email)",
+               AND NOT EXISTS (SELECT 1 FROM penguin_suppression(l.tenant_id, l.email, $3))",
         )
         .await?;
     Ok(tx.execute(&requeue, &[&tenant, &campaign, &now]).await?)
