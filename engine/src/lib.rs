@@ -16,6 +16,7 @@
 //! - [`arf`]: feedback-loop reports (RFC 5965) → the complained-about Message-ID.
 //! - [`tracking`]: signed unsubscribe, open and click tokens;
 //!   [`tracking_html`]: the open pixel and click redirects in a message's HTML.
+//! - [`webhook`]: webhook event kinds, URL and address checks, the signature.
 
 pub mod allowance;
 pub mod arf;
@@ -47,3 +48,4 @@ pub mod store;
 pub mod tracking;
 pub mod tracking_html;
 pub mod warmup;
+pub mod webhook;
