@@ -192,3 +192,112 @@ impl Sender {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use penguin_engine::dns::FakeResolver;
+    use penguin_engine::store::webhook_outbox::Claimed;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A one-line HTTP server on 127.0.0.1 answering 200; counts connections.
+    async fn server() -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        (port, connections)
+    }
+
+    fn batch(url: &str, sealer: &Sealer, tenant: Uuid, webhook: Uuid) -> Batch {
+        let aad = webhook::secret_aad(tenant, webhook);
+        Batch {
+            url: url.to_string(),
+            sealed_secret: sealer.seal(b"whsec_test", aad.as_bytes()),
+            secret_version: sealer.version().to_string(),
+            deliveries: vec![Claimed {
+                delivery: Uuid::now_v7(),
+                attempt: 1,
+                event: Event {
+                    id: 7,
+                    kind: "sent".into(),
+                    tenant_id: tenant,
+                    campaign_id: None,
+                    job_id: None,
+                    recipient: None,
+                    smtp_code: Some(250),
+                    enhanced_code: None,
+                    reply: None,
+                    created_at: time::OffsetDateTime::now_utc(),
+                },
+            }],
+        }
+    }
+
+    fn sender(allow: &[&str], resolver: FakeResolver, sealer: &Sealer) -> Sender {
+        let config = WebhooksConfig {
+            allow_hosts: allow.iter().map(|h| h.to_string()).collect(),
+            timeout_ms: 2_000,
+            ..WebhooksConfig::default()
+        };
+        Sender::new(&config, Arc::new(resolver), Some(Arc::new(sealer.clone()))).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_host_now_resolving_to_a_private_address_is_refused_at_send() {
+        let (port, connections) = server().await;
+        let sealer = Sealer::from_keys([1; 32], &[]);
+        let (tenant, webhook) = (Uuid::now_v7(), Uuid::now_v7());
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        let resolver = || FakeResolver::new().with_addresses("hooks.example", &[loopback]);
+        let url = format!("http://hooks.example:{port}/hook");
+
+        let refused = sender(&[], resolver(), &sealer)
+            .send(tenant, webhook, &batch(&url, &sealer, tenant, webhook))
+            .await;
+        let error = refused.error.expect("refused");
+        assert!(error.contains("not a public address"), "{error}");
+        assert_eq!(refused.status_code, None);
+        let literal = format!("http://127.0.0.1:{port}/hook");
+        let refused = sender(&[], resolver(), &sealer)
+            .send(tenant, webhook, &batch(&literal, &sealer, tenant, webhook))
+            .await;
+        assert!(refused.error.expect("refused").contains("allow_hosts"));
+        assert_eq!(connections.load(Ordering::SeqCst), 0, "connected anyway");
+
+        let allowed = sender(&["hooks.example"], resolver(), &sealer)
+            .send(tenant, webhook, &batch(&url, &sealer, tenant, webhook))
+            .await;
+        assert_eq!(allowed.error, None);
+        assert_eq!(allowed.status_code, Some(200));
+        assert_eq!(connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_secret_sealed_for_another_webhook_does_not_open() {
+        let sealer = Sealer::from_keys([1; 32], &[]);
+        let tenant = Uuid::now_v7();
+        let sealed_for = Uuid::now_v7();
+        let moved = batch("http://127.0.0.1:9/hook", &sealer, tenant, sealed_for);
+        let answer = sender(&["127.0.0.1"], FakeResolver::new(), &sealer)
+            .send(tenant, Uuid::now_v7(), &moved)
+            .await;
+        let error = answer.error.expect("refused");
+        assert!(error.contains("signing secret cannot be opened"), "{error}");
+        assert!(!error.contains("whsec_"), "{error}");
+    }
+}

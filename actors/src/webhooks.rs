@@ -8,7 +8,8 @@
 //! of its own ([`deliver`]): claim a batch (fenced by the node's token for the
 //! tenant's partition, a lease of `timeout_ms` + [`LEASE_MARGIN`]), POST it
 //! signed (`webhook_send`), record the answer; the task tells the actor when it
-//! is done and whether more may be due.
+//! is done and whether it sent anything (then more may be due: a round follows
+//! at once).
 //!
 //! Isolation: one request at a time per webhook, at most
 //! `[webhooks] tenant_concurrency` per tenant and `concurrency` per node, each
@@ -48,8 +49,15 @@ pub enum WebhooksMsg {
     Round,
     /// The planned wake-up of that generation came.
     Timer(u64),
-    /// A webhook's task finished (more of its deliveries may be due).
-    Done { tenant: Uuid, webhook: Uuid },
+    /// A webhook's task finished; `sent`: it claimed and sent a batch (more
+    /// may be due). A task that found nothing to claim (its token went stale,
+    /// another claim holds the rows) waits for the next planned round instead,
+    /// so a stale view never spins.
+    Done {
+        tenant: Uuid,
+        webhook: Uuid,
+        sent: bool,
+    },
 }
 
 pub struct WebhooksState {
@@ -125,7 +133,11 @@ impl Actor for Webhooks {
                     }
                 }
             }
-            WebhooksMsg::Done { tenant, webhook } => {
+            WebhooksMsg::Done {
+                tenant,
+                webhook,
+                sent,
+            } => {
                 state.in_flight.remove(&webhook);
                 if let Some(n) = state.per_tenant.get_mut(&tenant) {
                     *n = n.saturating_sub(1);
@@ -133,7 +145,7 @@ impl Actor for Webhooks {
                         state.per_tenant.remove(&tenant);
                     }
                 }
-                if !state.round_queued {
+                if sent && !state.round_queued {
                     state.round_queued = true;
                     myself.cast(WebhooksMsg::Round)?;
                 }
@@ -213,8 +225,12 @@ impl WebhooksState {
         let sender = self.sender.clone();
         let myself = myself.clone();
         self.tasks.spawn(async move {
-            deliver(&ctx, &sender, tenant, webhook, epoch).await;
-            let _ = myself.cast(WebhooksMsg::Done { tenant, webhook });
+            let sent = deliver(&ctx, &sender, tenant, webhook, epoch).await;
+            let _ = myself.cast(WebhooksMsg::Done {
+                tenant,
+                webhook,
+                sent,
+            });
         });
     }
 
@@ -234,8 +250,9 @@ impl WebhooksState {
     }
 }
 
-/// Claims one batch of `webhook`, sends it and records the answer.
-async fn deliver(ctx: &Ctx, sender: &Sender, tenant: Uuid, webhook: Uuid, epoch: Epoch) {
+/// Claims one batch of `webhook`, sends it and records the answer; whether
+/// a batch was claimed.
+async fn deliver(ctx: &Ctx, sender: &Sender, tenant: Uuid, webhook: Uuid, epoch: Epoch) -> bool {
     let config = &ctx.config.webhooks;
     let lease = Duration::from_millis(config.timeout_ms) + LEASE_MARGIN;
     let claimed = webhook_outbox::claim(
@@ -249,10 +266,10 @@ async fn deliver(ctx: &Ctx, sender: &Sender, tenant: Uuid, webhook: Uuid, epoch:
     .await;
     let batch = match claimed {
         Ok(Some(batch)) if !batch.deliveries.is_empty() => batch,
-        Ok(_) => return,
+        Ok(_) => return false,
         Err(err) => {
             tracing::warn!(%tenant, %webhook, error = %err, "claiming webhook deliveries failed");
-            return;
+            return false;
         }
     };
     let answer = sender.send(tenant, webhook, &batch).await;
@@ -288,4 +305,5 @@ async fn deliver(ctx: &Ctx, sender: &Sender, tenant: Uuid, webhook: Uuid, epoch:
             tracing::warn!(%tenant, %webhook, error = %err, "recording a webhook answer failed")
         }
     }
+    true
 }

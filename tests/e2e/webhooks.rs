@@ -51,10 +51,14 @@ async fn events_reach_the_webhook_signed_once_each() {
     rig.wait_until_done(&scenario, Duration::from_secs(60))
         .await;
     // Events are recorded in batches, after the jobs' outcomes.
-    let sent = wait_for("every sent event recorded", Duration::from_secs(30), || async {
-        let sent = event_ids(&rig.env, tenant.id, &["sent"]).await;
-        (sent.len() == LEADS).then_some(sent)
-    })
+    let sent = wait_for(
+        "every sent event recorded",
+        Duration::from_secs(30),
+        || async {
+            let sent = event_ids(&rig.env, tenant.id, &["sent"]).await;
+            (sent.len() == LEADS).then_some(sent)
+        },
+    )
     .await;
     wait_for(
         "every sent event and the completion at the receiver",

@@ -44,11 +44,15 @@ async fn a_hanging_endpoint_of_one_tenant_does_not_delay_another() {
     rig.wait_until_done(&scenario, Duration::from_secs(60))
         .await;
     // Events are recorded in batches, after the jobs' outcomes.
-    let b_sent = wait_for("every sent event recorded", Duration::from_secs(30), || async {
-        let a_sent = event_ids(&rig.env, a.id, &["sent"]).await;
-        let b_sent = event_ids(&rig.env, b.id, &["sent"]).await;
-        (a_sent.len() == LEADS && b_sent.len() == LEADS).then_some(b_sent)
-    })
+    let b_sent = wait_for(
+        "every sent event recorded",
+        Duration::from_secs(30),
+        || async {
+            let a_sent = event_ids(&rig.env, a.id, &["sent"]).await;
+            let b_sent = event_ids(&rig.env, b.id, &["sent"]).await;
+            (a_sent.len() == LEADS && b_sent.len() == LEADS).then_some(b_sent)
+        },
+    )
     .await;
     wait_for(
         "every sent event of B at B's receiver",
