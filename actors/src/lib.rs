@@ -13,6 +13,7 @@
 //! ├── WarmupSupervisor        warmup_supervisor.rs
 //! │   └── Warmup(s)           warmup.rs       per schedule: day-end verdicts, end of health pauses
 //! ├── Analytics               analytics.rs    delivery events and daily rollups, batched
+//! ├── Webhooks                webhooks.rs     the webhook outbox of owned partitions: signed POSTs (webhook_send.rs), retries
 //! └── StatusWriter            status_writer.rs job outcomes through the ledger (engine::store::ledger), one statement per batch
 //! ```
 //!
@@ -59,5 +60,7 @@ pub mod tenant_ports;
 pub mod tenant_supervisor;
 pub mod warmup;
 pub mod warmup_supervisor;
+mod webhook_send;
+pub mod webhooks;
 
 pub use supervisor::{EngineDeps, EngineHandle, start_engine};

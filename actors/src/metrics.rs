@@ -33,6 +33,9 @@ pub const LEASE_ABANDONED: &str = "penguin_jobs_lease_abandoned_total";
 pub const FENCED: &str = "penguin_fenced_writes_total";
 pub const REFUSED_ADDRESSES: &str = "penguin_delivery_refused_addresses_total";
 pub const ATTEMPT_DEADLINE: &str = "penguin_delivery_attempt_deadline_total";
+pub const WEBHOOK_DELIVERIES: &str = "penguin_webhook_deliveries_total";
+pub const WEBHOOK_REQUESTS: &str = "penguin_webhook_requests_total";
+pub const WEBHOOKS_IN_FLIGHT: &str = "penguin_webhook_requests_in_flight";
 
 /// Where one node's actors record their metrics.
 #[derive(Clone)]
@@ -89,6 +92,18 @@ impl Metrics {
                 "Delivery attempts cut by `[delivery] attempt_timeout_ms`, by when (before_smtp: released unattempted; in_smtp: deferred)."
             );
             describe_counter!(JOBS_FED, "Jobs moved from Postgres to Redis.");
+            describe_counter!(
+                WEBHOOK_DELIVERIES,
+                "Webhook deliveries (one per webhook and event) after an attempt, by result (delivered, retry, dead)."
+            );
+            describe_counter!(
+                WEBHOOK_REQUESTS,
+                "Webhook POSTs made, by outcome (ok, http_error, timeout, failed)."
+            );
+            describe_gauge!(
+                WEBHOOKS_IN_FLIGHT,
+                "Webhook POSTs under way on this node."
+            );
             describe_counter!(JOBS_RECOVERED, "Jobs returned by the reaper, by reason.");
             describe_gauge!(OWNED_PARTITIONS, "Partitions whose lease this node holds.");
             describe_gauge!(ACTIVE_TENANTS, "Tenants with a Tenant actor on this node (those with work).");
@@ -215,6 +230,22 @@ impl Metrics {
 
     pub fn warmup_decision(&self, decision: &'static str) {
         self.record(|| counter!(WARMUP_DECISIONS, "decision" => decision).increment(1));
+    }
+
+    /// Deliveries of one webhook batch that ended `result` (delivered, retry, dead).
+    pub fn webhook_deliveries(&self, result: &'static str, n: u64) {
+        if n > 0 {
+            self.record(|| counter!(WEBHOOK_DELIVERIES, "result" => result).increment(n));
+        }
+    }
+
+    /// One webhook POST, by outcome (ok, http_error, timeout, failed).
+    pub fn webhook_request(&self, outcome: &'static str) {
+        self.record(|| counter!(WEBHOOK_REQUESTS, "outcome" => outcome).increment(1));
+    }
+
+    pub fn webhooks_in_flight(&self, n: usize) {
+        self.record(|| gauge!(WEBHOOKS_IN_FLIGHT).set(n as f64));
     }
 
     pub fn ip_auto_resumed(&self) {

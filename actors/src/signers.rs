@@ -58,6 +58,12 @@ impl SignerCache {
         }
     }
 
+    /// The node's sealer (`[secrets] master_key`), for the other secrets it
+    /// opens (webhook signing secrets).
+    pub fn sealer(&self) -> Option<Arc<Sealer>> {
+        self.sealer.clone()
+    }
+
     /// The signers for mail of `tenant` from `from_domain`.
     pub async fn get(
         &self,

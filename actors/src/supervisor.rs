@@ -2,8 +2,9 @@
 //! every child linked, restarts a failed child with backoff (counted in
 //! `penguin_actor_restarts_total`), and owns the shutdown order:
 //!
-//! stop leasing, judging warm-up days and feeding (Cluster, WarmupSupervisor,
-//! Feeder, Reaper) → stop popping (Tenants) →
+//! stop leasing, judging warm-up days, feeding and webhook requests (Cluster,
+//! WarmupSupervisor, Feeder, Reaper, Webhooks: requests under way are aborted,
+//! their batches due again once their claim's lease passes) → stop popping (Tenants) →
 //! drain the Ip actors (work not started goes back to `pending`, SMTP under way
 //! finishes) → flush StatusWriter and Analytics → release leases → exit.
 //!
@@ -41,6 +42,7 @@ use crate::render::Renderer;
 use crate::status_writer::StatusWriter;
 use crate::tenant_supervisor::{TenantSupMsg, TenantSupervisor};
 use crate::warmup_supervisor::{WarmupSupMsg, WarmupSupervisor};
+use crate::webhooks::Webhooks;
 use crate::{analytics, status_writer};
 
 /// What a node needs from outside.
@@ -64,12 +66,13 @@ pub(crate) enum Kind {
     WarmupSupervisor,
     Feeder,
     Reaper,
+    Webhooks,
     Cluster,
 }
 
 impl Kind {
     /// Start order: sinks of work before its sources.
-    const ORDER: [Kind; 8] = [
+    const ORDER: [Kind; 9] = [
         Kind::StatusWriter,
         Kind::Analytics,
         Kind::IpSupervisor,
@@ -77,6 +80,7 @@ impl Kind {
         Kind::WarmupSupervisor,
         Kind::Feeder,
         Kind::Reaper,
+        Kind::Webhooks,
         Kind::Cluster,
     ];
 
@@ -89,6 +93,7 @@ impl Kind {
             Kind::WarmupSupervisor => "warmup_supervisor",
             Kind::Feeder => "feeder",
             Kind::Reaper => "reaper",
+            Kind::Webhooks => "webhooks",
             Kind::Cluster => "cluster",
         }
     }
@@ -237,6 +242,10 @@ impl EngineState {
                 .await?
                 .0
                 .get_cell(),
+            Kind::Webhooks => Actor::spawn_linked(None, Webhooks, ctx, parent)
+                .await?
+                .0
+                .get_cell(),
             Kind::Cluster => {
                 let (Some(tenants), Some(ips), Some(warmup)) = (
                     self.tenant_sup.clone(),
@@ -273,7 +282,7 @@ impl EngineState {
                 directory.set_tenant_supervisor(None);
             }
             Kind::WarmupSupervisor => self.warmup_sup = None,
-            Kind::Reaper | Kind::Cluster => {}
+            Kind::Reaper | Kind::Webhooks | Kind::Cluster => {}
         }
     }
 
@@ -293,6 +302,7 @@ impl EngineState {
             Kind::WarmupSupervisor,
             Kind::Feeder,
             Kind::Reaper,
+            Kind::Webhooks,
             Kind::TenantSupervisor,
         ] {
             self.stop_child(kind).await;

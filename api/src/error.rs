@@ -208,6 +208,17 @@ impl AppError {
         )
     }
 
+    /// 409: the tenant already has `[webhooks] max_per_tenant` webhooks.
+    pub fn too_many_webhooks(max: u32) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "too_many_webhooks",
+            format!(
+                "the tenant already has {max} webhooks ([webhooks] max_per_tenant); delete one first"
+            ),
+        )
+    }
+
     /// 429: the tenant already runs `api.max_concurrent_imports_per_tenant`
     /// lead imports on this node.
     pub fn too_many_imports(max: u32) -> Self {

@@ -41,7 +41,8 @@
 //!   (create, read, lifecycle), `leads` (import, JSON or streamed CSV), `events`
 //!   (a campaign's delivery events, paged), `stats` (per-day counts per
 //!   campaign, IP and tenant), `suppressions` (list, add, remove), `replies`
-//!   (a lead's reply stops its sequence),
+//!   (a lead's reply stops its sequence), `webhooks` (a tenant's webhooks, their
+//!   deliveries and attempts, a test event, a retry),
 //!   and the public signed links: `unsubscribe` (`/u/{token}`) and `tracking`
 //!   (`/t/o/{token}` open pixel, `/t/c/{token}` click redirect). Each handler
 //!   carries its `#[utoipa::path]` (path, method, body, answers, security), so
@@ -54,7 +55,7 @@
 //! Tenant isolation, two walls: every tenant query filters `tenant_id = $1`
 //! explicitly (a foreign id answers 404), and every route a tenant token calls —
 //! `campaigns` (create, read, lifecycle), `leads`, `events`, `suppressions`,
-//! `complaints`, `replies`, and as the owner `tokens` and `ips` (list, show, pause,
+//! `complaints`, `replies`, `webhooks`, and as the owner `tokens` and `ips` (list, show, pause,
 //! resume) — runs its
 //! queries in one transaction under the database role `penguin_tenant`
 //! (`V5__api_role.sql`: not the owner, no superuser, no BYPASSRLS, granted only
@@ -166,6 +167,7 @@ fn operator_routes() -> OpenApiRouter<AppState> {
         .merge(routes::stats::routes())
         .merge(routes::suppressions::routes())
         .merge(routes::suppressions_global::routes())
+        .merge(routes::webhooks::routes())
 }
 
 /// The public signed links, each registered with its documentation.

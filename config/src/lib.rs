@@ -20,6 +20,7 @@ mod sections;
 mod sequences;
 mod sites;
 mod templates;
+mod webhooks;
 
 use std::path::Path;
 
@@ -50,6 +51,7 @@ pub use sections::{
 pub use sequences::{MAX_SEQUENCE_STEPS, MAX_STEP_DELAY_SECS, SequencesConfig};
 pub use sites::{GreylistConfig, SitesConfig};
 pub use templates::{MAX_SUBJECT_BYTES, TemplatesConfig};
+pub use webhooks::WebhooksConfig;
 
 /// The whole, validated configuration of one engine node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -70,6 +72,7 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub domains: DomainsConfig,
     pub sequences: SequencesConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 /// A fresh random master key (`[secrets] master_key`): 32 random bytes, base64.
@@ -170,6 +173,7 @@ impl Config {
         self.templates.validate()?;
         self.domains.validate()?;
         self.sequences.validate()?;
+        self.webhooks.validate()?;
         Ok(())
     }
 }

@@ -18,6 +18,7 @@
 //!   and its status; both read MIME with [`mime`].
 //! - [`tracking`]: signed unsubscribe, open and click tokens;
 //!   [`tracking_html`]: the open pixel and click redirects in a message's HTML.
+//! - [`webhook`]: webhook event kinds, URL and address checks, the signature.
 
 pub mod allowance;
 pub mod arf;
@@ -51,3 +52,4 @@ pub mod store;
 pub mod tracking;
 pub mod tracking_html;
 pub mod warmup;
+pub mod webhook;

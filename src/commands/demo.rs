@@ -62,6 +62,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         host: sink.smtp_addr().ip().to_string(),
         port: sink.smtp_addr().port(),
     }];
+    // A webhook receiver on this machine (the README's examples) is allowed.
+    if !config.webhooks.allows("127.0.0.1") {
+        config.webhooks.allow_hosts.push("127.0.0.1".into());
+    }
     config.validate()?;
     let config = Arc::new(config);
     let node = Node::start(config.clone(), NodeOptions::standalone()).await?;

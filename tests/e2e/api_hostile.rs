@@ -173,6 +173,9 @@ pub struct Fixture {
     pub secret: String,
     /// A's sending domain (`acme.example`).
     pub domain: Uuid,
+    /// A's webhook, and a delivery of it (a queued test event).
+    pub webhook: Uuid,
+    pub delivery: Uuid,
 }
 
 impl Fixture {
@@ -222,6 +225,17 @@ impl Fixture {
             )
             .await;
         domain.expect(201);
+        let webhook = api
+            .post(
+                "/v1/webhooks",
+                Some(&token_a),
+                &json!({ "url": "http://127.0.0.1:9/hook", "events": ["sent"] }),
+            )
+            .await;
+        webhook.expect(201);
+        let test = format!("/v1/webhooks/{}/test", webhook.id());
+        let delivery = api.post(&test, Some(&token_a), &json!({})).await;
+        delivery.expect(202);
         Fixture {
             tenant_a,
             token_a,
@@ -237,6 +251,8 @@ impl Fixture {
             suppressed,
             secret: env.config.tracking.secret.clone(),
             domain: domain.id(),
+            webhook: webhook.id(),
+            delivery: delivery.id(),
         }
     }
 
@@ -257,6 +273,8 @@ impl Fixture {
             suppressed: "gone@example.com",
             secret: "secret".into(),
             domain: Uuid::now_v7(),
+            webhook: Uuid::now_v7(),
+            delivery: Uuid::now_v7(),
         }
     }
 }
@@ -432,6 +450,7 @@ async fn start(env: &TestEnv) -> (ApiServer, Fixture) {
         // `verify` asks DNS: a loopback port where nothing answers, so the
         // happy path fails its lookups at once instead of leaving the machine.
         config.delivery.dns.nameservers = vec!["127.0.0.1:9".into()];
+        config.webhooks.allow_hosts = vec!["127.0.0.1".into()];
     })
     .await;
     let fixture = Fixture::build(env, &server.api).await;

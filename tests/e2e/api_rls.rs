@@ -22,7 +22,7 @@ use crate::support::api::{Answer, ApiClient, ApiServer, campaign_body, count, le
 use crate::support::{TestEnv, admin_token};
 
 /// Every tenant-owned table, with the column naming its tenant.
-const TENANT_TABLES: [(&str, &str); 19] = [
+const TENANT_TABLES: [(&str, &str); 22] = [
     ("tenants", "id"),
     ("api_tokens", "tenant_id"),
     ("smtp_ips", "tenant_id"),
@@ -42,6 +42,9 @@ const TENANT_TABLES: [(&str, &str); 19] = [
     ("ip_hourly_usage", "tenant_id"),
     ("warmup_history", "tenant_id"),
     ("ip_shaping_actions", "tenant_id"),
+    ("webhooks", "tenant_id"),
+    ("webhook_deliveries", "tenant_id"),
+    ("webhook_attempts", "tenant_id"),
 ];
 
 /// A tenant with a row in every tenant table; returns `(tenant, token, campaign)`.
@@ -89,6 +92,18 @@ async fn populated_tenant(
                  effective_per_hour, reason, started_at, until)
              VALUES ('{tenant}', '{ip}', 'default', 'suspend', 'default', 'test', 0, 'test',
                  now(), now() + interval '1 hour')"
+        ),
+        format!(
+            "INSERT INTO webhooks (tenant_id, id, url, events, sealed_secret, secret_version)
+             VALUES ('{tenant}', gen_random_uuid(), 'http://127.0.0.1/hook', '{{sent}}', '\\x00', 'k0')"
+        ),
+        format!(
+            "INSERT INTO webhook_deliveries (tenant_id, webhook_id, event_id, kind)
+             SELECT tenant_id, id, 1, 'sent' FROM webhooks WHERE tenant_id = '{tenant}'"
+        ),
+        format!(
+            "INSERT INTO webhook_attempts (tenant_id, delivery_id, attempt, status_code, duration_ms)
+             SELECT tenant_id, id, 1, 200, 5 FROM webhook_deliveries WHERE tenant_id = '{tenant}'"
         ),
     ] {
         env.psql(&sql).await;
@@ -193,6 +208,9 @@ async fn the_tenant_role_sees_and_changes_only_its_tenants_rows() {
             "tenants:SELECT",
             "warmup_history:SELECT",
             "warmup_schedules:SELECT",
+            "webhook_attempts:SELECT",
+            "webhook_deliveries:INSERT,SELECT,UPDATE",
+            "webhooks:DELETE,INSERT",
         ]
     );
     // Column grants: a token's hash is never read back; of an IP, only the
@@ -217,6 +235,9 @@ async fn the_tenant_role_sees_and_changes_only_its_tenants_rows() {
         ("dkim_keys", "public_key", "SELECT", true),
         ("dkim_keys", "sealed_key", "SELECT", false),
         ("dkim_keys", "key_version", "SELECT", false),
+        ("webhooks", "url", "SELECT", true),
+        ("webhooks", "sealed_secret", "SELECT", false),
+        ("webhooks", "secret_version", "SELECT", false),
     ] {
         let sql = format!(
             "SELECT has_column_privilege('penguin_tenant', '{table}', '{column}', '{privilege}')"

@@ -73,6 +73,10 @@ mod tracking;
 mod unsubscribe;
 mod urgent_lane;
 mod warmup;
+mod webhooks;
+mod webhooks_isolation;
+mod webhooks_node_kill;
+mod webhooks_retry;
 
 // The control API scenarios; their client lives in `support/api.rs`.
 mod api_auth;
@@ -97,3 +101,4 @@ mod api_suppressions;
 mod api_tenants_ips;
 mod api_tokens;
 mod api_warmup_schedules;
+mod api_webhooks;

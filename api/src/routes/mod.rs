@@ -30,6 +30,7 @@ pub mod tenants;
 pub mod tokens;
 pub mod tracking;
 pub mod unsubscribe;
+pub mod webhooks;
 
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;

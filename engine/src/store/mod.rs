@@ -35,6 +35,8 @@
 //! - [`replies`]: replies posted through the API: the lead's sequence stops,
 //!   one `replied` (or `auto_replied`) event.
 //! - [`step_stats`]: the per-step counts of a sequence campaign, for the API.
+//! - [`webhooks`]: tenants' webhooks, their deliveries and attempts (API);
+//!   [`webhook_outbox`]: the dispatcher's due deliveries, claims and results.
 //! - [`stats`]: read-only statistics for the API: a campaign's recent activity
 //!   and engagement, per-day rows per campaign, IP and tenant.
 
@@ -71,3 +73,5 @@ pub mod tenants;
 pub mod usage;
 pub mod waiting;
 pub mod warmup;
+pub mod webhook_outbox;
+pub mod webhooks;

@@ -1,6 +1,6 @@
 //! The rows of what comes back (issue 19): the tenant's event stream, bounces
 //! after delivery (DSNs, not JSON: their hostile strings go into the report's
-//! Message-ID) and the operator's global suppression list.
+//! Message-ID), the operator's global suppression list, and webhooks.
 
 use serde_json::json;
 
@@ -112,5 +112,73 @@ pub fn feedback_cases(fx: &Fixture) -> Vec<Case> {
         .strings(Slot::Path("{email}"), INVALID)
         .happy(204),
     );
+    cases.extend(webhook_cases(fx));
     cases
+}
+
+
+/// Webhooks: create, list, test, deliveries, retry, and delete last (its happy
+/// path removes the fixture's webhook).
+fn webhook_cases(fx: &Fixture) -> Vec<Case> {
+    let token = fx.token_a.as_str();
+    let hook = fx.webhook;
+    vec![
+        Case::new("POST", "/v1/webhooks", Who::Tenant, token)
+            .body(Body::Json(json!({
+                "url": "http://127.0.0.1:9/hook", "events": ["sent"], "description": "ops",
+            })))
+            .strings(Slot::Field("/url"), INVALID)
+            .strings(Slot::Field("/events/0"), INVALID)
+            .strings(Slot::Field("/description"), INVALID)
+            .extra("a private address", invalid(), |c| {
+                let body = json!({ "url": "http://10.0.0.1/hook", "events": ["sent"] });
+                c.request_with(None, Some(&body))
+            })
+            .extra("an unknown kind", invalid(), |c| {
+                let body = json!({ "url": "http://127.0.0.1:9/hook", "events": ["open"] });
+                c.request_with(None, Some(&body))
+            })
+            .extra("no kind", invalid(), |c| {
+                let body = json!({ "url": "http://127.0.0.1:9/hook", "events": [] });
+                c.request_with(None, Some(&body))
+            })
+            .happy(201),
+        Case::new("GET", "/v1/webhooks", Who::Tenant, token),
+        Case::new("POST", "/v1/webhooks/{id}/test", Who::Tenant, token)
+            .param("{id}", hook)
+            .owned_by_path("{id}", nobody())
+            .body(Body::OptionalJson(json!({})))
+            .strings(Slot::Path("{id}"), NOT_FOUND)
+            .happy(202),
+        Case::new("GET", "/v1/webhooks/{id}/deliveries", Who::Tenant, token)
+            .param("{id}", hook)
+            .query("limit", "10")
+            .owned_by_path("{id}", nobody())
+            .strings(Slot::Path("{id}"), NOT_FOUND)
+            .strings(Slot::Query("limit"), INVALID)
+            .extra("an unknown query parameter", invalid(), |c| {
+                c.with_query(&[("limit", "10"), ("status", "dead")])
+            })
+            .extra("limit 1001", invalid(), |c| {
+                c.with_query(&[("limit", "1001")])
+            }),
+        Case::new(
+            "POST",
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
+            Who::Tenant,
+            token,
+        )
+        .param("{id}", hook)
+        .param("{delivery_id}", fx.delivery)
+        .owned_by_path("{id}", nobody())
+        .body(Body::OptionalJson(json!({})))
+        .strings(Slot::Path("{id}"), NOT_FOUND)
+        .strings(Slot::Path("{delivery_id}"), NOT_FOUND)
+        .happy(202),
+        Case::new("DELETE", "/v1/webhooks/{id}", Who::Tenant, token)
+            .param("{id}", hook)
+            .owned_by_path("{id}", nobody())
+            .strings(Slot::Path("{id}"), NOT_FOUND)
+            .happy(204),
+    ]
 }

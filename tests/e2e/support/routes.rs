@@ -5,7 +5,7 @@
 /// `api_openapi` proves it is exactly what the router serves and documents;
 /// `api_hostile` runs its attack matrix over every one of them, so a new route
 /// must be added here and then gets a row in both.
-pub const ROUTES: [(&str, &str); 58] = [
+pub const ROUTES: [(&str, &str); 64] = [
     ("GET", "/health"),
     ("GET", "/health/db"),
     ("GET", "/health/queue"),
@@ -57,6 +57,12 @@ pub const ROUTES: [(&str, &str); 58] = [
     ("GET", "/v1/suppressions/global"),
     ("POST", "/v1/suppressions/global"),
     ("DELETE", "/v1/suppressions/global/{email}"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("POST", "/v1/webhooks/{id}/test"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
+    ("POST", "/v1/webhooks/{id}/deliveries/{delivery_id}/retry"),
     ("POST", "/v1/complaints"),
     ("POST", "/v1/bounces"),
     ("POST", "/v1/replies"),
