@@ -4,8 +4,8 @@
 
 use serde_json::json;
 
-use super::cases::{Body, Case, Slot, Who};
-use super::{Expect, Fixture, Hostile, INVALID};
+use super::cases::{Body, Case, Slot, Who, nobody};
+use super::{Expect, Fixture, Hostile, INVALID, NOT_FOUND};
 use crate::support::admin_token;
 
 const DSN_TYPE: &str = "multipart/report; report-type=delivery-status; boundary=\"b\"";
@@ -115,7 +115,6 @@ pub fn feedback_cases(fx: &Fixture) -> Vec<Case> {
     cases.extend(webhook_cases(fx));
     cases
 }
-
 
 /// Webhooks: create, list, test, deliveries, retry, and delete last (its happy
 /// path removes the fixture's webhook).
