@@ -5,7 +5,7 @@
 //! [`record`] runs in the caller's transaction (a tenant's, under RLS; the
 //! operator's, on the owner's role), for a job found by its Message-ID
 //! (`store::complaints::find_job`). A permanent failure:
-//! - turns the job `sent → bounced` (only from `sent`: a job that bounced,
+//! - turns the job `sent → bounced` (`ledger::bounce_sent`, only from `sent`: a job that bounced,
 //!   failed or was never sent is left alone, and a repeated report changes
 //!   nothing, `duplicate`);
 //! - records a `bounced` delivery event with the report's status, SMTP code,
@@ -25,7 +25,6 @@
 
 use deadpool_postgres::Transaction;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::db::StoreError;
 use crate::store::complaints::ComplainedJob;
@@ -99,25 +98,8 @@ pub async fn record(
         bounce.status,
         bounce.diagnostic.unwrap_or("")
     );
-    let flip = tx
-        .prepare_cached(
-            "WITH flipped AS (
-                 UPDATE send_jobs SET status = 'bounced', last_reply = $3, updated_at = $4
-                 WHERE tenant_id = $1 AND id = $2 AND status = 'sent'
-                 RETURNING tenant_id, id, step, lead_id
-             )
-             SELECT f.step, f.lead_id, e.provider, e.created_at
-             FROM flipped f
-             LEFT JOIN LATERAL (
-                 SELECT provider, created_at FROM delivery_events
-                 WHERE tenant_id = f.tenant_id AND job_id = f.id AND kind = 'sent'
-                 ORDER BY id DESC LIMIT 1
-             ) e ON true",
-        )
-        .await?;
-    let Some(row) = tx
-        .query_opt(&flip, &[&job.tenant_id, &job.job_id, &reply, &now])
-        .await?
+    let Some(flipped) =
+        super::ledger::bounce_sent(tx, job.tenant_id, job.job_id, &reply, now).await?
     else {
         let status = tx
             .prepare_cached("SELECT status FROM send_jobs WHERE tenant_id = $1 AND id = $2")
@@ -128,10 +110,8 @@ pub async fn record(
             .get(0);
         return Ok(Recorded::Unchanged(status));
     };
-    let step: i32 = row.get(0);
-    let lead: Uuid = row.get(1);
-    let provider: Option<String> = row.get(2);
-    let sent_at: OffsetDateTime = row.get::<_, Option<OffsetDateTime>>(3).unwrap_or(now);
+    let (step, lead, provider) = (flipped.step, flipped.lead, flipped.provider);
+    let sent_at = flipped.sent_at.unwrap_or(now);
     let event = tx
         .prepare_cached(
             "INSERT INTO delivery_events (tenant_id, campaign_id, job_id, ip_id, kind, smtp_code,

@@ -15,6 +15,7 @@
 //! | Cancel | `pending\|deferred\|queued → cancelled` | [`cancel_unsent`] | API |
 //! | Retry | `failed → pending` (not suppressed), a fresh attempt budget | [`requeue_failed`] | API |
 //! | Reroute | `pending` waiting for a later `run_at` → due now | [`reroute_waiting`] | API (new IP pool) |
+//! | Late bounce | `sent → bounced` (a DSN after the 250) | [`bounce_sent`] | API (`POST /v1/bounces`) |
 //! | Stop | one lead's `pending\|deferred\|queued → cancelled` (its sequence stopped) | [`stop_lead_jobs`] | API (`POST /v1/replies`); a suppression: the trigger of `V16__sequences.sql` |
 //!
 //! A cancelled campaign never gets a job back: every transition that returns a
@@ -67,6 +68,7 @@ macro_rules! pending_unless_cancelled {
 mod cancel;
 mod claim;
 mod gate;
+mod late_bounce;
 mod outcome;
 mod recover;
 mod reroute;
@@ -77,6 +79,7 @@ pub use cancel::cancel_unsent;
 pub use claim::{
     ClaimId, ClaimedJob, SendingClaim, UsageMark, claim_due, claim_due_urgent, claim_sending,
 };
+pub use late_bounce::{BouncedLate, bounce_sent};
 pub use outcome::{Applied, Outcome, record_outcomes};
 pub use recover::{
     postpone_queued, recover_on_takeover, release_queued, release_sending, release_sending_on_ip,
