@@ -29,6 +29,8 @@ use crate::smtp::outcome::{DeliveryOutcome, Stage};
 
 /// Most recipient blocks kept from one report.
 pub const MAX_RECIPIENTS: usize = 100;
+/// Most header blocks read from a status part (kept or skipped).
+const MAX_BLOCKS: usize = 4 * MAX_RECIPIENTS;
 /// Longest field value kept (a diagnostic is one SMTP reply).
 pub const MAX_VALUE: usize = 1_000;
 /// Most message levels a report may nest (an email holding the report is 2).
@@ -234,15 +236,21 @@ fn multipart_report(ct: &ContentType, body: &str) -> Result<DeliveryReport, DsnE
 /// The per-recipient blocks of a `message/delivery-status` body: header
 /// blocks separated by blank lines, the first being the per-message fields.
 fn recipients(content: &str) -> Result<Vec<RecipientStatus>, DsnError> {
-    let mut rest = content.trim_start_matches('\n');
+    let mut rest = content;
     let mut blocks = Vec::new();
     let mut first = true;
-    while !rest.trim().is_empty() && blocks.len() < MAX_RECIPIENTS {
+    // Every block read counts, kept or not: a body of a million tiny blocks
+    // costs at most this many passes (each one advances `rest`).
+    for _ in 0..MAX_BLOCKS {
+        rest = rest.trim_start();
+        if rest.is_empty() || blocks.len() >= MAX_RECIPIENTS {
+            break;
+        }
         let (fields, after) = mime::split_headers(rest);
         if fields.is_empty() {
             break;
         }
-        rest = after.trim_start_matches('\n');
+        rest = after;
         if std::mem::take(&mut first) && mime::header(&fields, "action").is_none() {
             continue; // the per-message fields (Reporting-MTA, Arrival-Date, …)
         }

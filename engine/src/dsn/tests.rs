@@ -208,3 +208,15 @@ fn hostile_values_are_cut_and_stripped() {
         DsnError::TooDeep
     );
 }
+
+#[test]
+fn a_flood_of_empty_blocks_is_read_a_bounded_number_of_times() {
+    // 200,000 blocks without Action: each is skipped, and the reading stops at
+    // MAX_BLOCKS instead of walking (and re-trimming) the rest every time.
+    let flood = "X-Filler: 1\n\n".repeat(200_000);
+    let body = report(&format!("{flood}Action: failed\nStatus: 5.1.1"), HEADERS);
+    assert_eq!(
+        parse(CT, body.as_bytes()).unwrap_err(),
+        DsnError::NoRecipient
+    );
+}
