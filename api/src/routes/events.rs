@@ -36,7 +36,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// One delivery event.
 #[derive(Debug, Serialize, ToSchema)]
-struct EventBody {
+pub(super) struct EventBody {
     id: i64,
     job_id: Uuid,
     ip_id: Option<Uuid>,

@@ -17,12 +17,12 @@ use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use penguin_engine::store;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::events::EventBody;
 use super::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 use crate::AppState;
 use crate::auth::TenantCaller;
@@ -118,22 +118,13 @@ impl<S: Send + Sync> FromRequestParts<S> for StreamParams {
     }
 }
 
-/// One event of the stream.
+/// One event of the stream: a campaign's event (`GET /v1/campaigns/{id}/events`)
+/// and its campaign.
 #[derive(Debug, Serialize, ToSchema)]
 struct StreamEventBody {
-    id: i64,
     campaign_id: Uuid,
-    job_id: Uuid,
-    ip_id: Option<Uuid>,
-    kind: String,
-    smtp_code: Option<i32>,
-    enhanced_code: Option<String>,
-    class: Option<String>,
-    provider: Option<String>,
-    reply: Option<String>,
-    #[serde(with = "time::serde::rfc3339")]
-    created_at: OffsetDateTime,
-    recipient: Option<String>,
+    #[serde(flatten)]
+    event: EventBody,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -195,18 +186,8 @@ async fn stream(
         events: events
             .into_iter()
             .map(|e| StreamEventBody {
-                id: e.event.id,
                 campaign_id: e.campaign_id,
-                job_id: e.event.job_id,
-                ip_id: e.event.ip_id,
-                kind: e.event.kind,
-                smtp_code: e.event.smtp_code,
-                enhanced_code: e.event.enhanced_code,
-                class: e.event.class,
-                provider: e.event.provider,
-                reply: e.event.reply,
-                created_at: e.event.created_at,
-                recipient: e.event.recipient,
+                event: EventBody::from(e.event),
             })
             .collect(),
         next_after,

@@ -29,6 +29,17 @@ use uuid::Uuid;
 
 use crate::db::StoreError;
 
+/// SQL: how every suppression the engine records (a hard bounce, a complaint,
+/// an unsubscribe) meets an entry already there, `suppressions AS s`: it stays
+/// (its reason too, unless lapsed) and loses its expiry: permanent from now.
+macro_rules! permanent_on_conflict {
+    () => {
+        "ON CONFLICT (tenant_id, email) DO UPDATE SET expires_at = NULL,
+             reason = CASE WHEN s.expires_at <= now() THEN EXCLUDED.reason ELSE s.reason END
+         WHERE s.expires_at IS NOT NULL "
+    };
+}
+
 /// Why an address is suppressed (the schema's `suppressions.reason` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -182,12 +193,10 @@ pub async fn add_permanent(
     reason: SuppressionReason,
 ) -> Result<bool, StoreError> {
     let stmt = client
-        .prepare_cached(
-            "INSERT INTO suppressions AS s (tenant_id, email, reason) VALUES ($1, $2, $3)
-             ON CONFLICT (tenant_id, email) DO UPDATE SET expires_at = NULL,
-                 reason = CASE WHEN s.expires_at <= now() THEN EXCLUDED.reason ELSE s.reason END
-             WHERE s.expires_at IS NOT NULL",
-        )
+        .prepare_cached(concat!(
+            "INSERT INTO suppressions AS s (tenant_id, email, reason) VALUES ($1, $2, $3) ",
+            permanent_on_conflict!()
+        ))
         .await?;
     Ok(client
         .execute(&stmt, &[&tenant, &email, &reason.as_str()])
@@ -231,13 +240,11 @@ pub async fn add_many(pool: &Pool, rows: &[(Uuid, String, &str)]) -> Result<u64,
     let reasons: Vec<&str> = rows.iter().map(|(_, _, reason)| *reason).collect();
     let client = pool.get().await?;
     let stmt = client
-        .prepare_cached(
+        .prepare_cached(concat!(
             "INSERT INTO suppressions AS s (tenant_id, email, reason)
-             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
-             ON CONFLICT (tenant_id, email) DO UPDATE SET expires_at = NULL,
-                 reason = CASE WHEN s.expires_at <= now() THEN EXCLUDED.reason ELSE s.reason END
-             WHERE s.expires_at IS NOT NULL",
-        )
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) ",
+            permanent_on_conflict!()
+        ))
         .await?;
     Ok(client
         .execute(&stmt, &[&tenants, &emails, &reasons])
@@ -301,7 +308,7 @@ pub async fn unsubscribe_job(
 ) -> Result<Option<Unsubscribed>, StoreError> {
     let client = pool.get().await?;
     let stmt = client
-        .prepare_cached(
+        .prepare_cached(concat!(
             "WITH target AS (
                  SELECT j.tenant_id, j.campaign_id, j.id, j.ip_id, l.email
                  FROM send_jobs j
@@ -310,18 +317,17 @@ pub async fn unsubscribe_job(
              ), added AS (
                  INSERT INTO suppressions AS s (tenant_id, email, reason)
                  SELECT tenant_id, email, 'unsubscribe' FROM target
-                 ON CONFLICT (tenant_id, email) DO UPDATE SET expires_at = NULL,
-                     reason = CASE WHEN s.expires_at <= now() THEN EXCLUDED.reason
-                                   ELSE s.reason END
-                 WHERE s.expires_at IS NOT NULL
+                 ",
+            permanent_on_conflict!(),
+            "
                  RETURNING s.email
              ), event AS (
                  INSERT INTO delivery_events (tenant_id, campaign_id, job_id, ip_id, kind, reply)
                  SELECT tenant_id, campaign_id, id, ip_id, 'unsubscribed', 'List-Unsubscribe'
                  FROM target WHERE EXISTS (SELECT 1 FROM added)
              )
-             SELECT email, EXISTS (SELECT 1 FROM added) FROM target",
-        )
+             SELECT email, EXISTS (SELECT 1 FROM added) FROM target"
+        ))
         .await?;
     Ok(client
         .query_opt(&stmt, &[&tenant, &job])
