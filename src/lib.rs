@@ -6,5 +6,7 @@
 pub mod client;
 pub mod commands;
 pub mod faults;
+pub mod logging;
 pub mod node;
+mod node_twin;
 pub mod scenario;

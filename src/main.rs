@@ -38,6 +38,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Check a configuration: print it with secrets masked, and every problem (`config check`).
+    Config(commands::config::ConfigArgs),
     /// Manage the master key sealing DKIM private keys (`secrets rotate`).
     Secrets(commands::secrets::SecretsArgs),
     /// Measure end-to-end throughput against the raw-SMTP ceiling; or, one
@@ -55,13 +57,16 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let file = match &cli.command {
+        Command::Serve { config, .. } | Command::Migrate { config } => config.as_deref(),
+        Command::Config(args) => args.file(),
+        Command::Secrets(args) => args.file(),
+        _ => None,
+    };
+    penguin::logging::init(file);
+    if let Command::Config(args) = cli.command {
+        return commands::config::run(args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -72,6 +77,7 @@ fn main() -> anyhow::Result<()> {
                 exit_with_parent,
             } => commands::serve::run(config.as_deref(), exit_with_parent).await,
             Command::Migrate { config } => commands::migrate::run(config.as_deref()).await,
+            Command::Config(_) => unreachable!("handled before the runtime starts"),
             Command::Secrets(args) => commands::secrets::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,

@@ -14,6 +14,7 @@ use penguin_actors::{EngineDeps, EngineHandle, start_engine};
 use penguin_config::Config;
 use penguin_engine::clock::{SharedClock, SystemClock};
 use penguin_engine::dns::MxResolver;
+use penguin_engine::readiness::{Phase, Readiness};
 use penguin_engine::{db, queue};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -28,6 +29,7 @@ pub struct Node {
     pub pg: deadpool_postgres::Pool,
     pub redis: deadpool_redis::Pool,
     engine: EngineHandle,
+    readiness: Readiness,
     api_stop: oneshot::Sender<()>,
     api_task: JoinHandle<()>,
     _email_checker: penguin_api::email_health::EmailChecker,
@@ -64,6 +66,8 @@ impl Node {
         let api_pg = db::pg_pool(&config.database.api_pool()).context("API database pool")?;
         let redis = queue::redis_pool(&config.redis).context("redis pool")?;
         migrate_with_retry(&pg).await?;
+        crate::node_twin::refuse_a_live_twin(&redis, &config.node).await?;
+        let readiness = Readiness::default();
         let engine = start_engine(EngineDeps {
             config: config.clone(),
             pg: pg.clone(),
@@ -71,6 +75,7 @@ impl Node {
             clock: options.clock.clone(),
             resolver: options.resolver,
             metrics: penguin_actors::metrics::Metrics::new(options.metrics.clone()),
+            readiness: readiness.clone(),
         })
         .await
         .context("starting the engine")?;
@@ -99,6 +104,7 @@ impl Node {
             email_health,
             domains,
             clock: options.clock,
+            readiness: readiness.clone(),
         };
         let (api_stop, stopped) = oneshot::channel::<()>();
         let api_task = tokio::spawn(penguin_api::serve(listeners, state, async move {
@@ -112,6 +118,7 @@ impl Node {
             pg,
             redis,
             engine,
+            readiness,
             api_stop,
             api_task,
             _email_checker: email_checker,
@@ -121,6 +128,11 @@ impl Node {
 
     pub fn engine(&self) -> &EngineHandle {
         &self.engine
+    }
+
+    /// Where the node is in its life (`/health/ready` answers 200 only when ready).
+    pub fn phase(&self) -> Phase {
+        self.readiness.phase()
     }
 
     /// The control API's base URL (`/v1`, `/health`, `/metrics`, docs).
@@ -137,6 +149,7 @@ impl Node {
     /// Stops accepting HTTP requests on both listeners (in-flight ones finish),
     /// then stops the engine in order.
     pub async fn shutdown(self) {
+        self.readiness.advance(Phase::Stopping);
         let _ = self.api_stop.send(());
         match tokio::time::timeout(Duration::from_secs(30), self.api_task).await {
             Ok(Err(err)) => tracing::warn!(error = %err, "the HTTP server task failed"),

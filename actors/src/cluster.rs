@@ -38,6 +38,7 @@ use penguin_engine::domain::CampaignStatus;
 use penguin_engine::lease::{LeaseState, Leases};
 use penguin_engine::membership::{Membership, NodeRecord};
 use penguin_engine::partition::{self, Partition};
+use penguin_engine::readiness::Phase;
 use penguin_engine::store::routing::{self, IpSpec};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::task::JoinHandle;
@@ -379,6 +380,7 @@ impl ClusterState {
             Ok(true) if !self.draining => {
                 tracing::info!("drain requested: handing every partition off");
                 self.draining = true;
+                self.ctx.readiness.advance(Phase::Draining);
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "reading the drain request failed"),
@@ -433,7 +435,15 @@ impl ClusterState {
             .beat(&record, self.ctx.config.node.lease_ttl_ms)
             .await
         {
-            Ok(()) => self.last_beat = (sent, now),
+            Ok(()) => {
+                self.last_beat = (sent, now);
+                // Placed in the cluster: its record is out, its share taken.
+                self.ctx.readiness.advance(if self.draining {
+                    Phase::Draining
+                } else {
+                    Phase::Ready
+                });
+            }
             Err(err) => tracing::warn!(error = %err, "publishing the membership record failed"),
         }
     }

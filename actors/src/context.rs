@@ -71,6 +71,9 @@ pub struct EngineContext {
     pub started_at_ms: i64,
     /// Set by Cluster when a drain request finished: every tenant handed off.
     pub drained: watch::Sender<bool>,
+    /// The node's phase, moved by Cluster (ready after its first membership
+    /// round, draining once asked to drain); read by `/health/ready`.
+    pub readiness: penguin_engine::readiness::Readiness,
     /// Until when (ms on [`EngineContext::monotonic_ms`]) the leases this node
     /// holds are surely still its own: the start of the last successful renewal
     /// plus the lease TTL, less a tenth. Nothing is popped, claimed or sent past

@@ -55,6 +55,8 @@ pub struct EngineDeps {
     pub resolver: Option<Arc<dyn MxResolver>>,
     /// Where this node records its metrics (its own registry).
     pub metrics: Metrics,
+    /// The node's phase: Cluster moves it to ready and draining (`/health/ready`).
+    pub readiness: penguin_engine::readiness::Readiness,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -372,6 +374,7 @@ pub async fn start_engine(deps: EngineDeps) -> anyhow::Result<EngineHandle> {
         sent: Default::default(),
         started_at_ms: penguin_engine::clock::unix_ms(),
         drained: watch::channel(false).0,
+        readiness: deps.readiness,
         lease_deadline_ms: Default::default(),
         monotonic_origin: std::time::Instant::now(),
         fences: Default::default(),

@@ -67,6 +67,7 @@
 //! (`unsubscribe`, `tracking`), which act for the tenant their signed token
 //! names, and the timezone check of campaign creation (no tenant data).
 
+pub mod access_log;
 pub mod auth;
 pub mod campaign_rates;
 pub mod campaign_steps;
@@ -129,6 +130,8 @@ pub struct AppState {
     /// The engine's clock: what a route says about the engine's timing (a
     /// campaign's `next_send_at`) is on the time the engine runs on.
     pub clock: penguin_engine::clock::SharedClock,
+    /// The node's phase (`/health/ready`), moved by its engine.
+    pub readiness: penguin_engine::readiness::Readiness,
 }
 
 /// Which routes a listener serves.
@@ -214,6 +217,7 @@ pub fn router(state: AppState, which: Routes) -> Router {
         .layer(DefaultBodyLimit::max(state.config.api.max_body_bytes))
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
         .layer(middleware::from_fn(metrics::track))
+        .layer(middleware::from_fn(access_log::log))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

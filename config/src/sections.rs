@@ -12,7 +12,8 @@ use crate::public::HttpLimits;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
-    /// `postgres://user:pass@host:port/db` or a key=value string; `DATABASE_URL` overrides.
+    /// `postgres://user:pass@host:port/db` or a key=value string; `DATABASE_URL`
+    /// overrides. TLS with libpq's `sslmode` and `sslrootcert` (see `db_tls.rs`).
     pub url: String,
     /// Upper bound of the engine's connection pool of this node (actors: feeder,
     /// status writes, outcomes, leases). The control API never draws from it.
@@ -41,6 +42,7 @@ impl DatabaseConfig {
         if self.url.trim().is_empty() {
             return Err(ConfigError::invalid("database.url", "must not be empty"));
         }
+        self.tls()?;
         positive("database.max_connections", self.max_connections.into())?;
         positive(
             "database.api_max_connections",
@@ -62,10 +64,15 @@ impl DatabaseConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://host:port/db` or `redis+unix:///path`; `REDIS_URL` overrides.
+    /// `redis://host:port/db`, `rediss://host:port/db` (TLS) or
+    /// `redis+unix:///path`; `REDIS_URL` overrides.
     pub url: String,
     /// Upper bound of the connection pool of this node.
     pub pool_size: usize,
+    /// PEM file of the CA certificates a `rediss://` server's certificate must
+    /// chain to; unset: the operating system's trust store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -73,6 +80,7 @@ impl Default for RedisConfig {
         Self {
             url: "redis://127.0.0.1:6379".into(),
             pool_size: 16,
+            ca_file: None,
         }
     }
 }
@@ -86,6 +94,12 @@ impl RedisConfig {
             return Err(ConfigError::invalid(
                 "redis.url",
                 "must start with redis://, rediss://, redis+unix:// or unix://",
+            ));
+        }
+        if self.ca_file.is_some() && !self.url.starts_with("rediss://") {
+            return Err(ConfigError::invalid(
+                "redis.ca_file",
+                "is only used with a rediss:// url",
             ));
         }
         positive("redis.pool_size", self.pool_size as u64)

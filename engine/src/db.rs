@@ -19,9 +19,10 @@ use deadpool_postgres::{
 };
 use penguin_config::DatabaseConfig;
 use thiserror::Error;
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
+
+use crate::db_tls::PgTlsConnector;
 
 mod embedded {
     refinery::embed_migrations!("../migrations");
@@ -91,13 +92,18 @@ impl StoreError {
     }
 }
 
-/// Builds the connection pool; connects lazily.
+/// Builds the connection pool; connects lazily, over TLS as `sslmode` in the
+/// URL asks (see `crate::db_tls`).
 pub fn pg_pool(config: &DatabaseConfig) -> Result<Pool, StoreError> {
-    let pg = tokio_postgres::Config::from_str(&config.url)
+    let tls = config
+        .tls()
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let pg = tokio_postgres::Config::from_str(&tls.driver_url)
         .map_err(|e| StoreError::Invalid(format!("database.url: {e}")))?;
+    let connector = PgTlsConnector::new(&tls).map_err(StoreError::Invalid)?;
     let manager = Manager::from_config(
         pg,
-        NoTls,
+        connector,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

@@ -112,6 +112,13 @@ impl Membership {
         Ok(renewed)
     }
 
+    /// Node `id`'s record, if it has a live one.
+    pub async fn record(&self, id: &str) -> Result<Option<NodeRecord>, QueueError> {
+        let mut conn = self.pool.get().await?;
+        let json: Option<String> = conn.get(node_key(id)).await?;
+        Ok(json.and_then(|json| serde_json::from_str(&json).ok()))
+    }
+
     /// Removes the node at once (a clean stop).
     pub async fn leave(&self, id: &str) -> Result<(), QueueError> {
         let mut conn = self.pool.get().await?;

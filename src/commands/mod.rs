@@ -8,6 +8,7 @@ pub mod bench_import;
 pub mod bench_setup;
 pub mod bench_stats;
 pub mod bench_waiting;
+pub mod config;
 pub mod demo;
 pub mod faults;
 pub mod migrate;

@@ -44,6 +44,15 @@ enum SecretsCommand {
     },
 }
 
+impl SecretsArgs {
+    /// The configuration file the command reads (for the log settings).
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match &self.command {
+            SecretsCommand::Rotate { config, .. } => config.as_deref(),
+        }
+    }
+}
+
 pub async fn run(args: SecretsArgs) -> anyhow::Result<()> {
     match args.command {
         SecretsCommand::Rotate { config, batch } => rotate(config.as_deref(), batch).await,

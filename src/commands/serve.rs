@@ -34,8 +34,11 @@ pub async fn run(config: Option<&Path>, exit_with_parent: bool) -> anyhow::Resul
     )
     .await?;
     // Tools that start nodes read these two lines (the public one first).
-    println!("penguin node public links on {}", node.public_url());
-    println!("penguin node listening on {}", node.api_url());
+    crate::logging::announce(&format!(
+        "penguin node public links on {}",
+        node.public_url()
+    ));
+    crate::logging::announce(&format!("penguin node listening on {}", node.api_url()));
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutdown requested"),
         _ = node.engine().drained() => tracing::info!("drained; shutting down"),

@@ -69,6 +69,7 @@ pub(crate) fn context(config: Config) -> Ctx {
         sent: Default::default(),
         started_at_ms: penguin_engine::clock::unix_ms(),
         drained: watch::channel(false).0,
+        readiness: Default::default(),
         lease_deadline_ms: Default::default(),
         monotonic_origin: std::time::Instant::now(),
         fences: Default::default(),

@@ -1,10 +1,13 @@
-//! Public operational routes: `/health` (the process answers), `/health/db`
+//! Public operational routes: `/health` and `/health/live` (the process
+//! answers: the liveness probe), `/health/ready` (the node takes work: the
+//! readiness probe, 503 while starting, draining or stopping), `/health/db`
 //! (a Postgres round trip), `/health/queue` (a Redis PING), `/health/email` (the
 //! last periodic SMTP check, `crate::email_health`) and `/metrics` (Prometheus
 //! text). No token needed; served on the operators' listener (`api.listen`) only.
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use serde::Serialize;
@@ -12,12 +15,16 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use penguin_engine::readiness::Phase;
+
 use crate::AppState;
 use crate::error::{ApiResult, AppError, ErrorBody};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
+        .routes(routes!(health_live))
+        .routes(routes!(health_ready))
         .routes(routes!(health_db))
         .routes(routes!(health_queue))
         .routes(routes!(health_email))
@@ -41,6 +48,45 @@ fn ok() -> Json<Healthy> {
     responses((status = 200, description = "Alive", body = Healthy)))]
 async fn health() -> Json<Healthy> {
     ok()
+}
+
+/// Liveness: the process serves HTTP. It does not look at Postgres, Redis or
+/// the node's phase: a node that drains, or waits for its database, is alive
+/// and must not be restarted for it.
+#[utoipa::path(get, path = "/health/live", tag = "ops",
+    responses((status = 200, description = "The process serves", body = Healthy)))]
+async fn health_live() -> Json<Healthy> {
+    ok()
+}
+
+/// The readiness probe's answer when the node is not ready.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "draining"}))]
+struct NotReady {
+    /// `starting` (its first membership round has not placed it yet),
+    /// `draining` (handing its partitions off) or `stopping` (shutting down).
+    status: &'static str,
+}
+
+/// Readiness: the node has joined the cluster and takes work. 503 while it
+/// starts, drains (`POST /v1/nodes/{id}/drain`) or stops, so a load balancer
+/// sends its API traffic elsewhere meanwhile.
+#[utoipa::path(get, path = "/health/ready", tag = "ops",
+    responses(
+        (status = 200, description = "Ready", body = Healthy),
+        (status = 503, description = "Starting, draining or stopping", body = NotReady),
+    ))]
+async fn health_ready(State(state): State<AppState>) -> axum::response::Response {
+    match state.readiness.phase() {
+        Phase::Ready => ok().into_response(),
+        phase => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(NotReady {
+                status: phase.as_str(),
+            }),
+        )
+            .into_response(),
+    }
 }
 
 /// Postgres answers a round trip.

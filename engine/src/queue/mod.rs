@@ -33,11 +33,14 @@ pub enum QueueError {
 }
 
 /// Builds the pooled Redis connections of one node (short, explicit timeouts).
+/// A `rediss://` URL connects over TLS (rustls), checking the server's
+/// certificate against `[redis] ca_file` or else the system's trust store.
 pub fn redis_pool(config: &RedisConfig) -> Result<Pool, QueueError> {
     let connection = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(2)));
-    let manager = Manager::new_with_config(config.url.as_str(), connection)
+    let info = connection_info(config)?;
+    let manager = Manager::new_with_config(info, connection)
         .map_err(|e| QueueError::Config(format!("redis.url: {e}")))?;
     Pool::builder(manager)
         .max_size(config.pool_size)
@@ -47,6 +50,26 @@ pub fn redis_pool(config: &RedisConfig) -> Result<Pool, QueueError> {
         .runtime(Runtime::Tokio1)
         .build()
         .map_err(|e| QueueError::Config(format!("redis pool: {e}")))
+}
+
+/// Where and how to connect: the URL, with the CA file's certificates as the
+/// only roots when one is given.
+fn connection_info(config: &RedisConfig) -> Result<redis::ConnectionInfo, QueueError> {
+    let Some(ca_file) = &config.ca_file else {
+        return redis::IntoConnectionInfo::into_connection_info(config.url.as_str())
+            .map_err(|e| QueueError::Config(format!("redis.url: {e}")));
+    };
+    let pem = std::fs::read(ca_file)
+        .map_err(|e| QueueError::Config(format!("redis.ca_file {}: {e}", ca_file.display())))?;
+    let client = redis::Client::build_with_tls(
+        config.url.as_str(),
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem),
+        },
+    )
+    .map_err(|e| QueueError::Config(format!("redis.ca_file {}: {e}", ca_file.display())))?;
+    Ok(client.get_connection_info().clone())
 }
 
 /// The key names of one tenant.

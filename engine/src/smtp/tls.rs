@@ -76,7 +76,7 @@ impl AsyncWrite for MaybeTls {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
     Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())))
 }
@@ -88,9 +88,7 @@ pub(crate) fn connector() -> TlsConnector {
     CONNECTOR
         .get_or_init(|| {
             let provider = provider();
-            let verifier = Arc::new(AcceptAnyCertificate {
-                algorithms: provider.signature_verification_algorithms,
-            });
+            let verifier = Arc::new(AcceptAnyCertificate::new(&provider));
             let config = ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
                 .expect("ring supports the default TLS versions")
@@ -121,10 +119,19 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Accepts any certificate chain; still checks the handshake signatures.
+/// Accepts any certificate chain; still checks the handshake signatures (also
+/// Postgres' `sslmode=require` without roots, `crate::db_tls`).
 #[derive(Debug)]
-struct AcceptAnyCertificate {
+pub(crate) struct AcceptAnyCertificate {
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl AcceptAnyCertificate {
+    pub(crate) fn new(provider: &CryptoProvider) -> Self {
+        Self {
+            algorithms: provider.signature_verification_algorithms,
+        }
+    }
 }
 
 impl ServerCertVerifier for AcceptAnyCertificate {

@@ -72,6 +72,12 @@ impl ApiServer {
             email_health,
             domains,
             clock: Arc::new(penguin_engine::clock::SystemClock),
+            readiness: {
+                // An API without an engine: nothing to wait for.
+                let readiness = penguin_engine::readiness::Readiness::default();
+                readiness.advance(penguin_engine::readiness::Phase::Ready);
+                readiness
+            },
         };
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(penguin_api::serve(listeners, state, async move {

@@ -36,6 +36,7 @@ pub mod rig;
 mod routes;
 pub mod sites;
 pub mod slow_upload;
+pub mod tls_servers;
 pub mod webhook_receiver;
 
 use std::future::Future;

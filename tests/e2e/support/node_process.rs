@@ -86,10 +86,22 @@ impl NodeProcess {
                 command.env_remove(key);
             }
         }
-        let output = tokio::time::timeout(Duration::from_secs(60), command.output())
-            .await
-            .expect("penguin serve exits")
-            .expect("penguin serve runs");
+        let log = dir.join("refused.log");
+        let out = fs::File::create(&log).expect("the node's log");
+        command
+            .stdout(out.try_clone().expect("the node's log"))
+            .stderr(out);
+        let mut child = command.spawn().expect("penguin serve runs");
+        let Ok(status) = tokio::time::timeout(Duration::from_secs(60), child.wait()).await else {
+            let _ = child.kill().await;
+            panic!("penguin serve did not exit within 60 s:\n{}", tail_of(&log));
+        };
+        let status = status.expect("penguin serve runs");
+        let output = std::process::Output {
+            status,
+            stdout: fs::read(&log).unwrap_or_default(),
+            stderr: Vec::new(),
+        };
         let _ = fs::remove_dir_all(&dir);
         let text = format!(
             "{}{}",
@@ -123,9 +135,16 @@ impl NodeProcess {
 /// prints the public line, then the API's) and returns `(public, api)` URLs;
 /// panics with what `exited` tells when the node exited before.
 async fn listening_urls(log: &Path, exited: impl Fn() -> Option<String>) -> (String, String) {
+    // A line, or with `[log] format = "json"` its `fields.message`.
     let url_after = |text: &str, prefix: &str| {
         text.lines()
-            .find_map(|line| line.strip_prefix(prefix))
+            .find_map(|line| {
+                let message = serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|json| json["fields"]["message"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| line.to_string());
+                message.strip_prefix(prefix).map(str::to_string)
+            })
             .map(|url| url.trim().to_string())
     };
     wait_for("the node's API", Duration::from_secs(60), || async {
@@ -156,6 +175,12 @@ impl ChildNode {
     /// Starts `penguin serve` with `config` and waits until both its listeners
     /// listen.
     pub async fn start(config: &Config) -> ChildNode {
+        ChildNode::start_with_env(config, &[]).await
+    }
+
+    /// [`ChildNode::start`] with `env` set for the process (after the test's
+    /// own `PENGUIN_*` variables were removed).
+    pub async fn start_with_env(config: &Config, env: &[(&str, &str)]) -> ChildNode {
         let dir = process::fresh_dir(&process::scratch_root(), "penguin-e2e-child");
         let file = dir.join("node.toml");
         fs::write(&file, toml_of(config)).expect("write the node's config");
@@ -175,6 +200,7 @@ impl ChildNode {
                 command.env_remove(key);
             }
         }
+        command.envs(env.iter().copied());
         let child = std::sync::Mutex::new(command.spawn().expect("penguin serve runs"));
         let (_, api_url) = listening_urls(&log, || {
             let exited = child.lock().expect("the child").try_wait().ok().flatten();
@@ -223,6 +249,11 @@ impl ChildNode {
 
     pub fn log_tail(&self) -> String {
         tail_of(&self.log)
+    }
+
+    /// Everything the node printed so far (stdout and stderr).
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
 

@@ -264,7 +264,7 @@ impl PgServer {
 /// A data directory made by `initdb` once per Postgres version, cached under
 /// `target/tmp/`. Made in a scratch dir (the postgres user must reach it), then
 /// renamed into place so concurrent test binaries never see half of one.
-fn cached_initdb(bindir: &Path, scratch_root: &Path) -> PathBuf {
+pub(crate) fn cached_initdb(bindir: &Path, scratch_root: &Path) -> PathBuf {
     let version = std::process::Command::new(bindir.join("postgres"))
         .arg("--version")
         .output()
@@ -365,7 +365,7 @@ fn with_dbname(url: &str, name: &str) -> String {
     parts.join(" ")
 }
 
-fn path_str(path: &Path) -> String {
+pub(crate) fn path_str(path: &Path) -> String {
     path.to_str()
         .unwrap_or_else(|| panic!("non-UTF-8 path {}", path.display()))
         .to_string()

@@ -5,8 +5,10 @@
 /// `api_openapi` proves it is exactly what the router serves and documents;
 /// `api_hostile` runs its attack matrix over every one of them, so a new route
 /// must be added here and then gets a row in both.
-pub const ROUTES: [(&str, &str); 64] = [
+pub const ROUTES: [(&str, &str); 66] = [
     ("GET", "/health"),
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
     ("GET", "/health/db"),
     ("GET", "/health/queue"),
     ("GET", "/health/email"),
