@@ -96,8 +96,39 @@ fn dockerfile_runs_the_binary_cargo_builds() {
     let source = shipped.split_whitespace().next().unwrap_or_default();
     Config::from_toml_str(&read(source)).unwrap_or_else(|e| panic!("{source}: {e}"));
 
+    // The build context leaves out target/ but keeps what the build reads.
     let ignore = read(".dockerignore");
-    assert!(ignore.lines().any(|l| l.trim_matches('/') == "target"));
+    let patterns: Vec<&str> = ignore
+        .lines()
+        .map(|l| l.trim().trim_end_matches('/'))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(
+        patterns.contains(&"target"),
+        ".dockerignore keeps target/ out"
+    );
+    let members = manifest["workspace"]["members"]
+        .as_array()
+        .expect("workspace members");
+    let needed = [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src",
+        "migrations",
+        "benches",
+        source,
+    ]
+    .into_iter()
+    .chain(members.iter().filter_map(toml::Value::as_str));
+    for path in needed {
+        assert!(repo().join(path).exists(), "{path} is missing");
+        assert!(
+            !patterns
+                .iter()
+                .any(|p| path == *p || path.starts_with(&format!("{p}/"))),
+            ".dockerignore leaves {path} out of the build"
+        );
+    }
 }
 
 fn version_at_least(version: &str, minimum: &str) -> bool {
