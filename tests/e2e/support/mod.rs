@@ -23,6 +23,8 @@
 
 pub mod api;
 pub mod cluster;
+pub mod deploy_metrics;
+pub mod deploy_text;
 pub mod dns_zone;
 pub mod foreign_smtp;
 pub mod health_probe;
