@@ -52,8 +52,9 @@ find_pg_bindir() {
     return 1
 }
 
-# Installs what is missing: redis-server (unless REDIS_URL is set) and
-# postgresql (unless DATABASE_URL is set or initdb is found). With the argument
+# Installs what is missing: redis-server (unless REDIS_URL is set),
+# postgresql (unless DATABASE_URL is set or initdb is found) and gcc when no
+# `cc` is found. With the argument
 # `aiosmtpd` also python3-aiosmtpd (and python3) when Debian's /usr/bin/python3
 # cannot import aiosmtpd: the SMTP server we did not write, which the
 # foreign_smtp end-to-end scenarios talk to.
@@ -64,6 +65,10 @@ ensure_packages() {
     fi
     if [[ -z "${DATABASE_URL:-}" ]] && ! find_pg_bindir >/dev/null; then
         missing+=(postgresql)
+    fi
+    # ring (TLS, DKIM) compiles C: cargo needs a C compiler as `cc`.
+    if ! command -v cc >/dev/null 2>&1; then
+        missing+=(gcc libc6-dev)
     fi
     for want in "$@"; do
         case "$want" in
