@@ -177,6 +177,8 @@ fn click_token(secret: &str, tenant: uuid::Uuid, job: uuid::Uuid) -> String {
 pub fn public_cases(fx: &Fixture) -> Vec<PublicCase> {
     let mut cases: Vec<PublicCase> = [
         "/health",
+        "/health/live",
+        "/health/ready",
         "/health/db",
         "/health/queue",
         "/health/email",
