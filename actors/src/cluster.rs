@@ -104,6 +104,9 @@ pub struct ClusterState {
     saw_others: bool,
     /// Since when (monotonic ms) every membership read showed no other node.
     alone_since: Option<i64>,
+    /// Live nodes the last membership read showed, itself included
+    /// (`penguin_cluster_nodes`).
+    live_nodes: usize,
 }
 
 impl Actor for Cluster {
@@ -139,6 +142,7 @@ impl Actor for Cluster {
             beats_since_ips: 0,
             changed_tenants: HashSet::new(),
             saw_others: false,
+            live_nodes: 0,
             alone_since: None,
         })
     }
@@ -390,6 +394,8 @@ impl ClusterState {
                 return None;
             }
         };
+        // Itself counts even before its first record shows in a read.
+        self.live_nodes = live.iter().filter(|n| n.id != node.id).count() + 1;
         if live.iter().any(|n| n.id != node.id) {
             self.saw_others = true;
             self.alone_since = None;
@@ -433,7 +439,11 @@ impl ClusterState {
             .beat(&record, self.ctx.config.node.lease_ttl_ms)
             .await
         {
-            Ok(()) => self.last_beat = (sent, now),
+            Ok(()) => {
+                self.last_beat = (sent, now);
+                let at = penguin_engine::clock::unix_ms();
+                self.ctx.metrics.heartbeat(at, self.live_nodes);
+            }
             Err(err) => tracing::warn!(error = %err, "publishing the membership record failed"),
         }
     }
