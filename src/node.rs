@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+use metrics_exporter_prometheus::PrometheusRecorder;
 use penguin_actors::{EngineDeps, EngineHandle, start_engine};
 use penguin_config::Config;
 use penguin_engine::clock::{SharedClock, SystemClock};
@@ -50,7 +50,7 @@ impl NodeOptions {
     /// A registry of its own and the wall clock.
     pub fn standalone() -> Self {
         Self {
-            metrics: Arc::new(PrometheusBuilder::new().build_recorder()),
+            metrics: Arc::new(penguin_api::recorder::node_recorder()),
             clock: Arc::new(SystemClock),
             resolver: None,
         }
@@ -74,7 +74,8 @@ impl Node {
             redis: redis.clone(),
             clock: options.clock.clone(),
             resolver: options.resolver,
-            metrics: penguin_actors::metrics::Metrics::new(options.metrics.clone()),
+            metrics: penguin_actors::metrics::Metrics::new(options.metrics.clone())
+                .with_slow_query_ms(config.database.slow_query_ms),
             readiness: readiness.clone(),
         })
         .await

@@ -13,6 +13,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uuid::Uuid;
 
 use crate::context::Ctx;
+use crate::db_timing::DbOp;
 
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 const FLUSH_AT: usize = 1_000;
@@ -137,7 +138,8 @@ impl AnalyticsState {
         }
         let take = self.buffer.len().min(FLUSH_AT * 4);
         let batch = &self.buffer[..take];
-        match events::record(&self.ctx.pg, batch).await {
+        let write = events::record(&self.ctx.pg, batch);
+        match self.ctx.metrics.timed(DbOp::Events, write).await {
             Ok(()) => {
                 self.buffer.drain(..take);
                 self.failures = 0;

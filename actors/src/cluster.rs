@@ -105,6 +105,9 @@ pub struct ClusterState {
     saw_others: bool,
     /// Since when (monotonic ms) every membership read showed no other node.
     alone_since: Option<i64>,
+    /// Live nodes the last membership read showed, itself included
+    /// (`penguin_cluster_nodes`).
+    live_nodes: usize,
 }
 
 impl Actor for Cluster {
@@ -140,6 +143,7 @@ impl Actor for Cluster {
             beats_since_ips: 0,
             changed_tenants: HashSet::new(),
             saw_others: false,
+            live_nodes: 0,
             alone_since: None,
         })
     }
@@ -392,6 +396,8 @@ impl ClusterState {
                 return None;
             }
         };
+        // Itself counts even before its first record shows in a read.
+        self.live_nodes = live.iter().filter(|n| n.id != node.id).count() + 1;
         if live.iter().any(|n| n.id != node.id) {
             self.saw_others = true;
             self.alone_since = None;
@@ -443,6 +449,8 @@ impl ClusterState {
                 } else {
                     Phase::Ready
                 });
+                let at = penguin_engine::clock::unix_ms();
+                self.ctx.metrics.heartbeat(at, self.live_nodes);
             }
             Err(err) => tracing::warn!(error = %err, "publishing the membership record failed"),
         }

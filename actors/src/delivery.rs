@@ -360,9 +360,13 @@ impl Worker {
         conn.set_deadline(Some(deadline));
         let span = tracing::debug_span!("delivery", job = %job.job_id, ip = %self.ip.address, provider = %unit.provider.name, unit = %unit.key);
         let _entered = span.enter();
+        let started = Instant::now();
         let outcome = conn
             .send(&campaign.spec.from_address, &job.recipient, &body)
             .await;
+        self.ctx
+            .metrics
+            .smtp_transaction(started.elapsed().as_secs_f64());
         if !outcome.is_sent() && Instant::now() >= deadline {
             self.ctx.metrics.attempt_deadline("in_smtp");
         }
@@ -480,7 +484,7 @@ impl Worker {
         {
             analytics::suppress(&self.ctx, job.tenant_id, job.recipient.clone());
         }
-        let (transition, event) = outcome_records(&self.ctx, self.ip.id, &work, finish, now);
+        let (transition, event) = outcome_records(&self.ctx, &self.ip, &work, finish, now);
         if let Some(event) = event {
             analytics::record(&self.ctx, vec![event]);
         }

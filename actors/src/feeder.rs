@@ -45,6 +45,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::context::Ctx;
+use crate::db_timing::DbOp;
 use crate::tenant_supervisor;
 
 /// Pause between rounds while work keeps coming (lets pushes batch up).
@@ -257,7 +258,8 @@ impl FeederState {
         let now = self.ctx.clock.now();
         let count = self.ctx.config.node.partitions;
         let next_start = start_scheduled(&self.ctx, &owned.partitions, now).await;
-        match due::scan(&self.ctx.pg, count, &owned.partitions, &[], now).await {
+        let scan = due::scan(&self.ctx.pg, count, &owned.partitions, &[], now);
+        match self.ctx.metrics.timed(DbOp::DueScan, scan).await {
             Ok(found) => {
                 self.active.extend(found.due);
                 self.next_due = found.next.map(|(at, _)| at);
@@ -359,10 +361,13 @@ impl FeederState {
             return (0, false);
         };
         let pg = &self.ctx.pg;
+        let metrics = &self.ctx.metrics;
         let claimed = if urgent_only {
-            ledger::claim_due_urgent(pg, tenant, epoch, want, now).await
+            let claim = ledger::claim_due_urgent(pg, tenant, epoch, want, now);
+            metrics.timed(DbOp::ClaimDue, claim).await
         } else {
-            ledger::claim_due(pg, tenant, epoch, want, now).await
+            let claim = ledger::claim_due(pg, tenant, epoch, want, now);
+            metrics.timed(DbOp::ClaimDue, claim).await
         };
         let due = match claimed {
             Ok(due) => due,

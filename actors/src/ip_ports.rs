@@ -21,6 +21,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::context::Ctx;
+use crate::db_timing::DbOp;
 
 #[async_trait]
 pub trait IpPorts: Send + Sync + 'static {
@@ -171,7 +172,8 @@ impl IpPorts for EngineIpPorts {
         now: OffsetDateTime,
         mark: Option<UsageMark>,
     ) -> Result<SendingClaim, StoreError> {
-        ledger::claim_sending(&self.ctx.pg, tenant, epoch, pairs, campaigns, now, mark).await
+        let claim = ledger::claim_sending(&self.ctx.pg, tenant, epoch, pairs, campaigns, now, mark);
+        self.ctx.metrics.timed(DbOp::ClaimSending, claim).await
     }
 
     async fn ack(&self, tenant: Uuid, raws: &[&[u8]]) -> Result<(), QueueError> {

@@ -14,6 +14,7 @@
 //! │   └── Warmup(s)           warmup.rs       per schedule: day-end verdicts, end of health pauses
 //! ├── Analytics               analytics.rs    delivery events and daily rollups, batched
 //! ├── Webhooks                webhooks.rs     the webhook outbox of owned partitions: signed POSTs (webhook_send.rs), retries
+//! ├── Gauges                  gauges.rs       every queue.gauges_refresh_ms: backlog, per-IP and pool gauges (metrics_node.rs)
 //! └── StatusWriter            status_writer.rs job outcomes through the ledger (engine::store::ledger), one statement per batch
 //! ```
 //!
@@ -30,11 +31,13 @@ pub mod children;
 pub mod cluster;
 pub mod context;
 mod control_channel;
+pub mod db_timing;
 pub mod delivery;
 pub mod directory;
 #[cfg(test)]
 mod fakes;
 pub mod feeder;
+pub mod gauges;
 pub mod greylist;
 pub mod handoff;
 pub mod ip;
@@ -42,6 +45,7 @@ mod ip_claim;
 pub mod ip_ports;
 pub mod ip_supervisor;
 pub mod metrics;
+pub mod metrics_node;
 pub mod outcome;
 pub mod pacer;
 pub mod priority_queue;

@@ -6,6 +6,7 @@
 //! (the demo, the tests) each count only their own work on their `/metrics`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use metrics::{
     Recorder, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
@@ -36,22 +37,52 @@ pub const ATTEMPT_DEADLINE: &str = "penguin_delivery_attempt_deadline_total";
 pub const WEBHOOK_DELIVERIES: &str = "penguin_webhook_deliveries_total";
 pub const WEBHOOK_REQUESTS: &str = "penguin_webhook_requests_total";
 pub const WEBHOOKS_IN_FLIGHT: &str = "penguin_webhook_requests_in_flight";
+/// One SMTP transaction, MAIL FROM to the final reply (histogram).
+pub const SMTP_TRANSACTION: &str = "penguin_smtp_transaction_seconds";
+/// Delivery outcomes by sending IP (`ip`: its address) and `outcome`.
+pub const IP_MESSAGES: &str = "penguin_ip_messages_total";
+/// Delivery outcomes by `provider` (a configured provider's name, or `default`)
+/// and `outcome`.
+pub const PROVIDER_MESSAGES: &str = "penguin_provider_messages_total";
+
+/// Bucket bounds of [`PICKUP_LATENCY`], in seconds: 10 ms to an hour (a job
+/// may wait for an allowance, a window or a retry for that long).
+pub const PICKUP_LATENCY_BUCKETS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0,
+];
+/// Bucket bounds of [`SMTP_TRANSACTION`], in seconds: 5 ms to 5 minutes.
+pub const SMTP_TRANSACTION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
 
 /// Where one node's actors record their metrics.
 #[derive(Clone)]
 pub struct Metrics {
     recorder: Arc<dyn Recorder + Send + Sync>,
+    /// A timed store operation at least this slow counts as slow
+    /// (`[database] slow_query_ms`, see [`crate::db_timing`]).
+    pub(crate) slow_query: Duration,
 }
 
 impl Metrics {
-    /// Records into `recorder` (the node's registry).
+    /// Records into `recorder` (the node's registry), with the default slow
+    /// query threshold (2 s).
     pub fn new(recorder: Arc<dyn Recorder + Send + Sync>) -> Self {
-        Self { recorder }
+        Self {
+            recorder,
+            slow_query: Duration::from_millis(2_000),
+        }
+    }
+
+    /// Counts store operations of at least `ms` as slow (`[database] slow_query_ms`).
+    pub fn with_slow_query_ms(mut self, ms: u64) -> Self {
+        self.slow_query = Duration::from_millis(ms);
+        self
     }
 
     /// Runs `record` with this node's registry as the recorder (on this thread,
     /// for as long as `record` runs).
-    fn record(&self, record: impl FnOnce()) {
+    pub(crate) fn record(&self, record: impl FnOnce()) {
         metrics::with_local_recorder(self.recorder.as_ref(), record);
     }
 
@@ -68,7 +99,19 @@ impl Metrics {
             );
             describe_histogram!(
                 PICKUP_LATENCY,
-                "Time from a job being due to the SMTP server accepting it."
+                "Time from a job being due to the SMTP server accepting it (histogram, 10 ms to 1 h)."
+            );
+            describe_histogram!(
+                SMTP_TRANSACTION,
+                "One SMTP transaction, MAIL FROM to the final reply (histogram, 5 ms to 5 min)."
+            );
+            describe_counter!(
+                IP_MESSAGES,
+                "Delivery outcomes by sending IP (ip: its address; bounded by the IPs of the tenants this node owns) and outcome."
+            );
+            describe_counter!(
+                PROVIDER_MESSAGES,
+                "Delivery outcomes by provider (a configured [[providers]] name, or default) and outcome."
             );
             describe_counter!(
                 ACTOR_RESTARTS,
@@ -144,6 +187,7 @@ impl Metrics {
                 "IPs resumed automatically when their health pause ended."
             );
         });
+        self.describe_node();
     }
 
     pub fn message(&self, outcome: &'static str) {
@@ -156,6 +200,20 @@ impl Metrics {
 
     pub fn pickup_latency(&self, seconds: f64) {
         self.record(|| histogram!(PICKUP_LATENCY).record(seconds));
+    }
+
+    pub fn smtp_transaction(&self, seconds: f64) {
+        self.record(|| histogram!(SMTP_TRANSACTION).record(seconds));
+    }
+
+    /// One delivery outcome of the IP at `ip` towards `provider` (`default`
+    /// when the destination was never classified).
+    pub fn ip_provider_message(&self, ip: std::net::IpAddr, provider: &str, outcome: &'static str) {
+        let (ip, provider) = (ip.to_string(), provider.to_string());
+        self.record(|| {
+            counter!(IP_MESSAGES, "ip" => ip, "outcome" => outcome).increment(1);
+            counter!(PROVIDER_MESSAGES, "provider" => provider, "outcome" => outcome).increment(1);
+        });
     }
 
     pub fn actor_restart(&self, kind: &'static str) {

@@ -9,8 +9,8 @@ use penguin_engine::site::ShapingUnit;
 use penguin_engine::smtp::{DeliveryOutcome, Stage, classify};
 use penguin_engine::store::events::Event;
 use penguin_engine::store::ledger::Outcome;
+use penguin_engine::store::routing::IpSpec;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::context::Ctx;
 use crate::delivery::Work;
@@ -41,9 +41,11 @@ pub(crate) enum Finish {
     Abandoned,
 }
 
+/// The records of one attempt's end by the IP `ip`; counts it (outcome, per
+/// IP and provider) unless nothing was attempted.
 pub(crate) fn outcome_records(
     ctx: &Ctx,
-    ip_id: Uuid,
+    ip: &IpSpec,
     work: &Work,
     finish: Finish,
     now: OffsetDateTime,
@@ -63,7 +65,7 @@ pub(crate) fn outcome_records(
         tenant_id: job.tenant_id,
         campaign_id: job.campaign_id,
         job_id: job.job_id,
-        ip_id: Some(ip_id),
+        ip_id: Some(ip.id),
         kind: String::new(),
         smtp_code: None,
         enhanced_code: None,
@@ -139,6 +141,9 @@ pub(crate) fn outcome_records(
         }
     }
     ctx.metrics.message(transition.to.as_str());
+    let provider = event.provider.as_deref().unwrap_or("default");
+    ctx.metrics
+        .ip_provider_message(ip.address, provider, transition.to.as_str());
     if transition.to == JobStatus::Sent {
         ctx.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

@@ -25,6 +25,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use uuid::Uuid;
 
 use crate::context::Ctx;
+use crate::db_timing::DbOp;
 
 /// Least time between two completion checks.
 const COMPLETION_CHECK_EVERY: Duration = Duration::from_millis(500);
@@ -148,7 +149,8 @@ impl StatusState {
         }
         let take = self.buffer.len().min(self.ctx.config.queue.status_batch);
         let now = self.ctx.clock.now();
-        match ledger::record_outcomes(&self.ctx.pg, &self.buffer[..take], now).await {
+        let write = ledger::record_outcomes(&self.ctx.pg, &self.buffer[..take], now);
+        match self.ctx.metrics.timed(DbOp::RecordOutcomes, write).await {
             Ok(applied) => {
                 // A transition that changed nothing belongs to a claim that is no
                 // longer this node's: a takeover returned the job (its epoch moved on).

@@ -2,8 +2,8 @@
 //! every child linked, restarts a failed child with backoff (counted in
 //! `penguin_actor_restarts_total`), and owns the shutdown order:
 //!
-//! stop leasing, judging warm-up days, feeding and webhook requests (Cluster,
-//! WarmupSupervisor, Feeder, Reaper, Webhooks: requests under way are aborted,
+//! stop leasing, judging warm-up days, feeding, webhook requests and gauge
+//! reads (Cluster, WarmupSupervisor, Feeder, Reaper, Webhooks, Gauges: requests under way are aborted,
 //! their batches due again once their claim's lease passes) → stop popping (Tenants) →
 //! drain the Ip actors (work not started goes back to `pending`, SMTP under way
 //! finishes) → flush StatusWriter and Analytics → release leases → exit.
@@ -34,6 +34,7 @@ use crate::cluster::{Cluster, ClusterArgs, release_leases};
 use crate::context::{Ctx, EngineContext, Ownership};
 use crate::directory::Directory;
 use crate::feeder::Feeder;
+use crate::gauges::Gauges;
 use crate::ip::IpMsg;
 use crate::ip_supervisor::{IpSupMsg, IpSupervisor};
 use crate::metrics::Metrics;
@@ -69,12 +70,13 @@ pub(crate) enum Kind {
     Feeder,
     Reaper,
     Webhooks,
+    Gauges,
     Cluster,
 }
 
 impl Kind {
     /// Start order: sinks of work before its sources.
-    const ORDER: [Kind; 9] = [
+    const ORDER: [Kind; 10] = [
         Kind::StatusWriter,
         Kind::Analytics,
         Kind::IpSupervisor,
@@ -83,6 +85,7 @@ impl Kind {
         Kind::Feeder,
         Kind::Reaper,
         Kind::Webhooks,
+        Kind::Gauges,
         Kind::Cluster,
     ];
 
@@ -96,6 +99,7 @@ impl Kind {
             Kind::Feeder => "feeder",
             Kind::Reaper => "reaper",
             Kind::Webhooks => "webhooks",
+            Kind::Gauges => "gauges",
             Kind::Cluster => "cluster",
         }
     }
@@ -248,6 +252,10 @@ impl EngineState {
                 .await?
                 .0
                 .get_cell(),
+            Kind::Gauges => Actor::spawn_linked(None, Gauges, ctx, parent)
+                .await?
+                .0
+                .get_cell(),
             Kind::Cluster => {
                 let (Some(tenants), Some(ips), Some(warmup)) = (
                     self.tenant_sup.clone(),
@@ -284,7 +292,7 @@ impl EngineState {
                 directory.set_tenant_supervisor(None);
             }
             Kind::WarmupSupervisor => self.warmup_sup = None,
-            Kind::Reaper | Kind::Webhooks | Kind::Cluster => {}
+            Kind::Reaper | Kind::Webhooks | Kind::Gauges | Kind::Cluster => {}
         }
     }
 
@@ -305,6 +313,7 @@ impl EngineState {
             Kind::Feeder,
             Kind::Reaper,
             Kind::Webhooks,
+            Kind::Gauges,
             Kind::TenantSupervisor,
         ] {
             self.stop_child(kind).await;

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::context::Ctx;
+use crate::db_timing::DbOp;
 
 #[async_trait]
 pub trait TenantPorts: Send + Sync + 'static {
@@ -82,7 +83,9 @@ impl TenantPorts for EngineTenantPorts {
         run_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> Result<Option<u64>, StoreError> {
-        penguin_engine::store::ledger::postpone_queued(&self.0.pg, tenant, epoch, jobs, run_at, now)
-            .await
+        let postpone = penguin_engine::store::ledger::postpone_queued(
+            &self.0.pg, tenant, epoch, jobs, run_at, now,
+        );
+        self.0.metrics.timed(DbOp::Postpone, postpone).await
     }
 }

@@ -25,7 +25,9 @@
 //! - [`ip_view`]: an IP as the API shows it, with its allowance, quota, health
 //!   and state computed by the engine's own arithmetic; [`shaping_view`]: the
 //!   suspensions and slow-downs in force on its shaping units.
-//! - [`metrics`]: metric names and the request-counting middleware.
+//! - [`metrics`]: metric names and the request-counting middleware;
+//!   [`recorder`]: the node's registry with every histogram's buckets;
+//!   [`process_metrics`]: `process_*` from `/proc`, read at each scrape.
 //! - [`openapi`](mod@openapi): the OpenAPI 3 document's frame (info, bearer
 //!   scheme, tags, which listener serves what, shared error answers);
 //!   [`openapi()`] is the whole document of both listeners, built from the same
@@ -86,7 +88,9 @@ pub mod json_leads;
 pub mod lead_rows;
 pub mod metrics;
 pub mod openapi;
+pub mod process_metrics;
 pub mod rate_limit;
+pub mod recorder;
 mod routes;
 pub mod serve;
 pub mod shaping_view;

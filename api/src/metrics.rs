@@ -17,8 +17,12 @@ use metrics::{
 
 /// Requests answered, by `method`, `route`, `status` (`2xx`, `4xx`, …).
 pub const REQUESTS_TOTAL: &str = "penguin_api_requests_total";
-/// Time to answer a request, by `method`, `route`.
+/// Time to answer a request, by `method`, `route` (a histogram).
 pub const REQUEST_DURATION_SECONDS: &str = "penguin_api_request_duration_seconds";
+/// Bucket bounds of [`REQUEST_DURATION_SECONDS`]: 1 ms to 10 s.
+pub const REQUEST_DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 /// Requests refused by a protective limit, by `limit`: `auth_failures` (the
 /// address failed to authenticate too often), `token_budget`, `token_cap`,
 /// `import_slots`, `upload_rate`.
@@ -62,7 +66,7 @@ pub fn describe() {
     describe_histogram!(
         REQUEST_DURATION_SECONDS,
         Unit::Seconds,
-        "Time the control API took to answer a request"
+        "Time the control API took to answer a request (histogram, 1 ms to 10 s)"
     );
     describe_counter!(
         LIMIT_REFUSALS_TOTAL,
@@ -84,6 +88,7 @@ pub fn describe() {
         Unit::Count,
         "HTTP connections open on the listener"
     );
+    crate::process_metrics::describe();
 }
 
 /// Which protective limit refused a request (the `limit` label).

@@ -24,7 +24,15 @@ pub struct DatabaseConfig {
     /// How long a caller waits for a pooled connection before failing, in ms
     /// (an API request then answers 503 `unavailable`).
     pub acquire_timeout_ms: u64,
+    /// A timed store operation (the hot path: ledger transitions, the Feeder's
+    /// claim, event and rollup writes, the backlog count) taking at least this
+    /// long, in ms, counts in `penguin_db_slow_queries_total{op}` and logs a
+    /// warning. 0 counts every timed operation (a test of the alert path).
+    pub slow_query_ms: u64,
 }
+
+/// Largest `database.slow_query_ms`: an hour.
+pub const MAX_SLOW_QUERY_MS: u64 = 3_600_000;
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
@@ -33,6 +41,7 @@ impl Default for DatabaseConfig {
             max_connections: 16,
             api_max_connections: 8,
             acquire_timeout_ms: 5_000,
+            slow_query_ms: 2_000,
         }
     }
 }
@@ -48,7 +57,14 @@ impl DatabaseConfig {
             "database.api_max_connections",
             self.api_max_connections.into(),
         )?;
-        positive("database.acquire_timeout_ms", self.acquire_timeout_ms)
+        positive("database.acquire_timeout_ms", self.acquire_timeout_ms)?;
+        if self.slow_query_ms > MAX_SLOW_QUERY_MS {
+            return Err(ConfigError::invalid(
+                "database.slow_query_ms",
+                format!("must be at most {MAX_SLOW_QUERY_MS} (an hour)"),
+            ));
+        }
+        Ok(())
     }
 
     /// The settings of the control API's pool: these, sized
@@ -327,6 +343,11 @@ pub struct QueueConfig {
     pub status_flush_ms: u64,
     /// Most transitions written in one statement.
     pub status_batch: usize,
+    /// How often the node refreshes the gauges it reads from Postgres and its
+    /// pools, in ms: `penguin_backlog_jobs` (one query for the partitions it
+    /// owns), the per-IP gauges of the IPs it owns, pool gauges. A node that
+    /// owns no partition runs no query.
+    pub gauges_refresh_ms: u64,
 }
 
 impl Default for QueueConfig {
@@ -341,6 +362,7 @@ impl Default for QueueConfig {
             reaper_interval_ms: 5_000,
             status_flush_ms: 20,
             status_batch: 2_000,
+            gauges_refresh_ms: 15_000,
         }
     }
 }
@@ -355,7 +377,8 @@ impl QueueConfig {
         positive("queue.tenant_idle_ms", self.tenant_idle_ms)?;
         positive("queue.reaper_interval_ms", self.reaper_interval_ms)?;
         positive("queue.status_flush_ms", self.status_flush_ms)?;
-        positive("queue.status_batch", self.status_batch as u64)
+        positive("queue.status_batch", self.status_batch as u64)?;
+        positive("queue.gauges_refresh_ms", self.gauges_refresh_ms)
     }
 }
 
@@ -445,5 +468,23 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("database.api_max_connections"), "{err}");
+    }
+
+    #[test]
+    fn slow_query_ms_is_bounded() {
+        assert_eq!(DatabaseConfig::default().slow_query_ms, 2_000);
+        let zero = DatabaseConfig {
+            slow_query_ms: 0,
+            ..DatabaseConfig::default()
+        };
+        assert!(zero.validate().is_ok(), "0 counts every operation");
+        let err = DatabaseConfig {
+            slow_query_ms: MAX_SLOW_QUERY_MS + 1,
+            ..DatabaseConfig::default()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("database.slow_query_ms"), "{err}");
     }
 }

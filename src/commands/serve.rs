@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusBuilder;
 use penguin_config::Config;
 use penguin_engine::clock::SystemClock;
 
@@ -15,7 +14,7 @@ use crate::node::{Node, NodeOptions};
 
 pub async fn run(config: Option<&Path>, exit_with_parent: bool) -> anyhow::Result<()> {
     let config = Arc::new(Config::load(config)?);
-    let metrics = Arc::new(PrometheusBuilder::new().build_recorder());
+    let metrics = Arc::new(penguin_api::recorder::node_recorder());
     let upkeep = metrics.handle();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));

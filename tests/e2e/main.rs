@@ -43,6 +43,8 @@ mod limits_leaked_reservations;
 mod limits_no_carry_over;
 mod limits_overflow;
 mod limits_thirty_days;
+mod metrics_backlog_nodes;
+mod metrics_node;
 mod migrations;
 mod node_ops;
 mod node_restart;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::support::api::ApiClient;
 use crate::support::cluster::{node_config, start_node};
 use crate::support::node_process::{ChildNode, NodeProcess};
-use crate::support::rig::Rig;
+use crate::support::rig::{Rig, series};
 use crate::support::{admin_token, wait_for};
 
 /// What Kubernetes injects for a Service named `penguin` in the namespace.
@@ -74,6 +74,7 @@ async fn readiness_follows_start_and_drain_liveness_does_not() {
     })
     .await;
     assert_eq!(ready.body, json!({"status": "ok"}));
+    assert_eq!(node_ready_gauge(&api).await, Some(1.0));
 
     let drain = api
         .post("/v1/nodes/node-b/drain", Some(admin_token()), &json!({}))
@@ -85,12 +86,20 @@ async fn readiness_follows_start_and_drain_liveness_does_not() {
     })
     .await;
     assert_eq!(draining.body, json!({"status": "draining"}));
+    assert_eq!(node_ready_gauge(&api).await, Some(0.0));
     // Draining is alive: an orchestrator must not restart it.
     assert_eq!(api.get("/health/live", None).await.status, 200);
     // The rig's own node never drained.
     let rig_api = ApiClient::new(&rig.node().api_url());
     assert_eq!(rig_api.get("/health/ready", None).await.status, 200);
     node.shutdown().await;
+}
+
+/// `penguin_node_ready` on the node's `/metrics`.
+async fn node_ready_gauge(api: &ApiClient) -> Option<f64> {
+    let page = api.get("/metrics", None).await;
+    let text = page.body.as_str().unwrap_or_default().to_string();
+    series(&text, "penguin_node_ready")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

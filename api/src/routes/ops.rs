@@ -20,6 +20,9 @@ use penguin_engine::readiness::Phase;
 use crate::AppState;
 use crate::error::{ApiResult, AppError, ErrorBody};
 
+/// 1 while `/health/ready` answers 200, else 0 (set at each scrape).
+pub const NODE_READY: &str = "penguin_node_ready";
+
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(health))
@@ -205,11 +208,30 @@ async fn health_email(State(state): State<AppState>) -> ApiResult<Json<EmailHeal
     }))
 }
 
+/// The API pool's gauges (`pool="api"`), with the current recorder.
+fn api_pool_gauges(status: &deadpool_postgres::Status) {
+    use penguin_actors::metrics_node::{DB_POOL_CONNECTIONS, DB_POOL_MAX, DB_POOL_WAITING};
+    let in_use = status.size.saturating_sub(status.available) as f64;
+    metrics::gauge!(DB_POOL_CONNECTIONS, "pool" => "api", "state" => "in_use").set(in_use);
+    metrics::gauge!(DB_POOL_CONNECTIONS, "pool" => "api", "state" => "idle")
+        .set(status.available as f64);
+    metrics::gauge!(DB_POOL_MAX, "pool" => "api").set(status.max_size as f64);
+    metrics::gauge!(DB_POOL_WAITING, "pool" => "api").set(status.waiting as f64);
+}
+
 /// Prometheus metrics (text exposition format 0.0.4).
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, description = "Every metric of this node",
         body = String, content_type = "text/plain; version=0.0.4")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    // Read at scrape time: the process' numbers and the API's own pool (the
+    // engine's pools are set by its Gauges actor).
+    metrics::with_local_recorder(state.metrics.as_ref(), || {
+        crate::process_metrics::record();
+        api_pool_gauges(&state.pg.status());
+        let ready = state.readiness.phase() == Phase::Ready;
+        metrics::gauge!(NODE_READY).set(if ready { 1.0 } else { 0.0 });
+    });
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.handle().render(),

@@ -87,7 +87,7 @@ async fn slow_server(
             max_connections,
             ..limits()
         },
-        recorder: Arc::new(metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder()),
+        recorder: Arc::new(crate::recorder::node_recorder()),
     };
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(server.run(listener, stopped));

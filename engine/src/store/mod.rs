@@ -4,6 +4,8 @@
 //! - [`tenants`], [`ips`], [`campaigns`], [`leads`]: the control plane (API).
 //! - [`fences`]: each partition's epoch (fencing token), raised on every takeover.
 //! - [`due`]: which tenants of a node's partitions have work, in one query.
+//! - [`backlog`]: the node's gauges: waiting jobs of its partitions, its IPs'
+//!   sends today.
 //! - [`ledger`]: the job ledger, the only writer of `send_jobs.status`: claims,
 //!   outcomes, postpones, releases, recoveries and cancels, each a typed,
 //!   fenced, batched transition.
@@ -40,6 +42,7 @@
 //! - [`stats`]: read-only statistics for the API: a campaign's recent activity
 //!   and engagement, per-day rows per campaign, IP and tenant.
 
+pub mod backlog;
 pub mod bounces;
 pub mod campaign_ips;
 pub mod campaign_lists;

@@ -47,8 +47,7 @@ impl ApiServer {
         pg: deadpool_postgres::Pool,
         redis: deadpool_redis::Pool,
     ) -> ApiServer {
-        let metrics =
-            Arc::new(metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder());
+        let metrics = Arc::new(penguin_api::recorder::node_recorder());
         let limits = Arc::new(penguin_api::rate_limit::Limits::new(&config.api));
         let listeners = penguin_api::Listeners::bind(&config)
             .await
