@@ -3,7 +3,9 @@
 //! and `sslrootcert` = a PEM file of trusted CA certificates, or `system` for
 //! the operating system's store (libpq 16's spelling).
 //!
-//! As in libpq: `prefer` (the default) and `require` encrypt without checking
+//! Without `sslmode` the connection is plain, as it always was here (libpq
+//! would `prefer`): TLS is used when the URL asks for it. As in libpq,
+//! `prefer` and `require` encrypt without checking
 //! the server's certificate, unless `sslrootcert` is given, in which case
 //! `require` checks it as `verify-ca` does; `verify-ca` checks that a trusted CA
 //! signed it; `verify-full` also checks that it names the host connected to.
@@ -85,7 +87,7 @@ impl DatabaseConfig {
         } else {
             split_key_values(&self.url)
         };
-        let mut mode = PgSslMode::Prefer;
+        let mut mode = PgSslMode::Disable;
         let mut root_cert = None;
         let mut kept = Vec::with_capacity(pairs.len());
         for (key, value) in pairs {
@@ -211,14 +213,16 @@ mod tests {
     }
 
     #[test]
-    fn no_sslmode_is_prefer_without_a_check() {
-        let tls = tls("postgres://u:p@db:5432/penguin").unwrap();
-        assert_eq!(tls.mode, PgSslMode::Prefer);
-        assert_eq!(tls.roots, None);
+    fn no_sslmode_is_plain() {
+        let plain = tls("postgres://u:p@db:5432/penguin").unwrap();
+        assert_eq!(plain.mode, PgSslMode::Disable);
+        assert_eq!(plain.roots, None);
         assert_eq!(
-            tls.driver_url,
-            "postgres://u:p@db:5432/penguin?sslmode=prefer"
+            plain.driver_url,
+            "postgres://u:p@db:5432/penguin?sslmode=disable"
         );
+        let prefer = tls("postgres://db/p?sslmode=prefer").unwrap();
+        assert_eq!((prefer.mode, prefer.roots), (PgSslMode::Prefer, None));
     }
 
     #[test]

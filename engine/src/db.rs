@@ -17,7 +17,7 @@ use std::time::Duration;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Transaction,
 };
-use penguin_config::DatabaseConfig;
+use penguin_config::{DatabaseConfig, PgSslMode};
 use thiserror::Error;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
@@ -100,14 +100,16 @@ pub fn pg_pool(config: &DatabaseConfig) -> Result<Pool, StoreError> {
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
     let pg = tokio_postgres::Config::from_str(&tls.driver_url)
         .map_err(|e| StoreError::Invalid(format!("database.url: {e}")))?;
-    let connector = PgTlsConnector::new(&tls).map_err(StoreError::Invalid)?;
-    let manager = Manager::from_config(
-        pg,
-        connector,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let config_of_manager = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    // Plain unless TLS was asked for: no TLS negotiation at all then.
+    let manager = if tls.mode == PgSslMode::Disable {
+        Manager::from_config(pg, tokio_postgres::NoTls, config_of_manager)
+    } else {
+        let connector = PgTlsConnector::new(&tls).map_err(StoreError::Invalid)?;
+        Manager::from_config(pg, connector, config_of_manager)
+    };
     let wait = Duration::from_millis(config.acquire_timeout_ms);
     Pool::builder(manager)
         .max_size(config.max_connections as usize)
