@@ -27,17 +27,8 @@ use crate::context::Ctx;
 use crate::ip_supervisor::IpSupMsg;
 use crate::{analytics, status_writer};
 
-/// Slack over `[delivery] attempt_timeout_ms` for the longest drain of a
-/// partition's IPs: no attempt outlives that timeout (it is cut and deferred),
-/// so a drain that waits this much longer never releases the lease while one
-/// of its SMTP transactions may still be sending (which would let the new
-/// owner send the job again).
-const DRAIN_MARGIN: Duration = Duration::from_secs(15);
-
-/// The longest a drain may take: an attempt's deadline plus [`DRAIN_MARGIN`].
-fn drain_timeout(ctx: &Ctx) -> Duration {
-    Duration::from_millis(ctx.config.delivery.attempt_timeout_ms) + DRAIN_MARGIN
-}
+/// The longest a drain may take (an SMTP transaction's worst case, with slack).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs the hand-off of `partition` (whose tenants' IPs are `partition_ips`)
 /// and tells Cluster `HandedOff(partition)` when the lease is released (or
@@ -58,7 +49,7 @@ pub async fn hand_off(
         let released = ips
             .call(
                 |reply| IpSupMsg::Release(partition_ips, reply),
-                Some(drain_timeout(&ctx)),
+                Some(DRAIN_TIMEOUT),
             )
             .await;
         if !matches!(released, Ok(ractor::rpc::CallResult::Success(()))) {

@@ -166,11 +166,9 @@ fn kubernetes_manifests_are_consistent() {
     }
 
     // The grace period covers the longest drain: the request is seen at the next
-    // heartbeat, SMTP under way gets an attempt's deadline plus the hand-off's
-    // margin, then the listeners stop.
+    // heartbeat, SMTP under way gets the hand-off timeout, then the listeners stop.
     let drain_secs = config.node.heartbeat_ms.div_ceil(1000)
-        + config.delivery.attempt_timeout_ms.div_ceil(1000)
-        + secs_on_line("actors/src/handoff.rs", "const DRAIN_MARGIN")
+        + secs_on_line("actors/src/handoff.rs", "const DRAIN_TIMEOUT")
         + secs_on_line("src/node.rs", "self.api_task");
     let grace = pod["terminationGracePeriodSeconds"]
         .as_u64()
