@@ -12,31 +12,41 @@ pub const MASKED: &str = "<masked>";
 impl Config {
     /// Every problem found, each naming its key; empty when a node would start.
     pub fn problems(&self) -> Vec<ConfigError> {
-        let checks: [&dyn Fn() -> Result<(), ConfigError>; 19] = [
-            &|| self.database.validate(),
-            &|| self.redis.validate(),
-            &|| self.api.validate(),
-            &|| self.public.validate(&self.api.listen),
-            &|| self.node.validate(),
-            &|| self.queue.validate(),
-            &|| self.delivery.validate(),
-            &|| self.delivery.validate_against(&self.queue),
-            &|| self.tracking.validate(),
-            &|| self.limits.validate(),
-            &|| self.warmup.validate(),
-            &|| self.health.validate(),
-            &|| self.templates.validate(),
-            &|| self.domains.validate(),
-            &|| self.sequences.validate(),
-            &|| self.webhooks.validate(),
-            &|| self.log.validate(),
-            &|| secrets::check("api.admin_token", &self.api.admin_token),
-            &|| {
-                secrets::check("tracking.secret", &self.tracking.secret)?;
-                self.secrets.validate()
-            },
+        let mut problems = self.setting_problems();
+        let secrets = [
+            secrets::check("api.admin_token", &self.api.admin_token),
+            secrets::check("tracking.secret", &self.tracking.secret),
+            self.secrets.validate(),
         ];
-        checks.iter().filter_map(|check| check().err()).collect()
+        problems.extend(secrets.into_iter().filter_map(Result::err));
+        problems
+    }
+
+    /// Every problem of the settings, the secrets excepted, in the order
+    /// [`Config::validate_settings`] reports the first of them.
+    pub(crate) fn setting_problems(&self) -> Vec<ConfigError> {
+        [
+            self.database.validate(),
+            self.redis.validate(),
+            self.api.validate(),
+            self.public.validate(&self.api.listen),
+            self.node.validate(),
+            self.queue.validate(),
+            self.delivery.validate(),
+            self.delivery.validate_against(&self.queue),
+            self.tracking.validate(),
+            self.limits.validate(),
+            self.warmup.validate(),
+            self.health.validate(),
+            self.templates.validate(),
+            self.domains.validate(),
+            self.sequences.validate(),
+            self.webhooks.validate(),
+            self.log.validate(),
+        ]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
     }
 
     /// This configuration with the secrets (tokens, master keys, passwords in

@@ -188,24 +188,10 @@ impl Config {
     /// Checks every value that serde cannot (URLs, ranges, relations between
     /// keys), the secrets excepted; `penguin migrate` needs no more.
     pub fn validate_settings(&self) -> Result<(), ConfigError> {
-        self.database.validate()?;
-        self.redis.validate()?;
-        self.api.validate()?;
-        self.public.validate(&self.api.listen)?;
-        self.node.validate()?;
-        self.queue.validate()?;
-        self.delivery.validate()?;
-        self.delivery.validate_against(&self.queue)?;
-        self.tracking.validate()?;
-        self.limits.validate()?;
-        self.warmup.validate()?;
-        self.health.validate()?;
-        self.templates.validate()?;
-        self.domains.validate()?;
-        self.sequences.validate()?;
-        self.webhooks.validate()?;
-        self.log.validate()?;
-        Ok(())
+        match self.setting_problems().into_iter().next() {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        }
     }
 }
 
