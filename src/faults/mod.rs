@@ -208,7 +208,7 @@ async fn run_with_sink(args: &FaultsArgs, sink: &SinkHandle) -> anyhow::Result<R
                 );
                 break;
             }
-            let victim = nodes.ids()[i % args.nodes].clone();
+            let victim = run.victim(&nodes.ids(), i).await?;
             let fault = run.inject(&mut nodes, *kind, &victim).await?;
             println!(
                 "  {:>6.1} s  {}{} at {} of {} messages",
@@ -256,6 +256,24 @@ impl Run<'_> {
             })
             .copied()
             .collect()
+    }
+
+    /// The node fault `i` hits: the `i`-th node in turn, or the next after it
+    /// that holds some of the run's tenants. A node holding none (tenants hash
+    /// to partitions, so with few tenants one node may get none) would make a
+    /// fault that stops nothing, and its recovery could not be measured.
+    async fn victim(&self, ids: &[String], i: usize) -> anyhow::Result<String> {
+        let live = self.membership.live(clock::unix_ms()).await?;
+        let holds = |id: &str| {
+            live.iter()
+                .find(|n| n.id == id)
+                .is_some_and(|n| !self.tenants_of(n).is_empty())
+        };
+        (0..ids.len())
+            .map(|k| &ids[(i + k) % ids.len()])
+            .find(|id| holds(id))
+            .cloned()
+            .context("no live node holds any of the run's tenants")
     }
 
     fn deadline(&self) -> Instant {

@@ -33,56 +33,14 @@ const TENANTS: u64 = 6;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fault_harness_passes_every_kind_of_fault_on_three_nodes() {
     let env = TestEnv::start().await;
-    let dir = std::env::temp_dir().join(format!("penguin-e2e-faults-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let report_file = dir.join("report.json");
-    let record_file = dir.join("sink.json");
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/faults.toml");
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_penguin"));
-    command
-        .arg("faults")
-        .arg("--config")
-        .arg(config)
-        .args(["--nodes", "3", "--tenants", &TENANTS.to_string()])
-        .args(["--leads", &LEADS.to_string()])
-        .args([
-            "--faults",
-            "kill=2,pause,redis-flush,redis-restart,postgres-restart",
-            "--timeout-secs",
-            "150",
-        ])
-        .arg("--json")
-        .arg(&report_file)
-        .arg("--sink-record")
-        .arg(&record_file)
-        .kill_on_drop(true);
-    // The shipped rehearsal configuration, on this test's servers.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("PENGUIN_") {
-            command.env_remove(key);
-        }
-    }
-    command
-        .env("DATABASE_URL", &env.config.database.url)
-        .env("REDIS_URL", &env.config.redis.url);
-    let output = tokio::time::timeout(Duration::from_secs(240), command.output())
-        .await
-        .expect("the harness finished in time")
-        .expect("the harness ran");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    eprintln!("{stdout}");
-    assert!(
-        output.status.success(),
-        "the harness failed ({}):\n{stdout}\n{}",
-        output.status,
-        &stderr[stderr.len().saturating_sub(6_000)..]
-    );
-    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
-    let record: Vec<ReceivedMessage> =
-        serde_json::from_slice(&std::fs::read(&record_file).unwrap()).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    recheck(&env, &report, &record).await;
+    let (report, record) = run_harness(
+        &env,
+        TENANTS,
+        LEADS,
+        "kill=2,pause,redis-flush,redis-restart,postgres-restart",
+    )
+    .await;
+    recheck(&env, &report, &record, TENANTS * LEADS).await;
 
     assert_eq!(report["failures"], serde_json::json!([]));
     assert_eq!(report["jobs"], TENANTS * LEADS);
@@ -132,11 +90,90 @@ async fn the_fault_harness_passes_every_kind_of_fault_on_three_nodes() {
     }
 }
 
+/// With one tenant on three nodes, two nodes hold none of the run's work: a
+/// node fault must still hit the node that holds it, or the fault stops
+/// nothing and whether sending came back cannot be told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_faults_hit_a_node_holding_the_runs_tenants() {
+    let env = TestEnv::start().await;
+    let leads = 200;
+    let (report, record) = run_harness(&env, 1, leads, "kill,pause").await;
+    recheck(&env, &report, &record, leads).await;
+    assert_eq!(report["failures"], serde_json::json!([]));
+    assert_eq!(report["lost"], 0);
+    let faults = report["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 2, "{report}");
+    for fault in faults {
+        assert!(
+            fault["recovery_ms"].as_u64().is_some(),
+            "no message from the tenant's IP after {fault}"
+        );
+    }
+}
+
+/// Runs `penguin faults` on three nodes with the shipped configuration on
+/// `env`'s servers, and returns its JSON report and the sink's record.
+async fn run_harness(
+    env: &TestEnv,
+    tenants: u64,
+    leads: u64,
+    faults: &str,
+) -> (Value, Vec<ReceivedMessage>) {
+    let dir = std::env::temp_dir().join(format!(
+        "penguin-e2e-faults-{}-{tenants}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let report_file = dir.join("report.json");
+    let record_file = dir.join("sink.json");
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/faults.toml");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_penguin"));
+    command
+        .arg("faults")
+        .arg("--config")
+        .arg(config)
+        .args(["--nodes", "3", "--tenants", &tenants.to_string()])
+        .args(["--leads", &leads.to_string()])
+        .args(["--faults", faults, "--timeout-secs", "150"])
+        .arg("--json")
+        .arg(&report_file)
+        .arg("--sink-record")
+        .arg(&record_file)
+        .kill_on_drop(true);
+    // The shipped rehearsal configuration, on this test's servers.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PENGUIN_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .env("DATABASE_URL", &env.config.database.url)
+        .env("REDIS_URL", &env.config.redis.url);
+    let output = tokio::time::timeout(Duration::from_secs(240), command.output())
+        .await
+        .expect("the harness finished in time")
+        .expect("the harness ran");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprintln!("{stdout}");
+    assert!(
+        output.status.success(),
+        "the harness failed ({}):\n{stdout}\n{}",
+        output.status,
+        &stderr[stderr.len().saturating_sub(6_000)..]
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&report_file).unwrap()).unwrap();
+    let record: Vec<ReceivedMessage> =
+        serde_json::from_slice(&std::fs::read(&record_file).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    (report, record)
+}
+
 /// Counts lost, waiting, delivered and copied jobs again from the sink's record
 /// and Postgres, without the report's Message-ID matching: a message belongs to
 /// the tenant whose IP sent it, and to that tenant's job for its recipient.
 /// Then the report must say the same, and nothing may be lost.
-async fn recheck(env: &TestEnv, report: &Value, record: &[ReceivedMessage]) {
+async fn recheck(env: &TestEnv, report: &Value, record: &[ReceivedMessage], jobs_count: u64) {
     let tenant_of_ip: HashMap<IpAddr, Uuid> = env
         .psql("SELECT host(address), tenant_id FROM smtp_ips")
         .await
@@ -153,7 +190,7 @@ async fn recheck(env: &TestEnv, report: &Value, record: &[ReceivedMessage]) {
         .iter()
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect();
-    assert_eq!(jobs.len() as u64, TENANTS * LEADS, "one job per recipient");
+    assert_eq!(jobs.len() as u64, jobs_count, "one job per recipient");
     let mut received: HashMap<(Uuid, String), u64> = HashMap::new();
     let mut per_ip_hour: HashMap<(IpAddr, i64), u64> = HashMap::new();
     for message in record {
