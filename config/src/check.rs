@@ -43,6 +43,7 @@ impl Config {
             self.sequences.validate(),
             self.webhooks.validate(),
             self.log.validate(),
+            self.retention.validate(),
         ]
         .into_iter()
         .filter_map(Result::err)

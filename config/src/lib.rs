@@ -23,6 +23,7 @@ mod sections;
 mod sequences;
 mod sites;
 mod templates;
+mod retention;
 mod webhooks;
 
 use std::path::Path;
@@ -57,6 +58,7 @@ pub use sections::{
 pub use sequences::{MAX_SEQUENCE_STEPS, MAX_STEP_DELAY_SECS, SequencesConfig};
 pub use sites::{GreylistConfig, SitesConfig};
 pub use templates::{MAX_SUBJECT_BYTES, TemplatesConfig};
+pub use retention::RetentionConfig;
 pub use webhooks::WebhooksConfig;
 
 /// The whole, validated configuration of one engine node.
@@ -80,6 +82,7 @@ pub struct Config {
     pub sequences: SequencesConfig,
     pub webhooks: WebhooksConfig,
     pub log: LogConfig,
+    pub retention: RetentionConfig,
 }
 
 /// The prefix of configuration environment variables.
