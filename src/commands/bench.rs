@@ -11,7 +11,9 @@
 //!
 //! Other modes, one per run: `--import-leads N` ([`super::bench_import`]),
 //! `--idle` ([`super::bench_idle`]), `--hot-lane` ([`super::bench_hot`]) and
-//! `--jobs-waiting N` ([`super::bench_waiting`]). Every mode drives the node
+//! `--jobs-waiting N` ([`super::bench_waiting`]); `--events-history N` adds a
+//! year of other tenants' events under the throughput run
+//! ([`super::bench_history`]). Every mode drives the node
 //! through the control API and watches the in-process sink.
 
 use std::net::SocketAddr;
@@ -88,6 +90,11 @@ pub struct BenchArgs {
     /// import), started with its IP paused so nothing is sent; reports RSS.
     #[arg(long)]
     pub jobs_waiting: Option<usize>,
+    /// Throughput mode: first insert this many delivery events of other
+    /// tenants over the last 13 months; then also time reading a campaign and
+    /// dropping the oldest month of events.
+    #[arg(long, default_value_t = 0)]
+    pub events_history: u64,
 }
 
 /// What one run measures, chosen by the flags.
@@ -153,6 +160,16 @@ impl BenchArgs {
                 "--messages ({}) must be at least --tenants ({})",
                 self.messages, self.tenants
             ));
+        }
+        let history = super::bench_history::MAX_EVENTS_HISTORY;
+        if self.events_history > history {
+            return Err(format!(
+                "--events-history must be at most {history}, got {}",
+                self.events_history
+            ));
+        }
+        if self.events_history > 0 && !chosen.is_empty() {
+            return Err("--events-history goes with the throughput mode only".into());
         }
         if let Some(leads) = self.import_leads {
             if leads == 0 {
@@ -259,6 +276,14 @@ async fn throughput(env: BenchEnv, args: &BenchArgs) -> anyhow::Result<()> {
         &options,
     )
     .await?;
+    if args.events_history > 0 {
+        eprintln!("inserting {} history events …", args.events_history);
+        let secs = super::bench_history::insert(&node.pg, args.events_history).await?;
+        println!(
+            "history: {} events of other tenants over 13 months, inserted and analysed in {secs:.1} s",
+            args.events_history
+        );
+    }
     eprintln!("sending {total} messages through the engine …");
     let started = Instant::now();
     scenario.start_with(args.setup_concurrency).await?;
@@ -280,6 +305,14 @@ async fn throughput(env: BenchEnv, args: &BenchArgs) -> anyhow::Result<()> {
     let (p50, p99) = pickup_latency(&node.pg, &scenario).await?;
     let engine_stats = sink.stats();
     let rss_engine = bench_stats::own_rss_kib().1;
+    let first = &scenario.tenants[0];
+    let (read_p50, read_p99) =
+        super::bench_history::time_campaign_reads(&scenario.client, &first.token, first.campaign)
+            .await?;
+    let dropped = match args.events_history {
+        0 => None,
+        _ => super::bench_history::time_drop_oldest(&node.pg).await?,
+    };
     node.shutdown().await;
 
     eprintln!("raw SMTP blast (the ceiling) …");
@@ -317,6 +350,15 @@ async fn throughput(env: BenchEnv, args: &BenchArgs) -> anyhow::Result<()> {
         ceiling_stats.messages_accepted
     );
     println!("engine/ceiling: {:.2}", engine_rate / ceiling_rate);
+    println!(
+        "GET /v1/campaigns/{{id}} after the run: p50 {read_p50:.2} ms, p99 {read_p99:.2} ms (200 reads, one at a time)"
+    );
+    if let Some((name, rows, took)) = dropped {
+        println!(
+            "dropping the oldest month of events ({name}, {rows} rows): {:.1} ms",
+            took.as_secs_f64() * 1_000.0
+        );
+    }
     println!(
         "peak RSS of this process: {} (engine phase, sink included)",
         bench_stats::mib(rss_engine)
@@ -435,5 +477,14 @@ mod tests {
         assert!(mode(&["--hot-lane", "--hot-leads", "0"]).is_err());
         assert!(mode(&["--ceiling-connections", "0"]).is_err());
         assert!(mode(&["--setup-concurrency", "0"]).is_err());
+        assert_eq!(
+            mode(&["--events-history", "10000000"]),
+            Ok(Mode::Throughput)
+        );
+        assert!(mode(&["--events-history", "50000001"]).is_err());
+        assert_eq!(
+            mode(&["--idle", "--events-history", "5"]),
+            Err("--events-history goes with the throughput mode only".into())
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_ceiling;
+pub mod bench_history;
 pub mod bench_hot;
 pub mod bench_idle;
 pub mod bench_import;
