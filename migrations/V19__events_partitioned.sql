@@ -40,18 +40,28 @@
 -- time it takes and what to do with a very large table instead.
 
 -- 1. The old table steps aside (its index, constraint and sequence names are
---    freed for the new table).
+--    freed for the new table). IF EXISTS: an operator with a huge table may
+--    have put an empty stand-in in its place (migrations/README.md).
 ALTER TABLE delivery_events RENAME TO delivery_events_v18;
-ALTER TABLE delivery_events_v18 RENAME CONSTRAINT delivery_events_pkey TO delivery_events_v18_pkey;
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_constraint
+               WHERE conrelid = 'delivery_events_v18'::regclass
+                 AND conname = 'delivery_events_pkey') THEN
+        ALTER TABLE delivery_events_v18
+            RENAME CONSTRAINT delivery_events_pkey TO delivery_events_v18_pkey;
+    END IF;
+END
+$$;
 ALTER SEQUENCE delivery_events_id_seq RENAME TO delivery_events_v18_id_seq;
-DROP INDEX delivery_events_campaign;
-DROP INDEX delivery_events_job;
-DROP INDEX delivery_events_engagement;
-DROP INDEX delivery_events_one_complaint;
-DROP INDEX delivery_events_one_open;
-DROP INDEX delivery_events_one_click;
-DROP INDEX delivery_events_reply;
-DROP TRIGGER delivery_events_webhooks ON delivery_events_v18;
+DROP INDEX IF EXISTS delivery_events_campaign;
+DROP INDEX IF EXISTS delivery_events_job;
+DROP INDEX IF EXISTS delivery_events_engagement;
+DROP INDEX IF EXISTS delivery_events_one_complaint;
+DROP INDEX IF EXISTS delivery_events_one_open;
+DROP INDEX IF EXISTS delivery_events_one_click;
+DROP INDEX IF EXISTS delivery_events_reply;
+DROP TRIGGER IF EXISTS delivery_events_webhooks ON delivery_events_v18;
 
 -- 2. The partitioned table, same columns in the same order.
 CREATE TABLE delivery_events (
