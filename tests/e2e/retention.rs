@@ -283,7 +283,8 @@ async fn finished_campaigns_and_old_months_go_by_the_clock_and_nothing_else() {
 }
 
 /// One tenant with a campaign of `jobs` sent jobs (and leads), finished
-/// `ended_days_ago` days before `now` (`None`: running); returns its id.
+/// `ended_days_ago` days before `now` (`None`: running), created 60 days ago
+/// (a running campaign is old too); returns its id.
 async fn campaign_with_jobs(
     env: &TestEnv,
     tenant: Uuid,
@@ -306,9 +307,9 @@ async fn campaign_with_jobs(
     };
     env.psql(&format!(
         "INSERT INTO campaigns (tenant_id, id, name, status, from_address, subject, text_body,
-                                ip_ids, completed_at)
+                                ip_ids, completed_at, created_at)
          VALUES ('{tenant}', '{id}', 'r', '{status}', 'a@r.test', 's', 't',
-                 ARRAY[gen_random_uuid()], {ended})"
+                 ARRAY[gen_random_uuid()], {ended}, now() - interval '60 days')"
     ))
     .await;
     env.psql(&format!(
