@@ -18,9 +18,11 @@
 //!   every other partition go on. The moved rows keep their ids and fire no
 //!   trigger (they are written to the partition, not the parent: no second
 //!   webhook delivery).
-//! - Every DDL statement runs under `lock_timeout`, so a retention round never
-//!   queues behind a long reader while holding up the sending path; it fails
-//!   and the next round tries again.
+//! - Every DDL statement runs under `lock_timeout` (5 s to create, 1 s to
+//!   drop), so a retention round never queues long behind a reader while
+//!   holding up event inserts; it fails and the next round tries again. Event
+//!   inserts are the Analytics actor's batches and the engagement routes, not
+//!   the claim or outcome path of a message.
 
 use deadpool_postgres::{GenericClient, Pool};
 use time::{Date, Duration, Month as CalMonth, OffsetDateTime, Time};
@@ -31,8 +33,13 @@ use crate::db::StoreError;
 pub const PARENT: &str = "delivery_events";
 /// The DEFAULT partition (rows of a month without a partition).
 pub const DEFAULT_PARTITION: &str = "delivery_events_default";
-/// How long a partition DDL statement waits for its lock before giving up.
+/// How long creating a partition waits for its locks (the default partition,
+/// `SHARE UPDATE EXCLUSIVE` on the parent: event inserts elsewhere go on).
 const LOCK_TIMEOUT: &str = "5s";
+/// How long dropping a partition waits for its lock: `DROP TABLE` of a
+/// partition takes `ACCESS EXCLUSIVE` on the parent, and event inserts queue
+/// behind a waiting request, so it gives up quickly (the next round retries).
+const DROP_LOCK_TIMEOUT: &str = "1s";
 
 /// A calendar month (UTC).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -196,7 +203,7 @@ pub async fn drop_month(pool: &Pool, month: Month) -> Result<(), StoreError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
     tx.batch_execute(&format!(
-        "SET LOCAL lock_timeout = '{LOCK_TIMEOUT}';
+        "SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}';
          DROP TABLE IF EXISTS {};",
         month.table()
     ))
