@@ -15,6 +15,7 @@
 //! ├── Analytics               analytics.rs    delivery events and daily rollups, batched
 //! ├── Webhooks                webhooks.rs     the webhook outbox of owned partitions: signed POSTs (webhook_send.rs), retries
 //! ├── Gauges                  gauges.rs       every queue.gauges_refresh_ms: backlog, per-IP and pool gauges (metrics_node.rs)
+//! ├── Retention               retention.rs    every retention.interval_ms, one node at a time: event partitions, finished campaigns' jobs and leads
 //! └── StatusWriter            status_writer.rs job outcomes through the ledger (engine::store::ledger), one statement per batch
 //! ```
 //!
@@ -52,6 +53,7 @@ pub mod priority_queue;
 pub mod ready;
 pub mod reaper;
 pub mod render;
+pub mod retention;
 pub mod shaping;
 pub mod shaping_log;
 pub mod shaping_rate;

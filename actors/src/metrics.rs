@@ -37,6 +37,10 @@ pub const ATTEMPT_DEADLINE: &str = "penguin_delivery_attempt_deadline_total";
 pub const WEBHOOK_DELIVERIES: &str = "penguin_webhook_deliveries_total";
 pub const WEBHOOK_REQUESTS: &str = "penguin_webhook_requests_total";
 pub const WEBHOOKS_IN_FLIGHT: &str = "penguin_webhook_requests_in_flight";
+/// Rows deleted by retention rounds, by `table`.
+pub const RETENTION_DELETED: &str = "penguin_retention_deleted_total";
+/// Event partitions created or dropped by retention rounds, by `action`.
+pub const RETENTION_PARTITIONS: &str = "penguin_retention_partitions_total";
 /// One SMTP transaction, MAIL FROM to the final reply (histogram).
 pub const SMTP_TRANSACTION: &str = "penguin_smtp_transaction_seconds";
 /// Delivery outcomes by sending IP (`ip`: its address) and `outcome`.
@@ -183,6 +187,14 @@ impl Metrics {
                 "End-of-day warm-up verdicts applied, by decision (advance, hold, step_back, rewarm)."
             );
             describe_counter!(
+                RETENTION_DELETED,
+                "Rows deleted by retention, by table (send_jobs, leads, delivery_event_keys; delivery_events: rows of the default partition past events_days)."
+            );
+            describe_counter!(
+                RETENTION_PARTITIONS,
+                "Monthly delivery_events partitions created (ahead) or dropped (past events_days) by retention, by action."
+            );
+            describe_counter!(
                 IP_AUTO_RESUMED,
                 "IPs resumed automatically when their health pause ended."
             );
@@ -304,6 +316,17 @@ impl Metrics {
 
     pub fn webhooks_in_flight(&self, n: usize) {
         self.record(|| gauge!(WEBHOOKS_IN_FLIGHT).set(n as f64));
+    }
+
+    /// Rows one retention round deleted from `table` (counted even when 0, so
+    /// the series exists from the first round).
+    pub fn retention_deleted(&self, table: &'static str, n: u64) {
+        self.record(|| counter!(RETENTION_DELETED, "table" => table).increment(n));
+    }
+
+    /// Partitions one retention round `action`ed (created, dropped).
+    pub fn retention_partitions(&self, action: &'static str, n: u64) {
+        self.record(|| counter!(RETENTION_PARTITIONS, "action" => action).increment(n));
     }
 
     pub fn ip_auto_resumed(&self) {

@@ -3,7 +3,8 @@
 //! `penguin_actor_restarts_total`), and owns the shutdown order:
 //!
 //! stop leasing, judging warm-up days, feeding, webhook requests and gauge
-//! reads (Cluster, WarmupSupervisor, Feeder, Reaper, Webhooks, Gauges: requests under way are aborted,
+//! reads and retention rounds (Cluster, WarmupSupervisor, Feeder, Reaper, Webhooks, Gauges,
+//! Retention: requests under way are aborted (a retention batch is one statement),
 //! their batches due again once their claim's lease passes) → stop popping (Tenants) →
 //! drain the Ip actors (work not started goes back to `pending`, SMTP under way
 //! finishes) → flush StatusWriter and Analytics → release leases → exit.
@@ -40,6 +41,7 @@ use crate::ip_supervisor::{IpSupMsg, IpSupervisor};
 use crate::metrics::Metrics;
 use crate::reaper::Reaper;
 use crate::render::Renderer;
+use crate::retention::Retention;
 use crate::status_writer::StatusWriter;
 use crate::tenant_supervisor::{TenantSupMsg, TenantSupervisor};
 use crate::warmup_supervisor::{WarmupSupMsg, WarmupSupervisor};
@@ -71,12 +73,13 @@ pub(crate) enum Kind {
     Reaper,
     Webhooks,
     Gauges,
+    Retention,
     Cluster,
 }
 
 impl Kind {
     /// Start order: sinks of work before its sources.
-    const ORDER: [Kind; 10] = [
+    const ORDER: [Kind; 11] = [
         Kind::StatusWriter,
         Kind::Analytics,
         Kind::IpSupervisor,
@@ -86,6 +89,7 @@ impl Kind {
         Kind::Reaper,
         Kind::Webhooks,
         Kind::Gauges,
+        Kind::Retention,
         Kind::Cluster,
     ];
 
@@ -100,6 +104,7 @@ impl Kind {
             Kind::Reaper => "reaper",
             Kind::Webhooks => "webhooks",
             Kind::Gauges => "gauges",
+            Kind::Retention => "retention",
             Kind::Cluster => "cluster",
         }
     }
@@ -256,6 +261,10 @@ impl EngineState {
                 .await?
                 .0
                 .get_cell(),
+            Kind::Retention => Actor::spawn_linked(None, Retention, ctx, parent)
+                .await?
+                .0
+                .get_cell(),
             Kind::Cluster => {
                 let (Some(tenants), Some(ips), Some(warmup)) = (
                     self.tenant_sup.clone(),
@@ -292,7 +301,7 @@ impl EngineState {
                 directory.set_tenant_supervisor(None);
             }
             Kind::WarmupSupervisor => self.warmup_sup = None,
-            Kind::Reaper | Kind::Webhooks | Kind::Gauges | Kind::Cluster => {}
+            Kind::Reaper | Kind::Webhooks | Kind::Gauges | Kind::Retention | Kind::Cluster => {}
         }
     }
 
@@ -314,6 +323,7 @@ impl EngineState {
             Kind::Reaper,
             Kind::Webhooks,
             Kind::Gauges,
+            Kind::Retention,
             Kind::TenantSupervisor,
         ] {
             self.stop_child(kind).await;

@@ -124,11 +124,21 @@ pub fn pg_pool(config: &DatabaseConfig) -> Result<Pool, StoreError> {
 /// Applies every pending migration, serialised across nodes by an advisory lock.
 /// Returns the names of the migrations this call applied.
 pub async fn migrate(pool: &Pool) -> Result<Vec<String>, StoreError> {
+    migrate_to(pool, None).await
+}
+
+/// Like [`migrate`], stopping after migration `version` when given (tests of a
+/// migration's data move start from the schema before it).
+pub async fn migrate_to(pool: &Pool, version: Option<i32>) -> Result<Vec<String>, StoreError> {
     let mut client = pool.get().await?;
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    let result = embedded::migrations::runner()
+    let mut runner = embedded::migrations::runner();
+    if let Some(version) = version {
+        runner = runner.set_target(refinery::Target::Version(version));
+    }
+    let result = runner
         .run_async(&mut **client)
         .await
         .map_err(|e| StoreError::Migration(e.to_string()));

@@ -207,7 +207,9 @@ pub(crate) async fn lock_campaign(
     })
 }
 
-/// Sets the status; the first move to `running` also stamps `started_at`.
+/// Sets the status; the first move to `running` also stamps `started_at`, a
+/// move to `cancelled` stamps `cancelled_at` (retention counts a finished
+/// campaign's days from it, see `store::retention`).
 pub(crate) async fn set_status(
     tx: &Transaction<'_>,
     tenant: Uuid,
@@ -219,7 +221,9 @@ pub(crate) async fn set_status(
             "UPDATE campaigns
              SET status = $3,
                  started_at = CASE WHEN $3 = 'running' THEN coalesce(started_at, now())
-                                   ELSE started_at END
+                                   ELSE started_at END,
+                 cancelled_at = CASE WHEN $3 = 'cancelled' THEN coalesce(cancelled_at, now())
+                                     ELSE cancelled_at END
              WHERE tenant_id = $1 AND id = $2",
         )
         .await?;

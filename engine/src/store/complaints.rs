@@ -9,8 +9,9 @@
 //! delivery event (with the provider of the job's `sent` event), one more
 //! complaint in the IP's daily rollup for the IP-local day of `now`, and the
 //! recipient on the tenant's suppression list for good (reason `complaint`; an
-//! earlier entry keeps its reason unless lapsed). A job has at most one complaint (unique index
-//! `delivery_events_one_complaint`): a repeat changes nothing and says so.
+//! earlier entry keeps its reason unless lapsed). A job has at most one complaint (its key in
+//! `delivery_event_keys`, V19, inserted first in the same statement): a repeat
+//! changes nothing and says so.
 
 use deadpool_postgres::{GenericClient, Transaction};
 use time::OffsetDateTime;
@@ -92,14 +93,20 @@ pub async fn record(
 ) -> Result<Recorded, StoreError> {
     let event = tx
         .prepare_cached(
-            "INSERT INTO delivery_events
+            "WITH once AS (
+                 INSERT INTO delivery_event_keys (tenant_id, job_id, kind)
+                 VALUES ($1, $3, 'complaint')
+                 ON CONFLICT DO NOTHING
+                 RETURNING job_id
+             )
+             INSERT INTO delivery_events
                  (tenant_id, campaign_id, job_id, ip_id, kind, class, provider, created_at)
              SELECT $1, $2, $3, $4, 'complaint', $5,
                     (SELECT e.provider FROM delivery_events e
                      WHERE e.tenant_id = $1 AND e.job_id = $3 AND e.kind = 'sent'
                      ORDER BY e.id DESC LIMIT 1),
                     $6
-             ON CONFLICT (tenant_id, job_id) WHERE kind = 'complaint' DO NOTHING
+             FROM once
              RETURNING provider",
         )
         .await?;

@@ -3,8 +3,11 @@
 //!
 //! Guarantees: the event carries the job's campaign and IP; a job that does not
 //! exist (or another tenant's) records nothing. Events are deduplicated by
-//! unique partial indexes (`V4__tracking.sql`): at most one `open` per job and
-//! one `click` per job and link (the link's target URL is kept in the event's
+//! their key in `delivery_event_keys` (`V19__events_partitioned.sql`; the
+//! partitioned event table cannot hold a unique index without `created_at`):
+//! the key is inserted first and the event only when the key row was, in the
+//! same statement. At most one `open` per job and one `click` per job and link
+//! (key: the md5 of the link's target URL, which the event keeps in its
 //! `reply` column), so a mail client that reloads images, a link scanner or a
 //! bot replaying a link adds no rows — a public, unauthenticated route can
 //! never grow the table beyond one row per link.
@@ -35,10 +38,15 @@ pub async fn record_open(pool: &Pool, tenant: Uuid, job: Uuid) -> Result<bool, S
             "WITH job AS (
                  SELECT tenant_id, campaign_id, id, ip_id, step
                  FROM send_jobs WHERE tenant_id = $1 AND id = $2
+             ), once AS (
+                 INSERT INTO delivery_event_keys (tenant_id, job_id, kind)
+                 SELECT tenant_id, id, 'open' FROM job
+                 ON CONFLICT DO NOTHING
+                 RETURNING job_id
              ), event AS (
                  INSERT INTO delivery_events (tenant_id, campaign_id, job_id, ip_id, kind)
                  SELECT tenant_id, campaign_id, id, ip_id, 'open' FROM job
-                 ON CONFLICT (tenant_id, job_id) WHERE kind = 'open' DO NOTHING
+                 WHERE EXISTS (SELECT 1 FROM once)
                  RETURNING job_id
              ), rollup AS (
                  INSERT INTO campaign_step_stats (tenant_id, campaign_id, step, opened)
@@ -83,10 +91,15 @@ pub async fn record_click(
                                     WHERE tenant_id = $1 AND job_id = $2 AND kind = 'click')
                             AS first
                  FROM send_jobs WHERE tenant_id = $1 AND id = $2
+             ), once AS (
+                 INSERT INTO delivery_event_keys (tenant_id, job_id, kind, key)
+                 SELECT tenant_id, id, 'click', md5($3) FROM job
+                 ON CONFLICT DO NOTHING
+                 RETURNING job_id
              ), event AS (
                  INSERT INTO delivery_events (tenant_id, campaign_id, job_id, ip_id, kind, reply)
                  SELECT tenant_id, campaign_id, id, ip_id, 'click', $3 FROM job
-                 ON CONFLICT (tenant_id, job_id, (md5(reply))) WHERE kind = 'click' DO NOTHING
+                 WHERE EXISTS (SELECT 1 FROM once)
                  RETURNING job_id
              ), rollup AS (
                  INSERT INTO campaign_step_stats (tenant_id, campaign_id, step, clicked)

@@ -39,6 +39,9 @@
 //! - [`step_stats`]: the per-step counts of a sequence campaign, for the API.
 //! - [`webhooks`]: tenants' webhooks, their deliveries and attempts (API);
 //!   [`webhook_outbox`]: the dispatcher's due deliveries, claims and results.
+//! - [`retention`]: one retention round (issue 23), under a cluster-wide
+//!   advisory lock: event partitions ahead and past `events_days`
+//!   ([`partitions`]), finished campaigns' jobs and leads in bounded batches.
 //! - [`stats`]: read-only statistics for the API: a campaign's recent activity
 //!   and engagement, per-day rows per campaign, IP and tenant.
 
@@ -63,7 +66,9 @@ pub mod ips;
 pub mod jobs;
 pub mod leads;
 pub mod ledger;
+pub mod partitions;
 pub mod replies;
+pub mod retention;
 pub mod routing;
 pub mod scheduled;
 pub mod schedules;

@@ -16,8 +16,8 @@
 //!   `stopped_steps` (steps that will never be sent: the campaign's
 //!   `step_count` minus the lead's jobs that reached SMTP).
 //! - An auto-reply (RFC 3834) records at most one `auto_replied` event per job
-//!   and stops nothing. The unique index `delivery_events_reply` (V16) backs
-//!   "at most one of each per job".
+//!   and stops nothing. Its key in `delivery_event_keys` (V19), inserted in
+//!   the same statement before the event, backs "at most one of each per job".
 
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
@@ -187,11 +187,15 @@ async fn insert_event(
             "WITH job AS (
                  SELECT tenant_id, campaign_id, id, ip_id, step
                  FROM send_jobs WHERE tenant_id = $1 AND id = $2
+             ), once AS (
+                 INSERT INTO delivery_event_keys (tenant_id, job_id, kind)
+                 SELECT tenant_id, id, $3 FROM job
+                 ON CONFLICT DO NOTHING
+                 RETURNING job_id
              ), event AS (
                  INSERT INTO delivery_events (tenant_id, campaign_id, job_id, ip_id, kind)
                  SELECT tenant_id, campaign_id, id, ip_id, $3 FROM job
-                 ON CONFLICT (tenant_id, job_id, kind) WHERE kind IN ('replied', 'auto_replied')
-                 DO NOTHING
+                 WHERE EXISTS (SELECT 1 FROM once)
                  RETURNING job_id
              ), rollup AS (
                  INSERT INTO campaign_step_stats (tenant_id, campaign_id, step, replied)
