@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use deadpool_postgres::Pool;
+use penguin_engine::store::partitions::{self, Month};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::bench_stats;
@@ -29,9 +31,22 @@ const HISTORY_DAYS: i32 = 395;
 const READS: usize = 200;
 
 /// Inserts `count` events of made-up tenants over the last [`HISTORY_DAYS`]
-/// days and analyses the table; returns the seconds it took.
+/// days (first creating the monthly partitions they fall in, as the
+/// retention round would have over the year) and analyses the table; returns
+/// the seconds it took.
 pub async fn insert(pg: &Pool, count: u64) -> anyhow::Result<f64> {
     let started = Instant::now();
+    let now = OffsetDateTime::now_utc();
+    let first = Month::of(now - time::Duration::days(HISTORY_DAYS.into()));
+    let existing = partitions::existing(&pg.get().await?).await?;
+    let months = std::iter::successors(Some(first), |m| Some(m.plus(1)));
+    for month in months.take_while(|m| *m <= Month::of(now)) {
+        if !existing.contains(&month) {
+            partitions::create_month(pg, month)
+                .await
+                .with_context(|| format!("creating {}", month.table()))?;
+        }
+    }
     let tenants: Vec<Uuid> = (0..HISTORY_TENANTS).map(|_| Uuid::new_v4()).collect();
     let campaigns: Vec<Uuid> = (0..HISTORY_CAMPAIGNS).map(|_| Uuid::new_v4()).collect();
     let client = pg.get().await?;
@@ -93,32 +108,21 @@ pub async fn time_campaign_reads(
     Ok((p50, p99))
 }
 
-/// Drops the oldest monthly partition of `delivery_events` and returns its
-/// name, its rows and how long the drop took; `None` when the table has no
-/// partition to drop (not partitioned, or only the default one).
+/// Drops the oldest monthly partition of `delivery_events` as the retention
+/// round does ([`partitions::drop_month`]) and returns its name, its rows and
+/// how long the drop took; `None` when there is no monthly partition.
 pub async fn time_drop_oldest(pg: &Pool) -> anyhow::Result<Option<(String, i64, Duration)>> {
     let client = pg.get().await?;
-    let oldest = client
-        .query_opt(
-            "SELECT quote_ident(c.relname) FROM pg_inherits i
-             JOIN pg_class c ON c.oid = i.inhrelid
-             WHERE i.inhparent = 'delivery_events'::regclass
-               AND pg_get_expr(c.relpartbound, c.oid) <> 'DEFAULT'
-             ORDER BY c.relname LIMIT 1",
-            &[],
-        )
-        .await?;
-    let Some(row) = oldest else {
+    let Some(oldest) = partitions::existing(&client).await?.first().copied() else {
         return Ok(None);
     };
-    let name: String = row.get(0);
+    let name = oldest.table();
     let rows: i64 = client
         .query_one(&format!("SELECT count(*) FROM {name}"), &[])
         .await?
         .get(0);
     let started = Instant::now();
-    client
-        .batch_execute(&format!("DROP TABLE {name}"))
+    partitions::drop_month(pg, oldest)
         .await
         .with_context(|| format!("dropping {name}"))?;
     Ok(Some((name, rows, started.elapsed())))
