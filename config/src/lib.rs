@@ -18,12 +18,12 @@ mod log;
 mod providers;
 mod public;
 mod reply_rules;
+mod retention;
 mod secrets;
 mod sections;
 mod sequences;
 mod sites;
 mod templates;
-mod retention;
 mod webhooks;
 
 use std::path::Path;
@@ -49,6 +49,7 @@ pub use providers::{
 };
 pub use public::{HttpLimits, MAX_CONNECTIONS, PublicConfig};
 pub use reply_rules::{MAX_RULE_DURATION_SECS, ReplyAction, ReplyRule, default_reply_rules};
+pub use retention::RetentionConfig;
 pub use secrets::{
     MASTER_KEY_BYTES, MIN_SECRET_CHARS, PUBLISHED_SECRETS, SecretsConfig, random_secret,
 };
@@ -58,7 +59,6 @@ pub use sections::{
 pub use sequences::{MAX_SEQUENCE_STEPS, MAX_STEP_DELAY_SECS, SequencesConfig};
 pub use sites::{GreylistConfig, SitesConfig};
 pub use templates::{MAX_SUBJECT_BYTES, TemplatesConfig};
-pub use retention::RetentionConfig;
 pub use webhooks::WebhooksConfig;
 
 /// The whole, validated configuration of one engine node.

@@ -39,9 +39,14 @@
 //! - [`step_stats`]: the per-step counts of a sequence campaign, for the API.
 //! - [`webhooks`]: tenants' webhooks, their deliveries and attempts (API);
 //!   [`webhook_outbox`]: the dispatcher's due deliveries, claims and results.
+//! - [`audit`]: the audit log (admin changes, erasures), written and paged.
+//! - [`erasure`]: erasing an address from one tenant (leads, jobs, event text),
+//!   keeping it suppressed.
+//! - [`storage`]: rows and bytes per table and partition, the oldest event day.
 //! - [`stats`]: read-only statistics for the API: a campaign's recent activity
 //!   and engagement, per-day rows per campaign, IP and tenant.
 
+pub mod audit;
 pub mod backlog;
 pub mod bounces;
 pub mod campaign_ips;
@@ -53,6 +58,7 @@ pub mod domain_checks;
 pub mod domains;
 pub mod due;
 pub mod engagement;
+pub mod erasure;
 pub mod events;
 pub mod events_read;
 pub mod fences;
@@ -71,6 +77,7 @@ pub mod sequences;
 pub mod shaping_actions;
 pub mod stats;
 pub mod step_stats;
+pub mod storage;
 pub mod suppressions;
 pub mod tenants;
 pub mod usage;
