@@ -46,6 +46,20 @@ async fn admin_changes_are_audited_and_paged() {
     )
     .await
     .expect(200);
+    let domain = api
+        .post(
+            "/v1/domains",
+            Some(admin_token()),
+            &json!({ "domain": "audit.example", "tenant_id": tenant }),
+        )
+        .await
+        .id();
+    assert_eq!(
+        api.delete(&format!("/v1/domains/{domain}"), Some(&token))
+            .await
+            .status,
+        204
+    );
     let (other, _) = api.create_tenant("Other Corp").await;
 
     // Newest first.
@@ -60,6 +74,8 @@ async fn admin_changes_are_audited_and_paged() {
         actions,
         [
             ("tenant.create", "admin"),
+            ("domain.delete", mine.as_str()),
+            ("domain.create", "admin"),
             ("token.revoke", mine.as_str()),
             ("token.issue", "admin"),
             ("ip.resume", mine.as_str()),
@@ -69,8 +85,9 @@ async fn admin_changes_are_audited_and_paged() {
         ]
     );
     assert_eq!(entries[0]["tenant_id"], other.to_string());
-    assert_eq!(entries[1]["target"], token_id.to_string());
-    assert_eq!(entries[5]["target"], ip.to_string());
+    assert_eq!(entries[1]["target"], domain.to_string());
+    assert_eq!(entries[3]["target"], token_id.to_string());
+    assert_eq!(entries[7]["target"], ip.to_string());
     assert!(all.body["next_before"].is_null());
     assert!(
         !all.body.to_string().contains("Corp"),

@@ -50,7 +50,8 @@ struct AuditEntry {
     actor: String,
     tenant_id: Option<Uuid>,
     /// `tenant.create`, `token.issue`, `token.revoke`, `ip.add`, `ip.pause`,
-    /// `ip.resume`, `ip.retire`, `erasure`, `erasure.global`.
+    /// `ip.resume`, `ip.retire`, `domain.create`, `domain.delete`,
+    /// `domain.trust`, `domain.rotate`, `erasure`, `erasure.global`.
     action: String,
     /// Ids only (an erasure: the address's pseudonym).
     target: Option<String>,

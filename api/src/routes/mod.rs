@@ -129,7 +129,7 @@ pub(crate) fn actor(caller: Caller) -> penguin_engine::store::audit::Actor {
 }
 
 /// Records an audit entry after its change committed in a transaction of the
-/// store's own (tenant creation, IP registration and retirement). The change
+/// store's own (tenant creation, IP registration and retirement, domains). The change
 /// stands either way: a failure is logged as an error, not answered.
 pub(crate) async fn audit_after(state: &AppState, entry: penguin_engine::store::audit::Entry) {
     let written = match state.pg.get().await {

@@ -3,7 +3,7 @@
 //!
 //! Written by the API ([`record`]), in the transaction of the change where the
 //! route holds one (tokens, IP status changes, erasures), else right after it
-//! commits; read by the admin ([`page`], `GET /v1/audit`). Guarantees: an entry
+//! commits (tenant creation, IP registration and retirement, domains); read by the admin ([`page`], `GET /v1/audit`). Guarantees: an entry
 //! holds no personal data — the actor is `admin` or `tenant:<uuid>`, the target
 //! ids (or an erased address's pseudonym), the detail counts; the log is
 //! append-only (nothing here updates or deletes it); a page is one index range
