@@ -21,6 +21,7 @@ mod deploy_k8s;
 mod dkim_signing;
 mod dns_zone;
 mod erasure;
+mod erasure_in_flight;
 mod faults_harness;
 mod fencing;
 mod foreign_smtp;
