@@ -8,7 +8,11 @@
 //!   ownership Cluster keeps (status, warm-up day, daily limit) and one
 //!   statement for their sends today ([`backlog::sent_today`]); an IP no longer
 //!   owned is zeroed (its new owner reports it);
-//! - the engine's Postgres pool and the Redis pool (no I/O).
+//! - the engine's Postgres pool and the Redis pool (no I/O);
+//! - `penguin_storage_rows{table}` / `penguin_storage_bytes{table}` of the
+//!   fixed `storage::METRIC_TABLES`, at most every [`STORAGE_EVERY`] (catalog
+//!   reads, and a count of the tables of at most 1 MiB): cluster-wide values,
+//!   the same on every node.
 //!
 //! A node that owns nothing runs no statement. The cost is per node and
 //! period, never per tenant or message.
@@ -17,14 +21,17 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use penguin_engine::store::backlog;
 use penguin_engine::store::routing::IpSpec;
+use penguin_engine::store::{backlog, storage};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use uuid::Uuid;
 
 use crate::context::Ctx;
 use crate::db_timing::DbOp;
 use crate::metrics_node::{IpGauges, PoolGauges, PoolKind};
+
+/// How often the storage gauges are read (they move slowly).
+pub const STORAGE_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Gauges;
 
@@ -36,6 +43,8 @@ pub struct GaugesState {
     ctx: Ctx,
     /// The IPs reported last time, by id (to zero those no longer owned).
     reported: HashMap<Uuid, IpAddr>,
+    /// When the storage gauges were last read.
+    storage_read: Option<std::time::Instant>,
 }
 
 impl Actor for Gauges {
@@ -54,6 +63,7 @@ impl Actor for Gauges {
         Ok(GaugesState {
             ctx,
             reported: HashMap::new(),
+            storage_read: None,
         })
     }
 
@@ -87,6 +97,39 @@ impl GaugesState {
             Err(err) => tracing::warn!(error = %err, "counting the backlog failed"),
         }
         self.ips(&owned.ips).await;
+        self.storage().await;
+    }
+
+    async fn storage(&mut self) {
+        if self
+            .storage_read
+            .is_some_and(|at| at.elapsed() < STORAGE_EVERY)
+        {
+            return;
+        }
+        self.storage_read = Some(std::time::Instant::now());
+        let ctx = &self.ctx;
+        let client = match ctx.pg.get().await {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::warn!(error = %err, "reading the storage sizes failed");
+                return;
+            }
+        };
+        match storage::tables(&client, Some(&storage::METRIC_TABLES)).await {
+            Ok(tables) => {
+                for table in tables {
+                    let Some(name) = storage::METRIC_TABLES
+                        .iter()
+                        .find(|name| **name == table.size.name)
+                    else {
+                        continue;
+                    };
+                    ctx.metrics.storage(name, table.size.rows, table.size.bytes);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "reading the storage sizes failed"),
+        }
     }
 
     async fn ips(&mut self, ips: &[IpSpec]) {

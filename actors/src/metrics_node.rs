@@ -28,6 +28,12 @@ pub const REDIS_POOL_MAX: &str = "penguin_redis_pool_max_connections";
 pub const REDIS_POOL_WAITING: &str = "penguin_redis_pool_waiting";
 pub const HEARTBEAT_TIMESTAMP: &str = "penguin_heartbeat_timestamp_seconds";
 pub const CLUSTER_NODES: &str = "penguin_cluster_nodes";
+/// Rows of each table of `store::storage::METRIC_TABLES` (exact for small
+/// tables, else the planner's estimate); cluster-wide: every node reports the
+/// same value (take `max`, never `sum`).
+pub const STORAGE_ROWS: &str = "penguin_storage_rows";
+/// Bytes (heap, indexes, TOAST; partitions summed) of the same tables.
+pub const STORAGE_BYTES: &str = "penguin_storage_bytes";
 
 /// The statuses [`IP_STATUS`] reports (retired IPs are no longer owned).
 pub const IP_STATUSES: [&str; 2] = ["active", "paused"];
@@ -115,6 +121,14 @@ impl Metrics {
                 "Unix time of this node's last successful membership heartbeat."
             );
             describe_gauge!(CLUSTER_NODES, "Live nodes this node sees in the membership.");
+            describe_gauge!(
+                STORAGE_ROWS,
+                "Rows per table (a fixed list: delivery_events, send_jobs, leads, ...); exact for small tables, else pg_class.reltuples. Cluster-wide: every node reports the same (use max)."
+            );
+            describe_gauge!(
+                STORAGE_BYTES,
+                "Bytes per table (heap, indexes, TOAST; partitions summed), same tables. Cluster-wide: every node reports the same (use max)."
+            );
         });
         self.describe_db_timing();
     }
@@ -123,6 +137,14 @@ impl Metrics {
         self.record(|| {
             gauge!(BACKLOG, "state" => "due").set(due as f64);
             gauge!(BACKLOG, "state" => "waiting").set(waiting as f64);
+        });
+    }
+
+    /// Sets the storage gauges of one table (of a fixed list).
+    pub fn storage(&self, table: &'static str, rows: i64, bytes: i64) {
+        self.record(|| {
+            gauge!(STORAGE_ROWS, "table" => table).set(rows as f64);
+            gauge!(STORAGE_BYTES, "table" => table).set(bytes as f64);
         });
     }
 

@@ -44,7 +44,10 @@
 //!   (a campaign's delivery events, paged), `stats` (per-day counts per
 //!   campaign, IP and tenant), `suppressions` (list, add, remove), `replies`
 //!   (a lead's reply stops its sequence), `webhooks` (a tenant's webhooks, their
-//!   deliveries and attempts, a test event, a retry),
+//!   deliveries and attempts, a test event, a retry), `erasure` (an address
+//!   erased on request: `DELETE /v1/leads?email=`, `POST /v1/erasures`),
+//!   `audit` (`GET /v1/audit`, the audit log), `storage` (`GET
+//!   /v1/stats/storage`, sizes per table and partition),
 //!   and the public signed links: `unsubscribe` (`/u/{token}`) and `tracking`
 //!   (`/t/o/{token}` open pixel, `/t/c/{token}` click redirect). Each handler
 //!   carries its `#[utoipa::path]` (path, method, body, answers, security), so
@@ -57,7 +60,7 @@
 //! Tenant isolation, two walls: every tenant query filters `tenant_id = $1`
 //! explicitly (a foreign id answers 404), and every route a tenant token calls —
 //! `campaigns` (create, read, lifecycle), `leads`, `events`, `suppressions`,
-//! `complaints`, `replies`, `webhooks`, and as the owner `tokens` and `ips` (list, show, pause,
+//! `complaints`, `replies`, `webhooks`, `erasure` (`DELETE /v1/leads`), and as the owner `tokens` and `ips` (list, show, pause,
 //! resume) — runs its
 //! queries in one transaction under the database role `penguin_tenant`
 //! (`V5__api_role.sql`: not the owner, no superuser, no BYPASSRLS, granted only
@@ -175,6 +178,9 @@ fn operator_routes() -> OpenApiRouter<AppState> {
         .merge(routes::suppressions::routes())
         .merge(routes::suppressions_global::routes())
         .merge(routes::webhooks::routes())
+        .merge(routes::erasure::routes())
+        .merge(routes::audit::routes())
+        .merge(routes::storage::routes())
 }
 
 /// The public signed links, each registered with its documentation.
@@ -222,7 +228,13 @@ pub fn router(state: AppState, which: Routes) -> Router {
         .layer(middleware::from_fn_with_state(timeout, request_timeout))
         .layer(middleware::from_fn(metrics::track))
         .layer(middleware::from_fn(access_log::log))
-        .layer(TraceLayer::new_for_http())
+        // The span names the path, never the query: queries carry addresses
+        // (`DELETE /v1/leads?email=`, suppression cursors).
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+        )
         .with_state(state)
 }
 

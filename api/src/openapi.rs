@@ -65,6 +65,8 @@ pub const BEARER: &str = "bearer";
         (name = "suppressions", description = "The calling tenant's suppression list, and the operator's global one"),
         (name = "complaints", description = "What comes back: feedback loops (spam complaints) and bounces after delivery (DSNs)"),
         (name = "replies", description = "Leads' replies: a reply stops the lead's sequence"),
+        (name = "privacy", description = "Erasure of an address on request (a tenant's, or \
+            every tenant's) and the audit log of changes (admin)"),
         (name = "webhooks", description = "Signed HTTP callbacks of the calling tenant's events, \
             with retries; their deliveries and attempts"),
         (name = "unsubscribe", description = "Signed public unsubscribe links (RFC 8058); \

@@ -16,6 +16,7 @@
 //! - [`arf`]: feedback-loop reports (RFC 5965) → the complained-about Message-ID;
 //!   [`dsn`]: delivery status notifications (RFC 3464) → the bounced Message-ID
 //!   and its status; both read MIME with [`mime`].
+//! - [`erasure`]: the keyed pseudonym of an erased address.
 //! - [`tracking`]: signed unsubscribe, open and click tokens;
 //!   [`tracking_html`]: the open pixel and click redirects in a message's HTML.
 //! - [`webhook`]: webhook event kinds, URL and address checks, the signature.
@@ -32,6 +33,7 @@ pub mod dns;
 pub mod domain;
 pub mod domain_check;
 pub mod dsn;
+pub mod erasure;
 pub mod greylist;
 pub mod health;
 pub mod lease;

@@ -22,7 +22,7 @@ use crate::support::api::{Answer, ApiClient, ApiServer, campaign_body, count, le
 use crate::support::{TestEnv, admin_token};
 
 /// Every tenant-owned table, with the column naming its tenant.
-const TENANT_TABLES: [(&str, &str); 23] = [
+const TENANT_TABLES: [(&str, &str); 24] = [
     ("tenants", "id"),
     ("api_tokens", "tenant_id"),
     ("smtp_ips", "tenant_id"),
@@ -46,6 +46,7 @@ const TENANT_TABLES: [(&str, &str); 23] = [
     ("webhooks", "tenant_id"),
     ("webhook_deliveries", "tenant_id"),
     ("webhook_attempts", "tenant_id"),
+    ("audit_log", "tenant_id"),
 ];
 
 /// A tenant with a row in every tenant table; returns `(tenant, token, campaign)`.
@@ -109,6 +110,10 @@ async fn populated_tenant(
         format!(
             "INSERT INTO webhook_attempts (tenant_id, delivery_id, attempt, status_code, duration_ms)
              SELECT tenant_id, id, 1, 200, 5 FROM webhook_deliveries WHERE tenant_id = '{tenant}'"
+        ),
+        format!(
+            "INSERT INTO audit_log (actor, tenant_id, action, target)
+             VALUES ('admin', '{tenant}', 'ip.add', '{ip}')"
         ),
     ] {
         env.psql(&sql).await;
@@ -197,20 +202,21 @@ async fn the_tenant_role_sees_and_changes_only_its_tenants_rows() {
     assert_eq!(
         grants,
         [
+            "audit_log:INSERT",
             "campaign_daily_stats:SELECT",
             "campaign_day_usage:SELECT",
             "campaign_minute_stats:SELECT",
             "campaign_step_stats:INSERT,SELECT,UPDATE",
             "campaign_steps:INSERT,SELECT",
             "campaigns:INSERT,SELECT,UPDATE",
-            "delivery_event_keys:INSERT,SELECT",
+            "delivery_event_keys:DELETE,INSERT,SELECT",
             "delivery_events:INSERT,SELECT",
             "global_suppressions:SELECT",
             "ip_daily_stats:INSERT,SELECT",
             "ip_hourly_usage:SELECT",
             "ip_shaping_actions:SELECT",
-            "leads:INSERT,SELECT",
-            "send_jobs:INSERT,SELECT,UPDATE",
+            "leads:DELETE,INSERT,SELECT",
+            "send_jobs:DELETE,INSERT,SELECT,UPDATE",
             "sending_domains:SELECT",
             "smtp_ips:SELECT",
             "suppressions:DELETE,INSERT,SELECT",

@@ -20,6 +20,8 @@ mod deploy_image;
 mod deploy_k8s;
 mod dkim_signing;
 mod dns_zone;
+mod erasure;
+mod erasure_in_flight;
 mod events_partitioned;
 mod faults_harness;
 mod fencing;
@@ -89,6 +91,7 @@ mod webhooks_node_kill;
 mod webhooks_retry;
 
 // The control API scenarios; their client lives in `support/api.rs`.
+mod api_audit;
 mod api_auth;
 mod api_campaign_lists;
 mod api_campaigns;

@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use penguin_engine::db::StoreError;
 use penguin_engine::store;
+use penguin_engine::store::audit::Entry;
 use penguin_engine::store::domains::{DomainRow, NewDomain};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -127,6 +128,8 @@ async fn create(
             }
             other => other.into(),
         })?;
+    let entry = Entry::new(super::actor(caller), Some(tenant), "domain.create").target(id);
+    super::audit_after(&state, entry).await;
     tracing::info!(%tenant, domain_id = %id, %domain, "sending domain registered");
     let row = store::domains::fetch(&state.pg, Some(tenant), id).await?;
     Ok((StatusCode::CREATED, Json(body(&state, row).await?)))
@@ -207,6 +210,8 @@ async fn delete(
             )),
             other => other.into(),
         })?;
+    let entry = Entry::new(super::actor(caller), Some(row.tenant_id), "domain.delete").target(id);
+    super::audit_after(&state, entry).await;
     tracing::info!(tenant = %row.tenant_id, domain_id = %id, domain = %row.domain, "sending domain deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -249,6 +254,11 @@ async fn verify(
     } else {
         crate::domain_verify::check(&state.pg, state.domains.dns.as_ref(), &row, grace).await?
     };
+    if trust {
+        let entry =
+            Entry::new(super::actor(caller), Some(row.tenant_id), "domain.trust").target(id);
+        super::audit_after(&state, entry).await;
+    }
     tracing::info!(tenant = %row.tenant_id, domain_id = %id, domain = %row.domain,
         status = outcome.status, trust, "sending domain verified");
     Ok(Json(outcome))
@@ -290,6 +300,8 @@ async fn rotate(
             ),
             other => other.into(),
         })?;
+    let entry = Entry::new(super::actor(caller), Some(row.tenant_id), "domain.rotate").target(id);
+    super::audit_after(&state, entry).await;
     tracing::info!(tenant = %row.tenant_id, domain_id = %id, domain = %row.domain, "DKIM key rotation started");
     let row = store::domains::fetch(&state.pg, Some(row.tenant_id), id).await?;
     Ok(Json(body(&state, row).await?))

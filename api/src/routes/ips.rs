@@ -20,6 +20,7 @@ use axum::http::StatusCode;
 use penguin_engine::control::ControlEvent;
 use penguin_engine::db::StoreError;
 use penguin_engine::store;
+use penguin_engine::store::audit::{self, Actor, Entry};
 use penguin_engine::store::ips::{NewIp, StatusChange};
 use penguin_engine::store::shaping_actions;
 use serde::{Deserialize, Serialize};
@@ -146,6 +147,8 @@ async fn create(
             }
             other => other.into(),
         })?;
+    let entry = Entry::new(Actor::Admin, Some(tenant_id), "ip.add").target(ip.id);
+    super::audit_after(&state, entry).await;
     super::publish(&state, ControlEvent::TenantChanged { tenant_id }).await;
     tracing::info!(%tenant_id, ip_id = %ip.id, %address, "IP added");
     Ok((StatusCode::CREATED, Json(IpBody::new(ip, &state.config))))
@@ -282,6 +285,12 @@ async fn change_status(
         .await
         .map_err(no_such_ip)?;
     let actions = shaping_actions::in_force(&tx, &[id], now).await?;
+    let action = match change {
+        StatusChange::Pause { .. } => "ip.pause",
+        StatusChange::Resume => "ip.resume",
+    };
+    let entry = Entry::new(super::actor(caller), Some(ip.tenant_id), action).target(id);
+    audit::record(&tx, &entry).await?;
     super::commit(tx).await?;
     drop(client);
     let tenant_id = ip.tenant_id;
@@ -326,6 +335,8 @@ async fn retire(
         }
         store::ip_retire::Retired::Done { tenant_id, already } => {
             if !already {
+                let entry = Entry::new(Actor::Admin, Some(tenant_id), "ip.retire").target(id);
+                super::audit_after(&state, entry).await;
                 super::publish(&state, ControlEvent::TenantChanged { tenant_id }).await;
                 tracing::info!(%tenant_id, ip_id = %id, "IP retired");
             }

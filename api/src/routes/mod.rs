@@ -6,6 +6,7 @@
 //! [`commit`], the transaction a route's queries run in (for a tenant caller:
 //! under the tenant role, where row-level security applies).
 
+pub mod audit;
 pub mod bounces;
 pub mod campaign_actions;
 pub mod campaign_lists;
@@ -15,6 +16,7 @@ pub mod campaigns;
 pub mod complaints;
 pub mod docs;
 pub mod domains;
+pub mod erasure;
 pub mod events;
 pub mod events_stream;
 pub mod ips;
@@ -24,6 +26,7 @@ pub mod ops;
 pub mod replies;
 pub mod schedules;
 pub mod stats;
+pub mod storage;
 pub mod suppressions;
 pub mod suppressions_global;
 pub mod tenants;
@@ -113,6 +116,28 @@ where
 pub(crate) async fn publish(state: &AppState, event: ControlEvent) {
     if let Err(error) = control::publish(&state.redis, &event).await {
         tracing::warn!(%error, tenant_id = %event.tenant_id(), "control event not published");
+    }
+}
+
+/// Who `caller` is in the audit log.
+pub(crate) fn actor(caller: Caller) -> penguin_engine::store::audit::Actor {
+    use penguin_engine::store::audit::Actor;
+    match caller {
+        Caller::Admin => Actor::Admin,
+        Caller::Tenant(tenant) => Actor::Tenant(tenant),
+    }
+}
+
+/// Records an audit entry after its change committed in a transaction of the
+/// store's own (tenant creation, IP registration and retirement, domains). The change
+/// stands either way: a failure is logged as an error, not answered.
+pub(crate) async fn audit_after(state: &AppState, entry: penguin_engine::store::audit::Entry) {
+    let written = match state.pg.get().await {
+        Ok(client) => penguin_engine::store::audit::record(&client, &entry).await,
+        Err(error) => Err(StoreError::from(error)),
+    };
+    if let Err(error) = written {
+        tracing::error!(%error, action = entry.action, "audit entry not written");
     }
 }
 

@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use penguin_engine::control::ControlEvent;
 use penguin_engine::store;
+use penguin_engine::store::audit::{Actor, Entry};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -77,6 +78,8 @@ async fn create(
         },
     )
     .await;
+    let entry = Entry::new(Actor::Admin, Some(tenant.id), "tenant.create").target(tenant.id);
+    super::audit_after(&state, entry).await;
     tracing::info!(tenant_id = %tenant.id, "tenant created");
     Ok((
         StatusCode::CREATED,

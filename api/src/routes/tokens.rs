@@ -15,6 +15,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use penguin_engine::store;
+use penguin_engine::store::audit::{self, Entry};
 use penguin_engine::store::tenants::{TokenIssue, TokenRow};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -111,6 +112,8 @@ async fn issue(
         crate::metrics::refused(crate::metrics::Limit::TokenCap);
         return Err(AppError::too_many_tokens(max));
     };
+    let entry = Entry::new(super::actor(caller), Some(tenant), "token.issue").target(row.id);
+    audit::record(&tx, &entry).await?;
     super::commit(tx).await?;
     tracing::info!(tenant_id = %tenant, token_id = %row.id, "api token issued");
     Ok((
@@ -173,6 +176,8 @@ async fn revoke(
     let row = store::tenants::revoke_token(&tx, tenant, token_id)
         .await
         .map_err(AppError::missing("no such token"))?;
+    let entry = Entry::new(super::actor(caller), Some(tenant), "token.revoke").target(row.id);
+    audit::record(&tx, &entry).await?;
     super::commit(tx).await?;
     tracing::info!(tenant_id = %tenant, token_id = %row.id, "api token revoked");
     Ok(Json(row.into()))

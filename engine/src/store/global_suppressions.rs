@@ -35,16 +35,20 @@ pub enum GlobalReason {
     Complaint,
     HardBounce,
     Unsubscribe,
+    /// The address was erased on request (`POST /v1/erasures`): kept so it is
+    /// never mailed again.
+    Erasure,
 }
 
 impl GlobalReason {
-    pub const ALL: [GlobalReason; 6] = [
+    pub const ALL: [GlobalReason; 7] = [
         GlobalReason::Manual,
         GlobalReason::SpamTrap,
         GlobalReason::Litigator,
         GlobalReason::Complaint,
         GlobalReason::HardBounce,
         GlobalReason::Unsubscribe,
+        GlobalReason::Erasure,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +59,7 @@ impl GlobalReason {
             GlobalReason::Complaint => "complaint",
             GlobalReason::HardBounce => "hard_bounce",
             GlobalReason::Unsubscribe => "unsubscribe",
+            GlobalReason::Erasure => "erasure",
         }
     }
 }

@@ -42,9 +42,14 @@
 //! - [`retention`]: one retention round (issue 23), under a cluster-wide
 //!   advisory lock: event partitions ahead and past `events_days`
 //!   ([`partitions`]), finished campaigns' jobs and leads in bounded batches.
+//! - [`audit`]: the audit log (admin changes, erasures), written and paged.
+//! - [`erasure`]: erasing an address from one tenant (leads, jobs, event text),
+//!   keeping it suppressed.
+//! - [`storage`]: rows and bytes per table and partition, the oldest event day.
 //! - [`stats`]: read-only statistics for the API: a campaign's recent activity
 //!   and engagement, per-day rows per campaign, IP and tenant.
 
+pub mod audit;
 pub mod backlog;
 pub mod bounces;
 pub mod campaign_ips;
@@ -56,6 +61,7 @@ pub mod domain_checks;
 pub mod domains;
 pub mod due;
 pub mod engagement;
+pub mod erasure;
 pub mod events;
 pub mod events_read;
 pub mod fences;
@@ -76,6 +82,7 @@ pub mod sequences;
 pub mod shaping_actions;
 pub mod stats;
 pub mod step_stats;
+pub mod storage;
 pub mod suppressions;
 pub mod tenants;
 pub mod usage;

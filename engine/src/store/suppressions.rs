@@ -52,14 +52,18 @@ pub enum SuppressionReason {
     Unsubscribe,
     /// Added by hand through the API.
     Manual,
+    /// The address was erased on request (`DELETE /v1/leads?email=`,
+    /// `POST /v1/erasures`): the entry keeps it so it is never mailed again.
+    Erasure,
 }
 
 impl SuppressionReason {
-    pub const ALL: [SuppressionReason; 4] = [
+    pub const ALL: [SuppressionReason; 5] = [
         SuppressionReason::HardBounce,
         SuppressionReason::Complaint,
         SuppressionReason::Unsubscribe,
         SuppressionReason::Manual,
+        SuppressionReason::Erasure,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -68,6 +72,7 @@ impl SuppressionReason {
             SuppressionReason::Complaint => "complaint",
             SuppressionReason::Unsubscribe => "unsubscribe",
             SuppressionReason::Manual => "manual",
+            SuppressionReason::Erasure => "erasure",
         }
     }
 }

@@ -112,8 +112,52 @@ pub fn feedback_cases(fx: &Fixture) -> Vec<Case> {
         .strings(Slot::Path("{email}"), INVALID)
         .happy(204),
     );
+    cases.extend(privacy_cases(fx));
     cases.extend(webhook_cases(fx));
     cases
+}
+
+/// Erasure (a tenant's, the admin's), the audit log, the storage sizes.
+fn privacy_cases(fx: &Fixture) -> Vec<Case> {
+    let token = fx.token_a.as_str();
+    vec![
+        Case::new("DELETE", "/v1/leads", Who::Tenant, token)
+            .query("email", "erase-me@example.com")
+            .strings(Slot::Query("email"), INVALID)
+            .extra("no email", invalid(), |c| c.with_query(&[]))
+            .extra("an invalid email", invalid(), |c| {
+                c.with_query(&[("email", "not-an-address")])
+            })
+            .extra("an unknown query parameter", invalid(), |c| {
+                c.with_query(&[("email", "erase-me@example.com"), ("hostile", "1")])
+            }),
+        Case::new("POST", "/v1/erasures", Who::Admin, admin_token())
+            .body(Body::Json(
+                json!({ "email": "erase-everywhere@example.com" }),
+            ))
+            .strings(Slot::Field("/email"), INVALID)
+            .extra("an invalid email", invalid(), |c| {
+                c.request_with(None, Some(&json!({ "email": "@example.com" })))
+            }),
+        Case::new("GET", "/v1/audit", Who::Admin, admin_token())
+            .query("before", "9000000000000000000")
+            .query("limit", "10")
+            .query("action", "erasure")
+            .strings(Slot::Query("before"), INVALID)
+            .strings(Slot::Query("limit"), INVALID)
+            .strings(Slot::Query("action"), INVALID)
+            .extra("limit 1001", invalid(), |c| {
+                c.with_query(&[("limit", "1001")])
+            })
+            .extra("limit 0", invalid(), |c| c.with_query(&[("limit", "0")]))
+            .extra("tenant_id not a UUID", invalid(), |c| {
+                c.with_query(&[("tenant_id", "12")])
+            })
+            .extra("an unknown query parameter", invalid(), |c| {
+                c.with_query(&[("limit", "10"), ("hostile", "1")])
+            }),
+        Case::new("GET", "/v1/stats/storage", Who::Admin, admin_token()),
+    ]
 }
 
 /// Webhooks: create, list, test, deliveries, retry, and delete last (its happy

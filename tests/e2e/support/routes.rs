@@ -5,7 +5,7 @@
 /// `api_openapi` proves it is exactly what the router serves and documents;
 /// `api_hostile` runs its attack matrix over every one of them, so a new route
 /// must be added here and then gets a row in both.
-pub const ROUTES: [(&str, &str); 66] = [
+pub const ROUTES: [(&str, &str); 70] = [
     ("GET", "/health"),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
@@ -59,6 +59,10 @@ pub const ROUTES: [(&str, &str); 66] = [
     ("GET", "/v1/suppressions/global"),
     ("POST", "/v1/suppressions/global"),
     ("DELETE", "/v1/suppressions/global/{email}"),
+    ("DELETE", "/v1/leads"),
+    ("POST", "/v1/erasures"),
+    ("GET", "/v1/audit"),
+    ("GET", "/v1/stats/storage"),
     ("POST", "/v1/webhooks"),
     ("GET", "/v1/webhooks"),
     ("DELETE", "/v1/webhooks/{id}"),
