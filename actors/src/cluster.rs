@@ -35,7 +35,7 @@ use std::time::Duration;
 use penguin_engine::assignment;
 use penguin_engine::control::ControlEvent;
 use penguin_engine::domain::CampaignStatus;
-use penguin_engine::lease::{LeaseState, Leases};
+use penguin_engine::lease::{Ask, LeaseState, Leases};
 use penguin_engine::membership::{Membership, NodeRecord};
 use penguin_engine::partition::{self, Partition};
 use penguin_engine::readiness::Phase;
@@ -223,15 +223,27 @@ impl ClusterState {
             .collect();
         let wanted = leased.len();
         leased.extend(self.leaving.keys().copied());
-        let asks: Vec<(Partition, bool)> = leased
+        // A partition being handed off is only renewed: its hand-off task may
+        // have released the lease already, and the new owner takes it from there.
+        let asks: Vec<(Partition, Ask)> = leased
             .iter()
             .map(|p| {
-                let ours = before.has(*p) || self.leaving.contains_key(p);
+                if self.leaving.contains_key(p) {
+                    return (*p, Ask::Renew);
+                }
                 let long_missing = self
                     .missing_since
                     .get(p)
                     .is_some_and(|since| now - since >= ttl);
-                (*p, ours || long_missing || alone)
+                let take_missing = before.has(*p) || long_missing || alone;
+                (
+                    *p,
+                    if take_missing {
+                        Ask::TakeMissing
+                    } else {
+                        Ask::Take
+                    },
+                )
             })
             .collect();
         let states = match self
@@ -259,8 +271,11 @@ impl ClusterState {
         }
         self.missing_since.retain(|p, _| mine.contains(p));
         let held: Vec<bool> = states.iter().map(|s| *s == LeaseState::Held).collect();
-        for (partition, held) in leased[wanted..].iter().zip(&held[wanted..]) {
-            if !held {
+        // A handed-off lease reads released (or already the new owner's) once
+        // the hand-off let it go; missing means it expired or Redis lost it
+        // while this node may still have been sending for it.
+        for (partition, state) in leased[wanted..].iter().zip(&states[wanted..]) {
+            if *state == LeaseState::Missing {
                 tracing::warn!(partition, "lost the lease of a partition being handed off");
             }
         }

@@ -59,9 +59,10 @@ local function hset_chunked(key, pairs)
 end
 ";
 
-/// ARGV: node, ttl ms, [`RELEASED`], then per partition: field, take when
-/// missing (`1`/`0`). Per partition: 1 = held by node now, 0 = another node's,
-/// 2 = missing and not taken.
+/// ARGV: node, ttl ms, [`RELEASED`], then per partition: field, [`Ask`] code
+/// (`0` take a released lease, `1` also a missing one, `2` renew only). Per
+/// partition: 1 = held by node now, 0 = another node's, 2 = missing and not
+/// taken, 3 = released and not taken.
 const ACQUIRE: &str = r"
 local node, ttl, released = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local fields = {}
@@ -75,13 +76,15 @@ local out, sets = {}, {}
 local value = node .. '|' .. (now_ms + ttl)
 for i, field in ipairs(fields) do
   local owner = holder(values[i])
-  local take = ARGV[3 + 2 * i] == '1'
-  if owner == node or owner == released or (owner == nil and take) then
+  local ask = ARGV[3 + 2 * i]
+  if owner == node or (owner == released and ask ~= '2') or (owner == nil and ask == '1') then
     sets[#sets + 1] = field
     sets[#sets + 1] = value
     out[i] = 1
   elseif owner == nil then
     out[i] = 2
+  elseif owner == released then
+    out[i] = 3
   else
     out[i] = 0
   end
@@ -114,6 +117,32 @@ pub enum LeaseState {
     Other,
     /// Nobody holds it and it was not taken (the caller did not ask to).
     Missing,
+    /// Its holder gave it up and it was not taken ([`Ask::Renew`]).
+    Released,
+}
+
+/// What [`Leases::acquire_or_renew`] may do with one partition's lease besides
+/// renewing it where the asking node holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// Nothing else: a partition being handed off, whose lease the hand-off
+    /// may have released already. Taking that back would make the new owner
+    /// wait for it to expire and then for a whole TTL more.
+    Renew,
+    /// Also take it when its holder released it.
+    Take,
+    /// Also take it when it is released or missing (expired, or Redis emptied).
+    TakeMissing,
+}
+
+impl Ask {
+    fn code(self) -> &'static str {
+        match self {
+            Ask::Take => "0",
+            Ask::TakeMissing => "1",
+            Ask::Renew => "2",
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -132,12 +161,12 @@ impl Leases {
         }
     }
 
-    /// Takes each partition's lease for `node` where it is free (released, or
-    /// missing and taking it was asked) and renews it where `node` holds it:
-    /// one script call per [`CHUNK`] partitions. Returns each lease's state, in order.
+    /// Renews each partition's lease where `node` holds it and takes it where
+    /// its [`Ask`] allows: one script call per [`CHUNK`] partitions. Returns
+    /// each lease's state, in order.
     pub async fn acquire_or_renew(
         &self,
-        asks: &[(Partition, bool)],
+        asks: &[(Partition, Ask)],
         node: &str,
         ttl_ms: u64,
     ) -> Result<Vec<LeaseState>, QueueError> {
@@ -146,14 +175,14 @@ impl Leases {
         for chunk in asks.chunks(CHUNK) {
             let mut call = self.acquire.key(LEASES_KEY);
             call.arg(node).arg(ttl_ms).arg(RELEASED);
-            for (partition, take_missing) in chunk {
-                call.arg(*partition)
-                    .arg(if *take_missing { "1" } else { "0" });
+            for (partition, ask) in chunk {
+                call.arg(*partition).arg(ask.code());
             }
             let got: Vec<i64> = call.invoke_async(&mut *conn).await?;
             states.extend(got.into_iter().map(|state| match state {
                 1 => LeaseState::Held,
                 2 => LeaseState::Missing,
+                3 => LeaseState::Released,
                 _ => LeaseState::Other,
             }));
         }

@@ -52,6 +52,7 @@ mod migrations;
 mod node_ops;
 mod node_restart;
 mod node_sigterm;
+mod nodes_handoff;
 mod nodes_killed;
 mod nodes_membership;
 mod nodes_pause;

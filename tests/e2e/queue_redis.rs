@@ -123,7 +123,10 @@ async fn take_all(
     partitions: &[u32],
     node: &str,
 ) -> Result<Vec<bool>, penguin_engine::queue::QueueError> {
-    let asks: Vec<(u32, bool)> = partitions.iter().map(|p| (*p, true)).collect();
+    let asks: Vec<(u32, penguin_engine::lease::Ask)> = partitions
+        .iter()
+        .map(|p| (*p, penguin_engine::lease::Ask::TakeMissing))
+        .collect();
     let states = leases.acquire_or_renew(&asks, node, 60_000).await?;
     Ok(states
         .into_iter()
@@ -165,38 +168,55 @@ async fn a_lease_is_held_by_one_node_until_released() {
 }
 
 #[tokio::test]
-async fn a_missing_lease_is_taken_only_when_asked_and_a_released_one_at_once() {
-    use penguin_engine::lease::{LeaseState, Leases};
+async fn a_missing_lease_is_taken_only_when_asked_and_a_released_one_unless_renewing() {
+    use penguin_engine::lease::{Ask, LeaseState, Leases};
     let env = TestEnv::start().await;
     let leases = Leases::new(env.redis.clone());
     let t = 42;
     // Missing (never taken, expired or flushed): only taken when asked to.
     let state = leases
-        .acquire_or_renew(&[(t, false)], "a", 60_000)
+        .acquire_or_renew(&[(t, Ask::Take)], "a", 60_000)
         .await
         .unwrap();
     assert_eq!(state, [LeaseState::Missing]);
     let state = leases
-        .acquire_or_renew(&[(t, true)], "a", 60_000)
+        .acquire_or_renew(&[(t, Ask::TakeMissing)], "a", 60_000)
         .await
         .unwrap();
     assert_eq!(state, [LeaseState::Held]);
     let state = leases
-        .acquire_or_renew(&[(t, true)], "b", 60_000)
+        .acquire_or_renew(&[(t, Ask::TakeMissing)], "b", 60_000)
         .await
         .unwrap();
     assert_eq!(state, [LeaseState::Other]);
-    // Released by its holder: anyone takes it at once, without asking.
+    // Renewing alone keeps a held lease and takes nothing else.
+    let state = leases
+        .acquire_or_renew(&[(t, Ask::Renew)], "a", 60_000)
+        .await
+        .unwrap();
+    assert_eq!(state, [LeaseState::Held]);
+    // Released by its holder: anyone takes it at once, without asking, except
+    // by renewing alone (a hand-off in progress must not take its lease back).
     leases.release(&[t], "a").await.unwrap();
     let state = leases
-        .acquire_or_renew(&[(t, false)], "b", 60_000)
+        .acquire_or_renew(&[(t, Ask::Renew)], "a", 60_000)
+        .await
+        .unwrap();
+    assert_eq!(state, [LeaseState::Released]);
+    let state = leases
+        .acquire_or_renew(&[(t, Ask::Take)], "b", 60_000)
         .await
         .unwrap();
     assert_eq!(state, [LeaseState::Held]);
     // Emptied Redis: missing again.
     env.flush_redis().await;
     let state = leases
-        .acquire_or_renew(&[(t, false)], "a", 60_000)
+        .acquire_or_renew(&[(t, Ask::Take)], "a", 60_000)
+        .await
+        .unwrap();
+    assert_eq!(state, [LeaseState::Missing]);
+    let state = leases
+        .acquire_or_renew(&[(t, Ask::Renew)], "a", 60_000)
         .await
         .unwrap();
     assert_eq!(state, [LeaseState::Missing]);

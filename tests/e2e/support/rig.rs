@@ -15,7 +15,7 @@ use penguin_engine::dns::MxResolver;
 use penguin_engine::sink::{Sink, SinkConfig, SinkHandle};
 
 use super::quiet::{quiet_span, wait_until_quiet};
-use super::{TestEnv, admin_token, wait_for};
+use super::{TestEnv, admin_token, wait_for, wait_for_showing};
 
 pub struct Rig {
     pub env: TestEnv,
@@ -252,10 +252,15 @@ impl Rig {
     }
 
     /// Waits until every job of the scenario is terminal.
+    /// A timeout shows the jobs per state, so a stuck run says where it stuck.
     pub async fn wait_until_done(&self, scenario: &Scenario, timeout: Duration) {
-        wait_for("every job terminal", timeout, || async {
-            let progress = scenario.progress().await.ok()?;
-            (progress.terminal >= scenario.total).then_some(())
+        wait_for_showing("every job terminal", timeout, || async {
+            let progress = scenario.progress().await.ok();
+            if progress.is_some_and(|p| p.terminal >= scenario.total) {
+                return Ok(());
+            }
+            let counts: BTreeMap<String, i64> = self.job_counts().await.into_iter().collect();
+            Err(counts)
         })
         .await;
     }
