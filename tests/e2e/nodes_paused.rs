@@ -130,8 +130,21 @@ async fn a_node_paused_past_its_lease_sends_nothing_it_claimed() {
         })
         .filter_map(|m| Some((m.message_id.clone()?, m.seq)))
         .collect();
+    // node-b writes those outcomes when its StatusWriter flushes, which may be
+    // after the jobs went quiet (a refused write changes no job): wait for them.
     let b_api = ApiClient::new(node_b.api_url());
-    let refused = counter(&b_api, "penguin_fenced_writes_total{write=\"status\"}").await;
+    let refused_writes = || async {
+        let refused = counter(&b_api, "penguin_fenced_writes_total{write=\"status\"}").await;
+        if refused as usize >= stale.len() {
+            Ok(refused)
+        } else {
+            Err(refused)
+        }
+    };
+    let refused = match poll_until(Duration::from_secs(30), refused_writes).await {
+        Ok(refused) | Err(Some(refused)) => refused,
+        Err(None) => panic!("node-b's metrics did not answer"),
+    };
     eprintln!(
         "stale sends of node-b: {} (stop tried {} times), its outcome writes refused: {refused}",
         stale.len(),

@@ -141,14 +141,27 @@ async fn events_reach_the_webhook_signed_once_each() {
         &last.body
     ));
 
-    // Every delivery delivered after one attempt, with its attempt logged.
-    let answer = api
-        .get(
-            &format!("/v1/webhooks/{hook}/deliveries"),
-            Some(&tenant.token),
-        )
-        .await;
-    let deliveries = answer.expect(200)["deliveries"].as_array().unwrap().clone();
+    // Every delivery delivered after one attempt, with its attempt logged. The
+    // sender records an outcome after the receiver answered: wait until none
+    // is left pending (a retry would show as a second attempt below).
+    let deliveries = wait_for(
+        "every delivery settled",
+        Duration::from_secs(30),
+        || async {
+            let answer = api
+                .get(
+                    &format!("/v1/webhooks/{hook}/deliveries"),
+                    Some(&tenant.token),
+                )
+                .await;
+            let deliveries = answer.expect(200)["deliveries"].as_array().unwrap().clone();
+            deliveries
+                .iter()
+                .all(|d| d["status"] != "pending")
+                .then_some(deliveries)
+        },
+    )
+    .await;
     assert_eq!(deliveries.len(), LEADS + 2, "{deliveries:?}");
     for delivery in &deliveries {
         assert_eq!(delivery["status"], "delivered", "{delivery}");
