@@ -12,6 +12,7 @@ mod campaign_move_ips;
 mod campaign_retry;
 mod campaign_scheduled;
 mod campaign_send_window;
+mod citus_ddl;
 mod delivery_exactly_once;
 mod delivery_outcomes;
 mod deploy_alerts;
