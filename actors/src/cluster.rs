@@ -50,7 +50,7 @@ use crate::control_channel::subscribe;
 use crate::ip_supervisor::IpSupMsg;
 use crate::tenant_supervisor::TenantSupMsg;
 use crate::warmup_supervisor::WarmupSupMsg;
-use crate::{feeder, takeover};
+use crate::{feeder, takeover, tenant_supervisor};
 
 pub struct Cluster;
 
@@ -362,8 +362,14 @@ impl ClusterState {
         if ownership_changed {
             feeder::wake(&self.ctx);
         }
+        // A tenant taken over with `queued` jobs gets its Tenant actor now, not
+        // only when the Feeder finds its lists non-empty or work due: jobs the
+        // previous owner popped sit in the in-flight set, which only the Reaper
+        // re-queues, and only for tenants with a Tenant actor (which stays
+        // while anything of its tenant is in Redis).
         for tenant in to_wake {
             feeder::activate(&self.ctx, tenant);
+            tenant_supervisor::activate(&self.ctx, tenant, false);
         }
         for (partition, started) in self.leaving.iter_mut().filter(|(_, started)| !**started) {
             *started = true;

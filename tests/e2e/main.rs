@@ -82,6 +82,7 @@ mod shaping_sites_throttle;
 mod slow_mx;
 mod suppressed_at_send;
 mod suppressions_everywhere;
+mod takeover_inflight;
 mod tls_backends;
 mod tracking;
 mod unsubscribe;

@@ -93,6 +93,14 @@ impl Rig {
         (Rig::start_with(tweak, options).await, clock)
     }
 
+    /// Stops the node cleanly (its leases released); [`Rig::restart_node`]
+    /// starts it again. Meanwhile [`Rig::node`] panics.
+    pub async fn stop_node(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown().await;
+        }
+    }
+
     /// Stops the node in order and starts a new one with the same configuration
     /// (wall clock, default resolver), as an operator restarting it would.
     pub async fn restart_node(&mut self) {
