@@ -44,12 +44,7 @@ pub fn pseudonym(secret: &str, email: &str) -> String {
     let mut mac = HmacSha256::new_from_slice(&key(secret)).expect("HMAC takes any key length");
     mac.update(email.as_bytes());
     let digest = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(PREFIX.len() + HEX_DIGITS);
-    out.push_str(PREFIX);
-    for byte in digest.iter().take(HEX_DIGITS / 2) {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    format!("{PREFIX}{}", crate::hex::lower(&digest[..HEX_DIGITS / 2]))
 }
 
 /// A Postgres regular expression (ARE) matching `email` literally; used with
@@ -97,7 +92,7 @@ mod tests {
         let mut plain = HmacSha256::new_from_slice(b"s3cret-0123456789abcdef").unwrap();
         plain.update(b"ann@example.com");
         let plain = plain.finalize().into_bytes();
-        let hex: String = plain.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let hex = crate::hex::lower(&plain[..8]);
         assert_ne!(
             pseudonym("s3cret-0123456789abcdef", "ann@example.com"),
             format!("{PREFIX}{hex}")

@@ -36,6 +36,7 @@ pub mod dsn;
 pub mod erasure;
 pub mod greylist;
 pub mod health;
+pub mod hex;
 pub mod lease;
 pub mod membership;
 pub mod message;

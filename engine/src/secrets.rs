@@ -85,8 +85,7 @@ fn version_of(key: &[u8; MASTER_KEY_BYTES]) -> String {
         .chain_update(b"penguin master key id\0")
         .chain_update(key)
         .finalize();
-    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    format!("k{hex}")
+    format!("k{}", crate::hex::lower(&digest[..4]))
 }
 
 impl fmt::Debug for Sealer {

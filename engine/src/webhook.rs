@@ -157,7 +157,7 @@ pub fn vet(addresses: &[IpAddr], allowed: bool) -> Result<&[IpAddr], Refused> {
 /// A fresh signing secret, as shown once to the tenant: `whsec_` and 64 hex digits.
 pub fn new_secret() -> String {
     let bytes: [u8; 32] = rand::random();
-    format!("whsec_{}", hex(&bytes))
+    format!("whsec_{}", crate::hex::lower(&bytes))
 }
 
 /// The aad binding a sealed secret to its webhook row.
@@ -171,11 +171,10 @@ pub fn signature(secret: &[u8], t: i64, body: &[u8]) -> String {
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("t={t},v1={}", hex(&mac.finalize().into_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!(
+        "t={t},v1={}",
+        crate::hex::lower(&mac.finalize().into_bytes())
+    )
 }
 
 /// One event as a receiver gets it.
