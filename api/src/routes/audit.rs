@@ -1,7 +1,7 @@
 //! `GET /v1/audit?before=&limit=&tenant_id=&action=` (admin) → `{entries:
 //! [{id, at, actor, tenant_id, action, target, detail}], next_before}`: the
 //! audit log (`store::audit`), newest first. `before` = the previous page's
-//! `next_before` (null on the last page); `limit` 1 to [`MAX_LIMIT`] (default
+//! `next_before` (null on the last page); `limit` 1 to [`super::MAX_PAGE_LIMIT`] (default
 //! 100); `tenant_id` and `action` keep only the entries of that tenant or
 //! action. A malformed, repeated or unknown parameter, or a limit out of
 //! range: 422. Tenants never read the log (403; their role has no SELECT).
@@ -16,14 +16,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+use super::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Paging};
 use crate::AppState;
 use crate::auth::AdminCaller;
 use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::openapi::AdminOnly;
 
-/// The largest page.
-pub const MAX_LIMIT: i64 = MAX_PAGE_LIMIT;
 /// Longest `action` filter.
 const MAX_ACTION: usize = 64;
 
@@ -103,9 +101,9 @@ async fn list_audit(
 ) -> ApiResult<Json<AuditPage>> {
     let Query(query) = query.map_err(|rejection| AppError::invalid(rejection.body_text()))?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
+    if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
         return Err(AppError::invalid(format!(
-            "limit must be between 1 and {MAX_LIMIT}"
+            "limit must be between 1 and {MAX_PAGE_LIMIT}"
         )));
     }
     if query.before.is_some_and(|before| before < 1) {
@@ -127,15 +125,15 @@ async fn list_audit(
         tenant: query.tenant_id,
         action: query.action,
     };
-    let client = super::connection(&state).await?;
-    let mut rows = audit::page(&client, &filter, limit + 1).await?;
-    drop(client);
-    let next_before = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|row| row.id)
-    } else {
-        None
+    // Newest first: the shared paging cuts the page, its cursor is `before`.
+    let paging = Paging {
+        after: query.before,
+        limit,
     };
+    let client = super::connection(&state).await?;
+    let rows = audit::page(&client, &filter, paging.fetch()).await?;
+    drop(client);
+    let (rows, next_before) = paging.page(rows, |row| row.id);
     Ok(Json(AuditPage {
         entries: rows.into_iter().map(AuditEntry::from).collect(),
         next_before,
