@@ -11,6 +11,14 @@
 //! the reputation breakers ([`Breakers`]); a trip pauses the IP in Postgres (and
 //! at once here) or suspends/slows one provider pair.
 //!
+//! Deliveries are claimed in groups: a `Deliver` only adds its jobs to the
+//! actor's inbox, and one claim round (a `Claim` the actor sends itself, queued
+//! behind the deliveries already in its mailbox) reserves and claims everything
+//! the inbox holds in one statement. However the tenant pops (one job per
+//! returned credit while urgent mail waits, or a coalesced batch), a job waits
+//! for at most the claim under way and its own, never for one claim per message
+//! ahead of it in the mailbox, and a busy IP claims in bigger batches.
+//!
 //! The urgent lane: a batch is reserved and claimed most urgent first (what the
 //! allowance refuses is its least urgent tail), and the work queue hands the
 //! workers urgent jobs (priority ≤ 50) ahead of bulk ([`crate::priority_queue`]).
@@ -60,8 +68,11 @@ pub struct IpArgs {
 }
 
 pub enum IpMsg {
-    /// Jobs popped for this IP by its tenant (each holds one credit).
+    /// Jobs popped for this IP by its tenant (each holds one credit): into the
+    /// inbox, claimed by the next claim round.
     Deliver(Vec<Popped>),
+    /// The actor's own: claim what the inbox holds (one round at a time).
+    Claim,
     /// Stop taking work, release what has not started, wait for SMTP under way.
     Drain(RpcReplyPort<()>),
     /// The IP's row changed (status, warm-up day, limits); same address.
@@ -99,6 +110,10 @@ pub struct IpState {
     pub(crate) spec: Arc<IpSpec>,
     /// Claimed jobs for the workers, urgent first; `None` once draining.
     pub(crate) work: Option<WorkQueue>,
+    /// Delivered jobs the next claim round takes, all at once.
+    inbox: Vec<Popped>,
+    /// A `Claim` is in the mailbox: later deliveries join its round.
+    claim_planned: bool,
     workers: Vec<AbortOnDrop>,
     pub(crate) draining: Arc<AtomicBool>,
     /// The IP is paused (operator or breaker): workers release what they hold.
@@ -196,6 +211,8 @@ impl Actor for IpActor {
             ports,
             spec,
             work: Some(queue),
+            inbox: Vec::new(),
+            claim_planned: false,
             workers,
             draining,
             paused,
@@ -209,12 +226,24 @@ impl Actor for IpActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            IpMsg::Deliver(batch) => state.deliver(batch).await,
+            IpMsg::Deliver(batch) => {
+                state.inbox.extend(batch);
+                if !state.claim_planned && myself.cast(IpMsg::Claim).is_ok() {
+                    state.claim_planned = true;
+                }
+            }
+            IpMsg::Claim => {
+                state.claim_planned = false;
+                let batch = std::mem::take(&mut state.inbox);
+                if !batch.is_empty() {
+                    state.deliver(batch).await;
+                }
+            }
             IpMsg::Drain(reply) => {
                 state.drain().await;
                 let _ = reply.send(());
@@ -462,6 +491,9 @@ impl IpState {
     /// `draining`), SMTP transactions under way finish, then the workers exit.
     async fn drain(&mut self) {
         self.draining.store(true, Ordering::Release);
+        // Not claimed: the jobs stay in Redis' in-flight set for the tenant's owner.
+        let unclaimed = std::mem::take(&mut self.inbox);
+        self.return_credit(unclaimed.len());
         // Closing the queue ends each worker after the queue drains.
         if let Some(queue) = self.work.take() {
             queue.close();

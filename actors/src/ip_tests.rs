@@ -110,6 +110,35 @@ impl Rig {
     }
 }
 
+/// Deliveries that arrive while a claim is under way wait in the inbox and
+/// share the next claim statement: a job waits for the claim under way and
+/// its own, never for one claim per delivery ahead of it in the mailbox.
+#[tokio::test]
+async fn deliveries_during_a_claim_share_the_next_claim() {
+    let mut rig = Rig::start(DayUsage::default(), None).await;
+    let ports = rig.ports.clone();
+    let held = ports.claim_gate.write().await;
+    let first = rig.offer(1);
+    fakes::wait_until("the first claim under way", WITHIN, || {
+        rig.ports.log.lock().unwrap().claim_sizes.len() == 1
+    })
+    .await;
+    let mut later = Vec::new();
+    for _ in 0..3 {
+        later.extend(rig.offer(1));
+    }
+    drop(held);
+    let (claimed, refused) = rig.settle().await;
+    assert_eq!(claimed, [first, later].concat());
+    assert!(refused.is_empty());
+    assert_eq!(
+        rig.ports.log.lock().unwrap().claim_sizes,
+        [1, 3],
+        "the three deliveries made during the first claim share one"
+    );
+    rig.stop();
+}
+
 #[tokio::test]
 async fn an_ip_admits_its_hourly_cap_and_refuses_the_rest_until_the_next_hour() {
     let mut rig = Rig::start(DayUsage::default(), None).await;

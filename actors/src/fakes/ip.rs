@@ -45,6 +45,8 @@ pub(crate) struct IpLog {
     pub resets: usize,
     /// Jobs claimed `sending`, in order.
     pub claimed: Vec<Uuid>,
+    /// Jobs offered to each claim statement, in order.
+    pub claim_sizes: Vec<usize>,
     /// Jobs the claim finds no longer `queued` (stale copies).
     pub stale: HashSet<Uuid>,
     /// Usage marks the claims carried.
@@ -59,6 +61,9 @@ pub(crate) struct FakeIpPorts {
     pub log: Mutex<IpLog>,
     /// The IP's row as Postgres has it.
     pub spec: IpSpec,
+    /// Every claim reads this before it runs: a test that holds the write
+    /// lock holds the claim under way.
+    pub claim_gate: tokio::sync::RwLock<()>,
 }
 
 impl FakeIpPorts {
@@ -69,6 +74,7 @@ impl FakeIpPorts {
                 ..IpLog::default()
             }),
             spec,
+            claim_gate: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -188,6 +194,8 @@ impl IpPorts for FakeIpPorts {
         now: OffsetDateTime,
         mark: Option<UsageMark>,
     ) -> Result<SendingClaim, StoreError> {
+        self.log.lock().unwrap().claim_sizes.push(pairs.len());
+        let _held = self.claim_gate.read().await;
         let mut log = self.log.lock().unwrap();
         let claimed: Vec<ClaimedJob> = pairs
             .iter()
