@@ -79,6 +79,7 @@ mod shaping_sites_blocklist;
 mod shaping_sites_greylist;
 mod shaping_sites_providers;
 mod shaping_sites_throttle;
+mod single_tenant_sql;
 mod slow_mx;
 mod suppressed_at_send;
 mod suppressions_everywhere;

@@ -126,9 +126,15 @@ pub async fn load_in_force(
         )
         .await?;
     client.execute(&prune, &[&tenant, &ip, &now]).await?;
-    let mut rows = in_force(&client, &[ip], now).await?;
-    rows.retain(|row| row.tenant_id == tenant);
-    Ok(rows)
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM ip_shaping_actions
+             WHERE tenant_id = $1 AND ip_id = $2 AND until > $3
+             ORDER BY key, action"
+        ))
+        .await?;
+    let rows = client.query(&stmt, &[&tenant, &ip, &now]).await?;
+    Ok(rows.iter().map(action).collect())
 }
 
 /// The actions in force at `now` on these IPs, by IP, unit and action. Under a

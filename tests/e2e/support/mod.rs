@@ -100,6 +100,12 @@ impl TestEnv {
         }
     }
 
+    /// The log of the Postgres server the harness started (`None` when
+    /// `DATABASE_URL` names the server).
+    pub fn postgres_log(&self) -> Option<std::path::PathBuf> {
+        pg_server::server_log()
+    }
+
     /// The name of this test's database.
     pub fn database_name(&self) -> &str {
         &self.database.name

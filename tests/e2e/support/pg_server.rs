@@ -39,6 +39,13 @@ pub struct PgServer {
     prefix: String,
     /// The server process when we started it (never dropped: the watchdog stops it).
     _process: Option<Mutex<Watched>>,
+    /// Its log (stderr), when we started it.
+    log: Option<std::path::PathBuf>,
+}
+
+/// The log of the Postgres this binary started (`None` on `DATABASE_URL`'s).
+pub fn server_log() -> Option<std::path::PathBuf> {
+    SERVER.get().and_then(|server| server.log.clone())
 }
 
 /// A database of one test, dropped (best effort) when the test ends.
@@ -123,6 +130,7 @@ impl PgServer {
             url_of: Box::new(move |name| with_dbname(&base, name)),
             prefix,
             _process: None,
+            log: None,
         };
         server.wait_ready().await;
         let client = connect(&server.admin_url)
@@ -199,12 +207,14 @@ impl PgServer {
         let log = run_dir.join("postgres.log");
         let watched = Watched::spawn("postgres", &command, "QUIT", &log, Some(&run_dir));
         let socket_dir = path_str(&run_dir);
+        let log = Some(log);
         let url_socket = socket_dir.clone();
         PgServer {
             admin_url: key_value_url(&socket_dir, "postgres"),
             url_of: Box::new(move |name| key_value_url(&url_socket, name)),
             prefix: String::new(),
             _process: Some(Mutex::new(watched)),
+            log,
         }
     }
 
