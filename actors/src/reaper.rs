@@ -11,6 +11,12 @@
 //! 3. Jobs `sending` under this node's tokens for longer than
 //!    `queue.sending_timeout_ms` return to `pending`.
 //! 4. Running campaigns with nothing left to do become `completed`.
+//! 5. The safety net of steps 1–2: a tenant with a job `queued` for longer than
+//!    the in-flight deadline and two reaper periods, but no Tenant actor, gets
+//!    one (steps 1–2 then visit it). Nothing else would: the Feeder wakes a
+//!    tenant for due jobs or a non-empty list, and a job popped into an
+//!    in-flight set is neither. One indexed statement (the in-flight window
+//!    only) for all of the node's partitions.
 
 use std::time::Duration;
 
@@ -118,6 +124,29 @@ impl ReaperState {
             feeder::wake(&self.ctx);
         }
         self.complete_campaigns(&owned.partitions).await;
+        self.wake_stuck_tenants(&owned.partitions).await;
+    }
+
+    /// Step 5: tenants with long-`queued` jobs and no Tenant actor get one.
+    async fn wake_stuck_tenants(&self, partitions: &[penguin_engine::partition::Partition]) {
+        let queue = &self.ctx.config.queue;
+        let stuck_after = queue.inflight_deadline_ms + 2 * queue.reaper_interval_ms;
+        let before = self.ctx.clock.now() - Duration::from_millis(stuck_after);
+        let count = self.ctx.config.node.partitions;
+        let tenants =
+            match due::tenants_queued_before(&self.ctx.pg, count, partitions, before).await {
+                Ok(tenants) => tenants,
+                Err(err) => {
+                    tracing::warn!(error = %err, "listing tenants with stuck queued jobs failed");
+                    return;
+                }
+            };
+        for tenant in tenants {
+            if self.ctx.directory.tenant(tenant).is_none() {
+                tracing::warn!(%tenant, "jobs queued without a Tenant actor; waking the tenant");
+                crate::tenant_supervisor::activate(&self.ctx, tenant, false);
+            }
+        }
     }
 
     async fn complete_campaigns(&self, partitions: &[penguin_engine::partition::Partition]) {

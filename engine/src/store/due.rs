@@ -90,6 +90,27 @@ pub async fn tenants_with_queued(
     count: u32,
     partitions: &[Partition],
 ) -> Result<Vec<Uuid>, StoreError> {
+    tenants_queued_since(pool, count, partitions, None).await
+}
+
+/// The tenants of `partitions` (of `count` in all) with a job `queued` since
+/// before `before`: for the Reaper's safety net, jobs that should have been
+/// claimed or re-queued long ago.
+pub async fn tenants_queued_before(
+    pool: &Pool,
+    count: u32,
+    partitions: &[Partition],
+    before: OffsetDateTime,
+) -> Result<Vec<Uuid>, StoreError> {
+    tenants_queued_since(pool, count, partitions, Some(before)).await
+}
+
+async fn tenants_queued_since(
+    pool: &Pool,
+    count: u32,
+    partitions: &[Partition],
+    before: Option<OffsetDateTime>,
+) -> Result<Vec<Uuid>, StoreError> {
     if partitions.is_empty() {
         return Ok(Vec::new());
     }
@@ -98,11 +119,14 @@ pub async fn tenants_with_queued(
     let stmt = client
         .prepare_cached(
             "SELECT DISTINCT tenant_id FROM send_jobs
-             WHERE status = 'queued' AND penguin_partition(tenant_id, $1) = ANY($2)",
+             WHERE status = 'queued' AND penguin_partition(tenant_id, $1) = ANY($2)
+               AND ($3::timestamptz IS NULL OR updated_at < $3)",
         )
         .await?;
     let numbers: Vec<i32> = partitions.iter().map(|p| *p as i32).collect();
-    let rows = client.query(&stmt, &[&(count as i32), &numbers]).await?;
+    let rows = client
+        .query(&stmt, &[&(count as i32), &numbers, &before])
+        .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
