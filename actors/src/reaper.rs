@@ -16,7 +16,8 @@
 //!    one (steps 1–2 then visit it). Nothing else would: the Feeder wakes a
 //!    tenant for due jobs or a non-empty list, and a job popped into an
 //!    in-flight set is neither. One indexed statement (the in-flight window
-//!    only) for all of the node's partitions.
+//!    only) for all of the node's partitions, at most once per
+//!    `queue.inflight_deadline_ms`: nothing it finds is younger than that.
 
 use std::time::Duration;
 
@@ -35,6 +36,8 @@ pub enum ReaperMsg {
 
 pub struct ReaperState {
     ctx: Ctx,
+    /// When step 5 last ran.
+    net_ran: Option<std::time::Instant>,
 }
 
 impl Actor for Reaper {
@@ -49,7 +52,7 @@ impl Actor for Reaper {
     ) -> Result<Self::State, ActorProcessingErr> {
         let every = Duration::from_millis(ctx.config.queue.reaper_interval_ms);
         myself.send_interval(every, || ReaperMsg::Tick);
-        Ok(ReaperState { ctx })
+        Ok(ReaperState { ctx, net_ran: None })
     }
 
     async fn handle(
@@ -128,8 +131,13 @@ impl ReaperState {
     }
 
     /// Step 5: tenants with long-`queued` jobs and no Tenant actor get one.
-    async fn wake_stuck_tenants(&self, partitions: &[penguin_engine::partition::Partition]) {
+    async fn wake_stuck_tenants(&mut self, partitions: &[penguin_engine::partition::Partition]) {
         let queue = &self.ctx.config.queue;
+        let every = Duration::from_millis(queue.inflight_deadline_ms);
+        if self.net_ran.is_some_and(|at| at.elapsed() < every) {
+            return;
+        }
+        self.net_ran = Some(std::time::Instant::now());
         let stuck_after = queue.inflight_deadline_ms + 2 * queue.reaper_interval_ms;
         let before = self.ctx.clock.now() - Duration::from_millis(stuck_after);
         let count = self.ctx.config.node.partitions;

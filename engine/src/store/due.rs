@@ -90,7 +90,7 @@ pub async fn tenants_with_queued(
     count: u32,
     partitions: &[Partition],
 ) -> Result<Vec<Uuid>, StoreError> {
-    tenants_queued_since(pool, count, partitions, None).await
+    tenants_queued(pool, count, partitions, None).await
 }
 
 /// The tenants of `partitions` (of `count` in all) with a job `queued` since
@@ -102,10 +102,11 @@ pub async fn tenants_queued_before(
     partitions: &[Partition],
     before: OffsetDateTime,
 ) -> Result<Vec<Uuid>, StoreError> {
-    tenants_queued_since(pool, count, partitions, Some(before)).await
+    tenants_queued(pool, count, partitions, Some(before)).await
 }
 
-async fn tenants_queued_since(
+/// The tenants of `partitions` with a `queued` job (updated before `before`).
+async fn tenants_queued(
     pool: &Pool,
     count: u32,
     partitions: &[Partition],
