@@ -17,7 +17,9 @@
 //!
 //! A batch gets at most what the hour and the day still allow; the rest is
 //! refused with the time the next window opens, so the tenant can route it to
-//! another IP or leave it waiting in Postgres until then.
+//! another IP or leave it waiting in Postgres until then. Counters that Redis
+//! loses again while they are rebuilt (a flush or a restart under way) refuse
+//! nothing: the reservation fails, and the jobs wait in Redis for the next try.
 
 use penguin_engine::allowance::{DayPlan, daily_allowance};
 use penguin_engine::queue::QueueError;
@@ -69,6 +71,11 @@ pub enum AllowanceError {
     Queue(#[from] QueueError),
     #[error("warm-up verdict: {0:#}")]
     Warmup(anyhow::Error),
+    /// Redis lost the counters again between their rebuild and the
+    /// reservation (a flush or a restart under way): nothing is known of the
+    /// hour, so nothing is granted and nothing refused.
+    #[error("the ip's counters vanished from redis while they were rebuilt")]
+    CountersLost,
 }
 
 /// The plan of `spec` for one of its days. `health_factor` is 0.5 while a
@@ -165,6 +172,8 @@ impl Allowance {
                 reserved = reserve().await?;
             }
         }
+        // Missing after a rebuild is not an empty hour: refusing would hold the
+        // jobs until the next window although the hour may have room.
         let (n, day_total, epoch) = match reserved {
             Reserved::Granted {
                 granted,
@@ -172,10 +181,13 @@ impl Allowance {
                 epoch,
                 ..
             } => (granted, day, epoch),
-            Reserved::Missing => (0, 0, 0),
+            Reserved::Missing => return Err(AllowanceError::CountersLost),
         };
         mark.given_back = std::mem::take(&mut self.given_back);
         let next_window = (n < wanted).then(|| next_window(&plan, &local, day_total));
+        if let Some(until) = next_window {
+            tracing::debug!(ip = %spec.address, granted = n, wanted, day_total, %until, "allowance short");
+        }
         Ok(Grant {
             n,
             epoch,

@@ -378,6 +378,7 @@ impl IpState {
     /// IP of their pool or leaves them in Postgres until `next_window`.
     fn refuse(&self, jobs: Vec<Popped>, next_window: Option<time::OffsetDateTime>) {
         let until = next_window.unwrap_or_else(|| self.ctx.clock.now());
+        tracing::debug!(ip = %self.spec.address, jobs = jobs.len(), %until, "allowance refused jobs; back to the tenant");
         // Without a tenant actor (restarting), the jobs stay in Redis' in-flight
         // set until the reaper re-queues them.
         if let Some(tenant) = self.ctx.directory.tenant(self.spec.tenant_id) {

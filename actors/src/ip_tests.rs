@@ -220,6 +220,37 @@ async fn reservations_no_claim_counted_are_reset_to_what_postgres_recorded() {
     rig.stop();
 }
 
+/// Redis lost the counters again right after their rebuild (a flush while it
+/// ran): the hour is unknown, not used up. The batch is neither claimed nor
+/// refused until the next hour; its credit returns, and the next delivery
+/// rebuilds the counters and is admitted.
+#[tokio::test]
+async fn counters_lost_during_their_rebuild_refuse_nothing() {
+    let recorded = DayUsage {
+        day_total: 2,
+        hour_total: 2,
+    };
+    let mut rig = Rig::start(recorded, None).await;
+    rig.ports.log.lock().unwrap().lost_after_rebuild = 1;
+    rig.offer(2);
+    fakes::wait_until("the batch's credit returned", WITHIN, || {
+        rig.told.lock().unwrap().credit >= 2
+    })
+    .await;
+    assert!(rig.ports.claimed().is_empty());
+    assert!(
+        rig.told.lock().unwrap().refused.is_empty(),
+        "nothing refused until the next hour"
+    );
+    rig.offered = 0;
+    let offered = rig.offer(2);
+    let (claimed, refused) = rig.settle().await;
+    assert_eq!(claimed, offered, "the hour had room for both");
+    assert!(refused.is_empty());
+    assert_eq!(rig.ports.log.lock().unwrap().rebuilds, 2);
+    rig.stop();
+}
+
 #[tokio::test]
 async fn a_send_a_stale_job_left_unused_goes_to_a_refused_one() {
     let mut rig = Rig::start(DayUsage::default(), None).await;

@@ -120,6 +120,7 @@ struct Run<'a> {
     sink: &'a SinkHandle,
     pg: deadpool_postgres::Pool,
     membership: Membership,
+    redis: deadpool_redis::Pool,
     tenants: Vec<Uuid>,
     all_ips: HashSet<IpAddr>,
     started: Instant,
@@ -168,6 +169,7 @@ async fn run_with_sink(args: &FaultsArgs, sink: &SinkHandle) -> anyhow::Result<R
             sink,
             pg: pg.clone(),
             membership: Membership::new(redis.clone()),
+            redis: redis.clone(),
             tenants: scenario.tenants.iter().map(|t| t.id).collect(),
             all_ips: addresses.iter().filter_map(|a| a.parse().ok()).collect(),
             started: Instant::now(),
@@ -208,8 +210,11 @@ async fn run_with_sink(args: &FaultsArgs, sink: &SinkHandle) -> anyhow::Result<R
                 );
                 break;
             }
-            let victim = run.victim(&nodes.ids(), i).await?;
-            let fault = run.inject(&mut nodes, *kind, &victim).await?;
+            let victim = match kind.hits_a_node() {
+                true => Some(run.victim(&nodes.ids(), i).await?),
+                false => None,
+            };
+            let fault = run.inject(&mut nodes, *kind, victim.as_deref()).await?;
             println!(
                 "  {:>6.1} s  {}{} at {} of {} messages",
                 fault.at_ms as f64 / 1000.0,
@@ -262,18 +267,31 @@ impl Run<'_> {
     /// that holds some of the run's tenants. A node holding none (tenants hash
     /// to partitions, so with few tenants one node may get none) would make a
     /// fault that stops nothing, and its recovery could not be measured.
+    ///
+    /// Right after a Redis fault the membership records are gone until the
+    /// nodes' next heartbeats, so it waits for them for up to two lease TTLs.
     async fn victim(&self, ids: &[String], i: usize) -> anyhow::Result<String> {
-        let live = self.membership.live(clock::unix_ms()).await?;
-        let holds = |id: &str| {
-            live.iter()
-                .find(|n| n.id == id)
-                .is_some_and(|n| !self.tenants_of(n).is_empty())
-        };
-        (0..ids.len())
-            .map(|k| &ids[(i + k) % ids.len()])
-            .find(|id| holds(id))
-            .cloned()
-            .context("no live node holds any of the run's tenants")
+        let wait = Duration::from_millis(2 * self.config.node.lease_ttl_ms);
+        let deadline = Instant::now() + wait;
+        loop {
+            let live = self.membership.live(clock::unix_ms()).await?;
+            let holds = |id: &str| {
+                live.iter()
+                    .find(|n| n.id == id)
+                    .is_some_and(|n| !self.tenants_of(n).is_empty())
+            };
+            let found = (0..ids.len())
+                .map(|k| &ids[(i + k) % ids.len()])
+                .find(|id| holds(id));
+            match found {
+                Some(id) => return Ok(id.clone()),
+                None if Instant::now() > deadline => bail!(
+                    "no live node held any of the run's tenants for {} ms",
+                    wait.as_millis()
+                ),
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 
     fn deadline(&self) -> Instant {
@@ -302,7 +320,7 @@ impl Run<'_> {
         let mut polls = 0u32;
         while self.sink.stats().unique_message_ids < target {
             if Instant::now() > self.deadline() {
-                let state = diagnosis::snapshot(&self.pg, &self.tenants).await;
+                let state = diagnosis::snapshot(&self.pg, &self.redis, &self.tenants).await;
                 bail!("the campaigns stalled before {target} messages:{state}");
             }
             polls += 1;
@@ -318,7 +336,7 @@ impl Run<'_> {
         &self,
         nodes: &mut Nodes,
         kind: FaultKind,
-        victim: &str,
+        victim: Option<&str>,
     ) -> anyhow::Result<FaultRecord> {
         let progress = self.sink.stats().messages_accepted;
         let at_ms = self.started.elapsed().as_millis() as u64;
@@ -327,23 +345,27 @@ impl Run<'_> {
             ips: self.all_ips.clone(),
             ..FaultDetail::default()
         };
-        let tenants = if kind.hits_a_node() {
-            let live = self.membership.live(clock::unix_ms()).await?;
-            live.into_iter()
-                .find(|n| n.id == victim)
-                .map(|n| self.tenants_of(&n))
-                .unwrap_or_default()
-        } else {
-            Vec::new()
+        let tenants = match victim {
+            Some(victim) => {
+                let live = self.membership.live(clock::unix_ms()).await?;
+                live.into_iter()
+                    .find(|n| n.id == victim)
+                    .map(|n| self.tenants_of(&n))
+                    .unwrap_or_default()
+            }
+            None => Vec::new(),
         };
+        let node = || victim.context("a node fault needs the node it hits");
         match kind {
             FaultKind::Kill => {
+                let victim = node()?;
                 nodes.signal(victim, "KILL")?;
                 detail.transactions = self.sink.stats().transactions_begun;
                 detail.unrecorded = self.sending_jobs(&tenants).await?;
                 nodes.restart(victim).await?;
             }
             FaultKind::Pause => {
+                let victim = node()?;
                 nodes.signal(victim, "STOP")?;
                 detail.transactions = self.sink.stats().transactions_begun;
                 detail.unrecorded = self.sending_jobs(&tenants).await?;
@@ -365,13 +387,13 @@ impl Run<'_> {
                 }
             },
         }
-        if kind.hits_a_node() {
+        if victim.is_some() {
             detail.ips = self.ips_of(&tenants).await?;
         }
         detail.ended_ms = clock::unix_ms();
         Ok(FaultRecord {
             kind,
-            node: kind.hits_a_node().then(|| victim.to_string()),
+            node: victim.map(str::to_string),
             at_ms,
             lasted_ms: (detail.ended_ms - detail.started_ms).max(0) as u64,
             progress,
@@ -413,7 +435,7 @@ impl Run<'_> {
     async fn wait_settled(&self) -> anyhow::Result<()> {
         while self.unsettled().await != Some(0) {
             if Instant::now() > self.deadline() {
-                let state = diagnosis::snapshot(&self.pg, &self.tenants).await;
+                let state = diagnosis::snapshot(&self.pg, &self.redis, &self.tenants).await;
                 bail!(
                     "the campaigns did not settle within {} s:{state}",
                     self.args.timeout_secs

@@ -146,9 +146,13 @@ async fn run_harness(
             command.env_remove(key);
         }
     }
+    // Its error (with the stalled run's state) is the tail of what it prints:
+    // no backtrace after it.
     command
         .env("DATABASE_URL", &env.config.database.url)
-        .env("REDIS_URL", &env.config.redis.url);
+        .env("REDIS_URL", &env.config.redis.url)
+        .env("RUST_BACKTRACE", "0")
+        .env("RUST_LIB_BACKTRACE", "0");
     let output = tokio::time::timeout(Duration::from_secs(240), command.output())
         .await
         .expect("the harness finished in time")

@@ -43,6 +43,9 @@ pub(crate) struct IpLog {
     pub rebuilds: usize,
     /// Times existing counters were reset to Postgres' totals (they disagreed).
     pub resets: usize,
+    /// Rebuilds after which Redis loses the counters at once (a flush right
+    /// after the rebuild), counted down.
+    pub lost_after_rebuild: usize,
     /// Jobs claimed `sending`, in order.
     pub claimed: Vec<Uuid>,
     /// Jobs offered to each claim statement, in order.
@@ -163,6 +166,10 @@ impl IpPorts for FakeIpPorts {
         counters.day = day_total;
         counters.hours.insert(slot.hour, hour_total);
         counters.epoch += 1;
+        if log.lost_after_rebuild > 0 {
+            log.lost_after_rebuild -= 1;
+            log.counters.remove(&(slot.ip, slot.day));
+        }
         Ok(())
     }
 
