@@ -5,7 +5,10 @@
 #   ensure_packages   # apt-get installs redis-server / postgresql when missing
 #                     # (`ensure_packages aiosmtpd`: python3-aiosmtpd too, for the tests)
 #   start_postgres    # exports DATABASE_URL (fresh database `penguin`)
-#   start_redis       # exports REDIS_URL (empty, nothing persisted)
+#   start_redis       # exports REDIS_URL (empty, nothing persisted); with
+#                     # REDIS_CLUSTER=1 a 3-master Redis Cluster instead, and
+#                     # REDIS_CLUSTER_URLS (its masters, comma-separated: the
+#                     # engine's `[redis] cluster`)
 #
 # When DATABASE_URL / REDIS_URL are already set they are used as they are and
 # nothing is started for them. Servers started here listen on a free loopback
@@ -21,6 +24,7 @@ set -euo pipefail
 PENGUIN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PENGUIN_PG_PID=""
 PENGUIN_REDIS_PID=""
+PENGUIN_REDIS_CLUSTER_PIDS=()
 PENGUIN_TRAP_SET=0
 
 log() {
@@ -147,6 +151,11 @@ install_trap() {
 # Stops the servers this shell started, by PID: politely, then by force.
 stop_services() {
     stop_pid "$PENGUIN_REDIS_PID" TERM redis-server
+    local pid
+    for pid in "${PENGUIN_REDIS_CLUSTER_PIDS[@]}"; do
+        stop_pid "$pid" TERM "redis-server (cluster)"
+    done
+    PENGUIN_REDIS_CLUSTER_PIDS=()
     stop_pid "$PENGUIN_PG_PID" INT postgres
     PENGUIN_REDIS_PID=""
     PENGUIN_PG_PID=""
@@ -252,8 +261,13 @@ redis_ping() {
 }
 
 # Starts an empty, non-persistent redis-server on a free loopback port and
-# exports REDIS_URL. Does nothing when REDIS_URL is already set.
+# exports REDIS_URL. Does nothing when REDIS_URL is already set. With
+# REDIS_CLUSTER=1: a Redis Cluster instead (start_redis_cluster).
 start_redis() {
+    if [[ "${REDIS_CLUSTER:-}" == 1 ]]; then
+        start_redis_cluster
+        return 0
+    fi
     if [[ -n "${REDIS_URL:-}" ]]; then
         log "using REDIS_URL as given"
         return 0
@@ -274,6 +288,57 @@ start_redis() {
     fi
     export REDIS_URL="redis://127.0.0.1:$port"
     log "REDIS_URL=$REDIS_URL"
+}
+
+# Starts three empty, non-persistent cluster-enabled redis-servers on free
+# loopback ports (each with its bus port, +10000), joins them with
+# `redis-cli --cluster create`, and exports REDIS_CLUSTER_URLS (the masters,
+# comma-separated; the engine reads it as `[redis] cluster`) and REDIS_URL
+# (the first master). Does nothing when REDIS_CLUSTER_URLS is already set.
+start_redis_cluster() {
+    if [[ -n "${REDIS_CLUSTER_URLS:-}" ]]; then
+        log "using REDIS_CLUSTER_URLS as given"
+        return 0
+    fi
+    command -v redis-server >/dev/null 2>&1 || die "redis-server not found: run ensure_packages"
+    command -v redis-cli >/dev/null 2>&1 || die "redis-cli not found: install redis-tools"
+    local i port dir ports=() seeds=() addresses=()
+    install_trap
+    for i in 0 1 2; do
+        port="$(free_port)"
+        while ((port >= 55000)) || [[ " ${ports[*]} " == *" $port "* ]] ||
+            (exec 3<>"/dev/tcp/127.0.0.1/$((port + 10000))") 2>/dev/null; do
+            port="$(free_port)"
+        done
+        dir="$PENGUIN_ROOT/.local/redis-cluster/m$i"
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        log "starting redis-server (cluster) on 127.0.0.1:$port (log: $dir/redis.log)"
+        redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+            --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+            --save '' --appendonly no --daemonize no --dir "$dir" >"$dir/redis.log" 2>&1 &
+        PENGUIN_REDIS_CLUSTER_PIDS+=($!)
+        if ! wait_until "$!" 30 redis_ping "$port"; then
+            tail -n 20 "$dir/redis.log" >&2 || true
+            die "redis-server (cluster) did not become ready"
+        fi
+        ports+=("$port")
+        seeds+=("redis://127.0.0.1:$port")
+        addresses+=("127.0.0.1:$port")
+    done
+    redis-cli --cluster create "${addresses[@]}" --cluster-replicas 0 --cluster-yes >/dev/null ||
+        die "redis-cli --cluster create failed"
+    for i in $(seq 1 300); do
+        if redis-cli -p "${ports[0]}" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
+            break
+        fi
+        ((i < 300)) || die "the redis cluster did not become ok"
+        sleep 0.1
+    done
+    REDIS_CLUSTER_URLS="$(IFS=,; printf '%s' "${seeds[*]}")"
+    export REDIS_CLUSTER_URLS
+    export REDIS_URL="${seeds[0]}"
+    log "REDIS_CLUSTER_URLS=$REDIS_CLUSTER_URLS"
 }
 
 # Puts cargo on PATH (rustup's ~/.cargo/bin when the shell lacks it) or dies.

@@ -27,7 +27,7 @@ pub struct Node {
     pub config: Arc<Config>,
     /// The engine's pool (the API has its own).
     pub pg: deadpool_postgres::Pool,
-    pub redis: deadpool_redis::Pool,
+    pub redis: penguin_engine::queue::RedisPool,
     engine: EngineHandle,
     readiness: Readiness,
     api_stop: oneshot::Sender<()>,

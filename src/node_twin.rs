@@ -18,7 +18,7 @@ use penguin_engine::membership::Membership;
 
 /// Fails when another live node holds `node.id` (see the module doc).
 pub async fn refuse_a_live_twin(
-    redis: &deadpool_redis::Pool,
+    redis: &penguin_engine::queue::RedisPool,
     node: &NodeConfig,
 ) -> anyhow::Result<()> {
     let membership = Membership::new(redis.clone());

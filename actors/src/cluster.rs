@@ -123,7 +123,7 @@ impl Actor for Cluster {
         let every = Duration::from_millis(args.ctx.config.node.heartbeat_ms);
         myself.send_interval(every, || ClusterMsg::Heartbeat);
         myself.cast(ClusterMsg::Heartbeat)?;
-        let subscriber = tokio::spawn(subscribe(args.ctx.config.redis.url.clone(), myself.clone()));
+        let subscriber = tokio::spawn(subscribe(args.ctx.config.redis.clone(), myself.clone()));
         let myself = myself.clone();
         Ok(ClusterState {
             leases: Leases::new(args.ctx.queue.pool().clone()),

@@ -52,7 +52,7 @@ use crate::{analytics, status_writer};
 pub struct EngineDeps {
     pub config: Arc<Config>,
     pub pg: Pool,
-    pub redis: deadpool_redis::Pool,
+    pub redis: penguin_engine::queue::RedisPool,
     pub clock: SharedClock,
     /// MX resolution; `None` builds the hickory resolver from `[delivery.dns]`.
     pub resolver: Option<Arc<dyn MxResolver>>,

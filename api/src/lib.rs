@@ -122,7 +122,7 @@ pub struct AppState {
     /// The API's own pool (`database.api_max_connections`), never the
     /// engine's: no number of API requests can take the engine's connections.
     pub pg: deadpool_postgres::Pool,
-    pub redis: deadpool_redis::Pool,
+    pub redis: penguin_engine::queue::RedisPool,
     /// This node's metrics registry: what its listeners record goes there
     /// (see [`metrics::recorded`]) and `/metrics` renders it. The owner runs
     /// its upkeep.

@@ -71,6 +71,9 @@ impl Config {
             .for_each(mask);
         config.database.url = mask_password(&config.database.url);
         config.redis.url = mask_password(&config.redis.url);
+        for seed in &mut config.redis.cluster {
+            *seed = mask_password(seed);
+        }
         config
     }
 }
@@ -123,6 +126,7 @@ mod tests {
         config.generate_missing_secrets();
         config.database.url = "postgres://penguin:hunter2@db:5432/penguin".into();
         config.redis.url = "rediss://:s3cret@cache:6380/0".into();
+        config.redis.cluster = vec!["rediss://:cl0ster@cache-2:6380".into()];
         let masked = config.masked();
         let text = format!("{masked:?}{}", serde_json_like(&masked));
         for secret in [
@@ -131,6 +135,7 @@ mod tests {
             config.secrets.master_key.as_deref().unwrap(),
             "hunter2",
             "s3cret",
+            "cl0ster",
         ] {
             assert!(!text.contains(secret), "{secret} shown");
         }

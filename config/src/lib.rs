@@ -2,8 +2,8 @@
 //!
 //! [`Config::load`] layers, lowest first: the built-in defaults, one TOML file
 //! (`--config FILE`), `PENGUIN_<SECTION>__<KEY>` environment variables, and finally
-//! `DATABASE_URL` / `REDIS_URL`. The result is validated once; an error names the
-//! key and the reason. Everything downstream receives the immutable [`Config`]
+//! `DATABASE_URL` / `REDIS_URL` / `REDIS_CLUSTER_URLS`. The result is validated
+//! once; an error names the key and the reason. Everything downstream receives the immutable [`Config`]
 //! (usually in an `Arc`) and never touches `std::env` itself.
 //!
 //! `config/example.toml` documents every key with its default; a test parses it.
@@ -17,6 +17,7 @@ mod limits;
 mod log;
 mod providers;
 mod public;
+mod redis;
 mod reply_rules;
 mod retention;
 mod secrets;
@@ -48,13 +49,14 @@ pub use providers::{
     normalize_pattern, resolve_providers,
 };
 pub use public::{HttpLimits, MAX_CONNECTIONS, PublicConfig};
+pub use redis::RedisConfig;
 pub use reply_rules::{MAX_RULE_DURATION_SECS, ReplyAction, ReplyRule, default_reply_rules};
 pub use retention::RetentionConfig;
 pub use secrets::{
     MASTER_KEY_BYTES, MIN_SECRET_CHARS, PUBLISHED_SECRETS, SecretsConfig, random_secret,
 };
 pub use sections::{
-    ApiConfig, DatabaseConfig, MAX_PARTITIONS, NodeConfig, QueueConfig, RedisConfig, TrackingConfig,
+    ApiConfig, DatabaseConfig, MAX_PARTITIONS, NodeConfig, QueueConfig, TrackingConfig,
 };
 pub use sequences::{MAX_SEQUENCE_STEPS, MAX_STEP_DELAY_SECS, SequencesConfig};
 pub use sites::{GreylistConfig, SitesConfig};
@@ -143,7 +145,19 @@ impl Config {
                     .map(|_| "database.url".into()),
             )
             .merge(Env::raw().only(&["REDIS_URL"]).map(|_| "redis.url".into()));
-        figment.extract().map_err(ConfigError::from_figment)
+        let mut config: Config = figment.extract().map_err(ConfigError::from_figment)?;
+        // `REDIS_CLUSTER_URLS`: a cluster's masters, comma-separated (what
+        // `scripts/services.sh` exports with REDIS_CLUSTER=1).
+        if let Ok(urls) = std::env::var("REDIS_CLUSTER_URLS")
+            && !urls.trim().is_empty()
+        {
+            config.redis.cluster = urls
+                .split(',')
+                .map(|url| url.trim().to_string())
+                .filter(|url| !url.is_empty())
+                .collect();
+        }
+        Ok(config)
     }
 
     /// Parses a TOML document on top of the defaults (no environment) and checks

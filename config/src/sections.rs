@@ -79,51 +79,6 @@ impl DatabaseConfig {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RedisConfig {
-    /// `redis://host:port/db`, `rediss://host:port/db` (TLS) or
-    /// `redis+unix:///path`; `REDIS_URL` overrides.
-    pub url: String,
-    /// Upper bound of the connection pool of this node.
-    pub pool_size: usize,
-    /// PEM file of the CA certificates a `rediss://` server's certificate must
-    /// chain to; unset: the operating system's trust store.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<std::path::PathBuf>,
-}
-
-impl Default for RedisConfig {
-    fn default() -> Self {
-        Self {
-            url: "redis://127.0.0.1:6379".into(),
-            pool_size: 16,
-            ca_file: None,
-        }
-    }
-}
-
-impl RedisConfig {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        let scheme_ok = ["redis://", "rediss://", "redis+unix://", "unix://"]
-            .iter()
-            .any(|s| self.url.starts_with(s));
-        if !scheme_ok {
-            return Err(ConfigError::invalid(
-                "redis.url",
-                "must start with redis://, rediss://, redis+unix:// or unix://",
-            ));
-        }
-        if self.ca_file.is_some() && !self.url.starts_with("rediss://") {
-            return Err(ConfigError::invalid(
-                "redis.ca_file",
-                "is only used with a rediss:// url",
-            ));
-        }
-        positive("redis.pool_size", self.pool_size as u64)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Address the control API listens on: `/v1/*`, `/metrics`, `/health/*`,
     /// `/openapi.json`, `/docs` (the public links are on `public.listen`).

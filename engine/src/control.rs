@@ -65,7 +65,7 @@ impl ControlEvent {
 /// Publishes an event to every node. Errors are returned, but callers usually only
 /// log them: the state change already happened in Postgres.
 pub async fn publish(
-    redis: &deadpool_redis::Pool,
+    redis: &crate::queue::RedisPool,
     event: &ControlEvent,
 ) -> Result<(), crate::queue::QueueError> {
     let mut conn = redis.get().await?;

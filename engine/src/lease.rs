@@ -23,7 +23,7 @@
 //! writes Postgres still accepts: each takeover raises the partition's epoch
 //! there ([`crate::store::fences`]), so a node whose lease passed on changes nothing.
 
-use deadpool_redis::Pool;
+use crate::queue::RedisPool as Pool;
 use deadpool_redis::redis::Script;
 
 use crate::partition::Partition;
@@ -33,7 +33,7 @@ use crate::queue::QueueError;
 pub const RELEASED: &str = ":released";
 
 /// The hash of every partition lease.
-pub const LEASES_KEY: &str = "partition_leases";
+pub const LEASES_KEY: &str = "{cluster}:partition_leases";
 
 /// How long a [`RELEASED`] mark stays, in ms.
 const RELEASED_MS: u64 = 60_000;
@@ -178,7 +178,7 @@ impl Leases {
             for (partition, ask) in chunk {
                 call.arg(*partition).arg(ask.code());
             }
-            let got: Vec<i64> = call.invoke_async(&mut *conn).await?;
+            let got: Vec<i64> = call.invoke_async(&mut conn).await?;
             states.extend(got.into_iter().map(|state| match state {
                 1 => LeaseState::Held,
                 2 => LeaseState::Missing,
@@ -199,7 +199,7 @@ impl Leases {
             for partition in chunk {
                 call.arg(*partition);
             }
-            let _: i64 = call.invoke_async(&mut *conn).await?;
+            let _: i64 = call.invoke_async(&mut conn).await?;
         }
         Ok(())
     }
@@ -213,7 +213,7 @@ impl Leases {
         ))
         .key(LEASES_KEY)
         .arg(partition)
-        .invoke_async(&mut *conn)
+        .invoke_async(&mut conn)
         .await?;
         Ok(holder)
     }

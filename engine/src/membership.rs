@@ -1,26 +1,28 @@
 //! Node membership in Redis: every node writes its [`NodeRecord`] each heartbeat
-//! to `node:<id>` (expiring after the lease TTL) and keeps its id in the sorted
-//! set `nodes`, scored by when the record expires. A node that stops cleanly
+//! to `{cluster}:node:<id>` (expiring after the lease TTL) and keeps its id in
+//! the sorted set `{cluster}:nodes`, scored by when the record expires. A node that stops cleanly
 //! [`Membership::leave`]s; one that dies drops out when its record expires. Read
 //! by `GET /v1/nodes`. `POST /v1/nodes/{id}/drain` leaves a drain request
-//! (`node:<id>:drain`) the node picks up at its next heartbeat.
+//! (`{cluster}:node:<id>:drain`) the node picks up at its next heartbeat.
 //!
-//! The node keys are not a tenant's, so they carry no hash tag; every command
-//! touches one key, so they work on Redis Cluster too. A record names
+//! The node keys carry the hash tag `{cluster}`, like the partition leases: a
+//! heartbeat writes the record and the set in one pipeline, and reading the
+//! live nodes gets every record in one, and a pipeline on Redis Cluster keeps
+//! to one slot. A record names
 //! partitions, not tenants: its size and the heartbeat's cost do not grow with
 //! the number of tenants.
 
 use crate::partition::Partition;
 use crate::queue::QueueError;
-use deadpool_redis::Pool;
+use crate::queue::RedisPool as Pool;
 use deadpool_redis::redis::{AsyncCommands as _, pipe};
 use serde::{Deserialize, Serialize};
 
 /// The sorted set of node ids, scored by record expiry (unix ms).
-pub const NODES_KEY: &str = "nodes";
+pub const NODES_KEY: &str = "{cluster}:nodes";
 
 pub fn node_key(id: &str) -> String {
-    format!("node:{id}")
+    format!("{{cluster}}:node:{id}")
 }
 
 /// What a node says about itself each heartbeat.
@@ -67,7 +69,7 @@ impl NodeRecord {
 
 /// The key that asks node `id` to drain (set by the API, read by the node).
 pub fn drain_key(id: &str) -> String {
-    format!("node:{id}:drain")
+    format!("{{cluster}}:node:{id}:drain")
 }
 
 #[derive(Clone)]
@@ -90,7 +92,7 @@ impl Membership {
             .ignore()
             .zadd(NODES_KEY, &record.id, expires)
             .ignore()
-            .query_async::<()>(&mut *conn)
+            .query_async::<()>(&mut conn)
             .await?;
         Ok(())
     }
@@ -129,7 +131,7 @@ impl Membership {
             .ignore()
             .zrem(NODES_KEY, id)
             .ignore()
-            .query_async::<()>(&mut *conn)
+            .query_async::<()>(&mut conn)
             .await?;
         Ok(())
     }
@@ -147,7 +149,7 @@ impl Membership {
         for id in &ids {
             gets.get(node_key(id));
         }
-        let records: Vec<Option<String>> = gets.query_async(&mut *conn).await?;
+        let records: Vec<Option<String>> = gets.query_async(&mut conn).await?;
         let mut live: Vec<NodeRecord> = records
             .into_iter()
             .flatten()

@@ -122,11 +122,11 @@ pub(super) async fn settle(env: &BenchEnv, max_secs: u64) -> anyhow::Result<Stri
 }
 
 async fn read(
-    redis: &mut deadpool_redis::Connection,
+    redis: &mut penguin_engine::queue::RedisConn,
     pg: &deadpool_postgres::Object,
 ) -> anyhow::Result<Reading> {
     let info: String = redis::cmd("INFO")
-        .query_async(&mut **redis)
+        .query_async(redis)
         .await
         .context("redis INFO")?;
     let row = pg

@@ -100,7 +100,7 @@ async fn redis_used_memory(env: &BenchEnv) -> anyhow::Result<u64> {
     let mut redis = env.node.redis.get().await.context("redis connection")?;
     let info: String = redis::cmd("INFO")
         .arg("memory")
-        .query_async(&mut *redis)
+        .query_async(&mut redis)
         .await
         .context("redis INFO memory")?;
     Ok(bench_stats::parse_info_field(&info, "used_memory").unwrap_or(0.0) as u64)

@@ -17,7 +17,7 @@ use uuid::Uuid;
 /// cannot say, and `?` for what Redis cannot.
 pub async fn snapshot(
     pg: &deadpool_postgres::Pool,
-    redis: &deadpool_redis::Pool,
+    redis: &penguin_engine::queue::RedisPool,
     tenants: &[Uuid],
 ) -> String {
     let read = async {
@@ -79,7 +79,7 @@ pub async fn snapshot(
 
 /// One number Redis answers to `command`: `?` when it cannot say, `-` when
 /// absent.
-async fn redis_read(redis: &deadpool_redis::Pool, command: &redis::Cmd) -> String {
+async fn redis_read(redis: &penguin_engine::queue::RedisPool, command: &redis::Cmd) -> String {
     let Ok(mut connection) = redis.get().await else {
         return "?".into();
     };

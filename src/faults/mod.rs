@@ -120,7 +120,7 @@ struct Run<'a> {
     sink: &'a SinkHandle,
     pg: deadpool_postgres::Pool,
     membership: Membership,
-    redis: deadpool_redis::Pool,
+    redis: penguin_engine::queue::RedisPool,
     tenants: Vec<Uuid>,
     all_ips: HashSet<IpAddr>,
     started: Instant,

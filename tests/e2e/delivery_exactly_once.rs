@@ -6,18 +6,27 @@
 
 use std::time::Duration;
 
-use crate::support::rig::{Rig, series};
+use crate::support::rig::{Rig, RigOptions, series};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_tenants_three_ips_each_exactly_once() {
-    let rig = Rig::start(|_| {}).await;
+    two_tenants_three_ips(false, 5_000).await;
+}
+
+/// The scenario with `leads` per tenant, on one Redis or on a Redis Cluster.
+pub(crate) async fn two_tenants_three_ips(redis_cluster: bool, leads: usize) {
+    let options = RigOptions {
+        redis_cluster,
+        ..RigOptions::default()
+    };
+    let rig = Rig::start_with(|_| {}, options).await;
     let scenario = rig
         .scenario(
             vec![
                 vec!["127.0.0.2", "127.0.0.3", "127.0.0.4"],
                 vec!["127.0.0.5", "127.0.0.6", "127.0.0.7"],
             ],
-            5_000,
+            leads,
         )
         .await;
     scenario.start().await.expect("campaigns start");
@@ -27,7 +36,8 @@ async fn two_tenants_three_ips_each_exactly_once() {
     let extra = rig.check_delivered(&scenario).await;
     assert_eq!(extra, 0, "no duplicates without a crash");
     let stats = rig.sink.stats();
-    assert_eq!(stats.messages_accepted, 10_000);
+    let total = 2 * leads as u64;
+    assert_eq!(stats.messages_accepted, total);
     // All six IPs carried traffic, and connections were reused.
     assert_eq!(stats.per_source_ip.len(), 6, "{:?}", stats.per_source_ip);
     assert!(
@@ -46,7 +56,7 @@ async fn two_tenants_three_ips_each_exactly_once() {
     })
     .await;
 
-    // The node's /metrics counts exactly its own work: 10 000 sent, each with one
+    // The node's /metrics counts exactly its own work: every lead sent, each with one
     // pickup latency; each job fed to Redis once (nothing went back to Postgres:
     // no fault; jobs whose in-flight deadline passed on a busy machine go back to
     // their Redis list, not through the feeder); and the feeder's rounds since
@@ -66,7 +76,7 @@ async fn two_tenants_three_ips_each_exactly_once() {
         "penguin_pickup_latency_seconds_count",
         "penguin_jobs_fed_total",
     ] {
-        assert_eq!(value(name), 10_000.0, "{name} on this node's /metrics");
+        assert_eq!(value(name), total as f64, "{name} on this node's /metrics");
     }
     rig.shutdown().await;
 }

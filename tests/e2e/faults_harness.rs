@@ -149,6 +149,7 @@ async fn run_harness(
     // Its error (with the stalled run's state) is the tail of what it prints:
     // no backtrace after it.
     command
+        .env_remove("REDIS_CLUSTER_URLS")
         .env("DATABASE_URL", &env.config.database.url)
         .env("REDIS_URL", &env.config.redis.url)
         .env("RUST_BACKTRACE", "0")

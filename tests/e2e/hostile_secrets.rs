@@ -34,6 +34,7 @@ async fn run(command: &str, toml: &str, env: &[(&str, &str)]) -> Output {
         .arg(&file)
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
+        .env_remove("REDIS_CLUSTER_URLS")
         .envs(env.iter().copied())
         .kill_on_drop(true)
         .stdout(std::process::Stdio::piped())

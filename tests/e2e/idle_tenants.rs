@@ -25,7 +25,7 @@ async fn redis_commands(rig: &Rig) -> BTreeMap<String, u64> {
     let mut redis = rig.env.redis.get().await.expect("redis connection");
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
-        .query_async(&mut *redis)
+        .query_async(&mut redis)
         .await
         .expect("INFO commandstats");
     info.lines()
@@ -45,7 +45,10 @@ async fn redis_commands(rig: &Rig) -> BTreeMap<String, u64> {
 /// When node-a last wrote its membership record (unix ms).
 async fn last_heartbeat(rig: &Rig) -> i64 {
     let mut redis = rig.env.redis.get().await.expect("redis connection");
-    let record: Option<String> = redis.get("node:node-a").await.expect("GET");
+    let record: Option<String> = redis
+        .get(penguin_engine::membership::node_key("node-a"))
+        .await
+        .expect("GET");
     let record: serde_json::Value =
         serde_json::from_str(&record.expect("node-a's record")).expect("json");
     record["heartbeat_at_ms"].as_i64().expect("heartbeat_at_ms")

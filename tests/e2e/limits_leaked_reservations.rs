@@ -49,7 +49,7 @@ async fn reservations_no_claim_counted_are_returned_from_postgres() {
         .arg(&key)
         .arg(&["day", "10", "h09", "10", "epoch"])
         .arg(STALE_EPOCH)
-        .query_async(&mut *redis)
+        .query_async(&mut redis)
         .await
         .expect("write the leaked reservations");
 
@@ -63,7 +63,7 @@ async fn reservations_no_claim_counted_are_returned_from_postgres() {
             let value: i64 = redis::cmd("HGET")
                 .arg(&key)
                 .arg(name)
-                .query_async(&mut *redis)
+                .query_async(&mut redis)
                 .await
                 .expect("read the counters");
             value

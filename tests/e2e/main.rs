@@ -64,6 +64,7 @@ mod pacing_rate;
 mod partitions;
 mod pause_resume;
 mod queue_redis;
+mod redis_cluster;
 mod redis_flushed;
 mod retention;
 mod retry_limits;

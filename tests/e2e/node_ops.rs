@@ -127,6 +127,7 @@ fn config_check(file: &std::path::Path) -> (bool, String) {
         .arg(file)
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
+        .env_remove("REDIS_CLUSTER_URLS")
         .output()
         .expect("penguin config check runs");
     let text = format!(

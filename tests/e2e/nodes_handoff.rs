@@ -20,7 +20,7 @@ async fn holders(rig: &Rig) -> HashMap<u32, String> {
     let mut conn = rig.env.redis.get().await.expect("redis connection");
     let all: HashMap<u32, String> = redis::cmd("HGETALL")
         .arg(LEASES_KEY)
-        .query_async(&mut *conn)
+        .query_async(&mut conn)
         .await
         .expect("HGETALL");
     all.into_iter()

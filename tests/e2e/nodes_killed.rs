@@ -20,7 +20,7 @@ use crate::support::cluster::{
     works,
 };
 use crate::support::node_process::NodeProcess;
-use crate::support::rig::Rig;
+use crate::support::rig::{Rig, RigOptions};
 use crate::support::wait_for;
 
 const CONNECTIONS_PER_IP: usize = 2;
@@ -35,20 +35,32 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_killed_and_restarted_lose_nothing_and_copy_at_most_their_transactions() {
-    let rig = Rig::start(|config| {
+    let leads = env_number("E2E_FAULT_LEADS", 400);
+    let kills = env_number("E2E_FAULT_KILLS", 6);
+    kill_and_restart(false, leads, kills).await;
+}
+
+/// The scenario with `leads` per tenant and `rounds` kills, on one Redis or
+/// on a Redis Cluster.
+pub(crate) async fn kill_and_restart(redis_cluster: bool, leads: u64, rounds: u64) {
+    let tweak = |config: &mut penguin_config::Config| {
         config.node.id = "node-a".into();
         config.node.heartbeat_ms = 200;
         config.node.lease_ttl_ms = 3_000;
         config.limits.ip_messages_per_second = 40;
         config.delivery.connections_per_ip = CONNECTIONS_PER_IP;
-    })
-    .await;
+    };
+    let options = RigOptions {
+        redis_cluster,
+        ..RigOptions::default()
+    };
+    let rig = Rig::start_with(tweak, options).await;
     slow_smtp(&rig, 20);
     let api = ApiClient::new(&rig.node().api_url());
     let scenario = rig
         .scenario_on(
             tenant_per_ip(&SIX_IPS),
-            env_number("E2E_FAULT_LEADS", 400) as usize,
+            leads as usize,
             &["node-a", "node-b", "node-c"],
             &["node-a", "node-a", "node-b", "node-b", "node-c", "node-c"],
         )
@@ -70,7 +82,6 @@ async fn nodes_killed_and_restarted_lose_nothing_and_copy_at_most_their_transact
 
     // Kill a node at evenly spread points of the campaign, alternating b and c,
     // each restarted at once.
-    let rounds = env_number("E2E_FAULT_KILLS", 6);
     let mut bound = 0;
     let mut kills = 0;
     let mut may_repeat: HashSet<String> = HashSet::new();

@@ -5,12 +5,21 @@
 
 use std::time::Duration;
 
-use crate::support::rig::{Rig, start_other_campaign};
+use crate::support::rig::{Rig, RigOptions, start_other_campaign};
 use crate::support::wait_for;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_message_after_pause_returns_and_resume_completes_exactly_once() {
-    let rig = Rig::start(|_| {}).await;
+    pause_and_resume(false).await;
+}
+
+/// The scenario, on one Redis or on a Redis Cluster.
+pub(crate) async fn pause_and_resume(redis_cluster: bool) {
+    let options = RigOptions {
+        redis_cluster,
+        ..RigOptions::default()
+    };
+    let rig = Rig::start_with(|_| {}, options).await;
     let scenario = rig
         .scenario(vec![vec!["127.0.0.2", "127.0.0.3"]], 4_000)
         .await;

@@ -11,18 +11,29 @@ use penguin_engine::payload::{JobPayload, JobV1};
 use penguin_engine::queue::RedisQueue;
 use penguin_engine::store::campaigns;
 
-use crate::support::rig::Rig;
+use crate::support::rig::{Rig, RigOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn flushall_mid_run_loses_nothing_and_duplicates_nothing() {
-    let rig = Rig::start(|_| {}).await;
+    flushed_twice(false, 6_000).await;
+}
+
+/// `leads` for one tenant, Redis emptied (on every master of a cluster) after
+/// a quarter and again after a bit over half of them were received.
+pub(crate) async fn flushed_twice(redis_cluster: bool, leads: u64) {
+    let options = RigOptions {
+        redis_cluster,
+        ..RigOptions::default()
+    };
+    let rig = Rig::start_with(|_| {}, options).await;
     let scenario = rig
-        .scenario(vec![vec!["127.0.0.2", "127.0.0.3"]], 6_000)
+        .scenario(vec![vec!["127.0.0.2", "127.0.0.3"]], leads as usize)
         .await;
     scenario.start().await.expect("start");
-    rig.wait_for_sink(1_500, Duration::from_secs(60)).await;
+    rig.wait_for_sink(leads / 4, Duration::from_secs(60)).await;
     rig.env.flush_redis().await;
-    rig.wait_for_sink(3_500, Duration::from_secs(60)).await;
+    rig.wait_for_sink(leads * 7 / 12, Duration::from_secs(60))
+        .await;
     rig.env.flush_redis().await;
 
     rig.wait_until_done(&scenario, Duration::from_secs(180))

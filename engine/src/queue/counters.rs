@@ -14,7 +14,7 @@
 //! so a late give-back from before a reset (a paused node waking up) can never
 //! take the counters below what Postgres knows was sent.
 
-use deadpool_redis::Pool;
+use crate::queue::RedisPool as Pool;
 use deadpool_redis::redis::{self, Script};
 use time::Date;
 use uuid::Uuid;
@@ -110,7 +110,7 @@ impl IpCounters {
             .arg(wanted)
             .arg(limit(day_limit))
             .arg(limit(hour_limit))
-            .invoke_async(&mut *conn)
+            .invoke_async(&mut conn)
             .await?;
         Ok(if granted < 0 {
             Reserved::Missing
@@ -149,7 +149,7 @@ impl IpCounters {
             .ignore()
             .expire(&key, TTL_SECS)
             .ignore()
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await?;
         Ok(())
     }
@@ -178,7 +178,7 @@ impl IpCounters {
             .arg(slot.field())
             .arg(n)
             .arg(epoch)
-            .invoke_async(&mut *conn)
+            .invoke_async(&mut conn)
             .await?;
         Ok(())
     }

@@ -7,15 +7,15 @@
 //! [`RedisQueue::is_live`]). Every key carries the tenant hash tag `{t:<id>}`, so
 //! all keys touched by one script share a Redis Cluster slot.
 
-use std::time::Duration;
-
-use deadpool_redis::redis::{self, AsyncCommands, AsyncConnectionConfig, Script};
-use deadpool_redis::{Manager, Pool, Runtime};
+use deadpool_redis::redis::{self, AsyncCommands, Script};
 use penguin_config::RedisConfig;
 use thiserror::Error;
 use uuid::Uuid;
 
 pub mod counters;
+pub mod pool;
+
+pub use pool::{RedisConn, RedisPool};
 
 use crate::domain::Band;
 use crate::payload::{JobPayload, PayloadError};
@@ -32,44 +32,9 @@ pub enum QueueError {
     Payload(#[from] PayloadError),
 }
 
-/// Builds the pooled Redis connections of one node (short, explicit timeouts).
-/// A `rediss://` URL connects over TLS (rustls), checking the server's
-/// certificate against `[redis] ca_file` or else the system's trust store.
-pub fn redis_pool(config: &RedisConfig) -> Result<Pool, QueueError> {
-    let connection = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(2)));
-    let info = connection_info(config)?;
-    let manager = Manager::new_with_config(info, connection)
-        .map_err(|e| QueueError::Config(format!("redis.url: {e}")))?;
-    Pool::builder(manager)
-        .max_size(config.pool_size)
-        .wait_timeout(Some(Duration::from_secs(5)))
-        .create_timeout(Some(Duration::from_secs(5)))
-        .recycle_timeout(Some(Duration::from_secs(2)))
-        .runtime(Runtime::Tokio1)
-        .build()
-        .map_err(|e| QueueError::Config(format!("redis pool: {e}")))
-}
-
-/// Where and how to connect: the URL, with the CA file's certificates as the
-/// only roots when one is given.
-fn connection_info(config: &RedisConfig) -> Result<redis::ConnectionInfo, QueueError> {
-    let Some(ca_file) = &config.ca_file else {
-        return redis::IntoConnectionInfo::into_connection_info(config.url.as_str())
-            .map_err(|e| QueueError::Config(format!("redis.url: {e}")));
-    };
-    let pem = std::fs::read(ca_file)
-        .map_err(|e| QueueError::Config(format!("redis.ca_file {}: {e}", ca_file.display())))?;
-    let client = redis::Client::build_with_tls(
-        config.url.as_str(),
-        redis::TlsCertificates {
-            client_tls: None,
-            root_cert: Some(pem),
-        },
-    )
-    .map_err(|e| QueueError::Config(format!("redis.ca_file {}: {e}", ca_file.display())))?;
-    Ok(client.get_connection_info().clone())
+/// The Redis of one node, one server or a cluster (see [`pool`]).
+pub fn redis_pool(config: &RedisConfig) -> Result<RedisPool, QueueError> {
+    RedisPool::new(config)
 }
 
 /// The key names of one tenant.
@@ -112,13 +77,13 @@ pub struct Popped {
 
 #[derive(Clone)]
 pub struct RedisQueue {
-    pool: Pool,
+    pool: RedisPool,
     pop_script: Script,
     requeue_script: Script,
 }
 
 impl RedisQueue {
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: RedisPool) -> Self {
         Self {
             pool,
             pop_script: Script::new(include_str!("pop.lua")),
@@ -126,7 +91,7 @@ impl RedisQueue {
         }
     }
 
-    pub fn pool(&self) -> &Pool {
+    pub fn pool(&self) -> &RedisPool {
         &self.pool
     }
 
@@ -148,23 +113,41 @@ impl RedisQueue {
             }
         }
         let mut conn = self.pool.get().await?;
-        let _: () = pipe.query_async(&mut *conn).await?;
+        let _: () = pipe.query_async(&mut conn).await?;
         Ok(())
     }
 
-    /// Jobs waiting in each tenant's lists (not counting in-flight), one round trip.
+    /// Jobs waiting in each tenant's lists (not counting in-flight): one round
+    /// trip, or on a cluster one per tenant (a pipeline keeps to one slot),
+    /// sent together.
     pub async fn depths(&self, tenants: &[Uuid]) -> Result<Vec<usize>, QueueError> {
         if tenants.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for tenant in tenants {
-            for list in &TenantKeys::new(*tenant).lists {
-                pipe.llen(list);
+        let lengths = |tenants: &[Uuid]| {
+            let mut pipe = redis::pipe();
+            for tenant in tenants {
+                for list in &TenantKeys::new(*tenant).lists {
+                    pipe.llen(list);
+                }
             }
-        }
-        let mut conn = self.pool.get().await?;
-        let lens: Vec<usize> = pipe.query_async(&mut *conn).await?;
+            pipe
+        };
+        let lens: Vec<usize> = if self.pool.is_cluster() {
+            let each = tenants.iter().map(|tenant| async move {
+                let mut conn = self.pool.get().await?;
+                let lens: Vec<usize> = lengths(&[*tenant]).query_async(&mut conn).await?;
+                Ok::<_, QueueError>(lens)
+            });
+            futures::future::try_join_all(each)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect()
+        } else {
+            let mut conn = self.pool.get().await?;
+            lengths(tenants).query_async(&mut conn).await?
+        };
         Ok(lens.chunks(3).map(|c| c.iter().sum()).collect())
     }
 
@@ -179,7 +162,7 @@ impl RedisQueue {
         }
         pipe.zcard(&keys.inflight);
         let mut conn = self.pool.get().await?;
-        let lens: Vec<usize> = pipe.query_async(&mut *conn).await?;
+        let lens: Vec<usize> = pipe.query_async(&mut conn).await?;
         Ok(lens.iter().sum())
     }
 
@@ -205,7 +188,7 @@ impl RedisQueue {
             .key(&keys.inflight)
             .arg(max)
             .arg(deadline_ms)
-            .invoke_async(&mut *conn)
+            .invoke_async(&mut conn)
             .await?;
         let mut popped = Vec::with_capacity(raws.len());
         let mut garbage = Vec::new();
@@ -265,7 +248,7 @@ impl RedisQueue {
                 .unwrap_or(Band::Low);
             invocation.arg(raw.as_slice()).arg(band_index(band) + 1);
         }
-        let moved: usize = invocation.invoke_async(&mut *conn).await?;
+        let moved: usize = invocation.invoke_async(&mut conn).await?;
         Ok(moved)
     }
 
@@ -286,7 +269,7 @@ impl RedisQueue {
     /// Round trip check for `/health/queue`.
     pub async fn ping(&self) -> Result<(), QueueError> {
         let mut conn = self.pool.get().await?;
-        let _: String = redis::cmd("PING").query_async(&mut *conn).await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
     }
 }

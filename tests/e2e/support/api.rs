@@ -45,7 +45,7 @@ impl ApiServer {
     pub async fn start_on(
         config: Config,
         pg: deadpool_postgres::Pool,
-        redis: deadpool_redis::Pool,
+        redis: penguin_engine::queue::RedisPool,
     ) -> ApiServer {
         let metrics = Arc::new(penguin_api::recorder::node_recorder());
         let limits = Arc::new(penguin_api::rate_limit::Limits::new(&config.api));

@@ -33,6 +33,7 @@ pub mod node_process;
 mod pg_server;
 pub mod process;
 pub mod quiet;
+pub mod redis_cluster;
 mod redis_server;
 pub mod rig;
 mod routes;
@@ -47,6 +48,7 @@ use std::time::{Duration, Instant};
 use penguin_config::Config;
 
 use self::pg_server::TestDatabase;
+use self::redis_cluster::RedisCluster;
 use self::redis_server::RedisServer;
 
 /// Engine logs on the test's output when `E2E_LOG` is set (once per binary).
@@ -73,9 +75,15 @@ pub fn admin_token() -> &'static str {
 pub struct TestEnv {
     pub config: Config,
     pub pg: deadpool_postgres::Pool,
-    pub redis: deadpool_redis::Pool,
-    redis_server: RedisServer,
+    pub redis: penguin_engine::queue::RedisPool,
+    redis_server: RedisBackend,
     database: TestDatabase,
+}
+
+/// The Redis of one test: one server, or a 3-master Redis Cluster.
+enum RedisBackend {
+    Single(RedisServer),
+    Cluster(RedisCluster),
 }
 
 impl TestEnv {
@@ -87,6 +95,21 @@ impl TestEnv {
         let (database, redis_server) =
             tokio::join!(pg_server::test_database(), RedisServer::start());
         let config = test_config(&database.url, redis_server.url());
+        TestEnv::with(config, database, RedisBackend::Single(redis_server))
+    }
+
+    /// [`TestEnv::start`] on a real 3-master Redis Cluster on loopback ports:
+    /// `config.redis.cluster` lists its masters.
+    pub async fn start_on_cluster() -> TestEnv {
+        init_logs();
+        let (database, cluster) = tokio::join!(pg_server::test_database(), RedisCluster::start());
+        let seeds = cluster.seeds();
+        let mut config = test_config(&database.url, &seeds[0]);
+        config.redis.cluster = seeds;
+        TestEnv::with(config, database, RedisBackend::Cluster(cluster))
+    }
+
+    fn with(config: Config, database: TestDatabase, redis_server: RedisBackend) -> TestEnv {
         let pg = penguin_engine::db::pg_pool(&config.database)
             .unwrap_or_else(|e| panic!("test Postgres pool: {e}"));
         let redis = penguin_engine::queue::redis_pool(&config.redis)
@@ -111,15 +134,31 @@ impl TestEnv {
         &self.database.name
     }
 
-    /// Empties this test's Redis (FLUSHALL; FLUSHDB on a shared `REDIS_URL`).
+    /// Empties this test's Redis (FLUSHALL, on every master of a cluster;
+    /// FLUSHDB on a shared `REDIS_URL`).
     pub async fn flush_redis(&self) {
-        self.redis_server.flush().await;
+        match &self.redis_server {
+            RedisBackend::Single(server) => server.flush().await,
+            RedisBackend::Cluster(cluster) => cluster.flush().await,
+        }
     }
 
     /// Kills this test's redis-server by PID and starts a new, empty one at the
-    /// same address. Pools reconnect on their next use.
+    /// same address (every master of a cluster, one after another). Pools
+    /// reconnect on their next use.
     pub async fn restart_redis(&self) {
-        self.redis_server.restart().await;
+        match &self.redis_server {
+            RedisBackend::Single(server) => server.restart().await,
+            RedisBackend::Cluster(cluster) => cluster.restart_all().await,
+        }
+    }
+
+    /// This test's Redis Cluster (panics on one server).
+    pub fn redis_cluster(&self) -> &RedisCluster {
+        match &self.redis_server {
+            RedisBackend::Cluster(cluster) => cluster,
+            RedisBackend::Single(_) => panic!("this TestEnv runs on one redis-server"),
+        }
     }
 
     /// Runs one SQL statement on the test database and returns its rows.

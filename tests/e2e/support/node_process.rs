@@ -82,7 +82,9 @@ impl NodeProcess {
             .kill_on_drop(true);
         // The node reads its configuration from the file alone.
         for (key, _) in std::env::vars() {
-            if key.starts_with("PENGUIN_") || key == "DATABASE_URL" || key == "REDIS_URL" {
+            if key.starts_with("PENGUIN_")
+                || ["DATABASE_URL", "REDIS_URL", "REDIS_CLUSTER_URLS"].contains(&key.as_str())
+            {
                 command.env_remove(key);
             }
         }
@@ -196,7 +198,9 @@ impl ChildNode {
             .stderr(err);
         // The node reads its configuration from the file alone.
         for (key, _) in std::env::vars() {
-            if key.starts_with("PENGUIN_") || key == "DATABASE_URL" || key == "REDIS_URL" {
+            if key.starts_with("PENGUIN_")
+                || ["DATABASE_URL", "REDIS_URL", "REDIS_CLUSTER_URLS"].contains(&key.as_str())
+            {
                 command.env_remove(key);
             }
         }

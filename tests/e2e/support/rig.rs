@@ -34,6 +34,8 @@ pub struct RigOptions {
     pub resolver: Option<Arc<dyn MxResolver>>,
     /// Route only these domains to the sink (instead of `*`).
     pub routed_domains: Option<Vec<String>>,
+    /// Run on a 3-master Redis Cluster ([`TestEnv::start_on_cluster`]).
+    pub redis_cluster: bool,
 }
 
 impl Rig {
@@ -44,7 +46,10 @@ impl Rig {
 
     /// Like [`Rig::start`], with a controlled clock, resolver or routes.
     pub async fn start_with(tweak: impl FnOnce(&mut Config), options: RigOptions) -> Rig {
-        let env = TestEnv::start().await;
+        let env = match options.redis_cluster {
+            true => TestEnv::start_on_cluster().await,
+            false => TestEnv::start().await,
+        };
         let sink = Sink::start(SinkConfig::new(SocketAddr::from(([127, 0, 0, 1], 0))))
             .await
             .expect("sink starts");

@@ -88,6 +88,7 @@ impl SiteRig {
             clock,
             resolver: Some(Arc::new(resolver)),
             routed_domains: Some(vec!["unused.invalid".into()]),
+            redis_cluster: false,
         };
         let rig = Rig::start_with(
             |config| {
