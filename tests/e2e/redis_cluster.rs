@@ -5,7 +5,8 @@
 //! every master mid-run, nodes killed and their partitions taken over — and one
 //! only a cluster has: each master restarted in turn mid-run (its slots' keys
 //! gone, its clients cut, the cluster briefly down), with nothing lost and
-//! nothing sent twice.
+//! nothing sent twice. And the control channel: a notification published
+//! through the cluster reaches a subscriber on every master.
 //!
 //! Every pipeline and script keeps to one slot (a tenant's keys share
 //! `{t:<tenant>}`, the leases and node records `{cluster}`); a command that
@@ -65,4 +66,40 @@ async fn each_master_restarted_mid_run_loses_nothing() {
     let extra = rig.check_delivered(&scenario).await;
     assert_eq!(extra, 0, "a master restart must not cause duplicates");
     rig.shutdown().await;
+}
+
+/// The control channel on a cluster: a notification the API publishes through
+/// the cluster connection reaches a subscriber on every master (a node
+/// subscribes on one seed, whichever answers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_notification_reaches_every_master() {
+    use futures::StreamExt;
+    use penguin_engine::control::{self, CHANNEL, ControlEvent};
+
+    let env = crate::support::TestEnv::start_on_cluster().await;
+    let mut streams = Vec::new();
+    for seed in &env.config.redis.cluster {
+        let client = redis::Client::open(seed.as_str()).expect("seed url");
+        let mut pubsub = client.get_async_pubsub().await.expect("subscriber");
+        pubsub.subscribe(CHANNEL).await.expect("subscribe");
+        streams.push(pubsub.into_on_message());
+    }
+    let event = ControlEvent::TenantChanged {
+        tenant_id: uuid::Uuid::new_v4(),
+    };
+    control::publish(&env.redis, &event)
+        .await
+        .expect("publish through the cluster");
+    for (seed, stream) in env.config.redis.cluster.iter().zip(&mut streams) {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("nothing reached the subscriber on {seed}"))
+            .expect("a message");
+        let text: String = message.get_payload().expect("text");
+        assert_eq!(
+            ControlEvent::from_json(&text),
+            Some(event.clone()),
+            "{seed}"
+        );
+    }
 }
