@@ -12,7 +12,8 @@ pub struct RedisConfig {
     /// `redis://host:port/db`, `rediss://host:port/db` (TLS) or
     /// `redis+unix:///path`; `REDIS_URL` overrides.
     pub url: String,
-    /// Upper bound of the connection pool of this node.
+    /// Upper bound of the connection pool of this node (one server; on a
+    /// cluster the node shares one multiplexed connection).
     pub pool_size: usize,
     /// PEM file of the CA certificates a `rediss://` server's certificate must
     /// chain to; unset: the operating system's trust store.

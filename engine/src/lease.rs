@@ -23,7 +23,7 @@
 //! writes Postgres still accepts: each takeover raises the partition's epoch
 //! there ([`crate::store::fences`]), so a node whose lease passed on changes nothing.
 
-use crate::queue::RedisPool as Pool;
+use crate::queue::RedisPool;
 use deadpool_redis::redis::Script;
 
 use crate::partition::Partition;
@@ -147,13 +147,13 @@ impl Ask {
 
 #[derive(Clone)]
 pub struct Leases {
-    pool: Pool,
+    pool: RedisPool,
     acquire: Script,
     release: Script,
 }
 
 impl Leases {
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: RedisPool) -> Self {
         Self {
             pool,
             acquire: Script::new(&format!("{PRELUDE}{ACQUIRE}")),

@@ -1,20 +1,20 @@
 //! Node membership in Redis: every node writes its [`NodeRecord`] each heartbeat
 //! to `{cluster}:node:<id>` (expiring after the lease TTL) and keeps its id in
-//! the sorted set `{cluster}:nodes`, scored by when the record expires. A node that stops cleanly
-//! [`Membership::leave`]s; one that dies drops out when its record expires. Read
-//! by `GET /v1/nodes`. `POST /v1/nodes/{id}/drain` leaves a drain request
-//! (`{cluster}:node:<id>:drain`) the node picks up at its next heartbeat.
+//! the sorted set `{cluster}:nodes`, scored by when the record expires. A node
+//! that stops cleanly [`Membership::leave`]s; one that dies drops out when its
+//! record expires. Read by `GET /v1/nodes`. `POST /v1/nodes/{id}/drain` leaves
+//! a drain request (`{cluster}:node:<id>:drain`) the node picks up at its next
+//! heartbeat.
 //!
 //! The node keys carry the hash tag `{cluster}`, like the partition leases: a
-//! heartbeat writes the record and the set in one pipeline, and reading the
-//! live nodes gets every record in one, and a pipeline on Redis Cluster keeps
-//! to one slot. A record names
-//! partitions, not tenants: its size and the heartbeat's cost do not grow with
-//! the number of tenants.
+//! heartbeat writes the record and the set in one pipeline and reading the
+//! live nodes gets every record in one, and on Redis Cluster a pipeline keeps
+//! to one slot. A record names partitions, not tenants: its size and the
+//! heartbeat's cost do not grow with the number of tenants.
 
 use crate::partition::Partition;
 use crate::queue::QueueError;
-use crate::queue::RedisPool as Pool;
+use crate::queue::RedisPool;
 use deadpool_redis::redis::{AsyncCommands as _, pipe};
 use serde::{Deserialize, Serialize};
 
@@ -74,11 +74,11 @@ pub fn drain_key(id: &str) -> String {
 
 #[derive(Clone)]
 pub struct Membership {
-    pool: Pool,
+    pool: RedisPool,
 }
 
 impl Membership {
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: RedisPool) -> Self {
         Membership { pool }
     }
 

@@ -14,7 +14,7 @@
 //! so a late give-back from before a reset (a paused node waking up) can never
 //! take the counters below what Postgres knows was sent.
 
-use crate::queue::RedisPool as Pool;
+use super::RedisPool;
 use deadpool_redis::redis::{self, Script};
 use time::Date;
 use uuid::Uuid;
@@ -41,7 +41,7 @@ pub enum Reserved {
 
 #[derive(Clone)]
 pub struct IpCounters {
-    pool: Pool,
+    pool: RedisPool,
     reserve_script: Script,
     give_back_script: Script,
 }
@@ -76,7 +76,7 @@ fn hour_field(hour: u8) -> String {
 }
 
 impl IpCounters {
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: RedisPool) -> Self {
         Self {
             pool,
             reserve_script: Script::new(include_str!("reserve.lua")),
