@@ -204,19 +204,26 @@ impl Drop for RedisCluster {
     }
 }
 
-/// A loopback port that is free, and whose cluster bus port (+10,000) is too.
+/// A loopback port that is free, and whose cluster bus port (+10,000) is too,
+/// both below Linux' ephemeral range (32768 and up by default), so no outgoing
+/// connection of a test running beside this one takes either meanwhile; and
+/// never one this process handed out before.
 fn free_port_pair() -> u16 {
-    for _ in 0..200 {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let port = listener.local_addr().expect("local addr").port();
-        if port >= 55_000 {
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().expect("ports lock");
+    for _ in 0..500 {
+        let port = 12_000 + (uuid::Uuid::new_v4().as_u128() % 10_000) as u16;
+        if handed_out.contains(&port) {
             continue;
         }
-        if TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok()
+        {
+            handed_out.push(port);
             return port;
         }
     }
-    panic!("no free loopback port pair for a redis cluster master")
+    panic!("no free loopback port pair for a redis cluster master in 12000..22000")
 }
 
 async fn command(port: u16, args: &[&str]) -> redis::RedisResult<redis::Value> {
