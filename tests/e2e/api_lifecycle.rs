@@ -23,7 +23,9 @@ const DRAIN_POLLS_HELD: u32 = 50;
 #[tokio::test]
 async fn transitions_are_idempotent_and_impossible_ones_are_409() {
     let env = TestEnv::start().await;
-    let server = ApiServer::start(&env, |_| {}).await;
+    // The cancels below meet a job left `sending` that nothing finishes: each
+    // waits the drain deadline out (30 s by default) before it answers.
+    let server = ApiServer::start(&env, |config| config.api.pause_drain_timeout_ms = 500).await;
     let api = &server.api;
     let (tenant, token) = api.create_tenant("acme").await;
     let ip = api.add_ip(tenant, "127.0.0.2").await;
