@@ -11,8 +11,9 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::poll_until;
 use super::process::{self, Watched};
 
 const MASTERS: usize = 3;
@@ -144,47 +145,58 @@ impl RedisCluster {
         *master.process.lock().expect("master lock") = Some(watched);
     }
 
+    /// Polls master `i` with PING until it answers; panics with its log when
+    /// it died or did not answer within 10 s.
     async fn wait_answering(&self, i: usize) {
         let master = &self.masters[i];
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while let Err(error) = command(master.port, &["PING"]).await {
-            {
-                let guard = master.process.lock().expect("master lock");
-                let process = guard.as_ref().expect("master process");
-                assert!(
-                    process.is_alive(),
-                    "redis-server (cluster) exited during start: {}",
-                    process.log_tail()
-                );
-                assert!(
-                    Instant::now() < deadline,
-                    "master {} not answering after 10 s ({error}): {}",
-                    master.port,
-                    process.log_tail()
-                );
+        let answered = poll_until(Duration::from_secs(10), || async {
+            let alive = master
+                .process
+                .lock()
+                .expect("master lock")
+                .as_ref()
+                .is_some_and(|p| p.is_alive());
+            match command(master.port, &["PING"]).await {
+                Ok(_) => Ok(()),
+                Err(error) if alive => Err(error.to_string()),
+                Err(_) => Ok(()), // dead: reported below
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        })
+        .await;
+        let guard = master.process.lock().expect("master lock");
+        let process = guard.as_ref().expect("master process");
+        assert!(
+            process.is_alive(),
+            "redis-server (cluster) exited during start: {}",
+            process.log_tail()
+        );
+        if let Err(error) = answered {
+            panic!(
+                "master {} not answering after 10 s ({error:?}): {}",
+                master.port,
+                process.log_tail()
+            );
         }
     }
 
-    /// Waits until every master reports `cluster_state:ok` and knows all three.
+    /// Polls until every master reports `cluster_state:ok` and knows all three.
     async fn wait_ok(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let mut ok = true;
+        let whole = poll_until(Duration::from_secs(30), || async {
+            let mut states = Vec::new();
             for master in &self.masters {
                 let info = info(master.port).await.unwrap_or_default();
-                ok &= info.contains("cluster_state:ok")
+                let ok = info.contains("cluster_state:ok")
                     && info.contains(&format!("cluster_known_nodes:{MASTERS}"));
+                states.push((master.port, ok));
             }
-            if ok {
-                return;
+            match states.iter().all(|(_, ok)| *ok) {
+                true => Ok(()),
+                false => Err(states),
             }
-            assert!(
-                Instant::now() < deadline,
-                "the redis cluster did not become ok within 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        })
+        .await;
+        if let Err(last) = whole {
+            panic!("the redis cluster did not become ok within 30 s: {last:?}");
         }
     }
 }
