@@ -15,11 +15,7 @@ async fn two_tenants_three_ips_each_exactly_once() {
 
 /// The scenario with `leads` per tenant, on one Redis or on a Redis Cluster.
 pub(crate) async fn two_tenants_three_ips(redis_cluster: bool, leads: usize) {
-    let options = RigOptions {
-        redis_cluster,
-        ..RigOptions::default()
-    };
-    let rig = Rig::start_with(|_| {}, options).await;
+    let rig = Rig::start_with(|_| {}, RigOptions::on_redis(redis_cluster)).await;
     let scenario = rig
         .scenario(
             vec![

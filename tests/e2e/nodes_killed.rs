@@ -50,11 +50,7 @@ pub(crate) async fn kill_and_restart(redis_cluster: bool, leads: u64, rounds: u6
         config.limits.ip_messages_per_second = 40;
         config.delivery.connections_per_ip = CONNECTIONS_PER_IP;
     };
-    let options = RigOptions {
-        redis_cluster,
-        ..RigOptions::default()
-    };
-    let rig = Rig::start_with(tweak, options).await;
+    let rig = Rig::start_with(tweak, RigOptions::on_redis(redis_cluster)).await;
     slow_smtp(&rig, 20);
     let api = ApiClient::new(&rig.node().api_url());
     let scenario = rig

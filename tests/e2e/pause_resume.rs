@@ -15,11 +15,7 @@ async fn no_message_after_pause_returns_and_resume_completes_exactly_once() {
 
 /// The scenario, on one Redis or on a Redis Cluster.
 pub(crate) async fn pause_and_resume(redis_cluster: bool) {
-    let options = RigOptions {
-        redis_cluster,
-        ..RigOptions::default()
-    };
-    let rig = Rig::start_with(|_| {}, options).await;
+    let rig = Rig::start_with(|_| {}, RigOptions::on_redis(redis_cluster)).await;
     let scenario = rig
         .scenario(vec![vec!["127.0.0.2", "127.0.0.3"]], 4_000)
         .await;

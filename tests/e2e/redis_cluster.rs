@@ -16,13 +16,6 @@ use std::time::Duration;
 
 use crate::support::rig::{Rig, RigOptions};
 
-fn on_cluster() -> RigOptions {
-    RigOptions {
-        redis_cluster: true,
-        ..RigOptions::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delivery_is_exactly_once_on_a_redis_cluster() {
     crate::delivery_exactly_once::two_tenants_three_ips(true, 1_000).await;
@@ -48,7 +41,7 @@ async fn nodes_killed_on_a_redis_cluster_lose_nothing() {
 /// node records each live on one of them. Every lead arrives exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_master_restarted_mid_run_loses_nothing() {
-    let rig = Rig::start_with(|_| {}, on_cluster()).await;
+    let rig = Rig::start_with(|_| {}, RigOptions::on_redis(true)).await;
     assert!(rig.env.redis.is_cluster());
     let leads = 3_000u64;
     let scenario = rig

@@ -21,11 +21,7 @@ async fn flushall_mid_run_loses_nothing_and_duplicates_nothing() {
 /// `leads` for one tenant, Redis emptied (on every master of a cluster) after
 /// a quarter and again after a bit over half of them were received.
 pub(crate) async fn flushed_twice(redis_cluster: bool, leads: u64) {
-    let options = RigOptions {
-        redis_cluster,
-        ..RigOptions::default()
-    };
-    let rig = Rig::start_with(|_| {}, options).await;
+    let rig = Rig::start_with(|_| {}, RigOptions::on_redis(redis_cluster)).await;
     let scenario = rig
         .scenario(vec![vec!["127.0.0.2", "127.0.0.3"]], leads as usize)
         .await;

@@ -38,6 +38,16 @@ pub struct RigOptions {
     pub redis_cluster: bool,
 }
 
+impl RigOptions {
+    /// The defaults, on a Redis Cluster when `redis_cluster`.
+    pub fn on_redis(redis_cluster: bool) -> RigOptions {
+        RigOptions {
+            redis_cluster,
+            ..RigOptions::default()
+        }
+    }
+}
+
 impl Rig {
     /// Starts the sink and a node; `tweak` adjusts the node's configuration.
     pub async fn start(tweak: impl FnOnce(&mut Config)) -> Rig {
